@@ -1,0 +1,37 @@
+# Run `make help` for the list of targets.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The tests run against the real PostgreSQL and Redis; override these to point elsewhere.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/billing
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
+
+.PHONY: help install run test lint typecheck bench
+
+help:  ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed  ## Create the virtualenv and install pinned requirements
+
+run: install  ## Start the whole product with demo data (SQLite, no broker server, localstripe, demo model)
+	$(PY) manage.py quickstart
+
+lint: install  ## ruff (lint + format check)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install  ## mypy with django-stubs
+	DEBUG=true $(VENV)/bin/mypy .
+
+test: install  ## Lint, type-check, check migrations, run the whole test suite against PostgreSQL and Redis
+	$(MAKE) --no-print-directory lint typecheck
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DEBUG=true $(PY) manage.py makemigrations --check --dry-run
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DEBUG=true $(PY) -m pytest
+
+bench: install  ## Print the benchmark tables (ledger, rating, gateway)
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DEBUG=true $(PY) -m tests.load

@@ -1,0 +1,82 @@
+"""One error shape for every API: OpenAI's {"error": {"message", "type", "param", "code"}}.
+
+Services raise ApplicationError (or a subclass); DRF's own exceptions (validation, auth, 404) are mapped to the
+same shape here, so a client never has to parse two formats.
+"""
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class ApplicationError(Exception):
+    """A business-rule failure with a message a person can act on."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    error_type = "invalid_request_error"
+    code: str | None = None
+
+    def __init__(
+        self, message: str, *, param: str | None = None, code: str | None = None, extra: dict[str, Any] | None = None
+    ):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.extra = extra or {}
+
+
+def error_body(
+    message: str, *, error_type: str, param: str | None = None, code: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code, **extra}}
+
+
+def _first_validation_message(detail: Any, prefix: str = "") -> tuple[str, str | None]:
+    """Flatten DRF's nested validation detail into one readable message and the offending field."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            field = key if key != "non_field_errors" else None
+            message, param = _first_validation_message(value, f"{prefix}{key}." if field else prefix)
+            return message, param or (f"{prefix}{key}" if field else None)
+    if isinstance(detail, list) and detail:
+        return _first_validation_message(detail[0], prefix)
+    return str(detail), None
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ApplicationError):
+        body = error_body(exc.message, error_type=exc.error_type, param=exc.param, code=exc.code, **exc.extra)
+        return Response(body, status=exc.status_code)
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        message, param = _first_validation_message(exc.detail)
+        if param:
+            message = f"{param}: {message}"
+        response.data = error_body(
+            message, error_type="invalid_request_error", param=param, code="invalid_value", fields=exc.detail
+        )
+    elif isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+        response.data = error_body(str(exc.detail), error_type="authentication_error", code=exc.default_code)
+    elif isinstance(exc, exceptions.PermissionDenied):
+        response.data = error_body(str(exc.detail), error_type="permission_error", code=exc.default_code)
+    elif isinstance(exc, exceptions.NotFound):
+        response.data = error_body(str(exc.detail), error_type="not_found_error", code="not_found")
+    elif isinstance(exc, exceptions.APIException):
+        response.data = error_body(str(exc.detail), error_type="invalid_request_error", code=exc.default_code)
+    return response
