@@ -1,0 +1,66 @@
+"""Money is an integer number of nano-units of its currency (1 USD = 1,000,000,000 nano-USD).
+
+Prices are integer micro-units per million tokens ($0.15 / 1M tokens = 150_000), so the cost of one token in
+nano-units is price_micro_per_mtok / 1000. Decimal appears only here, at the edges (parsing and display).
+"""
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+NANO_PER_UNIT = 1_000_000_000
+# Minor units per main unit (cents). Invoices round to these once, at the end.
+MINOR_UNITS = {"USD": 100, "EUR": 100, "GBP": 100}
+# The largest amount accepted from a person in one operation: one billion main units.
+MAX_AMOUNT_NANO = 10**9 * NANO_PER_UNIT
+
+
+class AmountError(ValueError):
+    """A decimal amount that cannot be money: malformed, negative, too precise or too large."""
+
+
+def parse_amount(value: str | int | Decimal, *, allow_zero: bool = False) -> int:
+    """Parse a decimal amount in main units ("12.50") into nano-units, rejecting anything ambiguous."""
+    if isinstance(value, float | bool):
+        raise AmountError('amount must be a decimal string such as "12.50", not a float')
+    try:
+        dec = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise AmountError(f'{value!r} is not a decimal amount such as "12.50"') from None
+    if not dec.is_finite():
+        raise AmountError("amount must be a finite number")
+    nano = dec * NANO_PER_UNIT
+    if nano != nano.to_integral_value():
+        raise AmountError("amount has more than 9 decimal places")
+    result = int(nano)
+    if result < 0 or (result == 0 and not allow_zero):
+        raise AmountError("amount must be greater than zero")
+    if result > MAX_AMOUNT_NANO:
+        raise AmountError("amount is larger than 1,000,000,000")
+    return result
+
+
+def format_amount(amount_nano: int, *, places: int = 2) -> str:
+    """Render nano-units as a decimal string in main units, e.g. 12_500_000_000 -> "12.50".
+
+    `places` sets the minimum number of decimals; finer amounts keep their extra digits rather than being
+    silently rounded (display of a sub-cent charge must not show "0.00" when it is not zero).
+    """
+    dec = Decimal(amount_nano) / NANO_PER_UNIT
+    text = format(dec.normalize(), "f")
+    whole, _, frac = text.partition(".")
+    frac = frac.ljust(places, "0")
+    return f"{whole}.{frac}" if frac else whole
+
+
+def round_to_minor(amount_nano: int, *, currency: str = "USD") -> int:
+    """Round nano-units to the currency's minor unit (half up, away from zero), returning minor units."""
+    per_minor = NANO_PER_UNIT // MINOR_UNITS.get(currency, 100)
+    return int((Decimal(amount_nano) / per_minor).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def token_cost_nano(tokens: int, price_micro_per_mtok: int) -> int:
+    """Exact cost in nano-units of `tokens` at a per-million-token price, rounded up to a whole nano-unit.
+
+    tokens * price_micro / 1e6 tokens * 1e3 nano/micro = tokens * price / 1000. Rounding up by less than one
+    nano-unit (a billionth of a dollar) per line means the provider never under-charges by truncation.
+    """
+    return -((-tokens * price_micro_per_mtok) // 1000)
