@@ -1,0 +1,1 @@
+"""Server-rendered customer pages: dashboard, usage, pricing, and the current-organization context."""
