@@ -41,16 +41,104 @@ class Membership(models.Model):
         return f"{self.user_id} in {self.organization_id} as {self.role}"
 
 
+class ApiKeyEndpoint(models.TextChoices):
+    """The metered API's endpoints a key can be limited to (an empty scope list allows all of them)."""
+
+    CHAT = "chat", "Chat completions"
+    EMBEDDINGS = "embeddings", "Embeddings"
+    TOKENIZE = "tokenize", "Tokenize"
+    MODELS = "models", "Models"
+    BALANCE = "balance", "Balance"
+    USAGE = "usage", "Usage reporting"
+
+
+class SpendPeriod(models.TextChoices):
+    DAY = "day", "Per day"
+    WEEK = "week", "Per week"
+    MONTH = "month", "Per month"
+
+
 class ApiKey(models.Model):
     """An API key. Only a hash of the secret is stored; the secret is shown once, at creation."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=200)
+    # Optional project/workflow label; usage made with the key is attributed to it unless the request names one.
+    workflow = models.CharField(max_length=100, blank=True, default="")
     # The public, indexed part of the key (also shown in the UI to tell keys apart).
     key_id = models.CharField(max_length=32, unique=True)
     secret_hash = models.CharField(max_length=64)
+    # Scopes: lists of allowed endpoints (ApiKeyEndpoint values) and model slugs; an empty list allows all.
+    # JSON lists rather than PostgreSQL arrays so the SQLite quickstart runs the same schema.
+    scope_endpoints = models.JSONField(default=list, blank=True)
+    scope_models = models.JSONField(default=list, blank=True)
+    # Optional spending cap over a calendar period (UTC), enforced by the gateway from usage records.
+    spend_limit_nano = models.BigIntegerField(null=True, blank=True)
+    spend_limit_period = models.CharField(max_length=5, choices=SpendPeriod.choices, blank=True, default="")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Rotation: the replacement key; this key keeps working until its expires_at (the overlap window).
+    replaced_by = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replaces"
+    )
+    rotated_at = models.DateTimeField(null=True, blank=True)
+    # Updated at most once a minute per key (see selectors), so it is approximate by design.
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(name=""), name="apikey_name_not_empty"),
+            models.CheckConstraint(
+                condition=models.Q(spend_limit_nano__isnull=True, spend_limit_period="")
+                | models.Q(spend_limit_nano__gt=0, spend_limit_period__in=SpendPeriod.values),
+                name="apikey_spend_limit_with_period",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(replaced_by__isnull=True) | models.Q(rotated_at__isnull=False),
+                name="apikey_rotation_has_time",
+            ),
+        ]
+        indexes = [models.Index(fields=["organization", "-created_at"], name="apikey_org_created")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.key_id})"
+
+
+class AuditEvent(models.Model):
+    """Who did what, for staff and customers alike: price changes, overrides, grants, refunds, key changes.
+
+    Append-only by convention (written only by `accounts.services.audit_record`, never updated).
+    """
+
+    # Null for the system (Celery tasks, webhooks) or a management command run without --actor.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=200)
+    # A dotted verb, e.g. "price_version.create", "credit.grant", "apikey.revoke".
+    action = models.CharField(max_length=100)
+    organization = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
+    )
+    # What was acted on, e.g. "PriceVersion:42".
+    target = models.CharField(max_length=200, blank=True, default="")
+    reason = models.CharField(max_length=500, blank=True, default="")
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["-created_at"], name="audit_created"),
+            models.Index(fields=["organization", "-created_at"], name="audit_org_created"),
+        ]
+        constraints = [models.CheckConstraint(condition=~models.Q(action=""), name="audit_action_not_empty")]
+
+    def __str__(self) -> str:
+        return f"{self.actor_label} {self.action} {self.target}"

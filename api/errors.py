@@ -17,8 +17,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 class ApplicationError(Exception):
     """A business-rule failure with a message a person can act on."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
-    error_type = "invalid_request_error"
+    status_code: int = status.HTTP_400_BAD_REQUEST
+    error_type: str = "invalid_request_error"
     code: str | None = None
 
     def __init__(

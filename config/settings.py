@@ -102,8 +102,17 @@ TEMPLATES = [
 # Database: PostgreSQL in production and tests; SQLite only for the zero-setup quickstart.
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Writers queue for the database instead of failing when two of them (web and worker) meet.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL;",
+    }
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Connections per web worker in the async pool of the metered API's hot path (config.pg).
+GATEWAY_DB_POOL_SIZE = env_int("GATEWAY_DB_POOL_SIZE", 20, minimum=1)
 
 # Redis backs the cache (API-key cache, rate limits) and, by default, Celery.
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -127,6 +136,11 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
+# The sweepers. Each module with periodic work adds its entries here.
+CELERY_BEAT_SCHEDULE = {
+    "ledger-holds-expire": {"task": "billing.ledger.tasks.holds_expire_task", "schedule": 30.0},
+    "ledger-grants-expire": {"task": "billing.ledger.tasks.grants_expire_task", "schedule": 60.0},
+}
 
 # Stripe. STRIPE_API_BASE points the official library at localstripe in development and tests.
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="sk_test_localstripe")
@@ -152,6 +166,30 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
     "allauth.account.auth_backends.AuthenticationBackend",
 ]
+
+# Web accounts (django-allauth): the email address is the login, and it must be verified before the first
+# log in. Every sign-up gets an organization of its own (accounts.web.signup).
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "/"
+ACCOUNT_LOGOUT_REDIRECT_URL = "/accounts/login/"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_SIGNUP_FORM_CLASS = "accounts.web.signup.SignupForm"
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Token Billing] "
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = "http" if DEBUG else "https"
+# Against password guessing: failed logins are limited per client address and per account (email), in the cache.
+ACCOUNT_RATE_LIMITS = {
+    "login": "30/m/ip",
+    "login_failed": "10/m/ip,5/5m/key",
+    "signup": "20/m/ip",
+    "reset_password": "20/m/ip,5/m/key",
+    "reset_password_from_key": "20/m/ip",
+    "confirm_email": "1/3m/key",
+    "change_password": "5/m/user",
+}
 
 EMAIL_BACKEND = env.str(
     "EMAIL_BACKEND",

@@ -1,0 +1,257 @@
+"""Stripe customers, raw webhook events, top-ups (receipts), refunds, auto top-up and notification settings.
+
+Money is integer nano-units like everywhere else; Stripe amounts are cents, so every amount charged through
+Stripe is a whole number of cents (a multiple of NANO_PER_CENT), checked in the database too.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Mod
+from django.db.models.lookups import Exact
+
+from accounts.models import Organization
+
+# 1 cent in nano-units: Stripe charges whole cents.
+NANO_PER_CENT = 10_000_000
+
+
+class StripeCustomer(models.Model):
+    """The Stripe customer that pays for an organization (one per organization)."""
+
+    organization = models.OneToOneField(Organization, on_delete=models.PROTECT, related_name="stripe_customer")
+    stripe_customer_id = models.CharField(max_length=255, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.stripe_customer_id} for organization {self.organization_id}"
+
+
+class StripeEvent(models.Model):
+    """A verified Stripe webhook event, stored as received before it is processed (once)."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed"
+        FAILED = "failed", "Failed"
+        IGNORED = "ignored", "Ignored"
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=255)
+    # The body exactly as Stripe sent it (the signature covers these bytes).
+    payload = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["received", "processed", "failed", "ignored"]), name="stripe_event_status_valid"
+            ),
+            # Done (processed or ignored) exactly when it has a processing time.
+            models.CheckConstraint(
+                condition=Q(status__in=["processed", "ignored"], processed_at__isnull=False)
+                | Q(status__in=["received", "failed"], processed_at__isnull=True),
+                name="stripe_event_processed_at_matches_status",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.type} ({self.status})"
+
+
+class TopUp(models.Model):
+    """One card payment for prepaid credit, by the customer on the top-up page or by auto top-up.
+
+    Credit is granted only when Stripe's signed `payment_intent.succeeded` webhook arrives; a succeeded
+    top-up is a receipt.
+    """
+
+    class Kind(models.TextChoices):
+        MANUAL = "manual", "Top-up"
+        AUTO = "auto", "Auto top-up"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for card"
+        REQUIRES_ACTION = "requires_action", "Waiting for authentication"
+        PROCESSING = "processing", "Processing"
+        SUCCEEDED = "succeeded", "Paid"
+        FAILED = "failed", "Failed"
+
+    IN_FLIGHT = (Status.PENDING, Status.REQUIRES_ACTION, Status.PROCESSING)
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="top_ups")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    amount_nano = models.BigIntegerField()
+    currency = models.CharField(max_length=3, default="USD")
+    stripe_setup_intent_id = models.CharField(max_length=255, blank=True)
+    stripe_payment_intent_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    stripe_payment_method_id = models.CharField(max_length=255, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
+    failure_message = models.TextField(blank=True)
+    # billing.ledger Grant created by the webhook (an id, not a foreign key: the ledger owns its tables).
+    grant_id = models.BigIntegerField(null=True, blank=True, unique=True)
+    refunded_nano = models.BigIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"], name="topup_org_created")]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=["manual", "auto"]), name="topup_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "requires_action", "processing", "succeeded", "failed"]),
+                name="topup_status_valid",
+            ),
+            models.CheckConstraint(condition=Q(amount_nano__gt=0), name="topup_amount_positive"),
+            models.CheckConstraint(
+                condition=Exact(Mod("amount_nano", NANO_PER_CENT), 0), name="topup_amount_whole_cents"
+            ),
+            models.CheckConstraint(
+                condition=Q(refunded_nano__gte=0, refunded_nano__lte=F("amount_nano")),
+                name="topup_refunded_within_amount",
+            ),
+            # Paid exactly when credit was granted.
+            models.CheckConstraint(
+                condition=Q(status="succeeded", succeeded_at__isnull=False, grant_id__isnull=False)
+                | (~Q(status="succeeded") & Q(succeeded_at__isnull=True, grant_id__isnull=True)),
+                name="topup_succeeded_has_grant",
+            ),
+            # Auto top-up fires once: at most one automatic charge in flight per organization.
+            models.UniqueConstraint(
+                fields=["organization"],
+                condition=Q(kind="auto", status__in=["pending", "requires_action", "processing"]),
+                name="topup_one_auto_in_flight",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.receipt_number} {self.kind} {self.amount_nano} ({self.status})"
+
+    @property
+    def receipt_number(self) -> str:
+        return f"R-{self.pk:08d}"
+
+    @property
+    def amount_cents(self) -> int:
+        return self.amount_nano // NANO_PER_CENT
+
+
+class Refund(models.Model):
+    """Staff refund of unused paid credit: the credit leaves the wallet first, then Stripe returns the money."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Refunded"
+        FAILED = "failed", "Failed"
+
+    top_up = models.ForeignKey(TopUp, on_delete=models.PROTECT, related_name="refunds")
+    amount_nano = models.BigIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    stripe_refund_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    # billing.ledger JournalTransaction that took the credit back.
+    ledger_transaction_id = models.BigIntegerField(null=True, blank=True)
+    reason = models.CharField(max_length=500)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "succeeded", "failed"]), name="refund_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(amount_nano__gt=0), name="refund_amount_positive"),
+            models.CheckConstraint(
+                condition=Exact(Mod("amount_nano", NANO_PER_CENT), 0), name="refund_amount_whole_cents"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"refund {self.pk} of {self.amount_nano} on top-up {self.top_up_id} ({self.status})"
+
+
+class AutoTopUp(models.Model):
+    """An organization's auto top-up: charge the saved card `amount` when a debit takes credit below `threshold`."""
+
+    organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="auto_top_up")
+    enabled = models.BooleanField(default=False)
+    threshold_nano = models.BigIntegerField(default=0)
+    amount_nano = models.BigIntegerField(default=0)
+    # The most auto top-up may charge per UTC day.
+    daily_cap_nano = models.BigIntegerField(default=0)
+    stripe_payment_method_id = models.CharField(max_length=255, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
+    # Counts card set-ups, so each SetupIntent gets an idempotency key of its own.
+    card_setups = models.PositiveIntegerField(default=0)
+    stripe_setup_intent_id = models.CharField(max_length=255, blank=True)
+    disabled_reason = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(threshold_nano__gte=0), name="auto_topup_threshold_not_negative"),
+            models.CheckConstraint(
+                condition=Q(amount_nano__gte=0, daily_cap_nano__gte=0), name="auto_topup_amounts_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(enabled=False)
+                | (Q(amount_nano__gt=0, daily_cap_nano__gte=F("amount_nano")) & ~Q(stripe_payment_method_id="")),
+                name="auto_topup_enabled_is_complete",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"auto top-up for organization {self.organization_id} ({'on' if self.enabled else 'off'})"
+
+
+class NotificationSettings(models.Model):
+    """Customer-set thresholds for low-balance and expiring-credit notices (null turns one off)."""
+
+    organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="notification_settings")
+    low_balance_threshold_nano = models.BigIntegerField(null=True, blank=True)
+    expiring_within_days = models.PositiveSmallIntegerField(null=True, blank=True, default=7)
+    email_enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(low_balance_threshold_nano__isnull=True) | Q(low_balance_threshold_nano__gte=0),
+                name="notify_low_balance_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(expiring_within_days__isnull=True)
+                | Q(expiring_within_days__gte=1, expiring_within_days__lte=365),
+                name="notify_expiring_days_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"notification settings for organization {self.organization_id}"
+
+
+class NotificationSent(models.Model):
+    """One email sent; the unique key stops the same notice going out twice (e.g. once per day)."""
+
+    class Kind(models.TextChoices):
+        LOW_BALANCE = "low_balance", "Low balance"
+        CREDIT_EXPIRING = "credit_expiring", "Credit expiring"
+        AUTO_TOPUP_FAILED = "auto_topup_failed", "Auto top-up failed"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="notifications_sent")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    dedupe_key = models.CharField(max_length=200, unique=True)
+    recipients = models.TextField()
+    subject = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind} to organization {self.organization_id} at {self.created_at}"

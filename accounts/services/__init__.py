@@ -1,0 +1,18 @@
+"""Writes for organizations, members and API keys (keyword-only, typed; see the modules for details)."""
+
+from accounts.services.apikeys import UNSET, Scopes, apikey_create, apikey_revoke, apikey_rotate, apikey_update
+from accounts.services.audit import actor_label, audit_record
+from accounts.services.organizations import membership_add, organization_create
+
+__all__ = [
+    "UNSET",
+    "Scopes",
+    "actor_label",
+    "apikey_create",
+    "apikey_revoke",
+    "apikey_rotate",
+    "apikey_update",
+    "audit_record",
+    "membership_add",
+    "organization_create",
+]

@@ -1,0 +1,248 @@
+"""API key writes. Every change that affects authentication drops the key's cache entry after commit."""
+
+import re
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Final, TypedDict
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import keyformat
+from accounts.models import ApiKey, ApiKeyEndpoint, Organization, SpendPeriod
+from accounts.selectors.apikeys import apikey_cache_invalidate
+from accounts.services.organizations import name_clean
+from api.errors import ApplicationError
+from billing.money import MAX_AMOUNT_NANO, format_amount
+
+WORKFLOW_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$")
+MODEL_SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,99}$")
+MAX_SCOPE_MODELS = 100
+MAX_ROTATION_OVERLAP = timedelta(days=30)
+DEFAULT_ROTATION_OVERLAP = timedelta(hours=24)
+MAX_EXPIRY = timedelta(days=3660)
+
+
+class Scopes(TypedDict, total=False):
+    endpoints: list[str]
+    models: list[str]
+
+
+class _Unset:
+    """Marks an apikey_update argument that was not given (None is a meaningful value: "no limit")."""
+
+
+UNSET: Final = _Unset()
+
+
+def _workflow_clean(value: object) -> str:
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or not WORKFLOW_RE.match(value):
+        raise ApplicationError(
+            "workflow must be up to 100 letters, digits or . _ : / - and start with a letter or digit",
+            param="workflow",
+        )
+    return value
+
+
+def _string_list(value: object, *, param: str) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ApplicationError(f"{param} must be a list of strings", param=param)
+    items = list(value)
+    if not all(isinstance(item, str) for item in items):
+        raise ApplicationError(f"{param} must be a list of strings", param=param)
+    return items
+
+
+def scopes_clean(scopes: object) -> tuple[list[str], list[str]]:
+    """(endpoints, models), sorted and de-duplicated; empty lists mean everything is allowed."""
+    if scopes is None:
+        return [], []
+    if not isinstance(scopes, dict) or set(scopes) - {"endpoints", "models"}:
+        raise ApplicationError('scopes must be an object with "endpoints" and/or "models" lists', param="scopes")
+    endpoints = _string_list(scopes.get("endpoints") or [], param="scopes.endpoints")
+    unknown = sorted(set(endpoints) - set(ApiKeyEndpoint.values))
+    if unknown:
+        raise ApplicationError(
+            f"unknown endpoint {unknown[0]!r}; allowed: {', '.join(ApiKeyEndpoint.values)}", param="scopes.endpoints"
+        )
+    models = _string_list(scopes.get("models") or [], param="scopes.models")
+    if len(models) > MAX_SCOPE_MODELS:
+        raise ApplicationError(f"at most {MAX_SCOPE_MODELS} models per key", param="scopes.models")
+    for slug in models:
+        if not MODEL_SLUG_RE.match(slug):
+            raise ApplicationError(f"{slug[:120]!r} is not a model id", param="scopes.models")
+    return sorted(set(endpoints)), sorted(set(models))
+
+
+def spend_limit_clean(limit_nano: object, period: object) -> tuple[int | None, str]:
+    if limit_nano is None and not period:
+        return None, ""
+    if isinstance(limit_nano, bool) or not isinstance(limit_nano, int):
+        raise ApplicationError("spend limit must be a whole number of nano-units", param="spend_limit")
+    if limit_nano <= 0:
+        raise ApplicationError("spend limit must be greater than zero", param="spend_limit")
+    if limit_nano > MAX_AMOUNT_NANO:
+        raise ApplicationError(f"spend limit must be at most {format_amount(MAX_AMOUNT_NANO)}", param="spend_limit")
+    if period not in SpendPeriod.values:
+        raise ApplicationError(
+            f"spend limit period must be one of {', '.join(SpendPeriod.values)}", param="spend_limit_period"
+        )
+    return limit_nano, str(period)
+
+
+def expires_at_clean(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or timezone.is_naive(value):
+        raise ApplicationError("expires_at must be a date and time with a time zone", param="expires_at")
+    now = timezone.now()
+    if value <= now:
+        raise ApplicationError("expires_at must be in the future", param="expires_at")
+    if value > now + MAX_EXPIRY:
+        raise ApplicationError("expires_at must be within ten years", param="expires_at")
+    return value
+
+
+def _new_secret() -> tuple[str, str, str]:
+    key_id, secret = keyformat.secret_generate()
+    return key_id, secret, keyformat.secret_hash(secret)
+
+
+@transaction.atomic
+def apikey_create(
+    *,
+    organization_id: int,
+    name: str,
+    created_by: User | None = None,
+    workflow: str = "",
+    scopes: Scopes | None = None,
+    spend_limit_nano: int | None = None,
+    spend_limit_period: str | None = None,
+    expires_at: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key; the returned secret exists nowhere else and cannot be recovered later."""
+    clean_name = name_clean(name)
+    endpoints, models = scopes_clean(scopes)
+    limit_nano, period = spend_limit_clean(spend_limit_nano, spend_limit_period)
+    expiry = expires_at_clean(expires_at)
+    if not Organization.objects.filter(pk=organization_id).exists():
+        raise ApplicationError("organization not found", param="organization_id", code="not_found")
+    key_id, secret, hashed = _new_secret()
+    api_key = ApiKey.objects.create(
+        organization_id=organization_id,
+        name=clean_name,
+        workflow=_workflow_clean(workflow),
+        key_id=key_id,
+        secret_hash=hashed,
+        scope_endpoints=endpoints,
+        scope_models=models,
+        spend_limit_nano=limit_nano,
+        spend_limit_period=period,
+        expires_at=expiry,
+        created_by=created_by,
+    )
+    return api_key, secret
+
+
+def _locked(api_key_id: int) -> ApiKey:
+    try:
+        return ApiKey.objects.select_for_update().get(pk=api_key_id)
+    except ApiKey.DoesNotExist:
+        raise ApplicationError("API key not found", param="api_key_id", code="not_found") from None
+
+
+def _invalidate_on_commit(api_key: ApiKey) -> None:
+    key_id = api_key.key_id
+    transaction.on_commit(lambda: apikey_cache_invalidate(key_id=key_id))
+
+
+@transaction.atomic
+def apikey_revoke(*, api_key_id: int, actor: User | None) -> ApiKey:
+    """Revoke a key (idempotent: revoking a revoked key changes nothing). Effective within seconds."""
+    api_key = _locked(api_key_id)
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.revoked_by = actor
+        api_key.save(update_fields=["revoked_at", "revoked_by"])
+        _invalidate_on_commit(api_key)
+    return api_key
+
+
+@transaction.atomic
+def apikey_rotate(
+    *, api_key_id: int, actor: User | None, overlap: timedelta = DEFAULT_ROTATION_OVERLAP
+) -> tuple[ApiKey, str]:
+    """Issue a replacement with the same settings; the old key keeps working for `overlap`, then expires."""
+    if not isinstance(overlap, timedelta) or overlap < timedelta(0) or overlap > MAX_ROTATION_OVERLAP:
+        raise ApplicationError("the overlap must be between 0 seconds and 30 days", param="overlap_seconds")
+    old = _locked(api_key_id)
+    now = timezone.now()
+    if old.revoked_at is not None:
+        raise ApplicationError("this key is revoked; create a new key instead", code="key_revoked")
+    if old.replaced_by_id is not None:
+        raise ApplicationError("this key was already rotated; rotate its replacement instead", code="key_rotated")
+    if old.expires_at is not None and old.expires_at <= now:
+        raise ApplicationError("this key has expired; create a new key instead", code="key_expired")
+    key_id, secret, hashed = _new_secret()
+    new = ApiKey.objects.create(
+        organization_id=old.organization_id,
+        name=old.name,
+        workflow=old.workflow,
+        key_id=key_id,
+        secret_hash=hashed,
+        scope_endpoints=old.scope_endpoints,
+        scope_models=old.scope_models,
+        spend_limit_nano=old.spend_limit_nano,
+        spend_limit_period=old.spend_limit_period,
+        expires_at=old.expires_at,
+        created_by=actor,
+    )
+    overlap_end = now + overlap
+    old.expires_at = overlap_end if old.expires_at is None else min(old.expires_at, overlap_end)
+    old.replaced_by = new
+    old.rotated_at = now
+    old.save(update_fields=["expires_at", "replaced_by", "rotated_at"])
+    _invalidate_on_commit(old)
+    return new, secret
+
+
+@transaction.atomic
+def apikey_update(
+    *,
+    api_key_id: int,
+    actor: User | None,
+    name: str | _Unset = UNSET,
+    workflow: str | _Unset = UNSET,
+    scopes: Scopes | _Unset | None = UNSET,
+    spend_limit_nano: int | _Unset | None = UNSET,
+    spend_limit_period: str | _Unset | None = UNSET,
+    expires_at: datetime | _Unset | None = UNSET,
+) -> ApiKey:
+    """Change a key's name, label, scopes, spend limit or expiry; arguments left out keep their value."""
+    api_key = _locked(api_key_id)
+    if api_key.revoked_at is not None:
+        raise ApplicationError("this key is revoked and can no longer be changed", code="key_revoked")
+    if not isinstance(name, _Unset):
+        api_key.name = name_clean(name)
+    if not isinstance(workflow, _Unset):
+        api_key.workflow = _workflow_clean(workflow)
+    if not isinstance(scopes, _Unset):
+        api_key.scope_endpoints, api_key.scope_models = scopes_clean(scopes)
+    if not isinstance(spend_limit_nano, _Unset) or not isinstance(spend_limit_period, _Unset):
+        limit = api_key.spend_limit_nano if isinstance(spend_limit_nano, _Unset) else spend_limit_nano
+        period = api_key.spend_limit_period if isinstance(spend_limit_period, _Unset) else spend_limit_period
+        if limit is None:
+            period = ""  # removing the limit removes its period
+        api_key.spend_limit_nano, api_key.spend_limit_period = spend_limit_clean(limit, period)
+    if not isinstance(expires_at, _Unset):
+        if api_key.replaced_by_id is not None:
+            raise ApplicationError(
+                "this key was rotated; its expiry is the end of the overlap window", param="expires_at"
+            )
+        api_key.expires_at = expires_at_clean(expires_at)
+    api_key.save()
+    _invalidate_on_commit(api_key)
+    return api_key

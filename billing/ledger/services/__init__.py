@@ -1,0 +1,34 @@
+"""Every write to the ledger. Other areas import from here: `from billing.ledger import services`."""
+
+from billing.ledger.services.charges import wallet_debit
+from billing.ledger.services.grants import GrantResult, grant_create, grant_expire, grant_reverse, grants_expire
+from billing.ledger.services.holds import (
+    HoldPlaced,
+    HoldSettled,
+    ahold_place,
+    ahold_settle,
+    hold_capture,
+    hold_place,
+    hold_release,
+    holds_expire,
+)
+from billing.ledger.services.wallets import wallet_get_or_create, wallet_overdraft_set
+
+__all__ = [
+    "GrantResult",
+    "HoldPlaced",
+    "HoldSettled",
+    "ahold_place",
+    "ahold_settle",
+    "grant_create",
+    "grant_expire",
+    "grant_reverse",
+    "grants_expire",
+    "hold_capture",
+    "hold_place",
+    "hold_release",
+    "holds_expire",
+    "wallet_debit",
+    "wallet_get_or_create",
+    "wallet_overdraft_set",
+]

@@ -1,0 +1,19 @@
+"""Pricing writes. Other areas import from here: `from billing.pricing import services`."""
+
+from billing.pricing.services.catalog import (
+    model_create,
+    model_update,
+    price_book_seed,
+    price_version_cancel,
+    price_version_create,
+    price_version_update,
+)
+
+__all__ = [
+    "model_create",
+    "model_update",
+    "price_book_seed",
+    "price_version_cancel",
+    "price_version_create",
+    "price_version_update",
+]

