@@ -10,6 +10,8 @@ from accounts.models import Organization, Role
 from accounts.selectors import apikeys as apikey_selectors
 from tests.accounts.factories import MembershipFactory, OrganizationFactory, UserFactory
 
+pytest_plugins = ["tests.harness"]
+
 
 @pytest.fixture(autouse=True)
 def _clean_caches() -> Iterator[None]:

@@ -153,6 +153,10 @@ SELECT h.id, h.wallet_id, h.amount_nano, h.captured_nano, h.status, h.expires_at
 HOLD_STATE_BY_ID = HOLD_STATE.format(column="id")
 HOLD_STATE_BY_KEY = HOLD_STATE.format(column="idempotency_key")
 
-WALLET_SPENDABLE = """
-SELECT available_nano + overdraft_limit_nano, currency FROM ledger_wallet WHERE id = %(wallet_id)s::bigint
+# Why HOLD_PLACE placed nothing: a hold with this key may exist already (a replay), else the wallet is short.
+PLACE_REFUSED = """
+SELECT w.available_nano + w.overdraft_limit_nano, w.currency,
+       EXISTS (SELECT 1 FROM ledger_hold WHERE idempotency_key = %(key)s::text)
+  FROM ledger_wallet w
+ WHERE w.id = %(wallet_id)s::bigint
 """

@@ -1,4 +1,4 @@
-"""Stripe customers, raw webhook events, top-ups (receipts), refunds, auto top-up and notification settings.
+"""Stripe customers, raw webhook events, top-ups (receipts), refunds and auto top-up.
 
 Money is integer nano-units like everywhere else; Stripe amounts are cents, so every amount charged through
 Stripe is a whole number of cents (a multiple of NANO_PER_CENT), checked in the database too.
@@ -210,48 +210,3 @@ class AutoTopUp(models.Model):
 
     def __str__(self) -> str:
         return f"auto top-up for organization {self.organization_id} ({'on' if self.enabled else 'off'})"
-
-
-class NotificationSettings(models.Model):
-    """Customer-set thresholds for low-balance and expiring-credit notices (null turns one off)."""
-
-    organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="notification_settings")
-    low_balance_threshold_nano = models.BigIntegerField(null=True, blank=True)
-    expiring_within_days = models.PositiveSmallIntegerField(null=True, blank=True, default=7)
-    email_enabled = models.BooleanField(default=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(low_balance_threshold_nano__isnull=True) | Q(low_balance_threshold_nano__gte=0),
-                name="notify_low_balance_not_negative",
-            ),
-            models.CheckConstraint(
-                condition=Q(expiring_within_days__isnull=True)
-                | Q(expiring_within_days__gte=1, expiring_within_days__lte=365),
-                name="notify_expiring_days_range",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"notification settings for organization {self.organization_id}"
-
-
-class NotificationSent(models.Model):
-    """One email sent; the unique key stops the same notice going out twice (e.g. once per day)."""
-
-    class Kind(models.TextChoices):
-        LOW_BALANCE = "low_balance", "Low balance"
-        CREDIT_EXPIRING = "credit_expiring", "Credit expiring"
-        AUTO_TOPUP_FAILED = "auto_topup_failed", "Auto top-up failed"
-
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="notifications_sent")
-    kind = models.CharField(max_length=32, choices=Kind.choices)
-    dedupe_key = models.CharField(max_length=200, unique=True)
-    recipients = models.TextField()
-    subject = models.CharField(max_length=300)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    def __str__(self) -> str:
-        return f"{self.kind} to organization {self.organization_id} at {self.created_at}"

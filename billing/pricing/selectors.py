@@ -99,16 +99,13 @@ def catalog(*, at: datetime) -> list[CatalogEntry]:
     return sorted(entries, key=lambda e: e.slug)
 
 
-def max_charge_nano(
-    *,
-    model_slug: str,
-    prompt_tokens: int,
-    max_tokens: int,
-    at: datetime,
-    service_tier: str = "default",
-) -> int:
-    """Worst-case credit cost of one request, for sizing its hold (see rating.max_charge_nano)."""
+def pricing_context_get(*, organization_id: int, model_slug: str, at: datetime) -> rating.PricingContext:
+    """What rating needs for `organization_id` calling `model_slug` at `at`; ModelNotFound if it has no price."""
     version = price_version_at(model_slug=model_slug, at=at)
-    return rating.max_charge_nano(
-        prices=prices_of(version), prompt_tokens=prompt_tokens, max_tokens=max_tokens, service_tier=service_tier
+    return rating.PricingContext(
+        organization_id=organization_id,
+        model_slug=model_slug,
+        model_group=version.model.group,
+        currency=version.currency,
+        prices=prices_of(version),
     )

@@ -127,10 +127,14 @@ def _place_replay(state: _HoldState | None, params: Mapping[str, Any]) -> HoldPl
     )
 
 
-def _insufficient(spendable: Sequence[Any] | None, amount_nano: int) -> InsufficientCredit:
-    if spendable is None:
+def _refused(refusal: Sequence[Any] | None, amount_nano: int) -> InsufficientCredit | None:
+    """Why a hold was not placed: None when its key is taken (a replay, to be answered with the first hold)."""
+    if refusal is None:
         raise NotFound("wallet not found", param="wallet_id")
-    return InsufficientCredit(spendable_nano=spendable[0], requested_nano=amount_nano, currency=spendable[1])
+    spendable, currency, key_taken = refusal
+    if key_taken:
+        return None
+    return InsufficientCredit(spendable_nano=spendable, requested_nano=amount_nano, currency=currency)
 
 
 def _settle_params(*, hold_id: int, status: str, captured_nano: int, actor: str, reason: str) -> dict[str, Any]:
@@ -207,10 +211,12 @@ def _hold_state(**lookup: Any) -> _HoldState | None:
     )
 
 
-def _spendable(wallet_id: int) -> tuple[int, str] | None:
-    wallet = Wallet.objects.filter(pk=wallet_id).values_list("available_nano", "overdraft_limit_nano", "currency")
-    row = wallet.first()
-    return None if row is None else (row[0] + row[1], row[2])
+def _refusal(params: Mapping[str, Any]) -> tuple[int, str, bool] | None:
+    wallet = Wallet.objects.filter(pk=params["wallet_id"])
+    row = wallet.values_list("available_nano", "overdraft_limit_nano", "currency").first()
+    if row is None:
+        return None
+    return row[0] + row[1], row[2], Hold.objects.filter(idempotency_key=params["key"]).exists()
 
 
 def hold_place(
@@ -241,7 +247,10 @@ def hold_place(
     except IntegrityError:
         return _place_replay(_hold_state(idempotency_key=params["key"]), params)
     if row is None:
-        raise _insufficient(_spendable(wallet_id), params["amount"])
+        refused = _refused(_refusal(params), params["amount"])
+        if refused is None:
+            return _place_replay(_hold_state(idempotency_key=params["key"]), params)
+        raise refused
     return _placed(row, params)
 
 
@@ -254,7 +263,9 @@ def _place_orm(params: Mapping[str, Any]) -> HoldPlaced:
         available_nano=F("available_nano") - amount, held_nano=F("held_nano") + amount
     )
     if not charged:
-        raise _insufficient(_spendable(wallet_id), amount)
+        refused = _refused(_refusal(params), amount)
+        assert refused is not None  # the key was checked above, in this transaction
+        raise refused
     hold = Hold.objects.create(
         wallet_id=wallet_id,
         amount_nano=amount,
@@ -387,8 +398,11 @@ async def ahold_place(
     except psycopg.errors.UniqueViolation:
         return _place_replay(await _ahold_state(conn, sql.HOLD_STATE_BY_KEY, params["key"]), params)
     if row is None:
-        cursor = await conn.execute(sql.WALLET_SPENDABLE, params)
-        raise _insufficient(await cursor.fetchone(), params["amount"])
+        cursor = await conn.execute(sql.PLACE_REFUSED, params)
+        refused = _refused(await cursor.fetchone(), params["amount"])
+        if refused is None:
+            return _place_replay(await _ahold_state(conn, sql.HOLD_STATE_BY_KEY, params["key"]), params)
+        raise refused
     return _placed(row, params)
 
 

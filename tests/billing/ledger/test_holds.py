@@ -169,3 +169,12 @@ def test_the_sweeper_expires_holds_past_their_deadline(org, wallet):
         services.hold_capture(hold_id=stale.hold_id, amount_nano=usd("1.00"), actor="test")
     assert services.hold_release(hold_id=stale.hold_id, actor="test").replayed
     assert JournalTransaction.objects.filter(kind="expiry").count() == 1
+
+
+def test_a_replayed_hold_is_returned_even_when_the_wallet_is_now_short(org, wallet):
+    fund(org, "1.00")
+    first = place(wallet, "1.00")
+    again = place(wallet, "1.00")
+    assert (again.hold_id, again.replayed) == (first.hold_id, True)
+    with pytest.raises(IdempotencyConflict):
+        place(wallet, "2.00")

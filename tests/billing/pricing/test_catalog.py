@@ -4,7 +4,7 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from api.errors import ApplicationError
-from billing.pricing import selectors, services
+from billing.pricing import rating, selectors, services
 from billing.pricing.errors import ModelNotFound, PriceVersionLocked, PricingConflict
 from billing.pricing.models import AIModel, PriceVersion
 from billing.pricing.price_book import PRICE_BOOK, SEED_EFFECTIVE_FROM
@@ -149,13 +149,25 @@ def test_catalog_lists_callable_models_with_current_prices(book):
 
 
 def test_max_charge_covers_prompt_max_tokens_fee_and_priority(book):
+    prices = selectors.pricing_context_get(organization_id=1, model_slug="gpt-4o", at=NOW).prices
     # gpt-4o: 1,000 prompt tokens at $2.50/M = 2,500,000 nano; 500 output at $10/M = 5,000,000 nano
-    assert selectors.max_charge_nano(model_slug="gpt-4o", prompt_tokens=1_000, max_tokens=500, at=NOW) == 7_500_000
-    assert (
-        selectors.max_charge_nano(
-            model_slug="gpt-4o", prompt_tokens=1_000, max_tokens=500, at=NOW, service_tier="priority"
-        )
-        == 12_750_000
+    assert rating.max_charge_nano(prices=prices, prompt_tokens=1_000, max_tokens=500) == 7_500_000
+    assert rating.max_charge_nano(prices=prices, prompt_tokens=1_000, max_tokens=500, service_tier="priority") == (
+        12_750_000
     )
     with pytest.raises(ModelNotFound):
-        selectors.max_charge_nano(model_slug="nope", prompt_tokens=1, max_tokens=1, at=NOW)
+        selectors.pricing_context_get(organization_id=1, model_slug="nope", at=NOW)
+
+
+def test_pay_as_you_go_rating_charges_each_kind_at_its_price(book):
+    context = selectors.pricing_context_get(organization_id=1, model_slug="gpt-4o-mini", at=NOW)
+    usage = rating.Usage(model_slug="gpt-4o-mini", input_tokens=1_000, cached_input_tokens=400, output_tokens=3)
+    rated = rating.rate(usage=usage, context=context, state=rating.PeriodState())
+    # 600 uncached at $0.15/M = 90,000 nano; 400 cached at $0.075/M = 30,000; 3 output at $0.60/M = 1,800.
+    assert [(line.kind, line.tokens, line.amount_nano) for line in rated.lines] == [
+        ("input", 600, 90_000),
+        ("cached_input", 400, 30_000),
+        ("output", 3, 1_800),
+    ]
+    assert rated.credit_nano == 121_800
+    assert rated.price_version_id == context.prices.price_version_id

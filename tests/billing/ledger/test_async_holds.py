@@ -1,0 +1,100 @@
+"""The gateway's path: holds placed and settled on a psycopg async connection, one statement / one pipeline each."""
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
+
+from billing.ledger import services
+from billing.ledger.errors import HoldNotOpen, IdempotencyConflict, InsufficientCredit
+from billing.ledger.models import GrantDraw, Hold
+from billing.usage.models import UsageRecord
+from config import pg
+from tests.billing.ledger.conftest import balances, fund, usd
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+async def conn():
+    pool = await pg.pool()
+    async with pool.connection() as connection:
+        yield connection
+    await pg.pool_close()
+    await sync_to_async(connections.close_all)()  # the connection sync_to_async's thread opened
+
+
+async def test_place_then_capture_with_a_usage_record_in_the_same_transaction(org, wallet, conn):
+    grant_id = await sync_to_async(fund)(org, "10.00")
+    from billing.pricing.services import price_book_seed
+
+    await sync_to_async(price_book_seed)()
+    placed = await services.ahold_place(
+        conn, wallet_id=wallet.pk, amount_nano=usd("1.00"), idempotency_key="req-a", actor="key:1"
+    )
+    assert (placed.available_nano, placed.held_nano) == (usd("9.00"), usd("1.00"))
+    record = (
+        "INSERT INTO usage_usagerecord (organization_id, source, request_id, endpoint, workflow, model_id, "
+        "service_tier, status, input_tokens, cached_input_tokens, output_tokens, estimated_input_tokens, "
+        "estimated_output_tokens, usage_reported, drift_flagged, charge_nano, quota_tokens, commitment_tokens, "
+        "lines, hold_id, latency_ms) SELECT %(org)s, 'gateway', 'req-a', 'chat', '', id, 'default', 'ok', 10, 0, "
+        "5, 10, 5, true, false, %(charge)s, 0, 0, '[]', %(hold)s, 3 FROM pricing_aimodel WHERE slug = 'demo'"
+    )
+    settled = await services.ahold_settle(
+        conn,
+        hold_id=placed.hold_id,
+        status="captured",
+        captured_nano=usd("0.25"),
+        actor="key:1",
+        also=[(record, {"org": org.pk, "charge": usd("0.25"), "hold": placed.hold_id})],
+    )
+    assert (settled.available_nano, settled.held_nano, settled.captured_nano) == (usd("9.75"), 0, usd("0.25"))
+    assert await sync_to_async(balances)(wallet) == (usd("9.75"), 0)
+    draws = [
+        d
+        async for d in GrantDraw.objects.filter(transaction_id=settled.transaction_id).values_list(
+            "grant_id", "amount_nano"
+        )
+    ]
+    assert draws == [(grant_id, usd("0.25"))]
+    assert await UsageRecord.objects.filter(hold_id=placed.hold_id, charge_nano=usd("0.25")).aexists()
+
+
+async def test_a_settle_that_finds_the_hold_closed_writes_nothing(org, wallet, conn):
+    await sync_to_async(fund)(org, "10.00")
+    placed = await services.ahold_place(
+        conn, wallet_id=wallet.pk, amount_nano=usd("1.00"), idempotency_key="req-b", actor="key:1"
+    )
+    first = await services.ahold_settle(conn, hold_id=placed.hold_id, status="released", captured_nano=0, actor="t")
+    marker = (
+        "INSERT INTO ledger_wallet (organization_id, currency, available_nano, held_nano, "
+        "overdraft_limit_nano, unfunded_nano) VALUES (%(org)s, 'EUR', 0, 0, 0, 0)",
+        {"org": org.pk},
+    )
+    again = await services.ahold_settle(
+        conn, hold_id=placed.hold_id, status="released", captured_nano=0, actor="t", also=[marker]
+    )
+    assert (again.replayed, again.transaction_id) == (True, first.transaction_id)
+    with pytest.raises(HoldNotOpen):
+        await services.ahold_settle(
+            conn, hold_id=placed.hold_id, status="captured", captured_nano=1, actor="t", also=[marker]
+        )
+    from billing.ledger.models import Wallet
+
+    assert not await Wallet.objects.filter(currency="EUR").aexists()  # `also` rolled back with the refusal
+    assert await sync_to_async(balances)(wallet) == (usd("10.00"), 0)
+
+
+async def test_insufficient_credit_and_replayed_keys(org, wallet, conn):
+    await sync_to_async(fund)(org, "1.00")
+    with pytest.raises(InsufficientCredit):
+        await services.ahold_place(conn, wallet_id=wallet.pk, amount_nano=usd("2.00"), idempotency_key="k", actor="t")
+    first = await services.ahold_place(
+        conn, wallet_id=wallet.pk, amount_nano=usd("0.50"), idempotency_key="k", actor="t"
+    )
+    again = await services.ahold_place(
+        conn, wallet_id=wallet.pk, amount_nano=usd("0.50"), idempotency_key="k", actor="t"
+    )
+    assert (again.hold_id, again.replayed) == (first.hold_id, True)
+    with pytest.raises(IdempotencyConflict):
+        await services.ahold_place(conn, wallet_id=wallet.pk, amount_nano=usd("0.60"), idempotency_key="k", actor="t")
+    assert await Hold.objects.acount() == 1
