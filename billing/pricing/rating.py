@@ -37,6 +37,11 @@ class PricingContext:
     model_group: str
     currency: str
     prices: Prices
+    # Rate limits for the gateway (None: the product's defaults): from the organization's plan, and throughput
+    # reserved by its commitments on this model or group (tokens per minute guaranteed to it).
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    reserved_tokens_per_minute: int = 0
 
     @property
     def needs_period_state(self) -> bool:
