@@ -1,3 +1,7 @@
-from django.urls import path  # noqa: F401  (each area appends its routes below)
+"""Routes of the APIs: the metered API under /v1/, the REST API for customers and staff under /api/."""
 
-urlpatterns: list = []
+from django.urls import include, path
+
+urlpatterns = [
+    path("v1/", include("api.gateway.urls")),
+]

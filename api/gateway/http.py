@@ -1,0 +1,100 @@
+"""What every /v1 view shares: OpenAI's error shape and API-key authentication."""
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from accounts.selectors import AuthenticatedKey, aapikey_authenticate
+
+
+class GatewayError(Exception):
+    """An error answered in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        error_type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_type = error_type
+        self.code = code
+        self.param = param
+        self.headers = headers or {}
+
+    def response(self) -> JsonResponse:
+        body: dict[str, Any] = {
+            "error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}
+        }
+        response = JsonResponse(body, status=self.status)
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
+
+
+def bearer_secret(request: HttpRequest) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise GatewayError(
+            401,
+            "You didn't provide an API key. Send it in the Authorization header: 'Authorization: Bearer sk-tb-...'.",
+            code="missing_api_key",
+        )
+    return secret.strip()
+
+
+async def key_authenticate(request: HttpRequest, *, endpoint: str) -> AuthenticatedKey:
+    """The API key of the request, allowed to call `endpoint`; GatewayError 401/403 otherwise."""
+    key = await aapikey_authenticate(secret=bearer_secret(request))
+    if key is None:
+        raise GatewayError(
+            401,
+            "Incorrect API key provided, or the key was revoked or has expired. "
+            "You can find your API keys on the API keys page.",
+            code="invalid_api_key",
+        )
+    if not key.allows_endpoint(endpoint):
+        raise GatewayError(
+            403,
+            f"This API key is not allowed to call the {endpoint} endpoint; allowed: {', '.join(key.scope_endpoints)}.",
+            error_type="permission_error",
+            code="endpoint_not_allowed",
+        )
+    return key
+
+
+AsyncView = Callable[..., Awaitable[HttpResponseBase]]
+
+
+def gateway_view(*methods: str) -> Callable[[AsyncView], AsyncView]:
+    """Mark an async view of the metered API: API keys, not cookies, authenticate it (so no CSRF check), only
+    `methods` are allowed, and a GatewayError raised anywhere inside is answered in OpenAI's shape."""
+
+    def decorator(view: AsyncView) -> AsyncView:
+        @functools.wraps(view)
+        async def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if request.method not in methods:
+                return GatewayError(
+                    405,
+                    f"{request.method} is not allowed here; use {' or '.join(methods)}.",
+                    code="method_not_allowed",
+                    headers={"Allow": ", ".join(methods)},
+                ).response()
+            try:
+                return await view(request, *args, **kwargs)
+            except GatewayError as error:
+                return error.response()
+
+        return csrf_exempt(wrapped)
+
+    return decorator
