@@ -76,11 +76,12 @@ async def key_authenticate(request: HttpRequest, *, endpoint: str) -> Authentica
 AsyncView = Callable[..., Awaitable[HttpResponseBase]]
 
 
-def gateway_view(*methods: str) -> Callable[[AsyncView], AsyncView]:
+def gateway_view(*methods: str) -> Callable[[AsyncView], Callable[..., Any]]:
     """Mark an async view of the metered API: API keys, not cookies, authenticate it (so no CSRF check), only
     `methods` are allowed, and a GatewayError raised anywhere inside is answered in OpenAI's shape."""
 
-    def decorator(view: AsyncView) -> AsyncView:
+    # Typed loosely on the way out: django-stubs' path() does not know async views.
+    def decorator(view: AsyncView) -> Callable[..., Any]:
         @functools.wraps(view)
         async def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if request.method not in methods:
