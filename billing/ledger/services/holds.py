@@ -104,18 +104,24 @@ def _place_params(
 
 
 def _placed(row: Sequence[Any], params: Mapping[str, Any]) -> HoldPlaced:
-    hold_id, expires_at, available, held = row
-    return HoldPlaced(hold_id, params["wallet_id"], params["amount"], expires_at, available, held)
+    hold_id, expires_at, available, held, replayed, wallet_id, amount = row
+    if replayed and (wallet_id, amount) != (params["wallet_id"], params["amount"]):
+        raise _key_conflict(amount)
+    return HoldPlaced(hold_id, wallet_id, amount, expires_at, available, held, replayed=replayed)
+
+
+def _key_conflict(amount_nano: int) -> IdempotencyConflict:
+    return IdempotencyConflict(
+        f"this idempotency key already holds {format_amount(amount_nano)} on another request; use a new key",
+        param="idempotency_key",
+    )
 
 
 def _place_replay(state: _HoldState | None, params: Mapping[str, Any]) -> HoldPlaced:
     if state is None:
         raise RuntimeError("a hold was refused as a duplicate but none has its key")
     if (state.wallet_id, state.amount_nano) != (params["wallet_id"], params["amount"]):
-        raise IdempotencyConflict(
-            f"this idempotency key already holds {format_amount(state.amount_nano)} on another request; use a new key",
-            param="idempotency_key",
-        )
+        raise _key_conflict(state.amount_nano)
     return HoldPlaced(
         state.hold_id,
         state.wallet_id,
@@ -127,21 +133,19 @@ def _place_replay(state: _HoldState | None, params: Mapping[str, Any]) -> HoldPl
     )
 
 
-def _refused(refusal: Sequence[Any] | None, amount_nano: int) -> InsufficientCredit | None:
-    """Why a hold was not placed: None when its key is taken (a replay, to be answered with the first hold)."""
-    if refusal is None:
+def _insufficient(spendable: Sequence[Any] | None, amount_nano: int) -> InsufficientCredit:
+    """Why a hold was refused: the wallet is short (or does not exist: NotFound is raised)."""
+    if spendable is None:
         raise NotFound("wallet not found", param="wallet_id")
-    spendable, currency, key_taken = refusal
-    if key_taken:
-        return None
-    return InsufficientCredit(spendable_nano=spendable, requested_nano=amount_nano, currency=currency)
+    return InsufficientCredit(spendable_nano=spendable[0], requested_nano=amount_nano, currency=spendable[1])
 
 
 def _settle_params(*, hold_id: int, status: str, captured_nano: int, actor: str, reason: str) -> dict[str, Any]:
+    if status not in _SETTLE_KIND:
+        raise ValueError(f"a hold settles as captured, released or expired, not {status!r}")
     return {
         "hold_id": hold_id,
         "status": status,
-        "kind": _SETTLE_KIND[HoldStatus(status)],
         "captured": amount_clean(captured_nano, param="captured", allow_zero=True),
         "actor": actor[:200],
         "reason": reason[:500],
@@ -185,9 +189,10 @@ def _settle_replay(state: _HoldState | None, params: Mapping[str, Any]) -> HoldS
     )
 
 
-def _is_not_open(exc: BaseException) -> bool:
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error, whether psycopg's own or wrapped by Django."""
     cause = exc if isinstance(exc, psycopg.Error) else exc.__cause__
-    return getattr(cause, "sqlstate", None) == sql.NOT_OPEN_SQLSTATE
+    return getattr(cause, "sqlstate", None)
 
 
 # --- synchronous (Django connection) ----------------------------------------------------------------------------
@@ -211,12 +216,10 @@ def _hold_state(**lookup: Any) -> _HoldState | None:
     )
 
 
-def _refusal(params: Mapping[str, Any]) -> tuple[int, str, bool] | None:
-    wallet = Wallet.objects.filter(pk=params["wallet_id"])
+def _spendable(wallet_id: int) -> tuple[int, str] | None:
+    wallet = Wallet.objects.filter(pk=wallet_id)
     row = wallet.values_list("available_nano", "overdraft_limit_nano", "currency").first()
-    if row is None:
-        return None
-    return row[0] + row[1], row[2], Hold.objects.filter(idempotency_key=params["key"]).exists()
+    return None if row is None else (row[0] + row[1], row[2])
 
 
 def hold_place(
@@ -244,13 +247,12 @@ def hold_place(
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(sql.HOLD_PLACE, params)
             row = cursor.fetchone()
-    except IntegrityError:
+    except IntegrityError:  # a concurrent first use of the same key won
         return _place_replay(_hold_state(idempotency_key=params["key"]), params)
-    if row is None:
-        refused = _refused(_refusal(params), params["amount"])
-        if refused is None:
-            return _place_replay(_hold_state(idempotency_key=params["key"]), params)
-        raise refused
+    except DatabaseError as exc:
+        if _sqlstate(exc) != sql.INSUFFICIENT_SQLSTATE:
+            raise
+        raise _insufficient(_spendable(wallet_id), params["amount"]) from None
     return _placed(row, params)
 
 
@@ -263,9 +265,7 @@ def _place_orm(params: Mapping[str, Any]) -> HoldPlaced:
         available_nano=F("available_nano") - amount, held_nano=F("held_nano") + amount
     )
     if not charged:
-        refused = _refused(_refusal(params), amount)
-        assert refused is not None  # the key was checked above, in this transaction
-        raise refused
+        raise _insufficient(_spendable(wallet_id), amount)
     hold = Hold.objects.create(
         wallet_id=wallet_id,
         amount_nano=amount,
@@ -293,11 +293,8 @@ def _settle(params: dict[str, Any]) -> HoldSettled:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(sql.HOLD_SETTLE, params)
             row = cursor.fetchone()
-            if params["captured"]:
-                draws = {"wallet_id": row[1], "transaction_id": row[0], "amount": params["captured"]}
-                cursor.execute(sql.ALLOCATE, draws)
     except DatabaseError as exc:
-        if not _is_not_open(exc):
+        if _sqlstate(exc) != sql.NOT_OPEN_SQLSTATE:
             raise
         return _settle_replay(_hold_state(pk=params["hold_id"]), params)
     return _settled(row, params)
@@ -313,7 +310,7 @@ def _settle_orm(params: dict[str, Any]) -> HoldSettled:
             )
             txn = transaction_book(
                 wallet_id=hold.wallet_id,
-                kind=params["kind"],
+                kind=_SETTLE_KIND[HoldStatus(params["status"])],
                 idempotency_key=f"hold:{hold.pk}:settle",
                 actor=params["actor"],
                 reason=params["reason"],
@@ -395,14 +392,14 @@ async def ahold_place(
     try:
         cursor = await conn.execute(sql.HOLD_PLACE, params)
         row = await cursor.fetchone()
-    except psycopg.errors.UniqueViolation:
+    except psycopg.errors.UniqueViolation:  # a concurrent first use of the same key won
         return _place_replay(await _ahold_state(conn, sql.HOLD_STATE_BY_KEY, params["key"]), params)
-    if row is None:
-        cursor = await conn.execute(sql.PLACE_REFUSED, params)
-        refused = _refused(await cursor.fetchone(), params["amount"])
-        if refused is None:
-            return _place_replay(await _ahold_state(conn, sql.HOLD_STATE_BY_KEY, params["key"]), params)
-        raise refused
+    except psycopg.Error as exc:
+        if exc.sqlstate != sql.INSUFFICIENT_SQLSTATE:
+            raise
+        cursor = await conn.execute(sql.SPENDABLE, params)
+        raise _insufficient(await cursor.fetchone(), params["amount"]) from None
+    assert row is not None
     return _placed(row, params)
 
 
@@ -414,24 +411,28 @@ async def ahold_settle(
     captured_nano: int,
     actor: str,
     reason: str = "",
-    also: Sequence[tuple[str, Mapping[str, Any]]] = (),
+    also: tuple[str, Mapping[str, Any]] | None = None,
 ) -> HoldSettled:
-    """Capture (status "captured"), release or expire a hold, in one transaction sent as one pipeline.
+    """Capture (status "captured"), release or expire a hold, in one statement.
 
-    `also` are statements to run in the same transaction after the settle (the gateway's usage record): they
-    land together with the settle or not at all. A settle that finds the hold not open writes nothing and
-    returns the first settle's result (or raises HoldNotOpen), like the synchronous functions.
+    `also` is one more data-modifying statement (with its own named parameters) to run in the same statement,
+    for the gateway's usage record: it may read the settle's result from `settled` (transaction_id, wallet_id,
+    amount_nano, available_nano, held_nano), and it lands together with the settle or not at all. A settle that
+    finds the hold not open writes nothing and returns the first settle's result (or raises HoldNotOpen), like
+    the synchronous functions.
     """
     params = _settle_params(hold_id=hold_id, status=status, captured_nano=captured_nano, actor=actor, reason=reason)
+    statement = sql.HOLD_SETTLE
+    if also is not None:
+        also_sql, also_params = also
+        if set(also_params) & set(params):
+            raise ValueError(f"`also` parameters may not be named {sorted(set(params))}")
+        statement, params = sql.HOLD_SETTLE_WITH.format(also=also_sql), {**params, **also_params}
     try:
-        async with conn.pipeline(), conn.transaction():
-            settle = await conn.execute(sql.HOLD_SETTLE, params)
-            await conn.execute(sql.ALLOCATE_FOR_HOLD, params)
-            for statement, statement_params in also:
-                await conn.execute(statement, statement_params)
-        row = await settle.fetchone()
+        cursor = await conn.execute(statement, params)
+        row = await cursor.fetchone()
     except psycopg.Error as exc:
-        if not _is_not_open(exc):
+        if exc.sqlstate != sql.NOT_OPEN_SQLSTATE:
             raise
         return _settle_replay(await _ahold_state(conn, sql.HOLD_STATE_BY_ID, hold_id), params)
     assert row is not None

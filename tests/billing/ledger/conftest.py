@@ -27,8 +27,8 @@ def ledger_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 
 @pytest.fixture(autouse=True)
 def _journal_checks(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After every ledger test that used the database: every wallet reconciles with its journal, and every journal
-    transaction balances (the deferred trigger is fired now, since the test's transaction never commits)."""
+    """After every ledger test that used the database: every wallet reconciles with its journal, and the deferred
+    constraints (foreign keys) hold, checked now since the test's transaction never commits."""
     database = next((name for name in ("transactional_db", "db") if name in request.fixturenames), None)
     if database is None:
         yield
