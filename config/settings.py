@@ -171,6 +171,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "data_folder_in": str(VAR_DIR / "celery"),
         "data_folder_out": str(VAR_DIR / "celery"),
         "processed_folder": str(VAR_DIR / "celery-processed"),
+        # Where the transport keeps its exchange table (the default is a "control" folder in the working directory).
+        "control_folder": str(VAR_DIR / "celery-control"),
     }
     if CELERY_BROKER_URL.startswith("filesystem://")
     else {}

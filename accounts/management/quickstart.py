@@ -99,7 +99,7 @@ def process_commands(endpoints: Endpoints) -> dict[str, str]:
 
 def broker_folders_ensure() -> None:
     """kombu's filesystem transport needs its folders to exist before the worker starts."""
-    for folder in ("data_folder_in", "data_folder_out", "processed_folder"):
+    for folder in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         path = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(folder)
         if path:
             Path(path).mkdir(parents=True, exist_ok=True)

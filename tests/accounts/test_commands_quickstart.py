@@ -88,6 +88,7 @@ def test_the_quickstart_runs_the_product_and_stops_cleanly(tmp_path):
             "LOCALSTRIPE_PORT": str(stripe_port),
         }
     )
+    repository_before = sorted(path.name for path in settings.BASE_DIR.iterdir())
     process = subprocess.Popen(
         [sys.executable, "manage.py", "quickstart"],
         cwd=settings.BASE_DIR,
@@ -141,3 +142,6 @@ def test_the_quickstart_runs_the_product_and_stops_cleanly(tmp_path):
         time.sleep(0.1)
     assert [pid for pid in children if alive(pid)] == []
     assert "Stopped." in output.text
+    # Everything it wrote went to VAR_DIR (the database, the broker's folders, beat's schedule, vocabularies).
+    assert sorted(path.name for path in settings.BASE_DIR.iterdir()) == repository_before
+    assert (tmp_path / "db.sqlite3").exists() and (tmp_path / "celery-control").is_dir()
