@@ -1,10 +1,14 @@
 """The staff credit API: grants, reversals, overdraft, balance, grants list and journal, over DRF with a token."""
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from threading import Barrier
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.models import Organization
@@ -433,3 +437,25 @@ def test_an_unknown_organization_reads_as_404(staff_api, db):
 
 def test_numbers_are_not_names_or_reasons(staff_api, org_a):
     assert_error(grant(staff_api, org_a, reason=5), 400, param="reason")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_replays_of_one_grant_grant_once(staff, org_a):
+    """Eight clients send the same grant at the same moment, each on its own database connection."""
+    token = Token.objects.create(user=staff).key
+    start = Barrier(8)
+
+    def send(_: int) -> int:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+        try:
+            start.wait()
+            return grant(client, org_a, key="same-moment", amount="7.00").status_code
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(send, range(8)))
+    assert statuses == [200] * 7 + [201]
+    assert Grant.objects.count() == 1
+    assert selectors.wallet_balance(organization_id=org_a.pk).available_nano == parse_amount("7.00")
