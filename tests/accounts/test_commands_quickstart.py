@@ -75,7 +75,7 @@ class Output:
 
 
 @pytest.mark.slow
-def test_the_quickstart_runs_the_product_and_stops_cleanly(tmp_path):
+def test_the_quickstart_runs_the_product_and_stops_cleanly(tmp_path, page):
     port, stripe_port = free_port(), free_port()
     env = {name: value for name, value in os.environ.items() if name not in SERVER_SETTINGS}
     env.update(
@@ -126,6 +126,10 @@ def test_the_quickstart_runs_the_product_and_stops_cleanly(tmp_path):
         assert docs.status_code == 200
         bundle = re.search(r'src="([^"]*redoc[^"]*\.js)"', docs.text).group(1)  # type: ignore[union-attr]
         assert httpx.get(f"{url}{bundle}", timeout=10).status_code == 200
+        # And it renders in a browser with no internet: Redoc draws the schema's title and the staff operations.
+        page.goto(f"{url}/api/docs/")
+        page.wait_for_selector("h1:has-text('Token billing API')", timeout=30_000)
+        assert page.get_by_text("Add credit to the organization's wallet").count() >= 1
 
         # localstripe answers where every process was told Stripe is.
         assert httpx.get(f"http://127.0.0.1:{stripe_port}/js.stripe.com/v3/", timeout=10).status_code == 200
