@@ -169,13 +169,24 @@ def announce_when_ready(
         write(f"The web process did not answer on port {endpoints.port} within {START_TIMEOUT_SECONDS:.0f} s.")
 
 
+class _Manager(Manager):
+    """honcho's Manager, calling `on_started` once every process has been forked.
+
+    The announcer thread starts only then: forking while another thread holds a lock (an HTTP client's, the
+    logging module's) could leave that lock held forever in the child.
+    """
+
+    def __init__(self, *, on_started: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._on_started = on_started
+
+    def _start(self) -> None:
+        super()._start()
+        self._on_started()
+
+
 def run(*, endpoints: Endpoints, environment: dict[str, str], demo: dict[str, Any]) -> int:
     """Run every process until Ctrl-C or until one of them stops. Returns the exit status for the shell."""
-    printer = Printer(sys.stdout)
-    manager = Manager(printer=printer)
-    for name, command in process_commands(endpoints).items():
-        manager.add_process(name, command, env=environment, cwd=str(settings.BASE_DIR))
-
     lock = threading.Lock()
 
     def write(text: str) -> None:
@@ -190,11 +201,12 @@ def run(*, endpoints: Endpoints, environment: dict[str, str], demo: dict[str, An
         name="quickstart-announcer",
         daemon=True,
     )
-    announcer.start()
+    manager = _Manager(printer=Printer(sys.stdout), on_started=announcer.start)
+    for name, command in process_commands(endpoints).items():
+        manager.add_process(name, command, env=environment, cwd=str(settings.BASE_DIR))
     manager.loop()  # installs its own SIGINT/SIGTERM handlers: terminate everything, then return
     stop.set()
-    interrupted_by_signal = manager.returncode in {128 + signal.SIGINT, 128 + signal.SIGTERM}
-    if interrupted_by_signal:
+    if manager.returncode in {128 + signal.SIGINT, 128 + signal.SIGTERM}:
         write("Stopped.")
         return 0
     write(f"A process stopped (exit status {manager.returncode}); everything was stopped.")
