@@ -4,6 +4,7 @@ server; it must print a working URL and demo key, serve the login page, and leav
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -149,3 +150,25 @@ def test_the_quickstart_runs_the_product_and_stops_cleanly(tmp_path, page):
     # Everything it wrote went to VAR_DIR (the database, the broker's folders, beat's schedule, vocabularies).
     assert sorted(path.name for path in settings.BASE_DIR.iterdir()) == repository_before
     assert (tmp_path / "db.sqlite3").exists() and (tmp_path / "celery-control").is_dir()
+
+
+def test_a_taken_port_is_refused_before_anything_starts(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {name: value for name, value in os.environ.items() if name not in SERVER_SETTINGS}
+        env.update({"DEBUG": "true", "VAR_DIR": str(tmp_path), "PORT": str(port)})
+        result = subprocess.run(
+            [sys.executable, "manage.py", "quickstart"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode != 0
+    assert f"port {port} is already in use; choose another with --port" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "db.sqlite3").exists()
