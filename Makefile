@@ -12,7 +12,8 @@ help:  ## Show this help
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@# -qq: errors only, so a pip configuration's warnings (e.g. about missing local indexes) do not drown the log.
+	$(PY) -m pip install -qq --disable-pip-version-check -r requirements.txt
 	touch $@
 
 install: $(VENV)/.installed  ## Create the virtualenv and install pinned requirements
