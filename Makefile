@@ -12,14 +12,14 @@ help:  ## Show this help
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	@# -qq: errors only, so a pip configuration's warnings (e.g. about missing local indexes) do not drown the log.
+	$(PY) -m pip install -qq --disable-pip-version-check -r requirements.txt
 	touch $@
 
 install: $(VENV)/.installed  ## Create the virtualenv and install pinned requirements
 
 run: install  ## Start the whole product with demo data (SQLite, no broker server, localstripe, demo model)
-	$(PY) manage.py quickstart
+	DEBUG=$${DEBUG:-true} $(PY) manage.py quickstart
 
 lint: install  ## ruff (lint + format check)
 	$(VENV)/bin/ruff check .
@@ -30,7 +30,8 @@ typecheck: install  ## mypy with django-stubs
 
 test: install  ## Lint, type-check, check migrations, run the whole test suite against PostgreSQL and Redis
 	$(MAKE) --no-print-directory lint typecheck
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DEBUG=true $(PY) manage.py makemigrations --check --dry-run
+	@# Models against migrations only: an in-memory database, so no server database has to exist for the check.
+	DATABASE_URL=sqlite://:memory: DEBUG=true $(PY) manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DEBUG=true $(PY) -m pytest
 
 bench: install  ## Print the benchmark tables (ledger, rating, gateway)

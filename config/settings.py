@@ -5,11 +5,12 @@ production never silently becomes a default.
 """
 
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
@@ -38,6 +39,41 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     return value
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.str(name, default=default).strip()
+    if raw not in choices:
+        raise environ.ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def env_url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
+    """A URL with one of `schemes` (and a host, or a path for file-like schemes), or empty when allowed by default."""
+    raw = env.str(name, default=default).strip()
+    if not raw:
+        return raw
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes or not (parts.netloc or parts.path.strip("/")):
+        raise environ.ImproperlyConfigured(f"{name} must be a URL starting with {' or '.join(schemes)}://, got {raw!r}")
+    return raw
+
+
+DATABASE_SCHEMES = ("postgres", "postgresql", "pgsql", "sqlite")
+
+
+def env_db_url(name: str, default: str) -> dict[str, Any]:
+    """A database URL (postgres://... or sqlite:///...), parsed into Django's DATABASES entry."""
+    env_url(name, default, schemes=DATABASE_SCHEMES)
+    try:
+        config: dict[str, Any] = env.db_url(name, default=default)
+    except (ValueError, KeyError, environ.ImproperlyConfigured) as error:
+        raise environ.ImproperlyConfigured(f"{name} is not a usable database URL: {error}") from None
+    return config
+
+
+# Runtime files of the zero-setup quickstart: the SQLite database, the broker's folders, tiktoken's vocabularies.
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
+
+
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
@@ -45,8 +81,11 @@ if not SECRET_KEY:
         raise environ.ImproperlyConfigured("SECRET_KEY must be set when DEBUG is false")
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"  # noqa: S105
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+if not DEBUG and not ALLOWED_HOSTS:
+    # Otherwise every request would be answered 400: better to refuse to start.
+    raise environ.ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG is false, e.g. billing.example.com")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-SITE_URL = env.str("SITE_URL", default="http://localhost:8000")
+SITE_URL = env_url("SITE_URL", "http://localhost:8000", schemes=("http", "https"))
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -56,7 +95,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    # Tokens for staff automation (`manage.py staff_token`); browsers use the session.
+    "rest_framework.authtoken",
     "drf_spectacular",
+    # Redoc's files served by the product itself, so /api/docs/ works offline.
+    "drf_spectacular_sidecar",
     "allauth",
     "allauth.account",
     "accounts",
@@ -100,7 +143,7 @@ TEMPLATES = [
 ]
 
 # Database: PostgreSQL in production and tests; SQLite only for the zero-setup quickstart.
-DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+DATABASES = {"default": env_db_url("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers queue for the database instead of failing when two of them (web and worker) meet.
@@ -115,7 +158,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 GATEWAY_DB_POOL_SIZE = env_int("GATEWAY_DB_POOL_SIZE", 20, minimum=1)
 
 # Redis backs the cache (API-key cache, rate limits) and, by default, Celery.
-REDIS_URL = env.str("REDIS_URL", default="")
+REDIS_URL = env_url("REDIS_URL", "", schemes=("redis", "rediss", "unix"))
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
@@ -128,6 +171,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "data_folder_in": str(VAR_DIR / "celery"),
         "data_folder_out": str(VAR_DIR / "celery"),
         "processed_folder": str(VAR_DIR / "celery-processed"),
+        # Where the transport keeps its exchange table (the default is a "control" folder in the working directory).
+        "control_folder": str(VAR_DIR / "celery-control"),
     }
     if CELERY_BROKER_URL.startswith("filesystem://")
     else {}
@@ -146,10 +191,10 @@ CELERY_BEAT_SCHEDULE = {
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="sk_test_localstripe")
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="pk_test_localstripe")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="whsec_localstripe")
-STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+STRIPE_API_BASE = env_url("STRIPE_API_BASE", "", schemes=("http", "https"))
 
 # The default upstream model server; with none, the built-in demo model answers.
-UPSTREAM_BASE_URL = env.str("UPSTREAM_BASE_URL", default="")
+UPSTREAM_BASE_URL = env_url("UPSTREAM_BASE_URL", "", schemes=("http", "https"))
 UPSTREAM_API_KEY = env.str("UPSTREAM_API_KEY", default="")
 UPSTREAM_TIMEOUT_SECONDS = env_int("UPSTREAM_TIMEOUT_SECONDS", 120, minimum=1)
 
@@ -199,7 +244,10 @@ EMAIL_BACKEND = env.str(
 )
 EMAIL_URL = env.str("EMAIL_URL", default="")
 if EMAIL_URL:
-    vars().update(env.email_url("EMAIL_URL"))
+    try:
+        vars().update(env.email_url("EMAIL_URL"))
+    except (ValueError, KeyError, environ.ImproperlyConfigured) as error:
+        raise environ.ImproperlyConfigured(f"EMAIL_URL is not a usable mail URL (smtp://...): {error}") from None
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@localhost")
 
 LANGUAGE_CODE = "en-us"
@@ -212,7 +260,12 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # A token (`Authorization: Token ...`) for scripts, the session for people in a browser. The token comes first
+    # so a request without credentials is answered 401 with a WWW-Authenticate header.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "api.errors.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
@@ -223,13 +276,17 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Customer and staff REST API. The metered OpenAI-compatible API lives under /v1.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", LOG_LEVELS)},
 }
 
 if not DEBUG:

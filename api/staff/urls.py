@@ -1,0 +1,29 @@
+"""Routes of the staff REST API (/api/staff/...). Each area appends its own block."""
+
+from django.urls import path
+
+from api.staff import ledger, organizations
+
+# Organizations and their credit.
+urlpatterns = [
+    path("organizations/", organizations.OrganizationListCreateApi.as_view(), name="staff-organizations"),
+    path(
+        "organizations/<int:organization_id>/",
+        organizations.OrganizationDetailApi.as_view(),
+        name="staff-organization",
+    ),
+    path("organizations/<int:organization_id>/balance/", ledger.BalanceApi.as_view(), name="staff-balance"),
+    path(
+        "organizations/<int:organization_id>/credit-grants/",
+        ledger.CreditGrantCreateApi.as_view(),
+        name="staff-credit-grants",
+    ),
+    path("organizations/<int:organization_id>/grants/", ledger.GrantListApi.as_view(), name="staff-grants"),
+    path(
+        "organizations/<int:organization_id>/grants/<int:grant_id>/reversals/",
+        ledger.GrantReversalApi.as_view(),
+        name="staff-grant-reversals",
+    ),
+    path("organizations/<int:organization_id>/overdraft/", ledger.OverdraftApi.as_view(), name="staff-overdraft"),
+    path("organizations/<int:organization_id>/journal/", ledger.JournalListApi.as_view(), name="staff-journal"),
+]

@@ -1,0 +1,174 @@
+"""`make run` end to end: the quickstart in its own process, on SQLite in a temporary folder, with no broker
+server; it must print a working URL and demo key, serve the login page, and leave no process behind on Ctrl-C."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+
+from tests.harness import free_port
+
+START_TIMEOUT = 240.0
+# Settings the test run points at PostgreSQL and Redis: the quickstart must run without any of them.
+SERVER_SETTINGS = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "STRIPE_API_BASE", "SITE_URL", "PORT")
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (children, grandchildren...), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class Output:
+    """The quickstart's output, read in a thread so its pipe never fills up."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        assert process.stdout is not None
+        self.thread = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
+        self.thread.start()
+
+    def _read(self, stream) -> None:  # type: ignore[no-untyped-def]
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, marker: str, process: subprocess.Popen[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while marker not in self.text:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the quickstart never printed {marker!r}; it printed:\n{self.text[-5000:]}")
+            time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_the_quickstart_runs_the_product_and_stops_cleanly(tmp_path, page):
+    port, stripe_port = free_port(), free_port()
+    env = {name: value for name, value in os.environ.items() if name not in SERVER_SETTINGS}
+    env.update(
+        {
+            "DEBUG": "true",
+            "VAR_DIR": str(tmp_path),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+            "TIKTOKEN_CACHE_DIR": str(tmp_path / "tiktoken"),
+            "PORT": str(port),
+            "LOCALSTRIPE_PORT": str(stripe_port),
+        }
+    )
+    repository_before = sorted(path.name for path in settings.BASE_DIR.iterdir())
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "quickstart"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # so a failing test can still stop the whole group
+    )
+    output = Output(process)
+    children: set[int] = set()
+    try:
+        output.wait_for("Press Ctrl-C", process, START_TIMEOUT)
+        url = re.search(r"running at (http://\S+?)/?$", output.text, re.M).group(1)  # type: ignore[union-attr]
+        key = re.search(r"Demo API key:\s+(sk-tb-\S+)", output.text).group(1)  # type: ignore[union-attr]
+        email, password = re.search(r"as\s+(\S+@\S+)\s+/\s+(\S+)", output.text).groups()  # type: ignore[union-attr]
+        assert url == f"http://127.0.0.1:{port}"
+        children = descendants(process.pid)
+        assert len(children) >= 4  # at least localstripe, web, worker and beat
+
+        balance = httpx.get(f"{url}/v1/balance", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        assert balance.status_code == 200, balance.text
+        assert balance.json()["available"] == "25.00"
+
+        with httpx.Client(base_url=url, timeout=10) as browser:
+            login = browser.get("/accounts/login/")
+            assert login.status_code == 200 and 'name="password"' in login.text
+            csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)  # type: ignore[union-attr]
+            logged_in = browser.post(
+                "/accounts/login/", data={"login": email, "password": password, "csrfmiddlewaretoken": csrf}
+            )
+            assert logged_in.status_code == 302 and logged_in.headers["location"] == "/", logged_in.text[:500]
+
+        docs = httpx.get(f"{url}/api/docs/", timeout=10)
+        assert docs.status_code == 200
+        bundle = re.search(r'src="([^"]*redoc[^"]*\.js)"', docs.text).group(1)  # type: ignore[union-attr]
+        assert httpx.get(f"{url}{bundle}", timeout=10).status_code == 200
+        # And it renders in a browser with no internet: Redoc draws the schema's title and the staff operations.
+        page.goto(f"{url}/api/docs/")
+        page.wait_for_selector("h1:has-text('Token billing API')", timeout=30_000)
+        assert page.get_by_text("Add credit to the organization's wallet").count() >= 1
+
+        # localstripe answers where every process was told Stripe is.
+        assert httpx.get(f"http://127.0.0.1:{stripe_port}/js.stripe.com/v3/", timeout=10).status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)  # what Ctrl-C does
+        try:
+            returncode = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+    assert returncode == 0, output.text[-3000:]
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in children if alive(pid)] == []
+    assert "Stopped." in output.text
+    # Everything it wrote went to VAR_DIR (the database, the broker's folders, beat's schedule, vocabularies).
+    assert sorted(path.name for path in settings.BASE_DIR.iterdir()) == repository_before
+    assert (tmp_path / "db.sqlite3").exists() and (tmp_path / "celery-control").is_dir()
+
+
+def test_a_taken_port_is_refused_before_anything_starts(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {name: value for name, value in os.environ.items() if name not in SERVER_SETTINGS}
+        env.update({"DEBUG": "true", "VAR_DIR": str(tmp_path), "PORT": str(port)})
+        result = subprocess.run(
+            [sys.executable, "manage.py", "quickstart"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode != 0
+    assert f"port {port} is already in use; choose another with --port" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "db.sqlite3").exists()
