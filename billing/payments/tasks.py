@@ -1,22 +1,27 @@
 """Celery tasks: they take ids, call a service, and own their retries."""
 
+import logging
+
 from celery import shared_task
 
 from billing.payments import services
 from billing.payments.errors import PaymentsUnavailable
 
+logger = logging.getLogger(__name__)
 
-@shared_task(
-    acks_late=True,
-    autoretry_for=(PaymentsUnavailable,),
-    retry_backoff=10,
-    retry_backoff_max=600,
-    max_retries=8,
-)
+
+@shared_task(acks_late=True)
 def auto_topup_charge_task(organization_id: int) -> int | None:
-    """Charge the saved card if the organization is (still) below its threshold. Retried while Stripe gives no
-    definite answer; the charge keeps its idempotency key, so a retry never charges twice."""
-    top_up = services.auto_topup_charge(organization_id=organization_id)
+    """Charge the saved card if the organization is (still) below its threshold.
+
+    When Stripe gives no definite answer the charge stays in flight without a PaymentIntent; the resume sweeper
+    sends it again with the same idempotency key once its lease ran out (so it is never sent twice at once).
+    """
+    try:
+        top_up = services.auto_topup_charge(organization_id=organization_id)
+    except PaymentsUnavailable:
+        logger.warning("auto top-up of organization %s: Stripe not reached; the sweeper will resend", organization_id)
+        return None
     return top_up.pk if top_up is not None else None
 
 

@@ -64,6 +64,9 @@ LOCAL_CACHE_SECONDS = 5
 # After a charge is enqueued, further checks of the organization enqueue nothing for this long (the charge clears
 # it when it ends, so a wallet that drains again right after a top-up is noticed at once).
 QUEUE_DEBOUNCE_SECONDS = 15
+# An automatic charge being sent to Stripe is its sender's for this long (longer than the Stripe client's own
+# timeouts and retries); after that, the task's retry or the sweeper may send it again, with the same key.
+SEND_LEASE_SECONDS = 300
 _local = LocMemCache("payments-auto-topup", {"TIMEOUT": LOCAL_CACHE_SECONDS, "OPTIONS": {"MAX_ENTRIES": 10_000}})
 
 AUTHENTICATION_REQUIRED_MESSAGE = (
@@ -340,8 +343,9 @@ def _claim(*, organization_id: int) -> TopUp | None:
             organization_id=organization_id, kind=TopUp.Kind.AUTO, status__in=TopUp.IN_FLIGHT
         ).first()
         if in_flight is not None:
-            # One automatic charge at a time. One that never reached Stripe (a crash, an outage) is sent again.
-            return in_flight if not in_flight.stripe_payment_intent_id else None
+            # One automatic charge at a time. One that never got Stripe's answer (a crash, an outage) is sent again,
+            # once its sender's lease ran out.
+            return in_flight if _send_lease(top_up_id=in_flight.pk) else None
         balance = ledger_selectors.wallet_balance(organization_id=organization_id)
         if balance.available_nano >= config.threshold_nano:
             return None
@@ -361,6 +365,25 @@ def _claim(*, organization_id: int) -> TopUp | None:
                 )
         except IntegrityError:  # another automatic charge got in first (the partial unique constraint)
             return None
+
+
+def _send_lease(*, top_up_id: int) -> bool:
+    """Take over sending an automatic charge that has no PaymentIntent yet, if nobody touched it for
+    SEND_LEASE_SECONDS (its sender crashed, or Stripe did not answer). One conditional UPDATE: one taker at a time.
+
+    The idempotency key already makes a second send return the same PaymentIntent at Stripe; the lease keeps
+    two senders from racing each other in the first place.
+    """
+    now = timezone.now()
+    return bool(
+        TopUp.objects.filter(
+            pk=top_up_id,
+            kind=TopUp.Kind.AUTO,
+            status__in=TopUp.IN_FLIGHT,
+            stripe_payment_intent_id__isnull=True,
+            updated_at__lte=now - timedelta(seconds=SEND_LEASE_SECONDS),
+        ).update(updated_at=now)
+    )
 
 
 def auto_topup_charge(*, organization_id: int) -> TopUp | None:
@@ -521,8 +544,9 @@ def auto_topup_failure_notify(*, top_up_id: int) -> int:
     return len(recipients)
 
 
-def auto_topups_resume(*, older_than: timedelta = timedelta(minutes=2), limit: int = 100) -> int:
-    """The sweeper: send again automatic charges that were claimed but never got an answer from Stripe.
+def auto_topups_resume(*, limit: int = 100) -> int:
+    """The sweeper: send again automatic charges that were claimed but never got an answer from Stripe, once their
+    sender's lease ran out.
 
     Stripe keeps idempotency keys for 24 hours, so within that window a resend returns the PaymentIntent Stripe
     may already have created; past it, the charge is given up as failed rather than risk a second one.
@@ -532,7 +556,7 @@ def auto_topups_resume(*, older_than: timedelta = timedelta(minutes=2), limit: i
         kind=TopUp.Kind.AUTO,
         status__in=TopUp.IN_FLIGHT,
         stripe_payment_intent_id__isnull=True,
-        created_at__lte=now - older_than,
+        updated_at__lte=now - timedelta(seconds=SEND_LEASE_SECONDS),
     ).order_by("created_at")[:limit]
     resent = 0
     for top_up in stuck:
@@ -542,6 +566,8 @@ def auto_topups_resume(*, older_than: timedelta = timedelta(minutes=2), limit: i
                 message="The automatic charge could not be sent to the payment service.",
                 code="not_sent",
             )
+            continue
+        if not _send_lease(top_up_id=top_up.pk):
             continue
         try:
             auto_topup_send(top_up_id=top_up.pk)

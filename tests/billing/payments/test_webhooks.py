@@ -76,7 +76,7 @@ def test_the_same_event_delivered_twenty_times_at_once_grants_once(webhook_url, 
 
 
 def test_two_different_events_for_one_payment_grant_once(webhook_url, succeeded_event, org_a):
-    top_up, payload = succeeded_event
+    _top_up, payload = succeeded_event
     twin = json.loads(payload)
     twin["id"] = twin["id"] + "twin"
     assert deliver(webhook_url, payload).status_code == 200
