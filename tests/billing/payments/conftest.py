@@ -1,46 +1,8 @@
-"""Fixtures of the payments tests. See helpers.py for the browser-side and Stripe-side stand-ins."""
+"""The payments fixtures live in fixtures.py so the browser tests (tests/e2e) can import them too."""
 
-from collections.abc import Iterator
-
-import pytest
-from django.test import Client
-
-from billing.payments.services.auto_topup import auto_topup_cache_clear
-from tests.harness import LocalStripe
-
-# Where localstripe's webhooks go when a test did not ask for them: a port nobody listens on.
-BLACKHOLE = "http://127.0.0.1:9/"
-
-
-@pytest.fixture(autouse=True)
-def _auto_topup_local_cache() -> Iterator[None]:
-    auto_topup_cache_clear()
-    yield
-    auto_topup_cache_clear()
-
-
-@pytest.fixture
-def stripe_webhooks(localstripe: LocalStripe, live_url: str, settings: pytest.FixtureRequest) -> Iterator[str]:
-    """localstripe delivers its signed events to the live server's /stripe/webhook/, as Stripe would."""
-    localstripe.register_webhook(url=f"{live_url}/stripe/webhook/", secret=settings.STRIPE_WEBHOOK_SECRET)  # type: ignore[attr-defined]
-    yield f"{live_url}/stripe/webhook/"
-    # Events of this test still on their way (localstripe sends them a second late) must not reach the next one.
-    localstripe.register_webhook(url=BLACKHOLE, secret=settings.STRIPE_WEBHOOK_SECRET)  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def eager_celery(settings: pytest.FixtureRequest) -> None:
-    """Celery tasks run inline, in the caller's thread, when they are enqueued (after commit).
-
-    Chosen over calling the task functions by hand so the tests go through the real enqueue path
-    (`transaction.on_commit` -> `.delay`), with no worker to start or wait for.
-    """
-    settings.CELERY_TASK_ALWAYS_EAGER = True  # type: ignore[attr-defined]
-    settings.CELERY_TASK_EAGER_PROPAGATES = True  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def alice_client(alice) -> Client:  # type: ignore[no-untyped-def]
-    client = Client()
-    client.force_login(alice)
-    return client
+from tests.billing.payments.fixtures import (  # noqa: F401
+    _auto_topup_local_cache,
+    alice_client,
+    eager_celery,
+    stripe_webhooks,
+)

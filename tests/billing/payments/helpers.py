@@ -91,3 +91,41 @@ def available(organization_id: int) -> int:
 def close_db_connections() -> None:
     for connection in connections.all():
         connection.close()
+
+
+# --- the browser (Playwright) ---
+
+PASSWORD = "correct horse battery staple"
+
+
+def customer_create(email: str, organization_name: str = "Acme") -> tuple[Any, Any]:
+    """A user whose email is verified, owning a new organization: (user, organization)."""
+    from allauth.account.models import EmailAddress
+
+    from accounts.services import organization_create
+    from tests.accounts.factories import UserFactory
+
+    user = UserFactory(username=email, email=email)
+    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    return user, organization_create(name=organization_name, owner=user)
+
+
+def browser_login(page: Any, live_url: str, email: str, *, next_path: str) -> None:
+    """Log in through the login page, landing on `next_path`."""
+    page.goto(f"{live_url}/accounts/login/?next={next_path}")
+    page.locator("input[name=login]").fill(email)
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.locator("input[name=password]").press("Enter")
+    page.wait_for_url(f"{live_url}{next_path}")
+
+
+def browser_fill_card(page: Any, number: str, *, within: str = "#card-element") -> None:
+    """Type a card into the card Element (localstripe's stand-in renders plain inputs with these placeholders)."""
+    for placeholder, value in (
+        ("number", number),
+        ("exp_month", "12"),
+        ("exp_year", "34"),
+        ("cvc", "123"),
+        ("postal_code", "42424"),
+    ):
+        page.locator(f"{within} input[placeholder={placeholder}]").fill(value)
