@@ -169,6 +169,11 @@ TOPUP_MIN_AMOUNT_NANO = env_amount_nano("TOPUP_MIN_AMOUNT", "5.00")
 TOPUP_MAX_AMOUNT_NANO = env_amount_nano("TOPUP_MAX_AMOUNT", "5000.00")
 if TOPUP_MIN_AMOUNT_NANO > TOPUP_MAX_AMOUNT_NANO:
     raise environ.ImproperlyConfigured("TOPUP_MIN_AMOUNT must not be larger than TOPUP_MAX_AMOUNT")
+# With live keys, webhooks must be verified with the endpoint's own secret: the development default is public.
+if STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_")) and STRIPE_WEBHOOK_SECRET in ("", "whsec_localstripe"):
+    raise environ.ImproperlyConfigured(
+        "STRIPE_WEBHOOK_SECRET must be the signing secret of the webhook endpoint in the Stripe dashboard"
+    )
 CELERY_BEAT_SCHEDULE |= {
     # Failed webhook events are processed again (the raw event is stored); backs off by attempts.
     "payments-stripe-events-retry": {"task": "billing.payments.tasks.stripe_events_retry_task", "schedule": 300.0},

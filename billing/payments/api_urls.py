@@ -6,6 +6,6 @@ from billing.payments import apis
 
 urlpatterns = [
     path("refunds/", apis.RefundListCreateApi.as_view(), name="staff_refunds"),
-    path("refunds/<int:refund_id>/", apis.RefundDetailApi.as_view(), name="staff_refund"),
+    path("refunds/<str:refund_id>/", apis.RefundDetailApi.as_view(), name="staff_refund"),
     path("top-ups/", apis.TopUpListApi.as_view(), name="staff_top_ups"),
 ]

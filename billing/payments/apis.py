@@ -145,9 +145,15 @@ class RefundListCreateApi(StaffApi):
 
 
 class RefundDetailApi(StaffApi):
-    @extend_schema(summary="One refund", responses=RefundOutputSerializer)
-    def get(self, request: Request, refund_id: int) -> Response:
-        refund = selectors.refunds_list().filter(pk=refund_id).first()
+    @extend_schema(
+        summary="One refund",
+        parameters=[OpenApiParameter("refund_id", int, OpenApiParameter.PATH)],
+        responses=RefundOutputSerializer,
+    )
+    def get(self, request: Request, refund_id: str) -> Response:
+        refund = None
+        if refund_id.isdigit() and len(refund_id) <= 18:
+            refund = selectors.refunds_list().filter(pk=int(refund_id)).first()
         if refund is None:
             raise NotFound("refund not found", param="refund_id")
         return Response(RefundOutputSerializer(refund).data)

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
+from billing.money import format_amount
 from billing.payments.errors import NotFound
 from billing.payments.models import AutoTopUp, Refund, TopUp
 from billing.payments.services.auto_topup import auto_topup_spent_today
@@ -13,8 +14,6 @@ CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
 
 def money_display(amount_nano: int, currency: str = "USD") -> str:
     """ "$20.00" (cents always shown; finer amounts keep their digits), "-$3.50" for a negative balance."""
-    from billing.money import format_amount
-
     sign = "-" if amount_nano < 0 else ""
     text = format_amount(abs(amount_nano))
     symbol = CURRENCY_SYMBOLS.get(currency.upper())

@@ -7,6 +7,11 @@ from playwright.sync_api import expect
 from billing.ledger import services as ledger
 from billing.payments import services
 from billing.payments.models import TopUp
+
+# The payments fixtures (webhooks from localstripe to the live server, eager Celery, the local cache reset), imported
+# so pytest finds them here; the tests' parameters name them, which ruff would report as redefinitions.
+# ruff: noqa: F811
+from tests.billing.payments.fixtures import _payments_hygiene, eager_celery, stripe_webhooks  # noqa: F401
 from tests.billing.payments.helpers import (
     CARD_OK,
     available,
@@ -16,9 +21,6 @@ from tests.billing.payments.helpers import (
     usd,
     wait_for,
 )
-
-# The payments fixtures: webhooks from localstripe to the live server, eager Celery, the local cache reset.
-from tests.billing.payments.fixtures import _auto_topup_local_cache, eager_celery, stripe_webhooks  # noqa: E402, F401
 
 pytestmark = pytest.mark.e2e
 

@@ -213,7 +213,7 @@ def auto_topup_update(
     if enabled:
         config.disabled_reason = ""
         config.disabled_at = None
-    config.updated_by = actor if isinstance(actor, AbstractBaseUser) else None  # type: ignore[assignment]
+    config.updated_by_id = actor.pk if isinstance(actor, AbstractBaseUser) else None
     config.save()
     after = {
         "enabled": enabled,

@@ -1,6 +1,7 @@
 """Fixtures of the payments tests (imported by the browser tests in tests/e2e too). See helpers.py for the
 browser-side and Stripe-side stand-ins."""
 
+import gc
 from collections.abc import Iterator
 
 import pytest
@@ -14,10 +15,14 @@ BLACKHOLE = "http://127.0.0.1:9/"
 
 
 @pytest.fixture(autouse=True)
-def _auto_topup_local_cache() -> Iterator[None]:
+def _payments_hygiene(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Start each test with an empty auto top-up trigger cache; after a test that used the live server, collect the
+    database connections its finished request threads left behind (PostgreSQL's connection slots are shared)."""
     auto_topup_cache_clear()
     yield
     auto_topup_cache_clear()
+    if "live_url" in request.fixturenames:
+        gc.collect()
 
 
 @pytest.fixture
