@@ -5,4 +5,6 @@ from django.urls import include, path
 urlpatterns = [
     path("v1/", include("api.gateway.urls")),
     path("api/staff/", include("api.staff.urls")),
+    # Staff: refunds of paid credit and the card top-ups they apply to.
+    path("api/staff/", include("billing.payments.api_urls")),
 ]

@@ -193,6 +193,39 @@ STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="pk_test_loca
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="whsec_localstripe")
 STRIPE_API_BASE = env_url("STRIPE_API_BASE", "", schemes=("http", "https"))
 
+
+# --- Payments: top-ups, auto top-up, refunds (billing.payments) ---
+def env_amount_nano(name: str, default: str) -> int:
+    """A decimal amount in main units ("5.00") as nano-units, in whole cents (Stripe charges cents)."""
+    from billing.money import AmountError, parse_amount
+
+    raw = env.str(name, default=default)
+    try:
+        value = parse_amount(raw)
+    except AmountError as exc:
+        raise environ.ImproperlyConfigured(f"{name}: {exc}") from None
+    if value % 10_000_000:
+        raise environ.ImproperlyConfigured(f"{name} must be a whole number of cents, got {raw!r}")
+    return value
+
+
+# Bounds of one top-up, by the customer or by auto top-up.
+TOPUP_MIN_AMOUNT_NANO = env_amount_nano("TOPUP_MIN_AMOUNT", "5.00")
+TOPUP_MAX_AMOUNT_NANO = env_amount_nano("TOPUP_MAX_AMOUNT", "5000.00")
+if TOPUP_MIN_AMOUNT_NANO > TOPUP_MAX_AMOUNT_NANO:
+    raise environ.ImproperlyConfigured("TOPUP_MIN_AMOUNT must not be larger than TOPUP_MAX_AMOUNT")
+# With live keys, webhooks must be verified with the endpoint's own secret: the development default is public.
+if STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_")) and STRIPE_WEBHOOK_SECRET in ("", "whsec_localstripe"):
+    raise environ.ImproperlyConfigured(
+        "STRIPE_WEBHOOK_SECRET must be the signing secret of the webhook endpoint in the Stripe dashboard"
+    )
+CELERY_BEAT_SCHEDULE |= {
+    # Failed webhook events are processed again (the raw event is stored); backs off by attempts.
+    "payments-stripe-events-retry": {"task": "billing.payments.tasks.stripe_events_retry_task", "schedule": 300.0},
+    # Automatic charges and refunds interrupted before Stripe answered are sent again (same idempotency key).
+    "payments-resume": {"task": "billing.payments.tasks.payments_resume_task", "schedule": 120.0},
+}
+
 # The default upstream model server; with none, the built-in demo model answers.
 UPSTREAM_BASE_URL = env_url("UPSTREAM_BASE_URL", "", schemes=("http", "https"))
 UPSTREAM_API_KEY = env.str("UPSTREAM_API_KEY", default="")

@@ -9,4 +9,6 @@ urlpatterns = [
     path("api/docs/", SpectacularRedocView.as_view(url_name="schema"), name="api-docs"),
     path("", include("api.urls")),
     path("", include("accounts.web.urls")),
+    # Payments: /billing/ pages (top up, auto top-up, receipts) and Stripe's webhook at /stripe/webhook/.
+    path("", include("billing.payments.web.urls")),
 ]

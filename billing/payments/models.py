@@ -2,6 +2,9 @@
 
 Money is integer nano-units like everywhere else; Stripe amounts are cents, so every amount charged through
 Stripe is a whole number of cents (a multiple of NANO_PER_CENT), checked in the database too.
+
+Credit moves only through the ledger (billing.ledger); these tables record what happened at Stripe and link
+to the ledger by id (the ledger owns its tables, so there are no foreign keys into it).
 """
 
 from django.conf import settings
@@ -22,6 +25,7 @@ class StripeCustomer(models.Model):
     organization = models.OneToOneField(Organization, on_delete=models.PROTECT, related_name="stripe_customer")
     stripe_customer_id = models.CharField(max_length=255, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
         return f"{self.stripe_customer_id} for organization {self.organization_id}"
@@ -41,12 +45,17 @@ class StripeEvent(models.Model):
     # The body exactly as Stripe sent it (the signature covers these bytes).
     payload = models.TextField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    # Why processing failed (status failed), or why the event needed nothing from us (status ignored).
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        indexes = [
+            # The retry sweeper looks for failed events.
+            models.Index(fields=["received_at"], condition=Q(status="failed"), name="stripe_event_failed"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=["received", "processed", "failed", "ignored"]), name="stripe_event_status_valid"
@@ -57,6 +66,7 @@ class StripeEvent(models.Model):
                 | Q(status__in=["received", "failed"], processed_at__isnull=True),
                 name="stripe_event_processed_at_matches_status",
             ),
+            models.CheckConstraint(condition=~Q(event_id=""), name="stripe_event_id_not_empty"),
         ]
 
     def __str__(self) -> str:
@@ -68,6 +78,10 @@ class TopUp(models.Model):
 
     Credit is granted only when Stripe's signed `payment_intent.succeeded` webhook arrives; a succeeded
     top-up is a receipt.
+
+    Life of a manual top-up: pending (amount chosen, waiting for the card) -> processing (PaymentIntent
+    confirmed, waiting for Stripe's word) or requires_action (3-D Secure in the browser) -> succeeded (webhook,
+    credit granted) or failed (declined; the reason is kept). An auto top-up starts at processing.
     """
 
     class Kind(models.TextChoices):
@@ -92,9 +106,12 @@ class TopUp(models.Model):
     stripe_payment_intent_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
     stripe_payment_method_id = models.CharField(max_length=255, blank=True)
     card_last4 = models.CharField(max_length=4, blank=True)
+    # Stripe's message for the customer ("Your card was declined.") and its code ("card_declined").
     failure_message = models.TextField(blank=True)
+    failure_code = models.CharField(max_length=100, blank=True)
     # billing.ledger Grant created by the webhook (an id, not a foreign key: the ledger owns its tables).
     grant_id = models.BigIntegerField(null=True, blank=True, unique=True)
+    # Money returned to the card (or on its way back) by staff refunds.
     refunded_nano = models.BigIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -102,7 +119,15 @@ class TopUp(models.Model):
     succeeded_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["organization", "-created_at"], name="topup_org_created")]
+        indexes = [
+            models.Index(fields=["organization", "-created_at"], name="topup_org_created"),
+            # The sweeper re-sends automatic charges that never reached Stripe.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(kind="auto", status__in=["pending", "requires_action", "processing"]),
+                name="topup_auto_in_flight",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(kind__in=["manual", "auto"]), name="topup_kind_valid"),
             models.CheckConstraint(
@@ -117,11 +142,20 @@ class TopUp(models.Model):
                 condition=Q(refunded_nano__gte=0, refunded_nano__lte=F("amount_nano")),
                 name="topup_refunded_within_amount",
             ),
+            # Only a paid top-up can be refunded.
+            models.CheckConstraint(
+                condition=Q(refunded_nano=0) | Q(status="succeeded"), name="topup_refunded_only_when_paid"
+            ),
             # Paid exactly when credit was granted.
             models.CheckConstraint(
                 condition=Q(status="succeeded", succeeded_at__isnull=False, grant_id__isnull=False)
                 | (~Q(status="succeeded") & Q(succeeded_at__isnull=True, grant_id__isnull=True)),
                 name="topup_succeeded_has_grant",
+            ),
+            # A charge confirmed at Stripe has a PaymentIntent.
+            models.CheckConstraint(
+                condition=~Q(status__in=["requires_action", "succeeded"]) | Q(stripe_payment_intent_id__isnull=False),
+                name="topup_confirmed_has_payment_intent",
             ),
             # Auto top-up fires once: at most one automatic charge in flight per organization.
             models.UniqueConstraint(
@@ -142,9 +176,18 @@ class TopUp(models.Model):
     def amount_cents(self) -> int:
         return self.amount_nano // NANO_PER_CENT
 
+    @property
+    def in_flight(self) -> bool:
+        return self.status in self.IN_FLIGHT
+
 
 class Refund(models.Model):
-    """Staff refund of unused paid credit: the credit leaves the wallet first, then Stripe returns the money."""
+    """Staff refund of unused paid credit: the credit leaves the wallet first, then Stripe returns the money.
+
+    pending: the credit is out of the wallet, Stripe has not confirmed the refund yet (or could not be reached;
+    a sweeper retries with the same idempotency key). succeeded: the money is on its way back to the card.
+    failed: Stripe refused; the credit was put back as a new grant (`restore_grant_id`).
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -155,8 +198,11 @@ class Refund(models.Model):
     amount_nano = models.BigIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     stripe_refund_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
-    # billing.ledger JournalTransaction that took the credit back.
-    ledger_transaction_id = models.BigIntegerField(null=True, blank=True)
+    # billing.ledger: the grant the credit was taken from, the JournalTransaction that took it back, and the grant
+    # that put it back when Stripe refused the refund.
+    grant_id = models.BigIntegerField()
+    ledger_transaction_id = models.BigIntegerField(unique=True)
+    restore_grant_id = models.BigIntegerField(null=True, blank=True, unique=True)
     reason = models.CharField(max_length=500)
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
@@ -164,6 +210,10 @@ class Refund(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        indexes = [
+            # The sweeper resumes refunds that are still waiting for Stripe.
+            models.Index(fields=["created_at"], condition=Q(status="pending"), name="refund_pending"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=["pending", "succeeded", "failed"]), name="refund_status_valid"
@@ -171,6 +221,17 @@ class Refund(models.Model):
             models.CheckConstraint(condition=Q(amount_nano__gt=0), name="refund_amount_positive"),
             models.CheckConstraint(
                 condition=Exact(Mod("amount_nano", NANO_PER_CENT), 0), name="refund_amount_whole_cents"
+            ),
+            models.CheckConstraint(condition=~Q(reason=""), name="refund_reason_not_empty"),
+            models.CheckConstraint(
+                condition=~Q(status="succeeded") | Q(stripe_refund_id__isnull=False),
+                name="refund_succeeded_has_stripe_refund",
+            ),
+            # Credit is put back exactly when the refund failed.
+            models.CheckConstraint(
+                condition=Q(status="failed", restore_grant_id__isnull=False)
+                | (~Q(status="failed") & Q(restore_grant_id__isnull=True)),
+                name="refund_failed_has_restore_grant",
             ),
         ]
 
@@ -192,7 +253,12 @@ class AutoTopUp(models.Model):
     # Counts card set-ups, so each SetupIntent gets an idempotency key of its own.
     card_setups = models.PositiveIntegerField(default=0)
     stripe_setup_intent_id = models.CharField(max_length=255, blank=True)
+    # Why auto top-up was turned off by the system (a declined charge), shown on the page until it is re-enabled.
     disabled_reason = models.TextField(blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -200,6 +266,10 @@ class AutoTopUp(models.Model):
             models.CheckConstraint(condition=Q(threshold_nano__gte=0), name="auto_topup_threshold_not_negative"),
             models.CheckConstraint(
                 condition=Q(amount_nano__gte=0, daily_cap_nano__gte=0), name="auto_topup_amounts_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Exact(Mod("amount_nano", NANO_PER_CENT), 0) & Exact(Mod("daily_cap_nano", NANO_PER_CENT), 0),
+                name="auto_topup_amounts_whole_cents",
             ),
             models.CheckConstraint(
                 condition=Q(enabled=False)

@@ -1,0 +1,46 @@
+"""Read-mostly admin views: payments are changed through the services (webhooks, refunds), never edited here."""
+
+from django.contrib import admin
+
+from billing.payments.models import AutoTopUp, Refund, StripeCustomer, StripeEvent, TopUp
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(TopUp)
+class TopUpAdmin(ReadOnlyAdmin):
+    list_display = ("id", "organization", "kind", "status", "amount_nano", "refunded_nano", "created_at")
+    list_filter = ("kind", "status")
+    search_fields = ("stripe_payment_intent_id", "organization__name")
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdmin):
+    list_display = ("event_id", "type", "status", "attempts", "received_at", "processed_at")
+    list_filter = ("status", "type")
+    search_fields = ("event_id",)
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    list_display = ("id", "top_up", "status", "amount_nano", "created_by", "created_at")
+    list_filter = ("status",)
+
+
+@admin.register(StripeCustomer)
+class StripeCustomerAdmin(ReadOnlyAdmin):
+    list_display = ("organization", "stripe_customer_id", "created_at")
+
+
+@admin.register(AutoTopUp)
+class AutoTopUpAdmin(ReadOnlyAdmin):
+    list_display = ("organization", "enabled", "threshold_nano", "amount_nano", "daily_cap_nano", "card_last4")

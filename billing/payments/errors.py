@@ -1,0 +1,30 @@
+"""Payment errors. They are ApplicationErrors, so every API renders them in the one error shape."""
+
+from rest_framework import status
+
+from api.errors import ApplicationError
+from billing.ledger.errors import NotFound
+
+__all__ = ["NotFound", "PaymentDeclined", "PaymentsUnavailable", "WebhookRejected"]
+
+
+class PaymentDeclined(ApplicationError):
+    """The card was declined (or failed authentication); the message is Stripe's, meant for the card holder."""
+
+    status_code = status.HTTP_402_PAYMENT_REQUIRED
+    error_type = "card_error"
+    code = "card_declined"
+
+
+class PaymentsUnavailable(ApplicationError):
+    """Stripe could not be reached or gave no definite answer; nothing was charged twice, try again later."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    error_type = "api_error"
+    code = "payments_unavailable"
+
+
+class WebhookRejected(ApplicationError):
+    """A webhook request that is not a genuine, fresh Stripe event (bad signature, stale timestamp, not JSON)."""
+
+    code = "invalid_webhook"

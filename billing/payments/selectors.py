@@ -1,0 +1,89 @@
+"""Reads of the payments area: receipts, top-ups, auto top-up state, refunds."""
+
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+
+from billing.money import format_amount
+from billing.payments.errors import NotFound
+from billing.payments.models import AutoTopUp, Refund, TopUp
+from billing.payments.services.auto_topup import auto_topup_spent_today
+
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
+
+
+def money_display(amount_nano: int, currency: str = "USD") -> str:
+    """ "$20.00" (cents always shown; finer amounts keep their digits), "-$3.50" for a negative balance."""
+    sign = "-" if amount_nano < 0 else ""
+    text = format_amount(abs(amount_nano))
+    symbol = CURRENCY_SYMBOLS.get(currency.upper())
+    return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {currency.upper()}"
+
+
+def topups_recent(*, organization_id: int, limit: int = 10) -> list[TopUp]:
+    """The organization's latest top-up attempts (paid, failed, in flight), newest first."""
+    return list(TopUp.objects.filter(organization_id=organization_id).order_by("-created_at", "-id")[:limit])
+
+
+def receipts_list(*, organization_id: int) -> QuerySet[TopUp]:
+    """Paid top-ups (receipts), newest first."""
+    return TopUp.objects.filter(organization_id=organization_id, status=TopUp.Status.SUCCEEDED).order_by(
+        "-succeeded_at", "-id"
+    )
+
+
+def topup_get(*, organization_id: int, top_up_id: int) -> TopUp:
+    """One of the organization's top-ups; another organization's reads exactly like an unknown id."""
+    top_up = TopUp.objects.filter(pk=top_up_id, organization_id=organization_id).first()
+    if top_up is None:
+        raise NotFound("top-up not found", param="top_up_id")
+    return top_up
+
+
+def receipt_get(*, organization_id: int, top_up_id: int) -> TopUp:
+    top_up = receipts_list(organization_id=organization_id).filter(pk=top_up_id).first()
+    if top_up is None:
+        raise NotFound("receipt not found", param="top_up_id")
+    return top_up
+
+
+@dataclass(frozen=True)
+class AutoTopUpState:
+    config: AutoTopUp | None
+    in_flight: TopUp | None
+    spent_today_nano: int
+    recent: list[TopUp]
+
+    @property
+    def cap_reached(self) -> bool:
+        config = self.config
+        return bool(config and config.enabled and self.spent_today_nano + config.amount_nano > config.daily_cap_nano)
+
+
+def auto_topup_state(*, organization_id: int) -> AutoTopUpState:
+    config = AutoTopUp.objects.filter(organization_id=organization_id).first()
+    automatic = TopUp.objects.filter(organization_id=organization_id, kind=TopUp.Kind.AUTO)
+    return AutoTopUpState(
+        config=config,
+        in_flight=automatic.filter(status__in=TopUp.IN_FLIGHT).first(),
+        spent_today_nano=auto_topup_spent_today(organization_id=organization_id),
+        recent=list(automatic.order_by("-created_at", "-id")[:10]),
+    )
+
+
+def topups_for_staff(*, organization_id: int | None = None, status: str | None = None) -> QuerySet[TopUp]:
+    queryset = TopUp.objects.select_related("organization").order_by("-created_at", "-id")
+    if organization_id is not None:
+        queryset = queryset.filter(organization_id=organization_id)
+    if status is not None:
+        queryset = queryset.filter(status=status)
+    return queryset
+
+
+def refunds_list(*, organization_id: int | None = None, top_up_id: int | None = None) -> QuerySet[Refund]:
+    queryset = Refund.objects.select_related("top_up", "created_by").order_by("-created_at", "-id")
+    if organization_id is not None:
+        queryset = queryset.filter(top_up__organization_id=organization_id)
+    if top_up_id is not None:
+        queryset = queryset.filter(top_up_id=top_up_id)
+    return queryset

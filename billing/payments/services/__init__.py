@@ -1,0 +1,55 @@
+"""Every write of the payments area. Other areas import from here: `from billing.payments import services`.
+
+The contract with the metered API: `auto_topup_check(*, organization_id, available_nano)` (or its async twin
+`aauto_topup_check`) after each settle or debit.
+"""
+
+from billing.payments.services.auto_topup import (
+    aauto_topup_check,
+    auto_topup_cache_clear,
+    auto_topup_card_remove,
+    auto_topup_card_save,
+    auto_topup_card_start,
+    auto_topup_charge,
+    auto_topup_check,
+    auto_topup_failure_notify,
+    auto_topup_send,
+    auto_topup_update,
+    auto_topups_resume,
+)
+from billing.payments.services.customers import stripe_customer_ensure
+from billing.payments.services.refunds import refund_create, refund_send, refunds_resume
+from billing.payments.services.topups import (
+    TopUpCharged,
+    TopUpStarted,
+    topup_pay,
+    topup_start,
+    topup_sync,
+)
+from billing.payments.services.webhooks import stripe_event_process, stripe_event_receive, stripe_events_retry
+
+__all__ = [
+    "TopUpCharged",
+    "TopUpStarted",
+    "aauto_topup_check",
+    "auto_topup_cache_clear",
+    "auto_topup_card_remove",
+    "auto_topup_card_save",
+    "auto_topup_card_start",
+    "auto_topup_charge",
+    "auto_topup_check",
+    "auto_topup_failure_notify",
+    "auto_topup_send",
+    "auto_topup_update",
+    "auto_topups_resume",
+    "refund_create",
+    "refund_send",
+    "refunds_resume",
+    "stripe_customer_ensure",
+    "stripe_event_process",
+    "stripe_event_receive",
+    "stripe_events_retry",
+    "topup_pay",
+    "topup_start",
+    "topup_sync",
+]

@@ -1,0 +1,263 @@
+"""Staff refunds of unused paid credit.
+
+The order is what keeps money safe: the credit leaves the wallet first (a reversing ledger entry, so it cannot be
+spent while the refund is under way), then Stripe returns the money with an idempotency key derived from the
+refund's id. If Stripe refuses, the credit is put back as a new grant and the error kept. If Stripe gives no
+definite answer (an outage), the refund stays pending and is sent again later with the same key, so the money
+goes back at most once and the credit never returns twice.
+"""
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import stripe
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.services import audit_record
+from api.errors import ApplicationError
+from billing.ledger import services as ledger
+from billing.ledger.models import Grant
+from billing.money import format_amount
+from billing.payments.errors import NotFound
+from billing.payments.models import NANO_PER_CENT, Refund, TopUp
+from billing.payments.services.common import money_clean
+from billing.payments.stripe_client import stripe_client, stripe_error_is_transient
+
+logger = logging.getLogger(__name__)
+
+Actor = AbstractBaseUser | AnonymousUser | None
+REASON_MAX_LENGTH = 500
+
+
+def _reason_clean(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ApplicationError("reason is required: say why the money goes back", param="reason")
+    if len(value.strip()) > REASON_MAX_LENGTH:
+        raise ApplicationError(f"reason must be at most {REASON_MAX_LENGTH} characters", param="reason")
+    return value.strip()
+
+
+def refund_grant_candidates(*, top_up: TopUp) -> dict[int, int]:
+    """The grants a refund of this top-up may take credit from, with their unused credit: the top-up's own grant,
+    and the grants that put credit back after earlier refunds failed."""
+    grant_ids = [top_up.grant_id] if top_up.grant_id else []
+    grant_ids += [
+        grant_id
+        for grant_id in top_up.refunds.filter(status=Refund.Status.FAILED).values_list("restore_grant_id", flat=True)
+        if grant_id is not None
+    ]
+    return dict(Grant.objects.filter(pk__in=grant_ids).values_list("pk", "remaining_nano"))
+
+
+def refund_refundable(*, top_up: TopUp) -> tuple[int | None, int]:
+    """(grant to take from, most one refund can return now): unused credit of one grant, not more than what of the
+    top-up was not refunded yet, in whole cents."""
+    if top_up.status != TopUp.Status.SUCCEEDED:
+        return None, 0
+    candidates = refund_grant_candidates(top_up=top_up)
+    if not candidates:
+        return None, 0
+    grant_id = max(candidates, key=lambda pk: (candidates[pk], -pk))
+    refundable = min(candidates[grant_id], top_up.amount_nano - top_up.refunded_nano)
+    return grant_id, refundable - refundable % NANO_PER_CENT
+
+
+def refund_create(*, top_up_id: object, amount: object, reason: object, actor: Actor) -> Refund:
+    """Refund (part of) a paid top-up's unused credit to the card. `amount` is a decimal string, or None for all
+    that can be refunded. Returns the refund: succeeded, pending (Stripe not reached yet; it will be retried), or
+    failed (Stripe refused; the credit is back in the wallet)."""
+    if not isinstance(top_up_id, int) or isinstance(top_up_id, bool):
+        raise ApplicationError("top_up_id must be an integer id", param="top_up_id")
+    amount_nano = None if amount is None or amount == "" else money_clean(amount, param="amount")
+    refund = _refund_book(top_up_id=top_up_id, amount_nano=amount_nano, reason=_reason_clean(reason), actor=actor)
+    return refund_send(refund_id=refund.pk)
+
+
+def _refund_book(*, top_up_id: int, amount_nano: int | None, reason: str, actor: Actor) -> Refund:
+    """Take the credit out of the wallet and record the refund, in one transaction."""
+    with transaction.atomic(durable=True):
+        top_up = TopUp.objects.select_for_update().filter(pk=top_up_id).first()
+        if top_up is None:
+            raise NotFound("top-up not found", param="top_up_id")
+        if top_up.status != TopUp.Status.SUCCEEDED:
+            raise ApplicationError("only a paid top-up can be refunded", param="top_up_id", code="not_paid")
+        grant_id, refundable = refund_refundable(top_up=top_up)
+        if grant_id is None or refundable <= 0:
+            raise ApplicationError(
+                "nothing of this top-up can be refunded: its credit was used or refunded already",
+                param="top_up_id",
+                code="nothing_to_refund",
+            )
+        if amount_nano is None:
+            amount_nano = refundable
+        if amount_nano > refundable:
+            raise ApplicationError(
+                f"at most {format_amount(refundable)} {top_up.currency} of this top-up can be refunded now "
+                "(its unused credit that was not refunded yet)",
+                param="amount",
+                code="exceeds_refundable",
+            )
+        sequence = top_up.refunds.count() + 1
+        journal = ledger.grant_reverse(
+            grant_id=grant_id,
+            amount_nano=amount_nano,
+            idempotency_key=f"top-up-{top_up.pk}-refund-{sequence}",
+            actor=actor if isinstance(actor, AbstractBaseUser) else None,
+            reason=f"Refund to card of {top_up.receipt_number}: {reason}",
+            cash_refund=True,
+        )
+        refund = Refund.objects.create(
+            top_up=top_up,
+            amount_nano=amount_nano,
+            status=Refund.Status.PENDING,
+            grant_id=grant_id,
+            ledger_transaction_id=journal.pk,
+            reason=reason,
+            created_by_id=actor.pk if isinstance(actor, AbstractBaseUser) else None,
+        )
+        TopUp.objects.filter(pk=top_up.pk).update(refunded_nano=F("refunded_nano") + amount_nano)
+        audit_record(
+            actor=actor,
+            action="top_up.refund",
+            organization_id=top_up.organization_id,
+            target=f"TopUp:{top_up.pk}",
+            reason=reason,
+            detail={
+                "refund_id": refund.pk,
+                "amount": format_amount(amount_nano),
+                "currency": top_up.currency,
+                "grant_id": grant_id,
+                "payment_intent": top_up.stripe_payment_intent_id,
+            },
+        )
+    return refund
+
+
+def refund_send(*, refund_id: int) -> Refund:
+    """Ask Stripe to return a pending refund's money (again, after an outage: same idempotency key)."""
+    refund = Refund.objects.select_related("top_up").get(pk=refund_id)
+    if refund.status != Refund.Status.PENDING or refund.stripe_refund_id:
+        return refund
+    top_up = refund.top_up
+    try:
+        stripe_refund = stripe_client().v1.refunds.create(
+            params={
+                "payment_intent": str(top_up.stripe_payment_intent_id),
+                "amount": refund.amount_nano // NANO_PER_CENT,
+                "metadata": {
+                    "refund_id": str(refund.pk),
+                    "top_up_id": str(top_up.pk),
+                    "organization_id": str(top_up.organization_id),
+                },
+            },
+            options={"idempotency_key": f"refund-{refund.pk}"},
+        )
+    except stripe.StripeError as exc:
+        if stripe_error_is_transient(exc):
+            # Stripe may or may not have refunded: keep the credit out and ask again later with the same key.
+            logger.warning("refund %s: no answer from Stripe, will retry: %s", refund.pk, exc)
+            Refund.objects.filter(pk=refund.pk).update(
+                error=f"Stripe not reached: {exc}"[:2000], updated_at=timezone.now()
+            )
+        else:
+            logger.error("refund %s refused by Stripe: %s", refund.pk, exc)
+            refund_restore(refund_id=refund.pk, error=f"Stripe refused the refund: {exc.user_message or exc}")
+        return Refund.objects.get(pk=refund.pk)
+    refund_stripe_update(refund_id=refund.pk, stripe_refund=stripe_refund.to_dict())
+    return Refund.objects.get(pk=refund.pk)
+
+
+def refund_stripe_update(*, refund_id: int, stripe_refund: dict[str, Any]) -> Refund:
+    """Apply what Stripe says about a refund (its answer, or a `refund.*` webhook)."""
+    status = stripe_refund.get("status")
+    with transaction.atomic():
+        refund = Refund.objects.select_for_update().get(pk=refund_id)
+        if refund.stripe_refund_id is None and isinstance(stripe_refund.get("id"), str):
+            refund.stripe_refund_id = stripe_refund["id"]
+            refund.save(update_fields=["stripe_refund_id", "updated_at"])
+        if status == "succeeded" and refund.status == Refund.Status.PENDING:
+            refund.status = Refund.Status.SUCCEEDED
+            refund.error = ""
+            refund.save(update_fields=["status", "error", "updated_at"])
+        elif status in ("failed", "canceled") and refund.status != Refund.Status.FAILED:
+            reason = stripe_refund.get("failure_reason") or status
+            refund_restore(refund_id=refund.pk, error=f"Stripe reports the refund {status} ({reason})")
+    return Refund.objects.get(pk=refund_id)
+
+
+def refund_restore(*, refund_id: int, error: str) -> Refund:
+    """Stripe did not return the money: put the credit back in the wallet as a new grant and keep the error."""
+    with transaction.atomic():
+        refund = Refund.objects.select_for_update().select_related("top_up").get(pk=refund_id)
+        if refund.status == Refund.Status.FAILED:
+            return refund
+        top_up = refund.top_up
+        result = ledger.grant_create(
+            organization_id=top_up.organization_id,
+            kind="paid",
+            amount_nano=refund.amount_nano,
+            idempotency_key=f"refund-{refund.pk}-restore",
+            actor="system",
+            reason=f"Refund {refund.pk} of {top_up.receipt_number} did not go through; credit put back",
+            source_ref=str(top_up.stripe_payment_intent_id or ""),
+        )
+        refund.status = Refund.Status.FAILED
+        refund.restore_grant_id = result.grant.pk
+        refund.error = error[:2000]
+        refund.save(update_fields=["status", "restore_grant_id", "error", "updated_at"])
+        TopUp.objects.filter(pk=top_up.pk).update(refunded_nano=F("refunded_nano") - refund.amount_nano)
+        audit_record(
+            actor=None,
+            action="top_up.refund_failed",
+            organization_id=top_up.organization_id,
+            target=f"TopUp:{top_up.pk}",
+            reason=error,
+            detail={"refund_id": refund.pk, "amount": format_amount(refund.amount_nano), "grant_id": result.grant.pk},
+        )
+    return refund
+
+
+def refund_for_stripe_refund(stripe_refund: dict[str, Any]) -> Refund | None:
+    """Our refund behind a Stripe refund (from a webhook): by its id, or by the metadata we put on it."""
+    stripe_id = stripe_refund.get("id")
+    refund = Refund.objects.filter(stripe_refund_id=stripe_id).first() if isinstance(stripe_id, str) else None
+    if refund is not None:
+        return refund
+    raw = (stripe_refund.get("metadata") or {}).get("refund_id")
+    if isinstance(raw, str) and raw.isdigit():
+        refund = Refund.objects.filter(pk=int(raw), stripe_refund_id__isnull=True).first()
+    return refund
+
+
+def refunds_resume(*, older_than_seconds: int = 120, limit: int = 100) -> int:
+    """The sweeper: settle refunds still pending after a while. Ones that never got an answer are looked up at
+    Stripe by our metadata first (so an idempotency key that expired cannot refund twice), then sent again."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    pending = Refund.objects.filter(status=Refund.Status.PENDING, created_at__lte=cutoff).select_related("top_up")
+    settled = 0
+    for refund in pending.order_by("created_at")[:limit]:
+        found: dict[str, Any] | None
+        try:
+            if refund.stripe_refund_id:
+                found = stripe_client().v1.refunds.retrieve(refund.stripe_refund_id).to_dict()
+            else:
+                listed = stripe_client().v1.refunds.list(
+                    params={"payment_intent": str(refund.top_up.stripe_payment_intent_id), "limit": 100}
+                )
+                candidates = (r.to_dict() for r in listed.data)
+                found = next(
+                    (r for r in candidates if (r.get("metadata") or {}).get("refund_id") == str(refund.pk)), None
+                )
+        except stripe.StripeError as exc:
+            logger.warning("refund %s: Stripe not reached while resuming: %s", refund.pk, exc)
+            break
+        if found is not None:
+            refund_stripe_update(refund_id=refund.pk, stripe_refund=found)
+        else:
+            refund_send(refund_id=refund.pk)
+        settled += 1
+    return settled

@@ -1,0 +1,331 @@
+"""Manual top-ups: the customer picks an amount, saves a card with a SetupIntent in the browser, and the server
+charges that card with a PaymentIntent. Credit arrives only with Stripe's signed `payment_intent.succeeded`
+webhook (`topup_paid`), never on the browser's word.
+
+No Stripe call is made inside a database transaction. Steps that must not run twice are claimed with one
+conditional UPDATE (`status = pending -> processing`), and every Stripe call carries an idempotency key derived
+from the top-up's id, so a retried request gets the same PaymentIntent back.
+"""
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import Organization
+from api.errors import ApplicationError
+from billing.ledger import services as ledger
+from billing.payments.errors import NotFound, PaymentDeclined
+from billing.payments.models import StripeCustomer, TopUp
+from billing.payments.services.common import (
+    stripe_id_clean,
+    stripe_unavailable,
+    top_up_metadata,
+    topup_amount_clean,
+)
+from billing.payments.services.customers import with_stripe_customer
+from billing.payments.stripe_client import intent_options, stripe_client, stripe_error_message
+
+logger = logging.getLogger(__name__)
+
+Actor = AbstractBaseUser | AnonymousUser | None
+
+
+@dataclass(frozen=True)
+class TopUpStarted:
+    top_up: TopUp
+    # For stripe.confirmCardSetup in the browser.
+    setup_intent_client_secret: str
+
+
+@dataclass(frozen=True)
+class TopUpCharged:
+    top_up: TopUp
+    # Set when the bank asks for 3-D Secure: the browser calls stripe.confirmCardPayment with it.
+    payment_intent_client_secret: str | None = None
+
+
+def _top_up_of(*, organization_id: int, top_up_id: int, kind: str = TopUp.Kind.MANUAL) -> TopUp:
+    # Another organization's top-up reads exactly like one that does not exist.
+    top_up = TopUp.objects.filter(pk=top_up_id, organization_id=organization_id, kind=kind).first()
+    if top_up is None:
+        raise NotFound("top-up not found", param="top_up_id")
+    return top_up
+
+
+def topup_start(*, organization_id: int, amount: object, actor: Actor) -> TopUpStarted:
+    """Record a top-up of `amount` (a decimal string) and open the SetupIntent that will save the card."""
+    organization = Organization.objects.filter(pk=organization_id).first()
+    if organization is None:
+        raise NotFound("organization not found", param="organization_id")
+    amount_nano = topup_amount_clean(amount, currency=organization.currency)
+    top_up = TopUp.objects.create(
+        organization=organization,
+        kind=TopUp.Kind.MANUAL,
+        status=TopUp.Status.PENDING,
+        amount_nano=amount_nano,
+        currency=organization.currency,
+        created_by_id=actor.pk if isinstance(actor, AbstractBaseUser) else None,
+    )
+
+    def setup_intent(customer_id: str) -> stripe.SetupIntent:
+        params: Any = {
+            "customer": customer_id,
+            "usage": "on_session",
+            "payment_method_types": ["card"],
+            "metadata": top_up_metadata(top_up_id=top_up.pk, organization_id=organization_id, kind=top_up.kind),
+        }
+        return stripe_client().v1.setup_intents.create(
+            params=params, options=intent_options(idempotency_key=f"top-up-{top_up.pk}-setup-intent")
+        )
+
+    try:
+        intent = with_stripe_customer(organization_id=organization_id, call=setup_intent)
+    except stripe.StripeError as exc:
+        logger.warning("top-up %s: SetupIntent not created: %s", top_up.pk, exc)
+        topup_fail(top_up_id=top_up.pk, message=stripe_error_message(exc), code=exc.code or "stripe_error")
+        raise stripe_unavailable(exc) from exc
+    TopUp.objects.filter(pk=top_up.pk).update(stripe_setup_intent_id=intent.id, updated_at=timezone.now())
+    top_up.stripe_setup_intent_id = intent.id
+    return TopUpStarted(top_up=top_up, setup_intent_client_secret=str(intent.client_secret))
+
+
+def topup_pay(*, organization_id: int, top_up_id: int, setup_intent_id: object) -> TopUpCharged:
+    """Charge the card the browser saved with the top-up's SetupIntent.
+
+    Raises PaymentDeclined (402, with Stripe's message) when the card is declined; returns the PaymentIntent's
+    client secret when the bank asks for authentication. A repeated call (double click, retry) returns the state
+    of the first one and never charges twice.
+    """
+    top_up = _top_up_of(organization_id=organization_id, top_up_id=top_up_id)
+    setup_intent_id = stripe_id_clean(setup_intent_id, param="setup_intent_id", prefix="seti_")
+    if setup_intent_id != top_up.stripe_setup_intent_id:
+        raise ApplicationError(
+            "setup_intent_id is not the card set-up of this top-up; start a new top-up",
+            param="setup_intent_id",
+            code="setup_intent_mismatch",
+        )
+    # The claim: only one request moves a pending top-up on; the others report what it did.
+    claimed = TopUp.objects.filter(
+        pk=top_up.pk, status=TopUp.Status.PENDING, stripe_payment_intent_id__isnull=True
+    ).update(status=TopUp.Status.PROCESSING, updated_at=timezone.now())
+    if not claimed:
+        return _charged_state(top_up_id=top_up.pk)
+    try:
+        payment_intent = _payment_intent_create(top_up=top_up)
+    except ApplicationError:
+        # Nothing was charged (the card was not confirmed, or Stripe could not be reached): the top-up may be paid
+        # again, with the same idempotency keys.
+        TopUp.objects.filter(pk=top_up.pk, status=TopUp.Status.PROCESSING).update(
+            status=TopUp.Status.PENDING, updated_at=timezone.now()
+        )
+        raise
+    try:
+        confirmed = stripe_client().v1.payment_intents.confirm(
+            payment_intent.id, options=intent_options(idempotency_key=f"top-up-{top_up.pk}-confirm")
+        )
+    except stripe.CardError as exc:
+        message = stripe_error_message(exc)
+        topup_fail(top_up_id=top_up.pk, message=message, code=exc.code or "card_declined")
+        raise PaymentDeclined(message, code=exc.code or "card_declined") from exc
+    except stripe.StripeError as exc:
+        # The outcome is unknown here; Stripe's webhook settles it either way (processing until then).
+        logger.warning("top-up %s: confirming %s failed: %s", top_up.pk, payment_intent.id, exc)
+        raise stripe_unavailable(exc) from exc
+    return _confirmed(top_up_id=top_up.pk, payment_intent=confirmed)
+
+
+def _payment_intent_create(*, top_up: TopUp) -> stripe.PaymentIntent:
+    client = stripe_client()
+    customer_id = StripeCustomer.objects.filter(organization_id=top_up.organization_id).values_list(
+        "stripe_customer_id", flat=True
+    )[0]
+    try:
+        intent = client.v1.setup_intents.retrieve(top_up.stripe_setup_intent_id)
+        if intent.status != "succeeded" or not intent.payment_method:
+            raise ApplicationError(
+                "The card has not been confirmed yet. Enter the card details and try again.",
+                param="setup_intent_id",
+                code="card_not_confirmed",
+            )
+        if intent.customer != customer_id:
+            raise ApplicationError("setup_intent_id does not belong to this organization", param="setup_intent_id")
+        payment_method_id = str(intent.payment_method)
+        payment_method = client.v1.payment_methods.retrieve(payment_method_id)
+        params: Any = {
+            "amount": top_up.amount_cents,
+            "currency": top_up.currency.lower(),
+            "customer": customer_id,
+            "payment_method": payment_method_id,
+            "payment_method_types": ["card"],
+            "metadata": top_up_metadata(top_up_id=top_up.pk, organization_id=top_up.organization_id, kind=top_up.kind),
+        }
+        payment_intent = client.v1.payment_intents.create(
+            params=params, options=intent_options(idempotency_key=f"top-up-{top_up.pk}-payment-intent")
+        )
+    except stripe.StripeError as exc:
+        logger.warning("top-up %s: PaymentIntent not created: %s", top_up.pk, exc)
+        raise stripe_unavailable(exc) from exc
+    card = payment_method.card
+    TopUp.objects.filter(pk=top_up.pk).update(
+        stripe_payment_intent_id=payment_intent.id,
+        stripe_payment_method_id=payment_method_id,
+        card_last4=(card.last4 if card is not None else "")[:4],
+        updated_at=timezone.now(),
+    )
+    return payment_intent
+
+
+def _confirmed(*, top_up_id: int, payment_intent: stripe.PaymentIntent) -> TopUpCharged:
+    """Record what confirming the PaymentIntent answered (never success: that is the webhook's word)."""
+    status = payment_intent.status
+    if status == "requires_action":
+        TopUp.objects.filter(pk=top_up_id, status=TopUp.Status.PROCESSING).update(
+            status=TopUp.Status.REQUIRES_ACTION, updated_at=timezone.now()
+        )
+        return TopUpCharged(TopUp.objects.get(pk=top_up_id), str(payment_intent.client_secret))
+    if status in ("succeeded", "processing"):
+        return TopUpCharged(TopUp.objects.get(pk=top_up_id))
+    message, code = payment_error(payment_intent)
+    topup_fail(top_up_id=top_up_id, message=message, code=code)
+    raise PaymentDeclined(message, code=code)
+
+
+def payment_error(payment_intent: stripe.PaymentIntent | dict[str, Any]) -> tuple[str, str]:
+    """Stripe's message and code for a PaymentIntent that did not go through (an API object or a webhook's dict)."""
+    data = payment_intent.to_dict() if isinstance(payment_intent, stripe.StripeObject) else payment_intent
+    error = data.get("last_payment_error")
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"]), str(error.get("code") or error.get("decline_code") or "payment_failed")
+    if data.get("status") == "canceled":
+        return "The payment was canceled.", "payment_canceled"
+    return "The payment could not be completed.", "payment_failed"
+
+
+def _charged_state(*, top_up_id: int) -> TopUpCharged:
+    """What a repeated pay request answers: the top-up as it is, with the client secret if 3-D Secure is due."""
+    top_up = TopUp.objects.get(pk=top_up_id)
+    if top_up.status == TopUp.Status.FAILED:
+        raise PaymentDeclined(top_up.failure_message or "The payment failed.", code=top_up.failure_code or None)
+    if top_up.status == TopUp.Status.REQUIRES_ACTION and top_up.stripe_payment_intent_id:
+        try:
+            intent = stripe_client().v1.payment_intents.retrieve(top_up.stripe_payment_intent_id)
+        except stripe.StripeError as exc:
+            raise stripe_unavailable(exc) from exc
+        if intent.status == "requires_action":
+            return TopUpCharged(top_up, str(intent.client_secret))
+    return TopUpCharged(top_up)
+
+
+def topup_sync(*, organization_id: int, top_up_id: int) -> TopUp:
+    """Ask Stripe how a top-up's PaymentIntent stands, after the browser's authentication step did not finish.
+
+    Only a failure is recorded from this answer; credit is still granted only by the webhook.
+    """
+    top_up = _top_up_of(organization_id=organization_id, top_up_id=top_up_id)
+    if not top_up.in_flight or not top_up.stripe_payment_intent_id:
+        return top_up
+    try:
+        intent = stripe_client().v1.payment_intents.retrieve(top_up.stripe_payment_intent_id)
+    except stripe.StripeError as exc:
+        raise stripe_unavailable(exc) from exc
+    if intent.status in ("requires_payment_method", "canceled"):
+        message, code = payment_error(intent)
+        topup_fail(top_up_id=top_up.pk, message=message, code=code)
+    return TopUp.objects.get(pk=top_up.pk)
+
+
+def topup_fail(*, top_up_id: int, message: str, code: str, payment_intent_id: str | None = None) -> bool:
+    """Mark an in-flight top-up failed with Stripe's reason. Returns whether this call made the change (so the
+    caller reacts once: auto top-up is turned off and the owner told only on the transition)."""
+    changes: dict[str, Any] = {
+        "status": TopUp.Status.FAILED,
+        "failure_message": message[:2000],
+        "failure_code": code[:100],
+        "updated_at": timezone.now(),
+    }
+    if payment_intent_id:
+        changes["stripe_payment_intent_id"] = payment_intent_id
+    in_flight = TopUp.objects.filter(pk=top_up_id, status__in=TopUp.IN_FLIGHT)
+    if payment_intent_id:
+        in_flight = in_flight.filter(
+            Q(stripe_payment_intent_id__isnull=True) | Q(stripe_payment_intent_id=payment_intent_id)
+        )
+    return bool(in_flight.update(**changes))
+
+
+def topup_for_payment_intent(payment_intent: dict[str, Any], *, lock: bool = True) -> TopUp | None:
+    """The top-up a PaymentIntent (from a webhook) pays for: by its id, or by the metadata we put on it (an automatic
+    charge's webhook can arrive before its id is stored). None when it is not ours."""
+    pi_id = payment_intent.get("id")
+    queryset = TopUp.objects.select_for_update() if lock else TopUp.objects.all()
+    top_up = queryset.filter(stripe_payment_intent_id=pi_id).first() if isinstance(pi_id, str) else None
+    if top_up is not None:
+        return top_up
+    metadata = payment_intent.get("metadata") or {}
+    raw_id, raw_org = metadata.get("top_up_id"), metadata.get("organization_id")
+    if not (isinstance(raw_id, str) and raw_id.isdigit() and isinstance(raw_org, str) and raw_org.isdigit()):
+        return None
+    top_up = queryset.filter(pk=int(raw_id), organization_id=int(raw_org)).first()
+    if top_up is None:
+        # Our metadata, but no such top-up: never silently drop money; the event fails and is retried/inspected.
+        raise LookupError(f"PaymentIntent {pi_id} names top-up {raw_id}, which does not exist")
+    if top_up.stripe_payment_intent_id and top_up.stripe_payment_intent_id != pi_id:
+        raise LookupError(
+            f"PaymentIntent {pi_id} names top-up {raw_id}, which is paid by {top_up.stripe_payment_intent_id}"
+        )
+    return top_up
+
+
+def topup_paid(*, payment_intent: dict[str, Any]) -> TopUp | None:
+    """Stripe says the PaymentIntent succeeded: grant the credit, once, and mark the top-up paid.
+
+    Runs inside the webhook event's transaction. The grant's idempotency key is derived from the PaymentIntent, so
+    even a second path to this function (another event for the same payment) cannot grant twice. A top-up marked
+    failed is still paid here: what Stripe says about money wins.
+    """
+    top_up = topup_for_payment_intent(payment_intent)
+    if top_up is None:
+        return None
+    if top_up.status == TopUp.Status.SUCCEEDED:
+        return top_up
+    pi_id = str(payment_intent["id"])
+    amount, currency = payment_intent.get("amount"), str(payment_intent.get("currency") or "").upper()
+    if amount != top_up.amount_cents or currency != top_up.currency.upper():
+        raise ValueError(
+            f"PaymentIntent {pi_id} is for {amount} {currency} cents, top-up {top_up.pk} for "
+            f"{top_up.amount_cents} {top_up.currency}"
+        )
+    label = "Auto top-up" if top_up.kind == TopUp.Kind.AUTO else "Top-up"
+    result = ledger.grant_create(
+        organization_id=top_up.organization_id,
+        kind="paid",
+        amount_nano=top_up.amount_nano,
+        idempotency_key=f"stripe-payment-intent-{pi_id}",
+        actor="stripe",
+        reason=f"{label} {top_up.receipt_number}"
+        + (f" (card ending {top_up.card_last4})" if top_up.card_last4 else ""),
+        source_ref=pi_id,
+    )
+    top_up.status = TopUp.Status.SUCCEEDED
+    top_up.grant_id = result.grant.pk
+    top_up.succeeded_at = timezone.now()
+    top_up.stripe_payment_intent_id = pi_id
+    top_up.failure_message = ""
+    top_up.failure_code = ""
+    top_up.save(
+        update_fields=[
+            "status",
+            "grant_id",
+            "succeeded_at",
+            "stripe_payment_intent_id",
+            "failure_message",
+            "failure_code",
+            "updated_at",
+        ]
+    )
+    return top_up

@@ -1,0 +1,182 @@
+"""Every billing form and JSON endpoint refuses bad input with a message a person can act on (never a 500), and
+writes nothing when it does."""
+
+import pytest
+from django.test import Client
+
+from accounts.models import AuditEvent
+from api.errors import ApplicationError
+from billing.payments.models import AutoTopUp, TopUp
+from billing.payments.services.common import money_clean
+
+
+def post_json(client: Client, path: str, body: object) -> object:
+    return client.post(path, body, content_type="application/json")
+
+
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        ("abc", "is not a decimal amount"),
+        ("-5", "must be greater than zero"),
+        ("0", "must be greater than zero"),
+        ("0.00", "must be greater than zero"),
+        ("4.99", "must be at least 5.00 USD"),
+        ("5000.01", "must be at most 5000.00 USD"),
+        ("20.001", "at most 2 decimal places"),
+        ("20.000", "at most 2 decimal places"),
+        ("1e3", "digits and a decimal point"),
+        ("+20", "digits and a decimal point"),
+        ("20,00", "is not a decimal amount"),
+        ("NaN", "finite"),
+        ("Infinity", "finite"),
+        ("", "amount is required"),
+        ("   ", "amount is required"),
+        ("99999999999999999999999", "larger than"),
+        (20.5, 'decimal string such as "20.00"'),
+        (True, 'decimal string such as "20.00"'),
+        (None, 'decimal string such as "20.00"'),
+        ([20], 'decimal string such as "20.00"'),
+        ({"value": 20}, 'decimal string such as "20.00"'),
+    ],
+)
+def test_top_up_amounts_are_checked(alice_client, amount, message):
+    response = post_json(alice_client, "/billing/top-up/start/", {"amount": amount})
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert message in error["message"]
+    assert error["param"] == "amount"
+    assert not TopUp.objects.exists()
+
+
+def test_a_missing_amount_is_refused(alice_client):
+    response = post_json(alice_client, "/billing/top-up/start/", {})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "amount"
+
+
+def test_whole_numbers_are_accepted_as_amounts():
+    assert money_clean(20, param="amount") == 20 * 10**9
+    assert money_clean("20", param="amount") == 20 * 10**9
+    assert money_clean(" 20.5 ", param="amount") == 20_500_000_000
+    with pytest.raises(ApplicationError):
+        money_clean(-1, param="amount")
+
+
+def test_the_bounds_come_from_the_settings(alice_client, settings):
+    settings.TOPUP_MIN_AMOUNT_NANO = 50 * 10**9
+    response = post_json(alice_client, "/billing/top-up/start/", {"amount": "20.00"})
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "amount must be at least 50.00 USD"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b"{not json", "application/json", 400),
+        (b"[1, 2]", "application/json", 400),
+        (b'"20.00"', "application/json", 400),
+        (b"amount=20", "application/x-www-form-urlencoded", 415),
+    ],
+)
+def test_malformed_bodies_are_refused(alice_client, body, content_type, status):
+    response = alice_client.post("/billing/top-up/start/", body, content_type=content_type)
+    assert response.status_code == status
+    assert response.json()["error"]["message"]
+    assert not TopUp.objects.exists()
+
+
+@pytest.mark.parametrize("top_up_id", ["999999999", "abc", "-1", "99999999999999999999999", "1.5"])
+def test_unknown_top_up_ids_are_404(alice_client, top_up_id):
+    for path in (f"/billing/top-up/{top_up_id}/pay/", f"/billing/top-up/{top_up_id}/sync/"):
+        response = post_json(alice_client, path, {"setup_intent_id": "seti_123"})
+        assert response.status_code == 404
+        assert response.json()["error"]["message"] == "top-up not found"
+    assert alice_client.get(f"/billing/top-up/{top_up_id}/").status_code == 404
+    assert alice_client.get(f"/billing/receipts/{top_up_id}/").status_code == 404
+
+
+@pytest.fixture
+def pending_top_up(org_a) -> TopUp:
+    return TopUp.objects.create(
+        organization=org_a, kind="manual", status="pending", amount_nano=20 * 10**9, stripe_setup_intent_id="seti_mine"
+    )
+
+
+@pytest.mark.parametrize(
+    ("setup_intent_id", "code"),
+    [
+        (None, None),
+        ("", None),
+        (12, None),
+        ("pi_123", None),
+        ("seti_" + "x" * 300, None),
+        ("seti_someone_elses", "setup_intent_mismatch"),
+    ],
+)
+def test_pay_checks_the_setup_intent(alice_client, pending_top_up, setup_intent_id, code):
+    response = post_json(
+        alice_client, f"/billing/top-up/{pending_top_up.pk}/pay/", {"setup_intent_id": setup_intent_id}
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "setup_intent_id" and error["message"]
+    if code:
+        assert error["code"] == code
+    pending_top_up.refresh_from_db()
+    assert pending_top_up.status == "pending"
+
+
+@pytest.mark.parametrize("setup_intent_id", [None, "nope", 5, "seti_unknown"])
+def test_saving_an_unknown_card_set_up_is_refused(alice_client, setup_intent_id):
+    response = post_json(alice_client, "/billing/auto-top-up/card/confirm/", {"setup_intent_id": setup_intent_id})
+    assert response.status_code in (400, 404)
+    assert response.json()["error"]["param"] == "setup_intent_id"
+    assert not AutoTopUp.objects.filter(stripe_payment_method_id__gt="").exists()
+
+
+def test_another_organizations_card_set_up_is_unknown(alice_client, org_b):
+    AutoTopUp.objects.create(organization=org_b, stripe_setup_intent_id="seti_of_b")
+    response = post_json(alice_client, "/billing/auto-top-up/card/confirm/", {"setup_intent_id": "seti_of_b"})
+    assert response.status_code == 404
+
+
+VALID = {"enabled": "on", "threshold": "5.00", "amount": "20.00", "daily_cap": "100.00"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"threshold": "abc"}, "threshold", "is not a decimal amount"),
+        ({"threshold": "-1"}, "threshold", "must be greater than zero"),
+        ({"threshold": "1.234"}, "threshold", "at most 2 decimal places"),
+        ({"amount": ""}, "amount", "required"),
+        ({"amount": "0"}, "amount", "must be greater than zero"),
+        ({"amount": "1.00"}, "amount", "must be at least 5.00 USD"),
+        ({"amount": "9000"}, "amount", "must be at most 5000.00 USD"),
+        ({"daily_cap": "10.00"}, "daily_cap", "at least the amount of one top-up"),
+        ({"daily_cap": "1e5"}, "daily_cap", "digits and a decimal point"),
+    ],
+)
+def test_auto_top_up_settings_are_checked(alice_client, changes, field, message):
+    response = alice_client.post("/billing/auto-top-up/", {**VALID, **changes})
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert any(message in text for text in errors[field]), errors
+    assert message in response.content.decode()
+    assert not AutoTopUp.objects.filter(enabled=True).exists()
+    assert not AuditEvent.objects.filter(action="auto_top_up.update").exists()
+
+
+def test_auto_top_up_cannot_be_turned_on_without_a_saved_card(alice_client):
+    response = alice_client.post("/billing/auto-top-up/", VALID)
+    assert response.status_code == 400
+    assert "Save a card before turning auto top-up on." in response.content.decode()
+
+
+def test_settings_can_be_saved_turned_off_without_a_card(alice_client, org_a):
+    response = alice_client.post("/billing/auto-top-up/", {**VALID, "enabled": ""})
+    assert response.status_code == 302
+    config = AutoTopUp.objects.get(organization=org_a)
+    assert (config.enabled, config.threshold_nano, config.amount_nano) == (False, 5 * 10**9, 20 * 10**9)
+    assert AuditEvent.objects.get(action="auto_top_up.update").organization_id == org_a.pk

@@ -1,0 +1,196 @@
+"""POST /stripe/webhook/ over real HTTP: forged and stale requests are refused and store nothing; a genuine event
+takes effect once however often (and however concurrently) it is delivered."""
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from django.conf import settings
+
+from billing.ledger.models import Grant
+from billing.payments import services
+from billing.payments.models import StripeEvent, TopUp
+from billing.payments.stripe_client import stripe_client
+from tests.billing.payments.helpers import (
+    CARD_OK,
+    available,
+    browser_confirm_card_setup,
+    deliver,
+    stripe_signature,
+    usd,
+    wait_for,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def webhook_url(live_url: str) -> str:
+    return f"{live_url}/stripe/webhook/"
+
+
+@pytest.fixture
+def succeeded_event(org_a, alice, localstripe) -> tuple[TopUp, str]:
+    """A real top-up paid at localstripe whose webhook was not delivered to us: (top-up, the genuine event JSON)."""
+    started = services.topup_start(organization_id=org_a.pk, amount="20.00", actor=alice)
+    setup_intent = browser_confirm_card_setup(localstripe.url, started.setup_intent_client_secret, CARD_OK)
+    charged = services.topup_pay(
+        organization_id=org_a.pk, top_up_id=started.top_up.pk, setup_intent_id=setup_intent["id"]
+    )
+    top_up = TopUp.objects.get(pk=charged.top_up.pk)
+    events = stripe_client().v1.events.list(params={"type": "payment_intent.succeeded", "limit": 100})
+    event = next(e for e in events.data if e.data.object.id == top_up.stripe_payment_intent_id)
+    return top_up, json.dumps(event.to_dict())
+
+
+def test_the_genuine_event_grants_the_credit(webhook_url, succeeded_event, org_a):
+    top_up, payload = succeeded_event
+    response = deliver(webhook_url, payload)
+    assert response.status_code == 200
+    assert response.json()["status"] == "processed"
+    top_up.refresh_from_db()
+    assert top_up.status == "succeeded"
+    assert available(org_a.pk) == usd("20")
+
+
+def test_the_same_event_delivered_twenty_times_grants_once(webhook_url, succeeded_event, org_a):
+    top_up, payload = succeeded_event
+    statuses = [deliver(webhook_url, payload).status_code for _ in range(20)]
+    assert statuses == [200] * 20
+    assert available(org_a.pk) == usd("20")
+    assert Grant.objects.filter(source_ref=top_up.stripe_payment_intent_id).count() == 1
+    assert StripeEvent.objects.get(event_id=json.loads(payload)["id"]).attempts == 1
+
+
+def test_the_same_event_delivered_twenty_times_at_once_grants_once(webhook_url, succeeded_event, org_a):
+    top_up, payload = succeeded_event
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(pool.map(lambda _: deliver(webhook_url, payload), range(20)))
+    assert [r.status_code for r in responses] == [200] * 20
+    assert {r.json()["status"] for r in responses} == {"processed"}
+    assert available(org_a.pk) == usd("20")
+    assert Grant.objects.filter(source_ref=top_up.stripe_payment_intent_id).count() == 1
+    assert StripeEvent.objects.filter(event_id=json.loads(payload)["id"]).count() == 1
+
+
+def test_two_different_events_for_one_payment_grant_once(webhook_url, succeeded_event, org_a):
+    _top_up, payload = succeeded_event
+    twin = json.loads(payload)
+    twin["id"] = twin["id"] + "twin"
+    assert deliver(webhook_url, payload).status_code == 200
+    assert deliver(webhook_url, twin).status_code == 200
+    assert available(org_a.pk) == usd("20")
+    assert StripeEvent.objects.filter(type="payment_intent.succeeded").count() == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "signature_options"),
+    [
+        ("signed with another secret", {"secret": "whsec_attacker"}),
+        ("signed ten minutes ago (a replay)", {"timestamp": int(time.time()) - 600}),
+    ],
+)
+def test_forged_or_stale_events_are_refused_and_grant_nothing(
+    webhook_url, succeeded_event, org_a, name, signature_options
+):
+    top_up, payload = succeeded_event
+    response = deliver(webhook_url, payload, **signature_options)
+    assert response.status_code == 400, name
+    error = response.json()["error"]
+    assert error["code"] == "invalid_signature"
+    assert "signature" in error["message"]
+    assert not StripeEvent.objects.exists()
+    assert available(org_a.pk) == 0
+    assert TopUp.objects.get(pk=top_up.pk).status == "processing"
+
+
+def test_a_tampered_body_is_refused(webhook_url, succeeded_event, org_a):
+    _, payload = succeeded_event
+    signature = stripe_signature(payload)
+    tampered = payload.replace('"amount": 2000', '"amount": 200000')
+    response = httpx.post(webhook_url, content=tampered, headers={"Stripe-Signature": signature})
+    assert response.status_code == 400
+    assert available(org_a.pk) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "code"),
+    [
+        (b"{}", {}, "missing_signature"),
+        (b"not json", None, "invalid_json"),
+        (b"\xff\xfe", None, "invalid_json"),
+        (b"[]", None, "invalid_event"),
+        (b'{"object": "event"}', None, "invalid_event"),
+        (b'{"id": "evt_1", "type": 5}', None, "invalid_event"),
+        (b'{"id": 12, "type": "payment_intent.succeeded"}', None, "invalid_event"),
+    ],
+)
+def test_malformed_requests_get_400_with_a_message(webhook_url, body, headers, code):
+    if headers is None:
+        text = body.decode("utf-8", errors="replace")
+        headers = {"Stripe-Signature": stripe_signature(text) if body != b"\xff\xfe" else "t=1,v1=00"}
+    response = httpx.post(webhook_url, content=body, headers=headers)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] in {code, "invalid_signature"}
+    assert response.json()["error"]["message"]
+    assert not StripeEvent.objects.exists()
+
+
+def test_a_signed_non_json_body_is_invalid_json(webhook_url):
+    response = httpx.post(webhook_url, content=b"not json", headers={"Stripe-Signature": stripe_signature("not json")})
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_json")
+
+
+def test_get_is_not_allowed(webhook_url):
+    response = httpx.get(webhook_url)
+    assert response.status_code == 405
+    assert response.json()["error"]["message"]
+
+
+def test_unknown_event_types_are_acknowledged_and_kept(webhook_url):
+    event = {"id": "evt_unknown1", "object": "event", "type": "customer.created", "data": {"object": {"id": "cus_1"}}}
+    response = deliver(webhook_url, event)
+    assert response.status_code == 200
+    stored = StripeEvent.objects.get(event_id="evt_unknown1")
+    assert stored.status == "ignored"
+    assert json.loads(stored.payload) == event
+
+
+def test_payment_intents_that_are_not_ours_are_ignored(webhook_url):
+    event = {
+        "id": "evt_foreign1",
+        "type": "payment_intent.succeeded",
+        "data": {"object": {"id": "pi_foreign", "amount": 500, "currency": "usd", "metadata": {}}},
+    }
+    assert deliver(webhook_url, event).json()["status"] == "ignored"
+
+
+def test_a_failing_event_is_kept_with_its_error_and_processed_again_later(webhook_url, succeeded_event, org_a):
+    top_up, payload = succeeded_event
+    # The event disagrees with our record of the amount: processing fails, the event is kept, nothing is granted.
+    TopUp.objects.filter(pk=top_up.pk).update(amount_nano=usd("25"))
+    response = deliver(webhook_url, payload)
+    assert (response.status_code, response.json()["status"]) == (200, "failed")
+    event = StripeEvent.objects.get(event_id=json.loads(payload)["id"])
+    assert event.status == "failed" and "2000" in event.error and event.attempts == 1
+    assert available(org_a.pk) == 0
+
+    # Once the cause is fixed, the retry processes it (and only once).
+    TopUp.objects.filter(pk=top_up.pk).update(amount_nano=usd("20"))
+    [retried] = services.stripe_events_retry()
+    assert (retried.status, retried.attempts) == ("processed", 2)
+    assert services.stripe_events_retry() == []
+    assert available(org_a.pk) == usd("20")
+
+
+def test_localstripe_delivers_its_own_events_signed_with_the_shared_secret(localstripe, live_url, org_a, alice):
+    localstripe.register_webhook(url=f"{live_url}/stripe/webhook/", secret=settings.STRIPE_WEBHOOK_SECRET)
+    try:
+        started = services.topup_start(organization_id=org_a.pk, amount="5.00", actor=alice)
+        setup_intent = browser_confirm_card_setup(localstripe.url, started.setup_intent_client_secret, CARD_OK)
+        services.topup_pay(organization_id=org_a.pk, top_up_id=started.top_up.pk, setup_intent_id=setup_intent["id"])
+        wait_for(lambda: available(org_a.pk) == usd("5"), what="localstripe's webhook")
+    finally:
+        localstripe.register_webhook(url="http://127.0.0.1:9/", secret=settings.STRIPE_WEBHOOK_SECRET)
