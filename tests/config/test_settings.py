@@ -143,7 +143,7 @@ def test_production_settings_pass_the_deploy_checks():
         ({"SECRET_KEY": ""}, "SECRET_KEY must be set when DEBUG is false"),
         ({"ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS must be set when DEBUG is false"),
         ({"DATABASE_URL": "nonsense"}, "DATABASE_URL must be a URL"),
-        ({"DB_CONN_MAX_AGE": "forever"}, "DB_CONN_MAX_AGE must be an integer"),
+        ({"DB_POOL_SIZE": "many"}, "DB_POOL_SIZE must be an integer"),
         ({"GATEWAY_DB_POOL_SIZE": "0"}, "GATEWAY_DB_POOL_SIZE must be at least 1"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of"),
         ({"STRIPE_API_BASE": "localhost:8420"}, "STRIPE_API_BASE must be a URL"),
