@@ -22,7 +22,15 @@ SESSION_KEY = "web_organization_id"
 _CACHE_ATTR = "_current_membership"
 
 # First path segment -> the navigation entry it belongs to.
-_NAV_SECTIONS = {"usage": "usage", "keys": "keys", "members": "members", "billing": "billing", "pricing": "pricing"}
+_NAV_SECTIONS = {
+    "usage": "usage",
+    "keys": "keys",
+    "members": "members",
+    "billing": "billing",
+    "pricing": "pricing",
+    "settings": "settings",
+    "organizations": "settings",
+}
 
 
 def memberships_for(request: HttpRequest) -> list[Membership]:
@@ -60,7 +68,9 @@ def membership_required(*roles: str) -> Callable[[Callable[..., HttpResponse]], 
                 return redirect_to_login(request.get_full_path())
             membership = current_membership(request)
             if membership is None:
-                raise PermissionDenied("You are not a member of any organization.")
+                # Everyone removed from their last organization can start a new one.
+                messages.info(request, "You are not a member of any organization yet. Create one to continue.")
+                return HttpResponseRedirect("/organizations/new/")
             if roles and membership.role not in roles:
                 raise PermissionDenied("Your role in this organization does not allow this page.")
             request.membership = membership  # type: ignore[attr-defined]

@@ -1,0 +1,46 @@
+"""The page an invitation link opens, and the session state that carries it through sign-up.
+
+Opening the link proves the visitor reads that mailbox, so the address is marked as verified for a sign-up in
+this session (allauth's stash): a new user signs up with it and joins at once, without a second email.
+"""
+
+from allauth.account.adapter import get_adapter
+from django.http import HttpRequest
+
+from accounts.models import Invitation, Membership
+from accounts.selectors import invitation_by_token, invitation_state
+from accounts.services import invitation_accept
+from accounts.web.context import SESSION_KEY
+from api.errors import ApplicationError
+
+INVITATION_SESSION_KEY = "web_invitation_token"
+
+
+def invitation_remember(request: HttpRequest, *, token: str, invitation: Invitation) -> None:
+    """Keep the token for the sign-up that may follow, and vouch for the invited address."""
+    request.session[INVITATION_SESSION_KEY] = token
+    request.session["web_invitation_organization"] = invitation.organization.name
+    get_adapter(request).stash_verified_email(request, invitation.email)
+
+
+def invitation_forget(request: HttpRequest) -> None:
+    request.session.pop(INVITATION_SESSION_KEY, None)
+    request.session.pop("web_invitation_organization", None)
+
+
+def invitation_accept_remembered(request: HttpRequest, *, user: object) -> Membership | None:
+    """At sign-up: accept the invitation this session opened if it was sent to the new user's address."""
+    token = request.session.get(INVITATION_SESSION_KEY)
+    if not token:
+        return None
+    invitation = invitation_by_token(token=token)
+    email = (getattr(user, "email", "") or "").lower()
+    if invitation is None or invitation_state(invitation) != "pending" or invitation.email != email:
+        return None
+    try:
+        membership = invitation_accept(token=token, user=user)  # type: ignore[arg-type]
+    except ApplicationError:
+        return None
+    invitation_forget(request)
+    request.session[SESSION_KEY] = membership.organization_id
+    return membership
