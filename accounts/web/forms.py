@@ -87,7 +87,7 @@ class ApiKeyForm(forms.Form):
                 "models": api_key.scope_models,
                 "spend_limit": _amount_text(api_key.spend_limit_nano),
                 "spend_limit_period": api_key.spend_limit_period,
-                "expires_at": api_key.expires_at,
+                "expires_at": api_key.expires_at.replace(second=0, microsecond=0) if api_key.expires_at else None,
             }
         super().__init__(*args, **kwargs)
         slugs = sorted({*model_slugs, *(api_key.scope_models if api_key else [])})
@@ -205,7 +205,9 @@ class UsageFilterForm(forms.Form):
         required=False,
         help_text=f"Exact workflow tag; {NO_WORKFLOW_LABEL} for usage without one.",
     )
-    by = forms.ChoiceField(choices=[(d, DIMENSION_LABELS[d]) for d in DIMENSIONS], required=False, label="Chart by")
+    by = forms.ChoiceField(
+        choices=[(d, DIMENSION_LABELS[d].capitalize()) for d in DIMENSIONS], required=False, label="Chart by"
+    )
 
     def __init__(self, *args: Any, keys: QuerySet[ApiKey], max_days: int = USAGE_PAGE_MAX_DAYS, **kwargs: Any):
         super().__init__(*args, **kwargs)

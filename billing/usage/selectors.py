@@ -19,7 +19,7 @@ from billing.usage.models import UsageRecord
 
 Dimension = Literal["model", "key", "workflow"]
 DIMENSIONS: tuple[Dimension, ...] = ("model", "key", "workflow")
-DIMENSION_LABELS = {"model": "Model", "key": "API key", "workflow": "Workflow"}
+DIMENSION_LABELS = {"model": "model", "key": "API key", "workflow": "workflow"}
 # Labels for usage without a key (reported by a provider server-to-server) or without a workflow tag.
 NO_KEY_LABEL = "(no key)"
 NO_WORKFLOW_LABEL = "(untagged)"

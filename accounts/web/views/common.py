@@ -44,14 +44,14 @@ def usage_charts(
 ) -> tuple[charts.Chart, charts.Chart]:
     """The spend chart and the tokens chart of the same daily figures."""
     spend = charts.stacked_daily_chart(
-        title=f"Spend per day by {dimension_label.lower()}",
+        title=f"Spend per day by {dimension_label}",
         days=days,
         points=[charts.Point(row.day, row.group, row.label, row.charge_nano) for row in daily],
         value_text=lambda nano: formatting.money(nano, currency),
         axis_text=lambda nano: formatting.money_compact(nano, currency),
     )
     tokens = charts.stacked_daily_chart(
-        title=f"Tokens per day by {dimension_label.lower()}",
+        title=f"Tokens per day by {dimension_label}",
         days=days,
         points=[charts.Point(row.day, row.group, row.label, row.tokens) for row in daily],
         value_text=lambda n: f"{n:,} tokens",

@@ -62,7 +62,12 @@ def _filters(request: HttpRequest, form: UsageFilterForm) -> usage.UsageFilter:
 
 def _form(request: HttpRequest, *, max_days: int = 366) -> UsageFilterForm:
     keys = apikey_list(organization_id=membership_of(request).organization_id)
-    return UsageFilterForm(request.GET, keys=keys, max_days=max_days)
+    data = request.GET.copy()
+    if not data.get("start") and not data.get("end"):
+        # No dates chosen: the last 30 days, written into the form so the page and the export link show them.
+        today = timezone.now().date()
+        data["start"], data["end"] = (today - timedelta(days=29)).isoformat(), today.isoformat()
+    return UsageFilterForm(data, keys=keys, max_days=max_days)
 
 
 @membership_required()

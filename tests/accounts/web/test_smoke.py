@@ -9,8 +9,20 @@ from tests.accounts.web.conftest import record
 
 @pytest.mark.parametrize(
     "url",
-    ["/", "/?by=key", "/?by=workflow", "/usage/", "/keys/", "/keys/new/", "/members/", "/settings/notifications/",
-     "/organizations/new/", "/pricing/", "/accounts/email/", "/accounts/password/change/"],
+    [
+        "/",
+        "/?by=key",
+        "/?by=workflow",
+        "/usage/",
+        "/keys/",
+        "/keys/new/",
+        "/members/",
+        "/settings/notifications/",
+        "/organizations/new/",
+        "/pricing/",
+        "/accounts/email/",
+        "/accounts/password/change/",
+    ],
 )
 def test_pages_render(as_alice, org_a, book, url):
     key, _ = apikey_create(organization_id=org_a.pk, name="k")
