@@ -1,7 +1,8 @@
 """The page an invitation link opens, and the session state that carries it through sign-up.
 
-Opening the link proves the visitor reads that mailbox, so the address is marked as verified for a sign-up in
-this session (allauth's stash): a new user signs up with it and joins at once, without a second email.
+Opening the link proves the visitor reads that mailbox. A sign-up in the same session with that very address
+therefore joins at once, and the address is recorded as verified (allauth's "stashed" verified email), so no
+second email is needed. A sign-up with any other address is an ordinary one.
 """
 
 from allauth.account.adapter import get_adapter
@@ -17,10 +18,9 @@ INVITATION_SESSION_KEY = "web_invitation_token"
 
 
 def invitation_remember(request: HttpRequest, *, token: str, invitation: Invitation) -> None:
-    """Keep the token for the sign-up that may follow, and vouch for the invited address."""
+    """Keep the token for the sign-up that may follow."""
     request.session[INVITATION_SESSION_KEY] = token
     request.session["web_invitation_organization"] = invitation.organization.name
-    get_adapter(request).stash_verified_email(request, invitation.email)
 
 
 def invitation_forget(request: HttpRequest) -> None:
@@ -41,6 +41,8 @@ def invitation_accept_remembered(request: HttpRequest, *, user: object) -> Membe
         membership = invitation_accept(token=token, user=user)  # type: ignore[arg-type]
     except ApplicationError:
         return None
+    # allauth records the address as verified when it sets up the new user's emails, right after this hook.
+    get_adapter(request).stash_verified_email(request, invitation.email)
     invitation_forget(request)
     request.session[SESSION_KEY] = membership.organization_id
     return membership

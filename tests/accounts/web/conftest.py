@@ -2,7 +2,9 @@
 the default price book, and a maker of hand-made usage records."""
 
 import itertools
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -13,6 +15,12 @@ from billing.pricing.models import AIModel
 from billing.pricing.services import price_book_seed
 from billing.usage.models import UsageRecord
 from tests.accounts.factories import MembershipFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    """PBKDF2's million rounds cost most of a second per user; these tests are not about password storage."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -32,6 +40,17 @@ def bill(org_a: Organization) -> User:
     user = UserFactory(username="bill@example.com")
     MembershipFactory(user=user, organization=org_a, role=Role.BILLING_ADMIN)
     return user
+
+
+@pytest.fixture
+def committing(django_capture_on_commit_callbacks: Any) -> Callable[..., Any]:
+    """Call something, then run what it scheduled for after commit (a test's transaction never commits)."""
+
+    def run(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with django_capture_on_commit_callbacks(execute=True):
+            return call(*args, **kwargs)
+
+    return run
 
 
 def client_for(user: User) -> Client:
