@@ -101,7 +101,8 @@ class ApiKeyForm(forms.Form):
         return amount_clean(raw, field_label="Spend limit") if raw else None
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         limit, period = data.get("spend_limit"), data.get("spend_limit_period")
         if limit is not None and not period:
             self.add_error("spend_limit_period", "Choose the period the spend limit applies to.")
@@ -191,6 +192,11 @@ class NotificationSettingsForm(forms.Form):
 NOTIFICATION_ERROR_FIELDS = {"low_balance_threshold": "low_balance_threshold"}
 
 
+class ApiKeyChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.name} ({obj.key_id[:6]}…)"
+
+
 class UsageFilterForm(forms.Form):
     """The usage page's filters (a GET form). Empty filters mean: the last 30 days, everything."""
 
@@ -199,7 +205,7 @@ class UsageFilterForm(forms.Form):
     model = forms.ModelChoiceField(
         queryset=AIModel.objects.order_by("slug"), to_field_name="slug", required=False, empty_label="All models"
     )
-    key = forms.ModelChoiceField(queryset=ApiKey.objects.none(), required=False, empty_label="All keys")
+    key = ApiKeyChoiceField(queryset=ApiKey.objects.none(), required=False, empty_label="All keys")
     workflow = forms.CharField(
         max_length=100,
         required=False,
@@ -213,12 +219,12 @@ class UsageFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.max_days = max_days
         key_field = self.fields["key"]
-        assert isinstance(key_field, forms.ModelChoiceField)
+        assert isinstance(key_field, ApiKeyChoiceField)
         key_field.queryset = keys
-        key_field.label_from_instance = lambda key: f"{key.name} ({key.key_id[:6]}…)"  # type: ignore[method-assign]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         today = timezone.now().date()
         end: date = data.get("end") or today
         start: date = data.get("start") or (end - timedelta(days=29))

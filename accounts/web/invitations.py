@@ -6,6 +6,7 @@ second email is needed. A sign-up with any other address is an ordinary one.
 """
 
 from allauth.account.adapter import get_adapter
+from django.contrib.auth.models import User
 from django.http import HttpRequest
 
 from accounts.models import Invitation, Membership
@@ -28,17 +29,17 @@ def invitation_forget(request: HttpRequest) -> None:
     request.session.pop("web_invitation_organization", None)
 
 
-def invitation_accept_remembered(request: HttpRequest, *, user: object) -> Membership | None:
+def invitation_accept_remembered(request: HttpRequest, *, user: User) -> Membership | None:
     """At sign-up: accept the invitation this session opened if it was sent to the new user's address."""
     token = request.session.get(INVITATION_SESSION_KEY)
     if not token:
         return None
     invitation = invitation_by_token(token=token)
-    email = (getattr(user, "email", "") or "").lower()
+    email = (user.email or "").lower()
     if invitation is None or invitation_state(invitation) != "pending" or invitation.email != email:
         return None
     try:
-        membership = invitation_accept(token=token, user=user)  # type: ignore[arg-type]
+        membership = invitation_accept(token=token, user=user)
     except ApplicationError:
         return None
     # allauth records the address as verified when it sets up the new user's emails, right after this hook.

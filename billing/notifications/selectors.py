@@ -73,6 +73,8 @@ def notices_due(*, organization_id: int, now: datetime, prefs: NotificationSetti
             .values_list("remaining_nano", "expires_at")
         )
         if expiring:
+            first_expiry = expiring[0][1]
+            assert first_expiry is not None  # filtered on expires_at above
             due.append(
                 DueNotice(
                     kind=NoticeKind.CREDIT_EXPIRING,
@@ -81,7 +83,7 @@ def notices_due(*, organization_id: int, now: datetime, prefs: NotificationSetti
                     detail={
                         "expiring_nano": sum(amount for amount, _ in expiring),
                         "days": prefs.credit_expiring_days,
-                        "first_expiry_at": expiring[0][1].isoformat(),
+                        "first_expiry_at": first_expiry.isoformat(),
                     },
                 )
             )

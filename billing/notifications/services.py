@@ -8,6 +8,7 @@ the next check retries.
 
 import logging
 from datetime import datetime
+from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -97,8 +98,7 @@ def notices_send(*, organization_id: int, now: datetime | None = None) -> list[N
         if is_new:
             created.append(notice)
         if notice.emailed_at is None and prefs.email_enabled:
-            notice_id = notice.pk
-            transaction.on_commit(lambda notice_id=notice_id: notice_email_send(notice_id=notice_id), robust=True)
+            transaction.on_commit(partial(notice_email_send, notice_id=notice.pk), robust=True)
     return created
 
 

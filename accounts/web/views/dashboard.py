@@ -22,9 +22,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     balance = ledger.wallet_balance(organization_id=organization_id, now=now)
     burn = usage.burn_rate(organization_id=organization_id, available_nano=balance.available_nano, now=now)
-    by = request.GET.get("by", "model")
-    if by not in usage.DIMENSIONS:
-        by = "model"
+    chosen = request.GET.get("by", "model")
+    by: usage.Dimension = next((d for d in usage.DIMENSIONS if d == chosen), "model")
     today = now.date()
     first = today - timedelta(days=CHART_DAYS - 1)
     start, end = usage.day_range(first=first, last=today)

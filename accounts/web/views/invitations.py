@@ -26,7 +26,8 @@ def invitation_show(request: HttpRequest, token: str) -> HttpResponse:
     if state == "accepted" and user.is_authenticated and invitation.accepted_by_id == user.pk:
         request.session[SESSION_KEY] = invitation.organization_id
         return HttpResponseRedirect("/")
-    context = {"invitation": invitation, "state": state, "role": Role(invitation.role).label}
+    role = str(Role(invitation.role).label)
+    context = {"invitation": invitation, "state": state, "role": role}
     if state != "pending":
         return render(request, "web/invitations/closed.html", context, status=410)
     if not user.is_authenticated:
@@ -41,6 +42,6 @@ def invitation_show(request: HttpRequest, token: str) -> HttpResponse:
             return render(request, "web/invitations/show.html", context, status=400)
         invitation_forget(request)
         request.session[SESSION_KEY] = membership.organization_id
-        messages.success(request, f"You joined {invitation.organization.name} as {context['role'].lower()}.")
+        messages.success(request, f"You joined {invitation.organization.name} as {role.lower()}.")
         return HttpResponseRedirect("/")
     return render(request, "web/invitations/show.html", context)

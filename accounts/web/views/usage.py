@@ -197,7 +197,7 @@ def usage_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     membership = membership_of(request)
     form = _form(request, max_days=USAGE_EXPORT_MAX_DAYS)
     if not form.is_valid():
-        errors = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in form.errors.items())
+        errors = "; ".join(f"{field}: {' '.join(str(m) for m in msgs)}" for field, msgs in form.errors.items())
         return HttpResponse(f"Cannot export: {errors}\n", status=400, content_type="text/plain; charset=utf-8")
     filters = _filters(request, form)
     currency = membership.organization.currency

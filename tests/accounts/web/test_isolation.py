@@ -4,9 +4,9 @@ action (exactly like unknown ids); roles are enforced per accounts/permissions.p
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 from django.core import mail
 from django.test import Client
+from django.utils import timezone
 
 from accounts.models import ApiKey, Invitation, Membership
 from accounts.services import apikey_create, invitation_create
