@@ -9,7 +9,7 @@ import time_machine
 from allauth.account.models import EmailAddress
 from django.contrib.auth.models import User
 from django.core import mail
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -368,3 +368,40 @@ def test_two_owners_demoting_each_other_at_once_leave_one_owner():
             thread.join()
         assert sorted(outcomes) == ["changed", "last_owner"]
         assert Membership.objects.filter(organization=org, role=Role.OWNER).count() == 1
+
+
+class TestInvitationConstraints:
+    """The database holds the invitation rules too, whatever code writes the rows."""
+
+    def make(self, org, **fields):
+        now = timezone.now()
+        values = {
+            "email": "x@example.com",
+            "role": "viewer",
+            "token_hash": f"{len(fields):064d}",
+            "sent_at": now,
+            "expires_at": now + timedelta(days=1),
+            **fields,
+        }
+        return Invitation.objects.create(organization=org, **values)
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"role": "admin"},
+            {"email": "Upper@example.com"},
+            {"email": ""},
+            {"expires_at": timezone.now() - timedelta(days=400)},
+            {"accepted_at": timezone.now(), "revoked_at": timezone.now()},
+        ],
+    )
+    def test_bad_rows_are_refused(self, org_a, fields):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            self.make(org_a, **fields)
+
+    def test_one_open_invitation_per_address(self, org_a, org_b):
+        self.make(org_a, token_hash="a" * 64)
+        self.make(org_b, token_hash="b" * 64)  # another organization may invite the same address
+        self.make(org_a, token_hash="c" * 64, revoked_at=timezone.now())  # closed ones do not count
+        with pytest.raises(IntegrityError), transaction.atomic():
+            self.make(org_a, token_hash="d" * 64)
