@@ -4,7 +4,7 @@ A new secret is rendered in the response to the POST that made it and stored now
 hash), so it cannot be shown again; the response is marked no-store so no cache keeps it either.
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -24,12 +24,12 @@ from api.errors import ApplicationError
 from billing.pricing.models import AIModel
 
 
-def key_status(api_key: ApiKey, *, now: object = None) -> tuple[str, str]:
+def key_status(api_key: ApiKey, *, now: datetime | None = None) -> tuple[str, str]:
     """(status, badge class) as the list shows it."""
     moment = now or timezone.now()
     if api_key.revoked_at is not None:
         return "revoked", "error"
-    if api_key.expires_at is not None and api_key.expires_at <= moment:  # type: ignore[operator]
+    if api_key.expires_at is not None and api_key.expires_at <= moment:
         return "expired", "error"
     if api_key.replaced_by_id is not None:
         return "rotated", "warn"
