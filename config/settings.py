@@ -107,6 +107,7 @@ INSTALLED_APPS = [
     "billing.pricing",
     "billing.usage",
     "billing.payments",
+    "billing.notifications",
     "api",
 ]
 
@@ -289,6 +290,22 @@ if EMAIL_URL:
     except (ValueError, KeyError, environ.ImproperlyConfigured) as error:
         raise environ.ImproperlyConfigured(f"EMAIL_URL is not a usable mail URL (smtp://...): {error}") from None
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@localhost")
+
+# --- Web UI: invitations, notifications, and the client address behind proxies ---
+# Days an emailed invitation link stays valid.
+INVITATION_EXPIRY_DAYS = env_int("INVITATION_EXPIRY_DAYS", 7, minimum=1)
+# How often Celery beat checks every organization for low-balance and expiring-credit notices.
+NOTIFICATIONS_CHECK_SECONDS = env_int("NOTIFICATIONS_CHECK_SECONDS", 900, minimum=60)
+CELERY_BEAT_SCHEDULE["notifications-check"] = {
+    "task": "billing.notifications.tasks.notifications_check_task",
+    "schedule": float(NOTIFICATIONS_CHECK_SECONDS),
+}
+# Reverse proxies in front of the web server that append to X-Forwarded-For. The login rate limits key on the
+# client address: 0 (no proxy) uses the socket's address; behind one load balancer set 1, or every visitor
+# would share the proxy's address and its limits.
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+# Rows per database round trip when the usage CSV export streams.
+USAGE_EXPORT_BATCH_ROWS = env_int("USAGE_EXPORT_BATCH_ROWS", 5000, minimum=100)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -9,6 +9,14 @@ from accounts.selectors.apikeys import (
     apikey_list,
     apikey_spend_window,
 )
+from accounts.selectors.members import (
+    invitation_by_token,
+    invitation_get,
+    invitation_list_open,
+    invitation_state,
+    membership_get,
+    membership_list,
+)
 
 __all__ = [
     "AuthenticatedKey",
@@ -18,4 +26,10 @@ __all__ = [
     "apikey_get",
     "apikey_list",
     "apikey_spend_window",
+    "invitation_by_token",
+    "invitation_get",
+    "invitation_list_open",
+    "invitation_state",
+    "membership_get",
+    "membership_list",
 ]

@@ -12,7 +12,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -22,7 +22,15 @@ SESSION_KEY = "web_organization_id"
 _CACHE_ATTR = "_current_membership"
 
 # First path segment -> the navigation entry it belongs to.
-_NAV_SECTIONS = {"usage": "usage", "keys": "keys", "members": "members", "billing": "billing", "pricing": "pricing"}
+_NAV_SECTIONS = {
+    "usage": "usage",
+    "keys": "keys",
+    "members": "members",
+    "billing": "billing",
+    "pricing": "pricing",
+    "settings": "settings",
+    "organizations": "settings",
+}
 
 
 def memberships_for(request: HttpRequest) -> list[Membership]:
@@ -47,20 +55,22 @@ def current_membership(request: HttpRequest) -> Membership | None:
     return membership
 
 
-def membership_required(*roles: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+def membership_required(*roles: str) -> Callable[[Callable[..., HttpResponseBase]], Callable[..., HttpResponseBase]]:
     """Require a logged-in user with a membership; with roles given, the current role must be one of them.
 
     The view finds the membership on `request.membership`.
     """
 
-    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    def decorator(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
         @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             membership = current_membership(request)
             if membership is None:
-                raise PermissionDenied("You are not a member of any organization.")
+                # Everyone removed from their last organization can start a new one.
+                messages.info(request, "You are not a member of any organization yet. Create one to continue.")
+                return HttpResponseRedirect("/organizations/new/")
             if roles and membership.role not in roles:
                 raise PermissionDenied("Your role in this organization does not allow this page.")
             request.membership = membership  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""Sign-up: every new user starts with an organization of their own, which they own."""
+"""Sign-up: a new user joins the organization that invited them, or else starts one of their own, which they own."""
 
 from django import forms
 from django.contrib.auth.models import User
@@ -6,6 +6,7 @@ from django.http import HttpRequest
 
 from accounts.services import organization_create
 from accounts.services.organizations import NAME_MAX_LENGTH
+from accounts.web.invitations import invitation_accept_remembered
 
 
 class SignupForm(forms.Form):
@@ -19,5 +20,7 @@ class SignupForm(forms.Form):
     )
 
     def signup(self, request: HttpRequest, user: User) -> None:
+        if invitation_accept_remembered(request, user=user) is not None:
+            return
         name = self.cleaned_data.get("organization_name", "").strip() or user.email
         organization_create(name=name[:NAME_MAX_LENGTH], owner=user)
