@@ -21,7 +21,7 @@ def whole(value: Any, *, param: str, minimum: int = 0, maximum: int) -> int:
         raise ApplicationError(f"{param} must be a whole number.", param=param, code="invalid_value")
     if value < minimum:
         raise ApplicationError(
-            f"{param} must be at least {minimum}." if minimum else f"{param} cannot be negative.",
+            f"{param} must be at least {minimum}." if minimum else f"{param} must be non-negative.",
             param=param,
             code="invalid_value",
         )
