@@ -67,7 +67,10 @@ def _check(ratings: list[rating.Rating], usages: list[rating.Usage], org_id: int
     assert sum(r.quota_tokens for r in ratings) == quota.used_tokens == min(wanted, 3_000)
     assert sum(r.commitment_tokens for r in ratings) == commitment.used_tokens == min(max(wanted - 3_000, 0), 5_000)
     credit_tokens = sum(
-        l.tokens for r in ratings for l in r.lines if l.source == "credit" and l.kind != "priority_surcharge"
+        line.tokens
+        for r in ratings
+        for line in r.lines
+        if line.source == "credit" and line.kind != "priority_surcharge"
     )
     assert credit_tokens == max(wanted - 8_000, 0)
     # Tier claims interleaved in some order; their marginal charges still add up to F(volume) exactly.
@@ -99,7 +102,7 @@ def test_threads_never_overdraw_quota_or_commitment(contended):
             for usage in plans[index]:
                 with transaction.atomic():
                     results[index].append(services.usage_rate(organization_id=contended.pk, usage=usage, at=NOW))
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connections.close_all()

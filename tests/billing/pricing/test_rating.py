@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from billing.pricing import rating, tiers
-from billing.pricing.rating import Allowance, PeriodState, PricingContext, Prices, TierPlan, Usage
+from billing.pricing.rating import Allowance, PeriodState, Prices, PricingContext, TierPlan, Usage
 
 START, END = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)
 # gpt-4o's list prices: $2.50 input, $1.25 cached input, $10 output per million tokens.

@@ -69,7 +69,7 @@ def test_usage_rate_draws_quota_then_commitment_then_credit_and_keeps_the_versio
     assert (first.quota_tokens, first.commitment_tokens) == (1_500, 300)
     assert (second.quota_tokens, second.commitment_tokens) == (0, 1_700)
     # The last 100 output tokens: $10/M less 10 % = 900,000 nano.
-    assert [(l.kind, l.source, l.tokens, l.amount_nano) for l in second.lines] == [
+    assert [(line.kind, line.source, line.tokens, line.amount_nano) for line in second.lines] == [
         ("input", "commitment", 1_000, 0),
         ("output", "commitment", 700, 0),
         ("output", "credit", 100, 900_000),
