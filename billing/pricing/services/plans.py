@@ -360,7 +360,8 @@ def subscriptions_renew(*, now: datetime | None = None, limit: int = 500) -> dic
     for subscription_id in due.values_list("id", flat=True)[:limit]:
         for _ in range(24):  # a year of missed monthly periods at most, per run
             outcome = subscription_renew(subscription_id=subscription_id, now=now)
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            if outcome != "not_due":
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
             if outcome != "renewed":
                 break
     return outcomes
