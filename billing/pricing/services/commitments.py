@@ -101,7 +101,7 @@ def commitment_offer_create(
 @transaction.atomic
 def commitment_offer_update(*, offer_id: int, actor: Any = None, **terms: Any) -> CommitmentOffer:
     """Change an offer. Purchases keep the terms they were bought with; this changes future purchases only."""
-    offer = CommitmentOffer.objects.select_for_update().select_related("model").filter(pk=offer_id).first()
+    offer = CommitmentOffer.objects.select_for_update(of=("self",)).select_related("model").filter(pk=offer_id).first()
     if offer is None:
         raise PricingNotFound(f"No commitment offer {offer_id}.", param="offer")
     for key, value in terms.items():
@@ -238,7 +238,7 @@ def commitment_bill(*, commitment_id: int, now: datetime | None = None) -> str:
     now = now or timezone.now()
     outcome = "nothing"
     with transaction.atomic():
-        commitment = Commitment.objects.select_for_update().select_related("model").get(pk=commitment_id)
+        commitment = Commitment.objects.select_for_update(of=("self",)).select_related("model").get(pk=commitment_id)
         if commitment.status == CommitmentStatus.ENDED:
             return outcome
         if now >= commitment.ends_at:

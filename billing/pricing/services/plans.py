@@ -309,7 +309,9 @@ def subscription_renew(*, subscription_id: int, now: datetime | None = None) -> 
     now = now or timezone.now()
     try:
         with transaction.atomic():
-            subscription = Subscription.objects.select_for_update().select_related("plan").get(pk=subscription_id)
+            subscription = (
+                Subscription.objects.select_for_update(of=("self",)).select_related("plan").get(pk=subscription_id)
+            )
             if subscription.status == SubscriptionStatus.ENDED or subscription.current_period_end > now:
                 return "not_due"
             if subscription.cancel_at_period_end:
@@ -394,7 +396,9 @@ def proration_compute(
 
 
 def _locked_live(subscription_id: int) -> Subscription:
-    subscription = Subscription.objects.select_for_update().select_related("plan").filter(pk=subscription_id).first()
+    subscription = (
+        Subscription.objects.select_for_update(of=("self",)).select_related("plan").filter(pk=subscription_id).first()
+    )
     if subscription is None:
         raise PricingNotFound(f"No subscription {subscription_id}.", param="subscription")
     if subscription.status != SubscriptionStatus.ACTIVE:
