@@ -84,7 +84,8 @@ def test_period_total_is_exactly_f_of_the_volume_after_true_up(book, org_a, mode
         assert [t.amount_nano for t in trueups] == [-usd("0.20"), -usd("3.00")]
         grants = Grant.objects.filter(kind="refund", source_ref=f"tier_schedule:{schedule.pk}")
         assert sum(g.amount_nano for g in grants) == usd("3.20")
-        assert available(org_a) == usd("100.00") - charged + usd("3.20")
+        # (Rating itself moves no credit; the caller's settle does. The true-up's credit lands in the wallet.)
+        assert available(org_a) == usd("103.20")
 
 
 def test_the_context_carries_the_schedule_of_the_month(book, org_a):
