@@ -4,4 +4,5 @@ from django.urls import include, path
 
 urlpatterns = [
     path("v1/", include("api.gateway.urls")),
+    path("api/staff/", include("api.staff.pricing.urls")),
 ]
