@@ -18,6 +18,7 @@ included quota, then the volume tiers.
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from billing.pricing import tiers as tier_maths
 from billing.pricing.tiers import Tier
@@ -136,9 +137,9 @@ class Usage:
         return self.input_tokens + self.output_tokens
 
 
-@dataclass(frozen=True, slots=True)
-class ChargeLine:
-    """One line of a charge: `tokens` of one kind paid from one source at one rate."""
+class ChargeLine(NamedTuple):
+    """One line of a charge: `tokens` of one kind paid from one source at one rate. (An immutable named tuple:
+    a rating makes several per request, and a tuple is built several times faster than a frozen dataclass.)"""
 
     kind: str  # "input" | "cached_input" | "output" | "request_fee" | "priority_surcharge" | "volume_discount"
     source: str  # "credit" (the wallet) | "quota" (a plan's included tokens) | "commitment"
@@ -257,7 +258,7 @@ def _lines_before_tiers(usage: Usage, context: PricingContext, state: PeriodStat
     left = [usage.input_tokens - usage.cached_input_tokens, usage.cached_input_tokens, usage.output_tokens]
     lines: list[ChargeLine] = []
     granted = state.granted_tokens
-    if sum(granted) > usage.total_tokens or any(g < 0 for g in granted) or len(granted) > len(context.allowances):
+    if granted and (sum(granted) > usage.total_tokens or min(granted) < 0 or len(granted) > len(context.allowances)):
         raise ValueError("the period state grants more tokens than the usage has, or to allowances it lacks")
     for allowance, grant in zip(context.allowances, granted, strict=False):
         for index in range(3):
@@ -353,8 +354,10 @@ def rate(*, usage: Usage, context: PricingContext, state: PeriodState) -> Rating
                     ref=f"tier_schedule:{tier.schedule_id}",
                 )
             )
-    quota = sum(line.tokens for line in lines if line.source == QUOTA)
-    commitment = sum(line.tokens for line in lines if line.source == COMMITMENT)
+    quota = commitment = 0
+    if state.granted_tokens:
+        quota = sum(line.tokens for line in lines if line.source == QUOTA)
+        commitment = sum(line.tokens for line in lines if line.source == COMMITMENT)
     return Rating(
         lines=tuple(lines),
         price_version_id=context.prices.price_version_id,

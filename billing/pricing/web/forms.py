@@ -57,19 +57,30 @@ def _models() -> list[tuple[str, str]]:
     return [(m.slug, m.slug) for m in AIModel.objects.order_by("slug")]
 
 
+def _organizations() -> list[tuple[Any, str]]:
+    return [(o.pk, f"{o.name} (#{o.pk})") for o in Organization.objects.order_by("name")[:500]]
+
+
 def _groups() -> list[tuple[str, str]]:
     groups = sorted({g for g in AIModel.objects.values_list("group", flat=True) if g})
     return [("", "—"), *[(g, g) for g in groups]]
 
 
-class ScopeForm(forms.Form):
+class ConsoleForm(forms.Form):
+    def _choices(self, name: str, choices: list[tuple[Any, str]]) -> None:
+        field = self.fields[name]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = choices
+
+
+class ScopeForm(ConsoleForm):
     model = forms.ChoiceField(required=False)
     group = forms.ChoiceField(required=False)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.fields["model"].choices = [("", "—"), *_models()]
-        self.fields["group"].choices = _groups()
+        self._choices("model", [("", "—"), *_models()])
+        self._choices("group", _groups())
 
 
 class PriceVersionForm(forms.Form):
@@ -80,7 +91,7 @@ class PriceVersionForm(forms.Form):
     note = forms.CharField(required=False, max_length=500)
 
 
-class PreviewForm(forms.Form):
+class PreviewForm(ConsoleForm):
     organization = forms.TypedChoiceField(coerce=int)
     model = forms.ChoiceField()
     input_tokens = forms.IntegerField(min_value=0, max_value=MAX_TOKENS, initial=1_000_000)
@@ -94,11 +105,9 @@ class PreviewForm(forms.Form):
 
     def __init__(self, *args: Any, scheduled: list[tuple[int, str]] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.fields["organization"].choices = [
-            (o.pk, f"{o.name} (#{o.pk})") for o in Organization.objects.order_by("name")[:500]
-        ]
-        self.fields["model"].choices = _models()
-        self.fields["price_version"].choices = [("", "—"), *(scheduled or [])]
+        self._choices("organization", _organizations())
+        self._choices("model", _models())
+        self._choices("price_version", [("", "—"), *(scheduled or [])])
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -173,9 +182,7 @@ class OverrideForm(ScopeForm):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.fields["organization"].choices = [
-            (o.pk, f"{o.name} (#{o.pk})") for o in Organization.objects.order_by("name")[:500]
-        ]
+        self._choices("organization", _organizations())
 
 
 class ReasonForm(forms.Form):

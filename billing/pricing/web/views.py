@@ -161,7 +161,7 @@ def preview(request: HttpRequest) -> HttpResponse:
             )
         except ApplicationError as exc:
             form.add_error(None, exc.message)
-    context = {"form": form, "result": result, "section": "preview"}
+    context: dict[str, Any] = {"form": form, "result": result, "section": "preview"}
     if result is not None:
         row = result.rows[0]
         context |= {
