@@ -13,6 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.models import Organization
 from accounts.services import audit_record
 from api.errors import ApplicationError
 from billing.ledger import services as ledger
@@ -167,6 +168,8 @@ def commitment_purchase(
     starts_at = validation.moment(starts_at or now, param="starts_at")
     if starts_at < now - timedelta(minutes=5):
         raise ApplicationError("A commitment cannot start in the past.", param="starts_at", code="invalid_value")
+    if not Organization.objects.filter(pk=organization_id).exists():
+        raise PricingNotFound(f"No organization {organization_id}.", param="organization")
     offer = CommitmentOffer.objects.select_related("model").filter(pk=offer_id).first()
     if offer is None:
         raise PricingNotFound(f"No commitment offer {offer_id}.", param="offer")

@@ -20,6 +20,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.models import Organization
 from accounts.services import audit_record
 from api.errors import ApplicationError
 from billing.ledger import services as ledger
@@ -212,7 +213,7 @@ def _open_period(
             category="plan_fee",
         )
         record.debit_transaction_id = debit.pk
-    if plan.included_credit_nano:
+    if plan.included_credit_nano and period_end > timezone.now():  # a period renewed late may be over already
         grant = ledger.grant_create(
             organization_id=subscription.organization_id,
             kind="plan_allowance",
@@ -235,6 +236,9 @@ def subscription_create(
     """Subscribe an organization to a plan from `at` (now): the first fee is paid from credit at once
     (InsufficientCredit, 402, when credit does not cover it, and nothing is written)."""
     at = at or timezone.now()
+    # Subscriptions of one organization are created one at a time (the organization's row is their lock).
+    if not Organization.objects.select_for_update().filter(pk=organization_id).exists():
+        raise PricingNotFound(f"No organization {organization_id}.", param="organization")
     plan = Plan.objects.filter(slug=plan_slug).first()
     if plan is None:
         raise PricingNotFound(f"The plan '{plan_slug}' does not exist.", param="plan")
