@@ -202,6 +202,34 @@ def plans(request: HttpRequest) -> HttpResponse:
 
 
 @staff_member_required
+@require_POST
+def plan_offer(request: HttpRequest, slug: str) -> HttpResponse:
+    """Offer a plan to new subscribers again, or retire it (its subscribers keep it)."""
+    try:
+        plan = services.plan_update(plan_slug=slug, is_active=request.POST.get("offer") == "yes", actor=request.user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Plan {slug} is {'offered' if plan.is_active else 'retired'}.")
+    return redirect("staff-pricing-plans")
+
+
+@staff_member_required
+@require_POST
+def offer_toggle(request: HttpRequest, offer_id: int) -> HttpResponse:
+    """Offer a commitment offer again, or withdraw it (purchases keep their terms)."""
+    try:
+        offer = services.commitment_offer_update(
+            offer_id=offer_id, is_active=request.POST.get("offer") == "yes", actor=request.user
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Offer {offer.name} is {'offered' if offer.is_active else 'withdrawn'}.")
+    return redirect("staff-pricing-offers")
+
+
+@staff_member_required
 @require_http_methods(["GET", "POST"])
 def offers(request: HttpRequest) -> HttpResponse:
     form = forms.OfferForm(request.POST or None)

@@ -109,6 +109,9 @@ def test_plans_offers_and_overrides_from_the_console(console, org_a, staff):
     assert response.status_code == 302
     plan = Plan.objects.get(slug="pro")
     assert sorted(a.scope_key for a in plan.allowances.all()) == ["group:open-weight", "model:gpt-4o"]
+    console.post("/staff/pricing/plans/pro/offer/", {"offer": "no"})
+    assert Plan.objects.get(slug="pro").is_active is False
+    assert "Offer again" in console.get("/staff/pricing/plans/").content.decode()
     bad = console.post(
         "/staff/pricing/plans/",
         {"slug": "x", "name": "X", "interval": "month", "fee": "1", "allowances": "gpt-4o lots"},
@@ -128,6 +131,9 @@ def test_plans_offers_and_overrides_from_the_console(console, org_a, staff):
     )
     assert offer.status_code == 302 and CommitmentOffer.objects.count() == 1
     assert "35000000000" in console.get("/staff/pricing/offers/").content.decode()  # $350.00 a month
+    offer_id = CommitmentOffer.objects.get().pk
+    console.post(f"/staff/pricing/offers/{offer_id}/offer/", {"offer": "no"})
+    assert CommitmentOffer.objects.get().is_active is False
     override = console.post(
         "/staff/pricing/overrides/",
         {"organization": org_a.pk, "model": "gpt-4o", "discount_bps": 1500, "reason": "contract #9"},
