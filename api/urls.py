@@ -4,7 +4,10 @@ from django.urls import include, path
 
 urlpatterns = [
     path("v1/", include("api.gateway.urls")),
+    # Staff: organizations, credit, balances and the journal.
     path("api/staff/", include("api.staff.urls")),
     # Staff: refunds of paid credit and the card top-ups they apply to.
     path("api/staff/", include("billing.payments.api_urls")),
+    # Staff: models, prices, tiers, plans, commitments, overrides, preview.
+    path("api/staff/", include("api.staff.pricing.urls")),
 ]

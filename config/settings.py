@@ -195,6 +195,16 @@ CELERY_BEAT_SCHEDULE = {
     "ledger-grants-expire": {"task": "billing.ledger.tasks.grants_expire_task", "schedule": 60.0},
 }
 
+# --- Pricing: plan renewals, commitment billing and period closing (billing.pricing.tasks) ---
+# A quota, commitment or tier period closes (use-or-lose, tier true-up) this long after it ends, so requests
+# that started inside it and settle a little later still count in it.
+PRICING_PERIOD_CLOSE_GRACE_SECONDS = env_int("PRICING_PERIOD_CLOSE_GRACE_SECONDS", 900)
+CELERY_BEAT_SCHEDULE |= {
+    "pricing-subscriptions-renew": {"task": "billing.pricing.tasks.subscriptions_renew_task", "schedule": 60.0},
+    "pricing-commitments-bill": {"task": "billing.pricing.tasks.commitments_bill_task", "schedule": 300.0},
+    "pricing-periods-close": {"task": "billing.pricing.tasks.periods_close_task", "schedule": 300.0},
+}
+
 # Stripe. STRIPE_API_BASE points the official library at localstripe in development and tests.
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="sk_test_localstripe")
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="pk_test_localstripe")

@@ -7,6 +7,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularRedocView.as_view(url_name="schema"), name="api-docs"),
+    path("staff/pricing/", include("billing.pricing.web.urls")),
     path("", include("api.urls")),
     path("", include("accounts.web.urls")),
     # Payments: /billing/ pages (top up, auto top-up, receipts) and Stripe's webhook at /stripe/webhook/.

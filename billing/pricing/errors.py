@@ -25,3 +25,11 @@ class PricingConflict(ApplicationError):
 
     status_code = status.HTTP_409_CONFLICT
     code = "pricing_conflict"
+
+
+class PricingNotFound(ApplicationError):
+    """A plan, offer, override, schedule or subscription id that does not exist."""
+
+    status_code = status.HTTP_404_NOT_FOUND
+    error_type = "not_found_error"
+    code = "not_found"

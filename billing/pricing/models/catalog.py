@@ -70,8 +70,9 @@ class PriceVersion(models.Model):
     """The prices of one model from `effective_from` until the next version of that model takes effect.
 
     A version that has taken effect is history: usage rated with it points at it, so it is never edited (the
-    services refuse). A future version may be edited or cancelled until it takes effect; a cancelled one is
-    kept (with who cancelled it) but never used.
+    services refuse; a database trigger refuses any change to a version a usage record points at). A future
+    version may be edited or cancelled until it takes effect; a cancelled one is kept (with who cancelled it)
+    but never used.
     """
 
     model = models.ForeignKey(AIModel, on_delete=models.PROTECT, related_name="price_versions")
@@ -84,6 +85,12 @@ class PriceVersion(models.Model):
     priority_factor_bps = models.PositiveIntegerField(default=17_000)
     flex_factor_bps = models.PositiveIntegerField(default=5_000)
     batch_factor_bps = models.PositiveIntegerField(default=5_000)
+    # Long context (optional): a request whose prompt has more tokens than the threshold is priced, in full, at
+    # the long prices. All four are set, or none.
+    long_context_threshold_tokens = models.PositiveIntegerField(null=True, blank=True)
+    long_input_price_micro_per_mtok = models.BigIntegerField(null=True, blank=True)
+    long_cached_input_price_micro_per_mtok = models.BigIntegerField(null=True, blank=True)
+    long_output_price_micro_per_mtok = models.BigIntegerField(null=True, blank=True)
     effective_from = models.DateTimeField()
     note = models.CharField(max_length=500, blank=True)
     created_by = models.ForeignKey(
@@ -110,6 +117,22 @@ class PriceVersion(models.Model):
             models.CheckConstraint(condition=Q(priority_factor_bps__gte=10_000), name="pv_priority_not_discount"),
             models.CheckConstraint(condition=Q(flex_factor_bps__lte=10_000), name="pv_flex_is_discount"),
             models.CheckConstraint(condition=Q(batch_factor_bps__lte=10_000), name="pv_batch_is_discount"),
+            models.CheckConstraint(
+                condition=Q(
+                    long_context_threshold_tokens__isnull=True,
+                    long_input_price_micro_per_mtok__isnull=True,
+                    long_cached_input_price_micro_per_mtok__isnull=True,
+                    long_output_price_micro_per_mtok__isnull=True,
+                )
+                | Q(
+                    long_context_threshold_tokens__gt=0,
+                    long_input_price_micro_per_mtok__gte=0,
+                    long_cached_input_price_micro_per_mtok__gte=0,
+                    long_cached_input_price_micro_per_mtok__lte=F("long_input_price_micro_per_mtok"),
+                    long_output_price_micro_per_mtok__gte=0,
+                ),
+                name="pv_long_context_complete",
+            ),
             # Versions of one model never start at the same instant: each one runs until the next begins.
             models.UniqueConstraint(
                 fields=["model", "effective_from"],

@@ -8,15 +8,65 @@ from billing.pricing.services.catalog import (
     price_version_create,
     price_version_update,
 )
+from billing.pricing.services.commitments import (
+    commitment_bill,
+    commitment_monthly_fee_nano,
+    commitment_offer_create,
+    commitment_offer_update,
+    commitment_purchase,
+    commitments_bill,
+)
+from billing.pricing.services.overrides import override_create, override_end
+from billing.pricing.services.periods import periods_close, tier_trueup
+from billing.pricing.services.plans import (
+    AllowanceSpec,
+    Proration,
+    plan_create,
+    plan_update,
+    proration_compute,
+    subscription_cancel,
+    subscription_change,
+    subscription_create,
+    subscription_renew,
+    subscriptions_renew,
+)
+from billing.pricing.services.preview import Preview, pricing_preview, window_usages
 from billing.pricing.services.rating import ausage_rate, usage_rate
+from billing.pricing.services.tier_schedules import tier_schedule_cancel, tier_schedule_create, tier_schedule_update
 
 __all__ = [
+    "AllowanceSpec",
+    "Preview",
+    "Proration",
     "ausage_rate",
+    "commitment_bill",
+    "commitment_monthly_fee_nano",
+    "commitment_offer_create",
+    "commitment_offer_update",
+    "commitment_purchase",
+    "commitments_bill",
     "model_create",
     "model_update",
+    "override_create",
+    "override_end",
+    "periods_close",
+    "plan_create",
+    "plan_update",
     "price_book_seed",
     "price_version_cancel",
     "price_version_create",
     "price_version_update",
+    "pricing_preview",
+    "proration_compute",
+    "subscription_cancel",
+    "subscription_change",
+    "subscription_create",
+    "subscription_renew",
+    "subscriptions_renew",
+    "tier_schedule_cancel",
+    "tier_schedule_create",
+    "tier_schedule_update",
+    "tier_trueup",
     "usage_rate",
+    "window_usages",
 ]

@@ -2,19 +2,23 @@
 
 A price version that has taken effect is history (usage records point at it), so it is never edited or
 cancelled; only a version scheduled for the future may change. Changes for one model are serialised by
-locking that model's row, so two staff members cannot schedule clashing versions at once.
+locking that model's row, so two staff members cannot schedule clashing versions at once. Every change is
+recorded in the audit log, in the same transaction.
 """
 
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.services import audit_record
 from api.errors import ApplicationError
 from billing.pricing.errors import ModelNotFound, PriceVersionLocked, PricingConflict
 from billing.pricing.models import AIModel, PriceVersion
 from billing.pricing.price_book import PRICE_BOOK, SEED_EFFECTIVE_FROM
+from billing.pricing.services import validation
 
 PRICE_FIELDS = (
     "input_price_micro_per_mtok",
@@ -25,7 +29,17 @@ PRICE_FIELDS = (
     "priority_factor_bps",
     "flex_factor_bps",
     "batch_factor_bps",
+    "long_context_threshold_tokens",
+    "long_input_price_micro_per_mtok",
+    "long_cached_input_price_micro_per_mtok",
+    "long_output_price_micro_per_mtok",
     "note",
+)
+LONG_FIELDS = (
+    "long_context_threshold_tokens",
+    "long_input_price_micro_per_mtok",
+    "long_cached_input_price_micro_per_mtok",
+    "long_output_price_micro_per_mtok",
 )
 MODEL_FIELDS = (
     "display_name",
@@ -42,12 +56,25 @@ MODEL_FIELDS = (
 
 
 def _validate_prices(values: dict[str, Any]) -> None:
-    for field in PRICE_FIELDS:
-        if field in ("currency", "note"):
-            continue
-        value = values.get(field)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            raise ApplicationError(f"{field} must be a non-negative integer.", param=field, code="invalid_value")
+    """Every price a whole non-negative number within bounds, the cached price within the input price, the
+    service-tier factors on the right side of list price, and long-context prices all given or none."""
+    for field in (
+        "input_price_micro_per_mtok",
+        "cached_input_price_micro_per_mtok",
+        "output_price_micro_per_mtok",
+        "long_input_price_micro_per_mtok",
+        "long_cached_input_price_micro_per_mtok",
+        "long_output_price_micro_per_mtok",
+    ):
+        if values.get(field) is not None:
+            validation.price(values[field], param=field)
+    if values.get("request_fee_nano") is not None:
+        validation.amount(values["request_fee_nano"], param="request_fee_nano")
+    if values.get("priority_factor_bps") is not None:
+        validation.whole(values["priority_factor_bps"], param="priority_factor_bps", minimum=10_000, maximum=100_000)
+    for field in ("flex_factor_bps", "batch_factor_bps"):
+        if values.get(field) is not None:
+            validation.bps(values[field], param=field)
     cached = values.get("cached_input_price_micro_per_mtok")
     if cached is not None and cached > values.get("input_price_micro_per_mtok", cached):
         raise ApplicationError(
@@ -55,6 +82,28 @@ def _validate_prices(values: dict[str, Any]) -> None:
             param="cached_input_price_micro_per_mtok",
             code="invalid_value",
         )
+    given = [values.get(field) is not None for field in LONG_FIELDS]
+    if any(given) and not all(given):
+        missing = next(field for field, present in zip(LONG_FIELDS, given, strict=True) if not present)
+        raise ApplicationError(
+            "Long-context pricing needs a threshold and all three long prices (input, cached input, output).",
+            param=missing,
+            code="invalid_value",
+        )
+    if all(given):
+        validation.tokens(values["long_context_threshold_tokens"], param="long_context_threshold_tokens", minimum=1)
+        if values["long_cached_input_price_micro_per_mtok"] > values["long_input_price_micro_per_mtok"]:
+            raise ApplicationError(
+                "The long-context cached input price cannot exceed the long-context input price.",
+                param="long_cached_input_price_micro_per_mtok",
+                code="invalid_value",
+            )
+    if values.get("currency") is not None and (
+        not isinstance(values["currency"], str) or len(values["currency"]) != 3 or not values["currency"].isalpha()
+    ):
+        raise ApplicationError("currency must be a three-letter code.", param="currency", code="invalid_value")
+    if values.get("note") is not None:
+        validation.text(values["note"], param="note", max_length=500)
 
 
 def _locked_model(model_slug: str) -> AIModel:
@@ -64,24 +113,54 @@ def _locked_model(model_slug: str) -> AIModel:
     return model
 
 
+def _full_clean(instance: Any, **options: Any) -> None:
+    """Model validation as a 400 naming the first offending field."""
+    try:
+        instance.full_clean(**options)
+    except ValidationError as exc:
+        field, messages = next(iter(exc.message_dict.items()))
+        param = None if field == "__all__" else field
+        raise ApplicationError(f"{field}: {' '.join(messages)}", param=param, code="invalid_value") from exc
+
+
+def _version_detail(version: PriceVersion) -> dict[str, Any]:
+    detail: dict[str, Any] = {field: getattr(version, field) for field in PRICE_FIELDS}
+    detail["model"] = version.model.slug
+    detail["effective_from"] = version.effective_from.isoformat()
+    return detail
+
+
 @transaction.atomic
-def model_create(*, slug: str, **fields: Any) -> AIModel:
+def model_create(*, slug: str, actor: Any = None, **fields: Any) -> AIModel:
+    validation.text(slug, param="slug", max_length=200, required=True)
     if AIModel.objects.filter(slug=slug).exists():
         raise PricingConflict(f"A model with id '{slug}' already exists.", param="slug")
     model = AIModel(slug=slug, **{k: v for k, v in fields.items() if k in MODEL_FIELDS})
-    model.full_clean()
+    _full_clean(model)
     model.save()
+    audit_record(
+        actor=actor,
+        action="pricing.model.create",
+        target=f"AIModel:{model.slug}",
+        detail={k: str(v) for k, v in fields.items() if k in MODEL_FIELDS},
+    )
     return model
 
 
 @transaction.atomic
-def model_update(*, model_slug: str, **fields: Any) -> AIModel:
+def model_update(*, model_slug: str, actor: Any = None, **fields: Any) -> AIModel:
     model = _locked_model(model_slug)
     for key, value in fields.items():
         if key in MODEL_FIELDS:
             setattr(model, key, value)
-    model.full_clean()
+    _full_clean(model)
     model.save()
+    audit_record(
+        actor=actor,
+        action="pricing.model.update",
+        target=f"AIModel:{model.slug}",
+        detail={k: str(v) for k, v in fields.items() if k in MODEL_FIELDS},
+    )
     return model
 
 
@@ -104,7 +183,7 @@ def price_version_create(
     `cached_input_price_micro_per_mtok` defaults to the input price (no caching discount).
     """
     now = now or timezone.now()
-    effective_from = effective_from or now
+    effective_from = validation.moment(effective_from or now, param="effective_from")
     model = _locked_model(model_slug)
     values: dict[str, Any] = {
         "input_price_micro_per_mtok": input_price_micro_per_mtok,
@@ -116,6 +195,9 @@ def price_version_create(
         "output_price_micro_per_mtok": output_price_micro_per_mtok,
         **{k: v for k, v in options.items() if k in PRICE_FIELDS},
     }
+    for required in ("input_price_micro_per_mtok", "output_price_micro_per_mtok"):
+        if values[required] is None:
+            raise ApplicationError(f"{required} is required.", param=required, code="invalid_value")
     _validate_prices(values)
     live = PriceVersion.objects.filter(model=model, cancelled_at__isnull=True)
     if effective_from < now and live.exists():
@@ -128,20 +210,36 @@ def price_version_create(
             f"'{model_slug}' already has a price version starting at {effective_from.isoformat()}.",
             param="effective_from",
         )
-    version = PriceVersion(model=model, effective_from=effective_from, created_by=actor, **values)
-    version.full_clean(validate_constraints=False)
+    version = PriceVersion(model=model, effective_from=effective_from, created_by=_user(actor), **values)
+    _full_clean(version, validate_constraints=False)
     try:
         with transaction.atomic():
             version.save()
     except IntegrityError as exc:  # a constraint the checks above did not foresee
         raise PricingConflict(f"The price version was rejected: {exc}") from exc
+    audit_record(
+        actor=actor,
+        action="pricing.price_version.create",
+        target=f"PriceVersion:{version.pk}",
+        detail=_version_detail(version),
+    )
     return version
 
 
+def _user(actor: Any) -> Any:
+    """The actor as a user for created_by columns (None for the system or a named process)."""
+    return actor if getattr(actor, "is_authenticated", False) and getattr(actor, "pk", None) else None
+
+
 def _locked_future_version(version_id: int, now: datetime) -> PriceVersion:
-    version = PriceVersion.objects.select_for_update().filter(pk=version_id, cancelled_at__isnull=True).first()
+    version = (
+        PriceVersion.objects.select_for_update()
+        .select_related("model")
+        .filter(pk=version_id, cancelled_at__isnull=True)
+        .first()
+    )
     if version is None:
-        raise ModelNotFound(f"No scheduled price version {version_id}.", code="not_found")
+        raise ModelNotFound(f"No scheduled price version {version_id}.", param="price_version", code="not_found")
     if version.effective_from <= now:
         raise PriceVersionLocked(
             f"Price version {version_id} took effect at {version.effective_from.isoformat()} and can no longer "
@@ -152,15 +250,23 @@ def _locked_future_version(version_id: int, now: datetime) -> PriceVersion:
 
 @transaction.atomic
 def price_version_update(
-    *, price_version_id: int, now: datetime | None = None, effective_from: datetime | None = None, **fields: Any
+    *,
+    price_version_id: int,
+    now: datetime | None = None,
+    effective_from: datetime | None = None,
+    actor: Any = None,
+    **fields: Any,
 ) -> PriceVersion:
     """Edit a version scheduled for the future; one that has taken effect raises PriceVersionLocked."""
     now = now or timezone.now()
     version = _locked_future_version(price_version_id, now)
+    # Lock the model as price_version_create does, so a concurrent create cannot take the same start.
+    _locked_model(version.model.slug)
     values = {k: v for k, v in fields.items() if k in PRICE_FIELDS}
     merged = {f: getattr(version, f) for f in PRICE_FIELDS} | values
     _validate_prices(merged)
     if effective_from is not None:
+        validation.moment(effective_from, param="effective_from")
         if effective_from <= now:
             raise PricingConflict("A scheduled version can only be moved to a later time.", param="effective_from")
         clash = PriceVersion.objects.filter(
@@ -172,17 +278,32 @@ def price_version_update(
     for key, value in values.items():
         setattr(version, key, value)
     version.save()
+    audit_record(
+        actor=actor,
+        action="pricing.price_version.update",
+        target=f"PriceVersion:{version.pk}",
+        detail=_version_detail(version),
+    )
     return version
 
 
 @transaction.atomic
-def price_version_cancel(*, price_version_id: int, actor: Any = None, now: datetime | None = None) -> PriceVersion:
+def price_version_cancel(
+    *, price_version_id: int, actor: Any = None, now: datetime | None = None, reason: str = ""
+) -> PriceVersion:
     """Cancel a scheduled version before it takes effect (it is kept, marked cancelled, and never used)."""
     now = now or timezone.now()
     version = _locked_future_version(price_version_id, now)
     version.cancelled_at = now
-    version.cancelled_by = actor
+    version.cancelled_by = _user(actor)
     version.save(update_fields=["cancelled_at", "cancelled_by"])
+    audit_record(
+        actor=actor,
+        action="pricing.price_version.cancel",
+        target=f"PriceVersion:{version.pk}",
+        reason=reason,
+        detail=_version_detail(version),
+    )
     return version
 
 

@@ -35,7 +35,19 @@ def prices_of(version: PriceVersion) -> rating.Prices:
         priority_factor_bps=version.priority_factor_bps,
         flex_factor_bps=version.flex_factor_bps,
         batch_factor_bps=version.batch_factor_bps,
+        long_context_threshold_tokens=version.long_context_threshold_tokens,
+        long_input_price_micro_per_mtok=version.long_input_price_micro_per_mtok,
+        long_cached_input_price_micro_per_mtok=version.long_cached_input_price_micro_per_mtok,
+        long_output_price_micro_per_mtok=version.long_output_price_micro_per_mtok,
     )
+
+
+def price_versions_scheduled(*, model_slug: str | None = None, now: datetime) -> list[PriceVersion]:
+    """Versions that have not taken effect yet (and are not cancelled), soonest first."""
+    versions = PriceVersion.objects.select_related("model").filter(effective_from__gt=now, cancelled_at__isnull=True)
+    if model_slug is not None:
+        versions = versions.filter(model__slug=model_slug)
+    return list(versions.order_by("effective_from", "id"))
 
 
 @dataclass(frozen=True)
@@ -97,15 +109,3 @@ def catalog(*, at: datetime) -> list[CatalogEntry]:
         for v in current.values()
     ]
     return sorted(entries, key=lambda e: e.slug)
-
-
-def pricing_context_get(*, organization_id: int, model_slug: str, at: datetime) -> rating.PricingContext:
-    """What rating needs for `organization_id` calling `model_slug` at `at`; ModelNotFound if it has no price."""
-    version = price_version_at(model_slug=model_slug, at=at)
-    return rating.PricingContext(
-        organization_id=organization_id,
-        model_slug=model_slug,
-        model_group=version.model.group,
-        currency=version.currency,
-        prices=prices_of(version),
-    )

@@ -1,0 +1,613 @@
+"""Plans and subscriptions: create and edit plans, subscribe, renew, change plan mid-period, cancel.
+
+Fees are paid from prepaid credit with the ledger's `wallet_debit`, under idempotency keys derived from the
+subscription and period, so a retried renewal never charges twice. Each period, renewal and change leaves a
+SubscriptionPeriod row with the fee and proration amounts, which invoicing reads.
+
+Proration (a change of plan at time t within the period [start, end)): the unused part of the old plan's fee,
+old_fee x (end - t) / (end - start), is credited; the new plan's fee for the rest of the period,
+new_fee x (end - t) / (end - start), is charged; both rounded down to the nano-unit (times in microseconds).
+The difference is debited (upgrade) or granted back as refund credit (downgrade). Included tokens of the new
+plan are prorated the same way and added to what was used (and to rollover not yet used), so tokens already
+used stay used and the old plan's unused included tokens, whose fee was credited, are not kept. Changing
+between monthly and annual billing starts a new period at t instead (credit for the old, the whole new fee).
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Organization
+from accounts.services import audit_record
+from api.errors import ApplicationError
+from billing.ledger import services as ledger
+from billing.ledger.errors import InsufficientCredit
+from billing.ledger.models import Grant
+from billing.pricing import periods
+from billing.pricing.errors import PricingConflict, PricingNotFound
+from billing.pricing.models import (
+    LIVE_STATUSES,
+    CounterKind,
+    PeriodCounter,
+    PeriodKind,
+    Plan,
+    PlanAllowance,
+    PlanInterval,
+    Subscription,
+    SubscriptionPeriod,
+    SubscriptionStatus,
+)
+from billing.pricing.services import counters, validation
+from billing.pricing.services.catalog import _full_clean, _user
+from billing.pricing.services.scope import scope_resolve
+
+# A subscription whose renewal fee stays unpaid this long after its period ended is ended.
+PAST_DUE_DAYS = 7
+MONEY_TERMS = ("interval", "fee_nano", "currency", "included_credit_nano", "usage_discount_bps")
+OTHER_TERMS = ("name", "description", "requests_per_minute", "tokens_per_minute", "is_active")
+
+
+@dataclass(frozen=True)
+class AllowanceSpec:
+    included_tokens: int
+    rollover_cap_tokens: int = 0
+    model: str | None = None
+    group: str | None = None
+
+
+def _allowances_set(plan: Plan, allowances: list[AllowanceSpec]) -> None:
+    plan.allowances.all().delete()
+    seen: set[str] = set()
+    for index, spec in enumerate(allowances):
+        model, group = scope_resolve(model_slug=spec.model, group=spec.group)
+        allowance = PlanAllowance(
+            plan=plan,
+            model=model,
+            group=group,
+            included_tokens=validation.tokens(
+                spec.included_tokens, param=f"allowances[{index}].included_tokens", minimum=1
+            ),
+            rollover_cap_tokens=validation.tokens(
+                spec.rollover_cap_tokens, param=f"allowances[{index}].rollover_cap_tokens"
+            ),
+        )
+        if allowance.scope_key in seen:
+            raise ApplicationError(
+                f"The plan already includes tokens for {allowance.scope_label}.",
+                param=f"allowances[{index}]",
+                code="duplicate_allowance",
+            )
+        seen.add(allowance.scope_key)
+        allowance.save()
+
+
+def _plan_terms_check(values: dict[str, Any]) -> None:
+    if "fee_nano" in values:
+        validation.amount(values["fee_nano"], param="fee_nano")
+    if "included_credit_nano" in values:
+        validation.amount(values["included_credit_nano"], param="included_credit_nano")
+    if "usage_discount_bps" in values:
+        validation.bps(values["usage_discount_bps"], param="usage_discount_bps")
+    for field in ("requests_per_minute", "tokens_per_minute"):
+        if values.get(field) is not None:
+            validation.whole(values[field], param=field, minimum=1, maximum=2**31 - 1)
+    if "interval" in values and values["interval"] not in PlanInterval.values:
+        raise ApplicationError("interval must be month or year.", param="interval", code="invalid_value")
+
+
+def _plan_detail(plan: Plan) -> dict[str, Any]:
+    detail: dict[str, Any] = {f: getattr(plan, f) for f in (*MONEY_TERMS, *OTHER_TERMS)}
+    detail["allowances"] = [
+        {"scope": a.scope_key, "included_tokens": a.included_tokens, "rollover_cap_tokens": a.rollover_cap_tokens}
+        for a in plan.allowances.select_related("model")
+    ]
+    return detail
+
+
+@transaction.atomic
+def plan_create(
+    *,
+    slug: str,
+    name: str,
+    fee_nano: int,
+    interval: str = PlanInterval.MONTH,
+    allowances: list[AllowanceSpec] | None = None,
+    actor: Any = None,
+    **terms: Any,
+) -> Plan:
+    values = {"fee_nano": fee_nano, "interval": interval, **{k: v for k, v in terms.items() if k in MONEY_TERMS}}
+    values |= {k: v for k, v in terms.items() if k in OTHER_TERMS}
+    _plan_terms_check(values)
+    if Plan.objects.filter(slug=slug).exists():
+        raise PricingConflict(f"A plan with id '{slug}' already exists.", param="slug")
+    plan = Plan(slug=slug, name=name, created_by=_user(actor), **values)
+    _full_clean(plan)
+    plan.save()
+    _allowances_set(plan, allowances or [])
+    audit_record(actor=actor, action="pricing.plan.create", target=f"Plan:{plan.slug}", detail=_plan_detail(plan))
+    return plan
+
+
+@transaction.atomic
+def plan_update(
+    *, plan_slug: str, actor: Any = None, allowances: list[AllowanceSpec] | None = None, **terms: Any
+) -> Plan:
+    """Change a plan. Its money terms and included tokens are what its subscribers signed up for: once it has
+    any, only its name, description, rate limits and whether it is offered can change."""
+    plan = Plan.objects.select_for_update().filter(slug=plan_slug).first()
+    if plan is None:
+        raise PricingNotFound(f"The plan '{plan_slug}' does not exist.", param="plan")
+    changing_money = [k for k in terms if k in MONEY_TERMS and terms[k] != getattr(plan, k)]
+    if (changing_money or allowances is not None) and plan.subscriptions.exists():
+        raise PricingConflict(
+            f"The plan '{plan_slug}' has subscribers, so its fee, interval, discount and included tokens or credit "
+            "cannot change; create a new plan and retire this one.",
+            param=changing_money[0] if changing_money else "allowances",
+        )
+    _plan_terms_check(terms)
+    for key, value in terms.items():
+        if key in MONEY_TERMS or key in OTHER_TERMS:
+            setattr(plan, key, value)
+    _full_clean(plan)
+    plan.save()
+    if allowances is not None:
+        _allowances_set(plan, allowances)
+    audit_record(actor=actor, action="pricing.plan.update", target=f"Plan:{plan.slug}", detail=_plan_detail(plan))
+    return plan
+
+
+def _step_months(plan: Plan) -> int:
+    return periods.MONTHS[plan.interval]
+
+
+def _period_key(subscription: Subscription, period_start: datetime) -> str:
+    return f"subscription:{subscription.pk}:period:{period_start.isoformat()}"
+
+
+def _open_period(
+    *,
+    subscription: Subscription,
+    plan: Plan,
+    kind: str,
+    period_start: datetime,
+    period_end: datetime,
+    rollovers: dict[str, int],
+    actor: Any,
+) -> SubscriptionPeriod:
+    """Counters, fee and included credit of a new period, in lock order (counters before the wallet)."""
+    for allowance in sorted(plan.allowances.select_related("model"), key=lambda a: (a.group != "", a.scope_key)):
+        rollover = rollovers.get(allowance.scope_key, 0)
+        counters.counter_open(
+            organization_id=subscription.organization_id,
+            kind=CounterKind.QUOTA,
+            owner_id=subscription.pk,
+            scope_key=allowance.scope_key,
+            period_start=period_start,
+            period_end=period_end,
+            limit_tokens=allowance.included_tokens + rollover,
+            rollover_tokens=rollover,
+        )
+    record = SubscriptionPeriod(
+        subscription=subscription,
+        organization_id=subscription.organization_id,
+        plan=plan,
+        kind=kind,
+        period_start=period_start,
+        period_end=period_end,
+        starts_at=period_start,
+        plan_fee_nano=plan.fee_nano,
+        fee_nano=plan.fee_nano,
+        created_by=_user(actor),
+    )
+    key = _period_key(subscription, period_start)
+    if plan.fee_nano:
+        debit = ledger.wallet_debit(
+            organization_id=subscription.organization_id,
+            amount_nano=plan.fee_nano,
+            idempotency_key=f"plan-fee:{key}",
+            actor=actor,
+            reason=f"{plan.name} plan, {period_start:%Y-%m-%d} to {period_end:%Y-%m-%d}",
+            category="plan_fee",
+        )
+        record.debit_transaction_id = debit.pk
+    if plan.included_credit_nano and period_end > timezone.now():  # a period renewed late may be over already
+        grant = ledger.grant_create(
+            organization_id=subscription.organization_id,
+            kind="plan_allowance",
+            amount_nano=plan.included_credit_nano,
+            idempotency_key=f"plan-allowance:{key}",
+            actor=actor,
+            expires_at=period_end,
+            reason=f"credit included in the {plan.name} plan until {period_end:%Y-%m-%d}",
+            source_ref=f"subscription:{subscription.pk}",
+        )
+        record.allowance_grant_id = grant.grant.pk
+    record.save()
+    return record
+
+
+@transaction.atomic
+def subscription_create(
+    *, organization_id: int, plan_slug: str, actor: Any = None, at: datetime | None = None
+) -> Subscription:
+    """Subscribe an organization to a plan from `at` (now): the first fee is paid from credit at once
+    (InsufficientCredit, 402, when credit does not cover it, and nothing is written)."""
+    at = at or timezone.now()
+    # Subscriptions of one organization are created one at a time (the organization's row is their lock).
+    if not Organization.objects.select_for_update().filter(pk=organization_id).exists():
+        raise PricingNotFound(f"No organization {organization_id}.", param="organization")
+    plan = Plan.objects.filter(slug=plan_slug).first()
+    if plan is None:
+        raise PricingNotFound(f"The plan '{plan_slug}' does not exist.", param="plan")
+    if not plan.is_active:
+        raise PricingConflict(f"The plan '{plan_slug}' is no longer offered.", param="plan")
+    if Subscription.objects.filter(organization_id=organization_id, status__in=LIVE_STATUSES).exists():
+        raise PricingConflict(
+            "The organization already has a subscription; change its plan instead.", param="organization"
+        )
+    end = periods.add_months(at, _step_months(plan))
+    subscription = Subscription.objects.create(
+        organization_id=organization_id,
+        plan=plan,
+        billing_anchor=at,
+        current_period_start=at,
+        current_period_end=end,
+        started_at=at,
+        created_by=_user(actor),
+    )
+    _open_period(
+        subscription=subscription,
+        plan=plan,
+        kind=PeriodKind.START,
+        period_start=at,
+        period_end=end,
+        rollovers={},
+        actor=actor,
+    )
+    audit_record(
+        actor=actor,
+        action="pricing.subscription.create",
+        organization_id=organization_id,
+        target=f"Subscription:{subscription.pk}",
+        detail={"plan": plan.slug, "period_start": at.isoformat(), "period_end": end.isoformat()},
+    )
+    return subscription
+
+
+def _close_quota_counters(subscription: Subscription, period_start: datetime, now: datetime, plan: Plan | None):
+    """Close the period's quota counters (use-or-lose); returns each scope's rollover under `plan`'s caps."""
+    caps = {a.scope_key: a.rollover_cap_tokens for a in plan.allowances.select_related("model")} if plan else {}
+    rows = counters.locked(
+        PeriodCounter.objects.filter(kind=CounterKind.QUOTA, owner_id=subscription.pk, period_start=period_start)
+    )
+    return {
+        row.scope_key: counters.counter_close(row, now=now, rollover_cap_tokens=caps.get(row.scope_key, 0))
+        for row in rows
+    }
+
+
+def _end(subscription: Subscription, *, now: datetime, reason: str) -> None:
+    _close_quota_counters(subscription, subscription.current_period_start, now, None)
+    subscription.status = SubscriptionStatus.ENDED
+    subscription.ended_at = now
+    subscription.save(update_fields=["status", "ended_at"])
+    audit_record(
+        actor=None,
+        action="pricing.subscription.end",
+        organization_id=subscription.organization_id,
+        target=f"Subscription:{subscription.pk}",
+        reason=reason,
+    )
+
+
+def subscription_renew(*, subscription_id: int, now: datetime | None = None) -> str:
+    """Start the next period of a subscription whose period has ended: close the old period's quota (unused
+    tokens expire, up to each allowance's rollover cap carry over), open the new one, collect the fee.
+
+    Returns what happened: "renewed", "ended" (cancelled at period end, or unpaid for PAST_DUE_DAYS),
+    "past_due" (credit did not cover the fee; retried on the next run) or "not_due".
+    """
+    now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            subscription = (
+                Subscription.objects.select_for_update(of=("self",)).select_related("plan").get(pk=subscription_id)
+            )
+            if subscription.status == SubscriptionStatus.ENDED or subscription.current_period_end > now:
+                return "not_due"
+            if subscription.cancel_at_period_end:
+                _end(subscription, now=now, reason="cancelled at the end of its period")
+                return "ended"
+            plan = subscription.plan
+            start = subscription.current_period_end
+            _, end = periods.anchored_period(subscription.billing_anchor, _step_months(plan), start)
+            rollovers = _close_quota_counters(subscription, subscription.current_period_start, now, plan)
+            _open_period(
+                subscription=subscription,
+                plan=plan,
+                kind=PeriodKind.RENEWAL,
+                period_start=start,
+                period_end=end,
+                rollovers=rollovers,
+                actor=None,
+            )
+            subscription.current_period_start, subscription.current_period_end = start, end
+            subscription.status = SubscriptionStatus.ACTIVE
+            subscription.save(update_fields=["current_period_start", "current_period_end", "status"])
+            return "renewed"
+    except InsufficientCredit:
+        with transaction.atomic():
+            subscription = Subscription.objects.select_for_update().get(pk=subscription_id)
+            if now >= subscription.current_period_end + timedelta(days=PAST_DUE_DAYS):
+                _end(subscription, now=now, reason=f"renewal fee unpaid for {PAST_DUE_DAYS} days")
+                return "ended"
+            if subscription.status != SubscriptionStatus.PAST_DUE:
+                subscription.status = SubscriptionStatus.PAST_DUE
+                subscription.save(update_fields=["status"])
+                audit_record(
+                    actor=None,
+                    action="pricing.subscription.past_due",
+                    organization_id=subscription.organization_id,
+                    target=f"Subscription:{subscription.pk}",
+                    reason="not enough credit for the renewal fee",
+                )
+            return "past_due"
+
+
+def subscriptions_renew(*, now: datetime | None = None, limit: int = 500) -> dict[str, int]:
+    """The renewal task: renew every live subscription whose period has ended (repeatedly, if it missed more
+    than one)."""
+    now = now or timezone.now()
+    outcomes: dict[str, int] = {}
+    due = Subscription.objects.filter(status__in=LIVE_STATUSES, current_period_end__lte=now).order_by("id")
+    for subscription_id in due.values_list("id", flat=True)[:limit]:
+        for _ in range(24):  # a year of missed monthly periods at most, per run
+            outcome = subscription_renew(subscription_id=subscription_id, now=now)
+            if outcome != "not_due":
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            if outcome != "renewed":
+                break
+    return outcomes
+
+
+@dataclass(frozen=True)
+class Proration:
+    credit_nano: int  # the unused part of the old plan's fee
+    charge_nano: int  # the new plan's fee for the rest of the period
+    remaining_micros: int
+    period_micros: int
+
+    @property
+    def net_nano(self) -> int:
+        """Positive: the organization pays it; negative: it gets it back as credit."""
+        return self.charge_nano - self.credit_nano
+
+
+def proration_compute(
+    *, old_fee_nano: int, new_fee_nano: int, period_start: datetime, period_end: datetime, at: datetime
+) -> Proration:
+    """The proration of a plan change at `at` within [period_start, period_end) (see the module doc)."""
+    remaining, length = periods.fraction_remaining(period_start, period_end, at)
+    return Proration(
+        credit_nano=periods.prorate(old_fee_nano, remaining, length),
+        charge_nano=periods.prorate(new_fee_nano, remaining, length),
+        remaining_micros=remaining,
+        period_micros=length,
+    )
+
+
+def _locked_live(subscription_id: int) -> Subscription:
+    subscription = (
+        Subscription.objects.select_for_update(of=("self",)).select_related("plan").filter(pk=subscription_id).first()
+    )
+    if subscription is None:
+        raise PricingNotFound(f"No subscription {subscription_id}.", param="subscription")
+    if subscription.status != SubscriptionStatus.ACTIVE:
+        raise PricingConflict(f"Subscription {subscription_id} is {subscription.status}.", param="subscription")
+    return subscription
+
+
+def _rebase_quota(subscription: Subscription, new_plan: Plan, remaining: int, length: int) -> None:
+    """Included tokens for the rest of the period under the new plan (see the module doc), in lock order."""
+    included = {
+        a.scope_key: periods.prorate(a.included_tokens, remaining, length)
+        for a in new_plan.allowances.select_related("model")
+    }
+    rows = counters.locked(
+        PeriodCounter.objects.filter(
+            kind=CounterKind.QUOTA, owner_id=subscription.pk, period_start=subscription.current_period_start
+        )
+    )
+    for row in rows:
+        unused_rollover = max(row.rollover_tokens - row.used_tokens, 0)
+        row.limit_tokens = row.used_tokens + unused_rollover + included.pop(row.scope_key, 0)
+        row.save(update_fields=["limit_tokens"])
+    for scope, tokens in sorted(included.items(), key=lambda item: (item[0].startswith("group:"), item[0])):
+        counters.counter_open(
+            organization_id=subscription.organization_id,
+            kind=CounterKind.QUOTA,
+            owner_id=subscription.pk,
+            scope_key=scope,
+            period_start=subscription.current_period_start,
+            period_end=subscription.current_period_end,
+            limit_tokens=tokens,
+        )
+
+
+@transaction.atomic
+def subscription_change(
+    *, subscription_id: int, plan_slug: str, actor: Any = None, at: datetime | None = None
+) -> SubscriptionPeriod:
+    """Move a subscription to another plan at `at` (now), prorating fee and included tokens (module doc)."""
+    at = at or timezone.now()
+    subscription = _locked_live(subscription_id)
+    new_plan = Plan.objects.filter(slug=plan_slug).first()
+    if new_plan is None:
+        raise PricingNotFound(f"The plan '{plan_slug}' does not exist.", param="plan")
+    old_plan = subscription.plan
+    if new_plan.pk == old_plan.pk:
+        raise PricingConflict(f"The subscription is already on the plan '{plan_slug}'.", param="plan")
+    if not new_plan.is_active:
+        raise PricingConflict(f"The plan '{plan_slug}' is no longer offered.", param="plan")
+    start, end = subscription.current_period_start, subscription.current_period_end
+    if not start <= at < end:
+        raise ApplicationError("A plan can only change within the current period.", param="at")
+    current = (
+        SubscriptionPeriod.objects.select_for_update()
+        .filter(subscription=subscription, period_start=start, superseded_at__isnull=True)
+        .order_by("-starts_at", "-id")
+        .first()
+    )
+    same_interval = new_plan.interval == old_plan.interval
+    proration = proration_compute(
+        old_fee_nano=old_plan.fee_nano, new_fee_nano=new_plan.fee_nano, period_start=start, period_end=end, at=at
+    )
+    if same_interval:
+        _rebase_quota(subscription, new_plan, proration.remaining_micros, proration.period_micros)
+        new_start, new_end, charge = start, end, proration.charge_nano
+    else:
+        # Monthly <-> annual: the old period stops here and a new one, anchored now, begins.
+        _close_quota_counters(subscription, start, at, None)
+        new_start, new_end, charge = at, periods.add_months(at, _step_months(new_plan)), new_plan.fee_nano
+        for allowance in sorted(
+            new_plan.allowances.select_related("model"), key=lambda a: (a.group != "", a.scope_key)
+        ):
+            counters.counter_open(
+                organization_id=subscription.organization_id,
+                kind=CounterKind.QUOTA,
+                owner_id=subscription.pk,
+                scope_key=allowance.scope_key,
+                period_start=new_start,
+                period_end=new_end,
+                limit_tokens=allowance.included_tokens,
+            )
+    if current is not None:
+        current.superseded_at = at
+        current.save(update_fields=["superseded_at"])
+    record = SubscriptionPeriod(
+        subscription=subscription,
+        organization_id=subscription.organization_id,
+        plan=new_plan,
+        kind=PeriodKind.CHANGE,
+        period_start=new_start,
+        period_end=new_end,
+        starts_at=at,
+        plan_fee_nano=new_plan.fee_nano,
+        fee_nano=charge,
+        credit_nano=proration.credit_nano,
+        created_by=_user(actor),
+    )
+    record.save()
+    key = f"subscription:{subscription.pk}:change:{record.pk}"
+    net = charge - proration.credit_nano
+    reason = f"plan change {old_plan.slug} -> {new_plan.slug} on {at:%Y-%m-%d %H:%M} UTC"
+    if net > 0:
+        debit = ledger.wallet_debit(
+            organization_id=subscription.organization_id,
+            amount_nano=net,
+            idempotency_key=f"plan-fee:{key}",
+            actor=actor,
+            reason=reason,
+            category="plan_fee",
+        )
+        record.debit_transaction_id = debit.pk
+    elif net < 0:
+        grant = ledger.grant_create(
+            organization_id=subscription.organization_id,
+            kind="refund",
+            amount_nano=-net,
+            idempotency_key=f"plan-proration:{key}",
+            actor=actor,
+            reason=f"unused part of the {old_plan.name} plan fee ({reason})",
+            source_ref=f"subscription:{subscription.pk}",
+        )
+        record.credit_grant_id = grant.grant.pk
+    record.allowance_grant_id = _included_credit_swap(
+        subscription, current, old_plan, new_plan, proration, new_end, key, actor, same_interval
+    )
+    record.save(update_fields=["debit_transaction_id", "credit_grant_id", "allowance_grant_id"])
+    subscription.plan = new_plan
+    if not same_interval:
+        subscription.billing_anchor = new_start
+    subscription.current_period_start, subscription.current_period_end = new_start, new_end
+    subscription.save(update_fields=["plan", "billing_anchor", "current_period_start", "current_period_end"])
+    audit_record(
+        actor=actor,
+        action="pricing.subscription.change",
+        organization_id=subscription.organization_id,
+        target=f"Subscription:{subscription.pk}",
+        detail={
+            "from": old_plan.slug,
+            "to": new_plan.slug,
+            "at": at.isoformat(),
+            "fee_nano": charge,
+            "credit_nano": proration.credit_nano,
+        },
+    )
+    return record
+
+
+def _included_credit_swap(
+    subscription: Subscription,
+    current: SubscriptionPeriod | None,
+    old_plan: Plan,
+    new_plan: Plan,
+    proration: Proration,
+    period_end: datetime,
+    key: str,
+    actor: Any,
+    same_interval: bool,
+) -> int | None:
+    """Take back the old plan's included credit for the rest of the period (what is left of it, as far as it is
+    available) and grant the new plan's, prorated; returns the new grant's id."""
+    if current is not None and current.allowance_grant_id:
+        grant = Grant.objects.filter(pk=current.allowance_grant_id).select_related("wallet").first()
+        if grant is not None:
+            share = periods.prorate(old_plan.included_credit_nano, proration.remaining_micros, proration.period_micros)
+            take = min(share, grant.remaining_nano, max(grant.wallet.available_nano, 0))
+            if take > 0:
+                ledger.grant_reverse(
+                    grant_id=grant.pk,
+                    amount_nano=take,
+                    idempotency_key=f"plan-allowance-back:{key}",
+                    actor=actor,
+                    reason="plan changed: the old plan's included credit ends",
+                )
+    amount = (
+        periods.prorate(new_plan.included_credit_nano, proration.remaining_micros, proration.period_micros)
+        if same_interval
+        else new_plan.included_credit_nano
+    )
+    if amount <= 0:
+        return None
+    granted = ledger.grant_create(
+        organization_id=subscription.organization_id,
+        kind="plan_allowance",
+        amount_nano=amount,
+        idempotency_key=f"plan-allowance:{key}",
+        actor=actor,
+        expires_at=period_end,
+        reason=f"credit included in the {new_plan.name} plan until {period_end:%Y-%m-%d}",
+        source_ref=f"subscription:{subscription.pk}",
+    )
+    return granted.grant.pk
+
+
+@transaction.atomic
+def subscription_cancel(*, subscription_id: int, actor: Any = None, reason: str = "") -> Subscription:
+    """Cancel at the end of the current period (the fee is paid for it; no refund)."""
+    subscription = _locked_live(subscription_id)
+    subscription.cancel_at_period_end = True
+    subscription.save(update_fields=["cancel_at_period_end"])
+    audit_record(
+        actor=actor,
+        action="pricing.subscription.cancel",
+        organization_id=subscription.organization_id,
+        target=f"Subscription:{subscription.pk}",
+        reason=reason,
+        detail={"ends_at": subscription.current_period_end.isoformat()},
+    )
+    return subscription

@@ -1,0 +1,1 @@
+"""The staff pricing console: server-rendered pages under /staff/pricing/ (staff only)."""
