@@ -346,6 +346,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Several models have a "kind" and a "status"; name the catalogue's choice sets so the schema is stable.
+    "ENUM_NAME_OVERRIDES": {
+        "ModelKindEnum": "billing.pricing.models.catalog.ModelKind",
+        "ModelStatusEnum": "billing.pricing.models.catalog.ModelStatus",
+    },
 }
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

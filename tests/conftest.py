@@ -1,16 +1,43 @@
 """The cast: alice owns org A, bob is a developer of A, charlie owns org B (an outsider to A)."""
 
+import asyncio
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 from django.core.cache import cache
+from django.db import connections
 
 from accounts.models import Organization, Role
 from accounts.selectors import apikeys as apikey_selectors
 from tests.accounts.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 pytest_plugins = ["tests.harness"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_the_async_thread_connection(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Async tests reach the ORM through sync_to_async's one shared thread, whose database connection would still
+    be open when the test database is dropped. Close it at the end of the session."""
+    yield
+
+    def close() -> None:
+        with django_db_blocker.unblock():
+            asyncio.run(sync_to_async(connections.close_all)())
+
+    # In a thread of its own: the browser tests leave an event loop running on this one.
+    closer = threading.Thread(target=close)
+    closer.start()
+    closer.join()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: pytest.FixtureRequest) -> None:
+    """PBKDF2's many rounds cost most of a second per user; no test here is about password storage."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)

@@ -22,6 +22,12 @@ import uvicorn
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run last: Playwright's sync API keeps an event loop running on the main thread from the first
+    browser test on, and an async test after it could not start its own."""
+    items.sort(key=lambda item: "browser_session" in getattr(item, "fixturenames", ()))
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -13,11 +13,6 @@ from tests.e2e.test_signup import log_in
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def balance(live_url: str, secret: str) -> int:
     return httpx.get(f"{live_url}/v1/balance", headers={"Authorization": f"Bearer {secret}"}).status_code
 

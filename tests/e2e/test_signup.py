@@ -16,11 +16,6 @@ pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery staple"
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def wait_for_mail(count: int, timeout: float = 10.0) -> None:
     """The live server sends from its own thread; the test email backend collects in django.core.mail.outbox."""
     deadline = time.monotonic() + timeout

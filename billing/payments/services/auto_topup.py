@@ -14,7 +14,6 @@ threshold. Below it, a Celery task is enqueued after commit (debounced per organ
 Credit still arrives only with the `payment_intent.succeeded` webhook, like every top-up.
 """
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -149,8 +148,9 @@ async def aauto_topup_check(*, organization_id: int, available_nano: int) -> Non
     if await cache.aadd(_queued_key(organization_id), 1, timeout=QUEUE_DEBOUNCE_SECONDS):
         from billing.payments.tasks import auto_topup_charge_task
 
-        # Publishing to the broker is blocking I/O: keep it off the event loop.
-        await asyncio.to_thread(auto_topup_charge_task.delay, organization_id)
+        # Publishing to the broker is blocking I/O: keep it off the event loop. Through sync_to_async, not a bare
+        # thread, so that a task run eagerly (tests, CELERY_TASK_ALWAYS_EAGER) uses a connection Django manages.
+        await sync_to_async(auto_topup_charge_task.delay)(organization_id)
 
 
 def _after_change(organization_id: int, *, check_now: bool) -> None:

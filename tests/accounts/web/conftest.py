@@ -17,12 +17,6 @@ from billing.usage.models import UsageRecord
 from tests.accounts.factories import MembershipFactory, UserFactory
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    """PBKDF2's million rounds cost most of a second per user; these tests are not about password storage."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def book(db: None) -> None:
     price_book_seed()

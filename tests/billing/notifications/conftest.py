@@ -4,11 +4,6 @@ from typing import Any
 import pytest
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def committing(django_capture_on_commit_callbacks: Any) -> Callable[..., Any]:
     """Call something, then run what it scheduled for after commit (a test's transaction never commits)."""
