@@ -8,7 +8,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -80,3 +81,26 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, exceptions.APIException):
         response.data = error_body(str(exc.detail), error_type="invalid_request_error", code=exc.default_code)
     return response
+
+
+API_PREFIXES = ("/api/", "/v1/")
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404 for a URL no route matches: the error shape for API clients, the site's page for people."""
+    if request.path.startswith(API_PREFIXES):
+        body = error_body(
+            f"No such endpoint: {request.method} {request.path}", error_type="not_found_error", code="not_found"
+        )
+        return JsonResponse(body, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500: the error shape for API clients (the details are in the server's log), the site's page for people."""
+    if request.path.startswith(API_PREFIXES):
+        body = error_body(
+            "The server failed to handle this request; try again.", error_type="api_error", code="server_error"
+        )
+        return JsonResponse(body, status=500)
+    return defaults.server_error(request)

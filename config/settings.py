@@ -359,6 +359,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", LOG_LEVELS)},
+    # The HTTP clients log every request at INFO; their failures still come through.
+    "loggers": {name: {"level": "WARNING"} for name in ("stripe", "httpx", "httpcore")},
 }
 
 if not DEBUG:

@@ -13,3 +13,6 @@ urlpatterns = [
     # Payments: /billing/ pages (top up, auto top-up, receipts) and Stripe's webhook at /stripe/webhook/.
     path("", include("billing.payments.web.urls")),
 ]
+
+handler404 = "api.errors.page_not_found"
+handler500 = "api.errors.server_error"

@@ -12,6 +12,7 @@ from django.utils import timezone
 from accounts import keyformat
 from accounts.models import ApiKey, ApiKeyEndpoint, Organization, SpendPeriod
 from accounts.selectors.apikeys import apikey_cache_invalidate
+from accounts.services.audit import audit_record
 from accounts.services.organizations import name_clean
 from api.errors import ApplicationError
 from billing.money import MAX_AMOUNT_NANO, format_amount
@@ -144,6 +145,7 @@ def apikey_create(
         expires_at=expiry,
         created_by=created_by,
     )
+    _audit(api_key, action="create", actor=created_by)
     return api_key, secret
 
 
@@ -152,6 +154,16 @@ def _locked(api_key_id: int) -> ApiKey:
         return ApiKey.objects.select_for_update().get(pk=api_key_id)
     except ApiKey.DoesNotExist:
         raise ApplicationError("API key not found", param="api_key_id", code="not_found") from None
+
+
+def _audit(api_key: ApiKey, *, action: str, actor: User | None, **detail: object) -> None:
+    audit_record(
+        actor=actor,
+        action=f"apikey.{action}",
+        organization_id=api_key.organization_id,
+        target=f"ApiKey:{api_key.pk}",
+        detail={"name": api_key.name, "key": keyformat.secret_display(api_key.key_id), **detail},
+    )
 
 
 def _invalidate_on_commit(api_key: ApiKey) -> None:
@@ -168,6 +180,7 @@ def apikey_revoke(*, api_key_id: int, actor: User | None) -> ApiKey:
         api_key.revoked_by = actor
         api_key.save(update_fields=["revoked_at", "revoked_by"])
         _invalidate_on_commit(api_key)
+        _audit(api_key, action="revoke", actor=actor)
     return api_key
 
 
@@ -206,6 +219,9 @@ def apikey_rotate(
     old.rotated_at = now
     old.save(update_fields=["expires_at", "replaced_by", "rotated_at"])
     _invalidate_on_commit(old)
+    _audit(
+        old, action="rotate", actor=actor, replaced_by=f"ApiKey:{new.pk}", old_key_expires_at=old.expires_at.isoformat()
+    )
     return new, secret
 
 
@@ -245,4 +261,5 @@ def apikey_update(
         api_key.expires_at = expires_at_clean(expires_at)
     api_key.save()
     _invalidate_on_commit(api_key)
+    _audit(api_key, action="update", actor=actor)
     return api_key

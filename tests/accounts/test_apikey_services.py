@@ -137,3 +137,21 @@ def test_apikey_update_changes_only_what_is_given(org_a):
         apikey_update(api_key_id=key.pk, actor=None, spend_limit_nano=0, spend_limit_period="day")
     key.refresh_from_db()
     assert key.spend_limit_nano is None
+
+
+def test_every_key_change_is_audited(org_a, alice):
+    from accounts.models import AuditEvent
+
+    key, first_secret = apikey_create(organization_id=org_a.pk, name="ci", created_by=alice)
+    apikey_update(api_key_id=key.pk, actor=alice, name="ci nightly")
+    new, second_secret = apikey_rotate(api_key_id=key.pk, actor=alice)
+    apikey_revoke(api_key_id=new.pk, actor=alice)
+    events = AuditEvent.objects.filter(organization=org_a).order_by("id")
+    assert [(e.action, e.target, e.actor) for e in events] == [
+        ("apikey.create", f"ApiKey:{key.pk}", alice),
+        ("apikey.update", f"ApiKey:{key.pk}", alice),
+        ("apikey.rotate", f"ApiKey:{key.pk}", alice),
+        ("apikey.revoke", f"ApiKey:{new.pk}", alice),
+    ]
+    logged = str(list(events.values()))
+    assert first_secret not in logged and second_secret not in logged

@@ -1,0 +1,17 @@
+"""URLs no route matches: API clients get the error shape, people get the site's page."""
+
+import pytest
+
+
+@pytest.mark.parametrize("path", ["/api/staff/organizations/abc/", "/api/nothing/", "/v1/nothing"])
+def test_unknown_api_urls_answer_404_in_the_error_shape(client, db, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert path in response.json()["error"]["message"]
+
+
+def test_unknown_pages_answer_the_sites_404_page(client, db):
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404
+    assert b"Not found" in response.content
