@@ -103,21 +103,28 @@ class JournalTransaction(models.Model):
     """One balanced movement of credit. Never updated or deleted (a database trigger enforces it on PostgreSQL);
     corrections are new transactions."""
 
-    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="transactions")
+    # Indexed by ledger_txn_wallet_id below (every index is written by every request: none twice).
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="transactions", db_index=False)
     kind = models.CharField(max_length=20, choices=TransactionKind.choices)
     # Caller keys are stored with a kind prefix ("grant:<key>") so that two kinds of operation never collide;
     # hold movements use "hold:<hold id>:place" and "hold:<hold id>:settle" (one settlement per hold, ever).
-    idempotency_key = models.CharField(max_length=300, unique=True)
+    idempotency_key = models.CharField(max_length=300)
     actor = models.CharField(max_length=200)
     reason = models.CharField(max_length=500, blank=True, default="")
     # A free label for debits ("plan_fee", "commitment") so a statement can group them.
     category = models.CharField(max_length=40, blank=True, default="")
-    hold = models.ForeignKey("Hold", null=True, blank=True, on_delete=models.PROTECT, related_name="transactions")
+    # Not indexed: nothing looks transactions up by hold (a hold's are found by their keys), and holds are never
+    # deleted.
+    hold = models.ForeignKey(
+        "Hold", null=True, blank=True, on_delete=models.PROTECT, related_name="transactions", db_index=False
+    )
     created_at = models.DateTimeField(db_default=Now())
 
     class Meta:
         indexes = [models.Index(fields=["wallet", "-id"], name="ledger_txn_wallet_id")]
         constraints = [
+            # A constraint rather than unique=True: the same index without the LIKE index Django adds for unique text.
+            models.UniqueConstraint(fields=["idempotency_key"], name="ledger_txn_key_unique"),
             models.CheckConstraint(condition=Q(kind__in=TransactionKind.values), name="ledger_txn_kind_valid"),
             models.CheckConstraint(condition=~Q(idempotency_key=""), name="ledger_txn_key_not_empty"),
         ]
@@ -157,11 +164,10 @@ class Grant(models.Model):
     created_at = models.DateTimeField(db_default=Now())
 
     class Meta:
-        indexes = [
-            # Captures read the wallet's grants with credit left, in consumption order.
-            models.Index(fields=["wallet"], condition=Q(remaining_nano__gt=0), name="ledger_grant_wallet_live"),
-            models.Index(fields=["expires_at"], condition=Q(remaining_nano__gt=0), name="ledger_grant_expiring"),
-        ]
+        # No index mentions remaining_nano (not even in a condition), so the UPDATE every capture makes of it can be
+        # a heap-only (HOT) update, which writes no index entries. Captures find a wallet's grants by the wallet
+        # index; the expiry sweeper by expires_at.
+        indexes = [models.Index(fields=["expires_at"], name="ledger_grant_expires_at")]
         constraints = [
             models.CheckConstraint(condition=Q(kind__in=GrantKind.values), name="ledger_grant_kind_valid"),
             models.CheckConstraint(condition=Q(amount_nano__gt=0), name="ledger_grant_amount_positive"),
@@ -178,11 +184,12 @@ class Grant(models.Model):
 class Hold(models.Model):
     """Credit reserved for a request in flight; captured (partly) or released, or expired by the sweeper."""
 
-    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="holds")
+    # Indexed by ledger_hold_wallet_id below.
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="holds", db_index=False)
     amount_nano = models.BigIntegerField()
     captured_nano = models.BigIntegerField(default=0)
     status = models.CharField(max_length=10, choices=HoldStatus.choices, default=HoldStatus.OPEN)
-    idempotency_key = models.CharField(max_length=300, unique=True)
+    idempotency_key = models.CharField(max_length=300)
     actor = models.CharField(max_length=200)
     expires_at = models.DateTimeField()
     created_at = models.DateTimeField(db_default=Now())
@@ -209,6 +216,7 @@ class Hold(models.Model):
                 name="ledger_hold_settled_at_matches_status",
             ),
             models.CheckConstraint(condition=~Q(idempotency_key=""), name="ledger_hold_key_not_empty"),
+            models.UniqueConstraint(fields=["idempotency_key"], name="ledger_hold_key_unique"),
         ]
 
     def __str__(self) -> str:
