@@ -4,4 +4,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("v1/", include("api.gateway.urls")),
+    # Staff: model servers (upstreams) per model.
+    path("api/staff/", include("api.staff.upstreams")),
 ]

@@ -1,6 +1,7 @@
 """What every /v1 view shares: OpenAI's error shape and API-key authentication."""
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -8,6 +9,9 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.selectors import AuthenticatedKey, aapikey_authenticate
+from api.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
 
 
 class GatewayError(Exception):
@@ -95,7 +99,30 @@ def gateway_view(*methods: str) -> Callable[[AsyncView], Callable[..., Any]]:
                 return await view(request, *args, **kwargs)
             except GatewayError as error:
                 return error.response()
+            except ApplicationError as error:
+                return GatewayError(
+                    error.status_code, error.message, error_type=error.error_type, code=error.code, param=error.param
+                ).response()
+            except Exception:
+                # Never an HTML page to an API client; the details go to the log only.
+                logger.exception("unhandled error in %s %s", request.method, request.path)
+                return GatewayError(
+                    500,
+                    "The server had an error while processing your request. Nothing was charged for it.",
+                    error_type="server_error",
+                    code="internal_error",
+                ).response()
 
         return csrf_exempt(wrapped)
 
     return decorator
+
+
+@csrf_exempt
+async def unknown_endpoint(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+    """Any other path under /v1: a 404 in OpenAI's shape (clients parse it), not an HTML page."""
+    return GatewayError(
+        404,
+        f"Unknown request URL: {request.method} {request.path}. See the API documentation for the endpoints.",
+        code="unknown_url",
+    ).response()
