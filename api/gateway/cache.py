@@ -18,9 +18,11 @@ _registry: list["TTLCache[object]"] = []
 
 
 class TTLCache(Generic[V]):
-    def __init__(self, name: str, *, max_entries: int = 20_000):
+    def __init__(self, name: str, *, max_entries: int = 20_000, keep: bool = True):
         self.name = name
         self.max_entries = max_entries
+        # keep=False: only concurrent loads of a key are shared; nothing is kept afterwards.
+        self.keep = keep
         self._entries: dict[Hashable, tuple[float, V]] = {}
         self._loading: dict[tuple[asyncio.AbstractEventLoop, Hashable], asyncio.Future[V]] = {}
         _registry.append(self)  # type: ignore[arg-type]
@@ -58,7 +60,7 @@ class TTLCache(Generic[V]):
             self._loading.pop((loop, key), None)
         future.set_result(value)
         ttl = settings.GATEWAY_CACHE_SECONDS
-        if ttl > 0:
+        if ttl > 0 and self.keep:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()  # crude, but bounded; entries are cheap to load again
             self._entries[key] = (time.monotonic() + ttl, value)

@@ -10,6 +10,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.selectors import AuthenticatedKey, aapikey_authenticate
 from api.errors import ApplicationError
+from api.gateway.cache import TTLCache
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +58,15 @@ def bearer_secret(request: HttpRequest) -> str:
     return secret.strip()
 
 
+# Concurrent requests with the same key share one authentication (which the accounts selectors cache): a burst
+# of requests on a cold cache then costs one database query, not one connection per request.
+_authenticating: "TTLCache[AuthenticatedKey | None]" = TTLCache("api-keys", keep=False)
+
+
 async def key_authenticate(request: HttpRequest, *, endpoint: str) -> AuthenticatedKey:
     """The API key of the request, allowed to call `endpoint`; GatewayError 401/403 otherwise."""
-    key = await aapikey_authenticate(secret=bearer_secret(request))
+    secret = bearer_secret(request)
+    key = await _authenticating.get(secret, lambda: aapikey_authenticate(secret=secret))
     if key is None:
         raise GatewayError(
             401,

@@ -89,19 +89,19 @@ class CreditShort(Exception):
         self.spendable_nano = spendable_nano
 
 
-_pools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool] = {}
+_pools: dict[asyncio.AbstractEventLoop, "asyncio.Task[AsyncConnectionPool]"] = {}
 
 
 async def _pool() -> AsyncConnectionPool:
-    """This event loop's pool (config.pg), opened in an empty context: the pool's own tasks must not keep the
-    context of the request that happened to open it (and what it holds, such as Django's database connection of
-    that request) alive for the life of the process."""
+    """This event loop's pool (config.pg), opened once however many requests arrive at once, and in an empty
+    context: the pool's own tasks must not keep the context of the request that happened to open it (and what it
+    holds, such as that request's Django database connection) alive for the life of the process."""
     loop = asyncio.get_running_loop()
-    pool = _pools.get(loop)
-    if pool is None or pool.closed:
-        pool = await loop.create_task(pg.pool(), context=contextvars.Context())
-        _pools[loop] = pool
-    return pool
+    opening = _pools.get(loop)
+    if opening is None or (opening.done() and (opening.cancelled() or opening.exception() or opening.result().closed)):
+        opening = loop.create_task(pg.pool(), context=contextvars.Context())
+        _pools[loop] = opening
+    return await asyncio.shield(opening)
 
 
 def hold_key(request_id: str) -> str:

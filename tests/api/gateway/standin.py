@@ -5,7 +5,7 @@ A small ASGI app (no framework) served by uvicorn in a thread, with switchable b
 - "normal": answers `reply_tokens` tokens (never more than max_tokens) and reports usage;
 - "no_usage": the same, without any usage figures;
 - "inflate": reports `inflate_prompt` more prompt tokens than the prompt has;
-- "http500": answers HTTP 500;
+- "http500": answers HTTP 500; "http400": refuses the request (HTTP 400 with a message);
 - "slow": waits `delay` seconds before answering (a timeout when longer than the gateway's deadline);
 - "malformed": a body that is not JSON (streams: one good chunk, then a broken event);
 - "disconnect": streams: a few chunks, then the connection is dropped mid-body;
@@ -100,6 +100,9 @@ class StandIn:
             await asyncio.sleep(self.delay)
         if behaviour == "http500":
             await self._json(send, 500, {"error": {"message": "the model crashed", "type": "server_error"}})
+            return
+        if behaviour == "http400":
+            await self._json(send, 400, {"error": {"message": "logit_bias is not supported", "type": "invalid"}})
             return
         if scope["path"].endswith("/embeddings"):
             await self._embeddings(send, body)
