@@ -259,6 +259,8 @@ def usage_events_record(*, key: AuthenticatedKey, events: list[Any], now: dateti
     charged = 0
     for raw in events:
         event_id = raw.get("id") if isinstance(raw, dict) else None
+        # Echo the id so the caller can match results, if it is a reasonable string.
+        event_id = event_id if isinstance(event_id, str) and len(event_id) <= 200 else None
         try:
             result, charge = _record(key, event_clean(raw, key=key, now=now))
         except EventRejected as rejected:

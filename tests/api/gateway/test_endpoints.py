@@ -15,14 +15,18 @@ from tests.api.gateway.conftest import balances, reconciled, records, usd, wait_
 COOKBOOK_MESSAGES = [
     {
         "role": "system",
-        "content": "You are a helpful, pattern-following assistant that translates corporate jargon into plain English.",
+        "content": (
+            "You are a helpful, pattern-following assistant that translates corporate jargon into plain English."
+        ),
     },
     {"role": "system", "name": "example_user", "content": "New synergies will help drive top-line growth."},
     {"role": "system", "name": "example_assistant", "content": "Things working well together will increase revenue."},
     {
         "role": "system",
         "name": "example_user",
-        "content": "Let's circle back when we have more bandwidth to touch base on opportunities for increased leverage.",
+        "content": (
+            "Let's circle back when we have more bandwidth to touch base on opportunities for increased leverage."
+        ),
     },
     {
         "role": "system",
@@ -76,7 +80,9 @@ def test_prompt_tokens_equal_openais_published_counts(
 ):
     counted = tokenize(live_url, secret, {"model": model, "messages": COOKBOOK_MESSAGES})
     assert (counted["encoding"], counted["prompt_tokens"]) == (encoding, expected)
-    with_tools = tokenize(live_url, secret, {"model": model, "messages": COOKBOOK_TOOL_MESSAGES, "tools": COOKBOOK_TOOLS})
+    with_tools = tokenize(
+        live_url, secret, {"model": model, "messages": COOKBOOK_TOOL_MESSAGES, "tools": COOKBOOK_TOOLS}
+    )
     assert with_tools["prompt_tokens"] == expected_with_tools
     assert not UsageRecord.objects.exists()  # counting is free
     assert balances(funded) == (usd("10"), 0)
@@ -88,7 +94,9 @@ def test_the_hold_of_a_chat_call_is_sized_from_the_published_count(client, funde
     )
     list(raw.parse())
     prices = rating.Prices(None, 2_500_000, 1_250_000, 10_000_000)
-    assert raw.headers["x-billing-hold-nano"] == str(rating.max_charge_nano(prices=prices, prompt_tokens=124, max_tokens=7))
+    assert raw.headers["x-billing-hold-nano"] == str(
+        rating.max_charge_nano(prices=prices, prompt_tokens=124, max_tokens=7)
+    )
     wait_for(lambda: UsageRecord.objects.exists())
     assert records()[0].estimated_input_tokens == 124
 

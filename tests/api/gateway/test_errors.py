@@ -111,7 +111,9 @@ def test_a_prompt_beyond_the_context_window_is_400(client, funded):
         client.chat.completions.create(model="demo", messages=long)
     assert caught.value.code == "context_length_exceeded"
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "word " * 8000}], max_tokens=1000)
+        client.chat.completions.create(
+            model="demo", messages=[{"role": "user", "content": "word " * 8000}], max_tokens=1000
+        )
     assert caught.value.code == "context_length_exceeded"
 
 
