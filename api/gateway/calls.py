@@ -313,7 +313,7 @@ async def settle_usage(call: Call, measured: Measured, status: str) -> metering.
 
 def refund_tokens(call: Call, *, used_tokens: int) -> None:
     if call.admission is not None and call.admission.charged:
-        metering.background(ratelimit.refund(call.admission, used_tokens=used_tokens))
+        ratelimit.refund(call.admission, used_tokens=used_tokens)
 
 
 def billing_headers(call: Call, charge: metering.Charge) -> dict[str, str]:

@@ -9,11 +9,10 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from api.gateway.cache import TTLCache
-from api.gateway.http import GatewayError
+from api.gateway.http import GatewayError, db_sync
 from billing.pricing import rating, selectors
 from billing.pricing.errors import ModelNotFound
 from billing.pricing.models import AIModel, ModelStatus
@@ -38,9 +37,9 @@ class ModelInfo:
         return self.status == ModelStatus.ACTIVE or (self.sunset_at is not None and self.sunset_at > at)
 
 
-async def _model_load(slug: str) -> ModelInfo | None:
+def _model_load(slug: str) -> ModelInfo | None:
     row = (
-        await AIModel.objects.filter(slug=slug)
+        AIModel.objects.filter(slug=slug)
         .values_list(
             "id",
             "slug",
@@ -52,7 +51,7 @@ async def _model_load(slug: str) -> ModelInfo | None:
             "status",
             "sunset_at",
         )
-        .afirst()
+        .first()
     )
     return None if row is None else ModelInfo(*row)
 
@@ -69,7 +68,7 @@ def model_not_found(slug: str) -> GatewayError:
 
 async def model_get(slug: str, *, kind: str | None) -> ModelInfo:
     """The callable catalogue model `slug` of `kind` (None: any); GatewayError 404 / 400 otherwise."""
-    info = await _models.get(slug, lambda: _model_load(slug))
+    info = await _models.get(slug, lambda: db_sync(_model_load, slug))
     if info is None or not info.callable_at(timezone.now()):
         raise model_not_found(slug)
     if kind is not None and info.kind != kind:
@@ -93,7 +92,7 @@ def _context_load_sync(organization_id: int, slug: str) -> rating.PricingContext
 async def pricing_context_get(*, organization_id: int, model_slug: str) -> rating.PricingContext:
     context = await _contexts.get(
         (organization_id, model_slug),
-        lambda: sync_to_async(_context_load_sync)(organization_id, model_slug),
+        lambda: db_sync(_context_load_sync, organization_id, model_slug),
     )
     if context is None:
         raise model_not_found(model_slug)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, JsonResponse
@@ -22,7 +21,7 @@ from django.utils.dateparse import parse_datetime
 from accounts.selectors import AuthenticatedKey
 from accounts.services.apikeys import WORKFLOW_RE
 from api.gateway import hooks, params, spend
-from api.gateway.http import gateway_view, key_authenticate
+from api.gateway.http import db_sync, gateway_view, key_authenticate
 from billing.ledger import services as ledger
 from billing.ledger.errors import InsufficientCredit
 from billing.ledger.models import Wallet
@@ -284,7 +283,7 @@ async def usage_events(request: HttpRequest) -> JsonResponse:
         raise params.invalid("'events' must be a non-empty array of usage events.", param="events")
     if len(events) > limit:
         raise params.invalid(f"Send at most {limit} events per request; this one has {len(events)}.", param="events")
-    results = await sync_to_async(usage_events_record)(key=key, events=events, now=timezone.now())
+    results = await db_sync(usage_events_record, key=key, events=events, now=timezone.now())
     counts = {
         status: sum(1 for r in results if r["status"] == status) for status in ("recorded", "duplicate", "rejected")
     }

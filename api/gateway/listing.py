@@ -7,13 +7,12 @@ unit per million tokens as decimal strings, with the exact integers beside them.
 from datetime import datetime
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 
 from accounts.selectors import AuthenticatedKey
 from api.gateway.catalog import model_not_found
-from api.gateway.http import gateway_view, key_authenticate
+from api.gateway.http import db_sync, gateway_view, key_authenticate
 from billing.money import format_amount
 from billing.pricing import rating, selectors
 from billing.pricing.errors import ModelNotFound
@@ -77,14 +76,14 @@ def _models(key: AuthenticatedKey, at: datetime, only: str | None = None) -> lis
 @gateway_view("GET")
 async def models_list(request: HttpRequest) -> JsonResponse:
     key = await key_authenticate(request, endpoint="models")
-    data = await sync_to_async(_models)(key, timezone.now())
+    data = await db_sync(_models, key, timezone.now())
     return JsonResponse({"object": "list", "data": data})
 
 
 @gateway_view("GET")
 async def model_retrieve(request: HttpRequest, model: str) -> JsonResponse:
     key = await key_authenticate(request, endpoint="models")
-    data = await sync_to_async(_models)(key, timezone.now(), model)
+    data = await db_sync(_models, key, timezone.now(), model)
     if not data:
         raise model_not_found(model)
     return JsonResponse(data[0])

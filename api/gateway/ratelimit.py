@@ -222,7 +222,11 @@ def _redis() -> _Scripts | None:
     loop = asyncio.get_running_loop()
     scripts = _clients.get(loop)
     if scripts is None:
-        client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        # A bounded pool that makes a burst wait for a free connection rather than fail.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, max_connections=64, timeout=2, socket_timeout=2, socket_connect_timeout=2
+        )
+        client = aioredis.Redis(connection_pool=pool)
         scripts = _Scripts(client, client.register_script(_ADMIT), client.register_script(_REFUND))
         _clients[loop] = scripts
     return scripts
@@ -295,18 +299,45 @@ async def admit(*, key: AuthenticatedKey, context: PricingContext, tokens: int) 
     return Admission(True, headers, charged=charged, tokens=tokens)
 
 
-async def refund(admission: Admission, *, used_tokens: int) -> None:
-    """Give back the tokens an admitted request reserved but did not use."""
+# Refunds are gathered for REFUND_BATCH_SECONDS and given back in one call per set of buckets: under load, one
+# Redis call serves many requests instead of one each.
+REFUND_BATCH_SECONDS = 0.05
+# Per event loop: {((bucket key, capacity), ...): tokens to give back}.
+_refunds: dict[asyncio.AbstractEventLoop, dict[tuple[tuple[str, int], ...], int]] = {}
+_refunding: set["asyncio.Task[None]"] = set()
+
+
+async def _refund_flush(loop: asyncio.AbstractEventLoop) -> None:
+    await asyncio.sleep(REFUND_BATCH_SECONDS)
+    batch = _refunds.pop(loop, {})
+    scripts = _redis()
+    for group, amount in batch.items():
+        if scripts is None:
+            _local.refund([Bucket(key, capacity, 0, "tokens") for key, capacity in group], amount)
+            continue
+        try:
+            await scripts.refund(keys=[key for key, _ in group], args=[0, amount, *(capacity for _, capacity in group)])
+        except (aioredis.RedisError, OSError) as exc:
+            logger.warning("rate-limit refund lost, Redis failed: %s", exc)
+
+
+def refund(admission: Admission, *, used_tokens: int) -> None:
+    """Give back (within REFUND_BATCH_SECONDS) the tokens an admitted request reserved but did not use."""
     amount = admission.tokens - max(0, used_tokens)
     if amount <= 0 or not admission.charged:
         return
-    scripts = _redis()
-    if scripts is None:
-        _local.refund(admission.charged, amount)
-        return
-    try:
-        await scripts.refund(
-            keys=[b.key for b in admission.charged], args=[0, amount, *(b.capacity for b in admission.charged)]
-        )
-    except (aioredis.RedisError, OSError) as exc:
-        logger.warning("rate-limit refund lost, Redis failed: %s", exc)
+    loop = asyncio.get_running_loop()
+    batch = _refunds.get(loop)
+    if batch is None:
+        batch = _refunds[loop] = {}
+        task = loop.create_task(_refund_flush(loop))
+        _refunding.add(task)
+        task.add_done_callback(_refunding.discard)
+    group = tuple((bucket.key, bucket.capacity) for bucket in admission.charged)
+    batch[group] = batch.get(group, 0) + amount
+
+
+async def refunds_drain() -> None:
+    """Give back every pending refund now (tests; shutdown)."""
+    while _refunding:
+        await asyncio.gather(*list(_refunding), return_exceptions=True)

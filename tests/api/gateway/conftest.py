@@ -7,11 +7,12 @@ import time
 from collections.abc import Callable, Iterator
 
 import openai
+import psycopg
 import pytest
 from django.db import connection
 
 from accounts.services import apikey_create
-from api.gateway import metering, ratelimit, upstreams
+from api.gateway import hooks, metering, ratelimit, upstreams
 from api.gateway.cache import caches_clear
 from billing.ledger import selectors as ledger_selectors
 from billing.ledger import services as ledger
@@ -39,7 +40,7 @@ def _gateway_state() -> Iterator[None]:
     caches_clear()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def gateway_session(live_server_session: LiveServer) -> Iterator[LiveServer]:
     """The live server, whose gateway pools (PostgreSQL, model servers, Redis) are closed on its own event loop
     before the test database is dropped (an open pool connection would keep the database in use)."""
@@ -47,6 +48,8 @@ def gateway_session(live_server_session: LiveServer) -> Iterator[LiveServer]:
 
     async def close() -> None:
         await metering.background_drain()
+        await ratelimit.refunds_drain()
+        await hooks.drain()
         await pg.pool_close()
         await upstreams.client_close()
         await ratelimit.redis_close()
@@ -57,6 +60,13 @@ def gateway_session(live_server_session: LiveServer) -> Iterator[LiveServer]:
     # Django connections of finished requests can linger in reference cycles (contexts copied into tasks) until
     # collected; the test database cannot be dropped while they are open.
     gc.collect()
+    # What is left is an idle connection of a finished request's context (Django's async ORM, e.g. the API key's
+    # last-used touch), unreachable from here: end it, or the test database cannot be dropped.
+    with psycopg.connect(pg.conninfo(), autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle'"
+        )
 
 
 def _server_loop() -> asyncio.AbstractEventLoop | None:

@@ -13,6 +13,8 @@ A small ASGI app (no framework) served by uvicorn in a thread, with switchable b
 - "hold": streams: the first chunk, then waits until `release()` before finishing;
 - embeddings always work (8 numbers per input, usage reported).
 
+POST /_control {"behaviour": ..., "release": true, "reset": true} steers it from another process.
+
 Its token counts are tiktoken's (cl100k_base by default), like a real server's own tokenizer.
 """
 
@@ -94,7 +96,20 @@ class StandIn:
         except ValueError:
             await self._json(send, 400, {"error": {"message": "not JSON", "type": "invalid_request_error"}})
             return
+        if scope["path"] == "/_control":
+            # The benchmark runs this server in its own process and steers it over HTTP.
+            if body.get("behaviour"):
+                self.behaviour = body["behaviour"]
+            if body.get("release"):
+                self.release()
+            if body.get("reset"):
+                self.reset()
+            await self._json(send, 200, {"open_streams": self.open_streams})
+            return
         self.bodies.append(body)
+        if len(self.bodies) > 10_000:
+            del self.bodies[:5_000]
+            del self.authorizations[:5_000]
         behaviour = self.behaviour
         if behaviour == "slow":
             await asyncio.sleep(self.delay)

@@ -122,7 +122,8 @@ async def test_reserved_throughput_is_used_first_then_the_shared_limit(settings)
         too_large = await ratelimit.admit(key=key, context=context, tokens=6000)  # type: ignore[arg-type]
         assert too_large.too_large
         # Tokens a request did not use come back after its settle.
-        await ratelimit.refund(shared, used_tokens=0)
+        ratelimit.refund(shared, used_tokens=0)
+        await ratelimit.refunds_drain()
         assert (await ratelimit.admit(key=key, context=context, tokens=900)).admitted  # type: ignore[arg-type]
     finally:
         await ratelimit.redis_close()
