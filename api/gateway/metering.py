@@ -148,15 +148,22 @@ async def _hold_pg(place: dict[str, Any], claim: spend.SpendClaim | None) -> led
     async with pool.connection() as conn:
         if claim is None:
             return await ledger.ahold_place(conn, **place)
+        # Two round trips: BEGIN and the hold (whose answer ahold_place reads), then the key's claim and COMMIT.
+        # The transaction is opened with plain statements: psycopg's transaction() would add a sync (a round
+        # trip) at each of its boundaries in pipeline mode. The claim comes after the hold so that placing and
+        # settling lock the wallet row before the key's counter: the same order, no deadlock.
         try:
-            # One pipeline: BEGIN + the hold (answered at once), then the key's claim + COMMIT.
-            async with conn.pipeline(), conn.transaction():
+            async with conn.pipeline():
+                await conn.execute("BEGIN")
                 placed = await ledger.ahold_place(conn, **place)
                 await conn.execute(spend.RESERVE, claim.params())
-        except psycopg.Error as exc:
-            if not spend.is_limit_error(exc):
-                raise
-            raise await spend.ashort(conn, claim) from None
+                await conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                await conn.execute("ROLLBACK")
+            if isinstance(exc, psycopg.Error) and spend.is_limit_error(exc):
+                raise await spend.ashort(conn, claim) from None
+            raise
         return placed
 
 
@@ -282,8 +289,7 @@ async def _settle_pg(
 
 async def _capture_pg(conn: psycopg.AsyncConnection[Any], ticket: Ticket, row: UsageRow) -> Charge:
     if ticket.hold_id is None:
-        async with conn.transaction():
-            await conn.execute(usage_services.USAGE_INSERT, usage_services.usage_insert_params(row))
+        await conn.execute(usage_services.USAGE_INSERT, usage_services.usage_insert_params(row))
         return Charge(row.charge_nano, None, row)
     settled = await ledger.ahold_settle(
         conn,
