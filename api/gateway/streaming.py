@@ -13,6 +13,7 @@
 """
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -29,6 +30,9 @@ from billing.money import format_amount
 from billing.usage.models import UsageStatus
 
 DONE = b"data: [DONE]\n\n"
+# A relay the server never starts (the client left between the answer's headers and its first byte) is settled
+# after this long as a disconnect, rather than leaving its hold to the sweeper.
+START_GRACE_SECONDS = 10.0
 
 
 def sse(payload: dict[str, Any]) -> bytes:
@@ -73,6 +77,7 @@ class Relay:
         self.reported: Any = None
         self.template: dict[str, Any] = {}
         self.settling = False
+        self.started = asyncio.Event()
 
     # --- counting and cutting -------------------------------------------------------------------------------
 
@@ -182,7 +187,17 @@ class Relay:
 
     # --- the relay ----------------------------------------------------------------------------------------------
 
+    async def watch(self) -> None:
+        """Settle a relay that never started (see START_GRACE_SECONDS)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.started.wait(), START_GRACE_SECONDS)
+        if not self.started.is_set() and not self.settling:
+            self.settling = True
+            await self.answer.aclose()
+            await self.settle_disconnected()
+
     async def run(self) -> AsyncIterator[bytes]:
+        self.started.set()
         try:
             events = self.answer.events()
             try:
@@ -236,7 +251,9 @@ async def stream(call: Call, chat: ChatParams, forward: dict[str, Any]) -> HttpR
     except asyncio.CancelledError:
         metering.background(calls.settle_nothing(call, UsageStatus.CLIENT_DISCONNECTED))
         raise
-    response = StreamingHttpResponse(Relay(call, chat, answer).run(), content_type="text/event-stream")
+    relay = Relay(call, chat, answer)
+    response = StreamingHttpResponse(relay.run(), content_type="text/event-stream")
+    metering.background(relay.watch())
     headers = calls.answer_headers(call)
     headers |= {
         "x-billing-hold": format_amount(call.hold_nano),
