@@ -5,7 +5,7 @@ of that transaction (`USAGE_INSERT` with `usage_insert_params`, passed to ledger
 `also`); the ORM path (`usage_record_create`) does the same inside a Django transaction.
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -65,8 +65,12 @@ SELECT %(organization_id)s::bigint, %(api_key_id)s::bigint, %(source)s::text, %(
 """
 
 
+_FIELDS = tuple(f.name for f in fields(UsageRow))
+
+
 def usage_insert_params(row: UsageRow) -> dict[str, Any]:
-    params = asdict(row)
+    # A shallow copy (dataclasses.asdict deep-copies the lines, which the hot path does not need).
+    params = {name: getattr(row, name) for name in _FIELDS}
     params["lines"] = Jsonb(row.lines)
     params["latency_ms"] = max(0, min(row.latency_ms, 2_147_483_647))
     return params
