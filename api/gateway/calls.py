@@ -1,0 +1,379 @@
+"""The life of one metered call, shared by chat completions and embeddings:
+
+admit (rate limits) -> hold (credit, key spend limit) -> forward -> measure -> settle -> answer with headers.
+
+A `Call` carries what the steps share. Money steps live in api.gateway.metering; this module turns their
+outcomes into OpenAI-shaped errors (402 naming the affordable max_tokens, 429 with x-ratelimit-* headers) and the
+billing headers every answer carries.
+"""
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpResponseBase
+from django.utils import timezone
+
+from accounts.selectors import AuthenticatedKey
+from api.gateway import catalog, metering, ratelimit, spend, upstreams
+from api.gateway.catalog import ModelInfo
+from api.gateway.http import GatewayError
+from billing.money import format_amount
+from billing.pricing import rating
+from billing.usage.models import UsageSource, UsageStatus
+from billing.usage.services import UsageRow
+
+MAX_TTL_SECONDS = 24 * 3600
+
+
+def request_id_new() -> str:
+    return f"req_{uuid.uuid4().hex}"
+
+
+@dataclass(slots=True)
+class Call:
+    request_id: str
+    started: float  # time.monotonic()
+    at: datetime
+    key: AuthenticatedKey
+    endpoint: str  # "chat" | "embeddings"
+    model: ModelInfo
+    context: rating.PricingContext
+    workflow: str
+    service_tier: str
+    prompt_tokens: int
+    max_tokens: int  # output tokens the hold covers (per choice)
+    n: int = 1
+    hold_nano: int = 0
+    route: upstreams.Route | None = None
+    deadline: float = 0.0  # event-loop time
+    admission: ratelimit.Admission | None = None
+    ticket: metering.Ticket | None = None
+    settling: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def output_allowance(self) -> int:
+        return self.max_tokens * self.n
+
+    def latency_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
+
+    def row(self, status: str) -> UsageRow:
+        """The usage record of this call, before rating: counts are filled in by `measured_row`."""
+        return UsageRow(
+            organization_id=self.key.organization_id,
+            api_key_id=self.key.id,
+            source=UsageSource.GATEWAY,
+            request_id=self.request_id,
+            endpoint=self.endpoint,
+            workflow=self.workflow,
+            model_slug=self.model.slug,
+            service_tier=self.service_tier,
+            status=status,
+            estimated_input_tokens=self.prompt_tokens,
+            latency_ms=self.latency_ms(),
+        )
+
+
+def drifted(estimate: int, reported: int) -> bool:
+    """Whether tiktoken's estimate and the upstream's figure differ by more than the configured tolerance."""
+    difference = abs(reported - estimate)
+    return difference > settings.GATEWAY_DRIFT_MIN_TOKENS and difference * 100 > settings.GATEWAY_DRIFT_PERCENT * max(
+        estimate, 1
+    )
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**12 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """The tokens a call is billed for, with tiktoken's own counts beside them."""
+
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    reported: bool
+    estimated_input_tokens: int
+    estimated_output_tokens: int
+    drift: bool
+
+    def usage_object(self) -> dict[str, Any]:
+        """OpenAI's usage object with the billed figures."""
+        usage: dict[str, Any] = {
+            "prompt_tokens": self.input_tokens,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": self.input_tokens + self.output_tokens,
+        }
+        if self.cached_input_tokens:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_input_tokens}
+        return usage
+
+
+def measure(reported: Any, *, estimated_input: int, estimated_output: int, output_cap: int | None = None) -> Measured:
+    """The billed counts: the upstream's usage object when it sent a sound one, else tiktoken's counts.
+
+    `output_cap` (max_tokens x n) bounds the output billed: a server that produced more than was allowed is not
+    paid for the excess (the answer is cut to it).
+    """
+    usage = reported if isinstance(reported, dict) else {}
+    prompt = _count(usage.get("prompt_tokens"))
+    completion = _count(usage.get("completion_tokens", 0 if prompt is not None else None))
+    if prompt is None or completion is None:
+        output = estimated_output if output_cap is None else min(estimated_output, output_cap)
+        return Measured(estimated_input, 0, output, False, estimated_input, estimated_output, False)
+    details = usage.get("prompt_tokens_details")
+    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
+    cached = min(cached or 0, prompt)
+    output = completion if output_cap is None else min(completion, output_cap)
+    drift = drifted(estimated_input, prompt) or drifted(estimated_output, completion)
+    return Measured(prompt, cached, output, True, estimated_input, estimated_output, drift)
+
+
+def measured_row(call: Call, measured: Measured, status: str) -> UsageRow:
+    row = call.row(status)
+    row.input_tokens = measured.input_tokens
+    row.cached_input_tokens = measured.cached_input_tokens
+    row.output_tokens = measured.output_tokens
+    row.estimated_input_tokens = measured.estimated_input_tokens
+    row.estimated_output_tokens = measured.estimated_output_tokens
+    row.usage_reported = measured.reported
+    row.drift_flagged = measured.drift
+    return row
+
+
+def usage_of(call: Call, measured: Measured) -> rating.Usage:
+    return rating.Usage(
+        model_slug=call.model.slug,
+        input_tokens=measured.input_tokens,
+        cached_input_tokens=measured.cached_input_tokens,
+        output_tokens=measured.output_tokens,
+        service_tier=call.service_tier,
+    )
+
+
+# --- admission and hold ---------------------------------------------------------------------------------------
+
+
+async def admit(call: Call) -> None:
+    """Rate limits; GatewayError 429 with Retry-After and x-ratelimit-* headers when over them."""
+    admission = await ratelimit.admit(
+        key=call.key, context=call.context, tokens=call.prompt_tokens + call.output_allowance
+    )
+    call.admission = admission
+    call.headers.update(admission.headers)
+    if not admission.admitted:
+        headers = dict(admission.headers)
+        if admission.too_large:
+            headers["x-should-retry"] = "false"
+        raise GatewayError(
+            429,
+            admission.message,
+            error_type="rate_limit_exceeded" if not admission.too_large else "invalid_request_error",
+            code="rate_limit_exceeded" if not admission.too_large else "request_too_large",
+            headers=headers,
+        )
+
+
+def _short_of_credit(call: Call, budget_nano: int, *, what: str) -> str:
+    """A 402 message: what the request can cost, what is left, and the largest max_tokens that fits."""
+    currency = call.context.currency
+    left = f"{format_amount(budget_nano)} {currency} is left"
+    if call.endpoint != "chat":
+        return f"{what}: this input costs up to {format_amount(call.hold_nano)} {currency} and {left}."
+    ceiling = min(call.model.max_output_tokens, call.model.context_window - call.prompt_tokens)
+    # The hold covers max_tokens for each of the n choices: find the largest total, then share it.
+    affordable_total = metering.affordable_max_tokens(
+        prices=call.context.prices,
+        prompt_tokens=call.prompt_tokens,
+        budget_nano=budget_nano,
+        service_tier=call.service_tier,
+        ceiling=ceiling * call.n,
+    )
+    affordable = affordable_total // call.n
+    message = (
+        f"{what}: this request can cost up to {format_amount(call.hold_nano)} {currency} ({call.prompt_tokens} "
+        f"prompt tokens and max_tokens={call.max_tokens}"
+        + (f" for each of n={call.n} choices" if call.n > 1 else "")
+        + f") and {left}."
+    )
+    if affordable:
+        return f"{message} The largest max_tokens it affords is {affordable}."
+    return f"{message} It does not cover this prompt even with max_tokens=1; shorten the prompt."
+
+
+async def hold(call: Call) -> None:
+    """Reserve the call's hold; GatewayError 402 if the credit or the key's spend limit does not cover it."""
+    route = call.route
+    assert route is not None
+    ttl = min(route.timeout_seconds + settings.GATEWAY_HOLD_MARGIN_SECONDS, MAX_TTL_SECONDS)
+    task = metering.background(
+        metering.hold_open(
+            key=call.key,
+            request_id=call.request_id,
+            amount_nano=call.hold_nano,
+            ttl_seconds=ttl,
+            reason=f"{call.endpoint} {call.model.slug}",
+            at=call.at,
+        )
+    )
+    try:
+        call.ticket = await asyncio.shield(task)
+    except metering.CreditShort as exc:
+        message = _short_of_credit(call, exc.spendable_nano, what="Not enough credit")
+        raise GatewayError(
+            402,
+            f"{message} Add credit to continue.",
+            error_type="insufficient_quota",
+            code="insufficient_credit",
+            param="max_tokens" if call.endpoint == "chat" else None,
+            headers={"x-request-id": call.request_id, "x-should-retry": "false"},
+        ) from None
+    except spend.KeyLimitShort as exc:
+        message = _short_of_credit(call, exc.left_nano, what=f"This API key's spend limit per {exc.period} is reached")
+        raise GatewayError(
+            402,
+            f"{message} The limit is {format_amount(exc.limit_nano)} {call.context.currency} per {exc.period}.",
+            error_type="insufficient_quota",
+            code="key_spend_limit_reached",
+            param="max_tokens" if call.endpoint == "chat" else None,
+            headers={"x-request-id": call.request_id, "x-should-retry": "false"},
+        ) from None
+    except asyncio.CancelledError:
+        # The client left while the hold was being placed: release it once placed, and record the call.
+        task.add_done_callback(lambda done: _release_abandoned(call, done))
+        raise
+
+
+def _release_abandoned(call: Call, done: "asyncio.Task[metering.Ticket]") -> None:
+    if done.cancelled() or done.exception() is not None:
+        return
+    call.ticket = done.result()
+    metering.background(metering.hold_cancel(call.ticket, row=call.row(UsageStatus.CLIENT_DISCONNECTED)))
+
+
+def release_on_error(call: Call) -> None:
+    """After an unexpected error between hold and settle: release the hold now rather than at its deadline."""
+    if call.ticket is not None and not call.settling:
+        metering.background(settle_nothing(call, UsageStatus.UPSTREAM_ERROR))
+
+
+def prepare_route(call: Call, route: upstreams.Route) -> None:
+    call.route = route
+    call.deadline = asyncio.get_running_loop().time() + route.timeout_seconds
+
+
+# --- settle and answer ----------------------------------------------------------------------------------------
+
+
+async def settle_failure(call: Call, failure: upstreams.UpstreamFailure) -> GatewayError:
+    """Release the hold of a call the upstream failed, record it, and say what happened (502/504/400)."""
+    status = UsageStatus.UPSTREAM_TIMEOUT if failure.timeout else UsageStatus.UPSTREAM_ERROR
+    await settle_nothing(call, status)
+    if failure.client_error:
+        return GatewayError(400, failure.message, code="upstream_rejected_request", headers=answer_headers(call))
+    return GatewayError(
+        504 if failure.timeout else 502,
+        failure.message,
+        error_type="api_error",
+        code="upstream_timeout" if failure.timeout else "upstream_error",
+        headers=answer_headers(call),
+    )
+
+
+async def settle_nothing(call: Call, status: str) -> metering.Charge:
+    assert call.ticket is not None
+    call.settling = True
+    charge = await metering.settle(ticket=call.ticket, context=None, usage=None, row=call.row(status), at=None)
+    call.headers.update(billing_headers(call, charge))
+    refund_tokens(call, used_tokens=0)
+    return charge
+
+
+async def settle_usage(call: Call, measured: Measured, status: str) -> metering.Charge:
+    assert call.ticket is not None
+    call.settling = True
+    charge = await metering.settle(
+        ticket=call.ticket,
+        context=call.context,
+        usage=usage_of(call, measured),
+        row=measured_row(call, measured, status),
+        at=call.at,
+    )
+    call.headers.update(billing_headers(call, charge))
+    refund_tokens(call, used_tokens=measured.input_tokens + measured.output_tokens)
+    return charge
+
+
+def refund_tokens(call: Call, *, used_tokens: int) -> None:
+    if call.admission is not None and call.admission.charged:
+        ratelimit.refund(call.admission, used_tokens=used_tokens)
+
+
+def billing_headers(call: Call, charge: metering.Charge) -> dict[str, str]:
+    headers = {
+        "x-billing-charge": format_amount(charge.charge_nano),
+        "x-billing-charge-nano": str(charge.charge_nano),
+        "x-billing-currency": call.context.currency,
+    }
+    if charge.available_nano is not None:
+        headers["x-billing-balance-remaining"] = format_amount(charge.available_nano)
+        headers["x-billing-balance-remaining-nano"] = str(charge.available_nano)
+    return headers
+
+
+def answer_headers(call: Call) -> dict[str, str]:
+    return {
+        "x-request-id": call.request_id,
+        "openai-processing-ms": str(call.latency_ms()),
+        "x-billing-workflow": call.workflow,
+        **call.headers,
+    }
+
+
+def with_headers(response: HttpResponseBase, headers: dict[str, str]) -> HttpResponseBase:
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+async def start(
+    *,
+    started: float,
+    key: AuthenticatedKey,
+    endpoint: str,
+    model_slug: str,
+    kind: str | None,
+    workflow: str,
+    service_tier: str,
+) -> Call:
+    """Resolve the model (404/403/400) and the caller's pricing context; a Call with no tokens counted yet."""
+    model = await catalog.model_get(model_slug, kind=kind)
+    if not key.allows_model(model.slug):
+        raise GatewayError(
+            403,
+            f"This API key is not allowed to use the model '{model.slug}'.",
+            error_type="permission_error",
+            code="model_not_allowed",
+            param="model",
+        )
+    context = await catalog.pricing_context_get(organization_id=key.organization_id, model_slug=model.slug)
+    return Call(
+        request_id=request_id_new(),
+        started=started,
+        at=timezone.now(),
+        key=key,
+        endpoint=endpoint,
+        model=model,
+        context=context,
+        workflow=workflow,
+        service_tier=service_tier,
+        prompt_tokens=0,
+        max_tokens=0,
+    )

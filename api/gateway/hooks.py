@@ -1,0 +1,66 @@
+"""What runs after the gateway (or a reported usage event) has taken credit from an organization's wallet.
+
+`after_debit` is the one place for such hooks: it is called after settled requests or events that charged credit,
+after their transaction committed, with the wallet's available credit after the charge (for a burst of debits of
+one organization, once, with the latest figure). It runs off the request's path (a worker thread), so it may use
+the ORM; it must stay cheap.
+
+The product's auto top-up belongs here:
+    billing.payments.services.auto_topup_check(organization_id=organization_id, available_nano=available_nano)
+"""
+
+import asyncio
+import logging
+
+from django.db import close_old_connections
+
+logger = logging.getLogger(__name__)
+
+# Hooks run in batches: debits noted within this many seconds share one trip to a worker thread, each
+# organization once, with its latest balance (a thread hop per request would cost the hot path more than the rest
+# of its Python work).
+BATCH_SECONDS = 0.05
+
+_pending: dict[asyncio.AbstractEventLoop, dict[int, int]] = {}
+_flushing: set["asyncio.Task[None]"] = set()
+
+
+def after_debit(*, organization_id: int, available_nano: int) -> None:
+    """Hooks that follow a debit of `organization_id`'s credit, leaving `available_nano` available."""
+    return None
+
+
+def _run(batch: dict[int, int]) -> None:
+    try:
+        for organization_id, available_nano in batch.items():
+            try:
+                after_debit(organization_id=organization_id, available_nano=available_nano)
+            except Exception:
+                logger.exception("after-debit hooks failed for organization %s", organization_id)
+    finally:
+        close_old_connections()
+
+
+async def _flush(loop: asyncio.AbstractEventLoop) -> None:
+    await asyncio.sleep(BATCH_SECONDS)
+    batch = _pending.pop(loop, {})
+    if batch:
+        await loop.run_in_executor(None, _run, batch)
+
+
+def after_debit_soon(*, organization_id: int, available_nano: int) -> None:
+    """Note a debit; `after_debit` runs for it within BATCH_SECONDS on a worker thread, off the request's path."""
+    loop = asyncio.get_running_loop()
+    batch = _pending.get(loop)
+    if batch is None:
+        batch = _pending[loop] = {}
+        task = loop.create_task(_flush(loop))
+        _flushing.add(task)
+        task.add_done_callback(_flushing.discard)
+    batch[organization_id] = available_nano
+
+
+async def drain() -> None:
+    """Run every pending hook now (tests; shutdown)."""
+    while _flushing:
+        await asyncio.gather(*list(_flushing), return_exceptions=True)

@@ -1,0 +1,370 @@
+"""Hold, then settle (DESIGN decision 3): the money steps of every metered request.
+
+`hold_open` reserves the most a request can cost (and, for a key with a spend limit, claims it from the key's
+period counter in the same transaction); `settle` rates what was used, captures it from the hold (never more
+than the hold), releases the rest, writes the request's usage record and moves the key's counter, all in ONE
+transaction, or releases everything when the upstream failed.
+
+On PostgreSQL each step is one round trip on the async pool (config.pg): `ahold_place` alone, or a pipeline of
+the hold and the key's claim; `ahold_settle` with the usage record and the key's correction as `also`. When
+rating needs period-to-date state (plan quotas, commitments, tiers) it runs in that same transaction
+(`ausage_rate`) before the settle. Elsewhere (SQLite: the quickstart) the same steps run through the ORM.
+
+Settles run in their own task: a client that disconnects cancels its request, never the settle.
+"""
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psycopg
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from psycopg_pool import AsyncConnectionPool
+
+from accounts.selectors import AuthenticatedKey
+from api.gateway import hooks, spend
+from billing.ledger import services as ledger
+from billing.ledger.errors import HoldNotOpen, InsufficientCredit
+from billing.pricing import rating
+from billing.pricing import services as pricing
+from billing.usage import services as usage_services
+from billing.usage.services import UsageRow
+from config import pg
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_background: set[asyncio.Task[Any]] = set()
+
+
+def background(coro: Awaitable[T]) -> asyncio.Task[T]:
+    """Run `coro` as a task nobody's cancellation reaches (kept referenced until done)."""
+    task: asyncio.Task[T] = asyncio.ensure_future(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
+
+
+async def shielded(coro: Awaitable[T]) -> T:
+    """Await `coro` to completion even if the caller is cancelled meanwhile (it then finishes on its own)."""
+    return await asyncio.shield(background(coro))
+
+
+async def background_drain() -> None:
+    """Wait for every settle still running (tests; shutdown)."""
+    while _background:
+        await asyncio.gather(*list(_background), return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """A request's hold (None when it can cost nothing) and its claim on the key's spend limit."""
+
+    request_id: str
+    hold_id: int | None
+    amount_nano: int
+    claim: spend.SpendClaim | None
+    available_nano: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """The outcome of a settle: what the request cost and what the organization has left."""
+
+    charge_nano: int
+    available_nano: int | None
+    row: UsageRow
+
+
+class CreditShort(Exception):
+    """The organization's credit (plus overdraft) does not cover the request's hold."""
+
+    def __init__(self, *, spendable_nano: int):
+        super().__init__("not enough credit")
+        self.spendable_nano = spendable_nano
+
+
+_pools: dict[asyncio.AbstractEventLoop, "asyncio.Task[AsyncConnectionPool]"] = {}
+
+
+async def _pool() -> AsyncConnectionPool:
+    """This event loop's pool (config.pg), opened once however many requests arrive at once, and in an empty
+    context: the pool's own tasks must not keep the context of the request that happened to open it (and what it
+    holds, such as that request's Django database connection) alive for the life of the process."""
+    loop = asyncio.get_running_loop()
+    opening = _pools.get(loop)
+    if opening is None or (opening.done() and (opening.cancelled() or opening.exception() or opening.result().closed)):
+        opening = loop.create_task(pg.pool(), context=contextvars.Context())
+        _pools[loop] = opening
+    return await asyncio.shield(opening)
+
+
+def hold_key(request_id: str) -> str:
+    return f"gw:{request_id}"
+
+
+def _use_pg() -> bool:
+    return pg.available()
+
+
+# --- hold ---------------------------------------------------------------------------------------------------------
+
+
+async def hold_open(
+    *, key: AuthenticatedKey, request_id: str, amount_nano: int, ttl_seconds: int, reason: str, at: datetime
+) -> Ticket:
+    """Reserve `amount_nano` of the key's organization's credit (and of the key's spend limit).
+
+    Raises CreditShort or spend.KeyLimitShort, having reserved nothing.
+    """
+    if amount_nano <= 0:
+        return Ticket(request_id, None, 0, None, None)
+    claim = spend.claim_for(key=key, amount_nano=amount_nano, request_id=request_id, at=at)
+    place = {
+        "wallet_id": key.wallet_id,
+        "amount_nano": amount_nano,
+        "idempotency_key": hold_key(request_id),
+        "actor": f"key:{key.id}",
+        "ttl_seconds": ttl_seconds,
+        "reason": reason,
+    }
+    try:
+        if _use_pg():
+            placed = await _hold_pg(place, claim)
+        else:
+            placed = await sync_to_async(_hold_orm)(place, claim)
+    except InsufficientCredit as exc:
+        raise CreditShort(spendable_nano=exc.spendable_nano) from None
+    return Ticket(request_id, placed.hold_id, amount_nano, claim, placed.available_nano)
+
+
+async def _hold_pg(place: dict[str, Any], claim: spend.SpendClaim | None) -> ledger.HoldPlaced:
+    pool = await _pool()
+    async with pool.connection() as conn:
+        if claim is None:
+            return await ledger.ahold_place(conn, **place)
+        # Two round trips: BEGIN and the hold (whose answer ahold_place reads), then the key's claim and COMMIT.
+        # The transaction is opened with plain statements: psycopg's transaction() would add a sync (a round
+        # trip) at each of its boundaries in pipeline mode. The claim comes after the hold so that placing and
+        # settling lock the wallet row before the key's counter: the same order, no deadlock.
+        try:
+            async with conn.pipeline():
+                await conn.execute("BEGIN")
+                placed = await ledger.ahold_place(conn, **place)
+                await conn.execute(spend.RESERVE, claim.params())
+                await conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                await conn.execute("ROLLBACK")
+            if isinstance(exc, psycopg.Error) and spend.is_limit_error(exc):
+                raise await spend.ashort(conn, claim) from None
+            raise
+        return placed
+
+
+def _hold_orm(place: dict[str, Any], claim: spend.SpendClaim | None) -> ledger.HoldPlaced:
+    with transaction.atomic():
+        placed = ledger.hold_place(**place)
+        if claim is not None:
+            spend.reserve(claim=claim)
+    return placed
+
+
+async def hold_cancel(ticket: Ticket, *, row: UsageRow) -> Charge:
+    """Release a hold whose request never reached the model server (the client left first)."""
+    return await settle(ticket=ticket, context=None, usage=None, row=row, at=None)
+
+
+# --- settle -------------------------------------------------------------------------------------------------------
+
+
+def rated_row(*, row: UsageRow, rated: rating.Rating, ticket: Ticket) -> UsageRow:
+    """`row` with the charge of `rated`, capped at the hold: a request never costs more than was held for it.
+
+    The hold covers every prompt token counted before the call plus max_tokens, so only an upstream reporting
+    more prompt tokens than tiktoken counted can go past it; the excess is not charged, an adjustment line says
+    so, and the record is flagged for review.
+    """
+    lines = [line.as_dict() for line in rated.lines]
+    charge = rated.credit_nano
+    drift = row.drift_flagged
+    if ticket.hold_id is not None and charge > ticket.amount_nano:
+        excess = charge - ticket.amount_nano
+        lines.append(
+            {
+                "kind": "hold_cap",
+                "source": "credit",
+                "tokens": 0,
+                "rate_micro_per_mtok": 0,
+                "factor_bps": rating.BPS,
+                "amount_nano": -excess,
+                "price_version_id": rated.price_version_id,
+                "detail": "the reported usage cost more than the request's hold; the charge is capped at the hold",
+            }
+        )
+        charge, drift = ticket.amount_nano, True
+    elif ticket.hold_id is None:
+        charge = 0  # nothing could be held (a free model): nothing is charged
+    return replace(
+        row,
+        charge_nano=charge,
+        lines=lines,
+        drift_flagged=drift,
+        price_version_id=rated.price_version_id,
+        quota_tokens=rated.quota_tokens,
+        commitment_tokens=rated.commitment_tokens,
+        hold_id=ticket.hold_id,
+    )
+
+
+async def settle(
+    *,
+    ticket: Ticket,
+    context: rating.PricingContext | None,
+    usage: rating.Usage | None,
+    row: UsageRow,
+    at: datetime | None,
+) -> Charge:
+    """Settle `ticket`: capture the rated cost of `usage` (None: release everything: the call failed) and write
+    `row` as the request's usage record, in one transaction. Runs to completion even if the caller is cancelled.
+    """
+    return await shielded(_settle(ticket=ticket, context=context, usage=usage, row=row, at=at))
+
+
+async def _settle(
+    *,
+    ticket: Ticket,
+    context: rating.PricingContext | None,
+    usage: rating.Usage | None,
+    row: UsageRow,
+    at: datetime | None,
+) -> Charge:
+    row = replace(row, hold_id=ticket.hold_id)
+    try:
+        if _use_pg():
+            charge = await _settle_pg(ticket, context, usage, row, at)
+        else:
+            charge = await sync_to_async(_settle_orm)(ticket, context, usage, row, at)
+    except HoldNotOpen:
+        # The hold expired before the answer came (the sweeper ran past its deadline): record the request,
+        # uncharged, so it is visible; its hold was already returned to the organization.
+        logger.error("hold %s of request %s closed before its settle", ticket.hold_id, ticket.request_id)
+        return await _record_only(replace(row, charge_nano=0, lines=[], drift_flagged=True))
+    if charge.charge_nano > 0 and charge.available_nano is not None:
+        hooks.after_debit_soon(organization_id=row.organization_id, available_nano=charge.available_nano)
+    return charge
+
+
+def _also(row: UsageRow, ticket: Ticket) -> list[tuple[str, dict[str, Any]]]:
+    also = [(usage_services.USAGE_INSERT, usage_services.usage_insert_params(row))]
+    if ticket.claim is not None:
+        also.append((spend.SETTLE, spend.settle_params(request_id=ticket.request_id, captured_nano=row.charge_nano)))
+    return also
+
+
+async def _settle_pg(
+    ticket: Ticket,
+    context: rating.PricingContext | None,
+    usage: rating.Usage | None,
+    row: UsageRow,
+    at: datetime | None,
+) -> Charge:
+    pool = await _pool()
+    async with pool.connection() as conn:
+        if usage is None or context is None or at is None:
+            return await _capture_pg(conn, ticket, replace(row, charge_nano=0, lines=[]))
+        if context.needs_period_state:
+            # Claims of quota / commitment land with the charge or not at all.
+            async with conn.transaction():
+                rated = await pricing.ausage_rate(conn, usage=usage, at=at, context=context)
+                return await _capture_pg(conn, ticket, rated_row(row=row, rated=rated, ticket=ticket))
+        rated = rating.rate(usage=usage, context=context, state=rating.PeriodState())
+        return await _capture_pg(conn, ticket, rated_row(row=row, rated=rated, ticket=ticket))
+
+
+async def _capture_pg(conn: psycopg.AsyncConnection[Any], ticket: Ticket, row: UsageRow) -> Charge:
+    if ticket.hold_id is None:
+        await conn.execute(usage_services.USAGE_INSERT, usage_services.usage_insert_params(row))
+        return Charge(row.charge_nano, None, row)
+    settled = await ledger.ahold_settle(
+        conn,
+        hold_id=ticket.hold_id,
+        status="captured" if row.charge_nano or row.status == "ok" else "released",
+        captured_nano=row.charge_nano,
+        actor=f"key:{row.api_key_id}",
+        reason=f"{row.endpoint} {row.model_slug} {row.status}",
+        also=_also(row, ticket),
+    )
+    return Charge(row.charge_nano, settled.available_nano, row)
+
+
+def _settle_orm(
+    ticket: Ticket,
+    context: rating.PricingContext | None,
+    usage: rating.Usage | None,
+    row: UsageRow,
+    at: datetime | None,
+) -> Charge:
+    with transaction.atomic():
+        if usage is None or context is None or at is None:
+            row = replace(row, charge_nano=0, lines=[])
+        else:
+            rated = pricing.usage_rate(organization_id=row.organization_id, usage=usage, at=at, context=context)
+            row = rated_row(row=row, rated=rated, ticket=ticket)
+        available = None
+        if ticket.hold_id is not None:
+            actor, reason = f"key:{row.api_key_id}", f"{row.endpoint} {row.model_slug} {row.status}"
+            if row.charge_nano or row.status == "ok":
+                settled = ledger.hold_capture(
+                    hold_id=ticket.hold_id, amount_nano=row.charge_nano, actor=actor, reason=reason
+                )
+            else:
+                settled = ledger.hold_release(hold_id=ticket.hold_id, actor=actor, reason=reason)
+            available = settled.available_nano
+        usage_services.usage_record_create(row=row)
+        if ticket.claim is not None:
+            spend.settle(request_id=ticket.request_id, captured_nano=row.charge_nano)
+    return Charge(row.charge_nano, available, row)
+
+
+async def _record_only(row: UsageRow) -> Charge:
+    row = replace(row, hold_id=None)
+    if _use_pg():
+        pool = await _pool()
+        async with pool.connection() as conn:
+            await conn.execute(usage_services.USAGE_INSERT, usage_services.usage_insert_params(row))
+    else:
+        await sync_to_async(usage_services.usage_record_create)(row=row)
+    return Charge(0, None, row)
+
+
+# --- the 402 message ----------------------------------------------------------------------------------------------
+
+
+def affordable_max_tokens(
+    *, prices: rating.Prices, prompt_tokens: int, budget_nano: int, service_tier: str, ceiling: int
+) -> int:
+    """The largest max_tokens (up to `ceiling`) whose hold fits in `budget_nano`; 0 if not even one."""
+    low, high = 0, max(0, ceiling)
+
+    def fits(max_tokens: int) -> bool:
+        cost = rating.max_charge_nano(
+            prices=prices, prompt_tokens=prompt_tokens, max_tokens=max_tokens, service_tier=service_tier
+        )
+        return cost <= budget_nano
+
+    if not fits(1):
+        return 0
+    low = 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low

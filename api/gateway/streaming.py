@@ -1,0 +1,266 @@
+"""Streamed chat completions: relay the model server's events to the client, counting output as it flows.
+
+- Output is counted per choice with tiktoken as it passes. A server that goes past max_tokens is cut there: the
+  choice ends with finish_reason "length", reading stops, and the call is charged for the prompt and what was
+  delivered (status "cut").
+- The gateway always asks the server for usage (stream_options.include_usage); the client gets a usage chunk
+  only if it asked, with the billed figures (the server's, or tiktoken's when the server sent none) and a
+  `billing` object (charge, balance left), since headers went out before the charge was known.
+- An error or timeout of the server mid-stream releases the hold (nothing charged) and ends the stream with an
+  error event, which the openai SDK raises as APIError.
+- A client that goes away cancels the relay: the settle then runs in a task of its own, charging the prompt and
+  the output delivered so far (status "client_disconnected").
+"""
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.http import HttpResponseBase, StreamingHttpResponse
+
+from api.gateway import calls, demo, metering, upstreams
+from api.gateway.calls import Call
+from api.gateway.params import ChatParams
+from billing import tokens
+from billing.money import format_amount
+from billing.usage.models import UsageStatus
+
+DONE = b"data: [DONE]\n\n"
+# A relay the server never starts (the client left between the answer's headers and its first byte) is settled
+# after this long as a disconnect, rather than leaving its hold to the sweeper.
+START_GRACE_SECONDS = 10.0
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+def delta_text(delta: dict[str, Any]) -> tuple[str, str]:
+    """The countable output of a delta: (content, everything else: refusal, tool call names and arguments)."""
+    content = delta.get("content")
+    content = content if isinstance(content, str) else ""
+    other = []
+    refusal = delta.get("refusal")
+    if isinstance(refusal, str):
+        other.append(refusal)
+    calls_ = delta.get("tool_calls")
+    if isinstance(calls_, list):
+        for tool_call in calls_:
+            function = tool_call.get("function") if isinstance(tool_call, dict) else None
+            if isinstance(function, dict):
+                other.extend(str(function.get(k) or "") for k in ("name", "arguments"))
+    return content, "".join(other)
+
+
+@dataclass(slots=True)
+class ChoiceState:
+    parts: list[str] = field(default_factory=list)
+    running: int = 0  # sum of the parts' own counts: an upper bound of the exact count, recounted near the cap
+    done: bool = False
+    cut: bool = False
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class Relay:
+    def __init__(self, call: Call, chat: ChatParams, answer: upstreams.Answer):
+        self.call = call
+        self.chat = chat
+        self.answer = answer
+        self.encoding = call.model.encoding
+        self.choices: dict[int, ChoiceState] = {}
+        self.reported: Any = None
+        self.template: dict[str, Any] = {}
+        self.settling = False
+        self.started = asyncio.Event()
+
+    # --- counting and cutting -------------------------------------------------------------------------------
+
+    def _count(self, text: str) -> int:
+        return tokens.text_tokens(text, self.encoding)
+
+    def _take_choice(self, choice: dict[str, Any]) -> dict[str, Any] | None:
+        """The choice to send on (possibly cut short), or None to drop it."""
+        index = choice.get("index", 0)
+        state = self.choices.setdefault(index if isinstance(index, int) else 0, ChoiceState())
+        if state.done and state.cut:
+            return None
+        delta = choice.get("delta")
+        delta = delta if isinstance(delta, dict) else {}
+        content, other = delta_text(delta)
+        if choice.get("finish_reason"):
+            state.done = True
+        if not content and not other:
+            return choice
+        cap = self.call.max_tokens
+        added = self._count(content) + self._count(other)
+        if state.running + added <= cap:
+            state.running += added
+            state.parts.append(content + other)
+            return choice
+        before = self._count(state.text())
+        after = self._count(state.text() + content + other)
+        if after <= cap:
+            state.running = after
+            state.parts.append(content + other)
+            return choice
+        # Past max_tokens: keep what fits of the text, drop the rest, end this choice.
+        kept = ""
+        if content and before < cap:
+            kept, _ = tokens.truncate_to_tokens(content, cap - before, self.encoding)
+        state.parts.append(kept)
+        state.done = state.cut = True
+        return {"index": index, "delta": {"content": kept} if kept else {}, "logprobs": None, "finish_reason": "length"}
+
+    def take(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """The event to send on (or None), recording usage and cutting choices past max_tokens."""
+        choices = event.get("choices")
+        if not isinstance(choices, list):
+            raise upstreams.UpstreamFailure("The model server sent a malformed event; nothing was charged.")
+        if "usage" in event:
+            if event["usage"]:
+                self.reported = event["usage"]
+            if self.chat.include_usage:
+                event["usage"] = None
+            else:
+                del event["usage"]
+        if not self.template:
+            self.template = {k: event.get(k) for k in ("id", "created", "system_fingerprint")}
+        if not choices:
+            return None  # the usage chunk: the gateway sends its own at the end
+        kept = [c for c in (self._take_choice(c) for c in choices if isinstance(c, dict)) if c is not None]
+        if not kept:
+            return None
+        event["choices"] = kept
+        event["model"] = self.call.model.slug
+        return event
+
+    @property
+    def cut(self) -> bool:
+        return any(state.cut for state in self.choices.values())
+
+    @property
+    def all_cut(self) -> bool:
+        return len(self.choices) >= self.chat.n and all(s.cut or s.done for s in self.choices.values()) and self.cut
+
+    def delivered_tokens(self) -> int:
+        return sum(self._count(state.text()) for state in self.choices.values())
+
+    # --- settling -----------------------------------------------------------------------------------------------
+
+    def _measured(self, *, trust_report: bool) -> calls.Measured:
+        return calls.measure(
+            self.reported if trust_report else None,
+            estimated_input=self.call.prompt_tokens,
+            estimated_output=self.delivered_tokens(),
+            output_cap=self.call.output_allowance,
+        )
+
+    async def settle_disconnected(self) -> None:
+        await calls.settle_usage(self.call, self._measured(trust_report=False), UsageStatus.CLIENT_DISCONNECTED)
+
+    def _usage_chunk(self, measured: calls.Measured, charge: metering.Charge) -> dict[str, Any]:
+        billing: dict[str, Any] = {
+            "request_id": self.call.request_id,
+            "charge": format_amount(charge.charge_nano),
+            "charge_nano": charge.charge_nano,
+            "currency": self.call.context.currency,
+        }
+        if charge.available_nano is not None:
+            billing["balance_remaining"] = format_amount(charge.available_nano)
+            billing["balance_remaining_nano"] = charge.available_nano
+        return {
+            "id": self.template.get("id") or f"chatcmpl-{self.call.request_id}",
+            "object": "chat.completion.chunk",
+            "created": self.template.get("created") or int(time.time()),
+            "model": self.call.model.slug,
+            "system_fingerprint": self.template.get("system_fingerprint"),
+            "choices": [],
+            "usage": measured.usage_object(),
+            "billing": billing,
+        }
+
+    # --- the relay ----------------------------------------------------------------------------------------------
+
+    async def watch(self) -> None:
+        """Settle a relay that never started (see START_GRACE_SECONDS)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.started.wait(), START_GRACE_SECONDS)
+        if not self.started.is_set() and not self.settling:
+            self.settling = True
+            await self.answer.aclose()
+            await self.settle_disconnected()
+
+    async def run(self) -> AsyncIterator[bytes]:
+        self.started.set()
+        try:
+            events = self.answer.events()
+            try:
+                async for event in events:
+                    out = self.take(event)
+                    if out is not None:
+                        yield sse(out)
+                    if self.all_cut:
+                        break
+            except upstreams.UpstreamFailure as failure:
+                self.settling = True
+                await calls.settle_nothing(
+                    self.call, UsageStatus.UPSTREAM_TIMEOUT if failure.timeout else UsageStatus.UPSTREAM_ERROR
+                )
+                code = "upstream_timeout" if failure.timeout else "upstream_error"
+                yield sse({"error": {"message": failure.message, "type": "api_error", "param": None, "code": code}})
+                return
+            status = UsageStatus.CUT if self.cut else UsageStatus.OK
+            measured = self._measured(trust_report=not self.cut)
+            self.settling = True
+            charge = await calls.settle_usage(self.call, measured, status)
+            if self.chat.include_usage:
+                yield sse(self._usage_chunk(measured, charge))
+            yield DONE
+        except (asyncio.CancelledError, GeneratorExit):
+            if not self.settling:
+                self.settling = True
+                metering.background(self.settle_disconnected())
+            raise
+        except Exception:
+            if not self.settling:
+                self.settling = True
+                metering.background(calls.settle_nothing(self.call, UsageStatus.UPSTREAM_ERROR))
+            raise
+        finally:
+            metering.background(self.answer.aclose())
+
+
+async def stream(call: Call, chat: ChatParams, forward: dict[str, Any]) -> HttpResponseBase:
+    """Open the upstream stream (failing over HTTP before any byte is sent), then relay it."""
+    route = call.route
+    assert route is not None
+    answer: upstreams.Answer
+    try:
+        if route.kind == upstreams.DEMO:
+            answer = demo.DemoAnswer(forward, encoding=call.model.encoding)
+        else:
+            answer = await upstreams.open_stream(route, "chat/completions", forward, deadline=call.deadline)
+    except upstreams.UpstreamFailure as failure:
+        raise await calls.settle_failure(call, failure) from None
+    except asyncio.CancelledError:
+        metering.background(calls.settle_nothing(call, UsageStatus.CLIENT_DISCONNECTED))
+        raise
+    relay = Relay(call, chat, answer)
+    response = StreamingHttpResponse(relay.run(), content_type="text/event-stream")
+    metering.background(relay.watch())
+    headers = calls.answer_headers(call)
+    headers |= {
+        "x-billing-hold": format_amount(call.hold_nano),
+        "x-billing-hold-nano": str(call.hold_nano),
+        "x-billing-currency": call.context.currency,
+        "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",
+    }
+    calls.with_headers(response, headers)
+    return response

@@ -1,0 +1,89 @@
+"""Writes of usage records: one row per metered request (gateway call or reported usage event).
+
+The gateway writes its record in the transaction that settles the request's ledger hold, as one more statement
+of that transaction (`USAGE_INSERT` with `usage_insert_params`, passed to ledger.services.ahold_settle's
+`also`); the ORM path (`usage_record_create`) does the same inside a Django transaction.
+"""
+
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from billing.pricing.models import AIModel
+from billing.usage.models import UsageRecord
+
+
+@dataclass(slots=True)
+class UsageRow:
+    """Everything a usage record holds (counts and metadata only: never prompt or completion text)."""
+
+    organization_id: int
+    api_key_id: int | None
+    source: str
+    request_id: str
+    endpoint: str
+    workflow: str
+    model_slug: str
+    service_tier: str
+    status: str
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    estimated_input_tokens: int = 0
+    estimated_output_tokens: int = 0
+    usage_reported: bool = False
+    drift_flagged: bool = False
+    price_version_id: int | None = None
+    charge_nano: int = 0
+    quota_tokens: int = 0
+    commitment_tokens: int = 0
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    hold_id: int | None = None
+    latency_ms: int = 0
+    created_at: datetime | None = None
+
+
+# The model is found by its slug in the statement itself, so the gateway needs no id of its own for it.
+USAGE_INSERT = """
+INSERT INTO usage_usagerecord (
+    organization_id, api_key_id, source, request_id, endpoint, workflow, model_id, service_tier, status,
+    input_tokens, cached_input_tokens, output_tokens, estimated_input_tokens, estimated_output_tokens,
+    usage_reported, drift_flagged, price_version_id, charge_nano, quota_tokens, commitment_tokens, lines, hold_id,
+    latency_ms, created_at
+)
+SELECT %(organization_id)s::bigint, %(api_key_id)s::bigint, %(source)s::text, %(request_id)s::text,
+       %(endpoint)s::text, %(workflow)s::text, m.id, %(service_tier)s::text, %(status)s::text,
+       %(input_tokens)s::bigint, %(cached_input_tokens)s::bigint, %(output_tokens)s::bigint,
+       %(estimated_input_tokens)s::bigint, %(estimated_output_tokens)s::bigint, %(usage_reported)s::boolean,
+       %(drift_flagged)s::boolean, %(price_version_id)s::bigint, %(charge_nano)s::bigint, %(quota_tokens)s::bigint,
+       %(commitment_tokens)s::bigint, %(lines)s::jsonb, %(hold_id)s::bigint, %(latency_ms)s::integer,
+       coalesce(%(created_at)s::timestamptz, now())
+  FROM pricing_aimodel m
+ WHERE m.slug = %(model_slug)s::text
+"""
+
+
+_FIELDS = tuple(f.name for f in fields(UsageRow))
+
+
+def usage_insert_params(row: UsageRow) -> dict[str, Any]:
+    # A shallow copy (dataclasses.asdict deep-copies the lines, which the hot path does not need).
+    params = {name: getattr(row, name) for name in _FIELDS}
+    params["lines"] = Jsonb(row.lines)
+    params["latency_ms"] = max(0, min(row.latency_ms, 2_147_483_647))
+    return params
+
+
+def usage_record_create(*, row: UsageRow) -> UsageRecord:
+    """Write `row` through the ORM, inside the caller's transaction."""
+    values = asdict(row)
+    slug = values.pop("model_slug")
+    created_at = values.pop("created_at")
+    values["latency_ms"] = max(0, min(row.latency_ms, 2_147_483_647))
+    record = UsageRecord(model_id=AIModel.objects.values_list("id", flat=True).get(slug=slug), **values)
+    if created_at is not None:
+        record.created_at = created_at
+    record.save(force_insert=True)
+    return record

@@ -1,0 +1,138 @@
+"""The money steps below the HTTP layer: the ORM path (SQLite quickstart), drift flags, the sweeper of key
+spend reservations left by a crash, and rate-limit buckets with reserved throughput (real Redis)."""
+
+import asyncio
+from datetime import timedelta
+
+import openai
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
+from django.utils import timezone
+
+from accounts.selectors import aapikey_authenticate
+from accounts.services import apikey_create
+from api.gateway import metering, ratelimit, spend
+from api.models import KeySpend, KeySpendHold
+from billing.ledger import services as ledger
+from billing.pricing import rating
+from billing.tokens import chat_prompt_tokens
+from billing.usage.models import UsageRecord
+from config import pg
+from tests.api.gateway.conftest import MODEL, balances, reconciled, records, usd, wait_for
+
+MESSAGES = [{"role": "user", "content": "Summarise the news."}]
+
+
+def test_the_orm_path_meters_like_the_sql_path(live_url, funded, org_a, standin, monkeypatch):
+    monkeypatch.setattr(metering, "_use_pg", lambda: False)
+    key, secret = apikey_create(
+        organization_id=org_a.pk, name="orm", spend_limit_nano=usd("1"), spend_limit_period="week"
+    )
+    client = openai.OpenAI(base_url=f"{live_url}/v1", api_key=secret, max_retries=0)
+    client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=20)
+    list(client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=20, stream=True))
+    standin.behaviour = "http500"
+    with pytest.raises(openai.APIStatusError):
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    wait_for(lambda: UsageRecord.objects.count() == 3)
+    statuses = [(r.status, r.charge_nano > 0) for r in records()]
+    assert statuses == [("ok", True), ("ok", True), ("upstream_error", False)]
+    charged = sum(r.charge_nano for r in records())
+    assert balances(funded) == (usd("10") - charged, 0)
+    spent = KeySpend.objects.get(api_key=key)
+    assert (spent.spent_nano, spent.held_nano) == (charged, 0)
+    assert reconciled(funded) == []
+
+
+def test_a_large_gap_between_estimate_and_report_is_flagged(client, funded, standin):
+    standin.inflate_prompt = 60
+    client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=200)
+    (record,) = records()
+    prompt = chat_prompt_tokens(MESSAGES, "cl100k_base")
+    assert (record.estimated_input_tokens, record.input_tokens, record.drift_flagged) == (prompt, prompt + 60, True)
+    # Within the hold, the server's figure is what is charged.
+    price = 180_000
+    assert record.charge_nano == rating.line_cost_nano(prompt + 60, price) + rating.line_cost_nano(10, price)
+
+
+def test_a_crashed_requests_key_reservation_is_freed_once_its_hold_expires(live_url, funded, org_a):
+    key_row, secret = apikey_create(
+        organization_id=org_a.pk, name="crashy", spend_limit_nano=usd("1"), spend_limit_period="day"
+    )
+
+    async def place() -> metering.Ticket:
+        key = await aapikey_authenticate(secret=secret)
+        assert key is not None
+        try:
+            return await metering.hold_open(
+                key=key,
+                request_id="req_crashed",
+                amount_nano=usd("0.30"),
+                ttl_seconds=60,
+                reason="t",
+                at=timezone.now(),
+            )
+        finally:
+            await pg.pool_close()
+            await sync_to_async(connections.close_all)()
+
+    ticket = asyncio.run(place())
+    spent = KeySpend.objects.get(api_key=key_row)
+    assert (spent.held_nano, KeySpendHold.objects.count()) == (usd("0.30"), 1)
+    assert spend.key_spend_sweep() == 0  # its hold is still open: nothing to free
+    ledger.holds_expire(now=timezone.now() + timedelta(minutes=5))
+    assert spend.key_spend_sweep() == 1
+    spent.refresh_from_db()
+    assert (spent.spent_nano, spent.held_nano, KeySpendHold.objects.count()) == (0, 0, 0)
+    assert spend.key_spend_sweep() == 0
+    assert ticket.hold_id is not None and balances(funded) == (usd("10"), 0)
+
+
+class _Key:
+    id = 1
+
+
+def _context(**limits: int) -> rating.PricingContext:
+    return rating.PricingContext(
+        organization_id=424242,
+        model_slug="llama-3.1-8b-instruct",
+        model_group="open-weight",
+        currency="USD",
+        prices=rating.Prices(None, 1, 1, 1),
+        **limits,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.django_db
+async def test_reserved_throughput_is_used_first_then_the_shared_limit(settings):
+    assert settings.REDIS_URL  # real Redis
+    context = _context(requests_per_minute=100, tokens_per_minute=1000, reserved_tokens_per_minute=5000)
+    key = _Key()
+    try:
+        first = await ratelimit.admit(key=key, context=context, tokens=3000)  # type: ignore[arg-type]
+        assert first.admitted and first.headers["x-ratelimit-limit-tokens"] == "5000"
+        refused = await ratelimit.admit(key=key, context=context, tokens=3000)  # type: ignore[arg-type]
+        assert not refused.admitted and int(refused.headers["retry-after"]) >= 1
+        drains = await ratelimit.admit(key=key, context=context, tokens=2000)  # type: ignore[arg-type]
+        assert drains.admitted  # the rest of the reserved bucket
+        shared = await ratelimit.admit(key=key, context=context, tokens=1000)  # type: ignore[arg-type]
+        assert shared.admitted and shared.headers["x-ratelimit-limit-tokens"] == "1000"
+        assert not (await ratelimit.admit(key=key, context=context, tokens=500)).admitted  # type: ignore[arg-type]
+        too_large = await ratelimit.admit(key=key, context=context, tokens=6000)  # type: ignore[arg-type]
+        assert too_large.too_large
+        # Tokens a request did not use come back after its settle.
+        ratelimit.refund(shared, used_tokens=0)
+        await ratelimit.refunds_drain()
+        assert (await ratelimit.admit(key=key, context=context, tokens=900)).admitted  # type: ignore[arg-type]
+    finally:
+        await ratelimit.redis_close()
+
+
+@pytest.mark.django_db
+async def test_without_redis_the_buckets_live_in_process(settings):
+    settings.REDIS_URL = ""
+    context = _context(requests_per_minute=2, tokens_per_minute=1000)
+    key = _Key()
+    outcomes = [(await ratelimit.admit(key=key, context=context, tokens=10)).admitted for _ in range(3)]  # type: ignore[arg-type]
+    assert outcomes == [True, True, False]

@@ -1,0 +1,159 @@
+"""When the model server or the client misbehaves, every call is still charged correctly:
+
+- a failed upstream (HTTP error, timeout, malformed answer, dropped connection) costs nothing;
+- a client that goes away pays for the prompt and what it was sent;
+- a server that goes past max_tokens is cut there, and the call costs max_tokens of output.
+"""
+
+import httpx
+import openai
+import pytest
+
+from billing.pricing import rating
+from billing.tokens import chat_prompt_tokens
+from billing.usage.models import UsageRecord
+from tests.api.gateway.conftest import MODEL, balances, reconciled, records, usd, wait_for
+
+MESSAGES = [{"role": "user", "content": "Tell me a story."}]
+PROMPT = chat_prompt_tokens(MESSAGES, "cl100k_base")
+PRICE = 180_000  # llama-3.1-8b-instruct, input and output
+
+
+def cost(input_tokens: int, output_tokens: int) -> int:
+    return rating.line_cost_nano(input_tokens, PRICE) + rating.line_cost_nano(output_tokens, PRICE)
+
+
+def assert_free(wallet, status: str) -> None:
+    wait_for(lambda: UsageRecord.objects.exists())
+    (record,) = records()
+    assert (record.status, record.charge_nano, record.hold_id is not None) == (status, 0, True)
+    assert balances(wallet) == (usd("10"), 0)
+    assert reconciled(wallet) == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upstream_500_is_502_and_costs_nothing(client, funded, standin, stream):
+    standin.behaviour = "http500"
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=stream)
+    assert (caught.value.status_code, caught.value.code) == (502, "upstream_error")
+    assert "sk-upstream-secret" not in caught.value.response.text
+    assert_free(funded, "upstream_error")
+
+
+def test_an_upstream_refusal_is_400_with_its_message_and_costs_nothing(client, funded, standin):
+    standin.behaviour = "http400"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert "logit_bias is not supported" in caught.value.message
+    assert_free(funded, "upstream_error")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upstream_timeout_is_504_and_costs_nothing(client, funded, standin, settings, stream):
+    settings.UPSTREAM_TIMEOUT_SECONDS = 1
+    standin.behaviour, standin.delay = "slow", 3
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=stream)
+    assert (caught.value.status_code, caught.value.code) == (504, "upstream_timeout")
+    assert_free(funded, "upstream_timeout")
+
+
+def test_a_stream_that_stalls_past_the_deadline_ends_in_an_error_and_costs_nothing(client, funded, standin, settings):
+    settings.UPSTREAM_TIMEOUT_SECONDS = 1
+    standin.behaviour = "hold"
+    stream = client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
+    with pytest.raises(openai.APIError, match="did not answer in time"):
+        list(stream)
+    assert_free(funded, "upstream_timeout")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_malformed_answer_costs_nothing(client, funded, standin, stream):
+    standin.behaviour = "malformed"
+    if stream:
+        with pytest.raises(openai.APIError, match="malformed"):
+            list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True))
+    else:
+        with pytest.raises(openai.APIStatusError) as caught:
+            client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        assert caught.value.status_code == 502
+    assert_free(funded, "upstream_error")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_server_that_drops_the_connection_costs_nothing(client, funded, standin, stream):
+    standin.behaviour = "disconnect"
+    if stream:
+        chunks = []
+        with pytest.raises(openai.APIError, match="could not be reached"):
+            for chunk in client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True):
+                chunks.append(chunk)
+        assert len(chunks) >= 2  # what came before the drop was relayed, and is not charged
+    else:
+        with pytest.raises(openai.APIStatusError) as caught:
+            client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        assert caught.value.status_code == 502
+    assert_free(funded, "upstream_error")
+
+
+def test_a_client_that_leaves_mid_stream_pays_for_the_prompt_and_what_it_got(live_url, secret, funded, standin):
+    standin.behaviour = "hold"  # the first token, then the server waits
+    body = {"model": MODEL, "messages": MESSAGES, "stream": True, "max_tokens": 100}
+    with httpx.stream(
+        "POST", f"{live_url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {secret}"}
+    ) as response:
+        assert response.status_code == 200
+        seen = ""
+        for line in response.iter_lines():
+            seen += line
+            if '"hello"' in seen:
+                break
+    # The connection is closed here, mid-stream.
+    wait_for(lambda: UsageRecord.objects.exists())
+    (record,) = records()
+    assert record.status == "client_disconnected"
+    assert (record.input_tokens, record.output_tokens) == (PROMPT, 1)
+    assert record.charge_nano == cost(PROMPT, 1)
+    assert balances(funded) == (usd("10") - cost(PROMPT, 1), 0)
+    assert reconciled(funded) == []
+
+
+def test_a_client_that_leaves_before_the_answer_pays_nothing(live_url, secret, funded, standin):
+    standin.behaviour, standin.delay = "slow", 2
+    body = {"model": MODEL, "messages": MESSAGES}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{live_url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {secret}"}, timeout=0.5
+        )
+    wait_for(lambda: UsageRecord.objects.exists())
+    (record,) = records()
+    assert (record.status, record.charge_nano) == ("client_disconnected", 0)
+    assert balances(funded) == (usd("10"), 0)
+
+
+def test_a_stream_past_max_tokens_is_cut_and_charged_for_max_tokens(client, funded, standin):
+    standin.behaviour = "overproduce"
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, max_tokens=5, stream_options={"include_usage": True}
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "hello" + " hello" * 4
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["length"]
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (PROMPT, 5)
+    (record,) = records()
+    assert (record.status, record.output_tokens, record.charge_nano) == ("cut", 5, cost(PROMPT, 5))
+    assert reconciled(funded) == []
+
+
+def test_an_answer_past_max_tokens_is_cut_to_it(client, funded, standin):
+    standin.behaviour = "overproduce"
+    completion = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=4)
+    assert completion.choices[0].message.content == "hello" + " hello" * 3
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.usage.completion_tokens == 4
+    (record,) = records()
+    assert (record.status, record.output_tokens, record.charge_nano) == ("cut", 4, cost(PROMPT, 4))

@@ -1,0 +1,118 @@
+"""Staff map models to model servers (/api/staff/upstreams/), and the gateway routes calls by that map."""
+
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.test import APIClient
+
+from accounts.models import AuditEvent
+from api.models import Upstream
+from billing.pricing.services import price_book_seed
+from tests.accounts.factories import UserFactory
+
+URL = "/api/staff/upstreams/"
+
+
+@pytest.fixture
+def staff(db) -> User:
+    price_book_seed()
+    return UserFactory(username="ops@example.com", is_staff=True)
+
+
+@pytest.fixture
+def api(staff) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(staff)
+    return client
+
+
+def test_staff_create_read_change_and_delete_an_upstream_without_ever_seeing_its_key(api):
+    created = api.post(
+        URL,
+        {"model": "gpt-4o", "base_url": "https://models.example.com/v1/", "api_key": "sk-very-secret"},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert (body["model"], body["base_url"], body["upstream_model"]) == (
+        "gpt-4o",
+        "https://models.example.com/v1",
+        "gpt-4o",
+    )
+    assert body["api_key_set"] is True and "api_key" not in body
+    upstream_id = body["id"]
+    changed = api.patch(f"{URL}{upstream_id}/", {"timeout_seconds": 30, "enabled": False}, format="json")
+    assert changed.status_code == 200 and changed.json()["timeout_seconds"] == 30
+    listed = api.get(URL)
+    assert [u["id"] for u in listed.json()] == [upstream_id]
+    assert "sk-very-secret" not in listed.content.decode()
+    assert api.get(f"{URL}{upstream_id}/").json()["enabled"] is False
+    assert api.delete(f"{URL}{upstream_id}/").status_code == 204
+    assert not Upstream.objects.exists()
+    actions = list(AuditEvent.objects.order_by("id").values_list("action", flat=True))
+    assert actions == ["upstream.create", "upstream.update", "upstream.delete"]
+    assert "sk-very-secret" not in str(list(AuditEvent.objects.values_list("detail", flat=True)))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "gpt-4o", "base_url": "ftp://x"},
+        {"model": "gpt-4o", "base_url": "not a url"},
+        {"model": "gpt-4o", "base_url": "https://user:pw@host/v1"},
+        {"model": "gpt-4o", "base_url": "https://host/v1", "timeout_seconds": 0},
+        {"model": "gpt-4o", "base_url": "https://host/v1", "timeout_seconds": "soon"},
+        {"model": "gpt-4o", "base_url": "https://host/v1", "upstream_model": ""},
+        {"model": "gpt-4o", "base_url": "https://host/v1", "api_key": "line\nbreak"},
+        {"model": "gpt-4o"},
+        {"base_url": "https://host/v1"},
+        {"model": "no-such-model", "base_url": "https://host/v1"},
+    ],
+)
+def test_bad_input_is_4xx_and_writes_nothing(api, body):
+    response = api.post(URL, body, format="json")
+    assert 400 <= response.status_code < 500, response.content
+    assert "error" in response.json()
+    assert not Upstream.objects.exists()
+
+
+def test_one_upstream_per_model_unknown_ids_404_and_staff_only(api, staff):
+    assert api.post(URL, {"model": "gpt-4o", "base_url": "https://a/v1"}, format="json").status_code == 201
+    assert api.post(URL, {"model": "gpt-4o", "base_url": "https://b/v1"}, format="json").status_code == 409
+    assert api.get(f"{URL}999999/").status_code == 404
+    assert api.patch(f"{URL}999999/", {"enabled": False}, format="json").status_code == 404
+    member = APIClient()
+    member.force_authenticate(UserFactory(username="dev@example.com"))
+    assert member.get(URL).status_code == 403
+    assert APIClient().get(URL).status_code in (401, 403)
+
+
+def test_upstreams_are_in_the_openapi_schema(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    assert "/api/staff/upstreams/" in schema["paths"]
+    assert "/api/staff/upstreams/{id}/" in schema["paths"]
+
+
+def test_calls_go_to_the_models_upstream_with_its_key_and_model_name(client, funded, standin):
+    upstream = Upstream.objects.create(
+        model_id=_model_id("gpt-4o-mini"),
+        base_url=f"{standin.url}/v1",
+        api_key="sk-mini-only",
+        upstream_model="standin-mini",
+    )
+    completion = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert completion.model == "gpt-4o-mini"
+    assert (standin.bodies[-1]["model"], standin.authorizations[-1]) == ("standin-mini", "Bearer sk-mini-only")
+    # A disabled upstream gives way to the default upstream.
+    upstream.enabled = False
+    upstream.save()
+    from api.gateway.cache import caches_clear
+
+    caches_clear()
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert (standin.bodies[-1]["model"], standin.authorizations[-1]) == ("gpt-4o-mini", "Bearer sk-upstream-secret")
+
+
+def _model_id(slug: str) -> int:
+    from billing.pricing.models import AIModel
+
+    return AIModel.objects.get(slug=slug).pk

@@ -1,0 +1,118 @@
+"""POST /v1/usage/events: usage reported server-to-server, rated and debited like gateway calls, idempotent."""
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from django.utils import timezone
+
+from accounts.services import apikey_create
+from billing.ledger import services as ledger
+from billing.pricing import rating
+from billing.usage.models import UsageRecord
+from tests.api.gateway.conftest import balances, reconciled, usd
+
+
+@pytest.fixture
+def reporter(org_a) -> str:
+    return apikey_create(organization_id=org_a.pk, name="meter", scopes={"endpoints": ["usage"]})[1]
+
+
+def post(live_url: str, secret: str, events: object) -> httpx.Response:
+    return httpx.post(
+        f"{live_url}/v1/usage/events", json={"events": events}, headers={"Authorization": f"Bearer {secret}"}
+    )
+
+
+def gpt4o(input_tokens: int, cached: int, output: int) -> int:
+    return (
+        rating.line_cost_nano(input_tokens - cached, 2_500_000)
+        + rating.line_cost_nano(cached, 1_250_000)
+        + rating.line_cost_nano(output, 10_000_000)
+    )
+
+
+def test_events_are_rated_debited_and_recorded_once(live_url, reporter, funded):
+    events = [
+        {"id": "run-1", "model": "gpt-4o", "input_tokens": 1000, "cached_input_tokens": 200, "output_tokens": 50},
+        {"id": "run-2", "model": "text-embedding-3-small", "input_tokens": 5000, "workflow": "indexer"},
+    ]
+    body = post(live_url, reporter, events).json()
+    assert [r["status"] for r in body["data"]] == ["recorded", "recorded"]
+    assert body["data"][0]["charge_nano"] == gpt4o(1000, 200, 50)
+    embedding = rating.line_cost_nano(5000, 20_000)
+    assert body["data"][1]["charge_nano"] == embedding
+    total = gpt4o(1000, 200, 50) + embedding
+    assert balances(funded) == (usd("10") - total, 0)
+    # Replayed: answered as duplicates with the first charge, charged once.
+    again = post(live_url, reporter, events).json()
+    assert [r["status"] for r in again["data"]] == ["duplicate", "duplicate"]
+    assert again["data"][0]["charge_nano"] == gpt4o(1000, 200, 50)
+    assert balances(funded) == (usd("10") - total, 0)
+    records = UsageRecord.objects.order_by("id")
+    assert [(r.source, r.workflow, r.endpoint) for r in records] == [
+        ("metering", "", "chat"),
+        ("metering", "indexer", "embeddings"),
+    ]
+    assert reconciled(funded) == []
+
+
+def test_each_event_stands_alone_and_bad_ones_are_explained(live_url, reporter, org_a, wallet):
+    ledger.grant_create(
+        organization_id=org_a.pk, kind="paid", amount_nano=usd("0.01"), idempotency_key="small", actor="t"
+    )
+    old = (timezone.now() - timedelta(days=3)).isoformat()
+    events = [
+        {"id": "ok-1", "model": "gpt-4o-mini", "input_tokens": 100, "output_tokens": 10},
+        {"id": "too-big", "model": "gpt-4o", "input_tokens": 10_000_000},
+        {"id": "bad id with spaces", "model": "gpt-4o", "input_tokens": 1},
+        {"id": "nomodel", "model": "gpt-9", "input_tokens": 1},
+        {"id": "negative", "model": "gpt-4o", "input_tokens": -5},
+        {"id": "cached", "model": "gpt-4o", "input_tokens": 5, "cached_input_tokens": 6},
+        {"id": "old", "model": "gpt-4o", "input_tokens": 5, "occurred_at": old},
+        {"id": "tier", "model": "gpt-4o", "input_tokens": 5, "service_tier": "gold"},
+        "not an object",
+    ]
+    body = post(live_url, reporter, events).json()
+    statuses = [(r["id"], r["status"], (r["error"] or {}).get("code")) for r in body["data"]]
+    assert statuses == [
+        ("ok-1", "recorded", None),
+        ("too-big", "rejected", "insufficient_credit"),
+        ("bad id with spaces", "rejected", "invalid_value"),
+        ("nomodel", "rejected", "model_not_found"),
+        ("negative", "rejected", "invalid_value"),
+        ("cached", "rejected", "invalid_value"),
+        ("old", "rejected", "invalid_value"),
+        ("tier", "rejected", "invalid_value"),
+        (None, "rejected", "invalid_value"),
+    ]
+    assert (body["recorded"], body["rejected"]) == (1, 8)
+    assert UsageRecord.objects.count() == 1
+    assert reconciled(wallet) == []
+
+
+def test_a_replayed_id_with_different_usage_is_refused(live_url, reporter, funded):
+    post(live_url, reporter, [{"id": "x", "model": "gpt-4o", "input_tokens": 10}])
+    body = post(live_url, reporter, [{"id": "x", "model": "gpt-4o", "input_tokens": 11}]).json()
+    assert body["data"][0]["error"]["code"] == "idempotency_conflict"
+    assert UsageRecord.objects.get().input_tokens == 10
+
+
+def test_event_ids_belong_to_their_organization(live_url, reporter, funded, org_b):
+    ledger.grant_create(organization_id=org_b.pk, kind="paid", amount_nano=usd("1"), idempotency_key="b", actor="t")
+    other = apikey_create(organization_id=org_b.pk, name="b")[1]
+    event = [{"id": "shared-id", "model": "gpt-4o", "input_tokens": 10}]
+    assert post(live_url, reporter, event).json()["data"][0]["status"] == "recorded"
+    assert post(live_url, other, event).json()["data"][0]["status"] == "recorded"
+    assert UsageRecord.objects.count() == 2
+
+
+def test_the_batch_itself_must_be_well_formed_and_the_key_allowed(live_url, reporter, funded, org_a, settings):
+    assert post(live_url, reporter, []).status_code == 400
+    assert post(live_url, reporter, "x").status_code == 400
+    settings.GATEWAY_USAGE_EVENTS_MAX_BATCH = 2
+    too_many = [{"id": f"e{i}", "model": "gpt-4o", "input_tokens": 1} for i in range(3)]
+    assert post(live_url, reporter, too_many).status_code == 400
+    chat_only = apikey_create(organization_id=org_a.pk, name="c", scopes={"endpoints": ["chat"]})[1]
+    assert post(live_url, chat_only, too_many[:1]).status_code == 403
+    assert not UsageRecord.objects.exists()
