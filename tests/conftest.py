@@ -13,6 +13,7 @@ from django.db import connections
 
 from accounts.models import Organization, Role
 from accounts.selectors import apikeys as apikey_selectors
+from api.gateway.cache import caches_clear as gateway_caches_clear
 from tests.accounts.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 pytest_plugins = ["tests.harness"]
@@ -42,10 +43,14 @@ def _fast_password_hashing(settings: pytest.FixtureRequest) -> None:
 
 @pytest.fixture(autouse=True)
 def _clean_caches() -> Iterator[None]:
+    """Every test starts with empty caches: the shared one (Redis), the API keys' and the gateway's in-process ones
+    (they hold database ids, which mean other rows after the database is flushed)."""
     cache.clear()
     apikey_selectors._local.clear()
+    gateway_caches_clear()
     yield
     apikey_selectors._local.clear()
+    gateway_caches_clear()
 
 
 @pytest.fixture

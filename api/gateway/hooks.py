@@ -3,16 +3,16 @@
 `after_debit` is the one place for such hooks: it is called after settled requests or events that charged credit,
 after their transaction committed, with the wallet's available credit after the charge (for a burst of debits of
 one organization, once, with the latest figure). It runs off the request's path (a worker thread), so it may use
-the ORM; it must stay cheap.
-
-The product's auto top-up belongs here:
-    billing.payments.services.auto_topup_check(organization_id=organization_id, available_nano=available_nano)
+the ORM; it must stay cheap. A request refused for lack of credit runs it too: a wallet that already sits below
+its auto top-up threshold sees no more debits, only refusals.
 """
 
 import asyncio
 import logging
 
 from django.db import close_old_connections
+
+from billing.payments import services as payments
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ _flushing: set["asyncio.Task[None]"] = set()
 
 def after_debit(*, organization_id: int, available_nano: int) -> None:
     """Hooks that follow a debit of `organization_id`'s credit, leaving `available_nano` available."""
-    return None
+    payments.auto_topup_check(organization_id=organization_id, available_nano=available_nano)
 
 
 def _run(batch: dict[int, int]) -> None:

@@ -139,6 +139,8 @@ async def hold_open(
         else:
             placed = await sync_to_async(_hold_orm)(place, claim)
     except InsufficientCredit as exc:
+        # What the wallet can spend includes any overdraft: close enough for the auto top-up's threshold.
+        hooks.after_debit_soon(organization_id=key.organization_id, available_nano=exc.spendable_nano)
         raise CreditShort(spendable_nano=exc.spendable_nano) from None
     return Ticket(request_id, placed.hold_id, amount_nano, claim, placed.available_nano)
 

@@ -6,7 +6,7 @@ The upstream's API key is write-only: responses say whether one is set (`api_key
 from typing import Any
 
 from django.urls import include, path
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
@@ -68,6 +68,14 @@ def _get(pk: str) -> Upstream:
     return upstream
 
 
+_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="The upstream's id.")
+
+
+@extend_schema_view(
+    retrieve=extend_schema(parameters=[_ID]),
+    partial_update=extend_schema(parameters=[_ID]),
+    destroy=extend_schema(parameters=[_ID]),
+)
 class UpstreamViewSet(ViewSet):
     permission_classes = [IsAdminUser]
 

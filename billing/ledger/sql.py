@@ -27,19 +27,6 @@ SELECT transaction_id, wallet_id, amount_nano, available_nano, held_nano
 """
 NOT_OPEN_SQLSTATE = "LD001"
 
-# HOLD_SETTLE with another data-modifying statement in the same statement (so in the same transaction, with no
-# BEGIN/COMMIT round trips): `{also}` is e.g. an INSERT ... SELECT ... FROM settled. If either fails, neither lands.
-HOLD_SETTLE_WITH = """
-WITH settled AS MATERIALIZED (
-    SELECT transaction_id, wallet_id, amount_nano, available_nano, held_nano
-      FROM ledger_settle(%(hold_id)s::bigint, %(status)s::text, %(captured)s::bigint, %(actor)s::text,
-                         %(reason)s::text)
-), also AS (
-{also}
-)
-SELECT transaction_id, wallet_id, amount_nano, available_nano, held_nano FROM settled
-"""
-
 # Record which grants pay for a charge; the caller has locked the wallet row in this transaction.
 ALLOCATE = """
 SELECT ledger_allocate(%(wallet_id)s::bigint, %(transaction_id)s::bigint, %(amount)s::bigint)

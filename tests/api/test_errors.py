@@ -3,11 +3,14 @@
 import pytest
 
 
-@pytest.mark.parametrize("path", ["/api/staff/organizations/abc/", "/api/nothing/", "/v1/nothing"])
-def test_unknown_api_urls_answer_404_in_the_error_shape(client, db, path):
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [("/api/staff/organizations/abc/", "not_found"), ("/api/nothing/", "not_found"), ("/v1/nothing", "unknown_url")],
+)
+def test_unknown_api_urls_answer_404_in_the_error_shape(client, db, path, code):
     response = client.get(path)
     assert response.status_code == 404
-    assert response.json()["error"]["code"] == "not_found"
+    assert response.json()["error"]["code"] == code
     assert path in response.json()["error"]["message"]
 
 

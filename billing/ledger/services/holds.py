@@ -411,25 +411,25 @@ async def ahold_settle(
     captured_nano: int,
     actor: str,
     reason: str = "",
-    also: tuple[str, Mapping[str, Any]] | None = None,
+    also: Sequence[tuple[str, Mapping[str, Any]]] = (),
 ) -> HoldSettled:
-    """Capture (status "captured"), release or expire a hold, in one statement.
+    """Capture (status "captured"), release or expire a hold: one statement, one round trip.
 
-    `also` is one more data-modifying statement (with its own named parameters) to run in the same statement,
-    for the gateway's usage record: it may read the settle's result from `settled` (transaction_id, wallet_id,
-    amount_nano, available_nano, held_nano), and it lands together with the settle or not at all. A settle that
-    finds the hold not open writes nothing and returns the first settle's result (or raises HoldNotOpen), like
-    the synchronous functions.
+    `also` are statements to run in the same transaction after the settle (the gateway's usage record, the key's
+    spend counter). They are sent in one pipeline with the settle and no transaction block, so they form one
+    implicit transaction that ends at the pipeline's single sync: all land, or none. `conn` must be in autocommit
+    mode and not inside a transaction. A settle that finds the hold not open writes nothing and returns the first
+    settle's result (or raises HoldNotOpen), like the synchronous functions.
     """
     params = _settle_params(hold_id=hold_id, status=status, captured_nano=captured_nano, actor=actor, reason=reason)
-    statement = sql.HOLD_SETTLE
-    if also is not None:
-        also_sql, also_params = also
-        if set(also_params) & set(params):
-            raise ValueError(f"`also` parameters may not be named {sorted(set(params))}")
-        statement, params = sql.HOLD_SETTLE_WITH.format(also=also_sql), {**params, **also_params}
     try:
-        cursor = await conn.execute(statement, params)
+        if also:
+            async with conn.pipeline():
+                cursor = await conn.execute(sql.HOLD_SETTLE, params)
+                for statement, statement_params in also:
+                    await conn.execute(statement, statement_params)
+        else:
+            cursor = await conn.execute(sql.HOLD_SETTLE, params)
         row = await cursor.fetchone()
     except psycopg.Error as exc:
         if exc.sqlstate != sql.NOT_OPEN_SQLSTATE:

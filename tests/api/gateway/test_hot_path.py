@@ -155,7 +155,9 @@ def test_a_call_costs_the_ledgers_round_trips_no_orm_query_and_one_redis_call(cl
     # statement of its pipeline: the gateway adds no round trip of its own.
     assert place == 1
     assert round_trips == place + settle
-    assert queries == 0
+    # No ORM on the request's path; the after-debit hook may load the organization's auto top-up settings into
+    # its cache once, off that path.
+    assert queries <= 1
     assert 10 <= commands <= 20  # one rate-limit check per call; refunds are batched after the answers
 
 
@@ -168,4 +170,4 @@ def test_a_key_with_a_spend_limit_costs_one_round_trip_more(live_url, org_a, fun
     round_trips, queries, _ = measure(client, proxied, 10)
     # BEGIN with the hold, then the key's claim with COMMIT; then the settle (with the key's correction).
     assert round_trips == 2 + settle
-    assert queries == 0
+    assert queries <= 1  # as above

@@ -45,7 +45,7 @@ async def test_place_then_capture_with_a_usage_record_in_the_same_transaction(or
         status="captured",
         captured_nano=usd("0.25"),
         actor="key:1",
-        also=(record, {"org": org.pk, "charge": usd("0.25"), "hold": placed.hold_id}),
+        also=[(record, {"org": org.pk, "charge": usd("0.25"), "hold": placed.hold_id})],
     )
     assert (settled.available_nano, settled.held_nano, settled.captured_nano) == (usd("9.75"), 0, usd("0.25"))
     assert await sync_to_async(balances)(wallet) == (usd("9.75"), 0)
@@ -71,12 +71,12 @@ async def test_a_settle_that_finds_the_hold_closed_writes_nothing(org, wallet, c
         {"org": org.pk},
     )
     again = await services.ahold_settle(
-        conn, hold_id=placed.hold_id, status="released", captured_nano=0, actor="t", also=marker
+        conn, hold_id=placed.hold_id, status="released", captured_nano=0, actor="t", also=[marker]
     )
     assert (again.replayed, again.transaction_id) == (True, first.transaction_id)
     with pytest.raises(HoldNotOpen):
         await services.ahold_settle(
-            conn, hold_id=placed.hold_id, status="captured", captured_nano=1, actor="t", also=marker
+            conn, hold_id=placed.hold_id, status="captured", captured_nano=1, actor="t", also=[marker]
         )
     from billing.ledger.models import Wallet
 
@@ -98,3 +98,23 @@ async def test_insufficient_credit_and_replayed_keys(org, wallet, conn):
     with pytest.raises(IdempotencyConflict):
         await services.ahold_place(conn, wallet_id=wallet.pk, amount_nano=usd("0.60"), idempotency_key="k", actor="t")
     assert await Hold.objects.acount() == 1
+
+
+async def test_when_a_statement_sent_with_the_settle_fails_the_settle_does_not_land(org, wallet, conn):
+    import psycopg
+
+    await sync_to_async(fund)(org, "10.00")
+    placed = await services.ahold_place(
+        conn, wallet_id=wallet.pk, amount_nano=usd("1.00"), idempotency_key="req-c", actor="key:1"
+    )
+    failing = ("INSERT INTO ledger_wallet (organization_id, currency) VALUES (%(org)s, NULL)", {"org": org.pk})
+    with pytest.raises(psycopg.errors.NotNullViolation):
+        await services.ahold_settle(
+            conn, hold_id=placed.hold_id, status="captured", captured_nano=usd("0.50"), actor="t", also=[failing]
+        )
+    assert (await Hold.objects.aget(pk=placed.hold_id)).status == "open"
+    assert await sync_to_async(balances)(wallet) == (usd("9.00"), usd("1.00"))
+    settled = await services.ahold_settle(
+        conn, hold_id=placed.hold_id, status="captured", captured_nano=usd("0.50"), actor="t"
+    )
+    assert (settled.available_nano, settled.replayed) == (usd("9.50"), False)
