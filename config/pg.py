@@ -31,7 +31,7 @@ def conninfo(alias: str = "default") -> str:
 
 
 def available() -> bool:
-    return connections["default"].vendor == "postgresql"
+    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 
 
 async def pool() -> AsyncConnectionPool:
