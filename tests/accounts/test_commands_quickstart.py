@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 from django.conf import settings
 
@@ -113,6 +114,26 @@ def test_the_quickstart_runs_the_product_and_stops_cleanly(tmp_path, page):
         balance = httpx.get(f"{url}/v1/balance", headers={"Authorization": f"Bearer {key}"}, timeout=10)
         assert balance.status_code == 200, balance.text
         assert balance.json()["available"] == "25.00"
+
+        # The metered API works out of the box on SQLite, with the built-in demo model, through the official SDK.
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=30)
+        answer = client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "Hi!"}])
+        assert answer.choices[0].message.content and answer.usage.total_tokens > 0
+        streamed = client.chat.completions.create(
+            model="demo",
+            messages=[{"role": "user", "content": "Hi!"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = list(streamed)
+        assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+        for _ in range(50):  # the stream's settle finishes just after its last chunk
+            after = httpx.get(f"{url}/v1/balance", headers={"Authorization": f"Bearer {key}"}, timeout=10).json()
+            if after["held_nano"] == 0:
+                break
+            time.sleep(0.1)
+        assert after["held_nano"] == 0
+        assert 0 < after["available_nano"] < balance.json()["available_nano"]
 
         with httpx.Client(base_url=url, timeout=10) as browser:
             login = browser.get("/accounts/login/")
