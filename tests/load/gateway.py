@@ -470,9 +470,8 @@ def report(args: argparse.Namespace, results: list[Result], idle: int, with_stre
     print(
         "hot path per call: 0 ORM queries (key, model, route and pricing context cached in process), 1 Redis call "
         "(rate limits; refunds of unused tokens are batched after the answer), PostgreSQL: the hold (1 round trip) "
-        "and the ledger's ahold_settle with the usage record as one more statement of its pipeline (4 round trips "
-        "with psycopg 3.3, which syncs at each transaction boundary in pipeline mode); counted by "
-        "tests/api/gateway/test_hot_path.py"
+        "and the ledger's ahold_settle with the usage record as one more statement of its pipeline (1 round trip, "
+        "one implicit transaction); counted by tests/api/gateway/test_hot_path.py"
     )
     print(f"check: {check}")
     print("targets: added p50 <= 3 ms at 1 client; >= 500 settled calls/s; 1,000 open streams < 1 GiB\n")
