@@ -11,7 +11,8 @@ serialises writers anyway); the property test checks that both paths agree on Po
 """
 
 # A hold, or its first result when the key was used before (`replayed`). Raises LD002 when the wallet cannot
-# cover it; a concurrent first use of the same key raises unique_violation (the caller then reads the hold).
+# cover it, with "<spendable nano> <currency>" (or "no such wallet") as the error's detail; a concurrent first use
+# of the same key raises unique_violation (the caller then reads the hold).
 HOLD_PLACE = """
 SELECT hold_id, expires_at, available_nano, held_nano, replayed, hold_wallet_id, hold_amount_nano
   FROM ledger_hold_place(%(wallet_id)s::bigint, %(amount)s::bigint, %(key)s::text, %(actor)s::text,
@@ -41,8 +42,3 @@ SELECT h.id, h.wallet_id, h.amount_nano, h.captured_nano, h.status, h.expires_at
 """
 HOLD_STATE_BY_ID = HOLD_STATE.format(column="id")
 HOLD_STATE_BY_KEY = HOLD_STATE.format(column="idempotency_key")
-
-# Why a hold was refused: the wallet's spendable credit, or no row for an unknown wallet.
-SPENDABLE = """
-SELECT available_nano + overdraft_limit_nano, currency FROM ledger_wallet WHERE id = %(wallet_id)s::bigint
-"""

@@ -8,7 +8,8 @@ Guards:
 The hot path, one round trip each (billing.ledger.sql calls them, for the synchronous services and the async
 gateway alike). Each writes its rows first and takes the wallet's row lock last, so the one row every request
 on a wallet must lock is held only for that UPDATE, the grant allocation, and the commit:
-- ledger_hold_place: reserve credit for a request, or raise LD002 when available + overdraft is short;
+- ledger_hold_place: reserve credit for a request, or raise LD002 when available + overdraft is short (its
+  DETAIL: what the wallet can spend and its currency);
 - ledger_settle: capture part of a hold (or release / expire it), or raise LD001 when it is not open;
 - ledger_allocate: record which grants pay for a charge, in consumption order (DESIGN decision 4); what no
   grant covers is an unfunded draw (overdraft). billing.ledger.services.allocation.CONSUMPTION_ORDER is the
@@ -111,8 +112,12 @@ BEGIN
      WHERE id = p_wallet AND available_nano - p_amount >= -overdraft_limit_nano
     RETURNING available_nano, held_nano INTO w;
     IF NOT FOUND THEN
-        -- Raising undoes the rows written above.
-        RAISE EXCEPTION USING MESSAGE = 'insufficient_credit', ERRCODE = 'LD002';
+        -- Raising undoes the rows written above. The detail says what the wallet could spend, so the caller needs
+        -- no second statement (it may be inside a transaction this error has just aborted).
+        SELECT available_nano + overdraft_limit_nano AS spendable, currency INTO w
+          FROM ledger_wallet WHERE id = p_wallet;
+        RAISE EXCEPTION USING MESSAGE = 'insufficient_credit', ERRCODE = 'LD002',
+            DETAIL = coalesce(w.spendable || ' ' || w.currency, 'no such wallet');
     END IF;
     RETURN QUERY SELECT h.id, h.expires_at, w.available_nano, w.held_nano, false, p_wallet, p_amount;
 END $$;

@@ -140,6 +140,20 @@ def _insufficient(spendable: Sequence[Any] | None, amount_nano: int) -> Insuffic
     return InsufficientCredit(spendable_nano=spendable[0], requested_nano=amount_nano, currency=spendable[1])
 
 
+def _refusal(exc: BaseException, amount_nano: int) -> InsufficientCredit:
+    """The InsufficientCredit of ledger_hold_place's LD002 error, from its detail ("<spendable> <currency>")."""
+    cause = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+    detail = getattr(getattr(cause, "diag", None), "message_detail", None) or ""
+    spendable, _, currency = detail.partition(" ")
+    return _insufficient((int(spendable), currency) if spendable.lstrip("-").isdigit() else None, amount_nano)
+
+
+def _in_transaction(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether `conn` is inside the caller's transaction (or pipeline): after an error, nothing more can be read
+    on it until the caller rolls back."""
+    return conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+
 def _settle_params(*, hold_id: int, status: str, captured_nano: int, actor: str, reason: str) -> dict[str, Any]:
     if status not in _SETTLE_KIND:
         raise ValueError(f"a hold settles as captured, released or expired, not {status!r}")
@@ -252,7 +266,7 @@ def hold_place(
     except DatabaseError as exc:
         if _sqlstate(exc) != sql.INSUFFICIENT_SQLSTATE:
             raise
-        raise _insufficient(_spendable(wallet_id), params["amount"]) from None
+        raise _refusal(exc, params["amount"]) from None
     return _placed(row, params)
 
 
@@ -393,12 +407,15 @@ async def ahold_place(
         cursor = await conn.execute(sql.HOLD_PLACE, params)
         row = await cursor.fetchone()
     except psycopg.errors.UniqueViolation:  # a concurrent first use of the same key won
+        if _in_transaction(conn):
+            raise IdempotencyConflict(
+                "another request is placing a hold with this idempotency key right now; retry", param="idempotency_key"
+            ) from None
         return _place_replay(await _ahold_state(conn, sql.HOLD_STATE_BY_KEY, params["key"]), params)
     except psycopg.Error as exc:
         if exc.sqlstate != sql.INSUFFICIENT_SQLSTATE:
             raise
-        cursor = await conn.execute(sql.SPENDABLE, params)
-        raise _insufficient(await cursor.fetchone(), params["amount"]) from None
+        raise _refusal(exc, params["amount"]) from None
     assert row is not None
     return _placed(row, params)
 
@@ -418,8 +435,9 @@ async def ahold_settle(
     `also` are statements to run in the same transaction after the settle (the gateway's usage record, the key's
     spend counter). They are sent in one pipeline with the settle and no transaction block, so they form one
     implicit transaction that ends at the pipeline's single sync: all land, or none. `conn` must be in autocommit
-    mode and not inside a transaction. A settle that finds the hold not open writes nothing and returns the first
-    settle's result (or raises HoldNotOpen), like the synchronous functions.
+    mode. A settle that finds the hold not open writes nothing and returns the first settle's result (or raises
+    HoldNotOpen), like the synchronous functions; inside a transaction of the caller's (the statements then join
+    it), it raises HoldNotOpen and the caller rolls back.
     """
     params = _settle_params(hold_id=hold_id, status=status, captured_nano=captured_nano, actor=actor, reason=reason)
     try:
@@ -434,6 +452,9 @@ async def ahold_settle(
     except psycopg.Error as exc:
         if exc.sqlstate != sql.NOT_OPEN_SQLSTATE:
             raise
+        if _in_transaction(conn):
+            # Inside the caller's transaction, aborted by this error: what happened to the hold cannot be read.
+            raise HoldNotOpen(f"hold {hold_id} is not open (settled, expired, or unknown)", param="hold_id") from None
         return _settle_replay(await _ahold_state(conn, sql.HOLD_STATE_BY_ID, hold_id), params)
     assert row is not None
     return _settled(row, params)

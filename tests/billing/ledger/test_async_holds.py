@@ -118,3 +118,23 @@ async def test_when_a_statement_sent_with_the_settle_fails_the_settle_does_not_l
         conn, hold_id=placed.hold_id, status="captured", captured_nano=usd("0.50"), actor="t"
     )
     assert (settled.available_nano, settled.replayed) == (usd("9.50"), False)
+
+
+async def test_refusals_inside_the_callers_transaction_need_no_second_statement(org, wallet, conn):
+    """A caller that holds and does more in one transaction (the gateway with a key's spend limit, or a settle
+    with plan quotas) gets the ledger's own errors, not an aborted-transaction error."""
+    await sync_to_async(fund)(org, "1.00")
+    with pytest.raises(InsufficientCredit) as refused:
+        async with conn.transaction():
+            await services.ahold_place(
+                conn, wallet_id=wallet.pk, amount_nano=usd("2.00"), idempotency_key="in-txn", actor="t"
+            )
+    assert refused.value.spendable_nano == usd("1.00")
+    placed = await services.ahold_place(
+        conn, wallet_id=wallet.pk, amount_nano=usd("0.50"), idempotency_key="h", actor="t"
+    )
+    await services.ahold_settle(conn, hold_id=placed.hold_id, status="released", captured_nano=0, actor="t")
+    with pytest.raises(HoldNotOpen):
+        async with conn.transaction():
+            await services.ahold_settle(conn, hold_id=placed.hold_id, status="captured", captured_nano=1, actor="t")
+    assert await sync_to_async(balances)(wallet) == (usd("1.00"), 0)
