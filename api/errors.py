@@ -96,9 +96,14 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     return defaults.page_not_found(request, exception)
 
 
+def _wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith(API_PREFIXES) or "json" in request.headers.get("Content-Type", "")
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
-    """500: the error shape for API clients (the details are in the server's log), the site's page for people."""
-    if request.path.startswith(API_PREFIXES):
+    """500: the error shape for API clients and the pages' JSON calls (the details are in the server's log), the
+    site's page for people."""
+    if _wants_json(request):
         body = error_body(
             "The server failed to handle this request; try again.", error_type="api_error", code="server_error"
         )

@@ -4,6 +4,7 @@ Prices are integer micro-units per million tokens ($0.15 / 1M tokens = 150_000),
 nano-units is price_micro_per_mtok / 1000. Decimal appears only here, at the edges (parsing and display).
 """
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 NANO_PER_UNIT = 1_000_000_000
@@ -17,14 +18,33 @@ class AmountError(ValueError):
     """A decimal amount that cannot be money: malformed, negative, too precise or too large."""
 
 
+# Plain decimal notation only: digits, an optional sign and point. No exponent ("1e999999" is eight characters
+# and a million digits), no spaces inside, and short: the longest sensible amount has 10 + 1 + 9 digits.
+_DECIMAL_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+MAX_DECIMAL_TEXT = 40
+
+
+def decimal_parse(text: str) -> Decimal:
+    """A Decimal from a person's decimal text; for anything else InvalidOperation("malformed") or
+    InvalidOperation("too long")."""
+    text = text.strip()
+    if not _DECIMAL_TEXT.fullmatch(text):
+        raise InvalidOperation("malformed")
+    if len(text) > MAX_DECIMAL_TEXT:
+        raise InvalidOperation("too long")
+    return Decimal(text)
+
+
 def parse_amount(value: str | int | Decimal, *, allow_zero: bool = False) -> int:
     """Parse a decimal amount in main units ("12.50") into nano-units, rejecting anything ambiguous."""
     if isinstance(value, float | bool):
         raise AmountError('amount must be a decimal string such as "12.50", not a float')
     try:
-        dec = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise AmountError(f'{value!r} is not a decimal amount such as "12.50"') from None
+        dec = value if isinstance(value, Decimal) else decimal_parse(str(value))
+    except InvalidOperation as exc:
+        if exc.args == ("too long",):
+            raise AmountError("amount has too many digits") from None
+        raise AmountError(f'{str(value)[:40]!r} is not a decimal amount such as "12.50"') from None
     if not dec.is_finite():
         raise AmountError("amount must be a finite number")
     nano = dec * NANO_PER_UNIT

@@ -3,6 +3,8 @@ tokens (2_500_000). Decimal appears only here, at the edge."""
 
 from decimal import Decimal, InvalidOperation
 
+from billing.money import decimal_parse
+
 MICRO = 1_000_000
 # $1,000,000 per million tokens: far above any real price, far below what the arithmetic can hold.
 MAX_PRICE_MICRO = 10**12
@@ -16,8 +18,10 @@ def price_parse(text: object) -> int:
     if isinstance(text, bool) or not isinstance(text, str | int):
         raise PriceError("a price must be a string")
     try:
-        value = Decimal(str(text).strip())
-    except InvalidOperation:
+        value = decimal_parse(str(text))
+    except InvalidOperation as exc:
+        if exc.args == ("too long",):
+            raise PriceError("a price has too many digits") from None
         raise PriceError(f"{str(text)[:40]!r} is not a decimal number") from None
     if not value.is_finite():
         raise PriceError("a price must be a finite number")

@@ -18,3 +18,9 @@ def test_unknown_pages_answer_the_sites_404_page(client, db):
     response = client.get("/no-such-page/")
     assert response.status_code == 404
     assert b"Not found" in response.content
+
+
+def test_a_body_nested_too_deeply_is_a_400_not_a_500(admin_client):
+    response = admin_client.post("/api/staff/organizations/", '{"a":' * 5000, content_type="application/json")
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["error"]["message"]

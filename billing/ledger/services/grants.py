@@ -173,7 +173,8 @@ def grant_reverse(
     Only credit that is available can be taken; credit held by requests in flight must settle first.
     """
     amount = amount_clean(amount_nano)
-    key = f"reverse:{key_clean(idempotency_key)}"
+    # Cash refunds and corrections are keyed apart: a correction can never be taken for a refund's entry.
+    key = f"{'refund' if cash_refund else 'reverse'}:{key_clean(idempotency_key)}"
     if not reason or not reason.strip():
         raise ApplicationError("a reason is required", param="reason")
     wallet_id = Grant.objects.filter(pk=grant_id).values_list("wallet_id", flat=True).first()

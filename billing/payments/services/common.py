@@ -13,7 +13,6 @@ from billing.payments.models import NANO_PER_CENT
 from billing.payments.stripe_client import stripe_error_message
 
 # What a person may type: digits, optionally a decimal point and digits (no signs, exponents or separators).
-_PLAIN_DECIMAL = re.compile(r"\d+(\.\d*)?|\.\d+")
 
 
 def money_clean(value: object, *, param: str, allow_zero: bool = False) -> int:
@@ -27,17 +26,18 @@ def money_clean(value: object, *, param: str, allow_zero: bool = False) -> int:
     text = str(value).strip()
     if not text:
         raise ApplicationError(f"{param} is required", param=param, code="invalid_amount")
-    try:
-        nano = parse_amount(text, allow_zero=allow_zero)
-    except AmountError as exc:
-        message = str(exc).replace("amount", param, 1) if str(exc).startswith("amount") else f"{param}: {exc}"
-        raise ApplicationError(message, param=param, code="invalid_amount") from None
-    if not _PLAIN_DECIMAL.fullmatch(text):
+    if re.fullmatch(r"\+.*|[-0-9.]*[eE][-+0-9]*|[-+]?(nan|inf(inity)?)", text, re.IGNORECASE):
+        # A plus sign, exponents, NaN and infinities: numbers, but not as people write amounts.
         raise ApplicationError(
             f'{param} must be written with digits and a decimal point, such as "20.00"',
             param=param,
             code="invalid_amount",
         )
+    try:
+        nano = parse_amount(text, allow_zero=allow_zero)
+    except AmountError as exc:
+        message = str(exc).replace("amount", param, 1) if str(exc).startswith("amount") else f"{param}: {exc}"
+        raise ApplicationError(message, param=param, code="invalid_amount") from None
     decimals = text.partition(".")[2]
     if len(decimals) > 2 or nano % NANO_PER_CENT:
         raise ApplicationError(

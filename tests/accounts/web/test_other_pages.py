@@ -50,7 +50,7 @@ class TestNotificationSettings:
             ({"low_balance_threshold": "-5"}, "greater than zero"),
             ({"low_balance_threshold": "0"}, "greater than zero"),
             ({"low_balance_threshold": "ten"}, "is not a decimal amount"),
-            ({"low_balance_threshold": "1e12"}, "larger than"),
+            ({"low_balance_threshold": "1000000000000"}, "larger than"),
             ({"credit_expiring_days": "0"}, "greater than or equal to 1"),
             ({"credit_expiring_days": "91"}, "less than or equal to 90"),
             ({"credit_expiring_days": "1.5"}, "Enter a whole number."),
