@@ -100,6 +100,19 @@ def _wants_json(request: HttpRequest) -> bool:
     return request.path.startswith(API_PREFIXES) or "json" in request.headers.get("Content-Type", "")
 
 
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """400 for a request Django refuses before any view (a Host header not in ALLOWED_HOSTS, a malformed cookie or
+    multipart body): the error shape for API clients, the site's page for people."""
+    if _wants_json(request):
+        body = error_body(
+            "The request was refused: its Host header or its framing is not acceptable to this server.",
+            error_type="invalid_request_error",
+            code="bad_request",
+        )
+        return JsonResponse(body, status=400)
+    return defaults.bad_request(request, exception)
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     """500: the error shape for API clients and the pages' JSON calls (the details are in the server's log), the
     site's page for people."""

@@ -27,6 +27,9 @@ class Upstream(models.Model):
     upstream_model = models.CharField(max_length=200)
     # The whole request, first byte to last (streams included), must finish within this.
     timeout_seconds = models.PositiveIntegerField(default=120)
+    # Whether the server honours OpenAI's `service_tier` (OpenAI itself does; vLLM, Ollama and llama.cpp do not):
+    # only then is the client's tier forwarded. The gateway prices every tier either way.
+    forwards_service_tier = models.BooleanField(default=False)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

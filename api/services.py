@@ -4,6 +4,8 @@ Every change is audited (never with the upstream's API key) and drops this proce
 other web processes pick it up within GATEWAY_CACHE_SECONDS.
 """
 
+import ipaddress
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +19,9 @@ from billing.pricing.errors import ModelNotFound
 from billing.pricing.models import AIModel
 
 Actor = AbstractBaseUser | AnonymousUser | None
-UPDATABLE = ("base_url", "api_key", "upstream_model", "timeout_seconds", "enabled")
+_LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+HOST_RE = re.compile(rf"^(?=.{{1,253}}\.?$){_LABEL}(\.{_LABEL})*\.?$")
+UPDATABLE = ("base_url", "api_key", "upstream_model", "timeout_seconds", "forwards_service_tier", "enabled")
 
 
 class UpstreamNotFound(ApplicationError):
@@ -37,18 +41,48 @@ def _routes_forget() -> None:
     transaction.on_commit(caches_clear)
 
 
+def _base_url_invalid(message: str) -> ApplicationError:
+    return ApplicationError(f"base_url {message}, e.g. https://api.example.com/v1", param="base_url")
+
+
+def _host_valid(host: str) -> bool:
+    """A DNS name (service names with underscores included, international names in their IDNA form) or an IP."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return bool(HOST_RE.match(ascii_host))
+
+
 def base_url_clean(value: object) -> str:
+    """The model server's base URL, normalized (lower-case scheme, no trailing slash): http(s), a valid host and
+    port, no credentials, query or fragment, no spaces or control characters. The gateway appends
+    "/chat/completions" to it, so anything after the path would send calls somewhere else."""
     if not isinstance(value, str) or len(value) > 500:
-        raise ApplicationError("base_url must be a URL of at most 500 characters", param="base_url")
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ApplicationError("base_url must be an http(s) URL such as https://api.example.com/v1", param="base_url")
-    if parts.username or parts.password:
+        raise _base_url_invalid("must be a URL of at most 500 characters")
+    url = value.strip()
+    if any(ord(c) < 33 or ord(c) == 127 for c in url):
+        raise _base_url_invalid("must not contain spaces or control characters")
+    if "?" in url or "#" in url:
+        raise _base_url_invalid("must not have a query or fragment")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a malformed IPv6 literal or port
+        raise _base_url_invalid("must have a valid host and port (1 to 65535)") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise _base_url_invalid("must be an http:// or https:// URL")
+    if "@" in parts.netloc:
         # Credentials in a URL end up in logs; the API key field keeps them out of sight.
-        raise ApplicationError("base_url must not contain credentials; put the key in api_key", param="base_url")
-    if parts.query or parts.fragment:
-        raise ApplicationError("base_url must not have a query or fragment", param="base_url")
-    return value.strip().rstrip("/")
+        raise _base_url_invalid("must not contain credentials (put the key in api_key)")
+    if not parts.hostname or not _host_valid(parts.hostname) or port == 0:
+        raise _base_url_invalid("must have a valid host and port (1 to 65535)")
+    return (parts.scheme.lower() + url[len(parts.scheme) :]).rstrip("/")
 
 
 def _fields_clean(fields: dict[str, Any]) -> dict[str, Any]:
@@ -77,10 +111,11 @@ def _fields_clean(fields: dict[str, Any]) -> dict[str, Any]:
                 param="timeout_seconds",
             )
         clean["timeout_seconds"] = timeout
-    if "enabled" in fields:
-        if not isinstance(fields["enabled"], bool):
-            raise ApplicationError("enabled must be true or false", param="enabled")
-        clean["enabled"] = fields["enabled"]
+    for flag in ("forwards_service_tier", "enabled"):
+        if flag in fields:
+            if not isinstance(fields[flag], bool):
+                raise ApplicationError(f"{flag} must be true or false", param=flag)
+            clean[flag] = fields[flag]
     return clean
 
 
@@ -90,6 +125,7 @@ def _audit_detail(upstream: Upstream) -> dict[str, Any]:
         "base_url": upstream.base_url,
         "upstream_model": upstream.upstream_model,
         "timeout_seconds": upstream.timeout_seconds,
+        "forwards_service_tier": upstream.forwards_service_tier,
         "enabled": upstream.enabled,
         "api_key_set": bool(upstream.api_key),
     }
@@ -104,6 +140,7 @@ def upstream_create(
     api_key: str = "",
     upstream_model: str | None = None,
     timeout_seconds: int = 120,
+    forwards_service_tier: bool = False,
     enabled: bool = True,
 ) -> Upstream:
     """Route `model_slug` to an OpenAI-compatible server; UpstreamConflict if it already has one."""
@@ -116,6 +153,7 @@ def upstream_create(
             "api_key": api_key,
             "upstream_model": upstream_model if upstream_model is not None else model_slug,
             "timeout_seconds": timeout_seconds,
+            "forwards_service_tier": forwards_service_tier,
             "enabled": enabled,
         }
     )

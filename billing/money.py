@@ -18,9 +18,11 @@ class AmountError(ValueError):
     """A decimal amount that cannot be money: malformed, negative, too precise or too large."""
 
 
-# Plain decimal notation only: digits, an optional sign and point. No exponent ("1e999999" is eight characters
-# and a million digits), no spaces inside, and short: the longest sensible amount has 10 + 1 + 9 digits.
-_DECIMAL_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+# Plain decimal notation only: ASCII digits 0-9, an optional sign and point. No exponent ("1e999999" is eight
+# characters and a million digits), no spaces inside, and short: the longest sensible amount has 10 + 1 + 9
+# digits. Not \d: it (and Decimal) also reads Arabic-Indic, full-width and other digits, which nobody means
+# to type into an amount.
+_DECIMAL_TEXT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
 MAX_DECIMAL_TEXT = 40
 
 

@@ -73,9 +73,15 @@ def text_tokens(text: str, encoding: str) -> int:
     return len(encoding_get(encoding).encode_ordinary(text))
 
 
+# Content parts that carry an image: billed by its size (chat_images_tokens), never by the text of its URL, which
+# for an inline image is megabytes of base64.
+_IMAGE_PART_TYPES = ("image_url", "input_image")
+
+
 def _content_text(value: Any) -> str:
-    """The countable text of a message field: strings as they are, content parts by their text, the rest as
-    JSON (tool calls and function arguments are billed as the model sees them: serialised)."""
+    """The countable text of a message field: strings as they are, content parts by their text (image parts
+    count apart), the rest as JSON (tool calls and function arguments are billed as the model sees them:
+    serialised)."""
     if value is None:
         return ""
     if isinstance(value, str):
@@ -85,6 +91,8 @@ def _content_text(value: Any) -> str:
         for part in value:
             if isinstance(part, Mapping) and part.get("type") == "text":
                 parts.append(str(part.get("text", "")))
+            elif isinstance(part, Mapping) and part.get("type") in _IMAGE_PART_TYPES:
+                continue
             else:
                 parts.append(json.dumps(part, separators=(",", ":"), sort_keys=True))
         return "".join(parts)
@@ -165,3 +173,34 @@ def chat_tools_tokens(tools: Iterable[Mapping[str, Any]] | None, encoding: str) 
             description = _without_period(_content_text(spec.get("description", "")))
             total += len(enc.encode_ordinary(f"{name}:{kind}:{description}"))
     return total + cost["func_end"]
+
+
+def json_tokens(value: Any, encoding: str) -> int:
+    """Tokens of `value` serialised as compact JSON: a generous stand-in for structures a model server renders
+    into the prompt by rules of its own (JSON schemas, nested tool parameters, fields it alone knows)."""
+    if value is None:
+        return 0
+    return text_tokens(json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False), encoding)
+
+
+# The most OpenAI bills for one image part at "high" or "auto" detail (gpt-4o: 85 + 170 per 512-pixel tile, up
+# to 8 tiles), and at "low" detail. An image is held at this much, whatever the length of its URL.
+IMAGE_TOKENS_HIGH = 85 + 170 * 8
+IMAGE_TOKENS_LOW = 85
+
+
+def chat_images_tokens(messages: Iterable[Mapping[str, Any]]) -> int:
+    """The most the image parts of `messages` can be billed: IMAGE_TOKENS_HIGH each (IMAGE_TOKENS_LOW at detail
+    "low"). chat_prompt_tokens leaves them out, so an inline (base64) image is not counted as text."""
+    total = 0
+    for message in messages:
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for part in content:
+            if not isinstance(part, Mapping) or part.get("type") not in _IMAGE_PART_TYPES:
+                continue
+            image = part.get("image_url")
+            detail = image.get("detail") if isinstance(image, Mapping) else part.get("detail")
+            total += IMAGE_TOKENS_LOW if detail == "low" else IMAGE_TOKENS_HIGH
+    return total

@@ -6,6 +6,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 django_application = get_asgi_application()
 
+from config.startup import unfit_refuse  # noqa: E402
+
+unfit_refuse()
+
 # The metered API refuses oversized bodies before Django reads them (imported once Django is set up).
 from api.gateway.asgi import gateway_asgi  # noqa: E402
 

@@ -28,7 +28,7 @@ def env_bool(name: str, default: bool) -> bool:
     raise environ.ImproperlyConfigured(f"{name} must be true or false, got {raw!r}")
 
 
-def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
     raw = env.str(name, default=str(default))
     try:
         value = int(raw)
@@ -36,6 +36,8 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
         raise environ.ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise environ.ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise environ.ImproperlyConfigured(f"{name} must be at most {maximum}, got {value}")
     return value
 
 
@@ -75,15 +77,19 @@ VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
 
 
 DEBUG = env_bool("DEBUG", False)
+# What a site serving without DEBUG needs and a tool does not (makemigrations, a shell on a build box): a bad value
+# stops every command at once, but a missing production setting stops only the processes that serve (web, worker,
+# beat: config.startup.unfit_refuse) and `check --deploy`.
+PRODUCTION_PROBLEMS: list[str] = []
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
-        raise environ.ImproperlyConfigured("SECRET_KEY must be set when DEBUG is false")
+        PRODUCTION_PROBLEMS.append("SECRET_KEY must be set when DEBUG is false")
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"  # noqa: S105
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 if not DEBUG and not ALLOWED_HOSTS:
-    # Otherwise every request would be answered 400: better to refuse to start.
-    raise environ.ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG is false, e.g. billing.example.com")
+    # Otherwise every request would be answered 400.
+    PRODUCTION_PROBLEMS.append("ALLOWED_HOSTS must be set when DEBUG is false, e.g. billing.example.com")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env_url("SITE_URL", "http://localhost:8000", schemes=("http", "https"))
 
@@ -233,28 +239,72 @@ TOPUP_MAX_AMOUNT_NANO = env_amount_nano("TOPUP_MAX_AMOUNT", "5000.00")
 if TOPUP_MIN_AMOUNT_NANO > TOPUP_MAX_AMOUNT_NANO:
     raise environ.ImproperlyConfigured("TOPUP_MIN_AMOUNT must not be larger than TOPUP_MAX_AMOUNT")
 # With live keys, webhooks must be verified with the endpoint's own secret: the development default is public.
-if STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_")) and STRIPE_WEBHOOK_SECRET in ("", "whsec_localstripe"):
+STRIPE_LIVE = STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_"))
+if STRIPE_LIVE and STRIPE_WEBHOOK_SECRET in ("", "whsec_localstripe"):
     raise environ.ImproperlyConfigured(
         "STRIPE_WEBHOOK_SECRET must be the signing secret of the webhook endpoint in the Stripe dashboard"
     )
+# A live key is sent with every Stripe call: only to Stripe itself, never to a stand-in such as localstripe.
+if STRIPE_LIVE and STRIPE_API_BASE and urlsplit(STRIPE_API_BASE).hostname != "api.stripe.com":
+    raise environ.ImproperlyConfigured(
+        f"STRIPE_API_BASE is {STRIPE_API_BASE!r}, which is not Stripe, but STRIPE_SECRET_KEY is a live key: "
+        "leave STRIPE_API_BASE empty with live keys, or use test keys with a stand-in"
+    )
+if STRIPE_PUBLISHABLE_KEY.startswith("pk_live_") != STRIPE_LIVE:
+    raise environ.ImproperlyConfigured(
+        "STRIPE_SECRET_KEY and STRIPE_PUBLISHABLE_KEY must both be live keys or both test keys"
+    )
+# Without DEBUG the site is taken to be in production, where test keys would take orders no card pays for.
+# A staging site (or a benchmark) that means to run on test keys says so.
+STRIPE_ALLOW_TEST_KEYS = env_bool("STRIPE_ALLOW_TEST_KEYS", False)
+if not DEBUG and not STRIPE_LIVE and not STRIPE_ALLOW_TEST_KEYS:
+    PRODUCTION_PROBLEMS.append(
+        "STRIPE_SECRET_KEY is a test key while DEBUG is false: set live keys (sk_live_..., pk_live_...), or "
+        "STRIPE_ALLOW_TEST_KEYS=true on a site that must not take real payments (staging)"
+    )
+# A charged top-up still waiting for Stripe's webhook this long after its last change is settled by asking Stripe
+# for its PaymentIntent (billing.payments.tasks.topups_reconcile_task, every TOPUP_RECONCILE_INTERVAL_SECONDS).
+TOPUP_RECONCILE_AFTER_SECONDS = env_int("TOPUP_RECONCILE_AFTER_SECONDS", 900, minimum=60)
+TOPUP_RECONCILE_INTERVAL_SECONDS = env_int("TOPUP_RECONCILE_INTERVAL_SECONDS", 300, minimum=10)
+# A top-up whose PaymentIntent still waits on the customer (3-D Secure never finished) this long after it began is
+# canceled at Stripe by that sweep and marked failed.
+TOPUP_ABANDON_AFTER_SECONDS = env_int("TOPUP_ABANDON_AFTER_SECONDS", 86_400, minimum=600)
 CELERY_BEAT_SCHEDULE |= {
     # Failed webhook events are processed again (the raw event is stored); backs off by attempts.
     "payments-stripe-events-retry": {"task": "billing.payments.tasks.stripe_events_retry_task", "schedule": 300.0},
     # Automatic charges and refunds interrupted before Stripe answered are sent again (same idempotency key).
     "payments-resume": {"task": "billing.payments.tasks.payments_resume_task", "schedule": 120.0},
+    # Top-ups whose webhook was lost are settled from the PaymentIntent's status at Stripe.
+    "payments-topups-reconcile": {
+        "task": "billing.payments.tasks.topups_reconcile_task",
+        "schedule": float(TOPUP_RECONCILE_INTERVAL_SECONDS),
+    },
 }
 
 # The default upstream model server; with none, the built-in demo model answers.
 UPSTREAM_BASE_URL = env_url("UPSTREAM_BASE_URL", "", schemes=("http", "https"))
+_upstream = urlsplit(UPSTREAM_BASE_URL)
+if _upstream.username is not None or _upstream.password is not None or _upstream.query or _upstream.fragment:
+    # The gateway appends /chat/completions to it, and credentials in a URL end up in logs.
+    raise environ.ImproperlyConfigured(
+        "UPSTREAM_BASE_URL must have no credentials (put the key in UPSTREAM_API_KEY), query or fragment"
+    )
 UPSTREAM_API_KEY = env.str("UPSTREAM_API_KEY", default="")
+# How long the default model server may keep a call waiting: for its answer, or for the next chunk of a stream.
 UPSTREAM_TIMEOUT_SECONDS = env_int("UPSTREAM_TIMEOUT_SECONDS", 120, minimum=1)
+# Whether the default upstream honours OpenAI's service_tier (true for OpenAI itself): then the client's tier is
+# forwarded to it; otherwise it is dropped (the gateway prices the tier either way).
+UPSTREAM_FORWARDS_SERVICE_TIER = env_bool("UPSTREAM_FORWARDS_SERVICE_TIER", False)
 
 # --- Metered API (/v1, api.gateway) ---
 # Largest request body accepted (bytes); larger ones get 413 before they are read.
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)
 # Seconds a process keeps a model's catalogue entry, route and an organization's pricing context in memory.
 GATEWAY_CACHE_SECONDS = env_int("GATEWAY_CACHE_SECONDS", 5)
-# A request's ledger hold lives this much longer than its upstream deadline, so only a crash leaves it open.
+# The most a metered call may last in all, however steadily a stream keeps coming: past it the stream is cut
+# and charged for what was delivered. Request holds are sized on it, so a hold always outlives its call.
+GATEWAY_MAX_CALL_SECONDS = env_int("GATEWAY_MAX_CALL_SECONDS", 300, minimum=1, maximum=6 * 3600)
+# A request's ledger hold lives this much longer than its call's time limit, so only a crash leaves it open.
 GATEWAY_HOLD_MARGIN_SECONDS = env_int("GATEWAY_HOLD_MARGIN_SECONDS", 60, minimum=5)
 # Rate limits per organization when its plan sets none (requests and tokens per minute).
 GATEWAY_ORG_REQUESTS_PER_MINUTE = env_int("GATEWAY_ORG_REQUESTS_PER_MINUTE", 3_000, minimum=1)
@@ -386,10 +436,15 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # Invitation tokens are cut out of what Django logs about requests ("Not Found: /invitations/<token>/").
+    "filters": {"redact_tokens": {"()": "config.log_filters.RedactInvitationTokens"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_tokens"]}},
     "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", LOG_LEVELS)},
-    # The HTTP clients log every request at INFO; their failures still come through.
-    "loggers": {name: {"level": "WARNING"} for name in ("stripe", "httpx", "httpcore")},
+    "loggers": {
+        # The HTTP clients log every request at INFO; their failures still come through.
+        **{name: {"level": "WARNING"} for name in ("stripe", "httpx", "httpcore")},
+        **{name: {"filters": ["redact_tokens"]} for name in ("django.request", "django.server")},
+    },
 }
 
 if not DEBUG:

@@ -14,5 +14,6 @@ urlpatterns = [
     path("", include("billing.payments.web.urls")),
 ]
 
+handler400 = "api.errors.bad_request"
 handler404 = "api.errors.page_not_found"
 handler500 = "api.errors.server_error"

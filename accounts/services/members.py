@@ -91,7 +91,10 @@ def _pending_invitation(organization_id: int, invitation_id: int) -> Invitation:
     return invitation
 
 
-def _email_after_commit(*, invitation: Invitation, organization: Organization, token: str, base_url: str) -> None:
+def _email_after_commit(*, invitation: Invitation, organization: Organization, token: str) -> None:
+    # The link is built from SITE_URL only: a request's Host header is chosen by whoever sends the request, and a
+    # link pointing at their host would hand them the token when the invitee clicks it.
+    base_url = settings.SITE_URL
     context = {
         "organization_name": organization.name,
         "role": Role(invitation.role).label,
@@ -118,10 +121,8 @@ def _token_issue(invitation: Invitation, now: datetime) -> str:
 
 
 @transaction.atomic
-def invitation_create(
-    *, organization_id: int, email: str, role: str, actor: User, base_url: str | None = None
-) -> Invitation:
-    """Invite `email` to join with `role`; the link is emailed after commit. `base_url` is the site's origin."""
+def invitation_create(*, organization_id: int, email: str, role: str, actor: User) -> Invitation:
+    """Invite `email` to join with `role`; the link (on SITE_URL) is emailed after commit."""
     email = email_clean(email)
     role = role_clean(role)
     organization = _organization_lock(organization_id)
@@ -161,16 +162,12 @@ def invitation_create(
         target=f"Invitation:{invitation.pk}",
         detail={"email": email, "role": role},
     )
-    _email_after_commit(
-        invitation=invitation, organization=organization, token=token, base_url=base_url or settings.SITE_URL
-    )
+    _email_after_commit(invitation=invitation, organization=organization, token=token)
     return invitation
 
 
 @transaction.atomic
-def invitation_resend(
-    *, organization_id: int, invitation_id: int, actor: User, base_url: str | None = None
-) -> Invitation:
+def invitation_resend(*, organization_id: int, invitation_id: int, actor: User) -> Invitation:
     """Email a pending invitation again with a new link (the old link stops working) and a new expiry."""
     organization = _organization_lock(organization_id)
     invitation = _pending_invitation(organization_id, invitation_id)
@@ -185,9 +182,7 @@ def invitation_resend(
         target=f"Invitation:{invitation.pk}",
         detail={"email": invitation.email},
     )
-    _email_after_commit(
-        invitation=invitation, organization=organization, token=token, base_url=base_url or settings.SITE_URL
-    )
+    _email_after_commit(invitation=invitation, organization=organization, token=token)
     return invitation
 
 

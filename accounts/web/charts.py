@@ -96,13 +96,17 @@ def stacked_daily_chart(
     points: Iterable[Point],
     value_text: Callable[[int], str],
     axis_text: Callable[[int], str],
+    min_step: int = 1,
 ) -> Chart:
-    """One bar per day, stacked by series; each segment carries a tooltip with its exact value."""
+    """One bar per day, stacked by series; each segment carries a tooltip with its exact value.
+
+    `min_step` is the finest step between two axis labels that `axis_text` can tell apart: a finer step would
+    print the same label on several ticks (tiny spend all reading "$0")."""
     series, values = _ranked_series(points)
     colors = {group: (OTHER_COLOR if group == "\x00other" else PALETTE[i]) for i, (group, _) in enumerate(series)}
     day_totals = [sum(values.get((day, group), 0) for group, _ in series) for day in days]
     peak = max(day_totals, default=0)
-    step = nice_step(peak)
+    step = max(nice_step(peak), min_step)
     top_value = step * TICKS
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_w / max(1, len(days))

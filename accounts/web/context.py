@@ -16,6 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, Ht
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from accounts.ids import is_id_text
 from accounts.models import Membership
 
 SESSION_KEY = "web_organization_id"
@@ -94,10 +95,9 @@ def organization_switch(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect_to_login("/")
     raw = request.POST.get("organization_id", "")
-    try:
-        organization_id = int(raw)
-    except ValueError:
-        raise Http404("No such organization.") from None
+    if not is_id_text(raw):
+        raise Http404("No such organization.")
+    organization_id = int(raw)
     membership = next((m for m in memberships_for(request) if m.organization_id == organization_id), None)
     if membership is None:
         # Another organization's id looks exactly like one that does not exist.

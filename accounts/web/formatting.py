@@ -31,6 +31,10 @@ def money(amount_nano: int, currency: str = "USD", *, places: int = 2) -> str:
     return f"-{text}" if negative else text
 
 
+# The finest amount money_compact tells apart (four decimals of the main unit), in nano-units.
+MONEY_COMPACT_RESOLUTION_NANO = NANO_PER_UNIT // 10_000
+
+
 def money_compact(amount_nano: int, currency: str = "USD") -> str:
     """Short labels for chart axes: "$0", "$0.05", "$12", "$1.2k"."""
     value = Decimal(amount_nano) / NANO_PER_UNIT

@@ -8,6 +8,7 @@ from django import forms
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from accounts.ids import is_id_text
 from accounts.models import ApiKey, ApiKeyEndpoint, Role, SpendPeriod
 from accounts.services.apikeys import MAX_ROTATION_OVERLAP
 from accounts.services.organizations import NAME_MAX_LENGTH
@@ -21,6 +22,10 @@ DATETIME_INPUT_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M
 # The usage page charts up to a year at once; the CSV export streams any range up to ten years.
 USAGE_PAGE_MAX_DAYS = 366
 USAGE_EXPORT_MAX_DAYS = 3660
+# Usage dates a person may pick. Far enough from year 1 and 9999 that the default range (30 days back) and the end
+# of the last day (a day forward) stay in the calendar, which would otherwise raise OverflowError.
+USAGE_FIRST_DATE = date(2000, 1, 1)
+USAGE_LAST_DATE = date(2999, 12, 31)
 
 
 def form_error_from(form: forms.Form, error: ApplicationError, fields: dict[str, str] | None = None) -> None:
@@ -196,6 +201,12 @@ class ApiKeyChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Any) -> str:
         return f"{obj.name} ({obj.key_id[:6]}…)"
 
+    def to_python(self, value: Any) -> Any:
+        # The database lookup would also read other scripts' digits as numbers.
+        if value not in self.empty_values and not is_id_text(value):
+            raise forms.ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
+        return super().to_python(value)
+
 
 class UsageFilterForm(forms.Form):
     """The usage page's filters (a GET form). Empty filters mean: the last 30 days, everything."""
@@ -221,6 +232,20 @@ class UsageFilterForm(forms.Form):
         key_field = self.fields["key"]
         assert isinstance(key_field, ApiKeyChoiceField)
         key_field.queryset = keys
+
+    def _date_in_range(self, name: str) -> date | None:
+        value: date | None = self.cleaned_data.get(name)
+        if value is not None and not USAGE_FIRST_DATE <= value <= USAGE_LAST_DATE:
+            raise forms.ValidationError(
+                f"Choose a date between {USAGE_FIRST_DATE.isoformat()} and {USAGE_LAST_DATE.isoformat()}."
+            )
+        return value
+
+    def clean_start(self) -> date | None:
+        return self._date_in_range("start")
+
+    def clean_end(self) -> date | None:
+        return self._date_in_range("end")
 
     def clean(self) -> dict[str, Any]:
         super().clean()

@@ -14,18 +14,23 @@
 """
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from asgiref.sync import markcoroutinefunction
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest, HttpResponseBase
 from django.middleware.common import CommonMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.test.utils import override_settings
 
+from api.gateway.http import GatewayError
+
 GATEWAY_MIDDLEWARE = ["api.gateway.asgi.GatewayMiddleware"]
+security_logger = logging.getLogger("django.security.DisallowedHost")
 
 
 class GatewayMiddleware:
@@ -46,9 +51,17 @@ class GatewayMiddleware:
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
         request.urlconf = "api.gateway.root_urls"
-        refused: HttpResponseBase | None = self.security.process_request(request) or self.common.process_request(
-            request
-        )
+        refused: HttpResponseBase | None
+        try:
+            refused = self.security.process_request(request) or self.common.process_request(request)
+        except DisallowedHost as exc:
+            # Django would answer its HTML 400 page; an API client gets the error in OpenAI's shape.
+            security_logger.warning("%s", exc)
+            refused = GatewayError(
+                400,
+                "The Host header names a host this server does not serve; call the API at its published address.",
+                code="invalid_host",
+            ).response()
         response = refused if refused is not None else await self.get_response(request)
         response = self.common.process_response(request, response)
         return self.security.process_response(request, response)  # type: ignore[arg-type]

@@ -10,9 +10,10 @@ billing headers every answer carries.
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.http import HttpResponseBase
@@ -28,6 +29,8 @@ from billing.usage.models import UsageSource, UsageStatus
 from billing.usage.services import UsageRow
 
 MAX_TTL_SECONDS = 24 * 3600
+
+T = TypeVar("T")
 
 
 def request_id_new() -> str:
@@ -50,7 +53,7 @@ class Call:
     n: int = 1
     hold_nano: int = 0
     route: upstreams.Route | None = None
-    deadline: float = 0.0  # event-loop time
+    deadline: float = 0.0  # event-loop time: the end of the call's time limit (GATEWAY_MAX_CALL_SECONDS)
     admission: ratelimit.Admission | None = None
     ticket: metering.Ticket | None = None
     settling: bool = False
@@ -119,21 +122,28 @@ class Measured:
 def measure(reported: Any, *, estimated_input: int, estimated_output: int, output_cap: int | None = None) -> Measured:
     """The billed counts: the upstream's usage object when it sent a sound one, else tiktoken's counts.
 
-    `output_cap` (max_tokens x n) bounds the output billed: a server that produced more than was allowed is not
-    paid for the excess (the answer is cut to it).
+    A usage object missing one of its figures (or with a figure that is not a count) is completed with tiktoken's
+    count for that figure, never taken as zero, and the record is flagged for review; an embeddings answer
+    (no output) needs no completion_tokens. `output_cap` (max_tokens x n) bounds the output billed: a server that
+    produced more than was allowed is not paid for the excess (the answer is cut to it).
     """
     usage = reported if isinstance(reported, dict) else {}
     prompt = _count(usage.get("prompt_tokens"))
-    completion = _count(usage.get("completion_tokens", 0 if prompt is not None else None))
-    if prompt is None or completion is None:
+    completion = _count(usage.get("completion_tokens"))
+    if completion is None and prompt is not None and estimated_output == 0 and output_cap == 0:
+        completion = 0  # embeddings: there is no output to report
+    if prompt is None and completion is None:
         output = estimated_output if output_cap is None else min(estimated_output, output_cap)
         return Measured(estimated_input, 0, output, False, estimated_input, estimated_output, False)
+    complete = prompt is not None and completion is not None
+    input_tokens = prompt if prompt is not None else estimated_input
+    output_tokens = completion if completion is not None else estimated_output
     details = usage.get("prompt_tokens_details")
-    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
-    cached = min(cached or 0, prompt)
-    output = completion if output_cap is None else min(completion, output_cap)
-    drift = drifted(estimated_input, prompt) or drifted(estimated_output, completion)
-    return Measured(prompt, cached, output, True, estimated_input, estimated_output, drift)
+    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) and prompt is not None else None
+    cached = min(cached or 0, input_tokens)
+    output = output_tokens if output_cap is None else min(output_tokens, output_cap)
+    drift = not complete or drifted(estimated_input, input_tokens) or drifted(estimated_output, output_tokens)
+    return Measured(input_tokens, cached, output, complete, estimated_input, estimated_output, drift)
 
 
 def measured_row(call: Call, measured: Measured, status: str) -> UsageRow:
@@ -209,10 +219,11 @@ def _short_of_credit(call: Call, budget_nano: int, *, what: str) -> str:
 
 
 async def hold(call: Call) -> None:
-    """Reserve the call's hold; GatewayError 402 if the credit or the key's spend limit does not cover it."""
-    route = call.route
-    assert route is not None
-    ttl = min(route.timeout_seconds + settings.GATEWAY_HOLD_MARGIN_SECONDS, MAX_TTL_SECONDS)
+    """Reserve the call's hold; GatewayError 402 if the credit or the key's spend limit does not cover it (the
+    rate-limit tokens the call was admitted with are then given back)."""
+    # The hold must outlive the call, or the sweeper would return it before the settle (which would then find it
+    # closed and charge nothing): it is sized on the call's total time limit, not on the route's read timeout.
+    ttl = min(settings.GATEWAY_MAX_CALL_SECONDS + settings.GATEWAY_HOLD_MARGIN_SECONDS, MAX_TTL_SECONDS)
     task = metering.background(
         metering.hold_open(
             key=call.key,
@@ -225,30 +236,33 @@ async def hold(call: Call) -> None:
     )
     try:
         call.ticket = await asyncio.shield(task)
-    except metering.CreditShort as exc:
-        message = _short_of_credit(call, exc.spendable_nano, what="Not enough credit")
-        raise GatewayError(
-            402,
-            f"{message} Add credit to continue.",
-            error_type="insufficient_quota",
-            code="insufficient_credit",
-            param="max_tokens" if call.endpoint == "chat" else None,
-            headers={"x-request-id": call.request_id, "x-should-retry": "false"},
-        ) from None
-    except spend.KeyLimitShort as exc:
-        message = _short_of_credit(call, exc.left_nano, what=f"This API key's spend limit per {exc.period} is reached")
-        raise GatewayError(
-            402,
-            f"{message} The limit is {format_amount(exc.limit_nano)} {call.context.currency} per {exc.period}.",
-            error_type="insufficient_quota",
-            code="key_spend_limit_reached",
-            param="max_tokens" if call.endpoint == "chat" else None,
-            headers={"x-request-id": call.request_id, "x-should-retry": "false"},
-        ) from None
+    except (metering.CreditShort, spend.KeyLimitShort) as exc:
+        refund_tokens(call, used_tokens=0)  # refused: the call used none of the tokens it was admitted with
+        raise _refusal(call, exc) from None
     except asyncio.CancelledError:
         # The client left while the hold was being placed: release it once placed, and record the call.
         task.add_done_callback(lambda done: _release_abandoned(call, done))
         raise
+
+
+def _refusal(call: Call, short: metering.CreditShort | spend.KeyLimitShort) -> GatewayError:
+    """The 402 of a refused hold: short of the organization's credit, or of the key's spend limit."""
+    if isinstance(short, metering.CreditShort):
+        message = _short_of_credit(call, short.spendable_nano, what="Not enough credit")
+        message, code = f"{message} Add credit to continue.", "insufficient_credit"
+    else:
+        what = f"This API key's spend limit per {short.period} is reached"
+        message = _short_of_credit(call, short.left_nano, what=what)
+        limit = f"{format_amount(short.limit_nano)} {call.context.currency} per {short.period}"
+        message, code = f"{message} The limit is {limit}.", "key_spend_limit_reached"
+    return GatewayError(
+        402,
+        message,
+        error_type="insufficient_quota",
+        code=code,
+        param="max_tokens" if call.endpoint == "chat" else None,
+        headers={"x-request-id": call.request_id, "x-should-retry": "false"},
+    )
 
 
 def _release_abandoned(call: Call, done: "asyncio.Task[metering.Ticket]") -> None:
@@ -265,8 +279,22 @@ def release_on_error(call: Call) -> None:
 
 
 def prepare_route(call: Call, route: upstreams.Route) -> None:
+    """Set the call's route and its deadline: GATEWAY_MAX_CALL_SECONDS from now, whatever the route's timeout."""
     call.route = route
-    call.deadline = asyncio.get_running_loop().time() + route.timeout_seconds
+    call.deadline = asyncio.get_running_loop().time() + settings.GATEWAY_MAX_CALL_SECONDS
+
+
+async def upstream_answer(call: Call, answer: Awaitable[T]) -> T:
+    """Await the model server's answer (or the opening of its stream). A failure of the server releases the hold
+    and becomes the call's error (settle_failure); a client that leaves before the answer was delivered nothing
+    and is charged nothing."""
+    try:
+        return await answer
+    except upstreams.UpstreamFailure as failure:
+        raise await settle_failure(call, failure) from None
+    except asyncio.CancelledError:
+        metering.background(settle_nothing(call, UsageStatus.CLIENT_DISCONNECTED))
+        raise
 
 
 # --- settle and answer ----------------------------------------------------------------------------------------

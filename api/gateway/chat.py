@@ -2,11 +2,12 @@
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
-from api.gateway import calls, demo, metering, params, streaming, upstreams
+from api.gateway import calls, demo, params, streaming, upstreams
 from api.gateway.calls import Call
 from api.gateway.http import GatewayError, gateway_view, key_authenticate
 from api.gateway.params import ChatParams
@@ -14,24 +15,118 @@ from billing import tokens
 from billing.pricing import rating
 from billing.usage.models import UsageStatus
 
-# Prompts longer than this (bytes of request body) are counted on a worker thread, not on the event loop.
+# Prompts longer than this (characters of text in the request) are counted on a worker thread, not on the event
+# loop (tiktoken takes a few tenths of a millisecond per 10 kB of English text, during which nothing else runs).
 COUNT_OFF_LOOP_BYTES = 64 * 1024
 
+T = TypeVar("T")
 
-def _prompt_tokens(chat: ChatParams, encoding: str) -> int:
+
+# Request fields that add nothing to the prompt a model server bills (sampling and output controls, the
+# gateway's own fields). Every other field (response_format, tools, functions, tool_choice, prediction, fields
+# the gateway does not know) is counted as its JSON: the hold must not be lower than what the server bills.
+_UNBILLED_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "tools",
+        "stream",
+        "stream_options",
+        "max_tokens",
+        "max_completion_tokens",
+        "n",
+        "temperature",
+        "top_p",
+        "frequency_penalty",
+        "presence_penalty",
+        "seed",
+        "stop",
+        "logprobs",
+        "top_logprobs",
+        "logit_bias",
+        "user",
+        "service_tier",
+        "metadata",
+        "store",
+        "parallel_tool_calls",
+    }
+)
+
+
+def _text_size(value: Any) -> int:
+    """About how many characters of text `value` (a parsed JSON body) holds: cheap, to choose where to count."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(len(k) + _text_size(v) for k, v in value.items())
+    if isinstance(value, list):
+        return sum(_text_size(item) for item in value)
+    return 8
+
+
+async def counted(body: dict[str, Any], count: Callable[..., T], *args: Any) -> T:
+    """`count(*args)`: on a worker thread when the request `body` holds more than COUNT_OFF_LOOP_BYTES of text,
+    else on the event loop. By the request's own size, not its Content-Length: a body sent in chunks declares
+    none."""
+    if _text_size(body) > COUNT_OFF_LOOP_BYTES:
+        return await asyncio.to_thread(count, *args)
+    return count(*args)
+
+
+def published_prompt_tokens(chat: ChatParams, encoding: str) -> int:
+    """OpenAI's published chat-format count of the messages and tool definitions (what /v1/tokenize reports as
+    prompt_tokens); the hold covers more (prompt_tokens below)."""
     return tokens.chat_prompt_tokens(chat.messages, encoding) + tokens.chat_tools_tokens(chat.tools, encoding)
 
 
-def _limits_check(call: Call, chat: ChatParams) -> None:
-    """max_tokens within the model's output limit, and prompt + max_tokens within its context window."""
+def prompt_tokens(chat: ChatParams, body: dict[str, Any], encoding: str) -> int:
+    """The prompt tokens a chat request is held and estimated for (/v1/tokenize counts with this too): OpenAI's
+    chat-format count of the messages, each image at what it can be billed at most, tools at the larger of OpenAI's
+    published accounting and their JSON (which covers nested parameters the accounting leaves out), and the JSON
+    of every other field that can reach the prompt."""
+    total = tokens.chat_prompt_tokens(chat.messages, encoding) + tokens.chat_images_tokens(chat.messages)
+    if chat.tools:
+        total += max(tokens.chat_tools_tokens(chat.tools, encoding), tokens.json_tokens(chat.tools, encoding))
+    extra = {name: value for name, value in body.items() if name not in _UNBILLED_FIELDS and value is not None}
+    if extra:
+        total += tokens.json_tokens(extra, encoding)
+    return total
+
+
+def max_tokens_check(call: Call, chat: ChatParams) -> None:
+    """max_tokens within the model's output limit (/v1/tokenize refuses the same values)."""
     model = call.model
-    room = model.context_window - call.prompt_tokens
     if chat.max_tokens is not None and chat.max_tokens > model.max_output_tokens:
         raise params.invalid(
             f"{chat.max_tokens_param} is too large: {chat.max_tokens}. The model '{model.slug}' produces at most "
             f"{model.max_output_tokens} completion tokens.",
             param=chat.max_tokens_param,
         )
+
+
+def max_tokens_of(call: Call, chat: ChatParams) -> int:
+    """The max_tokens the hold covers (per choice): the request's; without one the model's default, shortened to
+    what the context window leaves."""
+    if chat.max_tokens is not None:
+        return chat.max_tokens
+    return min(call.model.default_max_tokens, max(call.model.context_window - call.prompt_tokens, 0))
+
+
+def hold_size(call: Call) -> int:
+    """The most the call can cost: its prompt and max_tokens for each of its n choices, at its tier."""
+    return rating.max_charge_nano(
+        prices=call.context.prices,
+        prompt_tokens=call.prompt_tokens,
+        max_tokens=call.output_allowance,
+        service_tier=call.service_tier,
+    )
+
+
+def _limits_check(call: Call, chat: ChatParams) -> None:
+    """max_tokens within the model's output limit, and prompt + max_tokens within its context window."""
+    model = call.model
+    room = model.context_window - call.prompt_tokens
+    max_tokens_check(call, chat)
     if room < 1 or (chat.max_tokens is not None and chat.max_tokens > room):
         asked = chat.max_tokens or 1
         raise GatewayError(
@@ -42,18 +137,22 @@ def _limits_check(call: Call, chat: ChatParams) -> None:
             code="context_length_exceeded",
             param="messages",
         )
-    # Without max_tokens, the model's default applies, shortened to what the context window leaves.
-    call.max_tokens = chat.max_tokens if chat.max_tokens is not None else min(model.default_max_tokens, room)
+    call.max_tokens = max_tokens_of(call, chat)
 
 
 def _forward_body(body: dict[str, Any], chat: ChatParams, call: Call) -> dict[str, Any]:
     """What the model server gets: the client's request with the upstream's model name, the max_tokens the hold
-    covers, and (for streams) a request for usage. Price tiers are the gateway's, not the server's."""
+    covers, and (for streams) a request for usage.
+
+    `service_tier` goes only to a server configured as honouring it (OpenAI itself): others reject or ignore a
+    parameter they do not know, and the tier is the gateway's price tier whether or not the server acts on it.
+    """
     assert call.route is not None
     forward = dict(body)
     forward["model"] = call.route.upstream_model
     forward[chat.max_tokens_param] = call.max_tokens
-    forward.pop("service_tier", None)
+    if not call.route.forwards_service_tier:
+        forward.pop("service_tier", None)
     if chat.stream:
         forward["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     return forward
@@ -76,25 +175,13 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         service_tier=chat.service_tier,
     )
     call.n = chat.n
-    if int(request.headers.get("Content-Length") or 0) > COUNT_OFF_LOOP_BYTES:
-        call.prompt_tokens = await asyncio.to_thread(_prompt_tokens, chat, call.model.encoding)
-    else:
-        call.prompt_tokens = _prompt_tokens(chat, call.model.encoding)
+    call.prompt_tokens = await counted(body, prompt_tokens, chat, body, call.model.encoding)
     _limits_check(call, chat)
-    call.hold_nano = rating.max_charge_nano(
-        prices=call.context.prices,
-        prompt_tokens=call.prompt_tokens,
-        max_tokens=call.output_allowance,
-        service_tier=call.service_tier,
-    )
+    call.hold_nano = hold_size(call)
     await calls.admit(call)
     calls.prepare_route(call, await upstreams.route_get(call.model.slug))
     forward = _forward_body(body, chat, call)
-    try:
-        await calls.hold(call)
-    except GatewayError:
-        calls.refund_tokens(call, used_tokens=0)
-        raise
+    await calls.hold(call)
     try:
         if chat.stream:
             return await streaming.stream(call, chat, forward)
@@ -125,14 +212,7 @@ async def _answer(call: Call, forward: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _complete(call: Call, chat: ChatParams, forward: dict[str, Any]) -> HttpResponseBase:
-    try:
-        answer = await _answer(call, forward)
-    except upstreams.UpstreamFailure as failure:
-        raise await calls.settle_failure(call, failure) from None
-    except asyncio.CancelledError:
-        # The client left before the answer: nothing was delivered, nothing is charged.
-        metering.background(calls.settle_nothing(call, UsageStatus.CLIENT_DISCONNECTED))
-        raise
+    answer = await calls.upstream_answer(call, _answer(call, forward))
     encoding = call.model.encoding
     cut = False
     estimated_output = 0

@@ -6,15 +6,34 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
-from api.gateway import calls, demo, metering, params, upstreams
+from api.gateway import calls, demo, params, upstreams
 from api.gateway.calls import Call
 from api.gateway.http import GatewayError, gateway_view, key_authenticate
 from billing import tokens
 from billing.pricing import rating
 from billing.usage.models import UsageStatus
 
+# The hold covers the counted input plus this margin: an embeddings call has no output allowance to absorb a server
+# whose tokenizer counts more than tiktoken (open-weight models are counted with a stand-in encoding), and what
+# it reports beyond the hold is not charged.
+HOLD_MARGIN_PERCENT = 10
+HOLD_MARGIN_TOKENS_PER_INPUT = 4
 
-def _input_tokens(inputs: list[str | list[int]], encoding: str) -> list[int]:
+
+def held_tokens(counts: list[int]) -> int:
+    """The input tokens an embeddings call's hold covers: the counted tokens with a margin (see above)."""
+    total = sum(counts)
+    return total + -(-total * HOLD_MARGIN_PERCENT // 100) + HOLD_MARGIN_TOKENS_PER_INPUT * len(counts)
+
+
+def hold_size(call: Call, counts: list[int]) -> int:
+    """The most an embeddings call can cost: its counted input with the margin (held_tokens), at the default tier."""
+    return rating.max_charge_nano(
+        prices=call.context.prices, prompt_tokens=held_tokens(counts), max_tokens=0, service_tier="default"
+    )
+
+
+def input_tokens(inputs: list[str | list[int]], encoding: str) -> list[int]:
     return [tokens.text_tokens(item, encoding) if isinstance(item, str) else len(item) for item in inputs]
 
 
@@ -45,7 +64,7 @@ async def embeddings(request: HttpRequest) -> HttpResponseBase:
         workflow=workflow,
         service_tier="default",
     )
-    counts = await asyncio.to_thread(_input_tokens, embedding.inputs, call.model.encoding)
+    counts = await asyncio.to_thread(input_tokens, embedding.inputs, call.model.encoding)
     for index, count in enumerate(counts):
         if count > call.model.context_window:
             raise GatewayError(
@@ -56,25 +75,15 @@ async def embeddings(request: HttpRequest) -> HttpResponseBase:
                 param="input",
             )
     call.prompt_tokens = sum(counts)
-    call.hold_nano = rating.max_charge_nano(
-        prices=call.context.prices, prompt_tokens=call.prompt_tokens, max_tokens=0, service_tier="default"
-    )
+    call.hold_nano = hold_size(call, counts)
     await calls.admit(call)
     calls.prepare_route(call, await upstreams.route_get(call.model.slug))
     assert call.route is not None
     forward = dict(body) | {"model": call.route.upstream_model}
-    try:
-        await calls.hold(call)
-    except GatewayError:
-        calls.refund_tokens(call, used_tokens=0)
-        raise
-    try:
-        answer = await _answer(call, forward)
-    except upstreams.UpstreamFailure as failure:
-        raise await calls.settle_failure(call, failure) from None
-    except asyncio.CancelledError:
-        metering.background(calls.settle_nothing(call, UsageStatus.CLIENT_DISCONNECTED))
-        raise
+    # Embeddings are priced at the default tier, and OpenAI's embeddings endpoint knows no service_tier.
+    forward.pop("service_tier", None)
+    await calls.hold(call)
+    answer = await calls.upstream_answer(call, _answer(call, forward))
     try:
         measured = calls.measure(
             answer.get("usage"), estimated_input=call.prompt_tokens, estimated_output=0, output_cap=0

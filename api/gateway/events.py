@@ -37,6 +37,7 @@ EVENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,149}$")
 EVENT_TIERS = ("default", "priority", "flex", "batch")
 MAX_TOKENS_PER_EVENT = 10**10
 CLOCK_SKEW = timedelta(minutes=5)
+MAX_MODEL_ID_LENGTH = 200
 
 
 class EventRejected(Exception):
@@ -73,7 +74,10 @@ def _occurred_at(raw: dict[str, Any], now: datetime) -> datetime:
     value = raw.get("occurred_at")
     if value is None:
         return now
-    parsed = parse_datetime(value) if isinstance(value, str) else None
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:  # shaped like a time but not one: month 13, day 32, hour 25
+        parsed = None
     if parsed is None or timezone.is_naive(parsed):
         raise EventRejected("'occurred_at' must be an ISO 8601 time with a time zone.", param="occurred_at")
     oldest = now - timedelta(hours=settings.GATEWAY_USAGE_EVENTS_MAX_AGE_HOURS)
@@ -97,6 +101,9 @@ def event_clean(raw: object, *, key: AuthenticatedKey, now: datetime) -> Event:
     slug = raw.get("model")
     if not isinstance(slug, str) or not slug:
         raise EventRejected("'model' must be a model id.", param="model", code="missing_required_parameter")
+    if len(slug) > MAX_MODEL_ID_LENGTH or "\x00" in slug:
+        # No model has such an id; PostgreSQL would refuse the NUL character in the lookup itself.
+        raise EventRejected(f"The model '{slug[:100]}' does not exist.", param="model", code="model_not_found")
     kind = AIModel.objects.filter(slug=slug).values_list("kind", flat=True).first()
     if kind is None:
         raise EventRejected(f"The model '{slug}' does not exist.", param="model", code="model_not_found")
@@ -106,10 +113,12 @@ def event_clean(raw: object, *, key: AuthenticatedKey, now: datetime) -> Event:
     cached = _tokens(raw, "cached_input_tokens")
     if cached > input_tokens:
         raise EventRejected("'cached_input_tokens' cannot exceed 'input_tokens'.", param="cached_input_tokens")
-    tier = raw.get("service_tier") or "default"
-    if tier not in EVENT_TIERS:
+    tier = raw.get("service_tier")
+    tier = "default" if tier is None or tier == "" else tier
+    if not isinstance(tier, str) or tier not in EVENT_TIERS:
         raise EventRejected(f"'service_tier' must be one of {', '.join(EVENT_TIERS)}.", param="service_tier")
-    workflow = raw.get("workflow") or key.workflow
+    workflow = raw.get("workflow")
+    workflow = key.workflow if workflow is None or workflow == "" else workflow  # not [] or {}: those are errors
     if not isinstance(workflow, str) or (workflow and not WORKFLOW_RE.match(workflow)):
         raise EventRejected("'workflow' must be up to 100 letters, digits or . _ : / -.", param="workflow")
     return Event(
@@ -130,7 +139,7 @@ def _request_id(key: AuthenticatedKey, event_id: str) -> str:
 
 
 def _result(event_id: Any, status: str, *, record: UsageRecord | None = None, currency: str = "") -> dict[str, Any]:
-    result: dict[str, Any] = {"id": event_id, "status": status, "error": None}
+    result: dict[str, Any] = {"index": None, "id": event_id, "status": status, "error": None}
     if record is not None:
         result |= {
             "request_id": record.request_id,
@@ -256,7 +265,7 @@ def usage_events_record(*, key: AuthenticatedKey, events: list[Any], now: dateti
     """Record each event on its own (all of it or nothing of it); a result per event, in order."""
     results = []
     charged = 0
-    for raw in events:
+    for index, raw in enumerate(events):
         event_id = raw.get("id") if isinstance(raw, dict) else None
         # Echo the id so the caller can match results, if it is a reasonable string.
         event_id = event_id if isinstance(event_id, str) and len(event_id) <= 200 else None
@@ -264,6 +273,8 @@ def usage_events_record(*, key: AuthenticatedKey, events: list[Any], now: dateti
             result, charge = _record(key, event_clean(raw, key=key, now=now))
         except EventRejected as rejected:
             result, charge = _rejected(event_id, rejected), 0
+        # The event's position in the batch: a rejected event without a usable id is still found.
+        result["index"] = index
         results.append(result)
         charged += charge
     if charged:

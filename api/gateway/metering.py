@@ -289,17 +289,28 @@ async def _settle_pg(
         return await _capture_pg(conn, ticket, rated_row(row=row, rated=rated, ticket=ticket))
 
 
+def _settle_terms(row: UsageRow) -> tuple[bool, str, str]:
+    """How the hold of `row`'s call settles: (capture, actor, reason). A call that cost something, or succeeded at
+    no cost, captures its charge; a failed one (nothing charged) releases the whole hold."""
+    return (
+        bool(row.charge_nano) or row.status == "ok",
+        f"key:{row.api_key_id}",
+        f"{row.endpoint} {row.model_slug} {row.status}",
+    )
+
+
 async def _capture_pg(conn: psycopg.AsyncConnection[Any], ticket: Ticket, row: UsageRow) -> Charge:
     if ticket.hold_id is None:
         await conn.execute(usage_services.USAGE_INSERT, usage_services.usage_insert_params(row))
         return Charge(row.charge_nano, None, row)
+    capture, actor, reason = _settle_terms(row)
     settled = await ledger.ahold_settle(
         conn,
         hold_id=ticket.hold_id,
-        status="captured" if row.charge_nano or row.status == "ok" else "released",
+        status="captured" if capture else "released",
         captured_nano=row.charge_nano,
-        actor=f"key:{row.api_key_id}",
-        reason=f"{row.endpoint} {row.model_slug} {row.status}",
+        actor=actor,
+        reason=reason,
         also=_also(row, ticket),
     )
     return Charge(row.charge_nano, settled.available_nano, row)
@@ -320,8 +331,8 @@ def _settle_orm(
             row = rated_row(row=row, rated=rated, ticket=ticket)
         available = None
         if ticket.hold_id is not None:
-            actor, reason = f"key:{row.api_key_id}", f"{row.endpoint} {row.model_slug} {row.status}"
-            if row.charge_nano or row.status == "ok":
+            capture, actor, reason = _settle_terms(row)
+            if capture:
                 settled = ledger.hold_capture(
                     hold_id=ticket.hold_id, amount_nano=row.charge_nano, actor=actor, reason=reason
                 )

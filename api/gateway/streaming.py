@@ -6,8 +6,16 @@
 - The gateway always asks the server for usage (stream_options.include_usage); the client gets a usage chunk
   only if it asked, with the billed figures (the server's, or tiktoken's when the server sent none) and a
   `billing` object (charge, balance left), since headers went out before the charge was known.
-- An error or timeout of the server mid-stream releases the hold (nothing charged) and ends the stream with an
-  error event, which the openai SDK raises as APIError.
+- An error of the server mid-stream, or a server that stalls longer than its route's timeout between chunks,
+  releases the hold (nothing charged) and ends the stream with an error event, which the openai SDK raises as
+  APIError.
+- A stream still running at the call's time limit (GATEWAY_MAX_CALL_SECONDS), however steadily it trickles, is cut
+  there: reading stops, the call is charged for the prompt and the output delivered (status "cut"), and the stream
+  ends with the usage chunk (if asked for) and an error event saying so. The hold is sized on that limit, so it is
+  still open for this settle. A relay stuck sending to a client too slow to take the stream is settled by its watch
+  shortly after the limit, for what it was sent (status "client_disconnected").
+- Exactly one settle runs per stream, whichever comes first: the end of the stream, an upstream failure, the time
+  limit, the client leaving, or the watch of a relay that never started.
 - A client that goes away cancels the relay: the settle then runs in a task of its own, charging the prompt and
   the output delivered so far (status "client_disconnected").
 """
@@ -20,6 +28,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpResponseBase, StreamingHttpResponse
 
 from api.gateway import calls, demo, metering, upstreams
@@ -33,6 +42,9 @@ DONE = b"data: [DONE]\n\n"
 # A relay the server never starts (the client left between the answer's headers and its first byte) is settled
 # after this long as a disconnect, rather than leaving its hold to the sweeper.
 START_GRACE_SECONDS = 10.0
+# A relay still unsettled this long after its call's time limit is settled by its watch (see Relay.watch); the
+# hold outlives the limit by GATEWAY_HOLD_MARGIN_SECONDS (at least 5 seconds), so it is still open then.
+WATCH_GRACE_SECONDS = 2.0
 
 
 def sse(payload: dict[str, Any]) -> bytes:
@@ -78,6 +90,8 @@ class Relay:
         self.template: dict[str, Any] = {}
         self.settling = False
         self.started = asyncio.Event()
+        self.claimed = asyncio.Event()  # set with `settling`: the watch has nothing left to do
+        self.loop = asyncio.get_running_loop()
 
     # --- counting and cutting -------------------------------------------------------------------------------
 
@@ -103,7 +117,6 @@ class Relay:
             state.running += added
             state.parts.append(content + other)
             return choice
-        before = self._count(state.text())
         after = self._count(state.text() + content + other)
         if after <= cap:
             state.running = after
@@ -111,8 +124,10 @@ class Relay:
             return choice
         # Past max_tokens: keep what fits of the text, drop the rest, end this choice.
         kept = ""
-        if content and before < cap:
-            kept, _ = tokens.truncate_to_tokens(content, cap - before, self.encoding)
+        if content:
+            before = self._count(state.text())  # counted only here: most chunks near the cap still fit
+            if before < cap:
+                kept, _ = tokens.truncate_to_tokens(content, cap - before, self.encoding)
         state.parts.append(kept)
         state.done = state.cut = True
         return {"index": index, "delta": {"content": kept} if kept else {}, "logprobs": None, "finish_reason": "length"}
@@ -120,6 +135,8 @@ class Relay:
     def take(self, event: dict[str, Any]) -> dict[str, Any] | None:
         """The event to send on (or None), recording usage and cutting choices past max_tokens."""
         choices = event.get("choices")
+        if choices is None and "choices" not in event and isinstance(event.get("usage"), dict):
+            choices = []  # a usage chunk that leaves the key out (OpenAI sends "choices": [])
         if not isinstance(choices, list):
             raise upstreams.UpstreamFailure("The model server sent a malformed event; nothing was charged.")
         if "usage" in event:
@@ -161,8 +178,23 @@ class Relay:
             output_cap=self.call.output_allowance,
         )
 
+    def _claim_settle(self) -> bool:
+        """Whether the caller is the one to settle this stream (True once only)."""
+        if self.settling:
+            return False
+        self.settling = True
+        self.claimed.set()
+        return True
+
     async def settle_disconnected(self) -> None:
         await calls.settle_usage(self.call, self._measured(trust_report=False), UsageStatus.CLIENT_DISCONNECTED)
+
+    def _time_limit_error(self, measured: calls.Measured) -> dict[str, Any]:
+        message = (
+            f"The call reached its time limit of {settings.GATEWAY_MAX_CALL_SECONDS} seconds and the answer was cut "
+            f"there; it was charged for the prompt and the {measured.output_tokens} completion tokens delivered."
+        )
+        return {"error": {"message": message, "type": "api_error", "param": None, "code": "call_time_limit"}}
 
     def _usage_chunk(self, measured: calls.Measured, charge: metering.Charge) -> dict[str, Any]:
         billing: dict[str, Any] = {
@@ -188,69 +220,94 @@ class Relay:
     # --- the relay ----------------------------------------------------------------------------------------------
 
     async def watch(self) -> None:
-        """Settle a relay that never started (see START_GRACE_SECONDS)."""
+        """Settle a relay that never started (see START_GRACE_SECONDS), or one still not settled at the call's time
+        limit (a client too slow to take the stream keeps the relay waiting to send): charged for what it was sent,
+        before its hold can expire."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.started.wait(), START_GRACE_SECONDS)
-        if not self.started.is_set() and not self.settling:
-            self.settling = True
+        if not self.started.is_set():
+            if self._claim_settle():
+                await self.answer.aclose()
+                await self.settle_disconnected()
+            return
+        # The relay settles itself at the limit when it is reading; this only acts if it is stuck sending.
+        with contextlib.suppress(TimeoutError):
+            limit = max(0.0, self.call.deadline - self.loop.time()) + WATCH_GRACE_SECONDS
+            await asyncio.wait_for(self.claimed.wait(), limit)
+        if self._claim_settle():
             await self.answer.aclose()
             await self.settle_disconnected()
 
+    async def _next(self, events: AsyncIterator[dict[str, Any]]) -> dict[str, Any] | None:
+        """The server's next event; None at the end of the stream. TimeoutError at the call's time limit."""
+        if self.loop.time() >= self.call.deadline:
+            raise TimeoutError
+        async with asyncio.timeout_at(self.call.deadline):
+            try:
+                return await anext(events)
+            except StopAsyncIteration:
+                return None
+
     async def run(self) -> AsyncIterator[bytes]:
         self.started.set()
+        timed_out = False
         try:
             events = self.answer.events()
             try:
-                async for event in events:
+                while (event := await self._next(events)) is not None:
                     out = self.take(event)
                     if out is not None:
                         yield sse(out)
+                    if self.settling:
+                        return  # settled meanwhile by the watch (the client was too slow to take the stream)
                     if self.all_cut:
                         break
+            except TimeoutError:
+                timed_out = True
             except upstreams.UpstreamFailure as failure:
-                self.settling = True
+                if not self._claim_settle():
+                    return
                 await calls.settle_nothing(
                     self.call, UsageStatus.UPSTREAM_TIMEOUT if failure.timeout else UsageStatus.UPSTREAM_ERROR
                 )
                 code = "upstream_timeout" if failure.timeout else "upstream_error"
                 yield sse({"error": {"message": failure.message, "type": "api_error", "param": None, "code": code}})
                 return
-            status = UsageStatus.CUT if self.cut else UsageStatus.OK
-            measured = self._measured(trust_report=not self.cut)
-            self.settling = True
+            if not self._claim_settle():
+                return
+            # Past the time limit the server's usage (if any) is not final: the call pays for what was delivered.
+            status = UsageStatus.CUT if self.cut or timed_out else UsageStatus.OK
+            measured = self._measured(trust_report=not (self.cut or timed_out))
             charge = await calls.settle_usage(self.call, measured, status)
             if self.chat.include_usage:
                 yield sse(self._usage_chunk(measured, charge))
+            if timed_out:
+                yield sse(self._time_limit_error(measured))
+                return
             yield DONE
         except (asyncio.CancelledError, GeneratorExit):
-            if not self.settling:
-                self.settling = True
+            if self._claim_settle():
                 metering.background(self.settle_disconnected())
             raise
         except Exception:
-            if not self.settling:
-                self.settling = True
+            if self._claim_settle():
                 metering.background(calls.settle_nothing(self.call, UsageStatus.UPSTREAM_ERROR))
             raise
         finally:
             metering.background(self.answer.aclose())
 
 
-async def stream(call: Call, chat: ChatParams, forward: dict[str, Any]) -> HttpResponseBase:
-    """Open the upstream stream (failing over HTTP before any byte is sent), then relay it."""
+async def _open(call: Call, forward: dict[str, Any]) -> upstreams.Answer:
     route = call.route
     assert route is not None
-    answer: upstreams.Answer
-    try:
-        if route.kind == upstreams.DEMO:
-            answer = demo.DemoAnswer(forward, encoding=call.model.encoding)
-        else:
-            answer = await upstreams.open_stream(route, "chat/completions", forward, deadline=call.deadline)
-    except upstreams.UpstreamFailure as failure:
-        raise await calls.settle_failure(call, failure) from None
-    except asyncio.CancelledError:
-        metering.background(calls.settle_nothing(call, UsageStatus.CLIENT_DISCONNECTED))
-        raise
+    if route.kind == upstreams.DEMO:
+        return demo.DemoAnswer(forward, encoding=call.model.encoding)
+    return await upstreams.open_stream(route, "chat/completions", forward, deadline=call.deadline)
+
+
+async def stream(call: Call, chat: ChatParams, forward: dict[str, Any]) -> HttpResponseBase:
+    """Open the upstream stream (failing over HTTP before any byte is sent), then relay it."""
+    answer = await calls.upstream_answer(call, _open(call, forward))
     relay = Relay(call, chat, answer)
     response = StreamingHttpResponse(relay.run(), content_type="text/event-stream")
     metering.background(relay.watch())

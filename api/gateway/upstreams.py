@@ -6,9 +6,10 @@ built-in demo model (api.gateway.demo), which answers in process so the product 
 
 Every web process keeps one pooled HTTP client session per event loop (aiohttp: measured on the 2-core reference
 machine at about a fifth of httpx's CPU per proxied call, 0.18 ms against 0.84 ms, which is most of the gateway's
-own budget). A request has one deadline for everything (connect, first byte, the last chunk of a stream): past it
-the call is abandoned as a timeout (504). Errors are mapped to UpstreamFailure; the upstream's API key is only ever
-put in the Authorization header.
+own budget). The route's timeout bounds each wait on the server (connect and answer, then each chunk of a
+stream), always within the call's own deadline (GATEWAY_MAX_CALL_SECONDS, enforced on streams by
+api.gateway.streaming); past it the call is abandoned as a timeout (504). Errors are mapped to UpstreamFailure; the
+upstream's API key is only ever put in the Authorization header.
 """
 
 import asyncio
@@ -39,6 +40,7 @@ class Route:
     timeout_seconds: int
     base_url: str = ""
     api_key: str = field(default="", repr=False)
+    forwards_service_tier: bool = False  # the server honours OpenAI's service_tier
 
 
 class UpstreamFailure(Exception):
@@ -58,12 +60,12 @@ class UpstreamFailure(Exception):
 def _route_load(model_slug: str) -> Route:
     row = (
         Upstream.objects.filter(model__slug=model_slug, enabled=True)
-        .values_list("base_url", "api_key", "upstream_model", "timeout_seconds")
+        .values_list("base_url", "api_key", "upstream_model", "timeout_seconds", "forwards_service_tier")
         .first()
     )
     if row is not None:
-        base_url, api_key, upstream_model, timeout = row
-        return Route(HTTP, upstream_model, timeout, base_url.rstrip("/"), api_key)
+        base_url, api_key, upstream_model, timeout, tiers = row
+        return Route(HTTP, upstream_model, timeout, base_url.rstrip("/"), api_key, tiers)
     if model_slug != DEMO and settings.UPSTREAM_BASE_URL:
         return Route(
             HTTP,
@@ -71,6 +73,7 @@ def _route_load(model_slug: str) -> Route:
             settings.UPSTREAM_TIMEOUT_SECONDS,
             settings.UPSTREAM_BASE_URL.rstrip("/"),
             settings.UPSTREAM_API_KEY,
+            settings.UPSTREAM_FORWARDS_SERVICE_TIER,
         )
     return Route(DEMO, model_slug, settings.UPSTREAM_TIMEOUT_SECONDS)
 
@@ -143,11 +146,16 @@ class Answer(Protocol):
     async def aclose(self) -> None: ...
 
 
+def _wait_until(route: Route, deadline: float) -> float:
+    """When a wait on the server that starts now gives up: after the route's timeout, or at the call's deadline."""
+    return min(deadline, asyncio.get_running_loop().time() + route.timeout_seconds)
+
+
 async def post_json(route: Route, path: str, body: dict[str, Any], *, deadline: float) -> dict[str, Any]:
     """POST `body` to the model server and return its JSON answer; UpstreamFailure otherwise."""
     payload = json.dumps(body, separators=(",", ":")).encode()
     try:
-        async with asyncio.timeout_at(deadline):
+        async with asyncio.timeout_at(_wait_until(route, deadline)):
             async with client().post(
                 f"{route.base_url}/{path}", data=payload, headers=_headers(route, stream=False)
             ) as response:
@@ -166,15 +174,17 @@ async def post_json(route: Route, path: str, body: dict[str, Any], *, deadline: 
 
 
 class HttpAnswer:
-    """A streamed answer over HTTP (server-sent events), read within the request's deadline."""
+    """A streamed answer over HTTP (server-sent events). Each line must come within `idle_seconds` of the last
+    (a server that stalls is a timeout); the call's total deadline is the relay's to enforce, since what was
+    delivered by then is charged, not abandoned."""
 
-    def __init__(self, response: aiohttp.ClientResponse, deadline: float):
+    def __init__(self, response: aiohttp.ClientResponse, idle_seconds: float):
         self.response = response
-        self.deadline = deadline
+        self.idle_seconds = idle_seconds
 
     async def _line(self) -> bytes:
         try:
-            async with asyncio.timeout_at(self.deadline):
+            async with asyncio.timeout(self.idle_seconds):
                 return await self.response.content.readline()
         except ValueError:  # a line past the reader's limit: not an event stream
             raise _malformed() from None
@@ -214,8 +224,9 @@ class HttpAnswer:
 async def open_stream(route: Route, path: str, body: dict[str, Any], *, deadline: float) -> HttpAnswer:
     """Send a streaming request and wait for the answer's status; UpstreamFailure if it is not a stream."""
     payload = json.dumps(body, separators=(",", ":")).encode()
+    until = _wait_until(route, deadline)
     try:
-        async with asyncio.timeout_at(deadline):
+        async with asyncio.timeout_at(until):
             response = await client().post(
                 f"{route.base_url}/{path}", data=payload, headers=_headers(route, stream=True)
             )
@@ -224,11 +235,11 @@ async def open_stream(route: Route, path: str, body: dict[str, Any], *, deadline
     if response.status != 200:
         raw = b""
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(until):
                 raw = await response.read()
         except (TimeoutError, aiohttp.ClientError, OSError):
             pass
         finally:
             response.close()
         raise _status_failure(response.status, raw)
-    return HttpAnswer(response, deadline)
+    return HttpAnswer(response, route.timeout_seconds)

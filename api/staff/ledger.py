@@ -182,10 +182,8 @@ class GrantReversalApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         key = idempotency_key_resolve(request, data.get("idempotency_key"))
-        # The ledger answers a replay with the first transaction; whether it existed decides 200 or 201. Its keys
-        # are stored with the operation's prefix (see JournalTransaction.idempotency_key).
-        replay = JournalTransaction.objects.filter(idempotency_key=f"reverse:{key}").exists()
-        txn = services.grant_reverse(
+        # The ledger answers a replay with the first transaction, and says whether this call booked it: 201 or 200.
+        result = services.grant_reverse(
             grant_id=grant.pk,
             amount_nano=data["amount"],
             idempotency_key=key,
@@ -194,11 +192,11 @@ class GrantReversalApi(APIView):
         )
         grant.refresh_from_db()
         body = {
-            "transaction": TransactionOutputSerializer(txn).data,
+            "transaction": TransactionOutputSerializer(result.transaction).data,
             "grant": GrantOutputSerializer(grant).data,
             "balance": balance_data(organization_id),
         }
-        return Response(body, status=status.HTTP_200_OK if replay else status.HTTP_201_CREATED)
+        return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 
 class OverdraftApi(APIView):

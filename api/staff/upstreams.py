@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 from rest_framework.viewsets import ViewSet
 
+from accounts.ids import is_id_text
 from api import services
 from api.models import MAX_UPSTREAM_TIMEOUT_SECONDS, Upstream
 
@@ -31,6 +32,7 @@ class UpstreamOutput(serializers.ModelSerializer[Upstream]):
             "api_key_set",
             "upstream_model",
             "timeout_seconds",
+            "forwards_service_tier",
             "enabled",
             "created_at",
             "updated_at",
@@ -50,6 +52,9 @@ class UpstreamInput(serializers.Serializer[Any]):
         max_length=200, required=False, help_text="The model name the server knows (default: the model id)."
     )
     timeout_seconds = serializers.IntegerField(min_value=1, max_value=MAX_UPSTREAM_TIMEOUT_SECONDS, required=False)
+    forwards_service_tier = serializers.BooleanField(
+        required=False, help_text="The server honours OpenAI's service_tier (OpenAI does): forward the client's tier."
+    )
     enabled = serializers.BooleanField(required=False)
 
 
@@ -58,11 +63,12 @@ class UpstreamChange(serializers.Serializer[Any]):
     api_key = serializers.CharField(max_length=500, required=False, allow_blank=True, write_only=True)
     upstream_model = serializers.CharField(max_length=200, required=False)
     timeout_seconds = serializers.IntegerField(min_value=1, max_value=MAX_UPSTREAM_TIMEOUT_SECONDS, required=False)
+    forwards_service_tier = serializers.BooleanField(required=False)
     enabled = serializers.BooleanField(required=False)
 
 
 def _get(pk: str) -> Upstream:
-    upstream = Upstream.objects.select_related("model").filter(pk=pk).first() if pk.isdigit() else None
+    upstream = Upstream.objects.select_related("model").filter(pk=pk).first() if is_id_text(pk) else None
     if upstream is None:
         raise services.UpstreamNotFound("upstream not found", param="id")
     return upstream

@@ -6,7 +6,7 @@ them in responses.
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import IsAdminUser
@@ -14,7 +14,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.ids import is_id_text
 from api.errors import ApplicationError
+from api.staff.ledger_fields import IDEMPOTENCY_HEADER, IdempotencyKeyField, idempotency_key_resolve
 from billing.money import format_amount
 from billing.payments import selectors, services
 from billing.payments.errors import NotFound
@@ -30,9 +32,21 @@ def _query_id(request: Request, name: str) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not is_id_text(raw):
         raise ApplicationError(f"{name} must be an integer id", param=name)
     return int(raw)
+
+
+class IdField(serializers.IntegerField):
+    """An id in a JSON body: a whole number, or its ASCII digits as a string (not "٣", which int() reads as 3)."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(min_value=1, max_value=2**63 - 1, **kwargs)
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, str) and not is_id_text(data.strip()):
+            self.fail("invalid")
+        return int(super().to_internal_value(data))
 
 
 class RefundOutputSerializer(serializers.Serializer):
@@ -96,7 +110,7 @@ class TopUpOutputSerializer(serializers.Serializer):
 
 class RefundListCreateApi(StaffApi):
     class InputSerializer(serializers.Serializer):
-        top_up_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+        top_up_id = IdField()
         amount = serializers.CharField(
             required=False,
             allow_blank=True,
@@ -104,6 +118,10 @@ class RefundListCreateApi(StaffApi):
             help_text='Decimal string in the currency\'s main unit, e.g. "12.50". Omit to refund all that can be.',
         )
         reason = serializers.CharField(max_length=500, help_text="Why the money goes back (kept in the audit log).")
+        idempotency_key = IdempotencyKeyField()
+
+        class Meta:
+            ref_name = "StaffRefundInput"
 
     @extend_schema(
         summary="List refunds",
@@ -127,20 +145,38 @@ class RefundListCreateApi(StaffApi):
             "Takes the credit out of the wallet first (a reversing ledger entry), then refunds through Stripe with "
             "an idempotency key. 201 with status `succeeded`; 202 with status `pending` when Stripe could not be "
             "reached (retried automatically, the credit stays out); 201 with status `failed` when Stripe refused "
-            "(the credit is back in the wallet as a new grant, `error` says why)."
+            "(the credit is back in the wallet as a new grant, `error` says why). An Idempotency-Key header is "
+            "required: a retry with the same key answers 200 with the first refund as it stands and refunds "
+            "nothing more; the same key for another top-up or amount is refused with 409."
         ),
+        parameters=[IDEMPOTENCY_HEADER],
         request=InputSerializer,
-        responses={201: RefundOutputSerializer, 202: RefundOutputSerializer},
+        responses={
+            201: RefundOutputSerializer,
+            202: RefundOutputSerializer,
+            200: OpenApiResponse(RefundOutputSerializer, description="A replay: the first refund, as it stands."),
+            409: OpenApiResponse(description="The idempotency key was used for a different refund."),
+        },
     )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data: dict[str, Any] = serializer.validated_data
-        refund = services.refund_create(
-            top_up_id=data["top_up_id"], amount=data.get("amount") or None, reason=data["reason"], actor=request.user
+        result = services.refund_create(
+            top_up_id=data["top_up_id"],
+            amount=data.get("amount") or None,
+            reason=data["reason"],
+            actor=request.user,
+            idempotency_key=idempotency_key_resolve(request, data.get("idempotency_key")),
         )
-        refund = selectors.refunds_list().get(pk=refund.pk)
-        code = status.HTTP_202_ACCEPTED if refund.status == Refund.Status.PENDING else status.HTTP_201_CREATED
+        refund = selectors.refunds_list().get(pk=result.refund.pk)
+        code: int
+        if not result.created:
+            code = status.HTTP_200_OK
+        elif refund.status == Refund.Status.PENDING:
+            code = status.HTTP_202_ACCEPTED
+        else:
+            code = status.HTTP_201_CREATED
         return Response(RefundOutputSerializer(refund).data, status=code)
 
 
@@ -152,7 +188,7 @@ class RefundDetailApi(StaffApi):
     )
     def get(self, request: Request, refund_id: str) -> Response:
         refund = None
-        if refund_id.isdigit() and len(refund_id) <= 18:
+        if is_id_text(refund_id):
             refund = selectors.refunds_list().filter(pk=int(refund_id)).first()
         if refund is None:
             raise NotFound("refund not found", param="refund_id")

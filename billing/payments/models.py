@@ -205,6 +205,9 @@ class Refund(models.Model):
     restore_grant_id = models.BigIntegerField(null=True, blank=True, unique=True)
     reason = models.CharField(max_length=500)
     error = models.TextField(blank=True)
+    # The staff request's Idempotency-Key: a retried request finds this refund instead of refunding again.
+    # Null only on refunds recorded before keys were required.
+    idempotency_key = models.CharField(max_length=200, unique=True, null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from billing.money import format_amount
 from billing.payments.errors import NotFound
 from billing.payments.models import AutoTopUp, Refund, TopUp
-from billing.payments.services.auto_topup import auto_topup_spent_today
+from billing.payments.services.auto_topup import auto_topup_over_cap, auto_topup_spent_today
 
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
 
@@ -57,7 +57,9 @@ class AutoTopUpState:
     @property
     def cap_reached(self) -> bool:
         config = self.config
-        return bool(config and config.enabled and self.spent_today_nano + config.amount_nano > config.daily_cap_nano)
+        if config is None or not config.enabled:
+            return False
+        return auto_topup_over_cap(config=config, spent_today_nano=self.spent_today_nano)
 
 
 def auto_topup_state(*, organization_id: int) -> AutoTopUpState:

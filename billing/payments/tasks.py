@@ -39,3 +39,9 @@ def stripe_events_retry_task() -> int:
 def payments_resume_task() -> dict[str, int]:
     """Automatic charges and refunds that never got Stripe's answer are sent again with their idempotency keys."""
     return {"auto_top_ups": services.auto_topups_resume(), "refunds": services.refunds_resume()}
+
+
+@shared_task(acks_late=True)
+def topups_reconcile_task() -> dict[str, int]:
+    """Top-ups charged but still in flight long after (their webhook was lost) are settled from Stripe's answer."""
+    return services.topups_reconcile()

@@ -11,6 +11,10 @@ MONTHS = {"month": 1, "year": 12}
 
 
 def add_months(moment: datetime, months: int) -> datetime:
+    """`moment` plus whole months, counted in UTC (an aware moment at another offset is converted first, so the
+    day clamping and the result do not depend on the offset it was given in)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
     month_index = moment.month - 1 + months
     year, month = moment.year + month_index // 12, month_index % 12 + 1
     day = min(moment.day, calendar.monthrange(year, month)[1])

@@ -20,8 +20,9 @@ class UsageSource(models.TextChoices):
 
 class UsageStatus(models.TextChoices):
     OK = "ok", "Completed"
-    # The stream was cut because the upstream went past max_tokens: charged up to max_tokens.
-    CUT = "cut", "Cut at max_tokens"
+    # The answer was cut: the upstream went past max_tokens (charged up to max_tokens), or the call reached
+    # GATEWAY_MAX_CALL_SECONDS (charged for what was delivered).
+    CUT = "cut", "Cut (max_tokens or time limit)"
     # The client went away mid-stream: charged for what was delivered.
     CLIENT_DISCONNECTED = "client_disconnected", "Client disconnected"
     # Upstream failures are never charged.

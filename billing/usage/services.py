@@ -66,13 +66,19 @@ SELECT %(organization_id)s::bigint, %(api_key_id)s::bigint, %(source)s::text, %(
 
 
 _FIELDS = tuple(f.name for f in fields(UsageRow))
+# The latency column is a PostgreSQL integer: a longer time (or a clock gone backwards) is stored at its bound.
+MAX_LATENCY_MS = 2_147_483_647
+
+
+def _latency_ms(row: UsageRow) -> int:
+    return max(0, min(row.latency_ms, MAX_LATENCY_MS))
 
 
 def usage_insert_params(row: UsageRow) -> dict[str, Any]:
     # A shallow copy (dataclasses.asdict deep-copies the lines, which the hot path does not need).
     params = {name: getattr(row, name) for name in _FIELDS}
     params["lines"] = Jsonb(row.lines)
-    params["latency_ms"] = max(0, min(row.latency_ms, 2_147_483_647))
+    params["latency_ms"] = _latency_ms(row)
     return params
 
 
@@ -81,7 +87,7 @@ def usage_record_create(*, row: UsageRow) -> UsageRecord:
     values = asdict(row)
     slug = values.pop("model_slug")
     created_at = values.pop("created_at")
-    values["latency_ms"] = max(0, min(row.latency_ms, 2_147_483_647))
+    values["latency_ms"] = _latency_ms(row)
     record = UsageRecord(model_id=AIModel.objects.values_list("id", flat=True).get(slug=slug), **values)
     if created_at is not None:
         record.created_at = created_at

@@ -53,6 +53,9 @@ def test_env_int_parses_and_checks_the_minimum(monkeypatch):
     monkeypatch.setenv("SOME_COUNT", "0")
     with pytest.raises(ImproperlyConfigured, match="SOME_COUNT must be at least 1, got 0"):
         env_int("SOME_COUNT", 5, minimum=1)
+    monkeypatch.setenv("SOME_COUNT", "11")
+    with pytest.raises(ImproperlyConfigured, match="SOME_COUNT must be at most 10, got 11"):
+        env_int("SOME_COUNT", 5, minimum=1, maximum=10)
 
 
 @pytest.mark.parametrize("raw", ["ten", "1.5", "", "0x10"])
@@ -126,6 +129,9 @@ def production(**overrides: str) -> dict[str, str]:
         "SITE_URL": "https://billing.example.com",
         "DATABASE_URL": "postgres://billing@127.0.0.1:5432/billing",
         "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "STRIPE_SECRET_KEY": "sk_live_" + "x" * 24,
+        "STRIPE_PUBLISHABLE_KEY": "pk_live_" + "x" * 24,
+        "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(16),
         **overrides,
     }
 
@@ -140,14 +146,16 @@ def test_production_settings_pass_the_deploy_checks():
     ("overrides", "message"),
     [
         ({"DEBUG": "maybe"}, "DEBUG must be true or false, got 'maybe'"),
-        ({"SECRET_KEY": ""}, "SECRET_KEY must be set when DEBUG is false"),
-        ({"ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS must be set when DEBUG is false"),
         ({"DATABASE_URL": "nonsense"}, "DATABASE_URL must be a URL"),
         ({"DB_POOL_SIZE": "many"}, "DB_POOL_SIZE must be an integer"),
         ({"GATEWAY_DB_POOL_SIZE": "0"}, "GATEWAY_DB_POOL_SIZE must be at least 1"),
+        ({"GATEWAY_MAX_CALL_SECONDS": "0"}, "GATEWAY_MAX_CALL_SECONDS must be at least 1"),
+        ({"GATEWAY_MAX_CALL_SECONDS": "86400"}, "GATEWAY_MAX_CALL_SECONDS must be at most 21600"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of"),
         ({"STRIPE_API_BASE": "localhost:8420"}, "STRIPE_API_BASE must be a URL"),
         ({"UPSTREAM_BASE_URL": "vllm:8000"}, "UPSTREAM_BASE_URL must be a URL"),
+        ({"UPSTREAM_BASE_URL": "https://user:sk-1@api.example.com/v1"}, "UPSTREAM_BASE_URL must have no credentials"),
+        ({"UPSTREAM_BASE_URL": "https://api.example.com/v1?x=1"}, "UPSTREAM_BASE_URL must have no credentials"),
         ({"SECURE_SSL_REDIRECT": "sometimes"}, "SECURE_SSL_REDIRECT must be true or false"),
         ({"EMAIL_URL": "bogus"}, "EMAIL_URL"),
     ],
@@ -156,6 +164,77 @@ def test_a_bad_value_stops_start_up_with_a_message_naming_the_variable(overrides
     result = manage("check", **production(**overrides))
     assert result.returncode != 0
     assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        # A live key would be sent to whoever listens there.
+        ({"STRIPE_API_BASE": "http://localhost:8420"}, "STRIPE_API_BASE is 'http://localhost:8420', which is not"),
+        ({"STRIPE_API_BASE": "https://api.stripe.com.attacker.example"}, "which is not Stripe"),
+        ({"STRIPE_PUBLISHABLE_KEY": "pk_test_abc"}, "must both be live keys or both test keys"),
+    ],
+)
+def test_stripe_keys_that_do_not_fit_the_site_stop_start_up(overrides, message):
+    result = manage("check", **production(**overrides))
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"STRIPE_API_BASE": "https://api.stripe.com"},
+        # A staging site that says it runs on test keys, against a stand-in.
+        {
+            "STRIPE_SECRET_KEY": "sk_test_abc",
+            "STRIPE_PUBLISHABLE_KEY": "pk_test_abc",
+            "STRIPE_ALLOW_TEST_KEYS": "true",
+            "STRIPE_API_BASE": "http://localhost:8420",
+        },
+    ],
+)
+def test_stripe_keys_that_fit_the_site_start(overrides):
+    result = manage("check", **production(**overrides))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"SECRET_KEY": ""}, "SECRET_KEY must be set when DEBUG is false"),
+        ({"ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS must be set when DEBUG is false"),
+        # Test keys in production: orders no card pays for.
+        (
+            {"STRIPE_SECRET_KEY": "sk_test_abc", "STRIPE_PUBLISHABLE_KEY": "pk_test_abc"},
+            "STRIPE_SECRET_KEY is a test key while DEBUG is false",
+        ),
+    ],
+)
+def test_a_site_unfit_for_production_stops_its_processes_not_the_tools(overrides, message):
+    env = production(**overrides)
+    deploy_check = manage("check", "--deploy", **env)
+    assert deploy_check.returncode != 0
+    assert message in deploy_check.stderr
+    for process in (
+        "import config.asgi",
+        "import config.wsgi",
+        "import config; from celery import signals; signals.worker_init.send(sender=None)",
+    ):
+        started = subprocess.run(
+            [sys.executable, "-c", process],
+            cwd=settings.BASE_DIR,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert started.returncode != 0, process
+        assert message in started.stderr, process
+    # Tools that need no secret still run (a build box checking migrations has no production settings).
+    tool = manage("makemigrations", "--check", "--dry-run", **(env | {"DATABASE_URL": "sqlite://:memory:"}))
+    assert tool.returncode == 0, tool.stderr
 
 
 def test_the_debug_warning_of_the_deploy_check_is_not_silenced():

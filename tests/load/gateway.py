@@ -419,6 +419,7 @@ def main() -> None:
             "SECRET_KEY": "benchmark-only-secret-key-benchmark-only-secret-key",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "SECURE_SSL_REDIRECT": "false",
+            "STRIPE_ALLOW_TEST_KEYS": "true",
             "LOG_LEVEL": "WARNING",
             "UPSTREAM_BASE_URL": f"http://127.0.0.1:{standin_port}/v1",
             "UPSTREAM_TIMEOUT_SECONDS": "120",

@@ -49,6 +49,8 @@ def usage_charts(
         points=[charts.Point(row.day, row.group, row.label, row.charge_nano) for row in daily],
         value_text=lambda nano: formatting.money(nano, currency),
         axis_text=lambda nano: formatting.money_compact(nano, currency),
+        # money_compact shows at most four decimals; a 1, 2 or 5 x 10^k step from here reads distinctly.
+        min_step=formatting.MONEY_COMPACT_RESOLUTION_NANO,
     )
     tokens = charts.stacked_daily_chart(
         title=f"Tokens per day by {dimension_label}",

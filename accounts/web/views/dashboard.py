@@ -14,6 +14,9 @@ from billing.usage import selectors as usage
 
 CHART_DAYS = 30
 RECENT_REQUESTS = 20
+# Beyond this the runway reads "More than a year": a cent spent in a week against $500 of credit would project
+# thousands of years, a number that means nothing.
+RUNWAY_MAX_DAYS = 365
 
 
 @membership_required()
@@ -38,6 +41,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     context = {
         "balance": balance,
         "burn": burn,
+        "runway_over_a_year": burn.runway_days is not None and burn.runway_days > RUNWAY_MAX_DAYS,
         "notices": notifications.notices_due(organization_id=organization_id, now=now, prefs=prefs),
         "by": by,
         "dimensions": [(d, usage.DIMENSION_LABELS[d]) for d in usage.DIMENSIONS],

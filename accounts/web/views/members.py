@@ -1,5 +1,7 @@
 """Members and invitations of the current organization. Everyone in it sees the list; owners change it."""
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -29,10 +31,6 @@ from accounts.web.views.common import capabilities, membership_of, require
 from api.errors import ApplicationError
 
 MEMBERS_URL = "/members/"
-
-
-def _site_origin(request: HttpRequest) -> str:
-    return request.build_absolute_uri("/")
 
 
 def _page(
@@ -73,7 +71,6 @@ def member_invite(request: HttpRequest) -> HttpResponse:
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
                 actor=request.user,  # type: ignore[arg-type]
-                base_url=_site_origin(request),
             )
         except ApplicationError as error:
             form_error_from(form, error)
@@ -139,40 +136,34 @@ def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
     return render(request, "web/members/remove.html", context, status=400 if error_message else 200)
 
 
-@membership_required()
-@require_POST
-def invitation_revoke_view(request: HttpRequest, invitation_id: int) -> HttpResponse:
+def _invitation_change(
+    request: HttpRequest, invitation_id: int, change: Callable[..., object], done: str
+) -> HttpResponse:
+    """Revoke or resend one of the organization's invitations with the service `change`; `done` is the message
+    on success, with {email} for the invited address."""
     require(request, Capability.MANAGE_MEMBERS)
     organization_id = membership_of(request).organization_id
     invitation = invitation_get(organization_id=organization_id, invitation_id=invitation_id)
     try:
-        invitation_revoke(
-            organization_id=organization_id,
-            invitation_id=invitation.pk,
-            actor=request.user,  # type: ignore[arg-type]
-        )
+        change(organization_id=organization_id, invitation_id=invitation.pk, actor=request.user)
     except ApplicationError as error:
         messages.error(request, error.message)
         return _page(request, status=400)
-    messages.success(request, f"Revoked the invitation of {invitation.email}; its link no longer works.")
+    messages.success(request, done.format(email=invitation.email))
     return HttpResponseRedirect(MEMBERS_URL)
+
+
+@membership_required()
+@require_POST
+def invitation_revoke_view(request: HttpRequest, invitation_id: int) -> HttpResponse:
+    return _invitation_change(
+        request, invitation_id, invitation_revoke, "Revoked the invitation of {email}; its link no longer works."
+    )
 
 
 @membership_required()
 @require_POST
 def invitation_resend_view(request: HttpRequest, invitation_id: int) -> HttpResponse:
-    require(request, Capability.MANAGE_MEMBERS)
-    organization_id = membership_of(request).organization_id
-    invitation = invitation_get(organization_id=organization_id, invitation_id=invitation_id)
-    try:
-        invitation_resend(
-            organization_id=organization_id,
-            invitation_id=invitation.pk,
-            actor=request.user,  # type: ignore[arg-type]
-            base_url=_site_origin(request),
-        )
-    except ApplicationError as error:
-        messages.error(request, error.message)
-        return _page(request, status=400)
-    messages.success(request, f"Sent the invitation to {invitation.email} again, with a new link.")
-    return HttpResponseRedirect(MEMBERS_URL)
+    return _invitation_change(
+        request, invitation_id, invitation_resend, "Sent the invitation to {email} again, with a new link."
+    )

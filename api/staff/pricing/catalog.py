@@ -3,22 +3,21 @@
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.staff.pricing.common import (
     MAX_LIST,
+    ScopeField,
     ScopeInput,
-    ScopeOutput,
     StaffView,
     StrictSerializer,
     actor_email,
     get_or_404,
-    scope_of,
 )
-from api.staff.pricing.fields import AmountField, PriceField
+from api.staff.pricing.fields import AmountField, PriceField, WholeNumberField
 from billing.pricing import selectors, services
 from billing.pricing.errors import ModelNotFound
 from billing.pricing.models import AIModel, Encoding, ModelKind, ModelStatus, PriceVersion, TierSchedule
@@ -30,7 +29,7 @@ MAX_TOKENS = 10**9
 
 
 class LongContextInput(StrictSerializer):
-    threshold_tokens = serializers.IntegerField(min_value=1, max_value=MAX_TOKENS)
+    threshold_tokens = WholeNumberField(min_value=1, max_value=MAX_TOKENS)
     input_price = PriceField()
     cached_input_price = PriceField()
     output_price = PriceField()
@@ -42,9 +41,9 @@ class PriceVersionPatchInput(StrictSerializer):
     output_price = PriceField(required=False)
     request_fee = AmountField(required=False)
     currency = serializers.RegexField(r"^[A-Z]{3}$", required=False)
-    priority_factor_bps = serializers.IntegerField(required=False, min_value=10_000, max_value=100_000)
-    flex_factor_bps = serializers.IntegerField(required=False, min_value=0, max_value=10_000)
-    batch_factor_bps = serializers.IntegerField(required=False, min_value=0, max_value=10_000)
+    priority_factor_bps = WholeNumberField(required=False, min_value=10_000, max_value=100_000)
+    flex_factor_bps = WholeNumberField(required=False, min_value=0, max_value=10_000)
+    batch_factor_bps = WholeNumberField(required=False, min_value=0, max_value=10_000)
     long_context = LongContextInput(required=False, allow_null=True)
     effective_from = serializers.DateTimeField(required=False)
     note = serializers.CharField(required=False, allow_blank=True, max_length=500)
@@ -202,9 +201,9 @@ class ModelPatchInput(StrictSerializer):
     group = serializers.CharField(required=False, allow_blank=True, max_length=100)
     encoding = serializers.ChoiceField(Encoding.choices, required=False)
     kind = serializers.ChoiceField(ModelKind.choices, required=False)
-    context_window = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
-    default_max_tokens = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
-    max_output_tokens = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
+    context_window = WholeNumberField(required=False, min_value=1, max_value=2**31 - 1)
+    default_max_tokens = WholeNumberField(required=False, min_value=0, max_value=2**31 - 1)
+    max_output_tokens = WholeNumberField(required=False, min_value=0, max_value=2**31 - 1)
     status = serializers.ChoiceField(ModelStatus.choices, required=False)
     sunset_at = serializers.DateTimeField(required=False, allow_null=True)
 
@@ -213,9 +212,9 @@ class ModelInput(ModelPatchInput):
     slug = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$", max_length=200)
     display_name = serializers.CharField(max_length=200)
     encoding = serializers.ChoiceField(Encoding.choices)
-    context_window = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
-    default_max_tokens = serializers.IntegerField(min_value=0, max_value=2**31 - 1)
-    max_output_tokens = serializers.IntegerField(min_value=0, max_value=2**31 - 1)
+    context_window = WholeNumberField(min_value=1, max_value=2**31 - 1)
+    default_max_tokens = WholeNumberField(min_value=0, max_value=2**31 - 1)
+    max_output_tokens = WholeNumberField(min_value=0, max_value=2**31 - 1)
 
 
 class ModelOutput(serializers.Serializer):
@@ -284,7 +283,7 @@ class ModelDetail(StaffView):
 
 class TierInput(StrictSerializer):
     start = AmountField(help_text='Period volume (list-price spend) where the tier starts, e.g. "1000.00".')
-    factor_bps = serializers.IntegerField(min_value=0, max_value=10_000)
+    factor_bps = WholeNumberField(min_value=0, max_value=10_000)
 
 
 class TierSchedulePatchInput(StrictSerializer):
@@ -311,16 +310,12 @@ class TierOutput(serializers.Serializer):
 class TierScheduleOutput(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
-    scope = serializers.SerializerMethodField()
+    scope = ScopeField()
     mode = serializers.CharField()
     tiers = TierOutput(source="bands", many=True)
     effective_from = serializers.DateTimeField()
     effective_until = serializers.DateTimeField(allow_null=True)
     cancelled_at = serializers.DateTimeField(allow_null=True)
-
-    @extend_schema_field(ScopeOutput)
-    def get_scope(self, schedule: TierSchedule) -> dict[str, str | None]:
-        return scope_of(schedule)
 
 
 def _tiers(data: dict[str, Any]) -> list[tuple[int, int]] | None:

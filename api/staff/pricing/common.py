@@ -3,14 +3,18 @@
 from typing import Any
 
 from django.db.models import Model
+from drf_spectacular.utils import OpenApiParameter, extend_schema_field
 from rest_framework import serializers
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from accounts.ids import is_id_text
+from accounts.models import Organization
 from billing.pricing.errors import PricingNotFound
 
 MAX_LIST = 500
+MAX_TOKENS = 10**14  # the most tokens any quantity of a plan or an offer can name
 
 
 class StrictSerializer(serializers.Serializer):
@@ -60,3 +64,33 @@ def scope_of(instance: Any) -> dict[str, str | None]:
 class ScopeOutput(serializers.Serializer):
     model = serializers.CharField(allow_null=True)
     group = serializers.CharField(allow_null=True)
+
+
+@extend_schema_field(ScopeOutput)
+class ScopeField(serializers.Field):
+    """The scope of the instance being serialized (read only): its model id or its model group."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(source="*", read_only=True, **kwargs)
+
+    def to_representation(self, value: Any) -> dict[str, str | None]:
+        return scope_of(value)
+
+
+ORGANIZATION = OpenApiParameter("organization", int, description="Only this organization's.")
+
+
+def organization_check(organization_id: int) -> int:
+    """`organization_id`, once it is known to exist (404 otherwise)."""
+    get_or_404(Organization.objects, f"No organization {organization_id}.", "organization", pk=organization_id)
+    return organization_id
+
+
+def by_organization(queryset: Any, request: Request) -> Any:
+    """`queryset` narrowed to the `organization` of the query string, if it names one (a 400 if not an id)."""
+    raw = request.query_params.get("organization")
+    if raw is None:
+        return queryset
+    if not is_id_text(raw):
+        raise serializers.ValidationError({"organization": ["A whole number, the organization's id."]})
+    return queryset.filter(organization_id=int(raw))

@@ -5,6 +5,7 @@ Amounts are decimal strings in the currency's main unit ("12.50"), prices decima
 `*_micro_per_mtok`) beside them. Floats are refused: "0.1" is exact, 0.1 is not.
 """
 
+import re
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
@@ -13,6 +14,8 @@ from rest_framework import serializers
 
 from billing.money import AmountError, format_amount, parse_amount
 from billing.pricing.units import PriceError, price_format, price_parse
+
+WHOLE_TEXT = re.compile(r"[+-]?[0-9]+")
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -38,7 +41,17 @@ class AmountField(serializers.Field):
         return format_amount(value)
 
 
-format_price = price_format
+class WholeNumberField(serializers.IntegerField):
+    """A whole number: a JSON integer, or text of the ASCII digits 0-9. DRF's IntegerField reads Arabic-Indic or
+    full-width digits as numbers too (Python's int() accepts any script's digits); an id or a count typed that
+    way is a mistake."""
+
+    default_error_messages = {"not_ascii": "A whole number written with the digits 0-9."}
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, str) and not WHOLE_TEXT.fullmatch(data.strip()):
+            self.fail("not_ascii")
+        return super().to_internal_value(data)  # type: ignore[no-any-return]
 
 
 @extend_schema_field(OpenApiTypes.STR)

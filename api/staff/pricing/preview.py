@@ -8,22 +8,24 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.models import AuditEvent, Organization
+from accounts.ids import is_id_text
+from accounts.models import AuditEvent
 from api.staff.pricing.catalog import PriceVersionPatchInput, price_values
-from api.staff.pricing.common import MAX_LIST, StaffView, StrictSerializer, get_or_404
-from api.staff.pricing.fields import AmountField, format_price
+from api.staff.pricing.common import MAX_LIST, StaffView, StrictSerializer, by_organization, organization_check
+from api.staff.pricing.fields import AmountField, WholeNumberField
 from billing.money import format_amount
 from billing.pricing import rating, services
+from billing.pricing.units import price_format
 
 MAX_TOKENS = 10**10
 
 
 class UsageInput(StrictSerializer):
-    input_tokens = serializers.IntegerField(min_value=0, max_value=MAX_TOKENS)
-    cached_input_tokens = serializers.IntegerField(required=False, min_value=0, max_value=MAX_TOKENS, default=0)
-    output_tokens = serializers.IntegerField(required=False, min_value=0, max_value=MAX_TOKENS, default=0)
+    input_tokens = WholeNumberField(min_value=0, max_value=MAX_TOKENS)
+    cached_input_tokens = WholeNumberField(required=False, min_value=0, max_value=MAX_TOKENS, default=0)
+    output_tokens = WholeNumberField(required=False, min_value=0, max_value=MAX_TOKENS, default=0)
     service_tier = serializers.ChoiceField(list(rating.SERVICE_TIERS), required=False, default="default")
-    requests = serializers.IntegerField(required=False, min_value=0, max_value=10**6, default=1)
+    requests = WholeNumberField(required=False, min_value=0, max_value=10**6, default=1)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["cached_input_tokens"] > attrs["input_tokens"]:
@@ -46,13 +48,13 @@ class DraftInput(PriceVersionPatchInput):
 
 
 class PreviewInput(StrictSerializer):
-    organization = serializers.IntegerField(min_value=1, max_value=2**62)
+    organization = WholeNumberField(min_value=1, max_value=2**62)
     model = serializers.CharField(max_length=200)
     at = serializers.DateTimeField(required=False, help_text="When the usage happens (default: now).")
     usages = serializers.ListField(child=UsageInput(), required=False, max_length=services.preview.MAX_USAGES)
     window = WindowInput(required=False, help_text="Re-rate the organization's recorded usage of the model.")
     draft = DraftInput(required=False)
-    price_version = serializers.IntegerField(required=False, min_value=1, max_value=2**62)
+    price_version = WholeNumberField(required=False, min_value=1, max_value=2**62)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if ("usages" in attrs) == ("window" in attrs):
@@ -83,9 +85,9 @@ def _context(context: rating.PricingContext | None) -> dict[str, Any] | None:
     return {
         "price_version_id": p.price_version_id,
         "override_id": p.override_id,
-        "input_price": format_price(p.input_price_micro_per_mtok),
-        "cached_input_price": format_price(p.cached_input_price_micro_per_mtok),
-        "output_price": format_price(p.output_price_micro_per_mtok),
+        "input_price": price_format(p.input_price_micro_per_mtok),
+        "cached_input_price": price_format(p.cached_input_price_micro_per_mtok),
+        "output_price": price_format(p.output_price_micro_per_mtok),
         "subscription_id": context.subscription_id,
         "plan_discount_bps": context.plan_discount_bps,
         "allowances": [
@@ -121,8 +123,7 @@ class Preview(StaffView):
     )
     def post(self, request: Request) -> Response:
         data = self.valid(PreviewInput, request)
-        organization_id = data["organization"]
-        get_or_404(Organization.objects, f"No organization {organization_id}.", "organization", pk=organization_id)
+        organization_id = organization_check(data["organization"])
         recorded = None
         if "window" in data:
             usages, recorded = services.window_usages(
@@ -190,13 +191,9 @@ class AuditLog(StaffView):
         summary="The audit log of pricing changes, newest first",
     )
     def get(self, request: Request) -> Response:
-        events = AuditEvent.objects.filter(action__startswith="pricing.").order_by("-created_at", "-id")
-        organization = request.query_params.get("organization")
-        if organization is not None:
-            if not organization.isdigit() or len(organization) > 18:
-                raise serializers.ValidationError({"organization": ["A whole number, the organization's id."]})
-            events = events.filter(organization_id=int(organization))
+        events = by_organization(AuditEvent.objects.filter(action__startswith="pricing."), request)
+        events = events.order_by("-created_at", "-id")
         limit = request.query_params.get("limit", "100")
-        if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIST:
+        if not is_id_text(limit) or not 1 <= int(limit) <= MAX_LIST:
             raise serializers.ValidationError({"limit": [f"A whole number from 1 to {MAX_LIST}."]})
         return Response({"data": AuditOutput(events[: int(limit)], many=True).data})

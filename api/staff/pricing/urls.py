@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from api.staff.pricing import catalog, preview, selling
+from api.staff.pricing import catalog, commitments, overrides, plans, preview
 
 urlpatterns = [
     path("models/", catalog.ModelList.as_view(), name="staff-api-models"),
@@ -21,27 +21,27 @@ urlpatterns = [
         catalog.TierScheduleCancel.as_view(),
         name="staff-api-tier-schedule-cancel",
     ),
-    path("plans/", selling.PlanList.as_view(), name="staff-api-plans"),
-    path("plans/<slug:slug>/", selling.PlanDetail.as_view(), name="staff-api-plan"),
-    path("subscriptions/", selling.SubscriptionList.as_view(), name="staff-api-subscriptions"),
-    path("subscriptions/<int:subscription_id>/", selling.SubscriptionDetail.as_view(), name="staff-api-subscription"),
+    path("plans/", plans.PlanList.as_view(), name="staff-api-plans"),
+    path("plans/<slug:slug>/", plans.PlanDetail.as_view(), name="staff-api-plan"),
+    path("subscriptions/", plans.SubscriptionList.as_view(), name="staff-api-subscriptions"),
+    path("subscriptions/<int:subscription_id>/", plans.SubscriptionDetail.as_view(), name="staff-api-subscription"),
     path(
         "subscriptions/<int:subscription_id>/change/",
-        selling.SubscriptionChange.as_view(),
+        plans.SubscriptionChange.as_view(),
         name="staff-api-subscription-change",
     ),
     path(
         "subscriptions/<int:subscription_id>/cancel/",
-        selling.SubscriptionCancel.as_view(),
+        plans.SubscriptionCancel.as_view(),
         name="staff-api-subscription-cancel",
     ),
-    path("commitment-offers/", selling.OfferList.as_view(), name="staff-api-commitment-offers"),
-    path("commitment-offers/<int:offer_id>/", selling.OfferDetail.as_view(), name="staff-api-commitment-offer"),
-    path("commitments/", selling.CommitmentList.as_view(), name="staff-api-commitments"),
-    path("commitments/<int:commitment_id>/", selling.CommitmentDetail.as_view(), name="staff-api-commitment"),
-    path("overrides/", selling.OverrideList.as_view(), name="staff-api-overrides"),
-    path("overrides/<int:override_id>/", selling.OverrideDetail.as_view(), name="staff-api-override"),
-    path("overrides/<int:override_id>/end/", selling.OverrideEnd.as_view(), name="staff-api-override-end"),
+    path("commitment-offers/", commitments.OfferList.as_view(), name="staff-api-commitment-offers"),
+    path("commitment-offers/<int:offer_id>/", commitments.OfferDetail.as_view(), name="staff-api-commitment-offer"),
+    path("commitments/", commitments.CommitmentList.as_view(), name="staff-api-commitments"),
+    path("commitments/<int:commitment_id>/", commitments.CommitmentDetail.as_view(), name="staff-api-commitment"),
+    path("overrides/", overrides.OverrideList.as_view(), name="staff-api-overrides"),
+    path("overrides/<int:override_id>/", overrides.OverrideDetail.as_view(), name="staff-api-override"),
+    path("overrides/<int:override_id>/end/", overrides.OverrideEnd.as_view(), name="staff-api-override-end"),
     path("pricing/preview/", preview.Preview.as_view(), name="staff-api-pricing-preview"),
     path("pricing/audit/", preview.AuditLog.as_view(), name="staff-api-pricing-audit"),
 ]

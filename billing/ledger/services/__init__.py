@@ -1,7 +1,14 @@
 """Every write to the ledger. Other areas import from here: `from billing.ledger import services`."""
 
 from billing.ledger.services.charges import wallet_debit
-from billing.ledger.services.grants import GrantResult, grant_create, grant_expire, grant_reverse, grants_expire
+from billing.ledger.services.grants import (
+    GrantResult,
+    ReversalResult,
+    grant_create,
+    grant_expire,
+    grant_reverse,
+    grants_expire,
+)
 from billing.ledger.services.hold_results import HoldPlaced, HoldSettled
 from billing.ledger.services.holds import hold_capture, hold_place, hold_release, holds_expire
 from billing.ledger.services.holds_async import ahold_place, ahold_settle
@@ -11,6 +18,7 @@ __all__ = [
     "GrantResult",
     "HoldPlaced",
     "HoldSettled",
+    "ReversalResult",
     "ahold_place",
     "ahold_settle",
     "grant_create",

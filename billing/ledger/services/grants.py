@@ -37,8 +37,23 @@ class GrantResult:
     created: bool
 
 
+@dataclass(frozen=True)
+class ReversalResult:
+    transaction: JournalTransaction
+    # False when the idempotency key had been used for this very reversal before: nothing new was booked.
+    created: bool
+
+
 def _locked_wallet(wallet_id: int) -> Wallet:
     return Wallet.objects.select_for_update().get(pk=wallet_id)
+
+
+def _locked_grant(grant_id: int) -> tuple[Wallet, Grant]:
+    """The grant's wallet, locked, and the grant read under that lock (so its remainder is current)."""
+    wallet_id = Grant.objects.filter(pk=grant_id).values_list("wallet_id", flat=True).first()
+    if wallet_id is None:
+        raise NotFound("grant not found", param="grant_id")
+    return _locked_wallet(wallet_id), Grant.objects.get(pk=grant_id)
 
 
 def _grant_replay(*, key: str, wallet: Wallet, kind: str, amount_nano: int, expires_at: datetime | None) -> Grant:
@@ -124,11 +139,7 @@ def grant_expire(*, grant_id: int, now: datetime | None = None) -> int:
     and captures draw from it first, being the earliest to expire); a later sweep expires what they release.
     """
     now = now or timezone.now()
-    wallet_id = Grant.objects.filter(pk=grant_id).values_list("wallet_id", flat=True).first()
-    if wallet_id is None:
-        raise NotFound("grant not found", param="grant_id")
-    wallet = _locked_wallet(wallet_id)
-    grant = Grant.objects.get(pk=grant_id)
+    wallet, grant = _locked_grant(grant_id)
     if grant.expires_at is None or grant.expires_at > now:
         return 0
     amount = min(grant.remaining_nano, max(wallet.available_nano, 0))
@@ -165,8 +176,9 @@ def grant_reverse(
     actor: AbstractBaseUser | str | None,
     reason: str,
     cash_refund: bool = False,
-) -> JournalTransaction:
-    """Take unused credit of one grant back out of the wallet.
+) -> ReversalResult:
+    """Take unused credit of one grant back out of the wallet. Replaying the same key returns the first
+    transaction (created False), also when the replay raced the first call: the wallet lock orders them.
 
     `cash_refund` when the money went back to the customer (a Stripe refund of a paid top-up): booked to the
     `refunded` account. Otherwise a correction (a grant made by mistake): booked back to its funding account.
@@ -177,11 +189,7 @@ def grant_reverse(
     key = f"{'refund' if cash_refund else 'reverse'}:{key_clean(idempotency_key)}"
     if not reason or not reason.strip():
         raise ApplicationError("a reason is required", param="reason")
-    wallet_id = Grant.objects.filter(pk=grant_id).values_list("wallet_id", flat=True).first()
-    if wallet_id is None:
-        raise NotFound("grant not found", param="grant_id")
-    wallet = _locked_wallet(wallet_id)
-    grant = Grant.objects.get(pk=grant_id)
+    wallet, grant = _locked_grant(grant_id)
     done = JournalTransaction.objects.filter(idempotency_key=key).first()
     if done is not None:
         drawn = done.draws.filter(grant_id=grant.pk).values_list("amount_nano", flat=True).first()
@@ -189,7 +197,7 @@ def grant_reverse(
             raise IdempotencyConflict(
                 "this idempotency key was already used for another reversal", param="idempotency_key"
             )
-        return done
+        return ReversalResult(done, created=False)
     if amount > grant.remaining_nano:
         raise ApplicationError(
             f"only {format_amount(grant.remaining_nano)} of this grant is unused", param="amount", code="exceeds_unused"
@@ -215,4 +223,4 @@ def grant_reverse(
     GrantDraw.objects.create(transaction=txn, grant=grant, amount_nano=amount)
     Grant.objects.filter(pk=grant.pk).update(remaining_nano=F("remaining_nano") - amount)
     Wallet.objects.filter(pk=wallet.pk).update(available_nano=F("available_nano") - amount)
-    return txn
+    return ReversalResult(txn, created=True)

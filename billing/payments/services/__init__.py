@@ -5,20 +5,21 @@ The contract with the metered API: `auto_topup_check(*, organization_id, availab
 """
 
 from billing.payments.services.auto_topup import (
-    aauto_topup_check,
-    auto_topup_cache_clear,
+    auto_topup_charge,
+    auto_topup_failure_notify,
+    auto_topup_send,
+    auto_topups_resume,
+)
+from billing.payments.services.auto_topup_config import (
     auto_topup_card_remove,
     auto_topup_card_save,
     auto_topup_card_start,
-    auto_topup_charge,
-    auto_topup_check,
-    auto_topup_failure_notify,
-    auto_topup_send,
     auto_topup_update,
-    auto_topups_resume,
 )
+from billing.payments.services.auto_topup_trigger import aauto_topup_check, auto_topup_cache_clear, auto_topup_check
 from billing.payments.services.customers import stripe_customer_ensure
-from billing.payments.services.refunds import refund_create, refund_send, refunds_resume
+from billing.payments.services.reconcile import topups_reconcile
+from billing.payments.services.refunds import RefundCreated, refund_create, refund_send, refunds_resume
 from billing.payments.services.topups import (
     TopUpCharged,
     TopUpStarted,
@@ -29,6 +30,7 @@ from billing.payments.services.topups import (
 from billing.payments.services.webhooks import stripe_event_process, stripe_event_receive, stripe_events_retry
 
 __all__ = [
+    "RefundCreated",
     "TopUpCharged",
     "TopUpStarted",
     "aauto_topup_check",
@@ -52,4 +54,5 @@ __all__ = [
     "topup_pay",
     "topup_start",
     "topup_sync",
+    "topups_reconcile",
 ]

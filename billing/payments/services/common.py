@@ -6,6 +6,7 @@ from typing import Any
 import stripe
 from django.conf import settings
 
+from accounts.ids import is_id_text
 from api.errors import ApplicationError
 from billing.money import MAX_AMOUNT_NANO, AmountError, format_amount, parse_amount
 from billing.payments.errors import PaymentsUnavailable
@@ -71,7 +72,7 @@ def id_clean(value: object, *, param: str) -> int:
     """One of our ids from a request: a positive integer (or its digits). Anything else reads as unknown."""
     if isinstance(value, bool):
         raise ApplicationError(f"{param} must be an integer id", param=param)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and is_id_text(value.strip()):
         value = int(value.strip())
     if not isinstance(value, int) or value <= 0 or value > 2**63 - 1:
         raise ApplicationError(f"{param} must be an integer id", param=param)

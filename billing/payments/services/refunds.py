@@ -8,19 +8,23 @@ goes back at most once and the credit never returns twice.
 """
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import stripe
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import transaction
-from django.db.models import F
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
+from accounts.ids import is_id_text
 from accounts.services import audit_record
 from api.errors import ApplicationError
 from billing.ledger import services as ledger
+from billing.ledger.errors import IdempotencyConflict
 from billing.ledger.models import Grant
+from billing.ledger.services.journal import MAX_KEY_LENGTH
 from billing.money import format_amount
 from billing.payments.errors import NotFound
 from billing.payments.models import NANO_PER_CENT, Refund, TopUp
@@ -66,23 +70,79 @@ def refund_refundable(*, top_up: TopUp) -> tuple[int | None, int]:
     return grant_id, refundable - refundable % NANO_PER_CENT
 
 
-def refund_create(*, top_up_id: object, amount: object, reason: object, actor: Actor) -> Refund:
+@dataclass(frozen=True)
+class RefundCreated:
+    refund: Refund
+    # False when the idempotency key named an earlier refund: that one is returned as it stands, nothing is sent.
+    created: bool
+
+
+def _key_clean(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ApplicationError(
+            "an idempotency key is required: send an Idempotency-Key header so a retried request can never refund "
+            "twice",
+            param="idempotency_key",
+            code="idempotency_key_required",
+        )
+    if len(value.strip()) > MAX_KEY_LENGTH:
+        raise ApplicationError(
+            f"the idempotency key must be at most {MAX_KEY_LENGTH} characters", param="idempotency_key"
+        )
+    return value.strip()
+
+
+def _replay(*, idempotency_key: str, top_up_id: int, amount_nano: int | None) -> Refund | None:
+    """The refund an earlier request with this key made, if it asked for the same; a different ask is a conflict."""
+    earlier = Refund.objects.filter(idempotency_key=idempotency_key).first()
+    if earlier is None:
+        return None
+    if earlier.top_up_id != top_up_id or (amount_nano is not None and amount_nano != earlier.amount_nano):
+        raise IdempotencyConflict(
+            f"this idempotency key was used for refund {earlier.pk} ({format_amount(earlier.amount_nano)} of "
+            f"top-up {earlier.top_up_id}); use a new key for a different refund",
+            param="idempotency_key",
+        )
+    return earlier
+
+
+def refund_create(
+    *, top_up_id: object, amount: object, reason: object, actor: Actor, idempotency_key: object
+) -> RefundCreated:
     """Refund (part of) a paid top-up's unused credit to the card. `amount` is a decimal string, or None for all
     that can be refunded. Returns the refund: succeeded, pending (Stripe not reached yet; it will be retried), or
-    failed (Stripe refused; the credit is back in the wallet)."""
+    failed (Stripe refused; the credit is back in the wallet).
+
+    `idempotency_key` is required: a request repeated with the same key (a timeout, a double click) returns the
+    first refund instead of refunding again; the same key for another top-up or amount is refused (409)."""
     if not isinstance(top_up_id, int) or isinstance(top_up_id, bool):
         raise ApplicationError("top_up_id must be an integer id", param="top_up_id")
+    key = _key_clean(idempotency_key)
     amount_nano = None if amount is None or amount == "" else money_clean(amount, param="amount")
-    refund = _refund_book(top_up_id=top_up_id, amount_nano=amount_nano, reason=_reason_clean(reason), actor=actor)
-    return refund_send(refund_id=refund.pk)
+    earlier = _replay(idempotency_key=key, top_up_id=top_up_id, amount_nano=amount_nano)
+    if earlier is not None:
+        return RefundCreated(earlier, created=False)
+    refund, created = _refund_book(
+        top_up_id=top_up_id, amount_nano=amount_nano, reason=_reason_clean(reason), actor=actor, idempotency_key=key
+    )
+    if not created:
+        return RefundCreated(refund, created=False)
+    return RefundCreated(refund_send(refund_id=refund.pk), created=True)
 
 
-def _refund_book(*, top_up_id: int, amount_nano: int | None, reason: str, actor: Actor) -> Refund:
-    """Take the credit out of the wallet and record the refund, in one transaction."""
+def _refund_book(
+    *, top_up_id: int, amount_nano: int | None, reason: str, actor: Actor, idempotency_key: str
+) -> tuple[Refund, bool]:
+    """Take the credit out of the wallet and record the refund, in one transaction. (refund, False) when a
+    concurrent request with the same key got there first."""
     with transaction.atomic(durable=True):
         top_up = TopUp.objects.select_for_update().filter(pk=top_up_id).first()
         if top_up is None:
             raise NotFound("top-up not found", param="top_up_id")
+        # Under the top-up's lock: a twin request with this key that was waiting for it finds the refund made.
+        earlier = _replay(idempotency_key=idempotency_key, top_up_id=top_up_id, amount_nano=amount_nano)
+        if earlier is not None:
+            return earlier, False
         if top_up.status != TopUp.Status.SUCCEEDED:
             raise ApplicationError("only a paid top-up can be refunded", param="top_up_id", code="not_paid")
         grant_id, refundable = refund_refundable(top_up=top_up)
@@ -109,16 +169,25 @@ def _refund_book(*, top_up_id: int, amount_nano: int | None, reason: str, actor:
             actor=actor if isinstance(actor, AbstractBaseUser) else None,
             reason=f"Refund to card of {top_up.receipt_number}: {reason}",
             cash_refund=True,
-        )
-        refund = Refund.objects.create(
-            top_up=top_up,
-            amount_nano=amount_nano,
-            status=Refund.Status.PENDING,
-            grant_id=grant_id,
-            ledger_transaction_id=journal.pk,
-            reason=reason,
-            created_by_id=actor.pk if isinstance(actor, AbstractBaseUser) else None,
-        )
+        ).transaction
+        try:
+            with transaction.atomic():
+                refund = Refund.objects.create(
+                    top_up=top_up,
+                    amount_nano=amount_nano,
+                    status=Refund.Status.PENDING,
+                    grant_id=grant_id,
+                    ledger_transaction_id=journal.pk,
+                    reason=reason,
+                    idempotency_key=idempotency_key,
+                    created_by_id=actor.pk if isinstance(actor, AbstractBaseUser) else None,
+                )
+        except IntegrityError:
+            # The same key, at the same moment, for another top-up (whose lock we do not hold): this one yields.
+            raise IdempotencyConflict(
+                "this idempotency key is being used for another refund; use a new key for a different refund",
+                param="idempotency_key",
+            ) from None
         TopUp.objects.filter(pk=top_up.pk).update(refunded_nano=F("refunded_nano") + amount_nano)
         audit_record(
             actor=actor,
@@ -134,7 +203,7 @@ def _refund_book(*, top_up_id: int, amount_nano: int | None, reason: str, actor:
                 "payment_intent": top_up.stripe_payment_intent_id,
             },
         )
-    return refund
+    return refund, True
 
 
 def refund_send(*, refund_id: int) -> Refund:
@@ -228,36 +297,53 @@ def refund_for_stripe_refund(stripe_refund: dict[str, Any]) -> Refund | None:
     if refund is not None:
         return refund
     raw = (stripe_refund.get("metadata") or {}).get("refund_id")
-    if isinstance(raw, str) and raw.isdigit():
+    if is_id_text(raw):
         refund = Refund.objects.filter(pk=int(raw), stripe_refund_id__isnull=True).first()
     return refund
 
 
-def refunds_resume(*, older_than_seconds: int = 120, limit: int = 100) -> int:
+def refunds_resume(*, older_than_seconds: int = 120, page_size: int = 100) -> int:
     """The sweeper: settle refunds still pending after a while. Ones that never got an answer are looked up at
-    Stripe by our metadata first (so an idempotency key that expired cannot refund twice), then sent again."""
+    Stripe by our metadata first (so an idempotency key that expired cannot refund twice), then sent again.
+
+    Every pending refund is visited, `page_size` rows at a time in (created_at, id) order: a page of refunds that
+    stay pending (Stripe still processing them) must not hide the ones behind it."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     pending = Refund.objects.filter(status=Refund.Status.PENDING, created_at__lte=cutoff).select_related("top_up")
     settled = 0
-    for refund in pending.order_by("created_at")[:limit]:
-        found: dict[str, Any] | None
-        try:
-            if refund.stripe_refund_id:
-                found = stripe_client().v1.refunds.retrieve(refund.stripe_refund_id).to_dict()
-            else:
-                listed = stripe_client().v1.refunds.list(
-                    params={"payment_intent": str(refund.top_up.stripe_payment_intent_id), "limit": 100}
-                )
-                candidates = (r.to_dict() for r in listed.data)
-                found = next(
-                    (r for r in candidates if (r.get("metadata") or {}).get("refund_id") == str(refund.pk)), None
-                )
-        except stripe.StripeError as exc:
-            logger.warning("refund %s: Stripe not reached while resuming: %s", refund.pk, exc)
-            break
-        if found is not None:
-            refund_stripe_update(refund_id=refund.pk, stripe_refund=found)
+    after: tuple[Any, int] | None = None
+    while True:
+        page = pending
+        if after is not None:
+            page = page.filter(Q(created_at__gt=after[0]) | Q(created_at=after[0], pk__gt=after[1]))
+        refunds = list(page.order_by("created_at", "pk")[:page_size])
+        if not refunds:
+            return settled
+        for refund in refunds:
+            if not _refund_resume(refund):
+                return settled  # Stripe not reached: the rest wait for the next run
+            settled += 1
+        after = (refunds[-1].created_at, refunds[-1].pk)
+
+
+def _refund_resume(refund: Refund) -> bool:
+    """Settle one pending refund from Stripe's record of it, or send it again. False when Stripe was not reached."""
+    found: dict[str, Any] | None
+    try:
+        if refund.stripe_refund_id:
+            found = stripe_client().v1.refunds.retrieve(refund.stripe_refund_id).to_dict()
         else:
-            refund_send(refund_id=refund.pk)
-        settled += 1
-    return settled
+            listed = stripe_client().v1.refunds.list(
+                params={"payment_intent": str(refund.top_up.stripe_payment_intent_id), "limit": 100}
+            )
+            # All of the PaymentIntent's refunds, not only Stripe's first page of them.
+            candidates = (r.to_dict() for r in listed.auto_paging_iter())
+            found = next((r for r in candidates if (r.get("metadata") or {}).get("refund_id") == str(refund.pk)), None)
+    except stripe.StripeError as exc:
+        logger.warning("refund %s: Stripe not reached while resuming: %s", refund.pk, exc)
+        return False
+    if found is not None:
+        refund_stripe_update(refund_id=refund.pk, stripe_refund=found)
+    else:
+        refund_send(refund_id=refund.pk)
+    return True

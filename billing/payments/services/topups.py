@@ -16,6 +16,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.ids import is_id_text
 from accounts.models import Organization
 from api.errors import ApplicationError
 from billing.ledger import services as ledger
@@ -263,12 +264,20 @@ def topup_for_payment_intent(payment_intent: dict[str, Any], *, lock: bool = Tru
     charge's webhook can arrive before its id is stored). None when it is not ours."""
     pi_id = payment_intent.get("id")
     queryset = TopUp.objects.select_for_update() if lock else TopUp.objects.all()
+    metadata = payment_intent.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    raw_id, raw_org = metadata.get("top_up_id"), metadata.get("organization_id")
     top_up = queryset.filter(stripe_payment_intent_id=pi_id).first() if isinstance(pi_id, str) else None
     if top_up is not None:
+        # Every PaymentIntent we create names its top-up and organization; one that names others is not this
+        # top-up's payment (whatever its id says), so it fails and is kept for inspection rather than credited.
+        if (raw_id, raw_org) != (str(top_up.pk), str(top_up.organization_id)):
+            raise LookupError(
+                f"PaymentIntent {pi_id} pays top-up {top_up.pk} of organization {top_up.organization_id}, "
+                f"but its metadata names top-up {raw_id!r} of organization {raw_org!r}"
+            )
         return top_up
-    metadata = payment_intent.get("metadata") or {}
-    raw_id, raw_org = metadata.get("top_up_id"), metadata.get("organization_id")
-    if not (isinstance(raw_id, str) and raw_id.isdigit() and isinstance(raw_org, str) and raw_org.isdigit()):
+    if not (isinstance(raw_id, str) and is_id_text(raw_id) and isinstance(raw_org, str) and is_id_text(raw_org)):
         return None
     top_up = queryset.filter(pk=int(raw_id), organization_id=int(raw_org)).first()
     if top_up is None:

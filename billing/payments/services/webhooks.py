@@ -23,7 +23,8 @@ from django.utils import timezone
 
 from billing.payments.errors import WebhookRejected
 from billing.payments.models import StripeEvent, TopUp
-from billing.payments.services.auto_topup import auto_topup_failed, auto_topup_settled
+from billing.payments.services.auto_topup import auto_topup_failed
+from billing.payments.services.auto_topup_trigger import auto_topup_settled
 from billing.payments.services.refunds import refund_for_stripe_refund, refund_stripe_update
 from billing.payments.services.topups import payment_error, topup_fail, topup_for_payment_intent, topup_paid
 
@@ -125,11 +126,13 @@ def _payment_intent_succeeded(payment_intent: dict[str, Any]) -> str | None:
     return None
 
 
-def _payment_intent_failed(payment_intent: dict[str, Any]) -> str | None:
+def payment_intent_failed(payment_intent: dict[str, Any], *, why: tuple[str, str] | None = None) -> str | None:
+    """Mark the in-flight top-up `payment_intent` pays as failed, with Stripe's reason or `why` (message, code).
+    Returns a note when there is nothing to do (not ours, or already settled)."""
     top_up = topup_for_payment_intent(payment_intent)
     if top_up is None or not top_up.in_flight:
         return "not an in-flight top-up (not ours, or already settled)"
-    message, code = payment_error(payment_intent)
+    message, code = why or payment_error(payment_intent)
     fail = auto_topup_failed if top_up.kind == TopUp.Kind.AUTO else topup_fail
     fail(top_up_id=top_up.pk, message=message, code=code, payment_intent_id=str(payment_intent["id"]))
     return None
@@ -145,8 +148,8 @@ def _refund_changed(stripe_refund: dict[str, Any]) -> str | None:
 
 HANDLERS: dict[str, Handler] = {
     "payment_intent.succeeded": _payment_intent_succeeded,
-    "payment_intent.payment_failed": _payment_intent_failed,
-    "payment_intent.canceled": _payment_intent_failed,
+    "payment_intent.payment_failed": payment_intent_failed,
+    "payment_intent.canceled": payment_intent_failed,
     "refund.created": _refund_changed,
     "refund.updated": _refund_changed,
     "refund.failed": _refund_changed,

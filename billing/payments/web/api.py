@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.ids import is_id_text
 from api.errors import ApplicationError
 from billing.ledger import selectors as ledger_selectors
 from billing.money import format_amount
@@ -32,7 +33,7 @@ def _body(request: Request) -> dict[str, Any]:
 
 def object_id(raw: str) -> int:
     """An id from the URL; anything that is not one reads exactly like an unknown id."""
-    if not raw.isdigit() or len(raw) > 18:
+    if not is_id_text(raw):
         raise NotFound("top-up not found", param="top_up_id")
     return int(raw)
 

@@ -9,6 +9,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts.ids import is_id_text
 from accounts.web.context import membership_required
 from api.errors import ApplicationError
 from billing.ledger import selectors as ledger_selectors
@@ -108,7 +109,7 @@ def receipts_page(request: HttpRequest) -> HttpResponse:
 @require_GET
 @membership_required(*BILLING_ROLES)
 def receipt_page(request: HttpRequest, top_up_id: str) -> HttpResponse:
-    if not top_up_id.isdigit() or len(top_up_id) > 18:
+    if not is_id_text(top_up_id):
         raise Http404("No such receipt.")
     try:
         receipt = selectors.receipt_get(organization_id=_organization_id(request), top_up_id=int(top_up_id))

@@ -90,6 +90,10 @@ class Commitment(ScopedMixin):
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField()
     status = models.CharField(max_length=10, choices=CommitmentStatus.choices, default=CommitmentStatus.ACTIVE)
+    # The purchase request's Idempotency-Key ("" without one) and a digest of what it asked for: a replay of the
+    # key returns this commitment; the key with a different request is refused.
+    idempotency_key = models.CharField(max_length=200, blank=True, default="")
+    request_digest = models.CharField(max_length=64, blank=True, default="")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -99,6 +103,11 @@ class Commitment(ScopedMixin):
         ordering = ["-id"]
         constraints = [
             one_scope("commitment"),
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="commitment_idempotency_key_unique",
+            ),
             models.CheckConstraint(condition=Q(monthly_tokens__gt=0), name="commitment_tokens_positive"),
             models.CheckConstraint(condition=Q(reserved_tokens_per_minute__gte=0), name="commitment_tpm_nonneg"),
             models.CheckConstraint(condition=Q(term_months__in=TERMS_MONTHS), name="commitment_term_valid"),

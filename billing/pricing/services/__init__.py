@@ -14,18 +14,18 @@ from billing.pricing.services.commitments import (
     commitment_offer_create,
     commitment_offer_update,
     commitment_purchase,
+    commitment_purchase_once,
     commitments_bill,
+    offer_monthly_fee_nano,
 )
 from billing.pricing.services.overrides import override_create, override_end
 from billing.pricing.services.periods import periods_close, tier_trueup
+from billing.pricing.services.plan_changes import Proration, proration_compute, subscription_change
 from billing.pricing.services.plans import (
     AllowanceSpec,
-    Proration,
     plan_create,
     plan_update,
-    proration_compute,
     subscription_cancel,
-    subscription_change,
     subscription_create,
     subscription_renew,
     subscriptions_renew,
@@ -44,9 +44,11 @@ __all__ = [
     "commitment_offer_create",
     "commitment_offer_update",
     "commitment_purchase",
+    "commitment_purchase_once",
     "commitments_bill",
     "model_create",
     "model_update",
+    "offer_monthly_fee_nano",
     "override_create",
     "override_end",
     "periods_close",

@@ -7,17 +7,23 @@ payment that credit cannot cover when due is recorded as due (still owed: invoic
 the commitment's tokens are available regardless, because the organization is bound to pay for them.
 """
 
-from datetime import datetime, timedelta
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Organization
 from accounts.services import audit_record
 from api.errors import ApplicationError
 from billing.ledger import services as ledger
-from billing.ledger.errors import InsufficientCredit
+from billing.ledger.errors import IdempotencyConflict, InsufficientCredit
+from billing.ledger.models import JournalTransaction
+from billing.ledger.services.journal import key_clean
 from billing.pricing import periods
 from billing.pricing.errors import PricingConflict, PricingNotFound
 from billing.pricing.models import (
@@ -52,6 +58,15 @@ OFFER_FIELDS = (
 def commitment_monthly_fee_nano(*, monthly_tokens: int, blended_price_micro_per_mtok: int, discount_bps: int) -> int:
     """ceil(tokens x price (micro per Mtok = nano per 1000 tokens) x (1 - discount)), in nano-units."""
     return -(-monthly_tokens * blended_price_micro_per_mtok * (BPS - discount_bps) // (1000 * BPS))
+
+
+def offer_monthly_fee_nano(offer: CommitmentOffer) -> int:
+    """The monthly fee of a purchase of `offer` on its current terms."""
+    return commitment_monthly_fee_nano(
+        monthly_tokens=offer.monthly_tokens,
+        blended_price_micro_per_mtok=offer.blended_price_micro_per_mtok,
+        discount_bps=offer.discount_bps,
+    )
 
 
 def _offer_check(values: dict[str, Any]) -> None:
@@ -120,11 +135,20 @@ def commitment_offer_update(*, offer_id: int, actor: Any = None, **terms: Any) -
     return offer
 
 
-def _charge(
+def _month_bounds(commitment: Commitment, month_index: int) -> tuple[datetime, datetime]:
+    """Start and end of the commitment's month `month_index` (0 is the first)."""
+    return (
+        periods.add_months(commitment.starts_at, month_index),
+        periods.add_months(commitment.starts_at, month_index + 1),
+    )
+
+
+def _debit(
     commitment: Commitment, *, month_index: int, amount: int, start: datetime, end: datetime, actor: Any
-) -> CommitmentCharge:
-    """Collect one payment (the term upfront, or one month) from credit; InsufficientCredit propagates."""
-    debit = ledger.wallet_debit(
+) -> JournalTransaction:
+    """Debit one payment from credit, under the key of the commitment's month (the term upfront is month 0), so
+    a payment retried is never taken twice; InsufficientCredit propagates."""
+    return ledger.wallet_debit(
         organization_id=commitment.organization_id,
         amount_nano=amount,
         idempotency_key=f"commitment:{commitment.pk}:month:{month_index}",
@@ -132,6 +156,13 @@ def _charge(
         reason=f"reserved commitment {commitment.pk}, {start:%Y-%m-%d} to {end:%Y-%m-%d}",
         category="commitment",
     )
+
+
+def _charge(
+    commitment: Commitment, *, month_index: int, amount: int, start: datetime, end: datetime, actor: Any
+) -> CommitmentCharge:
+    """Collect one payment (the term upfront, or one month) from credit; InsufficientCredit propagates."""
+    debit = _debit(commitment, month_index=month_index, amount=amount, start=start, end=end, actor=actor)
     return CommitmentCharge.objects.create(
         commitment=commitment,
         organization_id=commitment.organization_id,
@@ -146,40 +177,27 @@ def _charge(
 
 
 def _open_month(commitment: Commitment, month_index: int) -> None:
-    start = periods.add_months(commitment.starts_at, month_index)
+    start, end = _month_bounds(commitment, month_index)
     counters.counter_open(
         organization_id=commitment.organization_id,
         kind=CounterKind.COMMITMENT,
         owner_id=commitment.pk,
         scope_key=commitment.scope_key,
         period_start=start,
-        period_end=periods.add_months(commitment.starts_at, month_index + 1),
+        period_end=end,
         limit_tokens=commitment.monthly_tokens,
     )
 
 
-@transaction.atomic
-def commitment_purchase(
-    *, organization_id: int, offer_id: int, actor: Any = None, starts_at: datetime | None = None
+def _commitment_create(
+    offer: CommitmentOffer,
+    organization_id: int,
+    starts_at: datetime,
+    monthly_fee: int,
+    actor: Any,
+    idempotency_key: str,
+    digest: str,
 ) -> Commitment:
-    """Buy an offer for an organization from `starts_at` (now): pays the term (upfront) or the first month from
-    credit at once (InsufficientCredit, 402, and nothing is written when credit does not cover it)."""
-    now = timezone.now()
-    starts_at = validation.moment(starts_at or now, param="starts_at")
-    if starts_at < now - timedelta(minutes=5):
-        raise ApplicationError("A commitment cannot start in the past.", param="starts_at", code="invalid_value")
-    if not Organization.objects.filter(pk=organization_id).exists():
-        raise PricingNotFound(f"No organization {organization_id}.", param="organization")
-    offer = CommitmentOffer.objects.select_related("model").filter(pk=offer_id).first()
-    if offer is None:
-        raise PricingNotFound(f"No commitment offer {offer_id}.", param="offer")
-    if not offer.is_active:
-        raise PricingConflict(f"Commitment offer {offer_id} is no longer offered.", param="offer")
-    monthly_fee = commitment_monthly_fee_nano(
-        monthly_tokens=offer.monthly_tokens,
-        blended_price_micro_per_mtok=offer.blended_price_micro_per_mtok,
-        discount_bps=offer.discount_bps,
-    )
     commitment = Commitment.objects.create(
         organization_id=organization_id,
         offer=offer,
@@ -195,28 +213,102 @@ def commitment_purchase(
         total_fee_nano=monthly_fee * offer.term_months,
         starts_at=starts_at,
         ends_at=periods.add_months(starts_at, offer.term_months),
+        idempotency_key=idempotency_key,
+        request_digest=digest,
         created_by=_user(actor),
     )
+    return commitment
+
+
+@dataclass(frozen=True)
+class Purchase:
+    commitment: Commitment
+    # False when the idempotency key had bought this very commitment before: nothing new was bought or charged.
+    created: bool
+
+
+def _purchase_digest(organization_id: int, offer_id: int, starts_at: datetime | None) -> str:
+    """What a purchase asked for (the start as given, None for "now"), to tell a replay from a different request."""
+    asked = {"organization": organization_id, "offer": offer_id, "starts_at": starts_at and starts_at.isoformat()}
+    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
+
+
+def _purchase_replay(idempotency_key: str, digest: str) -> Commitment | None:
+    bought = Commitment.objects.select_related("model").filter(idempotency_key=idempotency_key).first()
+    if bought is not None and bought.request_digest != digest:
+        raise IdempotencyConflict(
+            f"This idempotency key already bought commitment {bought.pk} with a different organization, offer or "
+            "start; send the same request to get that commitment again, or use a new key for a new purchase.",
+            param="idempotency_key",
+        )
+    return bought
+
+
+def commitment_purchase(
+    *, organization_id: int, offer_id: int, actor: Any = None, starts_at: datetime | None = None
+) -> Commitment:
+    """Buy an offer for an organization (see commitment_purchase_once, without an idempotency key)."""
+    return commitment_purchase_once(
+        organization_id=organization_id, offer_id=offer_id, actor=actor, starts_at=starts_at
+    ).commitment
+
+
+@transaction.atomic
+def commitment_purchase_once(
+    *,
+    organization_id: int,
+    offer_id: int,
+    actor: Any = None,
+    starts_at: datetime | None = None,
+    idempotency_key: str | None = None,
+) -> Purchase:
+    """Buy an offer for an organization from `starts_at` (now): pays the term (upfront) or the first month from
+    credit at once (InsufficientCredit, 402, and nothing is written when credit does not cover it).
+
+    With an idempotency key, a replay of the same request returns the first purchase (created False) however
+    much later it comes, and the same key with another organization, offer or start is an IdempotencyConflict
+    (409); two requests with one key at once buy once (the key is unique; the second waits, then replays)."""
+    now = timezone.now()
+    if starts_at is not None:
+        validation.moment(starts_at, param="starts_at")
+    digest = ""
+    if idempotency_key is not None:
+        idempotency_key = key_clean(idempotency_key)
+        digest = _purchase_digest(organization_id, offer_id, starts_at and starts_at.astimezone(UTC))
+        replay = _purchase_replay(idempotency_key, digest)
+        if replay is not None:
+            return Purchase(replay, created=False)
+    # Commitment months are counted in UTC (billing.pricing.periods): a start given at another offset is the
+    # same instant in UTC, so its months and term end are the same whenever and wherever they are computed.
+    starts_at = validation.moment(starts_at or now, param="starts_at").astimezone(UTC)
+    if starts_at < now - timedelta(minutes=5):
+        raise ApplicationError("A commitment cannot start in the past.", param="starts_at", code="invalid_value")
+    if not Organization.objects.filter(pk=organization_id).exists():
+        raise PricingNotFound(f"No organization {organization_id}.", param="organization")
+    offer = CommitmentOffer.objects.select_related("model").filter(pk=offer_id).first()
+    if offer is None:
+        raise PricingNotFound(f"No commitment offer {offer_id}.", param="offer")
+    if not offer.is_active:
+        raise PricingConflict(f"Commitment offer {offer_id} is no longer offered.", param="offer")
+    monthly_fee = offer_monthly_fee_nano(offer)
+    try:
+        with transaction.atomic():
+            commitment = _commitment_create(
+                offer, organization_id, starts_at, monthly_fee, actor, idempotency_key or "", digest
+            )
+    except IntegrityError:
+        # The same key, committed by a concurrent request while this one waited on it: that purchase stands.
+        replay = _purchase_replay(idempotency_key, digest) if idempotency_key is not None else None
+        if replay is None:
+            raise
+        return Purchase(replay, created=False)
     _open_month(commitment, 0)  # counters before the wallet (lock order)
     if commitment.total_fee_nano:
         if offer.payment == CommitmentPayment.UPFRONT:
-            _charge(
-                commitment,
-                month_index=0,
-                amount=commitment.total_fee_nano,
-                start=starts_at,
-                end=commitment.ends_at,
-                actor=actor,
-            )
+            amount, end = commitment.total_fee_nano, commitment.ends_at
         else:
-            _charge(
-                commitment,
-                month_index=0,
-                amount=monthly_fee,
-                start=starts_at,
-                end=periods.add_months(starts_at, 1),
-                actor=actor,
-            )
+            amount, end = monthly_fee, _month_bounds(commitment, 0)[1]
+        _charge(commitment, month_index=0, amount=amount, start=starts_at, end=end, actor=actor)
     audit_record(
         actor=actor,
         action="pricing.commitment.purchase",
@@ -232,62 +324,51 @@ def commitment_purchase(
             "ends_at": commitment.ends_at.isoformat(),
         },
     )
-    return commitment
+    return Purchase(commitment, created=True)
 
 
 def commitment_bill(*, commitment_id: int, now: datetime | None = None) -> str:
     """Bill a monthly commitment's months that have started (and retry those still due); end it after its term.
-    Returns "billed", "due", "ended" or "nothing"."""
+
+    Every month of the term is owed: a month still due, or never billed, when the term ends is billed then, and
+    an ended commitment keeps being retried until nothing is due. Returns "due" (some payment credit did not
+    cover), "billed", "ended" or "nothing"."""
     now = now or timezone.now()
     outcome = "nothing"
     with transaction.atomic():
         commitment = Commitment.objects.select_for_update(of=("self",)).select_related("model").get(pk=commitment_id)
         if commitment.status == CommitmentStatus.ENDED:
-            return outcome
-        if now >= commitment.ends_at:
+            last = commitment.term_months - 1
+        elif now >= commitment.ends_at:
             commitment.status = CommitmentStatus.ENDED
             commitment.save(update_fields=["status"])
-            return "ended"
-        current = periods.months_between(commitment.starts_at, now)
-        _open_month(commitment, current)
+            outcome, last = "ended", commitment.term_months - 1
+        else:
+            last = periods.months_between(commitment.starts_at, now)
+            _open_month(commitment, last)
         if commitment.payment != CommitmentPayment.MONTHLY or not commitment.monthly_fee_nano:
             return outcome
-    for month in range(current + 1):
-        charge = CommitmentCharge.objects.filter(commitment_id=commitment_id, month_index=month).first()
-        if charge is not None and charge.status == ChargeStatus.PAID:
-            continue
-        start = periods.add_months(commitment.starts_at, month)
-        end = periods.add_months(commitment.starts_at, month + 1)
-        try:
-            with transaction.atomic():
-                if charge is None:
-                    _charge(
-                        commitment,
-                        month_index=month,
-                        amount=commitment.monthly_fee_nano,
-                        start=start,
-                        end=end,
-                        actor=None,
-                    )
-                else:
-                    debit = ledger.wallet_debit(
-                        organization_id=commitment.organization_id,
-                        amount_nano=charge.amount_nano,
-                        idempotency_key=f"commitment:{commitment.pk}:month:{month}",
-                        actor=None,
-                        reason=f"reserved commitment {commitment.pk}, {start:%Y-%m-%d} to {end:%Y-%m-%d}",
-                        category="commitment",
-                    )
-                    CommitmentCharge.objects.filter(pk=charge.pk).update(
-                        status=ChargeStatus.PAID,
-                        debit_transaction_id=debit.pk,
-                        paid_at=now,
-                        attempts=charge.attempts + 1,
-                    )
-                outcome = "billed"
-        except InsufficientCredit:
-            if charge is None:
-                CommitmentCharge.objects.create(
+    owed = CommitmentCharge.objects.filter(commitment_id=commitment_id, month_index__lte=last)
+    if owed.filter(status=ChargeStatus.PAID).count() == last + 1:
+        return outcome
+    results = {_bill_month(commitment, month, now) for month in range(last + 1)}
+    for result in ("due", "billed"):
+        if result in results:
+            return result
+    return outcome
+
+
+def _bill_month(commitment: Commitment, month: int, now: datetime) -> str | None:
+    """Collect one month's payment unless it is paid: "billed", "due" (credit short; the month stays due, to be
+    retried) or None (already paid).
+
+    Two billing runs may reach the same month at once: the month's row is inserted ON CONFLICT DO NOTHING (the
+    unique month index) and then locked, so the second run waits for the first and finds the month paid."""
+    start, end = _month_bounds(commitment, month)
+    with transaction.atomic():
+        CommitmentCharge.objects.bulk_create(
+            [
+                CommitmentCharge(
                     commitment=commitment,
                     organization_id=commitment.organization_id,
                     month_index=month,
@@ -295,19 +376,42 @@ def commitment_bill(*, commitment_id: int, now: datetime | None = None) -> str:
                     period_end=end,
                     amount_nano=commitment.monthly_fee_nano,
                     status=ChargeStatus.DUE,
+                    attempts=0,
                 )
-            else:
-                CommitmentCharge.objects.filter(pk=charge.pk).update(attempts=charge.attempts + 1)
-            outcome = "due"
-    return outcome
+            ],
+            ignore_conflicts=True,
+        )
+        charge = CommitmentCharge.objects.select_for_update().get(commitment_id=commitment.pk, month_index=month)
+        if charge.status == ChargeStatus.PAID:
+            return None
+        charge.attempts += 1
+        try:
+            with transaction.atomic():
+                debit = _debit(
+                    commitment, month_index=month, amount=charge.amount_nano, start=start, end=end, actor=None
+                )
+        except InsufficientCredit:
+            charge.save(update_fields=["attempts"])
+            return "due"
+        charge.status, charge.debit_transaction_id, charge.paid_at = ChargeStatus.PAID, debit.pk, now
+        charge.save(update_fields=["attempts", "status", "debit_transaction_id", "paid_at"])
+        return "billed"
 
 
 def commitments_bill(*, now: datetime | None = None, limit: int = 500) -> dict[str, int]:
-    """The billing task: every active commitment (opening its month's counter, billing monthly payments)."""
+    """The billing task: every active commitment (opening its month's counter, billing monthly payments), and
+    every ended one with a payment still due."""
     now = now or timezone.now()
     outcomes: dict[str, int] = {}
-    active = Commitment.objects.filter(status=CommitmentStatus.ACTIVE, starts_at__lte=now).order_by("id")
-    for commitment_id in active.values_list("id", flat=True)[:limit]:
+    to_bill = (
+        Commitment.objects.filter(
+            Q(status=CommitmentStatus.ACTIVE, starts_at__lte=now)
+            | Q(status=CommitmentStatus.ENDED, charges__status=ChargeStatus.DUE)
+        )
+        .distinct()
+        .order_by("id")
+    )
+    for commitment_id in to_bill.values_list("id", flat=True)[:limit]:
         outcome = commitment_bill(commitment_id=commitment_id, now=now)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes

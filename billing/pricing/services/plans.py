@@ -1,16 +1,9 @@
-"""Plans and subscriptions: create and edit plans, subscribe, renew, change plan mid-period, cancel.
+"""Plans and subscriptions: create and edit plans, subscribe, renew, cancel. Changing plan mid-period is in
+plan_changes.
 
 Fees are paid from prepaid credit with the ledger's `wallet_debit`, under idempotency keys derived from the
 subscription and period, so a retried renewal never charges twice. Each period, renewal and change leaves a
 SubscriptionPeriod row with the fee and proration amounts, which invoicing reads.
-
-Proration (a change of plan at time t within the period [start, end)): the unused part of the old plan's fee,
-old_fee x (end - t) / (end - start), is credited; the new plan's fee for the rest of the period,
-new_fee x (end - t) / (end - start), is charged; both rounded down to the nano-unit (times in microseconds).
-The difference is debited (upgrade) or granted back as refund credit (downgrade). Included tokens of the new
-plan are prorated the same way and added to what was used (and to rollover not yet used), so tokens already
-used stay used and the old plan's unused included tokens, whose fee was credited, are not kept. Changing
-between monthly and annual billing starts a new period at t instead (credit for the old, the whole new fee).
 """
 
 from dataclasses import dataclass
@@ -25,7 +18,6 @@ from accounts.services import audit_record
 from api.errors import ApplicationError
 from billing.ledger import services as ledger
 from billing.ledger.errors import InsufficientCredit
-from billing.ledger.models import Grant
 from billing.pricing import periods
 from billing.pricing.errors import PricingConflict, PricingNotFound
 from billing.pricing.models import (
@@ -167,17 +159,15 @@ def _period_key(subscription: Subscription, period_start: datetime) -> str:
     return f"subscription:{subscription.pk}:period:{period_start.isoformat()}"
 
 
-def _open_period(
-    *,
+def _quota_counters_open(
     subscription: Subscription,
     plan: Plan,
-    kind: str,
     period_start: datetime,
     period_end: datetime,
     rollovers: dict[str, int],
-    actor: Any,
-) -> SubscriptionPeriod:
-    """Counters, fee and included credit of a new period, in lock order (counters before the wallet)."""
+) -> None:
+    """The period's quota counters of `plan`'s allowances (plus each scope's rollover), in lock order: models'
+    before groups'."""
     for allowance in sorted(plan.allowances.select_related("model"), key=lambda a: (a.group != "", a.scope_key)):
         rollover = rollovers.get(allowance.scope_key, 0)
         counters.counter_open(
@@ -190,6 +180,20 @@ def _open_period(
             limit_tokens=allowance.included_tokens + rollover,
             rollover_tokens=rollover,
         )
+
+
+def _open_period(
+    *,
+    subscription: Subscription,
+    plan: Plan,
+    kind: str,
+    period_start: datetime,
+    period_end: datetime,
+    rollovers: dict[str, int],
+    actor: Any,
+) -> SubscriptionPeriod:
+    """Counters, fee and included credit of a new period, in lock order (counters before the wallet)."""
+    _quota_counters_open(subscription, plan, period_start, period_end, rollovers)
     record = SubscriptionPeriod(
         subscription=subscription,
         organization_id=subscription.organization_id,
@@ -373,32 +377,6 @@ def subscriptions_renew(*, now: datetime | None = None, limit: int = 500) -> dic
     return outcomes
 
 
-@dataclass(frozen=True)
-class Proration:
-    credit_nano: int  # the unused part of the old plan's fee
-    charge_nano: int  # the new plan's fee for the rest of the period
-    remaining_micros: int
-    period_micros: int
-
-    @property
-    def net_nano(self) -> int:
-        """Positive: the organization pays it; negative: it gets it back as credit."""
-        return self.charge_nano - self.credit_nano
-
-
-def proration_compute(
-    *, old_fee_nano: int, new_fee_nano: int, period_start: datetime, period_end: datetime, at: datetime
-) -> Proration:
-    """The proration of a plan change at `at` within [period_start, period_end) (see the module doc)."""
-    remaining, length = periods.fraction_remaining(period_start, period_end, at)
-    return Proration(
-        credit_nano=periods.prorate(old_fee_nano, remaining, length),
-        charge_nano=periods.prorate(new_fee_nano, remaining, length),
-        remaining_micros=remaining,
-        period_micros=length,
-    )
-
-
 def _locked_live(subscription_id: int) -> Subscription:
     subscription = (
         Subscription.objects.select_for_update(of=("self",)).select_related("plan").filter(pk=subscription_id).first()
@@ -408,192 +386,6 @@ def _locked_live(subscription_id: int) -> Subscription:
     if subscription.status != SubscriptionStatus.ACTIVE:
         raise PricingConflict(f"Subscription {subscription_id} is {subscription.status}.", param="subscription")
     return subscription
-
-
-def _rebase_quota(subscription: Subscription, new_plan: Plan, remaining: int, length: int) -> None:
-    """Included tokens for the rest of the period under the new plan (see the module doc), in lock order."""
-    included = {
-        a.scope_key: periods.prorate(a.included_tokens, remaining, length)
-        for a in new_plan.allowances.select_related("model")
-    }
-    rows = counters.locked(
-        PeriodCounter.objects.filter(
-            kind=CounterKind.QUOTA, owner_id=subscription.pk, period_start=subscription.current_period_start
-        )
-    )
-    for row in rows:
-        unused_rollover = max(row.rollover_tokens - row.used_tokens, 0)
-        row.limit_tokens = row.used_tokens + unused_rollover + included.pop(row.scope_key, 0)
-        row.save(update_fields=["limit_tokens"])
-    for scope, tokens in sorted(included.items(), key=lambda item: (item[0].startswith("group:"), item[0])):
-        counters.counter_open(
-            organization_id=subscription.organization_id,
-            kind=CounterKind.QUOTA,
-            owner_id=subscription.pk,
-            scope_key=scope,
-            period_start=subscription.current_period_start,
-            period_end=subscription.current_period_end,
-            limit_tokens=tokens,
-        )
-
-
-@transaction.atomic
-def subscription_change(
-    *, subscription_id: int, plan_slug: str, actor: Any = None, at: datetime | None = None
-) -> SubscriptionPeriod:
-    """Move a subscription to another plan at `at` (now), prorating fee and included tokens (module doc)."""
-    at = at or timezone.now()
-    subscription = _locked_live(subscription_id)
-    new_plan = Plan.objects.filter(slug=plan_slug).first()
-    if new_plan is None:
-        raise PricingNotFound(f"The plan '{plan_slug}' does not exist.", param="plan")
-    old_plan = subscription.plan
-    if new_plan.pk == old_plan.pk:
-        raise PricingConflict(f"The subscription is already on the plan '{plan_slug}'.", param="plan")
-    if not new_plan.is_active:
-        raise PricingConflict(f"The plan '{plan_slug}' is no longer offered.", param="plan")
-    start, end = subscription.current_period_start, subscription.current_period_end
-    if not start <= at < end:
-        raise ApplicationError("A plan can only change within the current period.", param="at")
-    current = (
-        SubscriptionPeriod.objects.select_for_update()
-        .filter(subscription=subscription, period_start=start, superseded_at__isnull=True)
-        .order_by("-starts_at", "-id")
-        .first()
-    )
-    same_interval = new_plan.interval == old_plan.interval
-    proration = proration_compute(
-        old_fee_nano=old_plan.fee_nano, new_fee_nano=new_plan.fee_nano, period_start=start, period_end=end, at=at
-    )
-    if same_interval:
-        _rebase_quota(subscription, new_plan, proration.remaining_micros, proration.period_micros)
-        new_start, new_end, charge = start, end, proration.charge_nano
-    else:
-        # Monthly <-> annual: the old period stops here and a new one, anchored now, begins.
-        _close_quota_counters(subscription, start, at, None)
-        new_start, new_end, charge = at, periods.add_months(at, _step_months(new_plan)), new_plan.fee_nano
-        for allowance in sorted(
-            new_plan.allowances.select_related("model"), key=lambda a: (a.group != "", a.scope_key)
-        ):
-            counters.counter_open(
-                organization_id=subscription.organization_id,
-                kind=CounterKind.QUOTA,
-                owner_id=subscription.pk,
-                scope_key=allowance.scope_key,
-                period_start=new_start,
-                period_end=new_end,
-                limit_tokens=allowance.included_tokens,
-            )
-    if current is not None:
-        current.superseded_at = at
-        current.save(update_fields=["superseded_at"])
-    record = SubscriptionPeriod(
-        subscription=subscription,
-        organization_id=subscription.organization_id,
-        plan=new_plan,
-        kind=PeriodKind.CHANGE,
-        period_start=new_start,
-        period_end=new_end,
-        starts_at=at,
-        plan_fee_nano=new_plan.fee_nano,
-        fee_nano=charge,
-        credit_nano=proration.credit_nano,
-        created_by=_user(actor),
-    )
-    record.save()
-    key = f"subscription:{subscription.pk}:change:{record.pk}"
-    net = charge - proration.credit_nano
-    reason = f"plan change {old_plan.slug} -> {new_plan.slug} on {at:%Y-%m-%d %H:%M} UTC"
-    if net > 0:
-        debit = ledger.wallet_debit(
-            organization_id=subscription.organization_id,
-            amount_nano=net,
-            idempotency_key=f"plan-fee:{key}",
-            actor=actor,
-            reason=reason,
-            category="plan_fee",
-        )
-        record.debit_transaction_id = debit.pk
-    elif net < 0:
-        grant = ledger.grant_create(
-            organization_id=subscription.organization_id,
-            kind="refund",
-            amount_nano=-net,
-            idempotency_key=f"plan-proration:{key}",
-            actor=actor,
-            reason=f"unused part of the {old_plan.name} plan fee ({reason})",
-            source_ref=f"subscription:{subscription.pk}",
-        )
-        record.credit_grant_id = grant.grant.pk
-    record.allowance_grant_id = _included_credit_swap(
-        subscription, current, old_plan, new_plan, proration, new_end, key, actor, same_interval
-    )
-    record.save(update_fields=["debit_transaction_id", "credit_grant_id", "allowance_grant_id"])
-    subscription.plan = new_plan
-    if not same_interval:
-        subscription.billing_anchor = new_start
-    subscription.current_period_start, subscription.current_period_end = new_start, new_end
-    subscription.save(update_fields=["plan", "billing_anchor", "current_period_start", "current_period_end"])
-    audit_record(
-        actor=actor,
-        action="pricing.subscription.change",
-        organization_id=subscription.organization_id,
-        target=f"Subscription:{subscription.pk}",
-        detail={
-            "from": old_plan.slug,
-            "to": new_plan.slug,
-            "at": at.isoformat(),
-            "fee_nano": charge,
-            "credit_nano": proration.credit_nano,
-        },
-    )
-    return record
-
-
-def _included_credit_swap(
-    subscription: Subscription,
-    current: SubscriptionPeriod | None,
-    old_plan: Plan,
-    new_plan: Plan,
-    proration: Proration,
-    period_end: datetime,
-    key: str,
-    actor: Any,
-    same_interval: bool,
-) -> int | None:
-    """Take back the old plan's included credit for the rest of the period (what is left of it, as far as it is
-    available) and grant the new plan's, prorated; returns the new grant's id."""
-    if current is not None and current.allowance_grant_id:
-        grant = Grant.objects.filter(pk=current.allowance_grant_id).select_related("wallet").first()
-        if grant is not None:
-            share = periods.prorate(old_plan.included_credit_nano, proration.remaining_micros, proration.period_micros)
-            take = min(share, grant.remaining_nano, max(grant.wallet.available_nano, 0))
-            if take > 0:
-                ledger.grant_reverse(
-                    grant_id=grant.pk,
-                    amount_nano=take,
-                    idempotency_key=f"plan-allowance-back:{key}",
-                    actor=actor,
-                    reason="plan changed: the old plan's included credit ends",
-                )
-    amount = (
-        periods.prorate(new_plan.included_credit_nano, proration.remaining_micros, proration.period_micros)
-        if same_interval
-        else new_plan.included_credit_nano
-    )
-    if amount <= 0:
-        return None
-    granted = ledger.grant_create(
-        organization_id=subscription.organization_id,
-        kind="plan_allowance",
-        amount_nano=amount,
-        idempotency_key=f"plan-allowance:{key}",
-        actor=actor,
-        expires_at=period_end,
-        reason=f"credit included in the {new_plan.name} plan until {period_end:%Y-%m-%d}",
-        source_ref=f"subscription:{subscription.pk}",
-    )
-    return granted.grant.pk
 
 
 @transaction.atomic

@@ -152,7 +152,13 @@ def pricing_preview(
         raise ApplicationError("Give either draft prices or a price_version_id, not both.", param="draft")
     current_version = selectors.price_version_at(model_slug=model_slug, at=at)
     model = current_version.model
-    current = selectors.pricing_context_get(organization_id=organization_id, model_slug=model_slug, at=at)
+    current = selectors.context_build(
+        organization_id=organization_id,
+        model=model,
+        prices=selectors.prices_of(current_version),
+        currency=current_version.currency,
+        at=at,
+    )
     draft_context = None
     if price_version_id is not None:
         version = PriceVersion.objects.filter(pk=price_version_id, model=model).first()

@@ -40,6 +40,18 @@ def _bands_check(bands: list[tuple[int, int]]) -> list[tiers.Tier]:
     return result
 
 
+def _mode_check(mode: str) -> str:
+    if mode not in TierMode.values:
+        raise ApplicationError("mode must be graduated or volume.", param="mode", code="invalid_value")
+    return mode
+
+
+def _bands_create(schedule: TierSchedule, bands: list[tiers.Tier]) -> None:
+    TierBand.objects.bulk_create(
+        [TierBand(schedule=schedule, start_nano=b.start_nano, factor_bps=b.factor_bps) for b in bands]
+    )
+
+
 def _month_start_check(moment: datetime, *, param: str, now: datetime) -> datetime:
     validation.moment(moment, param=param)
     if not periods.is_month_start(moment):
@@ -97,8 +109,7 @@ def tier_schedule_create(
     now: datetime | None = None,
 ) -> TierSchedule:
     now = now or timezone.now()
-    if mode not in TierMode.values:
-        raise ApplicationError("mode must be graduated or volume.", param="mode", code="invalid_value")
+    _mode_check(mode)
     bands = _bands_check(tiers)
     _month_start_check(effective_from, param="effective_from", now=now)
     if effective_until is not None:
@@ -121,9 +132,7 @@ def tier_schedule_create(
     _full_clean(schedule)
     _overlap_check(schedule)
     schedule.save()
-    TierBand.objects.bulk_create(
-        [TierBand(schedule=schedule, start_nano=b.start_nano, factor_bps=b.factor_bps) for b in bands]
-    )
+    _bands_create(schedule, bands)
     audit_record(
         actor=actor,
         action="pricing.tier_schedule.create",
@@ -169,9 +178,7 @@ def tier_schedule_update(
     if "effective_from" in fields:
         schedule.effective_from = _month_start_check(fields["effective_from"], param="effective_from", now=now)
     if "mode" in fields:
-        if fields["mode"] not in TierMode.values:
-            raise ApplicationError("mode must be graduated or volume.", param="mode", code="invalid_value")
-        schedule.mode = fields["mode"]
+        schedule.mode = _mode_check(fields["mode"])
     if "name" in fields:
         schedule.name = validation.text(fields["name"], param="name", max_length=200, required=True)
     _full_clean(schedule)
@@ -180,9 +187,7 @@ def tier_schedule_update(
     if tiers is not None:
         bands = _bands_check(tiers)
         schedule.bands.all().delete()
-        TierBand.objects.bulk_create(
-            [TierBand(schedule=schedule, start_nano=b.start_nano, factor_bps=b.factor_bps) for b in bands]
-        )
+        _bands_create(schedule, bands)
     audit_record(
         actor=actor,
         action="pricing.tier_schedule.update",

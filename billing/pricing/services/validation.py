@@ -13,6 +13,9 @@ BPS = 10_000
 MAX_PRICE_MICRO_PER_MTOK = 10**12
 MAX_AMOUNT_NANO = 10**18
 MAX_TOKENS = 10**14
+# The furthest ahead a date may lie: further is a typo, and month arithmetic on it could leave the calendar
+# (Python's dates end with year 9999).
+MAX_YEARS_AHEAD = 100
 
 
 def whole(value: Any, *, param: str, minimum: int = 0, maximum: int) -> int:
@@ -49,6 +52,10 @@ def tokens(value: Any, *, param: str, minimum: int = 0, maximum: int = MAX_TOKEN
 def moment(value: Any, *, param: str) -> datetime:
     if not isinstance(value, datetime) or timezone.is_naive(value):
         raise ApplicationError(f"{param} must be a date and time with a time zone.", param=param, code="invalid_value")
+    if value.year > timezone.now().year + MAX_YEARS_AHEAD:
+        raise ApplicationError(
+            f"{param} must be at most {MAX_YEARS_AHEAD} years from now.", param=param, code="invalid_value"
+        )
     return value
 
 

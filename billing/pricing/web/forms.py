@@ -1,5 +1,6 @@
 """Forms of the staff pricing console. They only parse what a person typed; the services decide."""
 
+import re
 from typing import Any
 
 from django import forms
@@ -12,6 +13,9 @@ from billing.pricing.services import AllowanceSpec
 from billing.pricing.units import PriceError, price_parse
 
 MAX_TOKENS = 10**14
+# Whole numbers are ASCII digits: str.isdigit() also passes superscripts, which int() refuses, and int() reads
+# Arabic-Indic and full-width digits.
+WHOLE_TEXT = re.compile(r"[0-9]+")
 
 
 class PriceInput(forms.CharField):
@@ -45,6 +49,16 @@ class AmountInput(forms.CharField):
             return parse_amount(text, allow_zero=True)
         except AmountError as exc:
             raise forms.ValidationError(f"{exc}.") from exc
+
+
+class WholeNumberInput(forms.IntegerField):
+    """A whole number typed with the digits 0-9 (Django's IntegerField, like int(), reads Arabic-Indic or
+    full-width digits too)."""
+
+    def to_python(self, value: Any) -> int | None:
+        if isinstance(value, str) and value.strip() and not WHOLE_TEXT.fullmatch(value.strip()):
+            raise forms.ValidationError("Enter a whole number with the digits 0-9.", code="invalid")
+        return super().to_python(value)
 
 
 class WhenInput(forms.DateTimeField):
@@ -94,9 +108,9 @@ class PriceVersionForm(forms.Form):
 class PreviewForm(ConsoleForm):
     organization = forms.TypedChoiceField(coerce=int)
     model = forms.ChoiceField()
-    input_tokens = forms.IntegerField(min_value=0, max_value=MAX_TOKENS, initial=1_000_000)
-    cached_input_tokens = forms.IntegerField(min_value=0, max_value=MAX_TOKENS, initial=0)
-    output_tokens = forms.IntegerField(min_value=0, max_value=MAX_TOKENS, initial=100_000)
+    input_tokens = WholeNumberInput(min_value=0, max_value=MAX_TOKENS, initial=1_000_000)
+    cached_input_tokens = WholeNumberInput(min_value=0, max_value=MAX_TOKENS, initial=0)
+    output_tokens = WholeNumberInput(min_value=0, max_value=MAX_TOKENS, initial=100_000)
     service_tier = forms.ChoiceField(choices=[(t, t) for t in SERVICE_TIERS])
     draft_input_price = PriceInput(required=False, label="Draft input price")
     draft_cached_input_price = PriceInput(required=False, label="Draft cached input price")
@@ -129,7 +143,7 @@ def allowances_parse(text: str) -> list[AllowanceSpec]:
         if kind not in ("model", "group") or not name:
             raise forms.ValidationError(f"Line {number}: the scope is model:<id> or group:<name>.")
         numbers = parts[1:]
-        if not all(n.isdigit() and len(n) <= 15 for n in numbers):
+        if not all(WHOLE_TEXT.fullmatch(n) and len(n) <= 15 for n in numbers):
             raise forms.ValidationError(f"Line {number}: token counts are whole numbers.")
         allowances.append(
             AllowanceSpec(
@@ -148,9 +162,9 @@ class PlanForm(forms.Form):
     interval = forms.ChoiceField(choices=PlanInterval.choices)
     fee = AmountInput(help_text="per period, e.g. 20.00")
     included_credit = AmountInput(required=False)
-    usage_discount_bps = forms.IntegerField(min_value=0, max_value=10_000, initial=0, label="Discount beyond (bps)")
-    requests_per_minute = forms.IntegerField(min_value=1, max_value=2**31 - 1, required=False)
-    tokens_per_minute = forms.IntegerField(min_value=1, max_value=2**31 - 1, required=False)
+    usage_discount_bps = WholeNumberInput(min_value=0, max_value=10_000, initial=0, label="Discount beyond (bps)")
+    requests_per_minute = WholeNumberInput(min_value=1, max_value=2**31 - 1, required=False)
+    tokens_per_minute = WholeNumberInput(min_value=1, max_value=2**31 - 1, required=False)
     allowances = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
@@ -163,17 +177,17 @@ class PlanForm(forms.Form):
 
 class OfferForm(ScopeForm):
     name = forms.CharField(max_length=200)
-    committed_tokens_per_month = forms.IntegerField(min_value=1, max_value=MAX_TOKENS, required=False)
-    reserved_tokens_per_minute = forms.IntegerField(min_value=1, max_value=MAX_TOKENS // 43_200, required=False)
+    committed_tokens_per_month = WholeNumberInput(min_value=1, max_value=MAX_TOKENS, required=False)
+    reserved_tokens_per_minute = WholeNumberInput(min_value=1, max_value=MAX_TOKENS // 43_200, required=False)
     term_months = forms.TypedChoiceField(coerce=int, choices=[(1, "1"), (3, "3"), (12, "12")])
-    discount_bps = forms.IntegerField(min_value=0, max_value=9_999)
+    discount_bps = WholeNumberInput(min_value=0, max_value=9_999)
     payment = forms.ChoiceField(choices=[("upfront", "All upfront"), ("monthly", "Monthly")])
     blended_price = PriceInput(help_text="on-demand price of a committed token, per million")
 
 
 class OverrideForm(ScopeForm):
     organization = forms.TypedChoiceField(coerce=int)
-    discount_bps = forms.IntegerField(min_value=0, max_value=10_000, initial=0)
+    discount_bps = WholeNumberInput(min_value=0, max_value=10_000, initial=0)
     input_price = PriceInput(required=False)
     cached_input_price = PriceInput(required=False)
     output_price = PriceInput(required=False)

@@ -256,11 +256,7 @@ def offers(request: HttpRequest) -> HttpResponse:
     rows = [
         {
             "offer": offer,
-            "monthly_fee": services.commitment_monthly_fee_nano(
-                monthly_tokens=offer.monthly_tokens,
-                blended_price_micro_per_mtok=offer.blended_price_micro_per_mtok,
-                discount_bps=offer.discount_bps,
-            ),
+            "monthly_fee": services.offer_monthly_fee_nano(offer),
             "blended": price_format(offer.blended_price_micro_per_mtok),
         }
         for offer in CommitmentOffer.objects.select_related("model")

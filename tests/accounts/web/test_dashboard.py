@@ -3,6 +3,7 @@
 import re
 from datetime import timedelta
 
+import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -104,3 +105,43 @@ def test_query_count_does_not_depend_on_the_data(as_alice, org_a, book):
     for n in range(60):
         record(org_a, at=now - timedelta(days=n % 30, minutes=n), key=key if n % 2 else None, workflow=f"w{n % 4}")
     assert queries() == few
+
+
+def axis_labels(page: str, chart_title: str) -> list[str]:
+    """The y-axis labels of one chart of the page, bottom to top."""
+    svg = re.search(rf'aria-label="{re.escape(chart_title)}".*?</svg>', page, re.S)
+    assert svg, chart_title
+    return re.findall(r'<text x="\d+" y="[\d.]+" text-anchor="end">([^<]*)</text>', svg.group(0))
+
+
+def test_a_runway_of_more_than_a_year_reads_so(as_vera, org_a, book):
+    grant(org_a, "500", "big")
+    # A tenth of a cent over the week against $500: 3.5 million days at that pace.
+    record(org_a, at=timezone.now() - timedelta(days=1), charge_nano=parse_amount("0.001"))
+    page = as_vera.get("/").content.decode()
+    assert "More than a year" in page
+    assert "days" not in re.search(r'data-testid="runway">(.*?)</div>', page, re.S).group(1)
+
+
+def test_a_runway_just_under_a_year_is_still_counted_in_days(as_vera, org_a, book):
+    grant(org_a, "364", "year")
+    record(org_a, at=timezone.now() - timedelta(days=1), charge_nano=parse_amount("7"))
+    page = as_vera.get("/").content.decode()
+    assert shown(page, "runway") == "364.0"
+
+
+@pytest.mark.parametrize("charge", ["0.000000003", "0.00002", "0.00015", "0.0009"])
+def test_tiny_spend_has_distinct_axis_labels(as_vera, org_a, book, charge):
+    record(org_a, at=timezone.now() - timedelta(hours=1), charge_nano=parse_amount(charge))
+    page = as_vera.get("/").content.decode()
+    labels = axis_labels(page, "Spend per day by model")
+    assert len(labels) == 5 and len(set(labels)) == 5, labels
+    assert labels[0] == "$0"
+
+
+def test_staff_see_a_link_to_the_pricing_console(as_vera, vera, org_a):
+    assert 'data-testid="nav-staff"' not in as_vera.get("/").content.decode()
+    vera.is_staff = True
+    vera.save(update_fields=["is_staff"])
+    page = as_vera.get("/").content.decode()
+    assert re.search(r'<a href="/staff/pricing/" data-testid="nav-staff"[^>]*>Staff</a>', page)

@@ -149,3 +149,13 @@ def test_every_role_can_view(request, client_name, book):
     client = request.getfixturevalue(client_name)
     for url in VIEW_PAGES:
         assert client.get(url).status_code == 200, url
+
+
+def test_an_organization_id_in_other_digits_is_not_an_organization(charlie, org_a):
+    MembershipFactory(user=charlie, organization=org_a, role="viewer")
+    client = Client()
+    client.force_login(charlie)
+    arabic_indic = "".join(chr(0x0660 + int(d)) for d in str(org_a.pk))
+    for raw in (arabic_indic, "\u00b2", "\uff11"):
+        assert client.post("/organization/switch/", {"organization_id": raw}).status_code == 404, raw
+    assert client.post("/organization/switch/", {"organization_id": str(org_a.pk)}).status_code == 302

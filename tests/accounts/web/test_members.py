@@ -264,6 +264,13 @@ class TestResendAndRevoke:
         response = as_alice.post(f"/members/invitations/{invitation.pk}/resend/")
         assert response.status_code == 400 and "only a pending invitation" in response.content.decode()
 
+    def test_resend_and_revoke_say_what_they_did(self, as_alice, invited, committing):
+        invitation = Invitation.objects.get()
+        response = committing(as_alice.post, f"/members/invitations/{invitation.pk}/resend/", follow=True)
+        assert "Sent the invitation to dana@example.com again, with a new link." in response.content.decode()
+        response = as_alice.post(f"/members/invitations/{invitation.pk}/revoke/", follow=True)
+        assert "Revoked the invitation of dana@example.com; its link no longer works." in response.content.decode()
+
     def test_only_owners_can_resend_or_revoke(self, as_bob, as_bill, invited):
         invitation = Invitation.objects.get()
         for client in (as_bob, as_bill):
@@ -405,3 +412,43 @@ class TestInvitationConstraints:
         self.make(org_a, token_hash="c" * 64, revoked_at=timezone.now())  # closed ones do not count
         with pytest.raises(IntegrityError), transaction.atomic():
             self.make(org_a, token_hash="d" * 64)
+
+
+class TestInvitationLinksAndLogs:
+    """The link is built from SITE_URL, never from the request's Host header (which the sender of the request
+    chooses); and the token, which is the whole secret of the link, never reaches the logs."""
+
+    @pytest.mark.parametrize("path", ["/members/invite/", "RESEND"])
+    def test_the_link_uses_site_url_whatever_the_host_header(self, as_alice, alice, org_a, committing, settings, path):
+        settings.SITE_URL = "https://billing.example.com"
+        settings.ALLOWED_HOSTS = ["*"]  # as behind a proxy that passes any Host through
+        if path == "RESEND":
+            invitation = invitation_create(
+                organization_id=org_a.pk, email="new@example.com", role="viewer", actor=alice
+            )
+            mail.outbox.clear()
+            path = f"/members/invitations/{invitation.pk}/resend/"
+            data = {}
+        else:
+            data = {"email": "new@example.com", "role": "viewer"}
+        response = committing(as_alice.post, path, data, HTTP_HOST="attacker.example", secure=True)
+        assert response.status_code == 302
+        [message] = mail.outbox
+        assert "attacker.example" not in message.body
+        assert re.search(r"https://billing\.example\.com/invitations/\S+/", message.body), message.body
+
+    def test_the_token_never_appears_in_the_logs(self, as_alice, invite, caplog, client):
+        import logging
+
+        caplog.set_level(logging.DEBUG)
+        invite(as_alice, "dana@example.com", "developer")
+        path = link_in(mail.outbox[-1])
+        token = path.split("/")[2]
+        # Opening it, a mistyped one (404), a revoked one (410): Django logs the path of every 4xx.
+        assert Client().get(path).status_code == 200
+        assert Client().get(path[:-2] + "x/").status_code == 404
+        Invitation.objects.update(revoked_at=timezone.now())
+        assert Client().get(path).status_code == 410
+        logged = "\n".join(caplog.messages) + "\n".join(str(r.args) for r in caplog.records)
+        assert "/invitations/" in logged  # the 404 and 410 were logged...
+        assert token not in logged and token[:-1] not in logged  # ...without the token

@@ -233,3 +233,45 @@ def test_the_export_streams_over_a_real_asgi_server(live_url, org_a, alice, book
                 rows_received.set()
     rows = list(csv.DictReader(io.StringIO(body.decode())))
     assert [int(r["input_tokens"]) for r in rows] == list(range(450))
+
+
+class TestDatesAtTheEdgesOfTheCalendar:
+    """Dates near year 1 or 9999: subtracting or adding days would leave the calendar (OverflowError); the page and
+    the export answer 400 with a message on the field instead of a 500."""
+
+    @pytest.mark.parametrize(
+        "query",
+        [
+            "end=0001-01-05",
+            "end=0001-01-01",
+            "start=9999-12-31",
+            "start=9999-12-31&end=9999-12-31",
+            "start=0001-01-01&end=0001-01-01",
+            "start=9999-12-30",
+            "end=9999-12-31",
+        ],
+    )
+    @pytest.mark.parametrize("path", ["/usage/", "/usage/export.csv"])
+    def test_no_500(self, as_vera, org_a, book, query, path):
+        response = as_vera.get(f"{path}?{query}")
+        assert response.status_code == 400, (path, query, response.status_code)
+        body = b"".join(response.streaming_content) if response.streaming else response.content
+        assert b"date" in body.lower()
+
+    def test_the_day_before_the_last_day_still_works(self, as_vera, org_a, book):
+        assert as_vera.get("/usage/?start=2026-01-01&end=2026-01-31").status_code == 200
+
+
+def _arabic_indic(number: int) -> str:
+    """`number` written with Arabic-Indic digits, which int() reads as the same number."""
+    return "".join(chr(0x0660 + int(d)) for d in str(number))
+
+
+def test_a_key_id_in_other_digits_is_not_a_key(as_vera, org_a, book):
+    key = apikey_create(organization_id=org_a.pk, name="k")[0]
+    assert as_vera.get(f"/usage/?key={key.pk}").status_code == 200
+    for raw in (_arabic_indic(key.pk), "\u00b2"):
+        response = as_vera.get(f"/usage/?key={raw}")
+        assert response.status_code == 400, raw
+        assert b"Select a valid choice" in response.content
+        assert as_vera.get(f"/usage/export.csv?key={raw}").status_code == 400

@@ -4,7 +4,8 @@ A small ASGI app (no framework) served by uvicorn in a thread, with switchable b
 
 - "normal": answers `reply_tokens` tokens (never more than max_tokens) and reports usage;
 - "no_usage": the same, without any usage figures;
-- "inflate": reports `inflate_prompt` more prompt tokens than the prompt has;
+- "inflate": reports `inflate_prompt` more prompt tokens than the prompt has (`inflate_completion`, in any
+  behaviour that reports usage: more completion tokens than it sent);
 - "http500": answers HTTP 500; "http400": refuses the request (HTTP 400 with a message);
 - "slow": waits `delay` seconds before answering (a timeout when longer than the gateway's deadline);
 - "malformed": a body that is not JSON (streams: one good chunk, then a broken event);
@@ -12,6 +13,9 @@ A small ASGI app (no framework) served by uvicorn in a thread, with switchable b
 - "overproduce": ignores max_tokens and produces three times as many tokens;
 - "hold": streams: the first chunk, then waits until `release()` before finishing;
 - embeddings always work (8 numbers per input, usage reported).
+
+`usage_omit` names a figure ("prompt_tokens", "completion_tokens") left out of the usage it reports, and
+`usage_without_choices` sends a stream's usage chunk with no `choices` key at all (OpenAI sends `choices: []`).
 
 POST /_control {"behaviour": ..., "release": true, "reset": true} steers it from another process.
 
@@ -55,12 +59,15 @@ class StandIn:
         self.reply_tokens = 10
         self.delay = 0.0
         self.inflate_prompt = 0
+        self.inflate_completion = 0
         self.encoding = "cl100k_base"
         self.released = threading.Event()
         self.bodies: list[dict[str, Any]] = []
         self.authorizations: list[str] = []
         self.open_streams = 0
         self.chunk_pause = 0.0
+        self.usage_omit = ""
+        self.usage_without_choices = False
 
     def release(self) -> None:
         self.released.set()
@@ -148,7 +155,10 @@ class StandIn:
 
     def _usage(self, body: dict[str, Any], completion: int) -> dict[str, int]:
         prompt = tokens.chat_prompt_tokens(body["messages"], self.encoding) + self.inflate_prompt
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        completion += self.inflate_completion
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        usage.pop(self.usage_omit, None)
+        return usage
 
     async def _complete(self, send: Any, body: dict[str, Any], behaviour: str) -> None:
         if behaviour == "malformed":
@@ -221,7 +231,10 @@ class StandIn:
                     await asyncio.sleep(self.chunk_pause)
             await event(chunk({}, "length" if behaviour == "overproduce" else "stop"))
             if behaviour != "no_usage" and (body.get("stream_options") or {}).get("include_usage"):
-                await event(base | {"choices": [], "usage": self._usage(body, count)})
+                usage_chunk = base | {"choices": [], "usage": self._usage(body, count)}
+                if self.usage_without_choices:
+                    del usage_chunk["choices"]
+                await event(usage_chunk)
             await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
         finally:
             self.open_streams -= 1

@@ -1,8 +1,13 @@
 """Chat completions through the gateway with the official openai SDK: plain and streamed, metered exactly."""
 
+import json
+from asyncio import events as asyncio_events
+
+import httpx
 import pytest
 from django.db.models import Sum
 
+from api.gateway import chat
 from billing.pricing import rating
 from billing.tokens import chat_prompt_tokens
 from billing.usage.models import UsageRecord
@@ -142,3 +147,79 @@ def test_priority_tier_costs_its_factor_and_n_choices_hold_n_times(client, funde
     assert raw.headers["x-billing-charge-nano"] == str(expected)
     assert raw.parse().service_tier == "priority"
     assert records()[0].service_tier == "priority"
+
+
+@pytest.mark.parametrize("without_choices", [False, True])
+def test_a_usage_chunk_with_no_choices_is_counted_and_the_client_gets_the_billed_usage(
+    client, funded, standin, without_choices
+):
+    # OpenAI ends a stream with a usage chunk whose choices are []; some servers leave the key out altogether.
+    standin.usage_without_choices = without_choices
+    standin.inflate_prompt = 3  # the server's figure, not tiktoken's, is what is charged
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}, max_tokens=20
+        )
+    )
+    prompt = chat_prompt_tokens(MESSAGES, "cl100k_base") + 3
+    last = chunks[-1]
+    assert last.choices == [] and (last.usage.prompt_tokens, last.usage.completion_tokens) == (prompt, 10)
+    (record,) = records()
+    assert (record.status, record.usage_reported, record.charge_nano) == ("ok", True, cost(prompt, 10))
+    assert balances(funded) == (usd("10") - cost(prompt, 10), 0)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("omitted", ["completion_tokens", "prompt_tokens"])
+def test_a_usage_report_missing_a_figure_is_completed_by_counting_not_charged_as_zero(
+    client, funded, standin, stream, omitted
+):
+    standin.usage_omit = omitted
+    standin.inflate_prompt = 3  # so that a reported prompt figure is told apart from tiktoken's count
+    prompt = chat_prompt_tokens(MESSAGES, "cl100k_base")
+    if stream:
+        list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True, max_tokens=20))
+        wait_for(lambda: UsageRecord.objects.exists())
+    else:
+        completion = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=20)
+        billed_prompt = prompt + 3 if omitted == "completion_tokens" else prompt
+        assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (billed_prompt, 10)
+    (record,) = records()
+    # The figure the server gave is used; the missing one is tiktoken's count (10 words of output, the prompt).
+    billed_prompt = prompt + 3 if omitted == "completion_tokens" else prompt
+    assert (record.input_tokens, record.output_tokens) == (billed_prompt, 10)
+    assert record.charge_nano == cost(billed_prompt, 10)
+    assert (record.usage_reported, record.drift_flagged) == (False, True)
+    assert balances(funded) == (usd("10") - cost(billed_prompt, 10), 0)
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_large_prompt_is_counted_off_the_event_loop_to_the_same_figure(
+    live_url, secret, funded, standin, monkeypatch, declared
+):
+    """A large prompt is counted on a worker thread (the event loop keeps serving other calls meanwhile), whether
+    the body declares its length or arrives in chunks, and the count is the same as on the loop."""
+    seen: list[bool] = []
+    count = chat.prompt_tokens
+
+    def spied(*args, **kwargs):
+        seen.append(asyncio_events._get_running_loop() is not None)
+        return count(*args, **kwargs)
+
+    monkeypatch.setattr(chat, "prompt_tokens", spied)
+    text = "lorem ipsum dolor sit amet " * 4_000  # about 108 kB
+    messages = [{"role": "user", "content": text}]
+    body = json.dumps({"model": MODEL, "messages": messages, "max_tokens": 5}).encode()
+    assert len(body) > chat.COUNT_OFF_LOOP_BYTES
+    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+
+    def chunks():
+        for start in range(0, len(body), 8192):
+            yield body[start : start + 8192]
+
+    content = body if declared else chunks()
+    response = httpx.post(f"{live_url}/v1/chat/completions", content=content, headers=headers, timeout=30)
+    assert response.status_code == 200
+    assert seen == [False]  # counted once, on a thread with no event loop
+    (record,) = records()
+    assert record.estimated_input_tokens == chat_prompt_tokens(messages, "cl100k_base")

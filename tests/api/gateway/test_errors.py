@@ -1,11 +1,14 @@
 """Every refusal of the metered API, as the openai SDK (and plain HTTP) sees it: OpenAI's error shape, the right
 status, a message a developer can act on, and nothing held, charged or recorded."""
 
+import time
+
 import httpx
 import openai
 import pytest
 
 from accounts.services import apikey_create, apikey_revoke
+from api.gateway import ratelimit
 from billing.ledger import services as ledger
 from billing.pricing import rating
 from billing.tokens import chat_prompt_tokens
@@ -175,6 +178,30 @@ def test_an_exhausted_key_spend_limit_is_402_too(live_url, funded, org_a):
     assert not KeySpendHold.objects.exists()
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_key_with_a_spend_limit_whose_organization_lacks_the_credit_gets_402(live_url, org_a, wallet, stream):
+    # The key's limit would allow the call; the wallet (0.001 USD) does not cover gpt-4o's hold for 500 tokens.
+    ledger.grant_create(
+        organization_id=org_a.pk, kind="paid", amount_nano=usd("0.001"), idempotency_key="tiny", actor="t"
+    )
+    limited, secret = apikey_create(
+        organization_id=org_a.pk, name="capped", spend_limit_nano=usd("5"), spend_limit_period="day"
+    )
+    client = openai.OpenAI(base_url=f"{live_url}/v1", api_key=secret, max_retries=0)
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=500, stream=stream)
+    error = caught.value
+    assert (error.status_code, error.code) == (402, "insufficient_credit")
+    assert "Not enough credit" in error.message and "The largest max_tokens it affords is" in error.message
+    assert error.response.headers["x-should-retry"] == "false"
+    assert_nothing_happened(wallet, usd("0.001"))
+    from api.models import KeySpend, KeySpendHold
+
+    # The key's claim went with the refused hold: nothing is held against its limit.
+    assert not KeySpend.objects.filter(api_key=limited, held_nano__gt=0).exists()
+    assert not KeySpendHold.objects.exists()
+
+
 def test_rate_limits_answer_429_with_retry_after_and_openai_headers(client, funded, settings):
     settings.GATEWAY_ORG_REQUESTS_PER_MINUTE = 2
     first = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES, max_tokens=5)
@@ -203,6 +230,21 @@ def test_a_request_larger_than_the_token_limit_is_refused_for_good(client, funde
     client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=900)
 
 
+def test_a_request_refused_for_credit_gives_back_its_rate_limit_tokens(client, org_a, wallet, settings):
+    # The 402 request takes most of the minute's 1000 tokens when admitted; refused at the hold, it used none.
+    settings.GATEWAY_ORG_TOKENS_PER_MINUTE = 1000
+    ledger.grant_create(
+        organization_id=org_a.pk, kind="paid", amount_nano=usd("0.001"), idempotency_key="tiny", actor="t"
+    )
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=900)
+    assert (caught.value.status_code, caught.value.code) == (402, "insufficient_credit")
+    time.sleep(ratelimit.REFUND_BATCH_SECONDS * 6)  # refunds are given back in batches
+    # Were its tokens still taken, the bucket would need most of a minute to afford this one.
+    client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=900)
+    assert UsageRecord.objects.count() == 1
+
+
 def test_a_key_limit_applies_inside_the_organization_limit(live_url, funded, org_a, settings):
     settings.GATEWAY_KEY_REQUESTS_PER_MINUTE = 1
     _, other = apikey_create(organization_id=org_a.pk, name="second")
@@ -222,3 +264,102 @@ def test_unknown_paths_and_methods_answer_in_openai_shape(live_url, secret):
     assert missing.status_code == 404 and error_of(missing)["code"] == "unknown_url"
     wrong = httpx.get(f"{live_url}/v1/chat/completions", headers=headers)
     assert wrong.status_code == 405 and error_of(wrong)["code"] == "method_not_allowed"
+
+
+NESTED = b"[" * 100_000 + b"]" * 100_000
+TOO_BIG = 2**63
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        # NUL characters: PostgreSQL cannot store them; refused wherever they are, naming where.
+        (
+            "chat/completions",
+            {"model": MODEL, "messages": [{"role": "user", "content": "a\0b"}]},
+            "messages[0].content",
+        ),
+        ("chat/completions", {"model": f"{MODEL}\0", "messages": MESSAGES}, "model"),
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "user": "u\0"}, "user"),
+        ("chat/completions", {"model": MODEL, "messages": [{"role": "user\0", "content": "x"}]}, "messages[0].role"),
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "metadata": {"k\0": "v"}}, "metadata.k\\u0000"),
+        ("embeddings", {"model": "text-embedding-3-small", "input": ["ok", "a\0"]}, "input[1]"),
+        ("tokenize", {"model": MODEL, "input": "a\0"}, "input"),
+        ("usage/events", {"events": [{"id": "e", "model": "gpt-4o\0", "input_tokens": 1}]}, "events[0].model"),
+        # Wrong types and ranges.
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "service_tier": []}, "service_tier"),
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "service_tier": {}}, "service_tier"),
+        ("tokenize", {"model": MODEL, "input": "x", "service_tier": ["flex"]}, "service_tier"),
+        ("chat/completions", {"model": "m" * 100_000, "messages": MESSAGES}, "model"),
+        ("chat/completions", {"model": ["gpt-4o"], "messages": MESSAGES}, "model"),
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "n": "2"}, "n"),
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "n": 1.5}, "n"),
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "max_tokens": -1}, "max_tokens"),
+        (
+            "chat/completions",
+            {"model": MODEL, "messages": MESSAGES, "max_completion_tokens": "9"},
+            "max_completion_tokens",
+        ),
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "temperature": "hot"}, "temperature"),
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "temperature": 2.5}, "temperature"),
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "temperature": True}, "temperature"),
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "top_p": -0.1}, "top_p"),
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "presence_penalty": 3}, "presence_penalty"),
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "frequency_penalty": []}, "frequency_penalty"),
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "top_logprobs": 21}, "top_logprobs"),
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "logprobs": "yes"}, "logprobs"),
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "user": 7}, "user"),
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "stop": [1]}, "stop"),
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        # Integers beyond 64 bits, wherever they are.
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "max_tokens": TOO_BIG}, "max_tokens"),
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "n": -TOO_BIG - 1}, "n"),
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "seed": TOO_BIG}, "seed"),
+        ("chat/completions", {"model": MODEL, "messages": MESSAGES, "logit_bias": {"1": 10**30}}, "logit_bias.1"),
+        ("embeddings", {"model": "text-embedding-3-small", "input": [[1, TOO_BIG]]}, "input[0][1]"),
+        (
+            "usage/events",
+            {"events": [{"id": "e", "model": "gpt-4o", "input_tokens": 10**40}]},
+            "events[0].input_tokens",
+        ),
+    ],
+)
+def test_hostile_bodies_are_a_400_naming_the_parameter_never_a_500(live_url, secret, funded, path, body, param):
+    response = httpx.post(f"{live_url}/v1/{path}", json=body, headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == 400, response.text
+    assert error_of(response)["param"] == param
+    assert_nothing_happened(funded, usd("10"))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        NESTED,
+        b'{"model": "' + MODEL.encode() + b'", "messages": [], "tools": ' + NESTED + b"}",
+        b'{"model": "x", "temperature": NaN}',
+        b'{"model": "x", "temperature": Infinity}',
+        b'{"model": "x", "temperature": 1e999}',
+    ],
+)
+def test_json_the_gateway_cannot_pass_on_is_a_400(live_url, secret, funded, content):
+    response = httpx.post(
+        f"{live_url}/v1/chat/completions",
+        content=content,
+        headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert error_of(response)["code"] == "invalid_json"
+    assert_nothing_happened(funded, usd("10"))
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/staff/organizations/"])
+def test_a_host_header_the_server_does_not_serve_is_a_400_in_the_error_shape(live_url, secret, funded, path):
+    response = httpx.post(
+        f"{live_url}{path}",
+        json={"model": MODEL, "messages": MESSAGES},
+        headers={"Authorization": f"Bearer {secret}", "Host": "billing.attacker.example"},
+    )
+    assert response.status_code == 400, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert error_of(response)["type"] == "invalid_request_error"
+    assert_nothing_happened(funded, usd("10"))

@@ -12,12 +12,16 @@ from django.utils import timezone
 
 from accounts.selectors import aapikey_authenticate
 from accounts.services import apikey_create
-from api.gateway import metering, ratelimit, spend
+from api.gateway import catalog, metering, ratelimit, spend
 from api.models import KeySpend, KeySpendHold
 from billing.ledger import services as ledger
+from billing.ledger.models import Hold
 from billing.pricing import rating
+from billing.pricing import services as pricing_services
+from billing.pricing.models import PeriodCounter
 from billing.tokens import chat_prompt_tokens
-from billing.usage.models import UsageRecord
+from billing.usage.models import UsageRecord, UsageSource, UsageStatus
+from billing.usage.services import UsageRow
 from config import pg
 from tests.api.gateway.conftest import MODEL, balances, reconciled, records, usd, wait_for
 
@@ -38,6 +42,8 @@ def test_the_orm_path_meters_like_the_sql_path(live_url, funded, org_a, standin,
     wait_for(lambda: UsageRecord.objects.count() == 3)
     statuses = [(r.status, r.charge_nano > 0) for r in records()]
     assert statuses == [("ok", True), ("ok", True), ("upstream_error", False)]
+    holds = [Hold.objects.get(pk=r.hold_id).status for r in records()]
+    assert holds == ["captured", "captured", "released"]
     charged = sum(r.charge_nano for r in records())
     assert balances(funded) == (usd("10") - charged, 0)
     spent = KeySpend.objects.get(api_key=key)
@@ -136,3 +142,71 @@ async def test_without_redis_the_buckets_live_in_process(settings):
     key = _Key()
     outcomes = [(await ratelimit.admit(key=key, context=context, tokens=10)).admitted for _ in range(3)]  # type: ignore[arg-type]
     assert outcomes == [True, True, False]
+
+
+def test_a_settle_on_a_plan_that_finds_its_hold_expired_records_the_call_and_claims_no_quota(
+    live_url, funded, org_a, secret
+):
+    """A quota-rated settle runs in a transaction with its period claims: a hold found closed rolls them back,
+    and the call is still recorded (uncharged, flagged), with nothing taken from the wallet or the quota."""
+    pricing_services.plan_create(
+        slug="pro-expired",
+        name="Pro",
+        fee_nano=0,
+        usage_discount_bps=0,
+        allowances=[pricing_services.AllowanceSpec(included_tokens=1_000, model=MODEL)],
+    )
+    pricing_services.subscription_create(organization_id=org_a.pk, plan_slug="pro-expired", at=timezone.now())
+    before = balances(funded)
+
+    async def run(step):
+        try:
+            return await step()
+        finally:
+            await pg.pool_close()
+            await sync_to_async(connections.close_all)()
+
+    async def authenticated():
+        key = await aapikey_authenticate(secret=secret)
+        assert key is not None
+        return key
+
+    async def place() -> metering.Ticket:
+        key = await authenticated()
+        return await metering.hold_open(
+            key=key, request_id="req_late", amount_nano=usd("0.01"), ttl_seconds=60, reason="t", at=timezone.now()
+        )
+
+    ticket = asyncio.run(run(place))
+    assert ticket.hold_id is not None
+    assert ledger.holds_expire(now=timezone.now() + timedelta(minutes=5)) == 1
+
+    async def settle() -> metering.Charge:
+        key = await authenticated()
+        context = await catalog.pricing_context_get(organization_id=org_a.pk, model_slug=MODEL)
+        assert context.needs_period_state
+        usage = rating.Usage(model_slug=MODEL, input_tokens=300, cached_input_tokens=0, output_tokens=200)
+        row = UsageRow(
+            organization_id=org_a.pk,
+            api_key_id=key.id,
+            source=UsageSource.GATEWAY,
+            request_id="req_late",
+            endpoint="chat",
+            workflow="default",
+            model_slug=MODEL,
+            service_tier="default",
+            status=UsageStatus.OK,
+            input_tokens=300,
+            output_tokens=200,
+        )
+        return await metering.settle(ticket=ticket, context=context, usage=usage, row=row, at=timezone.now())
+
+    charge = asyncio.run(run(settle))
+    assert charge.charge_nano == 0
+    (record,) = records()
+    assert (record.request_id, record.status, record.charge_nano) == ("req_late", "ok", 0)
+    assert (record.drift_flagged, record.hold_id, record.quota_tokens) == (True, None, 0)
+    assert (record.input_tokens, record.output_tokens) == (300, 200)
+    assert not PeriodCounter.objects.filter(organization=org_a, used_tokens__gt=0).exists()
+    assert balances(funded) == before
+    assert reconciled(funded) == []

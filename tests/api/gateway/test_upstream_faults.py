@@ -5,14 +5,18 @@
 - a server that goes past max_tokens is cut there, and the call costs max_tokens of output.
 """
 
+import asyncio
+
 import httpx
 import openai
 import pytest
 
+from api.gateway import metering
+from billing.ledger.models import Hold
 from billing.pricing import rating
 from billing.tokens import chat_prompt_tokens
 from billing.usage.models import UsageRecord
-from tests.api.gateway.conftest import MODEL, balances, reconciled, records, usd, wait_for
+from tests.api.gateway.conftest import MODEL, _server_loop, balances, reconciled, records, usd, wait_for
 
 MESSAGES = [{"role": "user", "content": "Tell me a story."}]
 PROMPT = chat_prompt_tokens(MESSAGES, "cl100k_base")
@@ -27,6 +31,8 @@ def assert_free(wallet, status: str) -> None:
     wait_for(lambda: UsageRecord.objects.exists())
     (record,) = records()
     assert (record.status, record.charge_nano, record.hold_id is not None) == (status, 0, True)
+    # Released, not captured at zero: the journal says the call failed.
+    assert Hold.objects.get(pk=record.hold_id).status == "released"
     assert balances(wallet) == (usd("10"), 0)
     assert reconciled(wallet) == []
 
@@ -129,6 +135,7 @@ def test_a_client_that_leaves_before_the_answer_pays_nothing(live_url, secret, f
     wait_for(lambda: UsageRecord.objects.exists())
     (record,) = records()
     assert (record.status, record.charge_nano) == ("client_disconnected", 0)
+    assert Hold.objects.get(pk=record.hold_id).status == "released"
     assert balances(funded) == (usd("10"), 0)
 
 
@@ -157,3 +164,76 @@ def test_an_answer_past_max_tokens_is_cut_to_it(client, funded, standin):
     assert completion.usage.completion_tokens == 4
     (record,) = records()
     assert (record.status, record.output_tokens, record.charge_nano) == ("cut", 4, cost(PROMPT, 4))
+
+
+def test_an_answer_reported_past_max_tokens_is_charged_and_reported_at_max_tokens(client, funded, standin):
+    # The text fits in max_tokens; the server's usage says it produced far more.
+    standin.inflate_completion = 100
+    completion = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=20)
+    assert completion.choices[0].message.content == "hello" + " hello" * 9
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (PROMPT, 20)
+    (record,) = records()
+    assert (record.status, record.output_tokens, record.charge_nano) == ("cut", 20, cost(PROMPT, 20))
+    assert reconciled(funded) == []
+
+
+def test_a_stream_that_keeps_trickling_past_the_call_limit_ends_and_is_charged_for_what_it_delivered(
+    client, funded, standin, settings
+):
+    # Every chunk comes well within the idle read timeout, but the whole stream would take ten seconds.
+    settings.UPSTREAM_TIMEOUT_SECONDS = 1
+    settings.GATEWAY_MAX_CALL_SECONDS = 2
+    standin.reply_tokens, standin.chunk_pause = 40, 0.25
+    delivered = ""
+    stream = client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True, max_tokens=100)
+    with pytest.raises(openai.APIError, match="time limit"):
+        for chunk in stream:
+            if chunk.choices:
+                delivered += chunk.choices[0].delta.content or ""
+    got = len(delivered.split())  # "hello hello ...": one token a word
+    assert 2 <= got < 40
+    wait_for(lambda: UsageRecord.objects.exists())
+    (record,) = records()
+    assert record.status == "cut"
+    assert (record.input_tokens, record.output_tokens) == (PROMPT, got)
+    assert record.charge_nano == cost(PROMPT, got) > 0
+    assert balances(funded) == (usd("10") - cost(PROMPT, got), 0)
+    assert reconciled(funded) == []
+    # The hold outlived the whole call: it lasts the call's limit plus the margin, whatever the read timeout.
+    hold = Hold.objects.get(pk=record.hold_id)
+    assert hold.status == "captured"
+    lifetime = (hold.expires_at - hold.created_at).total_seconds()
+    assert lifetime >= settings.GATEWAY_MAX_CALL_SECONDS + settings.GATEWAY_HOLD_MARGIN_SECONDS - 1
+
+
+def _settles_drain() -> None:
+    """Wait for every settle still running on the server (a second settle would show as a second record)."""
+    loop = _server_loop()
+    assert loop is not None
+    asyncio.run_coroutine_threadsafe(metering.background_drain(), loop).result(timeout=30)
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_a_client_that_leaves_as_the_stream_ends_is_settled_once(live_url, secret, funded, standin, include_usage):
+    body = {"model": MODEL, "messages": MESSAGES, "stream": True, "max_tokens": 100}
+    if include_usage:
+        body["stream_options"] = {"include_usage": True}
+    for _ in range(3):
+        with httpx.stream(
+            "POST", f"{live_url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {secret}"}
+        ) as response:
+            assert response.status_code == 200
+            for line in response.iter_lines():
+                if '"finish_reason":"stop"' in line:
+                    break  # the last content chunk: leave before the usage chunk and [DONE]
+    wait_for(lambda: UsageRecord.objects.count() >= 3)
+    _settles_drain()
+    found = records()
+    assert len(found) == 3 and len({r.request_id for r in found}) == 3
+    assert len({r.hold_id for r in found}) == 3 and all(r.hold_id is not None for r in found)
+    for record in found:
+        assert record.status in ("ok", "client_disconnected")
+        assert (record.input_tokens, record.output_tokens) == (PROMPT, 10)
+        assert record.charge_nano == cost(PROMPT, 10)
+    assert balances(funded) == (usd("10") - 3 * cost(PROMPT, 10), 0)
+    assert reconciled(funded) == []

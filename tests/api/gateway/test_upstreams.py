@@ -79,6 +79,8 @@ def test_one_upstream_per_model_unknown_ids_404_and_staff_only(api, staff):
     assert api.post(URL, {"model": "gpt-4o", "base_url": "https://a/v1"}, format="json").status_code == 201
     assert api.post(URL, {"model": "gpt-4o", "base_url": "https://b/v1"}, format="json").status_code == 409
     assert api.get(f"{URL}999999/").status_code == 404
+    for unknown in ("\u00b2", "\u0663", "9" * 30):  # a superscript, an Arabic-Indic digit, beyond 64 bits
+        assert api.get(f"{URL}{unknown}/").status_code == 404
     assert api.patch(f"{URL}999999/", {"enabled": False}, format="json").status_code == 404
     member = APIClient()
     member.force_authenticate(UserFactory(username="dev@example.com"))
@@ -116,3 +118,90 @@ def _model_id(slug: str) -> int:
     from billing.pricing.models import AIModel
 
     return AIModel.objects.get(slug=slug).pk
+
+
+def test_service_tier_reaches_only_a_model_server_that_honours_it(client, funded, standin, settings, api):
+    from api.gateway.cache import caches_clear
+
+    messages = [{"role": "user", "content": "hi"}]
+    # The default upstream (a vLLM-like server): the tier is priced, not forwarded.
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=messages, service_tier="priority")
+    assert reply.service_tier == "priority"
+    assert "service_tier" not in standin.bodies[-1]
+    # A default upstream configured as honouring it gets the client's own value.
+    settings.UPSTREAM_FORWARDS_SERVICE_TIER = True
+    caches_clear()
+    client.chat.completions.create(model="gpt-4o-mini", messages=messages, service_tier="flex")
+    assert standin.bodies[-1]["service_tier"] == "flex"
+    # Embeddings have no tiers: priced at the default, and the field is never forwarded.
+    client.embeddings.create(model="text-embedding-3-small", input="hi", extra_body={"service_tier": "priority"})
+    assert "service_tier" not in standin.bodies[-1]
+    # A staff-configured upstream: off by default, switched on through the staff API.
+    created = api.post(
+        URL, {"model": "gpt-4o", "base_url": f"{standin.url}/v1", "upstream_model": "standin-4o"}, format="json"
+    )
+    assert created.status_code == 201 and created.json()["forwards_service_tier"] is False
+    caches_clear()
+    client.chat.completions.create(model="gpt-4o", messages=messages, service_tier="priority", stream=False)
+    assert standin.bodies[-1]["model"] == "standin-4o" and "service_tier" not in standin.bodies[-1]
+    changed = api.patch(f"{URL}{created.json()['id']}/", {"forwards_service_tier": True}, format="json")
+    assert changed.status_code == 200 and changed.json()["forwards_service_tier"] is True
+    list(client.chat.completions.create(model="gpt-4o", messages=messages, service_tier="auto", stream=True))
+    assert standin.bodies[-1]["service_tier"] == "auto"
+    assert (
+        api.patch(f"{URL}{created.json()['id']}/", {"forwards_service_tier": "maybe"}, format="json").status_code == 400
+    )
+
+
+BAD_BASE_URLS = [
+    "http://[::1",
+    "https://host:99999/v1",
+    "https://host:abc/v1",
+    "https://host:0/v1",
+    "https://host/v1?",
+    "https://host/v1?x=1",
+    "https://host/v1#",
+    "https://host/v1#part",
+    "https://ho st/v1",
+    "https://host/v 1",
+    "https://host\n/v1",
+    "http://host\x7f/v1",
+    "https://@host/v1",
+    "https://user@host/v1",
+    "https://:pw@host/v1",
+    "https://-/v1",
+    "https:///v1",
+    "file:///etc/passwd",
+    "javascript:alert(1)",
+    "//host/v1",
+    "x" * 501,
+]
+
+
+@pytest.mark.parametrize("base_url", BAD_BASE_URLS)
+def test_a_base_url_that_is_not_a_plain_http_url_with_a_host_is_refused_on_create_and_change(api, base_url):
+    response = api.post(URL, {"model": "gpt-4o", "base_url": base_url}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["param"] == "base_url"
+    assert not Upstream.objects.exists()
+    created = api.post(URL, {"model": "gpt-4o", "base_url": "https://models.example.com/v1"}, format="json")
+    changed = api.patch(f"{URL}{created.json()['id']}/", {"base_url": base_url}, format="json")
+    assert changed.status_code == 400, changed.content
+    assert changed.json()["error"]["param"] == "base_url"
+    assert Upstream.objects.get().base_url == "https://models.example.com/v1"
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("HTTPS://Models.example.com/v1/", "https://Models.example.com/v1"),
+        ("http://vllm_server:8000/v1", "http://vllm_server:8000/v1"),
+        ("http://[::1]:8000/v1", "http://[::1]:8000/v1"),
+        ("http://10.0.0.7/v1", "http://10.0.0.7/v1"),
+        ("  https://bücher.example/v1\t", "https://bücher.example/v1"),
+    ],
+)
+def test_good_base_urls_are_stored_normalized(api, given, stored):
+    response = api.post(URL, {"model": "gpt-4o", "base_url": given}, format="json")
+    assert response.status_code == 201, response.content
+    assert Upstream.objects.get().base_url == stored

@@ -1,5 +1,6 @@
 """POST /v1/usage/events: usage reported server-to-server, rated and debited like gateway calls, idempotent."""
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import httpx
@@ -116,3 +117,62 @@ def test_the_batch_itself_must_be_well_formed_and_the_key_allowed(live_url, repo
     chat_only = apikey_create(organization_id=org_a.pk, name="c", scopes={"endpoints": ["chat"]})[1]
     assert post(live_url, chat_only, too_many[:1]).status_code == 403
     assert not UsageRecord.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("bad", "param"),
+    [
+        ({"occurred_at": "2026-13-45T00:00:00Z"}, "occurred_at"),  # shaped like a time, not one
+        ({"occurred_at": "10000-01-01T00:00:00Z"}, "occurred_at"),
+        ({"occurred_at": "9999-12-31T23:59:59+00:00"}, "occurred_at"),
+        ({"occurred_at": 1700000000}, "occurred_at"),
+        ({"input_tokens": -1}, "input_tokens"),
+        ({"input_tokens": 10**10 + 1}, "input_tokens"),
+        ({"output_tokens": 1.5}, "output_tokens"),
+        ({"model": "gpt-9"}, "model"),
+        ({"model": "x" * 10_000}, "model"),
+        ({"service_tier": []}, "service_tier"),
+        ({"service_tier": {}}, "service_tier"),
+        ({"workflow": 7}, "workflow"),
+        ({"workflow": []}, "workflow"),
+        ({"workflow": "no spaces"}, "workflow"),
+    ],
+)
+def test_a_bad_event_is_rejected_by_index_and_field_and_the_rest_of_the_batch_stands(
+    live_url, reporter, funded, bad, param
+):
+    good = {"id": "good-1", "model": "gpt-4o", "input_tokens": 100, "output_tokens": 10}
+    events = [good, {"id": "bad-1", "model": "gpt-4o", "input_tokens": 5, **bad}, {**good, "id": "good-2"}]
+    response = post(live_url, reporter, events)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [(r["index"], r["id"], r["status"]) for r in body["data"]] == [
+        (0, "good-1", "recorded"),
+        (1, "bad-1", "rejected"),
+        (2, "good-2", "recorded"),
+    ]
+    assert body["data"][1]["error"]["param"] == param
+    one = gpt4o(100, 0, 10)
+    assert balances(funded) == (usd("10") - 2 * one, 0)
+    assert sorted(UsageRecord.objects.values_list("request_id", flat=True)) == [
+        f"metering:{funded.organization_id}:good-1",
+        f"metering:{funded.organization_id}:good-2",
+    ]
+    # The same batch again: the good events are duplicates, the bad one is still refused, nothing more is charged.
+    again = post(live_url, reporter, events).json()
+    assert [r["status"] for r in again["data"]] == ["duplicate", "rejected", "duplicate"]
+    assert balances(funded) == (usd("10") - 2 * one, 0)
+    assert UsageRecord.objects.count() == 2
+    assert reconciled(funded) == []
+
+
+def test_the_same_batch_sent_several_times_at_once_is_charged_once(live_url, reporter, funded):
+    events = [{"id": f"c-{i}", "model": "gpt-4o", "input_tokens": 100, "output_tokens": 10} for i in range(5)]
+    with ThreadPoolExecutor(6) as pool:
+        answers = [r.json() for r in pool.map(lambda _: post(live_url, reporter, events), range(6))]
+    # Each event is recorded by exactly one of the requests; the others answer it as a duplicate.
+    for index in range(5):
+        assert sorted(a["data"][index]["status"] for a in answers) == ["duplicate"] * 5 + ["recorded"]
+    assert UsageRecord.objects.count() == 5
+    assert balances(funded) == (usd("10") - 5 * gpt4o(100, 0, 10), 0)
+    assert reconciled(funded) == []

@@ -459,3 +459,28 @@ def test_concurrent_replays_of_one_grant_grant_once(staff, org_a):
     assert statuses == [200] * 7 + [201]
     assert Grant.objects.count() == 1
     assert selectors.wallet_balance(organization_id=org_a.pk).available_nano == parse_amount("7.00")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_replays_of_one_reversal_reverse_once_and_one_answers_201(staff, org_a):
+    """Eight clients send the same reversal at the same moment: one books it (201), the others get it back (200)."""
+    token = Token.objects.create(user=staff).key
+    admin = APIClient()
+    admin.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    grant_id = grant(admin, org_a, amount="10").json()["grant"]["id"]
+    start = Barrier(8)
+
+    def send(_: int) -> int:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+        try:
+            start.wait()
+            return reverse(client, org_a, grant_id, key="same-moment").status_code
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(send, range(8)))
+    assert statuses == [200] * 7 + [201]
+    assert selectors.wallet_balance(organization_id=org_a.pk).available_nano == parse_amount("7.50")
+    assert selectors.wallet_reconcile(wallet_id=Grant.objects.get(pk=grant_id).wallet_id) == []

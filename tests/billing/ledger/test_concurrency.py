@@ -6,10 +6,12 @@ import random
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from billing.ledger import selectors, services
 from billing.ledger.errors import InsufficientCredit
@@ -168,4 +170,105 @@ def test_the_async_path_races_the_sync_path_on_one_wallet(org, wallet):
     assert spent <= usd("60.00")
     assert (wallet.available_nano, wallet.held_nano) == (usd("60.00") - spent, 0)
     assert sum(Grant.objects.values_list("remaining_nano", flat=True)) == usd("60.00") - spent
+    assert_reconciled(wallet)
+
+
+def test_debits_racing_never_spend_more_than_balance_plus_overdraft(org, wallet):
+    fund(org, "10.00")
+    services.wallet_overdraft_set(organization_id=org.pk, overdraft_limit_nano=usd("2.00"), actor="t")
+
+    def debit(i: int) -> int:
+        return services.wallet_debit(
+            organization_id=org.pk, amount_nano=usd("0.07"), idempotency_key=f"fee-{i}", actor="t"
+        ).pk
+
+    results = in_parallel(debit, 200, workers=16)
+    booked = [r for r in results if isinstance(r, int)]
+    assert all(isinstance(r, int | InsufficientCredit) for r in results)
+    assert len(booked) == 171  # floor(12.00 / 0.07)
+    assert JournalTransaction.objects.filter(kind="debit").count() == 171
+    wallet.refresh_from_db()
+    assert (wallet.available_nano, wallet.unfunded_nano) == (-usd("1.97"), usd("1.97"))
+    assert_reconciled(wallet)
+
+
+def test_racing_sweepers_expire_a_grant_once(org, wallet):
+    now = timezone.now()
+    expiring = fund(org, "5.00", kind="promotional", expires_at=now + timedelta(hours=1))
+    fund(org, "1.00")
+    results = in_parallel(lambda i: services.grants_expire(now=now + timedelta(hours=2)), 12, workers=12)
+    assert all(isinstance(r, int) for r in results), results
+    assert sorted(results) == [0] * 11 + [usd("5.00")]
+    assert JournalTransaction.objects.filter(kind="grant_expiry").count() == 1
+    assert Grant.objects.get(pk=expiring).remaining_nano == 0
+    wallet.refresh_from_db()
+    assert wallet.available_nano == usd("1.00")
+    assert_reconciled(wallet)
+
+
+def test_reversals_racing_holds_never_take_held_credit(org, wallet):
+    """Each hold and each reversal needs 1.00 of available credit: of 40 racing for 10.00, exactly 10 get it."""
+    grant_id = fund(org, "10.00")
+
+    def hold_or_reverse(i: int) -> str:
+        if i % 2:
+            services.hold_place(wallet_id=wallet.pk, amount_nano=usd("1.00"), idempotency_key=f"h-{i}", actor="t")
+            return "held"
+        services.grant_reverse(
+            grant_id=grant_id, amount_nano=usd("1.00"), idempotency_key=f"r-{i}", actor="t", reason="correction"
+        )
+        return "reversed"
+
+    results = in_parallel(hold_or_reverse, 40, workers=16)
+    refused = [r for r in results if isinstance(r, Exception)]
+    assert all(isinstance(r, InsufficientCredit) or getattr(r, "code", None) == "credit_held" for r in refused)
+    held, reversed_ = results.count("held"), results.count("reversed")
+    assert held + reversed_ == 10
+    wallet.refresh_from_db()
+    assert (wallet.available_nano, wallet.held_nano) == (0, held * usd("1.00"))
+    assert Grant.objects.get(pk=grant_id).remaining_nano == usd("10.00") - reversed_ * usd("1.00")
+    assert_reconciled(wallet)
+
+
+def test_grants_racing_debits_in_the_overdraft_pay_what_is_owed_first(org, wallet):
+    """Whatever the interleaving, credit is either owed or backed by a grant, never both."""
+    services.wallet_overdraft_set(organization_id=org.pk, overdraft_limit_nano=usd("5.00"), actor="t")
+
+    def grant_or_debit(i: int) -> str:
+        if i % 4 == 0:
+            fund(org, "0.50", key=f"g-{i}")
+            return "granted"
+        services.wallet_debit(organization_id=org.pk, amount_nano=usd("0.20"), idempotency_key=f"d-{i}", actor="t")
+        return "debited"
+
+    results = in_parallel(grant_or_debit, 120, workers=16)
+    refused = [r for r in results if isinstance(r, Exception)]
+    assert all(isinstance(r, InsufficientCredit) for r in refused)
+    assert results.count("granted") == 30
+    wallet.refresh_from_db()
+    assert wallet.available_nano == usd("15.00") - results.count("debited") * usd("0.20") >= -usd("5.00")
+    remaining = sum(Grant.objects.filter(wallet=wallet).values_list("remaining_nano", flat=True))
+    assert (remaining, wallet.unfunded_nano) == (max(wallet.available_nano, 0), max(-wallet.available_nano, 0))
+    assert_reconciled(wallet)
+
+
+def test_overdraft_changes_racing_debits_never_leave_a_debt_above_the_limit(org, wallet):
+    fund(org, "1.00")
+    services.wallet_overdraft_set(organization_id=org.pk, overdraft_limit_nano=usd("5.00"), actor="t")
+
+    def debit_or_change_limit(i: int) -> str:
+        if i % 4 == 0:
+            limit = usd("0.50") if i % 8 == 0 else usd("5.00")
+            services.wallet_overdraft_set(organization_id=org.pk, overdraft_limit_nano=limit, actor="t")
+            return "limit set"
+        services.wallet_debit(organization_id=org.pk, amount_nano=usd("0.20"), idempotency_key=f"d-{i}", actor="t")
+        return "debited"
+
+    results = in_parallel(debit_or_change_limit, 96, workers=16)
+    refused = [r for r in results if isinstance(r, Exception)]
+    # A debit beyond the limit of its moment is refused; so is a limit below what is already owed.
+    assert all(isinstance(r, InsufficientCredit) or getattr(r, "param", None) == "overdraft_limit" for r in refused)
+    wallet.refresh_from_db()
+    assert wallet.available_nano == usd("1.00") - results.count("debited") * usd("0.20")
+    assert wallet.available_nano >= -wallet.overdraft_limit_nano
     assert_reconciled(wallet)

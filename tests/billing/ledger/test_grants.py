@@ -146,13 +146,14 @@ def test_reversing_unused_paid_credit(org, wallet):
     services.wallet_debit(organization_id=org.pk, amount_nano=usd("4.00"), idempotency_key="d", actor="t")
     with pytest.raises(ApplicationError, match=r"only 6\.00 of this grant is unused"):
         services.grant_reverse(grant_id=grant_id, amount_nano=usd("7.00"), idempotency_key="r", actor="t", reason="x")
-    txn = services.grant_reverse(
+    first = services.grant_reverse(
         grant_id=grant_id, amount_nano=usd("6.00"), idempotency_key="r", actor="t", reason="refund", cash_refund=True
     )
     again = services.grant_reverse(
         grant_id=grant_id, amount_nano=usd("6.00"), idempotency_key="r", actor="t", reason="refund", cash_refund=True
     )
-    assert again.pk == txn.pk
+    txn = first.transaction
+    assert (first.created, again.created, again.transaction.pk) == (True, False, txn.pk)
     assert legs(txn) == {Account.AVAILABLE: -usd("6.00"), Account.REFUNDED: usd("6.00")}
     assert balances(wallet) == (0, 0)
 
@@ -189,3 +190,22 @@ def test_overdraft_limit_cannot_go_below_what_is_owed(org, wallet, alice):
     events = AuditEvent.objects.filter(action="wallet.overdraft_set").order_by("id")
     assert [e.detail["new"] for e in events] == ["5.00", "3.00"]
     assert events[0].actor == alice
+
+
+def test_a_correction_books_credit_back_to_the_grants_funding_account(org, wallet):
+    """A correction undoes the grant (back to where it came from); a cash refund is money out: never confused."""
+    grant_id = fund(org, "10.00", kind="promotional")
+    correction = services.grant_reverse(
+        grant_id=grant_id, amount_nano=usd("3.00"), idempotency_key="same", actor="t", reason="granted by mistake"
+    )
+    assert (correction.created, correction.transaction.kind) == (True, "adjustment")
+    assert legs(correction.transaction) == {Account.AVAILABLE: -usd("3.00"), Account.FUNDING_PROMOTIONAL: usd("3.00")}
+    # The same caller key for a cash refund is another operation, not a replay of the correction.
+    refund = services.grant_reverse(
+        grant_id=grant_id, amount_nano=usd("3.00"), idempotency_key="same", actor="t", reason="x", cash_refund=True
+    )
+    assert (refund.created, refund.transaction.kind) == (True, "refund")
+    assert refund.transaction.pk != correction.transaction.pk
+    assert legs(refund.transaction) == {Account.AVAILABLE: -usd("3.00"), Account.REFUNDED: usd("3.00")}
+    assert Grant.objects.get(pk=grant_id).remaining_nano == usd("4.00")
+    assert balances(wallet) == (usd("4.00"), 0)

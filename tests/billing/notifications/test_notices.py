@@ -1,10 +1,13 @@
 """Low-balance and expiring-credit notices: when they are due, who is told, and that each goes out once a day."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 from django.core import mail
+from django.db import connection
 
 from accounts.models import Role
 from billing.ledger import services as ledger
@@ -221,3 +224,23 @@ class TestSettings:
         assert (defaults.low_balance_threshold_nano, defaults.credit_expiring_days) == (parse_amount("5"), 7)
         prefs(org_a, credit_expiring_days=14)
         assert selectors.notification_settings_get(organization_id=org_a.pk).credit_expiring_days == 14
+
+
+@pytest.mark.django_db(transaction=True)
+def test_checks_racing_on_their_own_connections_record_and_email_a_notice_once(cast):
+    """The check above runs twice in a row; here eight run at the same moment, each in its own transaction."""
+    grant(cast, "1", "g")
+    start = threading.Barrier(8)
+
+    def send(_: int) -> int:
+        try:
+            start.wait()
+            return len(services.notices_send(organization_id=cast.pk, now=DAY_ONE))
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        created = list(pool.map(send, range(8)))
+    assert sorted(created) == [0] * 7 + [1]
+    assert Notice.objects.count() == 1
+    assert len(mail.outbox) == 1

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from django.test import Client
 
-from billing.payments.services.auto_topup import auto_topup_cache_clear
+from billing.payments.services.auto_topup_trigger import auto_topup_cache_clear
 from tests.harness import LocalStripe
 
 # Where localstripe's webhooks go when a test did not ask for them: a port nobody listens on.

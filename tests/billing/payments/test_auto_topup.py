@@ -18,6 +18,7 @@ from billing.payments import services
 from billing.payments.errors import PaymentsUnavailable
 from billing.payments.models import AutoTopUp, StripeEvent, TopUp
 from billing.payments.services import auto_topup as auto_topup_module
+from billing.payments.services import auto_topup_trigger
 from tests.accounts.factories import MembershipFactory, UserFactory
 from tests.billing.payments.helpers import (
     CARD_DECLINED_AT_CHARGE,
@@ -166,6 +167,54 @@ def test_the_daily_cap_is_respected(org_a, alice, localstripe, eager_celery):
     assert "cap is reached" in page.get("/billing/auto-top-up/").content.decode()
 
 
+def test_failed_charges_leave_room_under_the_daily_cap(org_a, alice, localstripe):
+    # $40 succeeded and $20 failed today: with a $60 cap one more $20 charge still fits, exactly.
+    save_card(org_a, alice, localstripe)
+    fund(org_a, "100.00")
+    enable(org_a, alice, cap="60.00")
+    for n, status in enumerate(["succeeded", "succeeded", "failed"]):
+        TopUp.objects.create(
+            organization=org_a,
+            kind="auto",
+            status=status,
+            amount_nano=usd("20"),
+            stripe_payment_intent_id=f"pi_earlier_{n}",
+            grant_id=None if status == "failed" else 10_000 + n,
+            succeeded_at=timezone.now() if status == "succeeded" else None,
+        )
+    page = Client()
+    page.force_login(alice)
+    assert "cap is reached" not in page.get("/billing/auto-top-up/").content.decode()  # the page agrees
+    ledger.wallet_debit(organization_id=org_a.pk, amount_nano=usd("99"), idempotency_key="d", actor="t")
+    top_up = services.auto_topup_charge(organization_id=org_a.pk)
+    assert top_up is not None and top_up.amount_nano == usd("20")
+    assert automatic(org_a).count() == 4
+    assert "cap is reached" in page.get("/billing/auto-top-up/").content.decode()
+
+
+def test_what_counts_against_the_daily_cap(org_a, org_b):
+    def create(status: str, amount: str, *, org=org_a, kind: str = "auto") -> TopUp:
+        paid = status == "succeeded"
+        return TopUp.objects.create(
+            organization=org,
+            kind=kind,
+            status=status,
+            amount_nano=usd(amount),
+            stripe_payment_intent_id=f"pi_{TopUp.objects.count()}" if paid else None,
+            grant_id=10_000 + TopUp.objects.count() if paid else None,
+            succeeded_at=timezone.now() if paid else None,
+        )
+
+    create("succeeded", "20")
+    create("processing", "5")  # in flight: it may still take the money
+    create("failed", "7")
+    create("succeeded", "13", kind="manual")
+    create("succeeded", "17", org=org_b)
+    yesterday = create("succeeded", "11")
+    TopUp.objects.filter(pk=yesterday.pk).update(created_at=timezone.now() - timedelta(days=1))
+    assert auto_topup_module.auto_topup_spent_today(organization_id=org_a.pk) == usd("25")
+
+
 def test_a_declined_automatic_charge_turns_auto_top_up_off_and_tells_the_owner(
     org_a, alice, bob, localstripe, stripe_webhooks, eager_celery
 ):
@@ -245,10 +294,10 @@ async def test_the_async_check_enqueues_below_the_threshold(org_a, alice, locals
     await sync_to_async(fund)(org_a, "10.00")
     await sync_to_async(enable)(org_a, alice)
     await services.aauto_topup_check(organization_id=org_a.pk, available_nano=usd("6"))
-    assert await cache.aget(auto_topup_module._queued_key(org_a.pk)) is None
+    assert await cache.aget(auto_topup_trigger._queued_key(org_a.pk)) is None
     await services.aauto_topup_check(organization_id=org_a.pk, available_nano=usd("4"))
     await asyncio.sleep(0)
     count = await TopUp.objects.filter(organization=org_a, kind="auto").acount()
     # The charge ran (eagerly) and found the wallet above the threshold ($10): nothing to charge, nothing created.
     assert count == 0
-    assert await cache.aget(auto_topup_module._queued_key(org_a.pk)) == 1
+    assert await cache.aget(auto_topup_trigger._queued_key(org_a.pk)) == 1

@@ -1,9 +1,11 @@
 """Staff refunds of unused paid credit: the credit leaves the wallet first, then Stripe (localstripe) refunds the
 card; when Stripe refuses the credit comes back, when it cannot be reached the refund waits and is resumed."""
 
+import itertools
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -54,8 +56,13 @@ def paid(org_a, alice, localstripe) -> TopUp:
     return pay(org_a, alice, localstripe)
 
 
-def refund(client: Client, body: object) -> object:
-    return client.post("/api/staff/refunds/", body, content_type="application/json")
+def refund(client: Client, body: object, *, key: str | None = None) -> Any:
+    """POST a refund with a fresh Idempotency-Key (or the one given)."""
+    key = key if key is not None else f"refund-test-{next(_keys)}"
+    return client.post("/api/staff/refunds/", body, content_type="application/json", headers={"Idempotency-Key": key})
+
+
+_keys = itertools.count(1)
 
 
 def test_only_staff_may_refund(alice_client, db):
@@ -213,10 +220,12 @@ def test_concurrent_refunds_never_return_more_than_the_unused_credit(org_a, alic
     sam = UserFactory(username="sam@example.com", is_staff=True)
     barrier = threading.Barrier(6)
 
-    def attempt(_: int) -> str:
+    def attempt(i: int) -> str:
         try:
             barrier.wait()
-            return services.refund_create(top_up_id=paid.pk, amount="5.00", reason="r", actor=sam).status
+            return services.refund_create(
+                top_up_id=paid.pk, amount="5.00", reason="r", actor=sam, idempotency_key=f"concurrent-{i}"
+            ).refund.status
         except Exception as exc:
             return getattr(exc, "code", type(exc).__name__)
         finally:
@@ -236,3 +245,128 @@ def test_the_staff_endpoints_are_in_the_openapi_schema(staff):
     schema = staff.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     assert {"/api/staff/refunds/", "/api/staff/refunds/{refund_id}/", "/api/staff/top-ups/"} <= set(schema["paths"])
     assert not any(path.startswith("/billing/") for path in schema["paths"])
+
+
+# --- a retry cannot refund twice: the Idempotency-Key header is required ---
+
+
+def test_a_refund_without_an_idempotency_key_is_refused(staff, paid, org_a):
+    response = staff.post("/api/staff/refunds/", {"top_up_id": paid.pk, "reason": "r"}, content_type="application/json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == ("idempotency_key", "idempotency_key_required")
+    assert "Idempotency-Key" in error["message"]
+    assert not Refund.objects.exists()
+    assert available(org_a.pk) == usd("20")
+
+
+def test_a_retried_refund_returns_the_first_and_refunds_nothing_more(staff, paid, org_a):
+    first = refund(staff, {"top_up_id": paid.pk, "amount": "5.00", "reason": "r"}, key="ticket-42")
+    assert first.status_code == 201
+    for _ in range(3):
+        again = refund(staff, {"top_up_id": paid.pk, "amount": "5.00", "reason": "r"}, key="ticket-42")
+        assert again.status_code == 200
+        assert again.json()["id"] == first.json()["id"] and again.json()["status"] == "succeeded"
+    assert Refund.objects.count() == 1
+    assert available(org_a.pk) == usd("15")
+    refunds = stripe_client().v1.refunds.list(params={"payment_intent": paid.stripe_payment_intent_id})
+    assert sum(r.amount for r in refunds.data) == 500
+    # A new key is a new refund.
+    assert refund(staff, {"top_up_id": paid.pk, "amount": "5.00", "reason": "r"}, key="ticket-43").status_code == 201
+    assert available(org_a.pk) == usd("10")
+
+
+def test_the_same_key_for_a_different_refund_is_a_conflict(staff, paid, org_a, alice, localstripe):
+    assert refund(staff, {"top_up_id": paid.pk, "amount": "5.00", "reason": "r"}, key="k1").status_code == 201
+    other = pay(org_a, alice, localstripe, amount="10.00")
+    for body in (
+        {"top_up_id": paid.pk, "amount": "6.00", "reason": "r"},
+        {"top_up_id": other.pk, "amount": "5.00", "reason": "r"},
+    ):
+        response = refund(staff, body, key="k1")
+        assert response.status_code == 409, body
+        assert response.json()["error"]["code"] == "idempotency_conflict"
+    assert Refund.objects.count() == 1
+    assert available(org_a.pk) == usd("25")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_refund_sent_six_times_at_once_refunds_once(org_a, alice, localstripe):
+    paid = pay(org_a, alice, localstripe)
+    sam = UserFactory(username="sam@example.com", is_staff=True)
+    barrier = threading.Barrier(6)
+
+    def attempt(_: int) -> tuple[int, bool]:
+        try:
+            barrier.wait()
+            result = services.refund_create(
+                top_up_id=paid.pk, amount="5.00", reason="r", actor=sam, idempotency_key="one-click"
+            )
+            return result.refund.pk, result.created
+        finally:
+            close_db_connections()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        outcomes = list(pool.map(attempt, range(6)))
+    assert len({pk for pk, _ in outcomes}) == 1
+    assert sorted(created for _, created in outcomes) == [False] * 5 + [True]
+    assert available(org_a.pk) == usd("15")
+    refunds = stripe_client().v1.refunds.list(params={"payment_intent": paid.stripe_payment_intent_id})
+    assert sum(r.amount for r in refunds.data) == 500
+
+
+def test_the_resume_sweep_visits_every_pending_refund_not_only_a_first_page(staff, paid, org_a, settings):
+    base = settings.STRIPE_API_BASE
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"
+    ids = [refund(staff, {"top_up_id": paid.pk, "amount": "2.00", "reason": "r"}).json()["id"] for _ in range(5)]
+    assert set(Refund.objects.values_list("status", flat=True)) == {"pending"}
+    settings.STRIPE_API_BASE = base
+
+    assert services.refunds_resume(older_than_seconds=0, page_size=2) == 5
+    assert set(Refund.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"succeeded"}
+    refunds = stripe_client().v1.refunds.list(params={"payment_intent": paid.stripe_payment_intent_id})
+    assert sum(r.amount for r in refunds.data) == 1000
+
+
+def test_a_refund_event_naming_a_refund_in_other_digits_is_not_ours(staff, paid, org_a):
+    body = refund(staff, {"top_up_id": paid.pk, "reason": "r"}).json()
+    for n, raw in enumerate(["\u00b2", "".join(chr(0x0660 + int(d)) for d in str(body["id"]))]):
+        event = {
+            "id": f"evt_refund_digits_{n}",
+            "object": "event",
+            "type": "refund.failed",
+            "data": {"object": {"id": f"re_other_{n}", "status": "failed", "metadata": {"refund_id": raw}}},
+        }
+        payload = json.dumps(event)
+        stored = services.stripe_event_receive(payload=payload.encode(), signature=stripe_signature(payload))
+        assert services.stripe_event_process(stripe_event_id=stored.pk).status == "ignored"
+    assert Refund.objects.get(pk=body["id"]).status == "succeeded"
+    assert available(org_a.pk) == 0
+
+
+def test_a_refund_reported_failed_twice_puts_the_credit_back_once(staff, paid, org_a):
+    body = refund(staff, {"top_up_id": paid.pk, "reason": "r"}).json()
+    assert available(org_a.pk) == 0
+    stripe_refund = {
+        "id": body["stripe_refund_id"],
+        "object": "refund",
+        "status": "failed",
+        "failure_reason": "expired_or_canceled_card",
+        "metadata": {"refund_id": str(body["id"])},
+    }
+    # Stripe announces one failure under two event types (and an older API version under a third).
+    for n, event_type in enumerate(["refund.updated", "refund.failed", "charge.refund.updated"]):
+        event = {"id": f"evt_refund_twice_{n}", "type": event_type, "data": {"object": stripe_refund}}
+        payload = json.dumps(event)
+        stored = services.stripe_event_receive(payload=payload.encode(), signature=stripe_signature(payload))
+        assert services.stripe_event_process(stripe_event_id=stored.pk).status == "processed"
+    failed = Refund.objects.get(pk=body["id"])
+    assert failed.status == "failed" and failed.restore_grant_id is not None
+    assert available(org_a.pk) == usd("20")
+    # The top-up's own grant and one that puts the credit back.
+    assert Grant.objects.filter(wallet__organization_id=org_a.pk, kind="paid").count() == 2
+    paid.refresh_from_db()
+    assert paid.refunded_nano == 0
+    assert AuditEvent.objects.filter(action="top_up.refund_failed").count() == 1
+    wallet = ledger_selectors.wallet_of(organization_id=org_a.pk)
+    assert wallet is not None and ledger_selectors.wallet_reconcile(wallet_id=wallet.pk) == []

@@ -3,6 +3,7 @@ writes nothing when it does."""
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from accounts.models import AuditEvent
 from api.errors import ApplicationError
@@ -180,3 +181,59 @@ def test_settings_can_be_saved_turned_off_without_a_card(alice_client, org_a):
     config = AutoTopUp.objects.get(organization=org_a)
     assert (config.enabled, config.threshold_nano, config.amount_nano) == (False, 5 * 10**9, 20 * 10**9)
     assert AuditEvent.objects.get(action="auto_top_up.update").organization_id == org_a.pk
+
+
+# --- ids in URLs, query strings and bodies: ASCII digits only (int() also reads other scripts' digits) ---
+
+# Superscript two, Arabic-Indic three, full-width three, 1 and Arabic-Indic three, double-struck one.
+NOT_ASCII_IDS = ["\u00b2", "\u0663", "\uff13", "1\u0663", "\U0001d7d9"]
+
+
+def _in_script(number: int, zero: str) -> str:
+    """`number` written with the digits of another script, `zero` being that script's 0."""
+    return "".join(chr(ord(zero) + int(d)) for d in str(number))
+
+
+@pytest.mark.django_db
+# The zeros of Arabic-Indic, full-width, double-struck and Extended Arabic-Indic digits.
+@pytest.mark.parametrize("zero", ["\u0660", "\uff10", "\U0001d7d8", "\u06f0"])
+def test_page_and_json_ids_in_other_scripts_read_as_unknown(org_a, alice_client, zero):
+    # A real receipt: its id written in another script's digits must not find it.
+    top_up = TopUp.objects.create(
+        organization=org_a,
+        kind="manual",
+        status="succeeded",
+        amount_nano=5 * 10**9,
+        stripe_payment_intent_id="pi_receipt",
+        grant_id=10**9,
+        succeeded_at=timezone.now(),
+    )
+    assert alice_client.get(f"/billing/receipts/{top_up.pk}/").status_code == 200
+    assert alice_client.get(f"/billing/top-up/{top_up.pk}/").status_code == 200
+    raw = _in_script(top_up.pk, zero)
+    for path in (f"/billing/receipts/{raw}/", f"/billing/top-up/{raw}/", "/billing/receipts/²/", "/billing/top-up/²/"):
+        response = alice_client.get(path)
+        assert response.status_code == 404, (path, response.status_code)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("raw", NOT_ASCII_IDS)
+def test_staff_refund_ids_in_other_scripts_are_refused(db, raw):
+    from tests.accounts.factories import UserFactory
+
+    staff = Client()
+    staff.force_login(UserFactory(username="sam@example.com", is_staff=True))
+    assert staff.get(f"/api/staff/refunds/{raw}/").status_code == 404
+    for query in (f"organization_id={raw}", f"top_up_id={raw}"):
+        response = staff.get(f"/api/staff/refunds/?{query}")
+        assert response.status_code == 400, query
+        assert response.json()["error"]["message"].endswith("must be an integer id")
+    assert staff.get(f"/api/staff/top-ups/?organization_id={raw}").status_code == 400
+    response = staff.post(
+        "/api/staff/refunds/",
+        {"top_up_id": raw, "reason": "r"},
+        content_type="application/json",
+        headers={"Idempotency-Key": "k"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "top_up_id"

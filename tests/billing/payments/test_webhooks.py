@@ -194,3 +194,88 @@ def test_localstripe_delivers_its_own_events_signed_with_the_shared_secret(local
         wait_for(lambda: available(org_a.pk) == usd("5"), what="localstripe's webhook")
     finally:
         localstripe.register_webhook(url="http://127.0.0.1:9/", secret=settings.STRIPE_WEBHOOK_SECRET)
+
+
+# --- the credit matches the top-up exactly: PaymentIntent, amount, currency and organization ---
+
+
+def _event_edited(payload: str, **changes: object) -> dict:
+    """The genuine event with some fields of its PaymentIntent changed (and a new event id), signed anew."""
+    event = json.loads(payload)
+    event["id"] = event["id"] + "edited"
+    obj = event["data"]["object"]
+    for key, value in changes.items():
+        if key == "metadata":
+            obj["metadata"] = {**obj.get("metadata", {}), **value}  # type: ignore[dict-item]
+        else:
+            obj[key] = value
+    return event
+
+
+@pytest.mark.parametrize(
+    ("name", "changes"),
+    [
+        ("another currency", {"currency": "eur"}),
+        ("a larger amount", {"amount": 200000}),
+        ("a smaller amount", {"amount": 500}),
+        ("the amount as text", {"amount": "2000"}),
+        ("another organization in the metadata", {"metadata": {"organization_id": "999999"}}),
+        ("another top-up in the metadata", {"metadata": {"top_up_id": "999999"}}),
+    ],
+)
+def test_an_event_that_does_not_match_the_top_up_credits_nothing(webhook_url, succeeded_event, org_a, name, changes):
+    top_up, payload = succeeded_event
+    response = deliver(webhook_url, _event_edited(payload, **changes))
+    assert (response.status_code, response.json()["status"]) == (200, "failed"), name
+    top_up.refresh_from_db()
+    assert top_up.status == "processing" and top_up.grant_id is None, name
+    assert available(org_a.pk) == 0, name
+    # The genuine event still credits it, once.
+    assert deliver(webhook_url, payload).json()["status"] == "processed"
+    assert available(org_a.pk) == usd("20")
+
+
+def test_an_event_for_another_payment_intent_naming_our_top_up_credits_nothing(webhook_url, succeeded_event, org_a):
+    _top_up, payload = succeeded_event
+    response = deliver(webhook_url, _event_edited(payload, id="pi_someoneelse"))
+    assert (response.status_code, response.json()["status"]) == (200, "failed")
+    assert available(org_a.pk) == 0
+
+
+def test_an_event_naming_another_organizations_top_up_credits_nothing(webhook_url, succeeded_event, org_a, org_b):
+    _top_up, payload = succeeded_event
+    # Org B's own pending top-up, named by a PaymentIntent of org A: neither is credited from it.
+    other = TopUp.objects.create(
+        organization=org_b, kind="manual", status="processing", amount_nano=usd("20"), currency="USD"
+    )
+    edited = _event_edited(
+        payload, id="pi_stray", metadata={"top_up_id": str(other.pk), "organization_id": str(org_a.pk)}
+    )
+    assert deliver(webhook_url, edited).json()["status"] == "failed"
+    assert available(org_a.pk) == 0 and available(org_b.pk) == 0
+
+
+def test_a_failed_top_up_that_later_succeeds_is_credited_once(webhook_url, succeeded_event, org_a):
+    top_up, payload = succeeded_event
+    failed = json.loads(payload)
+    failed["id"] = failed["id"] + "failed"
+    failed["type"] = "payment_intent.payment_failed"
+    failed["data"]["object"]["status"] = "requires_payment_method"
+    failed["data"]["object"]["last_payment_error"] = {"message": "Your card was declined.", "code": "card_declined"}
+    assert deliver(webhook_url, failed).json()["status"] == "processed"
+    top_up.refresh_from_db()
+    assert top_up.status == "failed" and available(org_a.pk) == 0
+
+    # Stripe's retry of the payment succeeds: the money arrived, the top-up is paid.
+    assert deliver(webhook_url, payload).json()["status"] == "processed"
+    top_up.refresh_from_db()
+    assert (top_up.status, top_up.failure_message) == ("succeeded", "")
+    assert available(org_a.pk) == usd("20")
+
+    # Replays of either event, and a late failure, change nothing.
+    for event in (payload, failed, _event_edited(payload), _event_edited(json.dumps(failed))):
+        assert deliver(webhook_url, event).status_code == 200
+    top_up.refresh_from_db()
+    assert top_up.status == "succeeded"
+    assert available(org_a.pk) == usd("20")
+    assert Grant.objects.filter(wallet__organization=org_a).count() == 1

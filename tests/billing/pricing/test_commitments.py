@@ -1,28 +1,19 @@
 """Reserved commitments: offers, purchase (upfront and monthly), drawdown, use-or-lose, reserved throughput."""
 
+from fractions import Fraction
+
 import pytest
 import time_machine
 from django.db import transaction
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from billing.ledger.errors import InsufficientCredit
 from billing.pricing import rating, selectors, services
 from billing.pricing.models import ChargeStatus, Commitment, CommitmentCharge, CounterKind, PeriodCounter
-from tests.billing.pricing.conftest import at, available, fund, usd
+from tests.billing.pricing.conftest import at, available, fund, monthly_offer, usd
 
 START = at("2026-01-31 12:00")
-
-
-def _offer(**terms):
-    values = {
-        "name": "Llama 70B, 10M tokens a month",
-        "model": "llama-3.1-70b-instruct",
-        "committed_tokens_per_month": 10_000_000,
-        "term_months": 3,
-        "discount_bps": 2_500,
-        "payment": "monthly",
-        "blended_price_micro_per_mtok": 880_000,
-    } | terms
-    return services.commitment_offer_create(**values)
 
 
 def test_monthly_fee_is_the_committed_tokens_at_the_discounted_blended_price():
@@ -35,9 +26,19 @@ def test_monthly_fee_is_the_committed_tokens_at_the_discounted_blended_price():
     assert services.commitment_monthly_fee_nano(monthly_tokens=1, blended_price_micro_per_mtok=1, discount_bps=0) == 1
 
 
+@settings(max_examples=300, deadline=None)
+@given(tokens=st.integers(1, 10**14), price=st.integers(1, 10**12), discount=st.integers(0, 9_999))
+def test_monthly_fee_is_rounded_up_once_from_the_exact_amount(tokens, price, discount):
+    exact = Fraction(tokens * price * (10_000 - discount), 1000 * 10_000)
+    fee = services.commitment_monthly_fee_nano(
+        monthly_tokens=tokens, blended_price_micro_per_mtok=price, discount_bps=discount
+    )
+    assert 0 <= fee - exact < 1
+
+
 def test_upfront_purchase_pays_the_whole_term(book, org_a):
     fund(org_a, "50.00")
-    offer = _offer(payment="upfront")
+    offer = monthly_offer(payment="upfront")
     with time_machine.travel(START, tick=False):
         commitment = services.commitment_purchase(organization_id=org_a.pk, offer_id=offer.pk)
     assert (commitment.monthly_fee_nano, commitment.total_fee_nano) == (usd("6.60"), usd("19.80"))
@@ -52,7 +53,7 @@ def test_upfront_purchase_pays_the_whole_term(book, org_a):
 
 
 def test_purchase_without_credit_writes_nothing(book, org_a):
-    offer = _offer()
+    offer = monthly_offer()
     with time_machine.travel(START, tick=False), pytest.raises(InsufficientCredit):
         services.commitment_purchase(organization_id=org_a.pk, offer_id=offer.pk)
     assert not Commitment.objects.exists() and not PeriodCounter.objects.exists()
@@ -61,7 +62,7 @@ def test_purchase_without_credit_writes_nothing(book, org_a):
 def test_monthly_payments_months_drawdown_and_use_or_lose(book, org_a, settings):
     settings.PRICING_PERIOD_CLOSE_GRACE_SECONDS = 900
     fund(org_a, "10.00")
-    offer = _offer()
+    offer = monthly_offer()
     with time_machine.travel(START, tick=False):
         commitment = services.commitment_purchase(organization_id=org_a.pk, offer_id=offer.pk)
     assert available(org_a) == usd("3.40")
@@ -112,7 +113,7 @@ def test_monthly_payments_months_drawdown_and_use_or_lose(book, org_a, settings)
 
 def test_reserved_throughput_reaches_the_rate_limiter_and_covers_a_months_capacity(book, org_a):
     fund(org_a, "10000.00")
-    offer = _offer(
+    offer = monthly_offer(
         name="Llama group, 50k tokens/min",
         model=None,
         group="open-weight",
@@ -138,10 +139,10 @@ def test_offer_validation(book):
     from api.errors import ApplicationError
 
     with pytest.raises(ApplicationError, match="1, 3 or 12"):
-        _offer(term_months=6)
+        monthly_offer(term_months=6)
     with pytest.raises(ApplicationError, match="either committed"):
-        _offer(reserved_tokens_per_minute=10)
+        monthly_offer(reserved_tokens_per_minute=10)
     with pytest.raises(ApplicationError, match="discount_bps"):
-        _offer(discount_bps=10_000)
+        monthly_offer(discount_bps=10_000)
     with pytest.raises(ApplicationError, match="exactly one of model and group"):
-        _offer(group="open-weight")
+        monthly_offer(group="open-weight")

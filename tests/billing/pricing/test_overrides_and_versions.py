@@ -7,6 +7,7 @@ from accounts.models import AuditEvent
 from api.errors import ApplicationError
 from billing.pricing import rating, selectors, services
 from billing.pricing.errors import PricingConflict
+from billing.pricing.models import PriceOverride
 from tests.billing.pricing.conftest import at
 
 NOW = at("2026-03-10 12:00")
@@ -170,3 +171,37 @@ def test_long_context_version(book, staff):
             effective_from=at("2026-05-01 00:00"),
             now=NOW,
         )
+
+
+def test_an_override_discount_rounds_every_price_down_and_keeps_cached_within_input():
+    """Pure: a discounted price is rounded down (the customer never pays a fraction more), the discount reaches
+    the long-context prices and the request fee, and a discounted cached price never exceeds an absolute input
+    price."""
+    prices = rating.Prices(
+        price_version_id=7,
+        input_price_micro_per_mtok=1_000_001,
+        cached_input_price_micro_per_mtok=999_999,
+        output_price_micro_per_mtok=10_000_009,
+        request_fee_nano=7,
+        long_context_threshold_tokens=100,
+        long_input_price_micro_per_mtok=3,
+        long_cached_input_price_micro_per_mtok=None,
+        long_output_price_micro_per_mtok=19,
+    )
+    discounted = selectors.prices_apply_override(prices, PriceOverride(pk=5, discount_bps=1_000))
+    assert (
+        discounted.input_price_micro_per_mtok,
+        discounted.cached_input_price_micro_per_mtok,
+        discounted.output_price_micro_per_mtok,
+        discounted.request_fee_nano,
+        discounted.long_input_price_micro_per_mtok,
+        discounted.long_cached_input_price_micro_per_mtok,
+        discounted.long_output_price_micro_per_mtok,
+        discounted.override_id,
+        discounted.price_version_id,
+    ) == (900_000, 899_999, 9_000_008, 6, 2, None, 17, 5, 7)
+    absolute = selectors.prices_apply_override(
+        prices, PriceOverride(pk=6, discount_bps=1_000, input_price_micro_per_mtok=500_000)
+    )
+    assert (absolute.input_price_micro_per_mtok, absolute.cached_input_price_micro_per_mtok) == (500_000, 500_000)
+    assert selectors.prices_apply_override(prices, None) is prices

@@ -183,3 +183,16 @@ def test_each_line_is_rounded_up_once_from_the_exact_amount(tokens, price, facto
     exact = Fraction(tokens * price * factor * (10_000 - discount), 1000 * 10_000 * 10_000)
     amount = rating.line_cost_nano(tokens, price, factor, discount)
     assert 0 <= amount - exact < 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fee=st.integers(0, 10**12),
+    requests=st.integers(0, 1_000),
+    factor=st.integers(0, 30_000),
+    discount=st.integers(0, 10_000),
+)
+def test_a_request_fee_is_rounded_up_once_from_the_exact_amount(fee, requests, factor, discount):
+    exact = Fraction(fee * requests * factor * (10_000 - discount), 10_000 * 10_000)
+    amount = rating.fee_cost_nano(fee, requests, factor, discount)
+    assert 0 <= amount - exact < 1

@@ -43,6 +43,22 @@ def test_schedules_start_at_a_coming_month_and_never_overlap(book, staff):
     _schedule("graduated", effective_from=APRIL)
 
 
+def test_an_unknown_mode_or_new_tiers_are_checked_on_update_as_on_create(book):
+    with pytest.raises(ApplicationError, match="graduated or volume"):
+        _schedule("flat")
+    schedule = _schedule("graduated")
+    with pytest.raises(ApplicationError, match="graduated or volume"):
+        services.tier_schedule_update(schedule_id=schedule.pk, mode="flat", now=NOW)
+    with pytest.raises(ApplicationError, match="cannot cost more"):
+        services.tier_schedule_update(schedule_id=schedule.pk, tiers=[(0, 9_000), (5, 9_500)], now=NOW)
+    services.tier_schedule_update(schedule_id=schedule.pk, tiers=[(0, 10_000), (usd("2.00"), 7_000)], now=NOW)
+    schedule.refresh_from_db()
+    assert (schedule.mode, [(b.start_nano, b.factor_bps) for b in schedule.bands.all()]) == (
+        "graduated",
+        [(0, 10_000), (usd("2.00"), 7_000)],
+    )
+
+
 def _rate(org, tokens: int, when):
     with transaction.atomic():
         return services.usage_rate(organization_id=org.pk, usage=rating.Usage("llama-3.1-8b-instruct", tokens), at=when)

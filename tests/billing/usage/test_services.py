@@ -1,0 +1,80 @@
+"""The two writes of a usage record: the gateway's statement (sent with the hold's settle) and the ORM path the
+SQLite quickstart uses. Both must write the same record from the same row, field for field."""
+
+from dataclasses import fields, replace
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+
+from accounts.models import Organization
+from billing.pricing.models import AIModel
+from billing.usage.models import UsageRecord
+from billing.usage.services import USAGE_INSERT, UsageRow, usage_insert_params, usage_record_create
+
+pytestmark = pytest.mark.django_db
+
+# What the two records may differ in: their own ids, and the model, stored as its id.
+COMPARED = [f.name for f in fields(UsageRow) if f.name not in ("request_id", "hold_id", "model_slug")]
+
+
+@pytest.fixture
+def row() -> UsageRow:
+    organization = Organization.objects.create(name="Acme")
+    AIModel.objects.create(
+        slug="m-1",
+        display_name="M 1",
+        encoding="o200k_base",
+        context_window=1000,
+        default_max_tokens=100,
+        max_output_tokens=200,
+    )
+    return UsageRow(
+        organization_id=organization.pk,
+        api_key_id=None,
+        source="gateway",
+        request_id="req-sql",
+        endpoint="chat",
+        workflow="nightly",
+        model_slug="m-1",
+        service_tier="default",
+        status="cut",
+        input_tokens=1200,
+        cached_input_tokens=200,
+        output_tokens=300,
+        estimated_input_tokens=1190,
+        estimated_output_tokens=310,
+        usage_reported=True,
+        drift_flagged=True,
+        charge_nano=123_456_789,
+        quota_tokens=40,
+        commitment_tokens=60,
+        lines=[{"kind": "input", "tokens": 1000, "amount_nano": "100"}],
+        hold_id=1,
+        latency_ms=5_000_000_000,  # longer than the column holds: stored as its maximum
+        created_at=datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
+    )
+
+
+def values(record: UsageRecord) -> dict[str, object]:
+    return {name: getattr(record, name) for name in COMPARED}
+
+
+def test_the_statement_and_the_orm_write_the_same_record(row):
+    with connection.cursor() as cursor:
+        cursor.execute(USAGE_INSERT, usage_insert_params(row))
+        assert cursor.rowcount == 1
+    by_sql = UsageRecord.objects.get(request_id="req-sql")
+    by_orm = usage_record_create(row=replace(row, request_id="req-orm", hold_id=2))
+    by_orm.refresh_from_db()
+    assert values(by_sql) == values(by_orm)
+    assert by_sql.model.slug == by_orm.model.slug == "m-1"
+    assert (by_sql.latency_ms, by_sql.charge_nano, by_sql.created_at) == (2_147_483_647, 123_456_789, row.created_at)
+
+
+def test_negative_latency_is_stored_as_zero_on_both_paths(row):
+    row = replace(row, latency_ms=-5, created_at=None)
+    with connection.cursor() as cursor:
+        cursor.execute(USAGE_INSERT, usage_insert_params(row))
+    by_orm = usage_record_create(row=replace(row, request_id="req-orm", hold_id=2))
+    assert UsageRecord.objects.get(request_id="req-sql").latency_ms == by_orm.latency_ms == 0
