@@ -10,6 +10,11 @@ own budget). The route's timeout bounds each wait on the server (connect and ans
 stream), always within the call's own deadline (GATEWAY_MAX_CALL_SECONDS, enforced on streams by
 api.gateway.streaming); past it the call is abandoned as a timeout (504). Errors are mapped to UpstreamFailure; the
 upstream's API key is only ever put in the Authorization header.
+
+A kept-alive connection can be closed by the server just as it is reused (its idle timeout racing ours): the
+request then fails before any answer and is sent once more (`_send`). aiohttp does this itself only for idempotent
+methods; a completion or an embedding changes nothing on the server, the official SDKs retry these POSTs on
+connection errors too, and the caller is charged once whatever the server did, so one resend is safe here.
 """
 
 import asyncio
@@ -151,14 +156,25 @@ def _wait_until(route: Route, deadline: float) -> float:
     return min(deadline, asyncio.get_running_loop().time() + route.timeout_seconds)
 
 
+async def _send(route: Route, path: str, body: dict[str, Any], *, stream: bool) -> aiohttp.ClientResponse:
+    """POST `body` and wait for the answer's status line and headers, once more if the connection was dropped
+    before any of it came (see the module's docstring). A server that refuses connections is not asked twice."""
+    url = f"{route.base_url}/{path}"
+    payload = json.dumps(body, separators=(",", ":")).encode()
+    headers = _headers(route, stream=stream)
+    try:
+        return await client().post(url, data=payload, headers=headers)
+    except aiohttp.ClientConnectorError:
+        raise
+    except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
+        return await client().post(url, data=payload, headers=headers)
+
+
 async def post_json(route: Route, path: str, body: dict[str, Any], *, deadline: float) -> dict[str, Any]:
     """POST `body` to the model server and return its JSON answer; UpstreamFailure otherwise."""
-    payload = json.dumps(body, separators=(",", ":")).encode()
     try:
         async with asyncio.timeout_at(_wait_until(route, deadline)):
-            async with client().post(
-                f"{route.base_url}/{path}", data=payload, headers=_headers(route, stream=False)
-            ) as response:
+            async with await _send(route, path, body, stream=False) as response:
                 status, raw = response.status, await response.read()
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise _transport_failure(exc) from exc
@@ -223,13 +239,10 @@ class HttpAnswer:
 
 async def open_stream(route: Route, path: str, body: dict[str, Any], *, deadline: float) -> HttpAnswer:
     """Send a streaming request and wait for the answer's status; UpstreamFailure if it is not a stream."""
-    payload = json.dumps(body, separators=(",", ":")).encode()
     until = _wait_until(route, deadline)
     try:
         async with asyncio.timeout_at(until):
-            response = await client().post(
-                f"{route.base_url}/{path}", data=payload, headers=_headers(route, stream=True)
-            )
+            response = await _send(route, path, body, stream=True)
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise _transport_failure(exc) from exc
     if response.status != 200:
