@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.apps import apps
 from django.core.cache import cache
 from django.core.cache.backends.locmem import LocMemCache
@@ -27,6 +26,7 @@ from django.utils import timezone
 
 from accounts import keyformat
 from accounts.models import ApiKey, SpendPeriod
+from config.orm import orm_call
 
 CACHE_SECONDS = 3
 LOCAL_CACHE_SECONDS = 2
@@ -100,21 +100,16 @@ def _wallet_id_ensure(organization_id: int) -> int:
     return wallet_get_or_create(organization_id=organization_id).pk
 
 
+def _last_used_set(key_pk: int, at: datetime) -> None:
+    ApiKey.objects.filter(pk=key_pk).update(last_used_at=at)
+
+
 def _record_load(key_id: str) -> dict[str, Any]:
     record = _record_query(key_id).first()
     if record is None:
         return _UNKNOWN
     if record["wallet_id"] is None:
         record["wallet_id"] = _wallet_id_ensure(record["organization_id"])
-    return record
-
-
-async def _arecord_load(key_id: str) -> dict[str, Any]:
-    record = await _record_query(key_id).afirst()
-    if record is None:
-        return _UNKNOWN
-    if record["wallet_id"] is None:
-        record["wallet_id"] = await sync_to_async(_wallet_id_ensure)(record["organization_id"])
     return record
 
 
@@ -167,7 +162,7 @@ def apikey_authenticate(*, secret: str) -> AuthenticatedKey | None:
         used_key = _touch_due(authenticated.id)
         # cache.add is atomic in Redis: one process per minute writes last_used_at.
         if used_key and cache.add(used_key, 1, LAST_USED_INTERVAL_SECONDS):
-            ApiKey.objects.filter(pk=authenticated.id).update(last_used_at=now)
+            _last_used_set(authenticated.id, now)
     return authenticated
 
 
@@ -181,7 +176,7 @@ async def aapikey_authenticate(*, secret: str) -> AuthenticatedKey | None:
     if record is None:
         record = await cache.aget(cache_key)
         if record is None:
-            record = await _arecord_load(key_id)
+            record = await orm_call(_record_load, key_id)
             await cache.aset(cache_key, record, CACHE_SECONDS)
         _local.set(cache_key, record)
     now = timezone.now()
@@ -189,7 +184,7 @@ async def aapikey_authenticate(*, secret: str) -> AuthenticatedKey | None:
     if authenticated is not None:
         used_key = _touch_due(authenticated.id)
         if used_key and await cache.aadd(used_key, 1, LAST_USED_INTERVAL_SECONDS):
-            await ApiKey.objects.filter(pk=authenticated.id).aupdate(last_used_at=now)
+            await orm_call(_last_used_set, authenticated.id, now)
     return authenticated
 
 

@@ -9,10 +9,13 @@
   each would hop to a thread and back twice per request (Django runs a sync-style middleware's hooks through
   sync_to_async), and the full stack's synchronous WhiteNoise would move the whole call to a thread. URLs are
   resolved against the /v1 routes alone (api.gateway.root_urls). Requests also skip the per-request thread that
-  Django's handler creates for synchronous code: the few sync calls the gateway makes (cache misses) run in the
-  process's shared sync thread, and bulk work (usage events) on a worker thread (api.gateway.http.db_sync).
+  Django's handler creates for synchronous code, and the request signals' thread hops (GatewayHandler.handle):
+  the few sync calls the gateway makes (cache misses, bulk work such as usage events) run on worker threads
+  that close their database connections (config.orm.orm_call).
 """
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,12 +23,13 @@ from typing import Any
 
 from asgiref.sync import markcoroutinefunction
 from django.conf import settings
-from django.core.exceptions import DisallowedHost
-from django.core.handlers.asgi import ASGIHandler
+from django.core.exceptions import DisallowedHost, RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.http import HttpRequest, HttpResponseBase
 from django.middleware.common import CommonMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.test.utils import override_settings
+from django.urls import set_script_prefix
 
 from api.gateway.http import GatewayError
 
@@ -105,6 +109,50 @@ class GatewayHandler(ASGIHandler):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
         await self.handle(scope, receive, send)  # type: ignore[arg-type]
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        """ASGIHandler.handle without the request_started signal, and the response closed in the event loop.
+
+        Django sends request_started, and closes the response (which sends request_finished), through
+        sync_to_async: two hops to a thread and back on every call, a sixth of the gateway's CPU per call. Their
+        receivers look after the database connections a request opened in its sync thread; the metered API opens
+        them only through config.orm.orm_call, which closes them itself. In the event loop request_finished's
+        receivers have nothing to do: Django never opens a connection in the loop's thread.
+        """
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            assert error_response is not None  # create_request returns one or the other
+            await self.send_response(error_response, send)
+            error_response.close()
+            return
+
+        async def process_request() -> HttpResponseBase:
+            response = await self.run_get_response(request)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.send_response(response, send)
+            return response
+
+        # The disconnect listener first: it raises nothing unexpected that would skip cancelling the request.
+        listening = asyncio.create_task(self.listen_for_disconnect(receive))
+        processing = asyncio.create_task(process_request())
+        await asyncio.wait([listening, processing], return_when=asyncio.FIRST_COMPLETED)
+        for task in (listening, processing):
+            if task.done():
+                with contextlib.suppress(RequestAborted):
+                    task.result()
+            else:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if not processing.cancelled():
+            processing.result().close()  # a view may finish despite the cancel
+        body_file.close()
 
 
 def gateway_asgi(app: ASGIApp) -> ASGIApp:

@@ -2,15 +2,16 @@
 
 from django.http import HttpRequest, JsonResponse
 
-from api.gateway.http import db_sync, gateway_view, key_authenticate
+from api.gateway.http import gateway_view, key_authenticate
 from billing.ledger import selectors
 from billing.money import format_amount
+from config.orm import orm_call
 
 
 @gateway_view("GET")
 async def balance(request: HttpRequest) -> JsonResponse:
     key = await key_authenticate(request, endpoint="balance")
-    state = await db_sync(selectors.wallet_balance, organization_id=key.organization_id)
+    state = await orm_call(selectors.wallet_balance, organization_id=key.organization_id)
     return JsonResponse(
         {
             "object": "balance",

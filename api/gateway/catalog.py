@@ -12,10 +12,11 @@ from datetime import datetime
 from django.utils import timezone
 
 from api.gateway.cache import TTLCache
-from api.gateway.http import GatewayError, db_sync
+from api.gateway.http import GatewayError
 from billing.pricing import rating, selectors
 from billing.pricing.errors import ModelNotFound
 from billing.pricing.models import AIModel, ModelStatus
+from config.orm import orm_call
 
 _models: TTLCache["ModelInfo | None"] = TTLCache("models")
 _contexts: TTLCache["rating.PricingContext | None"] = TTLCache("pricing-contexts")
@@ -68,7 +69,7 @@ def model_not_found(slug: str) -> GatewayError:
 
 async def model_get(slug: str, *, kind: str | None) -> ModelInfo:
     """The callable catalogue model `slug` of `kind` (None: any); GatewayError 404 / 400 otherwise."""
-    info = await _models.get(slug, lambda: db_sync(_model_load, slug))
+    info = await _models.get(slug, lambda: orm_call(_model_load, slug))
     if info is None or not info.callable_at(timezone.now()):
         raise model_not_found(slug)
     if kind is not None and info.kind != kind:
@@ -92,7 +93,7 @@ def _context_load_sync(organization_id: int, slug: str) -> rating.PricingContext
 async def pricing_context_get(*, organization_id: int, model_slug: str) -> rating.PricingContext:
     context = await _contexts.get(
         (organization_id, model_slug),
-        lambda: db_sync(_context_load_sync, organization_id, model_slug),
+        lambda: orm_call(_context_load_sync, organization_id, model_slug),
     )
     if context is None:
         raise model_not_found(model_slug)

@@ -21,7 +21,7 @@ from django.utils.dateparse import parse_datetime
 from accounts.selectors import AuthenticatedKey
 from accounts.services.apikeys import WORKFLOW_RE
 from api.gateway import hooks, params, spend
-from api.gateway.http import db_sync, gateway_view, key_authenticate
+from api.gateway.http import gateway_view, key_authenticate
 from billing.ledger import services as ledger
 from billing.ledger.errors import InsufficientCredit
 from billing.ledger.models import Wallet
@@ -32,6 +32,7 @@ from billing.pricing.errors import ModelNotFound
 from billing.pricing.models import AIModel
 from billing.usage.models import UsageRecord, UsageSource, UsageStatus
 from billing.usage.services import UsageRow, usage_record_create
+from config.orm import orm_call
 
 EVENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,149}$")
 EVENT_TIERS = ("default", "priority", "flex", "batch")
@@ -294,7 +295,7 @@ async def usage_events(request: HttpRequest) -> JsonResponse:
         raise params.invalid("'events' must be a non-empty array of usage events.", param="events")
     if len(events) > limit:
         raise params.invalid(f"Send at most {limit} events per request; this one has {len(events)}.", param="events")
-    results = await db_sync(usage_events_record, key=key, events=events, now=timezone.now())
+    results = await orm_call(usage_events_record, key=key, events=events, now=timezone.now())
     counts = {
         status: sum(1 for r in results if r["status"] == status) for status in ("recorded", "duplicate", "rejected")
     }

@@ -3,10 +3,8 @@
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.db import connections
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -87,26 +85,6 @@ async def key_authenticate(request: HttpRequest, *, endpoint: str) -> Authentica
 
 
 AsyncView = Callable[..., Awaitable[HttpResponseBase]]
-T = TypeVar("T")
-
-
-def _closing_connections(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    try:
-        return function(*args, **kwargs)
-    finally:
-        connections.close_all()
-
-
-async def db_sync(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a synchronous function that uses the ORM on a worker thread, so a long one (a batch of usage events)
-    never holds up other requests.
-
-    The metered API's hot path never uses Django's database connections (its money statements run on the async
-    pool, everything else is cached), so the ORM is only reached by cache misses and the endpoints that are not
-    on the hot path; their connections are closed when the function returns rather than kept per request
-    context (Django's persistent connections do not carry over between async requests).
-    """
-    return await sync_to_async(_closing_connections, thread_sensitive=False)(function, *args, **kwargs)
 
 
 def gateway_view(*methods: str) -> Callable[[AsyncView], Callable[..., Any]]:

@@ -12,11 +12,12 @@ from django.utils import timezone
 
 from accounts.selectors import AuthenticatedKey
 from api.gateway.catalog import model_not_found
-from api.gateway.http import db_sync, gateway_view, key_authenticate
+from api.gateway.http import gateway_view, key_authenticate
 from billing.money import format_amount
 from billing.pricing import rating, selectors
 from billing.pricing.errors import ModelNotFound
 from billing.pricing.selectors import CatalogEntry
+from config.orm import orm_call
 
 
 def _per_million(micro_per_mtok: int) -> str:
@@ -76,14 +77,14 @@ def _models(key: AuthenticatedKey, at: datetime, only: str | None = None) -> lis
 @gateway_view("GET")
 async def models_list(request: HttpRequest) -> JsonResponse:
     key = await key_authenticate(request, endpoint="models")
-    data = await db_sync(_models, key, timezone.now())
+    data = await orm_call(_models, key, timezone.now())
     return JsonResponse({"object": "list", "data": data})
 
 
 @gateway_view("GET")
 async def model_retrieve(request: HttpRequest, model: str) -> JsonResponse:
     key = await key_authenticate(request, endpoint="models")
-    data = await db_sync(_models, key, timezone.now(), model)
+    data = await orm_call(_models, key, timezone.now(), model)
     if not data:
         raise model_not_found(model)
     return JsonResponse(data[0])

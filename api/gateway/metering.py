@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
-from asgiref.sync import sync_to_async
 from django.db import transaction
 from psycopg_pool import AsyncConnectionPool
 
@@ -35,6 +34,7 @@ from billing.pricing import services as pricing
 from billing.usage import services as usage_services
 from billing.usage.services import UsageRow
 from config import pg
+from config.orm import orm_call
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ async def hold_open(
         if _use_pg():
             placed = await _hold_pg(place, claim)
         else:
-            placed = await sync_to_async(_hold_orm)(place, claim)
+            placed = await orm_call(_hold_orm, place, claim)
     except InsufficientCredit as exc:
         # What the wallet can spend includes any overdraft: close enough for the auto top-up's threshold.
         hooks.after_debit_soon(organization_id=key.organization_id, available_nano=exc.spendable_nano)
@@ -251,7 +251,7 @@ async def _settle(
         if _use_pg():
             charge = await _settle_pg(ticket, context, usage, row, at)
         else:
-            charge = await sync_to_async(_settle_orm)(ticket, context, usage, row, at)
+            charge = await orm_call(_settle_orm, ticket, context, usage, row, at)
     except HoldNotOpen:
         # The hold expired before the answer came (the sweeper ran past its deadline): record the request,
         # uncharged, so it is visible; its hold was already returned to the organization.
@@ -352,7 +352,7 @@ async def _record_only(row: UsageRow) -> Charge:
         async with pool.connection() as conn:
             await conn.execute(usage_services.USAGE_INSERT, usage_services.usage_insert_params(row))
     else:
-        await sync_to_async(usage_services.usage_record_create)(row=row)
+        await orm_call(usage_services.usage_record_create, row=row)
     return Charge(0, None, row)
 
 

@@ -27,8 +27,8 @@ import aiohttp
 from django.conf import settings
 
 from api.gateway.cache import TTLCache
-from api.gateway.http import db_sync
 from api.models import Upstream
+from config.orm import orm_call
 
 DEMO = "demo"
 HTTP = "http"
@@ -84,7 +84,7 @@ def _route_load(model_slug: str) -> Route:
 
 
 async def route_get(model_slug: str) -> Route:
-    return await _routes.get(model_slug, lambda: db_sync(_route_load, model_slug))
+    return await _routes.get(model_slug, lambda: orm_call(_route_load, model_slug))
 
 
 def client() -> aiohttp.ClientSession:

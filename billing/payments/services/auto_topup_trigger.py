@@ -6,13 +6,13 @@ task after commit, debounced per organization. The charge itself is in auto_topu
 
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.core.cache.backends.locmem import LocMemCache
 from django.db import transaction
 
 from billing.ledger import selectors as ledger_selectors
 from billing.payments.models import AutoTopUp, TopUp
+from config.orm import orm_call
 
 CACHE_SECONDS = 300
 LOCAL_CACHE_SECONDS = 5
@@ -88,7 +88,7 @@ async def aauto_topup_check(*, organization_id: int, available_nano: int) -> Non
     if trigger is None:
         trigger = await cache.aget(key)
         if trigger is None:
-            trigger = await sync_to_async(_trigger_load)(organization_id)
+            trigger = await orm_call(_trigger_load, organization_id)
             await cache.aset(key, trigger, CACHE_SECONDS)
         _local.set(key, trigger)
     if not trigger.enabled or available_nano >= trigger.threshold_nano:
@@ -96,9 +96,9 @@ async def aauto_topup_check(*, organization_id: int, available_nano: int) -> Non
     if await cache.aadd(_queued_key(organization_id), 1, timeout=QUEUE_DEBOUNCE_SECONDS):
         from billing.payments.tasks import auto_topup_charge_task
 
-        # Publishing to the broker is blocking I/O: keep it off the event loop. Through sync_to_async, not a bare
-        # thread, so that a task run eagerly (tests, CELERY_TASK_ALWAYS_EAGER) uses a connection Django manages.
-        await sync_to_async(auto_topup_charge_task.delay)(organization_id)
+        # Publishing to the broker is blocking I/O: keep it off the event loop. Through orm_call, not a bare
+        # thread, so that a task run eagerly (tests, CELERY_TASK_ALWAYS_EAGER) closes the connections it opens.
+        await orm_call(auto_topup_charge_task.delay, organization_id)
 
 
 def trigger_changed(organization_id: int, *, check_now: bool) -> None:
