@@ -45,7 +45,9 @@ class UsageRow:
     created_at: datetime | None = None
 
 
-# The model is found by its slug in the statement itself, so the gateway needs no id of its own for it.
+# The model is found by its slug in the statement itself, so the gateway needs no id of its own for it. A slug
+# that names no model leaves model_id NULL, which the column refuses: the statement fails, and with it the
+# transaction it is part of (a settle), rather than inserting nothing and letting a charge go unrecorded.
 USAGE_INSERT = """
 INSERT INTO usage_usagerecord (
     organization_id, api_key_id, source, request_id, endpoint, workflow, model_id, service_tier, status,
@@ -53,15 +55,16 @@ INSERT INTO usage_usagerecord (
     usage_reported, drift_flagged, price_version_id, charge_nano, quota_tokens, commitment_tokens, lines, hold_id,
     latency_ms, created_at
 )
-SELECT %(organization_id)s::bigint, %(api_key_id)s::bigint, %(source)s::text, %(request_id)s::text,
-       %(endpoint)s::text, %(workflow)s::text, m.id, %(service_tier)s::text, %(status)s::text,
-       %(input_tokens)s::bigint, %(cached_input_tokens)s::bigint, %(output_tokens)s::bigint,
-       %(estimated_input_tokens)s::bigint, %(estimated_output_tokens)s::bigint, %(usage_reported)s::boolean,
-       %(drift_flagged)s::boolean, %(price_version_id)s::bigint, %(charge_nano)s::bigint, %(quota_tokens)s::bigint,
-       %(commitment_tokens)s::bigint, %(lines)s::jsonb, %(hold_id)s::bigint, %(latency_ms)s::integer,
-       coalesce(%(created_at)s::timestamptz, now())
-  FROM pricing_aimodel m
- WHERE m.slug = %(model_slug)s::text
+VALUES (
+    %(organization_id)s::bigint, %(api_key_id)s::bigint, %(source)s::text, %(request_id)s::text,
+    %(endpoint)s::text, %(workflow)s::text, (SELECT m.id FROM pricing_aimodel m WHERE m.slug = %(model_slug)s::text),
+    %(service_tier)s::text, %(status)s::text,
+    %(input_tokens)s::bigint, %(cached_input_tokens)s::bigint, %(output_tokens)s::bigint,
+    %(estimated_input_tokens)s::bigint, %(estimated_output_tokens)s::bigint, %(usage_reported)s::boolean,
+    %(drift_flagged)s::boolean, %(price_version_id)s::bigint, %(charge_nano)s::bigint, %(quota_tokens)s::bigint,
+    %(commitment_tokens)s::bigint, %(lines)s::jsonb, %(hold_id)s::bigint, %(latency_ms)s::integer,
+    coalesce(%(created_at)s::timestamptz, now())
+)
 """
 
 

@@ -5,7 +5,7 @@ from dataclasses import fields, replace
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 
 from accounts.models import Organization
 from billing.pricing.models import AIModel
@@ -78,3 +78,11 @@ def test_negative_latency_is_stored_as_zero_on_both_paths(row):
         cursor.execute(USAGE_INSERT, usage_insert_params(row))
     by_orm = usage_record_create(row=replace(row, request_id="req-orm", hold_id=2))
     assert UsageRecord.objects.get(request_id="req-sql").latency_ms == by_orm.latency_ms == 0
+
+
+def test_the_statement_refuses_a_model_that_does_not_exist_rather_than_insert_nothing(row):
+    # Sent with a settle, a statement that inserted nothing would let the charge land with no usage record; one
+    # that fails takes the settle down with it (tests/billing/ledger/test_async_holds.py).
+    with pytest.raises(IntegrityError, match="model_id"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(USAGE_INSERT, usage_insert_params(replace(row, model_slug="no-such-model")))
+    assert not UsageRecord.objects.exists()
