@@ -114,7 +114,7 @@ class GatewayHandler(ASGIHandler):
         """ASGIHandler.handle without the request_started signal, and the response closed in the event loop.
 
         Django sends request_started, and closes the response (which sends request_finished), through
-        sync_to_async: two hops to a thread and back on every call, a sixth of the gateway's CPU per call. Their
+        sync_to_async: two hops to a thread and back on every call, about a fifth of the gateway's CPU per call. Their
         receivers look after the database connections a request opened in its sync thread; the metered API opens
         them only through config.orm.orm_call, which closes them itself. In the event loop request_finished's
         receivers have nothing to do: Django never opens a connection in the loop's thread.

@@ -252,6 +252,22 @@ def test_grants_racing_debits_in_the_overdraft_pay_what_is_owed_first(org, walle
     assert_reconciled(wallet)
 
 
+def test_grants_racing_on_a_wallet_in_debt_pay_the_debt_once(org, wallet):
+    """Every grant reads what is owed under the wallet's lock: twenty at once into a debt of 5.00 pay 5.00 of it
+    between them, not 0.50 each (a grant that read the debt before another paid it would pay it again)."""
+    services.wallet_overdraft_set(organization_id=org.pk, overdraft_limit_nano=usd("5.00"), actor="t")
+    services.wallet_debit(organization_id=org.pk, amount_nano=usd("5.00"), idempotency_key="debt", actor="t")
+    assert Wallet.objects.get(pk=wallet.pk).unfunded_nano == usd("5.00")
+
+    results = in_parallel(lambda i: fund(org, "0.50", key=f"g-{i}"), 20, workers=20)
+    assert not [r for r in results if isinstance(r, Exception)]
+    wallet.refresh_from_db()
+    assert (wallet.available_nano, wallet.unfunded_nano) == (usd("5.00"), 0)
+    # What the grants have left is exactly what the wallet can spend: the debt was paid once, from them.
+    assert sum(Grant.objects.filter(wallet=wallet).values_list("remaining_nano", flat=True)) == usd("5.00")
+    assert_reconciled(wallet)
+
+
 def test_overdraft_changes_racing_debits_never_leave_a_debt_above_the_limit(org, wallet):
     fund(org, "1.00")
     services.wallet_overdraft_set(organization_id=org.pk, overdraft_limit_nano=usd("5.00"), actor="t")
