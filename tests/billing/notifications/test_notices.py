@@ -244,3 +244,27 @@ def test_checks_racing_on_their_own_connections_record_and_email_a_notice_once(c
     assert sorted(created) == [0] * 7 + [1]
     assert Notice.objects.count() == 1
     assert len(mail.outbox) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_senders_racing_on_one_notice_email_it_once(cast):
+    """Two checks can both schedule the email of one notice (the second found it before the first had sent it);
+    the claim on `emailed_at` lets one of them send."""
+    grant(cast, "1", "g")
+    (notice,) = services.notices_send(organization_id=cast.pk, now=DAY_ONE)
+    mail.outbox.clear()  # the send scheduled after commit above; the race below starts from an unsent notice
+    Notice.objects.filter(pk=notice.pk).update(emailed_at=None)
+    start = threading.Barrier(8)
+
+    def send(_: int) -> bool:
+        try:
+            start.wait()
+            return services.notice_email_send(notice_id=notice.pk)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        sent = list(pool.map(send, range(8)))
+    assert sorted(sent) == [False] * 7 + [True]
+    assert len(mail.outbox) == 1
+    assert Notice.objects.get(pk=notice.pk).emailed_at is not None
