@@ -66,6 +66,12 @@ class Call:
     def latency_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
 
+    def reported_past_allowance(self, reported: Any) -> bool:
+        """Whether the server's usage object says it produced more output than the call allowed (it is then
+        billed, and recorded as cut, at the allowance)."""
+        completion = reported.get("completion_tokens") if isinstance(reported, dict) else None
+        return isinstance(completion, int) and completion > self.output_allowance
+
     def row(self, status: str) -> UsageRow:
         """The usage record of this call, before rating: counts are filled in by `measured_row`."""
         return UsageRow(

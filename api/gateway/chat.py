@@ -232,7 +232,7 @@ async def _complete(call: Call, chat: ChatParams, forward: dict[str, Any]) -> Ht
         estimated_output=estimated_output,
         output_cap=call.output_allowance,
     )
-    cut = cut or (measured.reported and _reported_output(answer) > call.output_allowance)
+    cut = cut or (measured.reported and call.reported_past_allowance(answer.get("usage")))
     await calls.settle_usage(call, measured, UsageStatus.CUT if cut else UsageStatus.OK)
     answer["model"] = call.model.slug
     answer["service_tier"] = call.service_tier
@@ -240,9 +240,3 @@ async def _complete(call: Call, chat: ChatParams, forward: dict[str, Any]) -> Ht
         answer["usage"] = measured.usage_object()
     response = JsonResponse(answer, json_dumps_params={"separators": (",", ":")})
     return calls.with_headers(response, calls.answer_headers(call))
-
-
-def _reported_output(answer: dict[str, Any]) -> int:
-    usage = answer.get("usage") or {}
-    value = usage.get("completion_tokens") if isinstance(usage, dict) else None
-    return value if isinstance(value, int) else 0

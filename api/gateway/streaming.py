@@ -276,8 +276,9 @@ class Relay:
             if not self._claim_settle():
                 return
             # Past the time limit the server's usage (if any) is not final: the call pays for what was delivered.
-            status = UsageStatus.CUT if self.cut or timed_out else UsageStatus.OK
             measured = self._measured(trust_report=not (self.cut or timed_out))
+            cut = self.cut or timed_out or (measured.reported and self.call.reported_past_allowance(self.reported))
+            status = UsageStatus.CUT if cut else UsageStatus.OK
             charge = await calls.settle_usage(self.call, measured, status)
             if self.chat.include_usage:
                 yield sse(self._usage_chunk(measured, charge))

@@ -177,6 +177,21 @@ def test_an_answer_reported_past_max_tokens_is_charged_and_reported_at_max_token
     assert reconciled(funded) == []
 
 
+def test_a_stream_reported_past_max_tokens_is_charged_reported_and_recorded_like_an_answer(client, funded, standin):
+    standin.inflate_completion = 100
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, max_tokens=20, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hello" + " hello" * 9
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (PROMPT, 20)
+    wait_for(lambda: UsageRecord.objects.exists())
+    (record,) = records()
+    assert (record.status, record.output_tokens, record.charge_nano) == ("cut", 20, cost(PROMPT, 20))
+    assert reconciled(funded) == []
+
+
 def test_a_stream_that_keeps_trickling_past_the_call_limit_ends_and_is_charged_for_what_it_delivered(
     client, funded, standin, settings
 ):
