@@ -4,6 +4,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -100,6 +101,7 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "now": now,
             "section": "models",
         },
+        status=_status(form),
     )
 
 
@@ -120,6 +122,11 @@ def version_cancel(request: HttpRequest, version_id: int) -> HttpResponse:
             request, f"The version of {version.model.slug} from {version.effective_from:%Y-%m-%d %H:%M} is cancelled."
         )
     return redirect("staff-pricing-model", slug=version.model.slug)
+
+
+def _status(form: Form) -> int:
+    """400 for a form sent back with its errors (as the customer pages answer), 200 otherwise."""
+    return 400 if form.is_bound and form.errors else 200
 
 
 def _lines(rated: rating.Rating | None) -> list[dict[str, Any]]:
@@ -170,7 +177,7 @@ def preview(request: HttpRequest) -> HttpResponse:
             "current_total": format_amount(result.current_total_nano),
             "draft_total": None if result.draft_total_nano is None else format_amount(result.draft_total_nano),
         }
-    return render(request, "staff/pricing/preview.html", context)
+    return render(request, "staff/pricing/preview.html", context, status=_status(form))
 
 
 @staff_member_required
@@ -198,7 +205,8 @@ def plans(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Plan {data['slug']} created.")
             return redirect("staff-pricing-plans")
     listed = Plan.objects.prefetch_related("allowances__model")
-    return render(request, "staff/pricing/plans.html", {"plans": listed, "form": form, "section": "plans"})
+    context = {"plans": listed, "form": form, "section": "plans"}
+    return render(request, "staff/pricing/plans.html", context, status=_status(form))
 
 
 @staff_member_required
@@ -261,7 +269,8 @@ def offers(request: HttpRequest) -> HttpResponse:
         }
         for offer in CommitmentOffer.objects.select_related("model")
     ]
-    return render(request, "staff/pricing/offers.html", {"rows": rows, "form": form, "section": "offers"})
+    context = {"rows": rows, "form": form, "section": "offers"}
+    return render(request, "staff/pricing/offers.html", context, status=_status(form))
 
 
 @staff_member_required
@@ -293,6 +302,7 @@ def overrides(request: HttpRequest) -> HttpResponse:
         request,
         "staff/pricing/overrides.html",
         {"overrides": listed, "form": form, "now": timezone.now(), "section": "overrides"},
+        status=_status(form),
     )
 
 

@@ -65,13 +65,13 @@ def test_bad_prices_are_shown_back_and_nothing_saved(console):
     before = PriceVersion.objects.count()
     response = console.post("/staff/pricing/models/gpt-4o/", {"input_price": "-3", "output_price": "x"})
     html = response.content.decode()
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert "cannot be negative" in html and "not a decimal number" in html
     past = console.post(
         "/staff/pricing/models/gpt-4o/",
         {"input_price": "1", "output_price": "1", "effective_from": "2020-01-01 00:00"},
     )
-    assert "never retroactively" in past.content.decode()
+    assert past.status_code == 400 and "never retroactively" in past.content.decode()
     assert PriceVersion.objects.count() == before
 
 
@@ -144,7 +144,7 @@ def test_plans_offers_and_overrides_from_the_console(console, org_a, staff):
     no_reason = console.post(
         "/staff/pricing/overrides/", {"organization": org_a.pk, "group": "gpt-4o", "discount_bps": 5}
     )
-    assert no_reason.status_code == 200 and PriceOverride.objects.count() == 1
+    assert no_reason.status_code == 400 and PriceOverride.objects.count() == 1
     console.post(f"/staff/pricing/overrides/{created.pk}/end/", {"reason": "ended"})
     created.refresh_from_db()
     assert created.effective_until is not None
@@ -156,3 +156,19 @@ def test_plans_offers_and_overrides_from_the_console(console, org_a, staff):
         "pricing.override.end",
     ):
         assert action in audit
+
+
+@pytest.mark.parametrize(
+    ("url", "method", "data", "message"),
+    [
+        ("/staff/pricing/preview/", "get", {"model": "gpt-4o", "input_tokens": "-1"}, "Enter a whole number"),
+        ("/staff/pricing/plans/", "post", {"slug": "x", "name": "X", "fee": "-5"}, "must be greater than zero"),
+        ("/staff/pricing/offers/", "post", {"name": "O", "term_months": "7"}, "7 is not one of the available"),
+        ("/staff/pricing/overrides/", "post", {"organization": "999999"}, "999999 is not one of the available"),
+    ],
+)
+def test_a_form_sent_back_with_errors_is_a_400_like_the_customer_pages(console, url, method, data, message):
+    response = getattr(console, method)(url, data)
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert console.get(url).status_code == 200  # the empty form
