@@ -241,7 +241,7 @@ def test_console_forms_show_the_mistake(world, url, form):
     client = world["client"]
     before = _counts()
     response = client.post(url, {k: v.replace("{org}", str(world["org"])) for k, v in form.items()})
-    assert response.status_code == 200, response.content[:300]  # the form again, with its errors
+    assert response.status_code == 400, response.content[:300]  # the form again, with its errors
     assert "errorlist" in response.content.decode()
     assert _counts() == before
 
@@ -264,5 +264,5 @@ def test_console_preview_shows_the_mistake(world, params):
         "service_tier": "default",
     } | params
     response = world["client"].get("/staff/pricing/preview/", query)
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert "errorlist" in response.content.decode()
