@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from billing.payments.models import AutoTopUp, Refund, StripeCustomer, StripeEvent, TopUp
+from billing.payments.models import AutoTopUp, Dispute, Refund, StripeCustomer, StripeEvent, TopUp
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -34,6 +34,13 @@ class StripeEventAdmin(ReadOnlyAdmin):
 class RefundAdmin(ReadOnlyAdmin):
     list_display = ("id", "top_up", "status", "amount_nano", "created_by", "created_at")
     list_filter = ("status",)
+
+
+@admin.register(Dispute)
+class DisputeAdmin(ReadOnlyAdmin):
+    list_display = ("stripe_dispute_id", "top_up", "status", "amount_nano", "taken_nano", "unrecovered_nano")
+    list_filter = ("status", "funds_withdrawn")
+    search_fields = ("stripe_dispute_id",)
 
 
 @admin.register(StripeCustomer)

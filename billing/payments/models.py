@@ -242,6 +242,58 @@ class Refund(models.Model):
         return f"refund {self.pk} of {self.amount_nano} on top-up {self.top_up_id} ({self.status})"
 
 
+class Dispute(models.Model):
+    """A card dispute (chargeback) of a paid top-up, as Stripe reports it (`charge.dispute.*` events).
+
+    When the bank takes the money back (`funds_withdrawn`), the top-up's unused credit leaves the wallet, up to the
+    disputed amount (`taken_nano`); what of it was already spent cannot be taken back and is recorded as
+    `unrecovered_nano`. When the money comes back (`funds_reinstated`, a dispute won), the credit taken is put
+    back as a new grant (`restore_grant_id`). An inquiry that never withdraws funds moves no credit.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        WON = "won", "Won"
+        LOST = "lost", "Lost"
+        CLOSED = "closed", "Closed"  # an inquiry closed without a chargeback
+
+    top_up = models.ForeignKey(TopUp, on_delete=models.PROTECT, related_name="disputes")
+    stripe_dispute_id = models.CharField(max_length=255, unique=True)
+    amount_nano = models.BigIntegerField()
+    # Stripe's reason code ("fraudulent", "product_not_received", ...).
+    reason = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    funds_withdrawn = models.BooleanField(default=False)
+    taken_nano = models.BigIntegerField(default=0)
+    unrecovered_nano = models.BigIntegerField(default=0)
+    # billing.ledger: the grant that put the credit back when the funds were reinstated.
+    restore_grant_id = models.BigIntegerField(null=True, blank=True, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["open", "won", "lost", "closed"]), name="dispute_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(amount_nano__gt=0), name="dispute_amount_positive"),
+            # Once the funds are withdrawn, the disputed amount is either taken back or recorded as unrecovered.
+            models.CheckConstraint(
+                condition=Q(funds_withdrawn=False, taken_nano=0, unrecovered_nano=0)
+                | Q(
+                    funds_withdrawn=True,
+                    taken_nano__gte=0,
+                    unrecovered_nano__gte=0,
+                    amount_nano=F("taken_nano") + F("unrecovered_nano"),
+                ),
+                name="dispute_withdrawn_accounted",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"dispute {self.stripe_dispute_id} of top-up {self.top_up_id} ({self.status})"
+
+
 class AutoTopUp(models.Model):
     """An organization's auto top-up: charge the saved card `amount` when a debit takes credit below `threshold`."""
 

@@ -46,15 +46,13 @@ def _reason_clean(value: object) -> str:
 
 
 def refund_grant_candidates(*, top_up: TopUp) -> dict[int, int]:
-    """The grants a refund of this top-up may take credit from, with their unused credit: the top-up's own grant,
-    and the grants that put credit back after earlier refunds failed."""
-    grant_ids = [top_up.grant_id] if top_up.grant_id else []
-    grant_ids += [
-        grant_id
-        for grant_id in top_up.refunds.filter(status=Refund.Status.FAILED).values_list("restore_grant_id", flat=True)
-        if grant_id is not None
-    ]
-    return dict(Grant.objects.filter(pk__in=grant_ids).values_list("pk", "remaining_nano"))
+    """The grants a refund (or a dispute) of this top-up may take credit from, with their unused credit: the
+    top-up's own grant, and the grants that put credit back after earlier refunds failed or disputes were won."""
+    grant_ids: list[int | None] = [top_up.grant_id]
+    grant_ids += top_up.refunds.filter(status=Refund.Status.FAILED).values_list("restore_grant_id", flat=True)
+    grant_ids += top_up.disputes.values_list("restore_grant_id", flat=True)
+    found = Grant.objects.filter(pk__in=[grant_id for grant_id in grant_ids if grant_id is not None])
+    return dict(found.values_list("pk", "remaining_nano"))
 
 
 def refund_refundable(*, top_up: TopUp) -> tuple[int | None, int]:

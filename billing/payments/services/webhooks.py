@@ -25,6 +25,7 @@ from billing.payments.errors import WebhookRejected
 from billing.payments.models import StripeEvent, TopUp
 from billing.payments.services.auto_topup import auto_topup_failed
 from billing.payments.services.auto_topup_trigger import auto_topup_settled
+from billing.payments.services.disputes import dispute_changed, dispute_funds_reinstated, dispute_funds_withdrawn
 from billing.payments.services.refunds import refund_for_stripe_refund, refund_stripe_update
 from billing.payments.services.topups import payment_error, topup_fail, topup_for_payment_intent, topup_paid
 
@@ -146,6 +147,15 @@ def _refund_changed(stripe_refund: dict[str, Any]) -> str | None:
     return None
 
 
+def _dispute_handler(act: Callable[..., Any]) -> Handler:
+    def handle(stripe_dispute: dict[str, Any]) -> str | None:
+        if act(stripe_dispute=stripe_dispute) is None:
+            return "not a dispute of a paid top-up of this product"
+        return None
+
+    return handle
+
+
 HANDLERS: dict[str, Handler] = {
     "payment_intent.succeeded": _payment_intent_succeeded,
     "payment_intent.payment_failed": payment_intent_failed,
@@ -155,4 +165,9 @@ HANDLERS: dict[str, Handler] = {
     "refund.failed": _refund_changed,
     # Older API versions announce refund changes under this name.
     "charge.refund.updated": _refund_changed,
+    "charge.dispute.created": _dispute_handler(dispute_changed),
+    "charge.dispute.updated": _dispute_handler(dispute_changed),
+    "charge.dispute.closed": _dispute_handler(dispute_changed),
+    "charge.dispute.funds_withdrawn": _dispute_handler(dispute_funds_withdrawn),
+    "charge.dispute.funds_reinstated": _dispute_handler(dispute_funds_reinstated),
 }

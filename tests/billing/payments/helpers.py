@@ -14,6 +14,9 @@ from django.db import connections
 
 from billing.ledger import selectors as ledger_selectors
 from billing.money import parse_amount
+from billing.payments import services
+from billing.payments.models import TopUp
+from billing.payments.stripe_client import stripe_client
 
 T = TypeVar("T")
 
@@ -70,6 +73,22 @@ def deliver(url: str, payload: str | dict[str, Any], **signature_options: Any) -
     body = payload if isinstance(payload, str) else json.dumps(payload)
     headers = {"Content-Type": "application/json", "Stripe-Signature": stripe_signature(body, **signature_options)}
     return httpx.post(url, content=body.encode(), headers=headers, timeout=30)
+
+
+def pay(org, user, localstripe, amount: str = "20.00") -> TopUp:
+    """A top-up paid at localstripe, its payment_intent.succeeded event processed as the webhook would."""
+    started = services.topup_start(organization_id=org.pk, amount=amount, actor=user)
+    setup_intent = browser_confirm_card_setup(localstripe.url, started.setup_intent_client_secret, CARD_OK)
+    services.topup_pay(organization_id=org.pk, top_up_id=started.top_up.pk, setup_intent_id=setup_intent["id"])
+    top_up = TopUp.objects.get(pk=started.top_up.pk)
+    events = stripe_client().v1.events.list(params={"type": "payment_intent.succeeded", "limit": 100})
+    event = next(e for e in events.data if e.data.object.id == top_up.stripe_payment_intent_id)
+    payload = json.dumps(event.to_dict())
+    stored = services.stripe_event_receive(payload=payload.encode(), signature=stripe_signature(payload))
+    services.stripe_event_process(stripe_event_id=stored.pk)
+    top_up.refresh_from_db()
+    assert top_up.status == "succeeded"
+    return top_up
 
 
 def wait_for(check: Callable[[], T], *, timeout: float = 15.0, interval: float = 0.1, what: str = "condition") -> T:

@@ -19,29 +19,12 @@ from billing.payments.models import Refund, TopUp
 from billing.payments.stripe_client import stripe_client
 from tests.accounts.factories import UserFactory
 from tests.billing.payments.helpers import (
-    CARD_OK,
     available,
-    browser_confirm_card_setup,
     close_db_connections,
+    pay,
     stripe_signature,
     usd,
 )
-
-
-def pay(org, user, localstripe, amount: str = "20.00") -> TopUp:
-    """A top-up paid at localstripe, its payment_intent.succeeded event processed as the webhook would."""
-    started = services.topup_start(organization_id=org.pk, amount=amount, actor=user)
-    setup_intent = browser_confirm_card_setup(localstripe.url, started.setup_intent_client_secret, CARD_OK)
-    services.topup_pay(organization_id=org.pk, top_up_id=started.top_up.pk, setup_intent_id=setup_intent["id"])
-    top_up = TopUp.objects.get(pk=started.top_up.pk)
-    events = stripe_client().v1.events.list(params={"type": "payment_intent.succeeded", "limit": 100})
-    event = next(e for e in events.data if e.data.object.id == top_up.stripe_payment_intent_id)
-    payload = json.dumps(event.to_dict())
-    stored = services.stripe_event_receive(payload=payload.encode(), signature=stripe_signature(payload))
-    services.stripe_event_process(stripe_event_id=stored.pk)
-    top_up.refresh_from_db()
-    assert top_up.status == "succeeded"
-    return top_up
 
 
 @pytest.fixture

@@ -1,0 +1,131 @@
+"""Card disputes (chargebacks) of paid top-ups, from Stripe's `charge.dispute.*` webhooks.
+
+A dispute is recorded at the first event that names it. Credit moves only with the money: when the bank takes
+the payment back (`charge.dispute.funds_withdrawn`) the top-up's unused credit leaves the wallet, up to the
+disputed amount, booked as a cash refund; credit already spent cannot be taken back and is recorded on the
+dispute as unrecovered. When the money comes back (`charge.dispute.funds_reinstated`, a dispute won) the credit
+taken is granted again. Each runs inside the webhook event's transaction with the top-up row locked, so two
+events of one dispute, or the same event twice, move credit once; the ledger's idempotency keys are derived
+from the dispute's id besides.
+"""
+
+import logging
+from typing import Any
+
+from billing.ledger import selectors as ledger_selectors
+from billing.ledger import services as ledger
+from billing.payments.models import NANO_PER_CENT, Dispute, TopUp
+from billing.payments.services.refunds import refund_grant_candidates
+
+logger = logging.getLogger(__name__)
+
+_CLOSED_STATUSES = {"won": Dispute.Status.WON, "lost": Dispute.Status.LOST, "warning_closed": Dispute.Status.CLOSED}
+
+
+def _top_up_of(stripe_dispute: dict[str, Any]) -> TopUp | None:
+    """The paid top-up a dispute is about (locked), by its PaymentIntent; None when it is not one of ours."""
+    payment_intent = stripe_dispute.get("payment_intent")
+    if isinstance(payment_intent, dict):  # expanded
+        payment_intent = payment_intent.get("id")
+    if not isinstance(payment_intent, str) or not payment_intent:
+        return None
+    return (
+        TopUp.objects.select_for_update()
+        .filter(stripe_payment_intent_id=payment_intent, status=TopUp.Status.SUCCEEDED)
+        .first()
+    )
+
+
+def _dispute_get(stripe_dispute: dict[str, Any]) -> Dispute | None:
+    """The dispute's row (created at first sight), its top-up locked; None when the dispute is not about ours."""
+    top_up = _top_up_of(stripe_dispute)
+    if top_up is None:
+        return None
+    amount, currency = stripe_dispute.get("amount"), str(stripe_dispute.get("currency") or "").upper()
+    if not isinstance(amount, int) or not 0 < amount <= top_up.amount_cents or currency != top_up.currency.upper():
+        raise ValueError(
+            f"dispute {stripe_dispute.get('id')} is for {amount} {currency} cents, top-up {top_up.pk} was "
+            f"{top_up.amount_cents} {top_up.currency}"
+        )
+    dispute, _ = Dispute.objects.get_or_create(
+        stripe_dispute_id=str(stripe_dispute["id"]),
+        defaults={
+            "top_up": top_up,
+            "amount_nano": amount * NANO_PER_CENT,
+            "reason": str(stripe_dispute.get("reason") or "")[:100],
+        },
+    )
+    if dispute.top_up_id != top_up.pk:
+        raise ValueError(f"dispute {dispute.stripe_dispute_id} was recorded for top-up {dispute.top_up_id}")
+    return dispute
+
+
+def dispute_changed(*, stripe_dispute: dict[str, Any]) -> Dispute | None:
+    """A dispute opened, changed or closed: record it and its outcome. No credit moves here."""
+    dispute = _dispute_get(stripe_dispute)
+    if dispute is None:
+        return None
+    closed = _CLOSED_STATUSES.get(str(stripe_dispute.get("status")))
+    if closed is not None and dispute.status != closed:
+        dispute.status = closed
+        dispute.save(update_fields=["status", "updated_at"])
+    return dispute
+
+
+def dispute_funds_withdrawn(*, stripe_dispute: dict[str, Any]) -> Dispute | None:
+    """The bank took the payment back: take the top-up's unused credit out of the wallet, up to the disputed
+    amount, once. What was already spent is recorded as unrecovered."""
+    dispute = _dispute_get(stripe_dispute)
+    if dispute is None or dispute.funds_withdrawn:
+        return dispute
+    top_up = dispute.top_up
+    why = f"Card dispute {dispute.stripe_dispute_id} of {top_up.receipt_number} ({dispute.reason or 'no reason'})"
+    taken = 0
+    candidates = refund_grant_candidates(top_up=top_up)
+    for grant_id, unused in sorted(candidates.items(), key=lambda item: (-item[1], item[0])):
+        # Credit held by requests in flight cannot be taken; what they do not spend comes back to the grants.
+        spendable = ledger_selectors.wallet_balance(organization_id=top_up.organization_id).available_nano
+        take = min(unused, dispute.amount_nano - taken, max(spendable, 0))
+        if take <= 0:
+            continue
+        ledger.grant_reverse(
+            grant_id=grant_id,
+            amount_nano=take,
+            idempotency_key=f"dispute-{dispute.stripe_dispute_id}-{grant_id}",
+            actor="stripe",
+            reason=why,
+            cash_refund=True,
+        )
+        taken += take
+    dispute.funds_withdrawn = True
+    dispute.taken_nano = taken
+    dispute.unrecovered_nano = dispute.amount_nano - taken
+    dispute.save(update_fields=["funds_withdrawn", "taken_nano", "unrecovered_nano", "updated_at"])
+    if dispute.unrecovered_nano:
+        logger.warning(
+            "dispute %s: %s nano of top-up %s was already spent and is not recovered",
+            dispute.stripe_dispute_id,
+            dispute.unrecovered_nano,
+            top_up.pk,
+        )
+    return dispute
+
+
+def dispute_funds_reinstated(*, stripe_dispute: dict[str, Any]) -> Dispute | None:
+    """The money came back (the dispute was won): grant the credit taken back again, once."""
+    dispute = _dispute_get(stripe_dispute)
+    if dispute is None or dispute.restore_grant_id is not None or not dispute.taken_nano:
+        return dispute
+    top_up = dispute.top_up
+    result = ledger.grant_create(
+        organization_id=top_up.organization_id,
+        kind="paid",
+        amount_nano=dispute.taken_nano,
+        idempotency_key=f"dispute-{dispute.stripe_dispute_id}-reinstated",
+        actor="stripe",
+        reason=f"Card dispute {dispute.stripe_dispute_id} of {top_up.receipt_number} reversed: the payment stands",
+        source_ref=dispute.stripe_dispute_id,
+    )
+    dispute.restore_grant_id = result.grant.pk
+    dispute.save(update_fields=["restore_grant_id", "updated_at"])
+    return dispute
