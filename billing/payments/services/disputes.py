@@ -15,6 +15,7 @@ from typing import Any
 from billing.ledger import selectors as ledger_selectors
 from billing.ledger import services as ledger
 from billing.payments.models import NANO_PER_CENT, Dispute, TopUp
+from billing.payments.services.auto_topup import auto_topup_disable
 from billing.payments.services.refunds import refund_grant_candidates
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,8 @@ def dispute_changed(*, stripe_dispute: dict[str, Any]) -> Dispute | None:
 
 def dispute_funds_withdrawn(*, stripe_dispute: dict[str, Any]) -> Dispute | None:
     """The bank took the payment back: take the top-up's unused credit out of the wallet, up to the disputed
-    amount, once. What was already spent is recorded as unrecovered."""
+    amount, once. What was already spent is recorded as unrecovered. Auto top-up is turned off: charging a card
+    whose holder disputes its payments again would only bring more disputes."""
     dispute = _dispute_get(stripe_dispute)
     if dispute is None or dispute.funds_withdrawn:
         return dispute
@@ -101,6 +103,11 @@ def dispute_funds_withdrawn(*, stripe_dispute: dict[str, Any]) -> Dispute | None
     dispute.taken_nano = taken
     dispute.unrecovered_nano = dispute.amount_nano - taken
     dispute.save(update_fields=["funds_withdrawn", "taken_nano", "unrecovered_nano", "updated_at"])
+    auto_topup_disable(
+        organization_id=top_up.organization_id,
+        reason=f"The payment of {top_up.receipt_number} was disputed with the card's bank. Turn auto top-up on "
+        "again once the card is sorted out.",
+    )
     if dispute.unrecovered_nano:
         logger.warning(
             "dispute %s: %s nano of top-up %s was already spent and is not recovered",

@@ -14,7 +14,7 @@ import pytest
 from billing.ledger import selectors as ledger_selectors
 from billing.ledger import services as ledger
 from billing.ledger.models import Grant
-from billing.payments.models import Dispute, StripeEvent, TopUp
+from billing.payments.models import AutoTopUp, Dispute, StripeEvent, TopUp
 from tests.billing.payments.helpers import available, deliver, pay, usd
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -85,6 +85,23 @@ def test_withdrawn_funds_take_the_unused_credit_back_and_record_what_was_spent(w
     assert available(org_a.pk) == 0
     assert Grant.objects.get(pk=paid.grant_id).remaining_nano == 0
     assert reconciled(org_a) == []
+
+
+def test_withdrawn_funds_turn_auto_top_up_off_with_the_reason(webhook_url, paid, org_a):
+    AutoTopUp.objects.create(
+        organization=org_a,
+        enabled=True,
+        threshold_nano=usd("5"),
+        amount_nano=usd("20"),
+        daily_cap_nano=usd("40"),
+        stripe_payment_method_id="pm_card",
+    )
+    deliver(webhook_url, event(paid, "created"))
+    assert AutoTopUp.objects.get(organization=org_a).enabled  # an inquiry or a dispute alone takes no money
+    deliver(webhook_url, event(paid, "funds_withdrawn"))
+    config = AutoTopUp.objects.get(organization=org_a)
+    assert not config.enabled
+    assert f"payment of {paid.receipt_number} was disputed" in config.disabled_reason
 
 
 def test_a_partial_dispute_takes_only_its_amount(webhook_url, paid, org_a):
