@@ -265,7 +265,6 @@ class Dispute(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     funds_withdrawn = models.BooleanField(default=False)
     taken_nano = models.BigIntegerField(default=0)
-    unrecovered_nano = models.BigIntegerField(default=0)
     # billing.ledger: the grant that put the credit back when the funds were reinstated.
     restore_grant_id = models.BigIntegerField(null=True, blank=True, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -277,21 +276,20 @@ class Dispute(models.Model):
                 condition=Q(status__in=["open", "won", "lost", "closed"]), name="dispute_status_valid"
             ),
             models.CheckConstraint(condition=Q(amount_nano__gt=0), name="dispute_amount_positive"),
-            # Once the funds are withdrawn, the disputed amount is either taken back or recorded as unrecovered.
+            # Credit is taken only once the funds are withdrawn, and never more than the disputed amount.
             models.CheckConstraint(
-                condition=Q(funds_withdrawn=False, taken_nano=0, unrecovered_nano=0)
-                | Q(
-                    funds_withdrawn=True,
-                    taken_nano__gte=0,
-                    unrecovered_nano__gte=0,
-                    amount_nano=F("taken_nano") + F("unrecovered_nano"),
-                ),
-                name="dispute_withdrawn_accounted",
+                condition=Q(taken_nano=0) | Q(funds_withdrawn=True, taken_nano__gt=0, taken_nano__lte=F("amount_nano")),
+                name="dispute_taken_within_amount",
             ),
         ]
 
     def __str__(self) -> str:
         return f"dispute {self.stripe_dispute_id} of top-up {self.top_up_id} ({self.status})"
+
+    @property
+    def unrecovered_nano(self) -> int:
+        """What of the withdrawn amount could not be taken back (spent, or held by requests in flight then)."""
+        return self.amount_nano - self.taken_nano if self.funds_withdrawn else 0
 
 
 class AutoTopUp(models.Model):

@@ -76,18 +76,21 @@ def dispute_changed(*, stripe_dispute: dict[str, Any]) -> Dispute | None:
 def dispute_funds_withdrawn(*, stripe_dispute: dict[str, Any]) -> Dispute | None:
     """The bank took the payment back: take the top-up's unused credit out of the wallet, up to the disputed
     amount, once. What was already spent is recorded as unrecovered. Auto top-up is turned off: charging a card
-    whose holder disputes its payments again would only bring more disputes."""
+    whose holder disputes its payments again would only bring more disputes.
+
+    A dispute already known to be won (its reinstatement or its closing came first: Stripe does not promise the
+    order of events) moves nothing: the money came back."""
     dispute = _dispute_get(stripe_dispute)
-    if dispute is None or dispute.funds_withdrawn:
+    if dispute is None or dispute.funds_withdrawn or dispute.status == Dispute.Status.WON:
         return dispute
     top_up = dispute.top_up
     why = f"Card dispute {dispute.stripe_dispute_id} of {top_up.receipt_number} ({dispute.reason or 'no reason'})"
+    # Credit held by requests in flight cannot be taken; what they do not spend comes back to the grants.
+    spendable = max(ledger_selectors.wallet_balance(organization_id=top_up.organization_id).available_nano, 0)
     taken = 0
     candidates = refund_grant_candidates(top_up=top_up)
     for grant_id, unused in sorted(candidates.items(), key=lambda item: (-item[1], item[0])):
-        # Credit held by requests in flight cannot be taken; what they do not spend comes back to the grants.
-        spendable = ledger_selectors.wallet_balance(organization_id=top_up.organization_id).available_nano
-        take = min(unused, dispute.amount_nano - taken, max(spendable, 0))
+        take = min(unused, dispute.amount_nano - taken, spendable - taken)
         if take <= 0:
             continue
         ledger.grant_reverse(
@@ -101,8 +104,7 @@ def dispute_funds_withdrawn(*, stripe_dispute: dict[str, Any]) -> Dispute | None
         taken += take
     dispute.funds_withdrawn = True
     dispute.taken_nano = taken
-    dispute.unrecovered_nano = dispute.amount_nano - taken
-    dispute.save(update_fields=["funds_withdrawn", "taken_nano", "unrecovered_nano", "updated_at"])
+    dispute.save(update_fields=["funds_withdrawn", "taken_nano", "updated_at"])
     auto_topup_disable(
         organization_id=top_up.organization_id,
         reason=f"The payment of {top_up.receipt_number} was disputed with the card's bank. Turn auto top-up on "
@@ -119,9 +121,16 @@ def dispute_funds_withdrawn(*, stripe_dispute: dict[str, Any]) -> Dispute | None
 
 
 def dispute_funds_reinstated(*, stripe_dispute: dict[str, Any]) -> Dispute | None:
-    """The money came back (the dispute was won): grant the credit taken back again, once."""
+    """The money came back (the dispute was won): grant the credit taken back again, once. Before any withdrawal
+    was processed, the dispute is marked won, so a withdrawal that arrives late takes nothing."""
     dispute = _dispute_get(stripe_dispute)
-    if dispute is None or dispute.restore_grant_id is not None or not dispute.taken_nano:
+    if dispute is None or dispute.restore_grant_id is not None:
+        return dispute
+    if not dispute.funds_withdrawn:
+        dispute.status = Dispute.Status.WON
+        dispute.save(update_fields=["status", "updated_at"])
+        return dispute
+    if not dispute.taken_nano:
         return dispute
     top_up = dispute.top_up
     result = ledger.grant_create(

@@ -138,6 +138,37 @@ def test_reinstated_funds_put_the_credit_taken_back_once_and_a_refund_may_then_d
     assert reconciled(org_a) == []
 
 
+@pytest.mark.parametrize("first", ["funds_reinstated", "closed"])
+def test_a_dispute_known_to_be_won_before_its_withdrawal_arrives_takes_nothing(webhook_url, paid, org_a, first):
+    # Stripe does not promise the order of events, and a failed one is processed again later.
+    deliver(webhook_url, event(paid, first, status="won"))
+    deliver(webhook_url, event(paid, "funds_withdrawn"))
+    dispute = Dispute.objects.get()
+    assert (dispute.status, dispute.funds_withdrawn, dispute.taken_nano, available(org_a.pk)) == (
+        "won",
+        False,
+        0,
+        usd("20"),
+    )
+    assert deliver(webhook_url, event(paid, "funds_reinstated", status="won")).status_code == 200
+    assert available(org_a.pk) == usd("20")
+    assert reconciled(org_a) == []
+
+
+def test_a_withdrawal_takes_from_every_grant_of_the_top_up(webhook_url, paid, org_a):
+    # A first, partial dispute won leaves the credit on two grants: 15.00 on the top-up's, 5.00 on the restored one.
+    deliver(webhook_url, event(paid, "funds_withdrawn", dispute="dp_first", cents=500))
+    deliver(webhook_url, event(paid, "funds_reinstated", dispute="dp_first", cents=500, status="won"))
+    restored = Grant.objects.get(pk=Dispute.objects.get(stripe_dispute_id="dp_first").restore_grant_id)
+    assert (Grant.objects.get(pk=paid.grant_id).remaining_nano, restored.remaining_nano) == (usd("15"), usd("5"))
+    deliver(webhook_url, event(paid, "funds_withdrawn", dispute="dp_second"))
+    second = Dispute.objects.get(stripe_dispute_id="dp_second")
+    assert (second.taken_nano, second.unrecovered_nano, available(org_a.pk)) == (usd("20"), 0, 0)
+    restored.refresh_from_db()
+    assert (Grant.objects.get(pk=paid.grant_id).remaining_nano, restored.remaining_nano) == (0, 0)
+    assert reconciled(org_a) == []
+
+
 def test_a_lost_dispute_keeps_the_credit_out(webhook_url, paid, org_a):
     deliver(webhook_url, event(paid, "funds_withdrawn"))
     deliver(webhook_url, event(paid, "closed", status="lost"))
