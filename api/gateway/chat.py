@@ -1,8 +1,6 @@
 """POST /v1/chat/completions: OpenAI's chat completions, metered (hold, forward, settle), plain or streamed."""
 
-import asyncio
 import time
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
@@ -14,10 +12,6 @@ from api.gateway.params import ChatParams
 from billing import tokens
 from billing.pricing import rating
 from billing.usage.models import UsageStatus
-
-# Prompts longer than this (characters of text in the request) are counted on a worker thread, not on the event
-# loop (tiktoken takes a few tenths of a millisecond per 10 kB of English text, during which nothing else runs).
-COUNT_OFF_LOOP_BYTES = 64 * 1024
 
 T = TypeVar("T")
 
@@ -51,26 +45,6 @@ _UNBILLED_FIELDS = frozenset(
         "parallel_tool_calls",
     }
 )
-
-
-def _text_size(value: Any) -> int:
-    """About how many characters of text `value` (a parsed JSON body) holds: cheap, to choose where to count."""
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, dict):
-        return sum(len(k) + _text_size(v) for k, v in value.items())
-    if isinstance(value, list):
-        return sum(_text_size(item) for item in value)
-    return 8
-
-
-async def counted(body: dict[str, Any], count: Callable[..., T], *args: Any) -> T:
-    """`count(*args)`: on a worker thread when the request `body` holds more than COUNT_OFF_LOOP_BYTES of text,
-    else on the event loop. By the request's own size, not its Content-Length: a body sent in chunks declares
-    none."""
-    if _text_size(body) > COUNT_OFF_LOOP_BYTES:
-        return await asyncio.to_thread(count, *args)
-    return count(*args)
 
 
 def published_prompt_tokens(chat: ChatParams, encoding: str) -> int:
@@ -162,7 +136,7 @@ def _forward_body(body: dict[str, Any], chat: ChatParams, call: Call) -> dict[st
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     started = time.monotonic()
     key = await key_authenticate(request, endpoint="chat")
-    body = params.json_body(request)
+    body, body_bytes = params.json_body(request)
     chat = params.chat_params(body)
     workflow = params.workflow_of(request, body, key)
     call = await calls.start(
@@ -175,7 +149,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         service_tier=chat.service_tier,
     )
     call.n = chat.n
-    call.prompt_tokens = await counted(body, prompt_tokens, chat, body, call.model.encoding)
+    call.prompt_tokens = await calls.counted(body_bytes, prompt_tokens, chat, body, call.model.encoding)
     _limits_check(call, chat)
     call.hold_nano = hold_size(call)
     await calls.admit(call)

@@ -1,6 +1,5 @@
 """POST /v1/embeddings: OpenAI's embeddings, metered like chat (input tokens only)."""
 
-import asyncio
 import time
 from typing import Any
 
@@ -52,7 +51,7 @@ async def _answer(call: Call, forward: dict[str, Any]) -> dict[str, Any]:
 async def embeddings(request: HttpRequest) -> HttpResponseBase:
     started = time.monotonic()
     key = await key_authenticate(request, endpoint="embeddings")
-    body = params.json_body(request)
+    body, body_bytes = params.json_body(request)
     embedding = params.embedding_params(body)
     workflow = params.workflow_of(request, body, key)
     call = await calls.start(
@@ -64,7 +63,7 @@ async def embeddings(request: HttpRequest) -> HttpResponseBase:
         workflow=workflow,
         service_tier="default",
     )
-    counts = await asyncio.to_thread(input_tokens, embedding.inputs, call.model.encoding)
+    counts = await calls.counted(body_bytes, input_tokens, embedding.inputs, call.model.encoding)
     for index, count in enumerate(counts):
         if count > call.model.context_window:
             raise GatewayError(

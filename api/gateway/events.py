@@ -288,7 +288,7 @@ def usage_events_record(*, key: AuthenticatedKey, events: list[Any], now: dateti
 @gateway_view("POST")
 async def usage_events(request: HttpRequest) -> JsonResponse:
     key = await key_authenticate(request, endpoint="usage")
-    body = params.json_body(request)
+    body, _ = params.json_body(request)
     events = body.get("events")
     limit = settings.GATEWAY_USAGE_EVENTS_MAX_BATCH
     if not isinstance(events, list) or not events:

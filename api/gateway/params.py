@@ -29,6 +29,9 @@ _DIGITS_AS_NUL = bytes.maketrans(b"0123456789", b"\x00" * 10)
 _LONG_NUMBER = b"\x00" * 19
 # A NUL character can only reach a string through this escape (a raw NUL byte is not valid JSON).
 _NUL_ESCAPE = b"\\u0000"
+# The deepest nesting a body may have. Counting a body's JSON and passing it on recurse once per level, so a body
+# the parser accepts could still exhaust the stack there; JSON schemas in tools and response_format stay far below.
+MAX_DEPTH = 64
 
 
 class _BadNumber(ValueError):
@@ -50,8 +53,9 @@ def invalid(message: str, *, param: str | None = None, code: str = "invalid_valu
     return GatewayError(400, message, param=param, code=code)
 
 
-def json_body(request: HttpRequest) -> dict[str, Any]:
-    """The request's JSON object; 413 past GATEWAY_MAX_BODY_BYTES, 400 if it is not a JSON object."""
+def json_body(request: HttpRequest) -> tuple[dict[str, Any], int]:
+    """The request's JSON object and its size in bytes; 413 past GATEWAY_MAX_BODY_BYTES, 400 if it is not a JSON
+    object or is nested more than MAX_DEPTH levels deep."""
     limit = settings.GATEWAY_MAX_BODY_BYTES
     try:
         declared = int(request.headers.get("Content-Length") or 0)
@@ -74,9 +78,26 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
         raise invalid("The request body is nested too deeply.", code="invalid_json") from None
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.", code="invalid_json")
+    # Only a body with more brackets than MAX_DEPTH can be nested that deep: most are not walked at all.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _nested_deeper(body, MAX_DEPTH):
+        raise invalid(f"The request body is nested more than {MAX_DEPTH} levels deep.", code="invalid_json")
     if _NUL_ESCAPE in raw or _LONG_NUMBER in raw.translate(_DIGITS_AS_NUL):
         _values_check(body)
-    return body
+    return body, len(raw)
+
+
+def _nested_deeper(body: dict[str, Any], limit: int) -> bool:
+    """Whether `body` has objects or arrays nested more than `limit` levels deep (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _values(value: Any, path: str) -> Iterator[tuple[str, Any]]:

@@ -19,7 +19,7 @@ from billing.money import format_amount
 async def tokenize(request: HttpRequest) -> JsonResponse:
     started = time.monotonic()
     key = await key_authenticate(request, endpoint="tokenize")
-    body = params.json_body(request)
+    body, body_bytes = params.json_body(request)
     call = await calls.start(
         started=started,
         key=key,
@@ -38,8 +38,8 @@ async def tokenize(request: HttpRequest) -> JsonResponse:
         asked = params.chat_params(body)
         call.n = asked.n
         # prompt_tokens: OpenAI's published count; the hold covers more (images, schemas, unknown fields).
-        call.prompt_tokens = held = await chat.counted(body, chat.prompt_tokens, asked, body, model.encoding)
-        result["prompt_tokens"] = await chat.counted(body, chat.published_prompt_tokens, asked, model.encoding)
+        call.prompt_tokens = held = await calls.counted(body_bytes, chat.prompt_tokens, asked, body, model.encoding)
+        result["prompt_tokens"] = await calls.counted(body_bytes, chat.published_prompt_tokens, asked, model.encoding)
         chat.max_tokens_check(call, asked)
         call.max_tokens = chat.max_tokens_of(call, asked)
         max_tokens = call.max_tokens
@@ -49,7 +49,7 @@ async def tokenize(request: HttpRequest) -> JsonResponse:
         result["n"] = call.n
     elif "input" in body:
         inputs = params.embedding_params(body).inputs
-        counts = await chat.counted(body, embeddings.input_tokens, inputs, model.encoding)
+        counts = await calls.counted(body_bytes, embeddings.input_tokens, inputs, model.encoding)
         call.prompt_tokens = sum(counts)
         held = embeddings.held_tokens(counts)  # with the embeddings hold's margin
         result |= {"counts": counts, "prompt_tokens": call.prompt_tokens}

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from django.db.models import Sum
 
-from api.gateway import chat
+from api.gateway import calls, chat
 from billing.pricing import rating
 from billing.tokens import chat_prompt_tokens
 from billing.usage.models import UsageRecord
@@ -210,7 +210,7 @@ def test_a_large_prompt_is_counted_off_the_event_loop_to_the_same_figure(
     text = "lorem ipsum dolor sit amet " * 4_000  # about 108 kB
     messages = [{"role": "user", "content": text}]
     body = json.dumps({"model": MODEL, "messages": messages, "max_tokens": 5}).encode()
-    assert len(body) > chat.COUNT_OFF_LOOP_BYTES
+    assert len(body) > calls.COUNT_OFF_LOOP_BYTES
     headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
 
     def chunks():

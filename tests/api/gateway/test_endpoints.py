@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from api.gateway import chat, embeddings
+from api.gateway import calls, chat, embeddings
 from billing.ledger.models import Hold
 from billing.pricing import rating
 from billing.tokens import chat_prompt_tokens, text_tokens
@@ -131,7 +131,7 @@ def test_tokenize_counts_a_large_prompt_off_the_event_loop_as_chat_does(live_url
 
     monkeypatch.setattr(chat, "prompt_tokens", spied)
     messages = [{"role": "user", "content": "lorem ipsum dolor sit amet " * 4_000}]  # about 108 kB
-    assert len(json.dumps(messages)) > chat.COUNT_OFF_LOOP_BYTES
+    assert len(json.dumps(messages)) > calls.COUNT_OFF_LOOP_BYTES
     counted = tokenize(live_url, secret, {"model": "llama-3.1-8b-instruct", "messages": messages, "max_tokens": 5})
     assert seen == [False]  # counted once, on a thread with no event loop
     assert counted["prompt_tokens"] == counted["held_prompt_tokens"] == chat_prompt_tokens(messages, "cl100k_base")

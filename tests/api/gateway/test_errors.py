@@ -352,6 +352,37 @@ def test_json_the_gateway_cannot_pass_on_is_a_400(live_url, secret, funded, cont
     assert_nothing_happened(funded, usd("10"))
 
 
+def _nested_in_a_chat(levels: int) -> bytes:
+    """A chat request whose unknown field `x` holds arrays `levels` deep (the body itself is one level more)."""
+    start = b'{"model": "' + MODEL.encode() + b'", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]'
+    return start + b', "x": ' + b"[" * levels + b"]" * levels + b"}"
+
+
+@pytest.mark.parametrize("levels", [64, 600, 900])
+def test_a_body_nested_deeper_than_the_gateway_passes_on_is_a_400_not_a_500(live_url, secret, funded, levels):
+    # The parser accepts these (json.loads goes deeper); counting and forwarding them would exhaust the stack.
+    response = httpx.post(
+        f"{live_url}/v1/chat/completions",
+        content=_nested_in_a_chat(levels),
+        headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert (error_of(response)["code"], "nested more than 64 levels" in error_of(response)["message"]) == (
+        "invalid_json",
+        True,
+    )
+    assert_nothing_happened(funded, usd("10"))
+
+
+def test_a_body_nested_as_deep_as_allowed_is_served(live_url, secret, funded, standin):
+    response = httpx.post(
+        f"{live_url}/v1/chat/completions",
+        content=_nested_in_a_chat(63),
+        headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+
+
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/staff/organizations/"])
 def test_a_host_header_the_server_does_not_serve_is_a_400_in_the_error_shape(live_url, secret, funded, path):
     response = httpx.post(
