@@ -80,12 +80,6 @@ class Call:
     def latency_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
 
-    def reported_past_allowance(self, reported: Any) -> bool:
-        """Whether the server's usage object says it produced more output than the call allowed (it is then
-        billed, and recorded as cut, at the allowance)."""
-        completion = reported.get("completion_tokens") if isinstance(reported, dict) else None
-        return isinstance(completion, int) and completion > self.output_allowance
-
     def row(self, status: str) -> UsageRow:
         """The usage record of this call, before rating: counts are filled in by `measured_row`."""
         return UsageRow(
@@ -126,6 +120,8 @@ class Measured:
     estimated_input_tokens: int
     estimated_output_tokens: int
     drift: bool
+    # The server reported more output than the call allowed: billed (and to be recorded as cut) at the allowance.
+    capped: bool = False
 
     def usage_object(self) -> dict[str, Any]:
         """OpenAI's usage object with the billed figures."""
@@ -163,7 +159,8 @@ def measure(reported: Any, *, estimated_input: int, estimated_output: int, outpu
     cached = min(cached or 0, input_tokens)
     output = output_tokens if output_cap is None else min(output_tokens, output_cap)
     drift = not complete or drifted(estimated_input, input_tokens) or drifted(estimated_output, output_tokens)
-    return Measured(input_tokens, cached, output, complete, estimated_input, estimated_output, drift)
+    capped = completion is not None and output < completion
+    return Measured(input_tokens, cached, output, complete, estimated_input, estimated_output, drift, capped)
 
 
 def measured_row(call: Call, measured: Measured, status: str) -> UsageRow:

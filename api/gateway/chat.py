@@ -206,7 +206,7 @@ async def _complete(call: Call, chat: ChatParams, forward: dict[str, Any]) -> Ht
         estimated_output=estimated_output,
         output_cap=call.output_allowance,
     )
-    cut = cut or (measured.reported and call.reported_past_allowance(answer.get("usage")))
+    cut = cut or measured.capped
     await calls.settle_usage(call, measured, UsageStatus.CUT if cut else UsageStatus.OK)
     answer["model"] = call.model.slug
     answer["service_tier"] = call.service_tier

@@ -277,7 +277,7 @@ class Relay:
                 return
             # Past the time limit the server's usage (if any) is not final: the call pays for what was delivered.
             measured = self._measured(trust_report=not (self.cut or timed_out))
-            cut = self.cut or timed_out or (measured.reported and self.call.reported_past_allowance(self.reported))
+            cut = self.cut or timed_out or measured.capped
             status = UsageStatus.CUT if cut else UsageStatus.OK
             charge = await calls.settle_usage(self.call, measured, status)
             if self.chat.include_usage:

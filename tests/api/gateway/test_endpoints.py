@@ -146,6 +146,7 @@ def test_embeddings_are_metered_on_the_input_tokens(client, funded, standin):
     assert raw.headers["x-billing-charge-nano"] == str(rating.line_cost_nano(used, 20_000))
     (record,) = records()
     assert (record.endpoint, record.input_tokens, record.output_tokens) == ("embeddings", used, 0)
+    assert (record.usage_reported, record.drift_flagged) == (True, False)  # no completion count is needed
     assert reconciled(funded) == []
 
 
