@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from accounts import keyformat
 from accounts.models import ApiKey, SpendPeriod
+from config.caching import aread_through, read_through
 from config.orm import orm_call
 
 CACHE_SECONDS = 3
@@ -148,14 +149,7 @@ def apikey_authenticate(*, secret: str) -> AuthenticatedKey | None:
     key_id = keyformat.secret_key_id(secret)
     if key_id is None:
         return None
-    cache_key = _cache_key(key_id)
-    record = _local.get(cache_key)
-    if record is None:
-        record = cache.get(cache_key)
-        if record is None:
-            record = _record_load(key_id)
-            cache.set(cache_key, record, CACHE_SECONDS)
-        _local.set(cache_key, record)
+    record = read_through(_local, _cache_key(key_id), lambda: _record_load(key_id), CACHE_SECONDS)
     now = timezone.now()
     authenticated = _record_check(record, secret, now)
     if authenticated is not None:
@@ -171,14 +165,7 @@ async def aapikey_authenticate(*, secret: str) -> AuthenticatedKey | None:
     key_id = keyformat.secret_key_id(secret)
     if key_id is None:
         return None
-    cache_key = _cache_key(key_id)
-    record = _local.get(cache_key)
-    if record is None:
-        record = await cache.aget(cache_key)
-        if record is None:
-            record = await orm_call(_record_load, key_id)
-            await cache.aset(cache_key, record, CACHE_SECONDS)
-        _local.set(cache_key, record)
+    record = await aread_through(_local, _cache_key(key_id), lambda: _record_load(key_id), CACHE_SECONDS)
     now = timezone.now()
     authenticated = _record_check(record, secret, now)
     if authenticated is not None:

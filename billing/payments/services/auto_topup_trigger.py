@@ -12,6 +12,7 @@ from django.db import transaction
 
 from billing.ledger import selectors as ledger_selectors
 from billing.payments.models import AutoTopUp, TopUp
+from config.caching import aread_through, read_through
 from config.orm import orm_call
 
 CACHE_SECONDS = 300
@@ -54,15 +55,7 @@ def auto_topup_cache_clear(*, organization_id: int | None = None) -> None:
 
 
 def _trigger(organization_id: int) -> Trigger:
-    key = _trigger_key(organization_id)
-    trigger = _local.get(key)
-    if trigger is None:
-        trigger = cache.get(key)
-        if trigger is None:
-            trigger = _trigger_load(organization_id)
-            cache.set(key, trigger, CACHE_SECONDS)
-        _local.set(key, trigger)
-    return trigger
+    return read_through(_local, _trigger_key(organization_id), lambda: _trigger_load(organization_id), CACHE_SECONDS)
 
 
 def _enqueue(organization_id: int) -> None:
@@ -83,14 +76,9 @@ def auto_topup_check(*, organization_id: int, available_nano: int) -> None:
 
 async def aauto_topup_check(*, organization_id: int, available_nano: int) -> None:
     """`auto_topup_check` for async callers (the gateway), to be awaited after their settle committed."""
-    key = _trigger_key(organization_id)
-    trigger = _local.get(key)
-    if trigger is None:
-        trigger = await cache.aget(key)
-        if trigger is None:
-            trigger = await orm_call(_trigger_load, organization_id)
-            await cache.aset(key, trigger, CACHE_SECONDS)
-        _local.set(key, trigger)
+    trigger = await aread_through(
+        _local, _trigger_key(organization_id), lambda: _trigger_load(organization_id), CACHE_SECONDS
+    )
     if not trigger.enabled or available_nano >= trigger.threshold_nano:
         return
     if await cache.aadd(_queued_key(organization_id), 1, timeout=QUEUE_DEBOUNCE_SECONDS):
