@@ -210,3 +210,23 @@ def test_a_plan_with_subscribers_keeps_its_money_terms(plans, org_a, staff):
         services.plan_update(plan_slug="starter", allowances=[], actor=staff)
     plan = services.plan_update(plan_slug="starter", name="Starter (legacy)", is_active=False, actor=staff)
     assert (plan.name, plan.is_active) == ("Starter (legacy)", False)
+
+
+def test_a_change_after_using_rollover_credits_the_unused_share_of_the_included_tokens(plans, org_a):
+    services.plan_create(slug="free", name="Free", fee_nano=0)
+    fund(org_a, "100.00")
+    with time_machine.travel(MARCH, tick=False):
+        subscription = services.subscription_create(organization_id=org_a.pk, plan_slug="starter")
+    _use(org_a, 300, at("2026-03-20 00:00"))
+    with time_machine.travel(APRIL, tick=False):
+        services.subscriptions_renew()
+    assert (_quota(org_a, APRIL).limit_tokens, _quota(org_a, APRIL).rollover_tokens) == (1_500, 500)
+    assert available(org_a) == usd("38.00")
+    # 800 used: the 500 rolled over first, then 300 of April's 1,000 included tokens; 700 of those are unused.
+    assert _use(org_a, 800, at("2026-04-02 00:00")).quota_tokens == 800
+    with time_machine.travel(at("2026-04-02 00:00"), tick=False):
+        change = services.subscription_change(subscription_id=subscription.pk, plan_slug="free")
+    # The calendar says 29/30 of $31 ($29.97); 70% of the included tokens unused caps it at $21.70.
+    assert (change.fee_nano, change.credit_nano) == (0, usd("21.70"))
+    assert Grant.objects.get(pk=change.credit_grant_id).amount_nano == usd("21.70")
+    assert available(org_a) == usd("38.00") + usd("21.70")
