@@ -4,7 +4,7 @@ Amounts travel as decimal strings in the currency's main unit ("12.50"); respons
 `*_nano` beside each one. Floats are refused outright: 0.1 + 0.2 is not money.
 """
 
-from typing import Any
+from typing import Any, Literal, overload
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema_field
 from rest_framework import serializers
@@ -21,13 +21,17 @@ AMOUNT_SCHEMA = {
     "description": "A decimal amount in the currency's main unit, at most 9 decimals.",
 }
 
-IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key",
-    str,
-    location=OpenApiParameter.HEADER,
-    required=False,
-    description="Makes a retry safe: the same key returns the first result (200) instead of acting again. "
-    "Required unless `idempotency_key` is in the body.",
+
+def idempotency_header(description: str) -> OpenApiParameter:
+    """The Idempotency-Key header parameter (OpenAPI), described for an endpoint."""
+    return OpenApiParameter(
+        "Idempotency-Key", str, location=OpenApiParameter.HEADER, required=False, description=description
+    )
+
+
+IDEMPOTENCY_HEADER = idempotency_header(
+    "Makes a retry safe: the same key returns the first result (200) instead of acting again. "
+    "Required unless `idempotency_key` is in the body."
 )
 
 
@@ -87,8 +91,17 @@ class IdempotencyKeyField(StrictCharField):
         super().__init__(**kwargs)
 
 
-def idempotency_key_resolve(request: Request, body_key: str | None) -> str:
-    """The request's idempotency key, from the Idempotency-Key header or the body's idempotency_key."""
+@overload
+def idempotency_key_resolve(request: Request, body_key: str | None, *, required: Literal[True] = True) -> str: ...
+
+
+@overload
+def idempotency_key_resolve(request: Request, body_key: str | None, *, required: bool) -> str | None: ...
+
+
+def idempotency_key_resolve(request: Request, body_key: str | None, *, required: bool = True) -> str | None:
+    """The request's idempotency key, from the Idempotency-Key header or the body's idempotency_key; without
+    one, None when it is not `required` (an error otherwise)."""
     header_key = request.headers.get("Idempotency-Key", "").strip() or None
     body_key = (body_key or "").strip() or None
     if header_key and body_key and header_key != body_key:
@@ -97,6 +110,8 @@ def idempotency_key_resolve(request: Request, body_key: str | None) -> str:
             param="idempotency_key",
         )
     key = header_key or body_key
+    if key is None and not required:
+        return None
     if key is None:
         raise ApplicationError(
             "an idempotency key is required: send an Idempotency-Key header (or idempotency_key in the body) so a "

@@ -2,12 +2,12 @@
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.staff.ledger_fields import IdempotencyKeyField, idempotency_key_resolve
+from api.staff.ledger_fields import IdempotencyKeyField, idempotency_header, idempotency_key_resolve
 from api.staff.pricing.common import (
     MAX_LIST,
     MAX_TOKENS,
@@ -27,21 +27,10 @@ from billing.pricing.models import (
     CommitmentOffer,
 )
 
-IDEMPOTENCY_HEADER_OPTIONAL = OpenApiParameter(
-    "Idempotency-Key",
-    str,
-    location=OpenApiParameter.HEADER,
-    required=False,
-    description="Makes a retry safe: the same key and request return the first purchase (200) instead of buying "
-    "again; the same key with a different request is a 409. Or `idempotency_key` in the body.",
+IDEMPOTENCY_HEADER_OPTIONAL = idempotency_header(
+    "Makes a retry safe: the same key and request return the first purchase (200) instead of buying "
+    "again; the same key with a different request is a 409. Or `idempotency_key` in the body."
 )
-
-
-def idempotency_key_optional(request: Request, body_key: str | None) -> str | None:
-    """The request's idempotency key (header or body, as the credit endpoints take it), or None without one."""
-    if not request.headers.get("Idempotency-Key", "").strip() and not (body_key or "").strip():
-        return None
-    return idempotency_key_resolve(request, body_key)
 
 
 # --- commitment offers and commitments ------------------------------------------------------------------------
@@ -182,7 +171,7 @@ class CommitmentList(StaffView):
             offer_id=data["offer"],
             actor=request.user,
             starts_at=data.get("starts_at"),
-            idempotency_key=idempotency_key_optional(request, data.get("idempotency_key")),
+            idempotency_key=idempotency_key_resolve(request, data.get("idempotency_key"), required=False),
         )
         return Response(
             CommitmentOutput(purchase.commitment).data,

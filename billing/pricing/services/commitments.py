@@ -269,18 +269,17 @@ def commitment_purchase_once(
     much later it comes, and the same key with another organization, offer or start is an IdempotencyConflict
     (409); two requests with one key at once buy once (the key is unique; the second waits, then replays)."""
     now = timezone.now()
-    if starts_at is not None:
-        validation.moment(starts_at, param="starts_at")
+    # Commitment months are counted in UTC (billing.pricing.periods): a start given at another offset is the
+    # same instant in UTC, so its months and term end are the same whenever and wherever they are computed.
+    asked = validation.moment(starts_at, param="starts_at").astimezone(UTC) if starts_at is not None else None
     digest = ""
     if idempotency_key is not None:
         idempotency_key = key_clean(idempotency_key)
-        digest = _purchase_digest(organization_id, offer_id, starts_at and starts_at.astimezone(UTC))
+        digest = _purchase_digest(organization_id, offer_id, asked)
         replay = _purchase_replay(idempotency_key, digest)
         if replay is not None:
             return Purchase(replay, created=False)
-    # Commitment months are counted in UTC (billing.pricing.periods): a start given at another offset is the
-    # same instant in UTC, so its months and term end are the same whenever and wherever they are computed.
-    starts_at = validation.moment(starts_at or now, param="starts_at").astimezone(UTC)
+    starts_at = asked or now
     if starts_at < now - timedelta(minutes=5):
         raise ApplicationError("A commitment cannot start in the past.", param="starts_at", code="invalid_value")
     if not Organization.objects.filter(pk=organization_id).exists():

@@ -210,3 +210,57 @@ def test_a_plan_with_subscribers_keeps_its_money_terms(plans, org_a, staff):
         services.plan_update(plan_slug="starter", allowances=[], actor=staff)
     plan = services.plan_update(plan_slug="starter", name="Starter (legacy)", is_active=False, actor=staff)
     assert (plan.name, plan.is_active) == ("Starter (legacy)", False)
+
+
+def test_a_change_after_using_rollover_credits_the_unused_share_of_the_included_tokens(plans, org_a):
+    services.plan_create(slug="free", name="Free", fee_nano=0)
+    fund(org_a, "100.00")
+    with time_machine.travel(MARCH, tick=False):
+        subscription = services.subscription_create(organization_id=org_a.pk, plan_slug="starter")
+    _use(org_a, 300, at("2026-03-20 00:00"))
+    with time_machine.travel(APRIL, tick=False):
+        services.subscriptions_renew()
+    assert (_quota(org_a, APRIL).limit_tokens, _quota(org_a, APRIL).rollover_tokens) == (1_500, 500)
+    assert available(org_a) == usd("38.00")
+    # 800 used: the 500 rolled over first, then 300 of April's 1,000 included tokens; 700 of those are unused.
+    assert _use(org_a, 800, at("2026-04-02 00:00")).quota_tokens == 800
+    with time_machine.travel(at("2026-04-02 00:00"), tick=False):
+        change = services.subscription_change(subscription_id=subscription.pk, plan_slug="free")
+    # The calendar says 29/30 of $31 ($29.97); 70% of the included tokens unused caps it at $21.70.
+    assert (change.fee_nano, change.credit_nano) == (0, usd("21.70"))
+    assert Grant.objects.get(pk=change.credit_grant_id).amount_nano == usd("21.70")
+    assert available(org_a) == usd("38.00") + usd("21.70")
+
+
+def test_changing_from_monthly_to_annual_starts_a_new_year_long_period_at_the_change(plans, org_a):
+    services.plan_create(
+        slug="annual",
+        name="Annual",
+        fee_nano=usd("300.00"),
+        interval="year",
+        allowances=[AllowanceSpec(included_tokens=12_000, model="gpt-4o")],
+    )
+    fund(org_a, "500.00")
+    with time_machine.travel(MARCH, tick=False):
+        subscription = services.subscription_create(organization_id=org_a.pk, plan_slug="starter")
+    _use(org_a, 400, at("2026-03-10 00:00"))
+    mid = at("2026-03-16 00:00")
+    with time_machine.travel(mid, tick=False):
+        change = services.subscription_change(subscription_id=subscription.pk, plan_slug="annual")
+    # Credit 31 x 16/31 = $16 for the monthly plan (60% of its tokens unused caps it at $18.60, not binding);
+    # the whole annual fee is charged, as a new period begins now.
+    assert (change.kind, change.period_start, change.period_end) == ("change", mid, at("2027-03-16 00:00"))
+    assert (change.fee_nano, change.credit_nano, change.plan_fee_nano) == (usd("300.00"), usd("16.00"), usd("300.00"))
+    assert available(org_a) == usd("500.00") - usd("31.00") - usd("284.00")
+    subscription.refresh_from_db()
+    assert (subscription.billing_anchor, subscription.current_period_start, subscription.current_period_end) == (
+        mid,
+        mid,
+        at("2027-03-16 00:00"),
+    )
+    # The monthly quota closes at the change (its unused tokens are lost); the annual one runs for the year.
+    march = _quota(org_a, MARCH)
+    assert (march.closed_at, march.expired_tokens) == (mid, 600)
+    annual = _quota(org_a, mid)
+    assert (annual.period_end, annual.limit_tokens, annual.used_tokens) == (at("2027-03-16 00:00"), 12_000, 0)
+    assert _use(org_a, 500, at("2026-03-20 00:00")).quota_tokens == 500
