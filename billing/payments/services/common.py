@@ -6,7 +6,6 @@ from typing import Any
 import stripe
 from django.conf import settings
 
-from accounts.ids import is_id_text
 from api.errors import ApplicationError
 from billing.money import MAX_AMOUNT_NANO, AmountError, format_amount, parse_amount
 from billing.payments.errors import PaymentsUnavailable
@@ -66,17 +65,6 @@ def topup_bounds_check(amount_nano: int, *, currency: str, param: str = "amount"
 def topup_amount_clean(value: object, *, currency: str, param: str = "amount") -> int:
     """A top-up amount from a person: a decimal string, whole cents, within the configured bounds."""
     return topup_bounds_check(money_clean(value, param=param), currency=currency, param=param)
-
-
-def id_clean(value: object, *, param: str) -> int:
-    """One of our ids from a request: a positive integer (or its digits). Anything else reads as unknown."""
-    if isinstance(value, bool):
-        raise ApplicationError(f"{param} must be an integer id", param=param)
-    if isinstance(value, str) and is_id_text(value.strip()):
-        value = int(value.strip())
-    if not isinstance(value, int) or value <= 0 or value > 2**63 - 1:
-        raise ApplicationError(f"{param} must be an integer id", param=param)
-    return value
 
 
 def stripe_id_clean(value: object, *, param: str, prefix: str) -> str:

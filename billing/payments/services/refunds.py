@@ -24,7 +24,7 @@ from api.errors import ApplicationError
 from billing.ledger import services as ledger
 from billing.ledger.errors import IdempotencyConflict
 from billing.ledger.models import Grant
-from billing.ledger.services.journal import MAX_KEY_LENGTH
+from billing.ledger.services.journal import key_clean
 from billing.money import format_amount
 from billing.payments.errors import NotFound
 from billing.payments.models import NANO_PER_CENT, Refund, TopUp
@@ -75,21 +75,6 @@ class RefundCreated:
     created: bool
 
 
-def _key_clean(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ApplicationError(
-            "an idempotency key is required: send an Idempotency-Key header so a retried request can never refund "
-            "twice",
-            param="idempotency_key",
-            code="idempotency_key_required",
-        )
-    if len(value.strip()) > MAX_KEY_LENGTH:
-        raise ApplicationError(
-            f"the idempotency key must be at most {MAX_KEY_LENGTH} characters", param="idempotency_key"
-        )
-    return value.strip()
-
-
 def _replay(*, idempotency_key: str, top_up_id: int, amount_nano: int | None) -> Refund | None:
     """The refund an earlier request with this key made, if it asked for the same; a different ask is a conflict."""
     earlier = Refund.objects.filter(idempotency_key=idempotency_key).first()
@@ -115,7 +100,14 @@ def refund_create(
     first refund instead of refunding again; the same key for another top-up or amount is refused (409)."""
     if not isinstance(top_up_id, int) or isinstance(top_up_id, bool):
         raise ApplicationError("top_up_id must be an integer id", param="top_up_id")
-    key = _key_clean(idempotency_key)
+    if not isinstance(idempotency_key, str) or not idempotency_key.strip():
+        raise ApplicationError(
+            "an idempotency key is required: send an Idempotency-Key header so a retried request can never refund "
+            "twice",
+            param="idempotency_key",
+            code="idempotency_key_required",
+        )
+    key = key_clean(idempotency_key.strip())
     amount_nano = None if amount is None or amount == "" else money_clean(amount, param="amount")
     earlier = _replay(idempotency_key=key, top_up_id=top_up_id, amount_nano=amount_nano)
     if earlier is not None:

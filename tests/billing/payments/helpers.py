@@ -1,6 +1,7 @@
 """Test helpers for payments: act as the browser's Stripe.js against localstripe, sign webhooks like Stripe, and
 wait for things that happen asynchronously (localstripe delivers events about a second after the fact)."""
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -15,6 +16,7 @@ from django.db import connections
 from billing.ledger import selectors as ledger_selectors
 from billing.money import parse_amount
 from billing.payments import services
+from billing.payments.errors import PaymentDeclined
 from billing.payments.models import TopUp
 from billing.payments.stripe_client import stripe_client
 
@@ -75,15 +77,27 @@ def deliver(url: str, payload: str | dict[str, Any], **signature_options: Any) -
     return httpx.post(url, content=body.encode(), headers=headers, timeout=30)
 
 
-def pay(org, user, localstripe, amount: str = "20.00") -> TopUp:
-    """A top-up paid at localstripe, its payment_intent.succeeded event processed as the webhook would."""
+def charge(org, user, localstripe, amount: str = "20.00", *, card: str = CARD_OK) -> TopUp:
+    """A top-up charged at localstripe, as it stands after the charge: no webhook has been delivered to us
+    (localstripe sends events nowhere). A declined card leaves the top-up failed; the caller checks its status."""
     started = services.topup_start(organization_id=org.pk, amount=amount, actor=user)
-    setup_intent = browser_confirm_card_setup(localstripe.url, started.setup_intent_client_secret, CARD_OK)
-    services.topup_pay(organization_id=org.pk, top_up_id=started.top_up.pk, setup_intent_id=setup_intent["id"])
-    top_up = TopUp.objects.get(pk=started.top_up.pk)
+    setup_intent = browser_confirm_card_setup(localstripe.url, started.setup_intent_client_secret, card)
+    with contextlib.suppress(PaymentDeclined):
+        services.topup_pay(organization_id=org.pk, top_up_id=started.top_up.pk, setup_intent_id=setup_intent["id"])
+    return TopUp.objects.get(pk=started.top_up.pk)
+
+
+def succeeded_event_json(top_up: TopUp) -> str:
+    """The genuine payment_intent.succeeded event localstripe made for this top-up's payment, as JSON."""
     events = stripe_client().v1.events.list(params={"type": "payment_intent.succeeded", "limit": 100})
     event = next(e for e in events.data if e.data.object.id == top_up.stripe_payment_intent_id)
-    payload = json.dumps(event.to_dict())
+    return json.dumps(event.to_dict())
+
+
+def pay(org, user, localstripe, amount: str = "20.00") -> TopUp:
+    """A top-up paid at localstripe, its payment_intent.succeeded event processed as the webhook would."""
+    top_up = charge(org, user, localstripe, amount)
+    payload = succeeded_event_json(top_up)
     stored = services.stripe_event_receive(payload=payload.encode(), signature=stripe_signature(payload))
     services.stripe_event_process(stripe_event_id=stored.pk)
     top_up.refresh_from_db()

@@ -145,72 +145,53 @@ def test_the_in_flight_constraint_holds_without_the_lock(org_a):
         TopUp.objects.create(organization=org_a, kind="auto", status="pending", amount_nano=usd("20"))
 
 
-def test_the_daily_cap_is_respected(org_a, alice, localstripe, eager_celery):
-    save_card(org_a, alice, localstripe)
-    fund(org_a, "100.00")
-    enable(org_a, alice, cap="40.00")
-    for n, status in enumerate(["succeeded", "succeeded", "failed"]):
-        TopUp.objects.create(
-            organization=org_a,
-            kind="auto",
-            status=status,
-            amount_nano=usd("20"),
-            stripe_payment_intent_id=f"pi_earlier_{n}",
-            grant_id=None if status == "failed" else 10_000 + n,
-            succeeded_at=timezone.now() if status == "succeeded" else None,
-        )
-    ledger.wallet_debit(organization_id=org_a.pk, amount_nano=usd("99"), idempotency_key="d", actor="t")
-    assert services.auto_topup_charge(organization_id=org_a.pk) is None  # $40 today already (failed ones took nothing)
-    assert automatic(org_a).count() == 3
-    page = Client()
-    page.force_login(alice)
-    assert "cap is reached" in page.get("/billing/auto-top-up/").content.decode()
+def earlier_topup(org, status: str, amount: str = "20", *, kind: str = "auto") -> TopUp:
+    """A top-up made earlier today; one that succeeded has its payment and its grant."""
+    n = TopUp.objects.count()
+    paid = status == "succeeded"
+    return TopUp.objects.create(
+        organization=org,
+        kind=kind,
+        status=status,
+        amount_nano=usd(amount),
+        stripe_payment_intent_id=f"pi_earlier_{n}" if paid else None,
+        grant_id=10_000 + n if paid else None,
+        succeeded_at=timezone.now() if paid else None,
+    )
 
 
-def test_failed_charges_leave_room_under_the_daily_cap(org_a, alice, localstripe):
-    # $40 succeeded and $20 failed today: with a $60 cap one more $20 charge still fits, exactly.
+@pytest.mark.parametrize(("cap", "expect_charge"), [("40.00", False), ("60.00", True)])
+def test_the_daily_cap_counts_what_succeeded_today(org_a, alice, localstripe, eager_celery, cap, expect_charge):
+    # $40 succeeded and $20 failed today. A $40 cap is reached; with a $60 cap one more $20 charge still fits,
+    # exactly, because failed ones took nothing.
     save_card(org_a, alice, localstripe)
     fund(org_a, "100.00")
-    enable(org_a, alice, cap="60.00")
-    for n, status in enumerate(["succeeded", "succeeded", "failed"]):
-        TopUp.objects.create(
-            organization=org_a,
-            kind="auto",
-            status=status,
-            amount_nano=usd("20"),
-            stripe_payment_intent_id=f"pi_earlier_{n}",
-            grant_id=None if status == "failed" else 10_000 + n,
-            succeeded_at=timezone.now() if status == "succeeded" else None,
-        )
+    enable(org_a, alice, cap=cap)
+    for status in ["succeeded", "succeeded", "failed"]:
+        earlier_topup(org_a, status)
     page = Client()
     page.force_login(alice)
-    assert "cap is reached" not in page.get("/billing/auto-top-up/").content.decode()  # the page agrees
+    assert (
+        "cap is reached" in page.get("/billing/auto-top-up/").content.decode()
+    ) is not expect_charge  # the page agrees
     ledger.wallet_debit(organization_id=org_a.pk, amount_nano=usd("99"), idempotency_key="d", actor="t")
     top_up = services.auto_topup_charge(organization_id=org_a.pk)
-    assert top_up is not None and top_up.amount_nano == usd("20")
-    assert automatic(org_a).count() == 4
+    if expect_charge:
+        assert top_up is not None and top_up.amount_nano == usd("20")
+        assert automatic(org_a).count() == 4
+    else:
+        assert top_up is None
+        assert automatic(org_a).count() == 3
     assert "cap is reached" in page.get("/billing/auto-top-up/").content.decode()
 
 
 def test_what_counts_against_the_daily_cap(org_a, org_b):
-    def create(status: str, amount: str, *, org=org_a, kind: str = "auto") -> TopUp:
-        paid = status == "succeeded"
-        return TopUp.objects.create(
-            organization=org,
-            kind=kind,
-            status=status,
-            amount_nano=usd(amount),
-            stripe_payment_intent_id=f"pi_{TopUp.objects.count()}" if paid else None,
-            grant_id=10_000 + TopUp.objects.count() if paid else None,
-            succeeded_at=timezone.now() if paid else None,
-        )
-
-    create("succeeded", "20")
-    create("processing", "5")  # in flight: it may still take the money
-    create("failed", "7")
-    create("succeeded", "13", kind="manual")
-    create("succeeded", "17", org=org_b)
-    yesterday = create("succeeded", "11")
+    earlier_topup(org_a, "succeeded", "20")
+    earlier_topup(org_a, "processing", "5")  # in flight: it may still take the money
+    earlier_topup(org_a, "failed", "7")
+    earlier_topup(org_a, "succeeded", "13", kind="manual")
+    earlier_topup(org_b, "succeeded", "17")
+    yesterday = earlier_topup(org_a, "succeeded", "11")
     TopUp.objects.filter(pk=yesterday.pk).update(created_at=timezone.now() - timedelta(days=1))
     assert auto_topup_module.auto_topup_spent_today(organization_id=org_a.pk) == usd("25")
 

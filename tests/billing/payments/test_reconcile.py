@@ -1,8 +1,6 @@
 """Top-ups whose webhook was lost: the beat task asks Stripe (localstripe) how each PaymentIntent stands and settles
 the top-up through the webhook's own handlers, so the sweep and a late webhook credit once between them."""
 
-import contextlib
-import json
 from datetime import timedelta
 
 import pytest
@@ -11,29 +9,19 @@ from django.utils import timezone
 
 from billing.ledger.models import Grant
 from billing.payments import services, tasks
-from billing.payments.errors import PaymentDeclined
 from billing.payments.models import TopUp
 from billing.payments.stripe_client import stripe_client
 from tests.billing.payments.helpers import (
     CARD_DECLINED_AT_CHARGE,
     CARD_NEEDS_AUTHENTICATION,
-    CARD_OK,
     available,
-    browser_confirm_card_setup,
+    charge,
     deliver,
+    succeeded_event_json,
     usd,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _charged(localstripe, org, user, *, card: str = CARD_OK, amount: str = "20.00") -> TopUp:
-    """A top-up charged at localstripe whose webhook never arrives (localstripe sends events nowhere)."""
-    started = services.topup_start(organization_id=org.pk, amount=amount, actor=user)
-    setup_intent = browser_confirm_card_setup(localstripe.url, started.setup_intent_client_secret, card)
-    with contextlib.suppress(PaymentDeclined):
-        services.topup_pay(organization_id=org.pk, top_up_id=started.top_up.pk, setup_intent_id=setup_intent["id"])
-    return TopUp.objects.get(pk=started.top_up.pk)
 
 
 def _age(top_up: TopUp, *, status: str = "processing", seconds: int = 3600) -> None:
@@ -47,7 +35,7 @@ def test_the_beat_schedule_runs_the_sweep():
 
 
 def test_a_paid_top_up_whose_webhook_was_lost_is_credited_once(localstripe, live_url, org_a, alice, eager_celery):
-    top_up = _charged(localstripe, org_a, alice)
+    top_up = charge(org_a, alice, localstripe)
     assert top_up.status == "processing" and top_up.stripe_payment_intent_id
     _age(top_up)
 
@@ -59,16 +47,14 @@ def test_a_paid_top_up_whose_webhook_was_lost_is_credited_once(localstripe, live
 
     # The next run finds nothing; the webhook arriving late credits nothing more.
     assert services.topups_reconcile()["checked"] == 0
-    events = stripe_client().v1.events.list(params={"type": "payment_intent.succeeded", "limit": 100})
-    event = next(e for e in events.data if e.data.object.id == top_up.stripe_payment_intent_id)
-    response = deliver(f"{live_url}/stripe/webhook/", json.dumps(event.to_dict()))
+    response = deliver(f"{live_url}/stripe/webhook/", succeeded_event_json(top_up))
     assert response.status_code == 200
     assert available(org_a.pk) == usd("20")
     assert Grant.objects.filter(source_ref=top_up.stripe_payment_intent_id).count() == 1
 
 
 def test_a_recent_top_up_is_left_to_its_webhook(localstripe, org_a, alice):
-    top_up = _charged(localstripe, org_a, alice)
+    top_up = charge(org_a, alice, localstripe)
     assert services.topups_reconcile()["checked"] == 0
     # Older than the setting: it is settled.
     assert services.topups_reconcile(older_than_seconds=0)["settled"] == 1
@@ -78,7 +64,7 @@ def test_a_recent_top_up_is_left_to_its_webhook(localstripe, org_a, alice):
 
 
 def test_a_declined_top_up_whose_answer_was_lost_is_marked_failed(localstripe, org_a, alice):
-    top_up = _charged(localstripe, org_a, alice, card=CARD_DECLINED_AT_CHARGE)
+    top_up = charge(org_a, alice, localstripe, card=CARD_DECLINED_AT_CHARGE)
     assert top_up.status == "failed" and top_up.stripe_payment_intent_id
     # As if neither the confirmation's answer nor the webhook had come back.
     TopUp.objects.filter(pk=top_up.pk).update(failure_message="", failure_code="")
@@ -91,7 +77,7 @@ def test_a_declined_top_up_whose_answer_was_lost_is_marked_failed(localstripe, o
 
 
 def test_a_payment_intent_that_does_not_match_its_top_up_is_not_credited(localstripe, org_a, alice):
-    top_up = _charged(localstripe, org_a, alice)
+    top_up = charge(org_a, alice, localstripe)
     # Our record says 25.00; Stripe charged 20.00: nothing is credited on a guess, the top-up stays in flight.
     TopUp.objects.filter(pk=top_up.pk).update(amount_nano=usd("25"))
     _age(top_up)
@@ -102,7 +88,7 @@ def test_a_payment_intent_that_does_not_match_its_top_up_is_not_credited(localst
 
 
 def test_every_stuck_top_up_is_checked_not_only_a_first_page(localstripe, org_a, alice):
-    top_ups = [_charged(localstripe, org_a, alice, amount="5.00") for _ in range(3)]
+    top_ups = [charge(org_a, alice, localstripe, amount="5.00") for _ in range(3)]
     for top_up in top_ups:
         _age(top_up)
     assert services.topups_reconcile()["settled"] == 3
@@ -118,7 +104,7 @@ def test_pending_top_ups_without_a_charge_are_not_touched(localstripe, org_a, al
 
 
 def test_a_top_up_whose_authentication_was_never_finished_is_canceled_after_a_day(localstripe, org_a, alice):
-    top_up = _charged(localstripe, org_a, alice, card=CARD_NEEDS_AUTHENTICATION)
+    top_up = charge(org_a, alice, localstripe, card=CARD_NEEDS_AUTHENTICATION)
     assert top_up.status == "requires_action"
     # Within the day: still the customer's to finish.
     _age(top_up, status="requires_action")

@@ -12,13 +12,14 @@ from django.conf import settings
 from billing.ledger.models import Grant
 from billing.payments import services
 from billing.payments.models import StripeEvent, TopUp
-from billing.payments.stripe_client import stripe_client
 from tests.billing.payments.helpers import (
     CARD_OK,
     available,
     browser_confirm_card_setup,
+    charge,
     deliver,
     stripe_signature,
+    succeeded_event_json,
     usd,
     wait_for,
 )
@@ -34,15 +35,8 @@ def webhook_url(live_url: str) -> str:
 @pytest.fixture
 def succeeded_event(org_a, alice, localstripe) -> tuple[TopUp, str]:
     """A real top-up paid at localstripe whose webhook was not delivered to us: (top-up, the genuine event JSON)."""
-    started = services.topup_start(organization_id=org_a.pk, amount="20.00", actor=alice)
-    setup_intent = browser_confirm_card_setup(localstripe.url, started.setup_intent_client_secret, CARD_OK)
-    charged = services.topup_pay(
-        organization_id=org_a.pk, top_up_id=started.top_up.pk, setup_intent_id=setup_intent["id"]
-    )
-    top_up = TopUp.objects.get(pk=charged.top_up.pk)
-    events = stripe_client().v1.events.list(params={"type": "payment_intent.succeeded", "limit": 100})
-    event = next(e for e in events.data if e.data.object.id == top_up.stripe_payment_intent_id)
-    return top_up, json.dumps(event.to_dict())
+    top_up = charge(org_a, alice, localstripe)
+    return top_up, succeeded_event_json(top_up)
 
 
 def test_the_genuine_event_grants_the_credit(webhook_url, succeeded_event, org_a):
