@@ -1,6 +1,7 @@
 """The life of one metered call, shared by chat completions and embeddings:
 
-admit (rate limits) -> hold (credit, key spend limit) -> forward -> measure -> settle -> answer with headers.
+admit (rate limits) -> hold (credit, key spend limit) -> forward -> measure -> settle -> answer with headers
+(admission and hold at once when the rate limits have room: admit_and_hold).
 
 A `Call` carries what the steps share. Money steps live in api.gateway.metering; this module turns their
 outcomes into OpenAI-shaped errors (402 naming the affordable max_tokens, 429 with x-ratelimit-* headers) and the
@@ -76,6 +77,11 @@ class Call:
     @property
     def output_allowance(self) -> int:
         return self.max_tokens * self.n
+
+    @property
+    def tokens(self) -> int:
+        """What the call counts against the tokens-per-minute limits: its prompt and the most it may write."""
+        return self.prompt_tokens + self.output_allowance
 
     def latency_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
@@ -188,11 +194,31 @@ def usage_of(call: Call, measured: Measured) -> rating.Usage:
 # --- admission and hold ---------------------------------------------------------------------------------------
 
 
+async def admit_and_hold(call: Call) -> None:
+    """The rate limits (429), then the hold (402).
+
+    When the rate limits this process last heard of had plenty of room for the call (ratelimit.roomy), both are
+    asked at once, so the call waits on Redis and PostgreSQL together rather than one after the other. A call the
+    rate limits refuse after all then has its hold withdrawn as soon as it is placed, and gets the same 429; its
+    refusal tells this process the limits are near, so the key's next calls ask in turn until there is room again.
+    """
+    if not ratelimit.roomy(key=call.key, context=call.context, tokens=call.tokens):
+        await admit(call)
+        await hold(call)
+        return
+    placing = _hold_start(call)
+    try:
+        await admit(call)
+    except BaseException as exc:
+        left = isinstance(exc, asyncio.CancelledError)
+        placing.add_done_callback(lambda done: _release_unwanted(call, done, client_left=left))
+        raise
+    await _hold_finish(call, placing)
+
+
 async def admit(call: Call) -> None:
     """Rate limits; GatewayError 429 with Retry-After and x-ratelimit-* headers when over them."""
-    admission = await ratelimit.admit(
-        key=call.key, context=call.context, tokens=call.prompt_tokens + call.output_allowance
-    )
+    admission = await ratelimit.admit(key=call.key, context=call.context, tokens=call.tokens)
     call.admission = admission
     call.headers.update(admission.headers)
     if not admission.admitted:
@@ -238,10 +264,15 @@ def _short_of_credit(call: Call, budget_nano: int, *, what: str) -> str:
 async def hold(call: Call) -> None:
     """Reserve the call's hold; GatewayError 402 if the credit or the key's spend limit does not cover it (the
     rate-limit tokens the call was admitted with are then given back)."""
+    await _hold_finish(call, _hold_start(call))
+
+
+def _hold_start(call: Call) -> "asyncio.Task[metering.Ticket]":
+    """Start placing the call's hold, in a task of its own: a client that leaves cannot cancel it half-way."""
     # The hold must outlive the call, or the sweeper would return it before the settle (which would then find it
     # closed and charge nothing): it is sized on the call's total time limit, not on the route's read timeout.
     ttl = min(settings.GATEWAY_MAX_CALL_SECONDS + settings.GATEWAY_HOLD_MARGIN_SECONDS, MAX_TTL_SECONDS)
-    task = metering.background(
+    return metering.background(
         metering.hold_open(
             key=call.key,
             request_id=call.request_id,
@@ -251,6 +282,9 @@ async def hold(call: Call) -> None:
             at=call.at,
         )
     )
+
+
+async def _hold_finish(call: Call, task: "asyncio.Task[metering.Ticket]") -> None:
     try:
         call.ticket = await asyncio.shield(task)
     except (metering.CreditShort, spend.KeyLimitShort) as exc:
@@ -287,6 +321,16 @@ def _release_abandoned(call: Call, done: "asyncio.Task[metering.Ticket]") -> Non
         return
     call.ticket = done.result()
     metering.background(metering.hold_cancel(call.ticket, row=call.row(UsageStatus.CLIENT_DISCONNECTED)))
+
+
+def _release_unwanted(call: Call, done: "asyncio.Task[metering.Ticket]", *, client_left: bool) -> None:
+    """The hold placed beside an admission that did not let the call through: released once placed."""
+    if client_left:
+        _release_abandoned(call, done)  # recorded, as when the client leaves during a hold
+    elif not done.cancelled() and done.exception() is None:  # a refused hold has nothing to give back
+        ticket = done.result()
+        reason = f"{call.endpoint} {call.model.slug} rate limited"
+        metering.background(metering.hold_withdraw(ticket, actor=f"key:{call.key.id}", reason=reason))
 
 
 def release_on_error(call: Call) -> None:

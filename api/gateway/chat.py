@@ -152,10 +152,9 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     call.prompt_tokens = await calls.counted(body_bytes, prompt_tokens, chat, body, call.model.encoding)
     _limits_check(call, chat)
     call.hold_nano = hold_size(call)
-    await calls.admit(call)
     calls.prepare_route(call, await upstreams.route_get(call.model.slug))
     forward = _forward_body(body, chat, call)
-    await calls.hold(call)
+    await calls.admit_and_hold(call)
     try:
         if chat.stream:
             return await streaming.stream(call, chat, forward)

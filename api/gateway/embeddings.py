@@ -75,13 +75,12 @@ async def embeddings(request: HttpRequest) -> HttpResponseBase:
             )
     call.prompt_tokens = sum(counts)
     call.hold_nano = hold_size(call, counts)
-    await calls.admit(call)
     calls.prepare_route(call, await upstreams.route_get(call.model.slug))
     assert call.route is not None
     forward = dict(body) | {"model": call.route.upstream_model}
     # Embeddings are priced at the default tier, and OpenAI's embeddings endpoint knows no service_tier.
     forward.pop("service_tier", None)
-    await calls.hold(call)
+    await calls.admit_and_hold(call)
     answer = await calls.upstream_answer(call, _answer(call, forward))
     try:
         measured = calls.measure(

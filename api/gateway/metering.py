@@ -182,6 +182,35 @@ async def hold_cancel(ticket: Ticket, *, row: UsageRow) -> Charge:
     return await settle(ticket=ticket, context=None, usage=None, row=row, at=None)
 
 
+async def hold_withdraw(ticket: Ticket, *, actor: str, reason: str) -> None:
+    """Release a hold whose request was refused before it started (rate limited while its hold was being placed):
+    its credit and its claim on the key's spend limit come back, and no usage record is written, as for any
+    refused request. Runs to completion even if the caller is cancelled."""
+    if ticket.hold_id is not None:
+        await shielded(_withdraw(ticket, actor=actor, reason=reason))
+
+
+async def _withdraw(ticket: Ticket, *, actor: str, reason: str) -> None:
+    assert ticket.hold_id is not None
+    unclaim = spend.settle_params(request_id=ticket.request_id, captured_nano=0)
+    if _use_pg():
+        pool = await _pool()
+        async with pool.connection() as conn:
+            also = [(spend.SETTLE, unclaim)] if ticket.claim is not None else []
+            await ledger.ahold_settle(
+                conn, hold_id=ticket.hold_id, status="released", captured_nano=0, actor=actor, reason=reason, also=also
+            )
+    else:
+        await orm_call(_withdraw_orm, ticket.hold_id, unclaim if ticket.claim is not None else None, actor, reason)
+
+
+def _withdraw_orm(hold_id: int, unclaim: dict[str, Any] | None, actor: str, reason: str) -> None:
+    with transaction.atomic():
+        ledger.hold_release(hold_id=hold_id, actor=actor, reason=reason)
+        if unclaim is not None:
+            spend.settle(request_id=unclaim["request_id"], captured_nano=0)
+
+
 # --- settle -------------------------------------------------------------------------------------------------------
 
 

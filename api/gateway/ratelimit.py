@@ -240,6 +240,47 @@ async def redis_close() -> None:
 
 def local_reset() -> None:
     _local.levels.clear()
+    _seen.clear()
+
+
+# What this process last heard from Redis of each bucket: {bucket key: (level, time.monotonic())}. It only
+# decides whether a call may ask for its admission and its hold at once (`roomy`); Redis alone admits.
+_seen: dict[str, tuple[float, float]] = {}
+SEEN_MAX_ENTRIES = 50_000
+# A bucket has room for a call when it was last seen, at most a minute ago, holding ROOM times the call's cost
+# (counting what it refilled since): other processes draw on it too, so a small margin would be often wrong.
+ROOM = 4
+SEEN_SECONDS = 60.0
+
+
+def _see(buckets: list[Bucket], levels: list[int]) -> None:
+    if len(_seen) >= SEEN_MAX_ENTRIES:
+        _seen.clear()
+    now = time.monotonic()
+    for bucket, level in zip(buckets, levels, strict=True):
+        _seen[bucket.key] = (float(level), now)
+
+
+def _has_room(bucket: Bucket, now: float) -> bool:
+    seen = _seen.get(bucket.key)
+    if seen is None or now - seen[1] > SEEN_SECONDS:
+        return False
+    level = min(float(bucket.capacity), seen[0] + (now - seen[1]) * bucket.capacity / 60)
+    return level >= ROOM * bucket.cost
+
+
+def roomy(*, key: AuthenticatedKey, context: PricingContext, tokens: int) -> bool:
+    """Whether the buckets a call of `tokens` draws on had plenty of room when this process last heard of them
+    (never for buckets it has not heard of lately, nor without Redis, where admission waits on nothing)."""
+    if not settings.REDIS_URL:
+        return False
+    buckets, reserved, fallback = buckets_for(key=key, context=context, tokens=tokens)
+    now = time.monotonic()
+    pair = {reserved - 1, fallback - 1} if reserved else set()
+    if not all(_has_room(bucket, now) for i, bucket in enumerate(buckets) if i not in pair):
+        return False
+    # The reserved bucket pays when it can, else the shared one it stands in for: either will do.
+    return not reserved or _has_room(buckets[reserved - 1], now) or _has_room(buckets[fallback - 1], now)
 
 
 def _too_large(buckets: list[Bucket], reserved: int, fallback: int, tokens: int) -> int | None:
@@ -277,6 +318,7 @@ async def admit(*, key: AuthenticatedKey, context: PricingContext, tokens: int) 
         except (aioredis.RedisError, OSError) as exc:
             logger.warning("rate limits not checked, Redis failed: %s", exc)
             return Admission(True, {})
+        _see(buckets, result[2:])
     admitted, wait_ms, levels = result[0], result[1], result[2:]
     used_reserved = admitted == 1 and wait_ms == -1
     skipped = {fallback - 1} if used_reserved else ({reserved - 1} if reserved else set())

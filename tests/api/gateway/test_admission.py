@@ -1,0 +1,180 @@
+"""Admission and hold asked at once: when this process last saw plenty of room in a call's rate limits, the call
+asks Redis and PostgreSQL together. A call the limits refuse after all gets the same 429 as ever, and everything
+its hold took comes back: credit, the key's spend claim, no usage record."""
+
+import asyncio
+import secrets
+import time
+
+import openai
+import pytest
+import redis
+from django.conf import settings as django_settings
+
+from accounts.services import apikey_create
+from api.gateway import ratelimit
+from api.models import KeySpend, KeySpendHold
+from billing.ledger.models import Hold
+from billing.pricing import rating
+from billing.usage.models import UsageRecord
+from tests.api.gateway.conftest import MODEL, balances, reconciled, usd, wait_for
+
+MESSAGES = [{"role": "user", "content": "Hello there"}]
+
+
+def drain(bucket_key: str) -> None:
+    """Empty a bucket in Redis, as other processes' calls would (the scripts read Redis's own clock)."""
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    seconds, micros = client.time()
+    client.hset(bucket_key, mapping={"l": "0", "t": str(seconds * 1000 + micros // 1000)})
+    client.close()
+
+
+@pytest.mark.usefixtures("standin")
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_call_refused_while_its_hold_was_placed_gets_everything_back(live_url, funded, org_a, settings, stream):
+    settings.GATEWAY_ORG_REQUESTS_PER_MINUTE = 10
+    limited, secret = apikey_create(
+        organization_id=org_a.pk, name="capped", spend_limit_nano=usd("5"), spend_limit_period="day"
+    )
+    client = openai.OpenAI(base_url=f"{live_url}/v1", api_key=secret, max_retries=0, timeout=30)
+    answer = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5, stream=stream)
+    if stream:
+        list(answer)
+    wait_for(lambda: UsageRecord.objects.count() == 1 and balances(funded)[1] == 0)
+    after_first = balances(funded)
+    charged = UsageRecord.objects.get().charge_nano
+    assert charged > 0
+    # The first admission saw 9 requests left; other processes then use up the organization's minute.
+    drain(f"rl:o:{org_a.pk}:r")
+
+    with pytest.raises(openai.RateLimitError) as caught:
+        answer = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5, stream=stream)
+    assert caught.value.code == "rate_limit_exceeded"
+    assert int(caught.value.response.headers["retry-after"]) >= 1
+    # Its hold was placed beside the admission, then withdrawn: the wallet, the key's limit and the journal are
+    # as they were after the first call, and the refused call left no usage record.
+    wait_for(lambda: not Hold.objects.filter(status="open").exists())
+    assert [hold.status for hold in Hold.objects.order_by("id")] == ["captured", "released"]
+    assert balances(funded) == after_first
+    spend = KeySpend.objects.get(api_key=limited)
+    assert (spend.spent_nano, spend.held_nano) == (charged, 0)
+    assert not KeySpendHold.objects.exists()
+    assert UsageRecord.objects.count() == 1
+    assert reconciled(funded) == []
+
+    # The refusal told this process the limit is reached: the next call asks for admission first, and places
+    # no hold at all.
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5, stream=stream)
+    time.sleep(0.5)  # a hold placed beside the admission would land moments after the 429
+    assert Hold.objects.count() == 2
+
+
+@pytest.mark.usefixtures("standin")
+def test_a_burst_refused_after_its_holds_were_placed_moves_no_money(live_url, funded, org_a, secret, settings):
+    settings.GATEWAY_ORG_REQUESTS_PER_MINUTE = 10
+    client = openai.AsyncOpenAI(base_url=f"{live_url}/v1", api_key=secret, max_retries=0, timeout=60)
+
+    async def burst() -> list[int]:
+        await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5)
+        drain(f"rl:o:{org_a.pk}:r")
+
+        async def one() -> int:
+            try:
+                await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5)
+            except openai.APIStatusError as exc:
+                return exc.status_code
+            return 200
+
+        try:
+            return await asyncio.gather(*(one() for _ in range(30)))
+        finally:
+            await client.close()
+
+    statuses = asyncio.run(burst())
+    assert statuses == [429] * 30
+    wait_for(lambda: not Hold.objects.filter(status="open").exists())
+    assert UsageRecord.objects.count() == 1
+    captured = Hold.objects.filter(status="captured").get()
+    # Every hold placed beside a refused admission was withdrawn whole.
+    assert set(Hold.objects.exclude(pk=captured.pk).values_list("status", flat=True)) <= {"released"}
+    assert balances(funded) == (usd("10") - captured.captured_nano, 0)
+    assert reconciled(funded) == []
+
+
+class _Key:
+    def __init__(self) -> None:
+        self.id = secrets.randbelow(10**9) + 10**9
+
+
+def _context(organization_id: int, **limits: int) -> rating.PricingContext:
+    return rating.PricingContext(
+        organization_id=organization_id,
+        model_slug=MODEL,
+        model_group="open-weight",
+        currency="USD",
+        prices=rating.Prices(None, 1, 1, 1),
+        **limits,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.django_db
+async def test_room_is_judged_from_what_redis_last_said(settings):
+    assert settings.REDIS_URL  # real Redis
+    ratelimit.local_reset()
+    key = _Key()
+    context = _context(secrets.randbelow(10**9) + 10**9, requests_per_minute=100, tokens_per_minute=10_000)
+    try:
+        # Buckets this process has not heard of: no guess.
+        assert not ratelimit.roomy(key=key, context=context, tokens=100)  # type: ignore[arg-type]
+        assert (await ratelimit.admit(key=key, context=context, tokens=100)).admitted  # type: ignore[arg-type]
+        assert ratelimit.roomy(key=key, context=context, tokens=100)  # type: ignore[arg-type]
+        # Room for four such calls is needed: 9,900 tokens are left, a call of 2,500 is too big a share.
+        assert ratelimit.roomy(key=key, context=context, tokens=2_400)  # type: ignore[arg-type]
+        assert not ratelimit.roomy(key=key, context=context, tokens=2_500)  # type: ignore[arg-type]
+        # What was heard more than a minute ago is not trusted.
+        for bucket_key, (level, at) in list(ratelimit._seen.items()):
+            ratelimit._seen[bucket_key] = (level, at - ratelimit.SEEN_SECONDS - 1)
+        assert not ratelimit.roomy(key=key, context=context, tokens=100)  # type: ignore[arg-type]
+        # A refusal says the bucket is empty.
+        assert (await ratelimit.admit(key=key, context=context, tokens=100)).admitted  # type: ignore[arg-type]
+        drain(f"rl:o:{context.organization_id}:r")
+        assert not (await ratelimit.admit(key=key, context=context, tokens=100)).admitted  # type: ignore[arg-type]
+        assert not ratelimit.roomy(key=key, context=context, tokens=100)  # type: ignore[arg-type]
+        # It refills at the limit's pace: a tenth of the minute's requests after six seconds.
+        for bucket_key, (level, at) in list(ratelimit._seen.items()):
+            ratelimit._seen[bucket_key] = (level, at - 6)
+        assert ratelimit.roomy(key=key, context=context, tokens=100)  # type: ignore[arg-type]
+    finally:
+        await ratelimit.redis_close()
+        ratelimit.local_reset()
+
+
+@pytest.mark.django_db
+async def test_reserved_throughput_or_the_shared_limit_either_gives_room(settings):
+    ratelimit.local_reset()
+    key = _Key()
+    organization = secrets.randbelow(10**9) + 10**9
+    context = _context(organization, requests_per_minute=100, tokens_per_minute=10_000, reserved_tokens_per_minute=1000)
+    try:
+        assert (await ratelimit.admit(key=key, context=context, tokens=100)).admitted  # type: ignore[arg-type]
+        # The reserved bucket (900 left) has no room for four calls of 500, the shared one (10,000) has.
+        assert ratelimit.roomy(key=key, context=context, tokens=500)  # type: ignore[arg-type]
+        drain(f"rl:o:{organization}:t")
+        assert (await ratelimit.admit(key=key, context=context, tokens=100)).admitted  # type: ignore[arg-type]
+        assert not ratelimit.roomy(key=key, context=context, tokens=500)  # type: ignore[arg-type]
+        assert ratelimit.roomy(key=key, context=context, tokens=100)  # type: ignore[arg-type]
+    finally:
+        await ratelimit.redis_close()
+        ratelimit.local_reset()
+
+
+@pytest.mark.django_db
+async def test_without_redis_admission_is_never_asked_beside_the_hold(settings):
+    settings.REDIS_URL = ""
+    ratelimit.local_reset()
+    key = _Key()
+    context = _context(secrets.randbelow(10**9) + 10**9, requests_per_minute=100, tokens_per_minute=10_000)
+    assert (await ratelimit.admit(key=key, context=context, tokens=100)).admitted  # type: ignore[arg-type]
+    assert not ratelimit.roomy(key=key, context=context, tokens=100)  # type: ignore[arg-type]
