@@ -6,9 +6,10 @@ than the hold), releases the rest, writes the request's usage record and moves t
 transaction, or releases everything when the upstream failed.
 
 On PostgreSQL each step is one round trip on the async pool (config.pg): `ahold_place` alone, or a pipeline of
-the hold and the key's claim; `ahold_settle` with the usage record and the key's correction as `also`. When
-rating needs period-to-date state (plan quotas, commitments, tiers) it runs in that same transaction
-(`ausage_rate`) before the settle. Elsewhere (SQLite: the quickstart) the same steps run through the ORM.
+the hold and the key's claim; `ahold_settle` with the usage record `attached` to its statement and the key's
+correction as `also`. When rating needs period-to-date state (plan quotas, commitments, tiers) it runs in that
+same transaction (`ausage_rate`) before the settle. Elsewhere (SQLite: the quickstart) the same steps run
+through the ORM.
 
 Settles run in their own task: a client that disconnects cancels its request, never the settle.
 """
@@ -292,10 +293,9 @@ async def _settle(
 
 
 def _also(row: UsageRow, ticket: Ticket) -> list[tuple[str, dict[str, Any]]]:
-    also = [(usage_services.USAGE_INSERT, usage_services.usage_insert_params(row))]
-    if ticket.claim is not None:
-        also.append((spend.SETTLE, spend.settle_params(request_id=ticket.request_id, captured_nano=row.charge_nano)))
-    return also
+    if ticket.claim is None:
+        return []
+    return [(spend.SETTLE, spend.settle_params(request_id=ticket.request_id, captured_nano=row.charge_nano))]
 
 
 async def _settle_pg(
@@ -340,6 +340,7 @@ async def _capture_pg(conn: psycopg.AsyncConnection[Any], ticket: Ticket, row: U
         captured_nano=row.charge_nano,
         actor=actor,
         reason=reason,
+        attached=(usage_services.USAGE_INSERT, usage_services.usage_insert_params(row)),
         also=_also(row, ticket),
     )
     return Charge(row.charge_nano, settled.available_nano, row)

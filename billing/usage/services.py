@@ -1,8 +1,8 @@
 """Writes of usage records: one row per metered request (gateway call or reported usage event).
 
-The gateway writes its record in the transaction that settles the request's ledger hold, as one more statement
-of that transaction (`USAGE_INSERT` with `usage_insert_params`, passed to ledger.services.ahold_settle's
-`also`); the ORM path (`usage_record_create`) does the same inside a Django transaction.
+The gateway writes its record in the transaction that settles the request's ledger hold, as part of the settle's
+own statement (`USAGE_INSERT` with `usage_insert_params`, passed to ledger.services.ahold_settle's
+`attached`); the ORM path (`usage_record_create`) does the same inside a Django transaction.
 """
 
 from dataclasses import asdict, dataclass, field, fields

@@ -68,6 +68,12 @@ async def ahold_place(
     return placed(row, params)
 
 
+def _with_attached(statement: str) -> str:
+    """The settle with `statement` as a data-modifying WITH of it; `statement`'s parameters are renamed
+    (attached_...) so that they cannot meet the settle's."""
+    return f"WITH attached AS ({statement.replace('%(', '%(attached_')}) {sql.HOLD_SETTLE}"
+
+
 async def ahold_settle(
     conn: psycopg.AsyncConnection[Any],
     *,
@@ -76,26 +82,34 @@ async def ahold_settle(
     captured_nano: int,
     actor: str,
     reason: str = "",
+    attached: tuple[str, Mapping[str, Any]] | None = None,
     also: Sequence[tuple[str, Mapping[str, Any]]] = (),
 ) -> HoldSettled:
     """Capture (status "captured"), release or expire a hold: one statement, one round trip.
 
-    `also` are statements to run in the same transaction after the settle (the gateway's usage record, the key's
-    spend counter). They are sent in one pipeline with the settle and no transaction block, so they form one
-    implicit transaction that ends at the pipeline's single sync: all land, or none. `conn` must be in autocommit
-    mode. A settle that finds the hold not open writes nothing and returns the first settle's result (or raises
-    HoldNotOpen), like the synchronous functions; inside a transaction of the caller's (the statements then join
-    it), it raises HoldNotOpen and the caller rolls back.
+    `attached` is one more write (an INSERT, UPDATE or DELETE without a WITH of its own: the gateway's usage
+    record) made by the settle's own statement, as a data-modifying WITH: PostgreSQL runs it once the settle has
+    succeeded, and a settle that fails (the hold is not open) makes none of it. It costs less than a statement of
+    its own. `also` are statements to run in the same transaction after the settle (the key's spend counter). They
+    are sent in one pipeline with the settle and no transaction block, so they form one implicit transaction that
+    ends at the pipeline's single sync: all land, or none. `conn` must be in autocommit mode. A settle that finds
+    the hold not open writes nothing and returns the first settle's result (or raises HoldNotOpen), like the
+    synchronous functions; inside a transaction of the caller's (the statements then join it), it raises
+    HoldNotOpen and the caller rolls back.
     """
     params = settle_params(hold_id=hold_id, status=status, captured_nano=captured_nano, actor=actor, reason=reason)
+    statement = sql.HOLD_SETTLE
+    if attached is not None:
+        statement = _with_attached(attached[0])
+        params = params | {f"attached_{name}": value for name, value in attached[1].items()}
     try:
         if also:
             async with conn.pipeline():
-                cursor = await conn.execute(sql.HOLD_SETTLE, params)
+                cursor = await conn.execute(statement, params)
                 for statement, statement_params in also:
                     await conn.execute(statement, statement_params)
         else:
-            cursor = await conn.execute(sql.HOLD_SETTLE, params)
+            cursor = await conn.execute(statement, params)
         row = await cursor.fetchone()
     except psycopg.Error as exc:
         if exc.sqlstate != sql.NOT_OPEN_SQLSTATE:

@@ -151,8 +151,8 @@ def ledger_round_trips(proxy: RoundTripProxy, wallet_id: int) -> tuple[int, int]
 def test_a_call_costs_the_ledgers_round_trips_no_orm_query_and_one_redis_call(client, funded, proxied, standin):
     place, settle = ledger_round_trips(proxied, funded.pk)
     round_trips, queries, commands = measure(client, proxied, 10)
-    # The hold is one statement; the settle is the ledger's ahold_settle with the usage record as one more
-    # statement of its pipeline: the gateway adds no round trip of its own.
+    # The hold is one statement; the settle is the ledger's ahold_settle with the usage record attached to its
+    # statement: the gateway adds no round trip of its own.
     assert place == 1
     assert round_trips == place + settle
     # No ORM on the request's path; the after-debit hook may load the organization's auto top-up settings into

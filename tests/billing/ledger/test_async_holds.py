@@ -12,6 +12,12 @@ from config import pg
 from tests.billing.ledger.conftest import balances, fund, usd
 
 pytestmark = pytest.mark.django_db(transaction=True)
+# The two ways a settle carries more writes: attached to its own statement, or as statements of its pipeline.
+SENT_WITH = pytest.mark.parametrize("how", ["attached", "also"])
+
+
+def sent_with(how: str, statement: tuple[str, dict]) -> dict:
+    return {"attached": statement} if how == "attached" else {"also": [statement]}
 
 
 @pytest.fixture
@@ -23,7 +29,8 @@ async def conn():
     await sync_to_async(connections.close_all)()  # the connection sync_to_async's thread opened
 
 
-async def test_place_then_capture_with_a_usage_record_in_the_same_transaction(org, wallet, conn):
+@SENT_WITH
+async def test_place_then_capture_with_a_usage_record_in_the_same_transaction(org, wallet, conn, how):
     grant_id = await sync_to_async(fund)(org, "10.00")
     from billing.pricing.services import price_book_seed
 
@@ -45,7 +52,7 @@ async def test_place_then_capture_with_a_usage_record_in_the_same_transaction(or
         status="captured",
         captured_nano=usd("0.25"),
         actor="key:1",
-        also=[(record, {"org": org.pk, "charge": usd("0.25"), "hold": placed.hold_id})],
+        **sent_with(how, (record, {"org": org.pk, "charge": usd("0.25"), "hold": placed.hold_id})),
     )
     assert (settled.available_nano, settled.held_nano, settled.captured_nano) == (usd("9.75"), 0, usd("0.25"))
     assert await sync_to_async(balances)(wallet) == (usd("9.75"), 0)
@@ -59,7 +66,8 @@ async def test_place_then_capture_with_a_usage_record_in_the_same_transaction(or
     assert await UsageRecord.objects.filter(hold_id=placed.hold_id, charge_nano=usd("0.25")).aexists()
 
 
-async def test_a_settle_that_finds_the_hold_closed_writes_nothing(org, wallet, conn):
+@SENT_WITH
+async def test_a_settle_that_finds_the_hold_closed_writes_nothing(org, wallet, conn, how):
     await sync_to_async(fund)(org, "10.00")
     placed = await services.ahold_place(
         conn, wallet_id=wallet.pk, amount_nano=usd("1.00"), idempotency_key="req-b", actor="key:1"
@@ -71,16 +79,16 @@ async def test_a_settle_that_finds_the_hold_closed_writes_nothing(org, wallet, c
         {"org": org.pk},
     )
     again = await services.ahold_settle(
-        conn, hold_id=placed.hold_id, status="released", captured_nano=0, actor="t", also=[marker]
+        conn, hold_id=placed.hold_id, status="released", captured_nano=0, actor="t", **sent_with(how, marker)
     )
     assert (again.replayed, again.transaction_id) == (True, first.transaction_id)
     with pytest.raises(HoldNotOpen):
         await services.ahold_settle(
-            conn, hold_id=placed.hold_id, status="captured", captured_nano=1, actor="t", also=[marker]
+            conn, hold_id=placed.hold_id, status="captured", captured_nano=1, actor="t", **sent_with(how, marker)
         )
     from billing.ledger.models import Wallet
 
-    assert not await Wallet.objects.filter(currency="EUR").aexists()  # `also` rolled back with the refusal
+    assert not await Wallet.objects.filter(currency="EUR").aexists()  # rolled back with the refusal
     assert await sync_to_async(balances)(wallet) == (usd("10.00"), 0)
 
 
@@ -100,7 +108,8 @@ async def test_insufficient_credit_and_replayed_keys(org, wallet, conn):
     assert await Hold.objects.acount() == 1
 
 
-async def test_when_a_statement_sent_with_the_settle_fails_the_settle_does_not_land(org, wallet, conn):
+@SENT_WITH
+async def test_when_a_statement_sent_with_the_settle_fails_the_settle_does_not_land(org, wallet, conn, how):
     import psycopg
 
     await sync_to_async(fund)(org, "10.00")
@@ -110,7 +119,12 @@ async def test_when_a_statement_sent_with_the_settle_fails_the_settle_does_not_l
     failing = ("INSERT INTO ledger_wallet (organization_id, currency) VALUES (%(org)s, NULL)", {"org": org.pk})
     with pytest.raises(psycopg.errors.NotNullViolation):
         await services.ahold_settle(
-            conn, hold_id=placed.hold_id, status="captured", captured_nano=usd("0.50"), actor="t", also=[failing]
+            conn,
+            hold_id=placed.hold_id,
+            status="captured",
+            captured_nano=usd("0.50"),
+            actor="t",
+            **sent_with(how, failing),
         )
     assert (await Hold.objects.aget(pk=placed.hold_id)).status == "open"
     assert await sync_to_async(balances)(wallet) == (usd("9.00"), usd("1.00"))
