@@ -13,6 +13,12 @@ gateway and held open by the model server, and the gateway's memory (RSS of all 
 It uses a throwaway database on the PostgreSQL server of DATABASE_URL (created, migrated, dropped), and Redis at
 REDIS_URL if set (rate limits; in process otherwise). The load generator runs on the same cores as the servers,
 so figures are noisy when the machine is busy.
+
+    python -m tests.load.gateway --against ../other-checkout [--rounds 8] [--clients 1]
+
+compares this checkout's gateway with another's (its code, run with this checkout's packages, on the database
+this checkout migrated): both run side by side with one stand-in, and the load alternates between them, round
+after round, so that whatever else the machine does falls on both alike.
 """
 
 import argparse
@@ -23,6 +29,7 @@ import os
 import resource
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -145,8 +152,31 @@ def verify(wallet_ids: list[int]) -> str:
 # --- processes ----------------------------------------------------------------------------------------------------
 
 
-def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
+def start(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(args, cwd=cwd, env=env, start_new_session=True)
+
+
+def start_gateway(
+    checkout: Path, port: int, workers: int, database_url: str, standin_port: int
+) -> subprocess.Popen[bytes]:
+    """The gateway of `checkout` under uvicorn (DEBUG off), limits out of the way, answered by the stand-in."""
+    env = dict(os.environ) | {
+        "DATABASE_URL": database_url,
+        "DEBUG": "false",
+        "SECRET_KEY": "benchmark-only-secret-key-benchmark-only-secret-key",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "false",
+        "STRIPE_ALLOW_TEST_KEYS": "true",
+        "LOG_LEVEL": "WARNING",
+        "UPSTREAM_BASE_URL": f"http://127.0.0.1:{standin_port}/v1",
+        "UPSTREAM_TIMEOUT_SECONDS": "120",
+        "GATEWAY_ORG_REQUESTS_PER_MINUTE": str(10**9),
+        "GATEWAY_ORG_TOKENS_PER_MINUTE": str(10**12),
+        "GATEWAY_DB_POOL_SIZE": "10",
+    }
+    command = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port)]
+    command += ["--workers", str(workers), "--no-access-log", "--log-level", "warning", "--backlog", "4096"]
+    return start(command, env, cwd=checkout)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -399,6 +429,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds per measurement")
     parser.add_argument("--workers", type=int, default=2, help="gateway (uvicorn) worker processes")
     parser.add_argument("--streams", type=int, default=1000, help="streams held open for the memory figure")
+    parser.add_argument("--against", type=Path, help="another checkout whose gateway to compare with this one's")
+    parser.add_argument("--rounds", type=int, default=8, help="with --against: measurements of each gateway")
+    parser.add_argument("--clients", type=int, default=1, help="with --against: concurrent clients")
     parser.add_argument("standin", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.standin:  # the stand-in model server's own process
@@ -413,23 +446,14 @@ def main() -> None:
         standin_port, gateway_port = free_port(), free_port()
         env = dict(os.environ)
         standin = start([sys.executable, "-m", "tests.load.gateway", "standin", str(standin_port)], env)
-        gateway_env = env | {
-            "DATABASE_URL": database_url,
-            "DEBUG": "false",
-            "SECRET_KEY": "benchmark-only-secret-key-benchmark-only-secret-key",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "SECURE_SSL_REDIRECT": "false",
-            "STRIPE_ALLOW_TEST_KEYS": "true",
-            "LOG_LEVEL": "WARNING",
-            "UPSTREAM_BASE_URL": f"http://127.0.0.1:{standin_port}/v1",
-            "UPSTREAM_TIMEOUT_SECONDS": "120",
-            "GATEWAY_ORG_REQUESTS_PER_MINUTE": str(10**9),
-            "GATEWAY_ORG_TOKENS_PER_MINUTE": str(10**12),
-            "GATEWAY_DB_POOL_SIZE": "10",
-        }
-        command = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(gateway_port)]
-        command += ["--workers", str(args.workers), "--no-access-log", "--log-level", "warning", "--backlog", "4096"]
-        gateway = start(command, gateway_env)
+        if args.against:
+            try:
+                compare(args, database_url, (standin_port, standin.pid), secrets)
+            finally:
+                stop(standin)
+            print(f"check: {verify([wallet for _, wallet in seeded])}\n")
+            return
+        gateway = start_gateway(ROOT, gateway_port, args.workers, database_url, standin_port)
         try:
             wait_for_port(standin_port)
             wait_for_port(gateway_port)
@@ -443,6 +467,57 @@ def main() -> None:
             stop(standin)
         check = verify([wallet for _, wallet in seeded])
     report(args, results, idle, with_streams, check)
+
+
+def compare(args: argparse.Namespace, database_url: str, standin: tuple[int, int], secrets: list[str]) -> None:
+    """This checkout's gateway and another's, side by side, the load alternating between them (each round in the
+    other order than the last); the median and each round's p50 latency added to the stand-in's."""
+    checkouts = [ROOT, args.against.resolve()]
+    gateways = {}
+    for checkout in checkouts:
+        port = free_port()
+        gateways[checkout] = (port, start_gateway(checkout, port, args.workers, database_url, standin[0]))
+    try:
+        for port in (standin[0], *(port for port, _ in gateways.values())):
+            wait_for_port(port)
+        time.sleep(1.0)  # every worker up
+
+        async def rounds() -> tuple[Result, dict[Path, list[Result]]]:
+            for port, process in gateways.values():
+                await load(port, process.pid, secrets, 64, 3.0, "warm-up")
+            direct = await load(*standin, [], args.clients, args.seconds, DIRECT)
+            results: dict[Path, list[Result]] = {checkout: [] for checkout in checkouts}
+            for index in range(args.rounds):
+                for checkout in checkouts if index % 2 == 0 else checkouts[::-1]:
+                    port, process = gateways[checkout]
+                    clients = secrets[: args.clients]
+                    results[checkout].append(
+                        await load(port, process.pid, clients, args.clients, args.seconds, GATEWAY)
+                    )
+            return direct, results
+
+        direct, results = asyncio.run(rounds())
+    finally:
+        for _, process in gateways.values():
+            stop(process)
+    print(
+        f"\nGateway A/B: {os.cpu_count()} cores, uvicorn --workers {args.workers}, {args.clients} client(s), "
+        f"{args.rounds} rounds of {args.seconds:g} s; model server directly: p50 {direct.p50_ms:.2f} ms"
+    )
+    for checkout, measured in results.items():
+        added = [r.p50_ms - direct.p50_ms for r in measured]
+        print(
+            f"{checkout!s:<40} added p50 median {statistics.median(added):+.2f} ms "
+            f"(rounds: {' '.join(f'{a:+.2f}' for a in added)}); "
+            f"{statistics.median(r.per_second for r in measured):.0f} settled calls/s; "
+            f"CPU {statistics.median(r.cpu_ms for r in measured):.2f} ms/call"
+        )
+    ours, theirs = ([r.p50_ms for r in results[checkout]] for checkout in checkouts)
+    differences = [a - b for a, b in zip(ours, theirs, strict=True)]
+    print(
+        f"this checkout against the other, round by round: p50 {statistics.median(differences):+.2f} ms (median), "
+        f"lower in {sum(d < 0 for d in differences)} of {args.rounds} rounds"
+    )
 
 
 def report(args: argparse.Namespace, results: list[Result], idle: int, with_streams: int, check: str) -> None:
@@ -471,8 +546,8 @@ def report(args: argparse.Namespace, results: list[Result], idle: int, with_stre
     print(
         "hot path per call: 0 ORM queries (key, model, route and pricing context cached in process), 1 Redis call "
         "(rate limits; refunds of unused tokens are batched after the answer), PostgreSQL: the hold (1 round trip) "
-        "and the ledger's ahold_settle with the usage record as one more statement of its pipeline (1 round trip, "
-        "one implicit transaction); counted by tests/api/gateway/test_hot_path.py"
+        "and the ledger's ahold_settle, whose statement also writes the usage record (1 round trip); counted by "
+        "tests/api/gateway/test_hot_path.py"
     )
     print(f"check: {check}")
     print("targets: added p50 <= 3 ms at 1 client; >= 500 settled calls/s; 1,000 open streams < 1 GiB\n")
