@@ -95,8 +95,14 @@ def client() -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
             limit=settings.GATEWAY_UPSTREAM_MAX_CONNECTIONS, keepalive_timeout=30, ttl_dns_cache=60
         )
+        # No cookie jar: the session serves every organization's calls, so a cookie one answer set would ride
+        # along with the next caller's request.
         existing = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=None), trust_env=False, raise_for_status=False
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None),
+            trust_env=False,
+            raise_for_status=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         _clients[loop] = existing
     return existing

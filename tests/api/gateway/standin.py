@@ -64,6 +64,8 @@ class StandIn:
         self.released = threading.Event()
         self.bodies: list[dict[str, Any]] = []
         self.authorizations: list[str] = []
+        self.cookies: list[str] = []  # the Cookie header of each request ("" when none)
+        self.set_cookie = b""  # a Set-Cookie header for JSON answers to carry
         self.open_streams = 0
         self.chunk_pause = 0.0
         self.usage_omit = ""
@@ -98,6 +100,7 @@ class StandIn:
                 break
         headers = dict(scope["headers"])
         self.authorizations.append(headers.get(b"authorization", b"").decode())
+        self.cookies.append(headers.get(b"cookie", b"").decode())
         try:
             body = json.loads(raw)
         except ValueError:
@@ -117,6 +120,7 @@ class StandIn:
         if len(self.bodies) > 10_000:
             del self.bodies[:5_000]
             del self.authorizations[:5_000]
+            del self.cookies[:5_000]
         behaviour = self.behaviour
         if behaviour == "slow":
             await asyncio.sleep(self.delay)
@@ -138,13 +142,10 @@ class StandIn:
 
     async def _json(self, send: Any, status: int, payload: Any, *, raw: bytes | None = None) -> None:
         content = raw if raw is not None else json.dumps(payload).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())],
-            }
-        )
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+        if self.set_cookie:
+            headers.append((b"set-cookie", self.set_cookie))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
     def _reply_tokens(self, body: dict[str, Any], behaviour: str) -> int:

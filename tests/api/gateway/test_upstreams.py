@@ -1,13 +1,17 @@
 """Staff map models to model servers (/api/staff/upstreams/), and the gateway routes calls by that map."""
 
+import openai
 import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from accounts.models import AuditEvent
+from accounts.services import apikey_create
 from api.models import Upstream
+from billing.ledger import services as ledger
 from billing.pricing.services import price_book_seed
 from tests.accounts.factories import UserFactory
+from tests.api.gateway.conftest import MODEL, usd
 
 URL = "/api/staff/upstreams/"
 
@@ -112,6 +116,22 @@ def test_calls_go_to_the_models_upstream_with_its_key_and_model_name(client, fun
     caches_clear()
     client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
     assert (standin.bodies[-1]["model"], standin.authorizations[-1]) == ("gpt-4o-mini", "Bearer sk-upstream-secret")
+
+
+def test_cookies_a_model_server_sets_are_neither_kept_nor_passed_on(live_url, client, funded, org_b, standin):
+    """The gateway's pooled client serves every organization: a cookie one answer sets must not ride along with
+    another organization's call, nor reach the caller."""
+    # By name: aiohttp's default cookie jar keeps no cookies of servers addressed by IP.
+    Upstream.objects.create(
+        model_id=_model_id(MODEL), base_url=standin.url.replace("127.0.0.1", "localhost") + "/v1", upstream_model=MODEL
+    )
+    standin.set_cookie = b"session=first-caller; Path=/"
+    raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert "set-cookie" not in raw.headers
+    ledger.grant_create(organization_id=org_b.pk, kind="paid", amount_nano=usd("1"), idempotency_key="b", actor="t")
+    other = openai.OpenAI(base_url=f"{live_url}/v1", api_key=apikey_create(organization_id=org_b.pk, name="b")[1])
+    other.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert standin.cookies[-2:] == ["", ""]
 
 
 def _model_id(slug: str) -> int:
