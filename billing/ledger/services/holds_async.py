@@ -106,8 +106,8 @@ async def ahold_settle(
         if also:
             async with conn.pipeline():
                 cursor = await conn.execute(statement, params)
-                for statement, statement_params in also:
-                    await conn.execute(statement, statement_params)
+                for more, more_params in also:
+                    await conn.execute(more, more_params)
         else:
             cursor = await conn.execute(statement, params)
         row = await cursor.fetchone()
