@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from billing.payments.models import AutoTopUp, Dispute, Refund, StripeCustomer, StripeEvent, TopUp
+from billing.payments.models import AutoTopUp, Dispute, ExternalRefund, Refund, StripeCustomer, StripeEvent, TopUp
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -41,6 +41,13 @@ class DisputeAdmin(ReadOnlyAdmin):
     list_display = ("stripe_dispute_id", "top_up", "status", "amount_nano", "taken_nano", "unrecovered_nano")
     list_filter = ("status", "funds_withdrawn")
     search_fields = ("stripe_dispute_id",)
+
+
+@admin.register(ExternalRefund)
+class ExternalRefundAdmin(ReadOnlyAdmin):
+    list_display = ("stripe_refund_id", "top_up", "status", "amount_nano", "taken_nano", "unrecovered_nano")
+    list_filter = ("status",)
+    search_fields = ("stripe_refund_id",)
 
 
 @admin.register(StripeCustomer)

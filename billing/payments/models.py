@@ -292,6 +292,51 @@ class Dispute(models.Model):
         return self.amount_nano - self.taken_nano if self.funds_withdrawn else 0
 
 
+class ExternalRefund(models.Model):
+    """A refund of a paid top-up made outside this product (in Stripe's Dashboard, say), from the `refund.*`
+    webhooks that name no refund of ours.
+
+    When Stripe reports it succeeded, the top-up's unused credit leaves the wallet, up to the refunded amount
+    (`taken_nano`); what of it was already spent cannot be taken back and is recorded as `unrecovered_nano`. The
+    amount counts as refunded on the top-up, so staff cannot refund the same money again. If Stripe later reports
+    the refund failed (the money did not go back), the credit taken is granted again (`restore_grant_id`).
+    """
+
+    class Status(models.TextChoices):
+        SUCCEEDED = "succeeded", "Refunded"
+        FAILED = "failed", "Failed"
+
+    top_up = models.ForeignKey(TopUp, on_delete=models.PROTECT, related_name="external_refunds")
+    stripe_refund_id = models.CharField(max_length=255, unique=True)
+    amount_nano = models.BigIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUCCEEDED)
+    taken_nano = models.BigIntegerField(default=0)
+    # billing.ledger: the grant that put the credit back when Stripe reported the refund failed.
+    restore_grant_id = models.BigIntegerField(null=True, blank=True, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["succeeded", "failed"]), name="external_refund_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(amount_nano__gt=0), name="external_refund_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(taken_nano__gte=0, taken_nano__lte=F("amount_nano")),
+                name="external_refund_taken_within_amount",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"external refund {self.stripe_refund_id} of top-up {self.top_up_id} ({self.status})"
+
+    @property
+    def unrecovered_nano(self) -> int:
+        """What of the refunded amount could not be taken back (spent, or held by requests in flight then)."""
+        return self.amount_nano - self.taken_nano if self.status == self.Status.SUCCEEDED else 0
+
+
 class AutoTopUp(models.Model):
     """An organization's auto top-up: charge the saved card `amount` when a debit takes credit below `threshold`."""
 

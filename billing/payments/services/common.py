@@ -9,7 +9,7 @@ from django.conf import settings
 from api.errors import ApplicationError
 from billing.money import MAX_AMOUNT_NANO, AmountError, format_amount, parse_amount
 from billing.payments.errors import PaymentsUnavailable
-from billing.payments.models import NANO_PER_CENT
+from billing.payments.models import NANO_PER_CENT, TopUp
 from billing.payments.stripe_client import stripe_error_message
 
 # What a person may type: digits, optionally a decimal point and digits (no signs, exponents or separators).
@@ -92,3 +92,18 @@ def error_payment_intent_id(exc: stripe.StripeError) -> str | None:
 def top_up_metadata(*, top_up_id: int, organization_id: int, kind: str) -> dict[str, str]:
     """Metadata on every PaymentIntent we create: how a webhook finds the top-up even before we stored its id."""
     return {"top_up_id": str(top_up_id), "organization_id": str(organization_id), "kind": kind}
+
+
+def paid_top_up_locked(stripe_object: dict[str, Any]) -> TopUp | None:
+    """The paid top-up a Stripe object (a dispute, a refund) is about, by its PaymentIntent, locked for the rest of
+    the transaction; None when it is not one of ours."""
+    payment_intent = stripe_object.get("payment_intent")
+    if isinstance(payment_intent, dict):  # expanded
+        payment_intent = payment_intent.get("id")
+    if not isinstance(payment_intent, str) or not payment_intent:
+        return None
+    return (
+        TopUp.objects.select_for_update()
+        .filter(stripe_payment_intent_id=payment_intent, status=TopUp.Status.SUCCEEDED)
+        .first()
+    )

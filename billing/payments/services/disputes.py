@@ -12,34 +12,20 @@ from the dispute's id besides.
 import logging
 from typing import Any
 
-from billing.ledger import selectors as ledger_selectors
 from billing.ledger import services as ledger
-from billing.payments.models import NANO_PER_CENT, Dispute, TopUp
+from billing.payments.models import NANO_PER_CENT, Dispute
 from billing.payments.services.auto_topup import auto_topup_disable
-from billing.payments.services.refunds import refund_grant_candidates
+from billing.payments.services.common import paid_top_up_locked
+from billing.payments.services.refunds import unused_credit_take
 
 logger = logging.getLogger(__name__)
 
 _CLOSED_STATUSES = {"won": Dispute.Status.WON, "lost": Dispute.Status.LOST, "warning_closed": Dispute.Status.CLOSED}
 
 
-def _top_up_of(stripe_dispute: dict[str, Any]) -> TopUp | None:
-    """The paid top-up a dispute is about (locked), by its PaymentIntent; None when it is not one of ours."""
-    payment_intent = stripe_dispute.get("payment_intent")
-    if isinstance(payment_intent, dict):  # expanded
-        payment_intent = payment_intent.get("id")
-    if not isinstance(payment_intent, str) or not payment_intent:
-        return None
-    return (
-        TopUp.objects.select_for_update()
-        .filter(stripe_payment_intent_id=payment_intent, status=TopUp.Status.SUCCEEDED)
-        .first()
-    )
-
-
 def _dispute_get(stripe_dispute: dict[str, Any]) -> Dispute | None:
     """The dispute's row (created at first sight), its top-up locked; None when the dispute is not about ours."""
-    top_up = _top_up_of(stripe_dispute)
+    top_up = paid_top_up_locked(stripe_dispute)
     if top_up is None:
         return None
     amount, currency = stripe_dispute.get("amount"), str(stripe_dispute.get("currency") or "").upper()
@@ -85,23 +71,9 @@ def dispute_funds_withdrawn(*, stripe_dispute: dict[str, Any]) -> Dispute | None
         return dispute
     top_up = dispute.top_up
     why = f"Card dispute {dispute.stripe_dispute_id} of {top_up.receipt_number} ({dispute.reason or 'no reason'})"
-    # Credit held by requests in flight cannot be taken; what they do not spend comes back to the grants.
-    spendable = max(ledger_selectors.wallet_balance(organization_id=top_up.organization_id).available_nano, 0)
-    taken = 0
-    candidates = refund_grant_candidates(top_up=top_up)
-    for grant_id, unused in sorted(candidates.items(), key=lambda item: (-item[1], item[0])):
-        take = min(unused, dispute.amount_nano - taken, spendable - taken)
-        if take <= 0:
-            continue
-        ledger.grant_reverse(
-            grant_id=grant_id,
-            amount_nano=take,
-            idempotency_key=f"dispute-{dispute.stripe_dispute_id}-{grant_id}",
-            actor="stripe",
-            reason=why,
-            cash_refund=True,
-        )
-        taken += take
+    taken = unused_credit_take(
+        top_up=top_up, amount_nano=dispute.amount_nano, key=f"dispute-{dispute.stripe_dispute_id}", reason=why
+    )
     dispute.funds_withdrawn = True
     dispute.taken_nano = taken
     dispute.save(update_fields=["funds_withdrawn", "taken_nano", "updated_at"])

@@ -21,6 +21,7 @@ from django.utils import timezone
 from accounts.ids import is_id_text
 from accounts.services import audit_record
 from api.errors import ApplicationError
+from billing.ledger import selectors as ledger_selectors
 from billing.ledger import services as ledger
 from billing.ledger.errors import IdempotencyConflict
 from billing.ledger.models import Grant
@@ -51,8 +52,32 @@ def refund_grant_candidates(*, top_up: TopUp) -> dict[int, int]:
     grant_ids: list[int | None] = [top_up.grant_id]
     grant_ids += top_up.refunds.filter(status=Refund.Status.FAILED).values_list("restore_grant_id", flat=True)
     grant_ids += top_up.disputes.values_list("restore_grant_id", flat=True)
+    grant_ids += top_up.external_refunds.values_list("restore_grant_id", flat=True)
     found = Grant.objects.filter(pk__in=[grant_id for grant_id in grant_ids if grant_id is not None])
     return dict(found.values_list("pk", "remaining_nano"))
+
+
+def unused_credit_take(*, top_up: TopUp, amount_nano: int, key: str, reason: str) -> int:
+    """Take up to `amount_nano` of the top-up's unused credit out of the wallet, booked as a cash refund: for money
+    that went back to the card outside a staff refund (a dispute, a refund made in Stripe). Returns what was
+    taken. Credit held by requests in flight cannot be taken; what they do not spend comes back to the grants."""
+    spendable = max(ledger_selectors.wallet_balance(organization_id=top_up.organization_id).available_nano, 0)
+    taken = 0
+    candidates = refund_grant_candidates(top_up=top_up)
+    for grant_id, unused in sorted(candidates.items(), key=lambda item: (-item[1], item[0])):
+        take = min(unused, amount_nano - taken, spendable - taken)
+        if take <= 0:
+            continue
+        ledger.grant_reverse(
+            grant_id=grant_id,
+            amount_nano=take,
+            idempotency_key=f"{key}-{grant_id}",
+            actor="stripe",
+            reason=reason,
+            cash_refund=True,
+        )
+        taken += take
+    return taken
 
 
 def refund_refundable(*, top_up: TopUp) -> tuple[int | None, int]:

@@ -26,6 +26,7 @@ from billing.payments.models import StripeEvent, TopUp
 from billing.payments.services.auto_topup import auto_topup_failed
 from billing.payments.services.auto_topup_trigger import auto_topup_settled
 from billing.payments.services.disputes import dispute_changed, dispute_funds_reinstated, dispute_funds_withdrawn
+from billing.payments.services.external_refunds import external_refund_changed
 from billing.payments.services.refunds import refund_for_stripe_refund, refund_stripe_update
 from billing.payments.services.topups import payment_error, topup_fail, topup_for_payment_intent, topup_paid
 
@@ -142,7 +143,10 @@ def payment_intent_failed(payment_intent: dict[str, Any], *, why: tuple[str, str
 def _refund_changed(stripe_refund: dict[str, Any]) -> str | None:
     refund = refund_for_stripe_refund(stripe_refund)
     if refund is None:
-        return "not a refund made by this product"
+        # Made outside this product (in Stripe's Dashboard, say): its credit still has to leave the wallet.
+        if external_refund_changed(stripe_refund=stripe_refund) is None:
+            return "not a refund of a paid top-up of this product, or one still under way"
+        return None
     refund_stripe_update(refund_id=refund.pk, stripe_refund=stripe_refund)
     return None
 
