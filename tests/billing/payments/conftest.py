@@ -4,5 +4,7 @@ from tests.billing.payments.fixtures import (  # noqa: F401
     _payments_hygiene,
     alice_client,
     eager_celery,
+    paid,
     stripe_webhooks,
+    webhook_url,
 )

@@ -7,7 +7,9 @@ from collections.abc import Iterator
 import pytest
 from django.test import Client
 
+from billing.payments.models import TopUp
 from billing.payments.services.auto_topup_trigger import auto_topup_cache_clear
+from tests.billing.payments.helpers import pay
 from tests.harness import LocalStripe
 
 # Where localstripe's webhooks go when a test did not ask for them: a port nobody listens on.
@@ -50,3 +52,14 @@ def alice_client(alice) -> Client:  # type: ignore[no-untyped-def]
     client = Client()
     client.force_login(alice)
     return client
+
+
+@pytest.fixture
+def webhook_url(live_url: str) -> str:
+    return f"{live_url}/stripe/webhook/"
+
+
+@pytest.fixture
+def paid(org_a, alice, localstripe) -> TopUp:  # type: ignore[no-untyped-def]
+    """A top-up of 20 USD, paid at localstripe (its credit granted)."""
+    return pay(org_a, alice, localstripe)

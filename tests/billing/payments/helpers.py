@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import connections
 
 from billing.ledger import selectors as ledger_selectors
+from billing.ledger import services as ledger
 from billing.money import parse_amount
 from billing.payments import services
 from billing.payments.errors import PaymentDeclined
@@ -162,3 +163,14 @@ def browser_fill_card(page: Any, number: str, *, within: str = "#card-element") 
         ("postal_code", "42424"),
     ):
         page.locator(f"{within} input[placeholder={placeholder}]").fill(value)
+
+
+def spend(org, amount: str) -> None:
+    """Spend `amount` of the organization's credit (as calls would)."""
+    ledger.wallet_debit(organization_id=org.pk, amount_nano=usd(amount), idempotency_key=f"spend-{amount}", actor="t")
+
+
+def reconciled(org) -> list[str]:
+    """What does not reconcile in the organization's wallet (nothing, when all is well)."""
+    wallet_id = ledger_selectors.wallet_balance(organization_id=org.pk).wallet_id
+    return ledger_selectors.wallet_reconcile(wallet_id=wallet_id)

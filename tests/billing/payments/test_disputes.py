@@ -15,21 +15,11 @@ from billing.ledger import selectors as ledger_selectors
 from billing.ledger import services as ledger
 from billing.ledger.models import Grant
 from billing.payments.models import AutoTopUp, Dispute, StripeEvent, TopUp
-from tests.billing.payments.helpers import available, deliver, pay, usd
+from tests.billing.payments.helpers import available, deliver, reconciled, spend, usd
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 _events = itertools.count(1)
-
-
-@pytest.fixture
-def webhook_url(live_url: str) -> str:
-    return f"{live_url}/stripe/webhook/"
-
-
-@pytest.fixture
-def paid(org_a, alice, localstripe) -> TopUp:
-    return pay(org_a, alice, localstripe)
 
 
 def event(top_up: TopUp, kind: str, *, dispute: str = "dp_1", cents: int = 2000, **fields: Any) -> dict[str, Any]:
@@ -52,15 +42,6 @@ def event(top_up: TopUp, kind: str, *, dispute: str = "dp_1", cents: int = 2000,
         "created": int(time.time()),
         "data": {"object": obj},
     }
-
-
-def spend(org, amount: str) -> None:
-    ledger.wallet_debit(organization_id=org.pk, amount_nano=usd(amount), idempotency_key=f"spend-{amount}", actor="t")
-
-
-def reconciled(org) -> list[str]:
-    wallet_id = ledger_selectors.wallet_balance(organization_id=org.pk).wallet_id
-    return ledger_selectors.wallet_reconcile(wallet_id=wallet_id)
 
 
 def test_an_opened_dispute_is_recorded_and_moves_no_credit(webhook_url, paid, org_a):

@@ -34,11 +34,6 @@ def staff(db) -> Client:
     return client
 
 
-@pytest.fixture
-def paid(org_a, alice, localstripe) -> TopUp:
-    return pay(org_a, alice, localstripe)
-
-
 def refund(client: Client, body: object, *, key: str | None = None) -> Any:
     """POST a refund with a fresh Idempotency-Key (or the one given)."""
     key = key if key is not None else f"refund-test-{next(_keys)}"

@@ -28,11 +28,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def webhook_url(live_url: str) -> str:
-    return f"{live_url}/stripe/webhook/"
-
-
-@pytest.fixture
 def succeeded_event(org_a, alice, localstripe) -> tuple[TopUp, str]:
     """A real top-up paid at localstripe whose webhook was not delivered to us: (top-up, the genuine event JSON)."""
     top_up = charge(org_a, alice, localstripe)
