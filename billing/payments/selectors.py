@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 
 from billing.money import format_amount
 from billing.payments.errors import NotFound
-from billing.payments.models import AutoTopUp, Refund, TopUp
+from billing.payments.models import AutoTopUp, ExternalRefund, Refund, TopUp
 from billing.payments.services.auto_topup import auto_topup_over_cap, auto_topup_spent_today
 
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
@@ -89,3 +89,9 @@ def refunds_list(*, organization_id: int | None = None, top_up_id: int | None = 
     if top_up_id is not None:
         queryset = queryset.filter(top_up_id=top_up_id)
     return queryset
+
+
+def receipt_refunds(*, top_up: TopUp) -> list[Refund | ExternalRefund]:
+    """Every refund of a top-up, oldest first: staff refunds and refunds made in Stripe alike."""
+    refunds: list[Refund | ExternalRefund] = [*top_up.refunds.all(), *top_up.external_refunds.all()]
+    return sorted(refunds, key=lambda refund: refund.created_at)

@@ -115,4 +115,6 @@ def receipt_page(request: HttpRequest, top_up_id: str) -> HttpResponse:
         receipt = selectors.receipt_get(organization_id=_organization_id(request), top_up_id=int(top_up_id))
     except NotFound:
         raise Http404("No such receipt.") from None
-    return render(request, "billing/receipt.html", {"receipt": receipt, "refunds": receipt.refunds.order_by("id")})
+    return render(
+        request, "billing/receipt.html", {"receipt": receipt, "refunds": selectors.receipt_refunds(top_up=receipt)}
+    )

@@ -65,6 +65,12 @@ def test_a_refund_made_in_stripe_takes_the_unused_credit_back_and_counts_as_refu
     assert reconciled(org_a) == []
 
 
+def test_the_customers_receipt_lists_a_refund_made_in_stripe(webhook_url, paid, alice_client):
+    deliver(webhook_url, event(paid, amount=700))
+    page = alice_client.get(f"/billing/receipts/{paid.pk}/").content.decode()
+    assert "Refund 1" in page and "7.00" in page and "Refunded" in page
+
+
 def test_a_partial_refund_takes_its_amount_and_staff_may_refund_only_the_rest(webhook_url, paid, org_a):
     deliver(webhook_url, event(paid, amount=700))
     assert (ExternalRefund.objects.get().taken_nano, available(org_a.pk)) == (usd("7"), usd("13"))
