@@ -202,13 +202,14 @@ async def admit_and_hold(call: Call) -> None:
     rate limits refuse after all then has its hold withdrawn as soon as it is placed, and gets the same 429; its
     refusal tells this process the limits are near, so the key's next calls ask in turn until there is room again.
     """
-    if not ratelimit.roomy(key=call.key, context=call.context, tokens=call.tokens):
-        await admit(call)
+    draw = ratelimit.draw_for(key=call.key, context=call.context, tokens=call.tokens)
+    if not ratelimit.roomy(draw):
+        await admit(call, draw)
         await hold(call)
         return
     placing = _hold_start(call)
     try:
-        await admit(call)
+        await admit(call, draw)
     except BaseException as exc:
         left = isinstance(exc, asyncio.CancelledError)
         placing.add_done_callback(lambda done: _release_unwanted(call, done, client_left=left))
@@ -216,9 +217,11 @@ async def admit_and_hold(call: Call) -> None:
     await _hold_finish(call, placing)
 
 
-async def admit(call: Call) -> None:
-    """Rate limits; GatewayError 429 with Retry-After and x-ratelimit-* headers when over them."""
-    admission = await ratelimit.admit(key=call.key, context=call.context, tokens=call.tokens)
+async def admit(call: Call, draw: ratelimit.Draw | None = None) -> None:
+    """Rate limits (on `draw`, the call's buckets, when the caller has them already); GatewayError 429 with
+    Retry-After and x-ratelimit-* headers when over them."""
+    draw = draw or ratelimit.draw_for(key=call.key, context=call.context, tokens=call.tokens)
+    admission = await ratelimit.admit(draw)
     call.admission = admission
     call.headers.update(admission.headers)
     if not admission.admitted:

@@ -128,9 +128,19 @@ def _duration(seconds: float) -> str:
     return f"{minutes}m{rest}s"
 
 
-def buckets_for(*, key: AuthenticatedKey, context: PricingContext, tokens: int) -> tuple[list[Bucket], int, int]:
-    """The buckets a request of `tokens` draws on, and the (1-based) indexes of the reserved bucket and of the
-    shared bucket it stands in for (0: none)."""
+@dataclass(frozen=True, slots=True)
+class Draw:
+    """What a request of `tokens` draws on: its buckets, and the (1-based) indexes of the reserved bucket and of
+    the shared bucket it stands in for (0: none)."""
+
+    buckets: list[Bucket]
+    reserved: int
+    fallback: int
+    tokens: int
+
+
+def draw_for(*, key: AuthenticatedKey, context: PricingContext, tokens: int) -> Draw:
+    """The buckets a request of `tokens` draws on (see Draw)."""
     org = context.organization_id
     buckets = [
         Bucket(f"rl:o:{org}:r", context.requests_per_minute or settings.GATEWAY_ORG_REQUESTS_PER_MINUTE, 1, "requests"),
@@ -145,7 +155,7 @@ def buckets_for(*, key: AuthenticatedKey, context: PricingContext, tokens: int) 
         group = context.model_group or context.model_slug
         buckets.append(Bucket(f"rl:o:{org}:g:{group}:t", context.reserved_tokens_per_minute, tokens, "tokens"))
         reserved, fallback = len(buckets), 2
-    return buckets, reserved, fallback
+    return Draw(buckets, reserved, fallback, tokens)
 
 
 def _headers(buckets: list[Bucket], levels: list[int], skipped: set[int]) -> dict[str, str]:
@@ -269,12 +279,10 @@ def _has_room(bucket: Bucket, now: float) -> bool:
     return level >= ROOM * bucket.cost
 
 
-def roomy(*, key: AuthenticatedKey, context: PricingContext, tokens: int) -> bool:
-    """Whether the buckets a call of `tokens` draws on had plenty of room when this process last heard of them
-    (never for buckets it has not heard of lately, nor without Redis, where admission waits on nothing)."""
-    if not settings.REDIS_URL:
-        return False
-    buckets, reserved, fallback = buckets_for(key=key, context=context, tokens=tokens)
+def roomy(draw: Draw) -> bool:
+    """Whether the buckets of `draw` had plenty of room when this process last heard of them from Redis (never for
+    buckets it has not heard of lately; without Redis it hears of none, and admission waits on nothing)."""
+    buckets, reserved, fallback = draw.buckets, draw.reserved, draw.fallback
     now = time.monotonic()
     pair = {reserved - 1, fallback - 1} if reserved else set()
     if not all(_has_room(bucket, now) for i, bucket in enumerate(buckets) if i not in pair):
@@ -294,9 +302,9 @@ def _too_large(buckets: list[Bucket], reserved: int, fallback: int, tokens: int)
     return None
 
 
-async def admit(*, key: AuthenticatedKey, context: PricingContext, tokens: int) -> Admission:
-    """Take one request and `tokens` tokens from every bucket of the caller, or explain why not."""
-    buckets, reserved, fallback = buckets_for(key=key, context=context, tokens=tokens)
+async def admit(draw: Draw) -> Admission:
+    """Take one request and its tokens from every bucket of `draw`, or explain why not."""
+    buckets, reserved, fallback, tokens = draw.buckets, draw.reserved, draw.fallback, draw.tokens
     exceeded = _too_large(buckets, reserved, fallback, tokens)
     if exceeded is not None:
         return Admission(

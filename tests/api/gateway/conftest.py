@@ -3,8 +3,10 @@ default price book, an organization with credit and a key, and the official open
 
 import asyncio
 import gc
+import secrets
 import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 
 import openai
 import psycopg
@@ -18,6 +20,7 @@ from billing.ledger import selectors as ledger_selectors
 from billing.ledger import services as ledger
 from billing.ledger.models import Wallet
 from billing.money import parse_amount
+from billing.pricing import rating
 from billing.pricing.services import price_book_seed
 from billing.usage.models import UsageRecord
 from config import pg
@@ -151,3 +154,23 @@ def reconciled(wallet: Wallet) -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     return ledger_selectors.wallet_reconcile(wallet_id=wallet.pk)
+
+
+class Limits:
+    """The rate limits of an organization and a key no other test uses, with `limits` from its plan; `draw(tokens)`
+    is what a call of that many tokens draws on."""
+
+    def __init__(self, **limits: int):
+        self.organization_id = secrets.randbelow(10**9) + 10**9
+        self.key = SimpleNamespace(id=secrets.randbelow(10**9) + 10**9)
+        self.context = rating.PricingContext(
+            organization_id=self.organization_id,
+            model_slug=MODEL,
+            model_group="open-weight",
+            currency="USD",
+            prices=rating.Prices(None, 1, 1, 1),
+            **limits,  # type: ignore[arg-type]
+        )
+
+    def draw(self, tokens: int) -> ratelimit.Draw:
+        return ratelimit.draw_for(key=self.key, context=self.context, tokens=tokens)  # type: ignore[arg-type]

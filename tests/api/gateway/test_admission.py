@@ -3,7 +3,6 @@ asks Redis and PostgreSQL together. A call the limits refuse after all gets the 
 its hold took comes back: credit, the key's spend claim, no usage record."""
 
 import asyncio
-import secrets
 
 import openai
 import pytest
@@ -14,9 +13,8 @@ from accounts.services import apikey_create
 from api.gateway import metering, ratelimit
 from api.models import KeySpend, KeySpendHold
 from billing.ledger.models import Hold
-from billing.pricing import rating
 from billing.usage.models import UsageRecord
-from tests.api.gateway.conftest import MODEL, _server_loop, balances, reconciled, usd, wait_for
+from tests.api.gateway.conftest import MODEL, Limits, _server_loop, balances, reconciled, usd, wait_for
 
 MESSAGES = [{"role": "user", "content": "Hello there"}]
 
@@ -110,49 +108,32 @@ def test_a_burst_refused_after_its_holds_were_placed_moves_no_money(live_url, fu
     assert reconciled(funded) == []
 
 
-class _Key:
-    def __init__(self) -> None:
-        self.id = secrets.randbelow(10**9) + 10**9
-
-
-def _context(organization_id: int, **limits: int) -> rating.PricingContext:
-    return rating.PricingContext(
-        organization_id=organization_id,
-        model_slug=MODEL,
-        model_group="open-weight",
-        currency="USD",
-        prices=rating.Prices(None, 1, 1, 1),
-        **limits,  # type: ignore[arg-type]
-    )
-
-
 @pytest.mark.django_db
 async def test_room_is_judged_from_what_redis_last_said(settings):
     assert settings.REDIS_URL  # real Redis
     ratelimit.local_reset()
-    key = _Key()
-    context = _context(secrets.randbelow(10**9) + 10**9, requests_per_minute=100, tokens_per_minute=10_000)
+    limits = Limits(requests_per_minute=100, tokens_per_minute=10_000)
     try:
         # Buckets this process has not heard of: no guess.
-        assert not ratelimit.roomy(key=key, context=context, tokens=100)  # type: ignore[arg-type]
-        assert (await ratelimit.admit(key=key, context=context, tokens=100)).admitted  # type: ignore[arg-type]
-        assert ratelimit.roomy(key=key, context=context, tokens=100)  # type: ignore[arg-type]
+        assert not ratelimit.roomy(limits.draw(100))
+        assert (await ratelimit.admit(limits.draw(100))).admitted
+        assert ratelimit.roomy(limits.draw(100))
         # Room for four such calls is needed: 9,900 tokens are left, a call of 2,500 is too big a share.
-        assert ratelimit.roomy(key=key, context=context, tokens=2_400)  # type: ignore[arg-type]
-        assert not ratelimit.roomy(key=key, context=context, tokens=2_500)  # type: ignore[arg-type]
+        assert ratelimit.roomy(limits.draw(2_400))
+        assert not ratelimit.roomy(limits.draw(2_500))
         # What was heard more than a minute ago is not trusted.
         for bucket_key, (level, at) in list(ratelimit._seen.items()):
             ratelimit._seen[bucket_key] = (level, at - ratelimit.SEEN_SECONDS - 1)
-        assert not ratelimit.roomy(key=key, context=context, tokens=100)  # type: ignore[arg-type]
+        assert not ratelimit.roomy(limits.draw(100))
         # A refusal says the bucket is empty.
-        assert (await ratelimit.admit(key=key, context=context, tokens=100)).admitted  # type: ignore[arg-type]
-        drain(f"rl:o:{context.organization_id}:r")
-        assert not (await ratelimit.admit(key=key, context=context, tokens=100)).admitted  # type: ignore[arg-type]
-        assert not ratelimit.roomy(key=key, context=context, tokens=100)  # type: ignore[arg-type]
+        assert (await ratelimit.admit(limits.draw(100))).admitted
+        drain(f"rl:o:{limits.organization_id}:r")
+        assert not (await ratelimit.admit(limits.draw(100))).admitted
+        assert not ratelimit.roomy(limits.draw(100))
         # It refills at the limit's pace: a tenth of the minute's requests after six seconds.
         for bucket_key, (level, at) in list(ratelimit._seen.items()):
             ratelimit._seen[bucket_key] = (level, at - 6)
-        assert ratelimit.roomy(key=key, context=context, tokens=100)  # type: ignore[arg-type]
+        assert ratelimit.roomy(limits.draw(100))
     finally:
         await ratelimit.redis_close()
         ratelimit.local_reset()
@@ -161,17 +142,15 @@ async def test_room_is_judged_from_what_redis_last_said(settings):
 @pytest.mark.django_db
 async def test_reserved_throughput_or_the_shared_limit_either_gives_room(settings):
     ratelimit.local_reset()
-    key = _Key()
-    organization = secrets.randbelow(10**9) + 10**9
-    context = _context(organization, requests_per_minute=100, tokens_per_minute=10_000, reserved_tokens_per_minute=1000)
+    limits = Limits(requests_per_minute=100, tokens_per_minute=10_000, reserved_tokens_per_minute=1000)
     try:
-        assert (await ratelimit.admit(key=key, context=context, tokens=100)).admitted  # type: ignore[arg-type]
+        assert (await ratelimit.admit(limits.draw(100))).admitted
         # The reserved bucket (900 left) has no room for four calls of 500, the shared one (10,000) has.
-        assert ratelimit.roomy(key=key, context=context, tokens=500)  # type: ignore[arg-type]
-        drain(f"rl:o:{organization}:t")
-        assert (await ratelimit.admit(key=key, context=context, tokens=100)).admitted  # type: ignore[arg-type]
-        assert not ratelimit.roomy(key=key, context=context, tokens=500)  # type: ignore[arg-type]
-        assert ratelimit.roomy(key=key, context=context, tokens=100)  # type: ignore[arg-type]
+        assert ratelimit.roomy(limits.draw(500))
+        drain(f"rl:o:{limits.organization_id}:t")
+        assert (await ratelimit.admit(limits.draw(100))).admitted
+        assert not ratelimit.roomy(limits.draw(500))
+        assert ratelimit.roomy(limits.draw(100))
     finally:
         await ratelimit.redis_close()
         ratelimit.local_reset()
@@ -181,7 +160,6 @@ async def test_reserved_throughput_or_the_shared_limit_either_gives_room(setting
 async def test_without_redis_admission_is_never_asked_beside_the_hold(settings):
     settings.REDIS_URL = ""
     ratelimit.local_reset()
-    key = _Key()
-    context = _context(secrets.randbelow(10**9) + 10**9, requests_per_minute=100, tokens_per_minute=10_000)
-    assert (await ratelimit.admit(key=key, context=context, tokens=100)).admitted  # type: ignore[arg-type]
-    assert not ratelimit.roomy(key=key, context=context, tokens=100)  # type: ignore[arg-type]
+    limits = Limits(requests_per_minute=100, tokens_per_minute=10_000)
+    assert (await ratelimit.admit(limits.draw(100))).admitted
+    assert not ratelimit.roomy(limits.draw(100))

@@ -23,7 +23,7 @@ from billing.tokens import chat_prompt_tokens
 from billing.usage.models import UsageRecord, UsageSource, UsageStatus
 from billing.usage.services import UsageRow
 from config import pg
-from tests.api.gateway.conftest import MODEL, balances, reconciled, records, usd, wait_for
+from tests.api.gateway.conftest import MODEL, Limits, balances, reconciled, records, usd, wait_for
 
 MESSAGES = [{"role": "user", "content": "Summarise the news."}]
 
@@ -95,42 +95,26 @@ def test_a_crashed_requests_key_reservation_is_freed_once_its_hold_expires(live_
     assert ticket.hold_id is not None and balances(funded) == (usd("10"), 0)
 
 
-class _Key:
-    id = 1
-
-
-def _context(**limits: int) -> rating.PricingContext:
-    return rating.PricingContext(
-        organization_id=424242,
-        model_slug="llama-3.1-8b-instruct",
-        model_group="open-weight",
-        currency="USD",
-        prices=rating.Prices(None, 1, 1, 1),
-        **limits,  # type: ignore[arg-type]
-    )
-
-
 @pytest.mark.django_db
 async def test_reserved_throughput_is_used_first_then_the_shared_limit(settings):
     assert settings.REDIS_URL  # real Redis
-    context = _context(requests_per_minute=100, tokens_per_minute=1000, reserved_tokens_per_minute=5000)
-    key = _Key()
+    limits = Limits(requests_per_minute=100, tokens_per_minute=1000, reserved_tokens_per_minute=5000)
     try:
-        first = await ratelimit.admit(key=key, context=context, tokens=3000)  # type: ignore[arg-type]
+        first = await ratelimit.admit(limits.draw(3000))
         assert first.admitted and first.headers["x-ratelimit-limit-tokens"] == "5000"
-        refused = await ratelimit.admit(key=key, context=context, tokens=3000)  # type: ignore[arg-type]
+        refused = await ratelimit.admit(limits.draw(3000))
         assert not refused.admitted and int(refused.headers["retry-after"]) >= 1
-        drains = await ratelimit.admit(key=key, context=context, tokens=2000)  # type: ignore[arg-type]
+        drains = await ratelimit.admit(limits.draw(2000))
         assert drains.admitted  # the rest of the reserved bucket
-        shared = await ratelimit.admit(key=key, context=context, tokens=1000)  # type: ignore[arg-type]
+        shared = await ratelimit.admit(limits.draw(1000))
         assert shared.admitted and shared.headers["x-ratelimit-limit-tokens"] == "1000"
-        assert not (await ratelimit.admit(key=key, context=context, tokens=500)).admitted  # type: ignore[arg-type]
-        too_large = await ratelimit.admit(key=key, context=context, tokens=6000)  # type: ignore[arg-type]
+        assert not (await ratelimit.admit(limits.draw(500))).admitted  # type: ignore[arg-type]
+        too_large = await ratelimit.admit(limits.draw(6000))
         assert too_large.too_large
         # Tokens a request did not use come back after its settle.
         ratelimit.refund(shared, used_tokens=0)
         await ratelimit.refunds_drain()
-        assert (await ratelimit.admit(key=key, context=context, tokens=900)).admitted  # type: ignore[arg-type]
+        assert (await ratelimit.admit(limits.draw(900))).admitted  # type: ignore[arg-type]
     finally:
         await ratelimit.redis_close()
 
@@ -138,9 +122,8 @@ async def test_reserved_throughput_is_used_first_then_the_shared_limit(settings)
 @pytest.mark.django_db
 async def test_without_redis_the_buckets_live_in_process(settings):
     settings.REDIS_URL = ""
-    context = _context(requests_per_minute=2, tokens_per_minute=1000)
-    key = _Key()
-    outcomes = [(await ratelimit.admit(key=key, context=context, tokens=10)).admitted for _ in range(3)]  # type: ignore[arg-type]
+    limits = Limits(requests_per_minute=2, tokens_per_minute=1000)
+    outcomes = [(await ratelimit.admit(limits.draw(10))).admitted for _ in range(3)]
     assert outcomes == [True, True, False]
 
 
