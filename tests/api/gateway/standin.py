@@ -68,6 +68,7 @@ class StandIn:
         self.set_cookie = b""  # a Set-Cookie header for JSON answers to carry
         self.open_streams = 0
         self.chunk_pause = 0.0
+        self.chunk_padding = 0  # bytes of an extra field in each streamed chunk (as logprobs would add)
         self.usage_omit = ""
         self.usage_without_choices = False
 
@@ -212,7 +213,8 @@ class StandIn:
             await send({"type": "http.response.body", "body": b"data: " + data + b"\n\n", "more_body": True})
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            return base | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+            payload = base | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+            return payload | {"padding": "." * self.chunk_padding} if self.chunk_padding else payload
 
         self.open_streams += 1
         try:

@@ -6,6 +6,8 @@
 """
 
 import asyncio
+import json
+import socket
 
 import httpx
 import openai
@@ -219,6 +221,66 @@ def test_a_stream_that_keeps_trickling_past_the_call_limit_ends_and_is_charged_f
     assert hold.status == "captured"
     lifetime = (hold.expires_at - hold.created_at).total_seconds()
     assert lifetime >= settings.GATEWAY_MAX_CALL_SECONDS + settings.GATEWAY_HOLD_MARGIN_SECONDS - 1
+
+
+def _dechunk(raw: bytes) -> bytes:
+    """The body of an HTTP/1.1 chunked transfer."""
+    body, rest = b"", raw
+    while True:
+        size_line, rest = rest.split(b"\r\n", 1)
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return body
+        body, rest = body + rest[:size], rest[size + 2 :]
+
+
+def test_a_client_too_slow_to_take_the_stream_is_settled_at_the_call_limit_for_what_it_was_sent(
+    live_url, secret, funded, standin, settings
+):
+    # The client takes the answer's headers, then reads nothing: the relay fills the sockets' buffers and waits to
+    # send, so it neither reads the server again nor reaches the time limit itself. Its watch settles it, shortly
+    # after the limit.
+    settings.GATEWAY_MAX_CALL_SECONDS = 2
+    # 8,000 chunks of 2 kB each: more than the sockets' buffers on both sides can take.
+    standin.reply_tokens, standin.chunk_padding = 8_000, 2_000
+    body = json.dumps({"model": MODEL, "messages": MESSAGES, "stream": True, "max_tokens": 8_000}).encode()
+    host, port = live_url.removeprefix("http://").split(":")
+    request = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {secret}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.socket() as slow:
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: the window stays small
+        slow.settimeout(30)
+        slow.connect((host, int(port)))
+        slow.sendall(request + body)
+        received = slow.recv(1024)
+        while b"\r\n\r\n" not in received:
+            received += slow.recv(1024)
+        assert received.startswith(b"HTTP/1.1 200")
+        # Settled while the client is still connected and still not reading.
+        wait_for(lambda: UsageRecord.objects.exists(), timeout=15)
+        (record,) = records()
+        assert record.status == "client_disconnected"
+        assert 0 < record.output_tokens < 8_000
+        # What the relay had taken before it stalled reaches the client once it reads, then the answer ends.
+        while more := slow.recv(65536):
+            received += more
+    head, raw = received.split(b"\r\n\r\n", 1)
+    assert b"transfer-encoding: chunked" in head.lower()
+    delivered = ""
+    for line in _dechunk(raw).decode().splitlines():
+        if line.startswith("data: {"):
+            delivered += "".join(c["delta"].get("content") or "" for c in json.loads(line[6:])["choices"])
+    # Charged for exactly what it was sent.
+    got = len(delivered.split())  # "hello hello ...": one token a word
+    assert (record.input_tokens, record.output_tokens) == (PROMPT, got)
+    assert record.charge_nano == cost(PROMPT, got)
+    assert Hold.objects.get(pk=record.hold_id).status == "captured"
+    _settles_drain()
+    assert len(records()) == 1
+    assert balances(funded) == (usd("10") - cost(PROMPT, got), 0)
+    assert reconciled(funded) == []
 
 
 def _settles_drain() -> None:
