@@ -120,6 +120,27 @@ async def test_reserved_throughput_is_used_first_then_the_shared_limit(settings)
 
 
 @pytest.mark.django_db
+async def test_refunds_of_many_keys_go_back_together_even_to_a_redis_that_forgot_the_script(settings):
+    assert settings.REDIS_URL  # real Redis
+    keys = [Limits(requests_per_minute=100, tokens_per_minute=1000) for _ in range(3)]
+    try:
+        admitted = [await ratelimit.admit(limits.draw(1000)) for limits in keys]
+        assert all(admission.admitted for admission in admitted)
+        assert not any([(await ratelimit.admit(limits.draw(500))).admitted for limits in keys])
+        scripts = ratelimit._redis()
+        assert scripts is not None
+        await scripts.client.script_flush()  # a restarted Redis: the refund script must be loaded again
+        for admission in admitted:
+            ratelimit.refund(admission, used_tokens=100)
+        await ratelimit.refunds_drain()
+        # Each key got back its own 900 unused tokens, and no more.
+        assert all([(await ratelimit.admit(limits.draw(900))).admitted for limits in keys])
+        assert not any([(await ratelimit.admit(limits.draw(200))).admitted for limits in keys])
+    finally:
+        await ratelimit.redis_close()
+
+
+@pytest.mark.django_db
 async def test_without_redis_the_buckets_live_in_process(settings):
     settings.REDIS_URL = ""
     limits = Limits(requests_per_minute=2, tokens_per_minute=1000)
