@@ -96,14 +96,14 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     return defaults.page_not_found(request, exception)
 
 
-def _wants_json(request: HttpRequest) -> bool:
+def wants_json(request: HttpRequest) -> bool:
     return request.path.startswith(API_PREFIXES) or "json" in request.headers.get("Content-Type", "")
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     """400 for a request Django refuses before any view (a Host header not in ALLOWED_HOSTS, a malformed cookie or
     multipart body): the error shape for API clients, the site's page for people."""
-    if _wants_json(request):
+    if wants_json(request):
         body = error_body(
             "The request was refused: its Host header or its framing is not acceptable to this server.",
             error_type="invalid_request_error",
@@ -116,7 +116,7 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
 def server_error(request: HttpRequest) -> HttpResponse:
     """500: the error shape for API clients and the pages' JSON calls (the details are in the server's log), the
     site's page for people."""
-    if _wants_json(request):
+    if wants_json(request):
         body = error_body(
             "The server failed to handle this request; try again.", error_type="api_error", code="server_error"
         )
