@@ -17,7 +17,7 @@ def url_nul_refuse(get_response: Callable[[HttpRequest], HttpResponse]) -> Calla
     """
 
     def middleware(request: HttpRequest) -> HttpResponse:
-        if NUL in request.path or any(NUL in name or NUL in value for name, value in _query_items(request)):
+        if _holds_nul(request):
             message = "The URL contains the NUL character (%00), which is not allowed; remove it and try again."
             if wants_json(request):
                 return JsonResponse(
@@ -29,5 +29,6 @@ def url_nul_refuse(get_response: Callable[[HttpRequest], HttpResponse]) -> Calla
     return middleware
 
 
-def _query_items(request: HttpRequest) -> list[tuple[str, str]]:
-    return [(name, value) for name, values in request.GET.lists() for value in values]
+def _holds_nul(request: HttpRequest) -> bool:
+    query = request.GET.lists()
+    return NUL in request.path or any(NUL in name or any(NUL in value for value in values) for name, values in query)
