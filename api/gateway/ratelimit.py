@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from django.conf import settings
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from accounts.selectors import AuthenticatedKey
 from billing.pricing.rating import PricingContext
@@ -365,13 +366,23 @@ async def _refund_flush(loop: asyncio.AbstractEventLoop) -> None:
         for group, amount in batch.items():
             _local.refund([Bucket(key, capacity, 0, "tokens") for key, capacity in group], amount)
         return
+    refunds = [
+        ([key for key, _ in group], [0, amount, *(capacity for _, capacity in group)])
+        for group, amount in batch.items()
+    ]
     try:
-        # One round trip for the whole batch: each key (and organization) is a group of its own.
+        # One round trip for the whole batch (each key, and organization, is a group of its own). The script is
+        # called by its digest without the pipeline's own check that Redis has it, which would cost a round trip
+        # more; a Redis that lost it (restarted) answers NOSCRIPT, and those refunds load it and go again.
         async with scripts.client.pipeline(transaction=False) as pipe:
-            for group, amount in batch.items():
-                args = [0, amount, *(capacity for _, capacity in group)]
-                await scripts.refund(keys=[key for key, _ in group], args=args, client=pipe)
-            await pipe.execute()
+            for keys, args in refunds:
+                pipe.evalsha(scripts.refund.sha, len(keys), *keys, *args)
+            results = await pipe.execute(raise_on_error=False)
+        for (keys, args), result in zip(refunds, results, strict=True):
+            if isinstance(result, NoScriptError):
+                await scripts.refund(keys=keys, args=args)
+            elif isinstance(result, Exception):
+                logger.warning("a rate-limit refund was lost, Redis failed: %s", result)
     except (aioredis.RedisError, OSError) as exc:
         logger.warning("rate-limit refunds lost, Redis failed: %s", exc)
 
