@@ -25,13 +25,15 @@ class TTLCache(Generic[V]):
         self.keep = keep
         self._entries: dict[Hashable, tuple[float, V]] = {}
         self._loading: dict[tuple[asyncio.AbstractEventLoop, Hashable], asyncio.Future[V]] = {}
+        # Bumped by clear(): a load that began before it does not keep what it read, and nobody who asks
+        # afterwards is handed its result.
+        self._generation = 0
         _registry.append(self)  # type: ignore[arg-type]
 
     def clear(self) -> None:
+        self._generation += 1
         self._entries.clear()
-
-    def discard(self, key: Hashable) -> None:
-        self._entries.pop(key, None)
+        self._loading.clear()
 
     async def get(self, key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
         """The cached value of `key`, or the result of `load()` (kept for GATEWAY_CACHE_SECONDS)."""
@@ -50,6 +52,7 @@ class TTLCache(Generic[V]):
         # The load runs in the caller's own task (and so in its request's thread context for the ORM).
         future: asyncio.Future[V] = loop.create_future()
         self._loading[(loop, key)] = future
+        generation = self._generation
         try:
             value = await load()
         except BaseException as exc:
@@ -57,10 +60,11 @@ class TTLCache(Generic[V]):
             future.exception()  # marked as retrieved: there may be nobody waiting
             raise
         finally:
-            self._loading.pop((loop, key), None)
+            if self._loading.get((loop, key)) is future:  # not a load begun after a clear()
+                del self._loading[(loop, key)]
         future.set_result(value)
         ttl = settings.GATEWAY_CACHE_SECONDS
-        if ttl > 0 and self.keep:
+        if ttl > 0 and self.keep and generation == self._generation:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()  # crude, but bounded; entries are cheap to load again
             self._entries[key] = (time.monotonic() + ttl, value)
