@@ -471,7 +471,7 @@ def main() -> None:
 
 def compare(args: argparse.Namespace, database_url: str, standin: tuple[int, int], secrets: list[str]) -> None:
     """This checkout's gateway and another's, side by side, the load alternating between them (each round in the
-    other order than the last); the median and each round's p50 latency added to the stand-in's."""
+    other order than the last); the median and each round's p50 latency added to the stand-in's, and the p99s."""
     checkouts = [ROOT, args.against.resolve()]
     gateways = {}
     for checkout in checkouts:
@@ -509,15 +509,18 @@ def compare(args: argparse.Namespace, database_url: str, standin: tuple[int, int
         print(
             f"{checkout!s:<40} added p50 median {statistics.median(added):+.2f} ms "
             f"(rounds: {' '.join(f'{a:+.2f}' for a in added)}); "
+            f"p99 median {statistics.median(r.p99_ms for r in measured) - direct.p99_ms:+.2f} ms; "
             f"{statistics.median(r.per_second for r in measured):.0f} settled calls/s; "
             f"CPU {statistics.median(r.cpu_ms for r in measured):.2f} ms/call"
         )
-    ours, theirs = ([r.p50_ms for r in results[checkout]] for checkout in checkouts)
-    differences = [a - b for a, b in zip(ours, theirs, strict=True)]
-    print(
-        f"this checkout against the other, round by round: p50 {statistics.median(differences):+.2f} ms (median), "
-        f"lower in {sum(d < 0 for d in differences)} of {args.rounds} rounds"
-    )
+    for percentile_name in ("p50", "p99"):
+        ours, theirs = ([getattr(r, f"{percentile_name}_ms") for r in results[checkout]] for checkout in checkouts)
+        differences = [a - b for a, b in zip(ours, theirs, strict=True)]
+        print(
+            f"this checkout against the other, round by round: {percentile_name} "
+            f"{statistics.median(differences):+.2f} ms (median), lower in {sum(d < 0 for d in differences)} of "
+            f"{args.rounds} rounds"
+        )
 
 
 def report(args: argparse.Namespace, results: list[Result], idle: int, with_streams: int, check: str) -> None:
