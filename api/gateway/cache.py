@@ -60,8 +60,9 @@ class TTLCache(Generic[V]):
             future.exception()  # marked as retrieved: there may be nobody waiting
             raise
         finally:
-            if self._loading.get((loop, key)) is future:  # not a load begun after a clear()
-                del self._loading[(loop, key)]
+            # Not a load begun after a clear(), which a staff view may call from its own thread meanwhile.
+            if self._loading.get((loop, key)) is future:
+                self._loading.pop((loop, key), None)
         future.set_result(value)
         ttl = settings.GATEWAY_CACHE_SECONDS
         if ttl > 0 and self.keep and generation == self._generation:
