@@ -6,6 +6,6 @@ class AccountsConfig(AppConfig):
     name = "accounts"
 
     def ready(self) -> None:
-        from config.startup import production_problems_check
+        from core.startup import production_problems_check
 
         checks.register(production_problems_check, checks.Tags.security, deploy=True)

@@ -1,7 +1,7 @@
 """One error shape for every API: OpenAI's {"error": {"message", "type", "param", "code"}}.
 
-Services raise ApplicationError (or a subclass); DRF's own exceptions (validation, auth, 404) are mapped to the
-same shape here, so a client never has to parse two formats.
+Services raise core.errors.ApplicationError (or a subclass), whose kind maps to a status here; DRF's own
+exceptions (validation, auth, 404) are mapped to the same shape, so a client never has to parse two formats.
 """
 
 from typing import Any
@@ -14,23 +14,26 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from core.errors import ApplicationError, ErrorKind
 
-class ApplicationError(Exception):
-    """A business-rule failure with a message a person can act on."""
+# How the JSON edge answers each kind of domain error: the HTTP status and OpenAI's error type.
+KIND_HTTP: dict[ErrorKind, tuple[int, str]] = {
+    ErrorKind.INVALID: (status.HTTP_400_BAD_REQUEST, "invalid_request_error"),
+    ErrorKind.NOT_FOUND: (status.HTTP_404_NOT_FOUND, "not_found_error"),
+    ErrorKind.CONFLICT: (status.HTTP_409_CONFLICT, "invalid_request_error"),
+    ErrorKind.GONE: (status.HTTP_410_GONE, "invalid_request_error"),
+    ErrorKind.INSUFFICIENT_CREDIT: (status.HTTP_402_PAYMENT_REQUIRED, "insufficient_quota"),
+    ErrorKind.PAYMENT_DECLINED: (status.HTTP_402_PAYMENT_REQUIRED, "card_error"),
+    ErrorKind.UNAVAILABLE: (status.HTTP_503_SERVICE_UNAVAILABLE, "api_error"),
+}
+# OpenAI answers an unknown model as a request error, not a missing resource; clients key on it.
+_TYPE_BY_CODE = {"model_not_found": "invalid_request_error"}
 
-    status_code: int = status.HTTP_400_BAD_REQUEST
-    error_type: str = "invalid_request_error"
-    code: str | None = None
 
-    def __init__(
-        self, message: str, *, param: str | None = None, code: str | None = None, extra: dict[str, Any] | None = None
-    ):
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        if code is not None:
-            self.code = code
-        self.extra = extra or {}
+def http_of(exc: ApplicationError) -> tuple[int, str]:
+    """The HTTP status and OpenAI error type of a domain error."""
+    status_code, error_type = KIND_HTTP[exc.kind]
+    return status_code, _TYPE_BY_CODE.get(exc.code or "", error_type)
 
 
 def error_body(
@@ -53,8 +56,9 @@ def _first_validation_message(detail: Any, prefix: str = "") -> tuple[str, str |
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
-        body = error_body(exc.message, error_type=exc.error_type, param=exc.param, code=exc.code, **exc.extra)
-        return Response(body, status=exc.status_code)
+        status_code, error_type = http_of(exc)
+        body = error_body(exc.message, error_type=error_type, param=exc.param, code=exc.code, **exc.extra)
+        return Response(body, status=status_code)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     elif isinstance(exc, Http404):

@@ -13,10 +13,10 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import IntegrityError, transaction
 
 from accounts.services import audit_record
-from api.errors import ApplicationError
 from api.models import MAX_UPSTREAM_TIMEOUT_SECONDS, Upstream
 from billing.pricing.errors import ModelNotFound
 from billing.pricing.models import AIModel
+from core.errors import ApplicationError, ErrorKind
 
 Actor = AbstractBaseUser | AnonymousUser | None
 _LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
@@ -25,13 +25,12 @@ UPDATABLE = ("base_url", "api_key", "upstream_model", "timeout_seconds", "forwar
 
 
 class UpstreamNotFound(ApplicationError):
-    status_code = 404
-    error_type = "not_found_error"
+    kind = ErrorKind.NOT_FOUND
     code = "not_found"
 
 
 class UpstreamConflict(ApplicationError):
-    status_code = 409
+    kind = ErrorKind.CONFLICT
     code = "upstream_exists"
 
 

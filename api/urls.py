@@ -2,12 +2,16 @@
 
 from django.urls import include, path
 
+from api import stripe_webhook
+
 urlpatterns = [
     path("v1/", include("api.gateway.urls")),
+    # Stripe's events about payments, refunds and disputes.
+    path("stripe/webhook/", stripe_webhook.stripe_webhook, name="stripe_webhook"),
     # Staff: organizations, credit, balances and the journal.
     path("api/staff/", include("api.staff.urls")),
     # Staff: refunds of paid credit and the card top-ups they apply to.
-    path("api/staff/", include("billing.payments.api_urls")),
+    path("api/staff/", include("api.staff.payments_urls")),
     # Staff: models, prices, tiers, plans, commitments, overrides, preview.
     path("api/staff/", include("api.staff.pricing.urls")),
     # Staff: model servers (upstreams) per model.

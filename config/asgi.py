@@ -6,7 +6,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 django_application = get_asgi_application()
 
-from config.startup import unfit_refuse  # noqa: E402
+from core.startup import unfit_refuse  # noqa: E402
 
 unfit_refuse()
 

@@ -12,11 +12,11 @@ app.autodiscover_tasks()
 @signals.worker_init.connect
 @signals.beat_init.connect
 def _unfit_refuse(**kwargs: object) -> None:
-    # A worker or beat on a site not fit for production stops here, as the web process does (config.startup).
+    # A worker or beat on a site not fit for production stops here, as the web process does (core.startup).
     # SystemExit, because Celery logs and ignores the exceptions of signal handlers.
     from django.core.exceptions import ImproperlyConfigured
 
-    from config.startup import unfit_refuse
+    from core.startup import unfit_refuse
 
     try:
         unfit_refuse()

@@ -79,7 +79,7 @@ VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
 DEBUG = env_bool("DEBUG", False)
 # What a site serving without DEBUG needs and a tool does not (makemigrations, a shell on a build box): a bad value
 # stops every command at once, but a missing production setting stops only the processes that serve (web, worker,
-# beat: config.startup.unfit_refuse) and `check --deploy`.
+# beat: core.startup.unfit_refuse) and `check --deploy`.
 PRODUCTION_PROBLEMS: list[str] = []
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
@@ -115,6 +115,8 @@ INSTALLED_APPS = [
     "billing.payments",
     "billing.notifications",
     "api",
+    # The web UI: customer pages and the staff console (HTML), and their template tags.
+    "web",
 ]
 
 MIDDLEWARE = [
@@ -144,7 +146,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "accounts.web.context.web",
+                "web.context.web",
             ],
         },
     },
@@ -169,7 +171,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL;",
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-# Connections per web worker in the async pool of the metered API's hot path (config.pg).
+# Connections per web worker in the async pool of the metered API's hot path (core.pg).
 GATEWAY_DB_POOL_SIZE = env_int("GATEWAY_DB_POOL_SIZE", 20, minimum=1)
 
 # Redis backs the cache (API-key cache, rate limits) and, by default, Celery.
@@ -222,7 +224,7 @@ STRIPE_API_BASE = env_url("STRIPE_API_BASE", "", schemes=("http", "https"))
 # --- Payments: top-ups, auto top-up, refunds (billing.payments) ---
 def env_amount_nano(name: str, default: str) -> int:
     """A decimal amount in main units ("5.00") as nano-units, in whole cents (Stripe charges cents)."""
-    from billing.money import AmountError, parse_amount
+    from core.money import AmountError, parse_amount
 
     raw = env.str(name, default=default)
     try:
@@ -339,7 +341,7 @@ AUTHENTICATION_BACKENDS = [
 ]
 
 # Web accounts (django-allauth): the email address is the login, and it must be verified before the first
-# log in. Every sign-up gets an organization of its own (accounts.web.signup).
+# log in. Every sign-up gets an organization of its own (web.signup).
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "/"
 ACCOUNT_LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -348,7 +350,7 @@ ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
-ACCOUNT_SIGNUP_FORM_CLASS = "accounts.web.signup.SignupForm"
+ACCOUNT_SIGNUP_FORM_CLASS = "web.signup.SignupForm"
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Token Billing] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "http" if DEBUG else "https"
 # Against password guessing: failed logins are limited per client address and per account (email), in the cache.

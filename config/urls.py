@@ -7,11 +7,11 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularRedocView.as_view(url_name="schema"), name="api-docs"),
-    path("staff/pricing/", include("billing.pricing.web.urls")),
+    path("staff/pricing/", include("web.staff.urls")),
     path("", include("api.urls")),
-    path("", include("accounts.web.urls")),
-    # Payments: /billing/ pages (top up, auto top-up, receipts) and Stripe's webhook at /stripe/webhook/.
-    path("", include("billing.payments.web.urls")),
+    path("", include("web.urls")),
+    # Payments: /billing/ pages (top up, auto top-up, receipts).
+    path("", include("web.billing.urls")),
 ]
 
 handler400 = "api.errors.bad_request"

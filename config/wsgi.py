@@ -6,6 +6,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 application = get_wsgi_application()
 
-from config.startup import unfit_refuse  # noqa: E402
+from core.startup import unfit_refuse  # noqa: E402
 
 unfit_refuse()

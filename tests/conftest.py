@@ -46,10 +46,10 @@ def _clean_caches() -> Iterator[None]:
     """Every test starts with empty caches: the shared one (Redis), the API keys' and the gateway's in-process ones
     (they hold database ids, which mean other rows after the database is flushed)."""
     cache.clear()
-    apikey_selectors._local.clear()
+    apikey_selectors.local_cache.clear()
     gateway_caches_clear()
     yield
-    apikey_selectors._local.clear()
+    apikey_selectors.local_cache.clear()
     gateway_caches_clear()
 
 

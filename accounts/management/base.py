@@ -8,8 +8,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from api.errors import ApplicationError
-from billing.money import AmountError, parse_amount
+from core.errors import ApplicationError
+from core.money import AmountError, parse_amount
 
 # Service parameters as the command-line options operators typed.
 OPTION_OF_PARAM = {

@@ -1,9 +1,6 @@
-"""Reads for organizations, members and API keys, including API-key authentication."""
+"""Reads for organizations, members and API keys."""
 
 from accounts.selectors.apikeys import (
-    AuthenticatedKey,
-    aapikey_authenticate,
-    apikey_authenticate,
     apikey_cache_invalidate,
     apikey_get,
     apikey_list,
@@ -19,9 +16,6 @@ from accounts.selectors.members import (
 )
 
 __all__ = [
-    "AuthenticatedKey",
-    "aapikey_authenticate",
-    "apikey_authenticate",
     "apikey_cache_invalidate",
     "apikey_get",
     "apikey_list",

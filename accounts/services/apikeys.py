@@ -14,8 +14,8 @@ from accounts.models import ApiKey, ApiKeyEndpoint, Organization, SpendPeriod
 from accounts.selectors.apikeys import apikey_cache_invalidate
 from accounts.services.audit import audit_record
 from accounts.services.organizations import name_clean
-from api.errors import ApplicationError
-from billing.money import MAX_AMOUNT_NANO, format_amount
+from core.errors import ApplicationError
+from core.money import MAX_AMOUNT_NANO, format_amount
 
 WORKFLOW_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$")
 MODEL_SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,99}$")

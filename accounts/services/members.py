@@ -27,7 +27,7 @@ from accounts.models import Invitation, Membership, Organization, Role
 from accounts.selectors.members import invitation_token_hash
 from accounts.services.audit import audit_record
 from accounts.services.organizations import role_clean
-from api.errors import ApplicationError
+from core.errors import ApplicationError, ErrorKind
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +38,14 @@ TOKEN_BYTES = 32
 class NotFound(ApplicationError):
     """An unknown id, or one of another organization: both answer the same."""
 
-    status_code = 404
-    error_type = "not_found_error"
+    kind = ErrorKind.NOT_FOUND
     code = "not_found"
 
 
 class InvitationUnusable(ApplicationError):
     """The invitation was accepted, revoked, or has expired."""
 
-    status_code = 410
+    kind = ErrorKind.GONE
 
 
 def email_clean(value: object) -> str:

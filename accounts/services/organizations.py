@@ -2,7 +2,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from accounts.models import Membership, Organization, Role
-from api.errors import ApplicationError
+from core.errors import ApplicationError
 
 NAME_MAX_LENGTH = 200
 

@@ -11,7 +11,7 @@
   resolved against the /v1 routes alone (api.gateway.root_urls). Requests also skip the per-request thread that
   Django's handler creates for synchronous code, and the request signals' thread hops (GatewayHandler.handle):
   the few sync calls the gateway makes (cache misses, bulk work such as usage events) run on worker threads
-  that close their database connections (config.orm.orm_call).
+  that close their database connections (core.orm.orm_call).
 """
 
 import asyncio
@@ -117,7 +117,7 @@ class GatewayHandler(ASGIHandler):
         Django sends request_started, and closes the response (which sends request_finished), through
         sync_to_async: two hops to a thread and back on every call, about a fifth of the gateway's CPU per call. Their
         receivers look after the database connections a request opened in its sync thread; the metered API opens
-        them only through config.orm.orm_call, which closes them itself. In the event loop request_finished's
+        them only through core.orm.orm_call, which closes them itself. In the event loop request_finished's
         receivers have nothing to do: Django never opens a connection in the loop's thread.
         """
         try:

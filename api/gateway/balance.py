@@ -4,8 +4,8 @@ from django.http import HttpRequest, JsonResponse
 
 from api.gateway.http import gateway_view, key_authenticate
 from billing.ledger import selectors
-from billing.money import format_amount
-from config.orm import orm_call
+from core.money import format_amount
+from core.orm import orm_call
 
 
 @gateway_view("GET")

@@ -20,14 +20,14 @@ from django.conf import settings
 from django.http import HttpResponseBase
 from django.utils import timezone
 
-from accounts.selectors import AuthenticatedKey
 from api.gateway import catalog, metering, ratelimit, spend, upstreams
 from api.gateway.catalog import ModelInfo
 from api.gateway.http import GatewayError
-from billing.money import format_amount
+from billing.metering.callers import AuthenticatedKey
 from billing.pricing import rating
 from billing.usage.models import UsageSource, UsageStatus
 from billing.usage.services import UsageRow
+from core.money import format_amount
 
 MAX_TTL_SECONDS = 24 * 3600
 

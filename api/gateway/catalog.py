@@ -16,7 +16,7 @@ from api.gateway.http import GatewayError
 from billing.pricing import rating, selectors
 from billing.pricing.errors import ModelNotFound
 from billing.pricing.models import AIModel, ModelStatus
-from config.orm import orm_call
+from core.orm import orm_call
 
 _models: TTLCache["ModelInfo | None"] = TTLCache("models")
 _contexts: TTLCache["rating.PricingContext | None"] = TTLCache("pricing-contexts")

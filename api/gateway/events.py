@@ -18,21 +18,21 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from accounts.selectors import AuthenticatedKey
 from accounts.services.apikeys import WORKFLOW_RE
 from api.gateway import hooks, params, spend
 from api.gateway.http import gateway_view, key_authenticate
 from billing.ledger import services as ledger
 from billing.ledger.errors import InsufficientCredit
 from billing.ledger.models import Wallet
-from billing.money import format_amount
+from billing.metering.callers import AuthenticatedKey
 from billing.pricing import rating, selectors
 from billing.pricing import services as pricing
 from billing.pricing.errors import ModelNotFound
 from billing.pricing.models import AIModel
 from billing.usage.models import UsageRecord, UsageSource, UsageStatus
 from billing.usage.services import UsageRow, usage_record_create
-from config.orm import orm_call
+from core.money import format_amount
+from core.orm import orm_call
 
 EVENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,149}$")
 EVENT_TIERS = ("default", "priority", "flex", "batch")

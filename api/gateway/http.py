@@ -8,9 +8,10 @@ from typing import Any
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts.selectors import AuthenticatedKey, aapikey_authenticate
-from api.errors import ApplicationError
+from api.errors import http_of
 from api.gateway.cache import TTLCache
+from billing.metering.callers import AuthenticatedKey, aapikey_authenticate
+from core.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +108,9 @@ def gateway_view(*methods: str) -> Callable[[AsyncView], Callable[..., Any]]:
             except GatewayError as error:
                 return error.response()
             except ApplicationError as error:
+                status_code, error_type = http_of(error)
                 return GatewayError(
-                    error.status_code, error.message, error_type=error.error_type, code=error.code, param=error.param
+                    status_code, error.message, error_type=error_type, code=error.code, param=error.param
                 ).response()
             except Exception:
                 # Never an HTML page to an API client; the details go to the log only.

@@ -10,14 +10,14 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 
-from accounts.selectors import AuthenticatedKey
 from api.gateway.catalog import model_not_found
 from api.gateway.http import gateway_view, key_authenticate
-from billing.money import format_amount
+from billing.metering.callers import AuthenticatedKey
 from billing.pricing import rating, selectors
 from billing.pricing.errors import ModelNotFound
 from billing.pricing.selectors import CatalogEntry
-from config.orm import orm_call
+from core.money import format_amount
+from core.orm import orm_call
 
 
 def _per_million(micro_per_mtok: int) -> str:

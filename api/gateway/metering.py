@@ -5,7 +5,7 @@ period counter in the same transaction); `settle` rates what was used, captures 
 than the hold), releases the rest, writes the request's usage record and moves the key's counter, all in ONE
 transaction, or releases everything when the upstream failed.
 
-On PostgreSQL each step is one round trip on the async pool (config.pg): `ahold_place` alone, or a pipeline of
+On PostgreSQL each step is one round trip on the async pool (core.pg): `ahold_place` alone, or a pipeline of
 the hold and the key's claim; `ahold_settle` with the usage record `attached` to its statement and the key's
 correction as `also`. When rating needs period-to-date state (plan quotas, commitments, tiers) it runs in that
 same transaction (`ausage_rate`) before the settle. Elsewhere (SQLite: the quickstart) the same steps run
@@ -26,16 +26,16 @@ import psycopg
 from django.db import transaction
 from psycopg_pool import AsyncConnectionPool
 
-from accounts.selectors import AuthenticatedKey
 from api.gateway import hooks, spend
 from billing.ledger import services as ledger
 from billing.ledger.errors import HoldNotOpen, InsufficientCredit
+from billing.metering.callers import AuthenticatedKey
 from billing.pricing import rating
 from billing.pricing import services as pricing
 from billing.usage import services as usage_services
 from billing.usage.services import UsageRow
-from config import pg
-from config.orm import orm_call
+from core import pg
+from core.orm import orm_call
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ _pools: dict[asyncio.AbstractEventLoop, "asyncio.Task[AsyncConnectionPool]"] = {
 
 
 async def _pool() -> AsyncConnectionPool:
-    """This event loop's pool (config.pg), opened once however many requests arrive at once, and in an empty
+    """This event loop's pool (core.pg), opened once however many requests arrive at once, and in an empty
     context: the pool's own tasks must not keep the context of the request that happened to open it (and what it
     holds, such as that request's Django database connection) alive for the life of the process."""
     loop = asyncio.get_running_loop()

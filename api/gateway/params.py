@@ -10,9 +10,9 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 
-from accounts.selectors import AuthenticatedKey
 from accounts.services.apikeys import WORKFLOW_RE
 from api.gateway.http import GatewayError
+from billing.metering.callers import AuthenticatedKey
 
 SERVICE_TIERS = {"auto": "default", "default": "default", "flex": "flex", "priority": "priority"}
 MAX_CHOICES = 8

@@ -26,7 +26,7 @@ from django.conf import settings
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-from accounts.selectors import AuthenticatedKey
+from billing.metering.callers import AuthenticatedKey
 from billing.pricing.rating import PricingContext
 
 logger = logging.getLogger(__name__)

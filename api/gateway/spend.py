@@ -22,8 +22,9 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Now
 
-from accounts.selectors import AuthenticatedKey, apikey_spend_window
+from accounts.selectors import apikey_spend_window
 from api.models import KeySpend, KeySpendHold
+from billing.metering.callers import AuthenticatedKey
 
 LIMIT_SQLSTATE = "GW001"
 

@@ -35,8 +35,8 @@ from api.gateway import calls, demo, metering, upstreams
 from api.gateway.calls import Call
 from api.gateway.params import ChatParams
 from billing import tokens
-from billing.money import format_amount
 from billing.usage.models import UsageStatus
+from core.money import format_amount
 
 DONE = b"data: [DONE]\n\n"
 # A relay the server never starts (the client left between the answer's headers and its first byte) is settled

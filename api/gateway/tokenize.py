@@ -12,7 +12,7 @@ from django.http import HttpRequest, JsonResponse
 
 from api.gateway import calls, chat, embeddings, params
 from api.gateway.http import gateway_view, key_authenticate
-from billing.money import format_amount
+from core.money import format_amount
 
 
 @gateway_view("POST")

@@ -28,7 +28,7 @@ from django.conf import settings
 
 from api.gateway.cache import TTLCache
 from api.models import Upstream
-from config.orm import orm_call
+from core.orm import orm_call
 
 DEMO = "demo"
 HTTP = "http"

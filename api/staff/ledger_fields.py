@@ -10,9 +10,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 
-from api.errors import ApplicationError
 from billing.ledger.services.journal import MAX_KEY_LENGTH
-from billing.money import AmountError, format_amount, parse_amount
+from core.errors import ApplicationError
+from core.money import AmountError, format_amount, parse_amount
 
 AMOUNT_SCHEMA = {
     "type": "string",

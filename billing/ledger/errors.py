@@ -1,16 +1,13 @@
 """Ledger errors. They are ApplicationErrors, so every API renders them in the one error shape."""
 
-from rest_framework import status
-
-from api.errors import ApplicationError
-from billing.money import format_amount
+from core.errors import ApplicationError, ErrorKind
+from core.money import format_amount
 
 
 class InsufficientCredit(ApplicationError):
     """The wallet (plus its overdraft) cannot cover the amount. `spendable_nano` says what it could cover."""
 
-    status_code = status.HTTP_402_PAYMENT_REQUIRED
-    error_type = "insufficient_quota"
+    kind = ErrorKind.INSUFFICIENT_CREDIT
     code = "insufficient_credit"
 
     def __init__(self, *, spendable_nano: int, requested_nano: int, currency: str = "USD"):
@@ -26,20 +23,19 @@ class InsufficientCredit(ApplicationError):
 class NotFound(ApplicationError):
     """An id that does not exist (or belongs to another organization: callers never learn the difference)."""
 
-    status_code = status.HTTP_404_NOT_FOUND
-    error_type = "not_found_error"
+    kind = ErrorKind.NOT_FOUND
     code = "not_found"
 
 
 class IdempotencyConflict(ApplicationError):
     """An idempotency key replayed with different parameters: the first operation stands, this one is refused."""
 
-    status_code = status.HTTP_409_CONFLICT
+    kind = ErrorKind.CONFLICT
     code = "idempotency_conflict"
 
 
 class HoldNotOpen(ApplicationError):
     """A capture of a hold that was already released or expired."""
 
-    status_code = status.HTTP_409_CONFLICT
+    kind = ErrorKind.CONFLICT
     code = "hold_not_open"

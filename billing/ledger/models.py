@@ -10,7 +10,7 @@ the next grant. The bookkeeping identity, checked by `selectors.wallet_reconcile
 
     sum(grant.remaining_nano) - wallet.unfunded_nano == wallet.available_nano + wallet.held_nano
 
-All money is integer nano-units (see billing.money).
+All money is integer nano-units (see core.money).
 """
 
 from django.db import models

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from billing.money import MAX_AMOUNT_NANO, NANO_PER_UNIT
+from core.money import MAX_AMOUNT_NANO, NANO_PER_UNIT
 
 DEFAULT_LOW_BALANCE_THRESHOLD_NANO = 5 * NANO_PER_UNIT
 DEFAULT_EXPIRY_WINDOW_DAYS = 7

@@ -19,10 +19,10 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from accounts.services import audit_record
-from api.errors import ApplicationError
-from billing.money import MAX_AMOUNT_NANO, format_amount
 from billing.notifications import selectors
 from billing.notifications.models import MAX_EXPIRY_WINDOW_DAYS, Notice, NotificationSettings
+from core.errors import ApplicationError
+from core.money import MAX_AMOUNT_NANO, format_amount
 
 logger = logging.getLogger(__name__)
 

@@ -1,9 +1,7 @@
 """Payment errors. They are ApplicationErrors, so every API renders them in the one error shape."""
 
-from rest_framework import status
-
-from api.errors import ApplicationError
 from billing.ledger.errors import NotFound
+from core.errors import ApplicationError, ErrorKind
 
 __all__ = ["NotFound", "PaymentDeclined", "PaymentsUnavailable", "WebhookRejected"]
 
@@ -11,16 +9,14 @@ __all__ = ["NotFound", "PaymentDeclined", "PaymentsUnavailable", "WebhookRejecte
 class PaymentDeclined(ApplicationError):
     """The card was declined (or failed authentication); the message is Stripe's, meant for the card holder."""
 
-    status_code = status.HTTP_402_PAYMENT_REQUIRED
-    error_type = "card_error"
+    kind = ErrorKind.PAYMENT_DECLINED
     code = "card_declined"
 
 
 class PaymentsUnavailable(ApplicationError):
     """Stripe could not be reached or gave no definite answer; nothing was charged twice, try again later."""
 
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    error_type = "api_error"
+    kind = ErrorKind.UNAVAILABLE
     code = "payments_unavailable"
 
 

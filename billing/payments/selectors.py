@@ -4,10 +4,10 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from billing.money import format_amount
 from billing.payments.errors import NotFound
 from billing.payments.models import AutoTopUp, ExternalRefund, Refund, TopUp
 from billing.payments.services.auto_topup import auto_topup_over_cap, auto_topup_spent_today
+from core.money import format_amount
 
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
 

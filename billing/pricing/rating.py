@@ -6,7 +6,7 @@ down, so the provider never loses money to truncation, and the customer never pa
 line for rounding. Volume tiers price the period's volume with one rounding of the period function F (see
 billing.pricing.tiers), and a usage's tier line is the exact difference F(after) - F(before) minus the usage's
 volume, so the tier lines of a period add up to F(period volume) with no rounding drift. Invoices round their
-totals to the currency's minor unit once, at the end (billing.money.round_to_minor).
+totals to the currency's minor unit once, at the end (core.money.round_to_minor).
 
 Drawdown order (DESIGN decision 4): the usage's tokens are taken, in the order input, cached input, output,
 first from the plan's included quota (a model's own allowance before its group's), then from reserved

@@ -3,7 +3,7 @@ tokens (2_500_000). Decimal appears only here, at the edge."""
 
 from decimal import Decimal, InvalidOperation
 
-from billing.money import decimal_parse
+from core.money import decimal_parse
 
 MICRO = 1_000_000
 # $1,000,000 per million tokens: far above any real price, far below what the arithmetic can hold.

@@ -13,8 +13,8 @@ from accounts.services import (
     membership_add,
     organization_create,
 )
-from api.errors import ApplicationError
-from billing.money import MAX_AMOUNT_NANO
+from core.errors import ApplicationError
+from core.money import MAX_AMOUNT_NANO
 
 
 def test_organization_create_with_owner(db, django_user_model):

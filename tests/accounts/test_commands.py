@@ -14,9 +14,9 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 
 from accounts.models import ApiKey, Organization
-from accounts.selectors import apikey_authenticate
 from billing.ledger import selectors
 from billing.ledger.models import Grant
+from billing.metering.callers import apikey_authenticate
 from tests.accounts.factories import UserFactory
 
 

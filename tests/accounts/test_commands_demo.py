@@ -11,9 +11,9 @@ from django.core.management import call_command
 from django.test import Client
 
 from accounts.models import ApiKey, Membership, Organization, Role
-from accounts.selectors import apikey_authenticate
 from accounts.services import apikey_revoke
 from billing.ledger.models import Grant
+from billing.metering.callers import apikey_authenticate
 from billing.pricing.models import AIModel
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from billing.money import AmountError, format_amount, parse_amount, round_to_minor, token_cost_nano
+from core.money import AmountError, format_amount, parse_amount, round_to_minor, token_cost_nano
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ def bench_database(name: str) -> Iterator[str]:
     from django.core.management import call_command
     from django.db import connections
 
-    from config import pg
+    from core import pg
 
     connections.close_all()
     settings_dict = connections["default"].settings_dict

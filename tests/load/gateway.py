@@ -85,7 +85,7 @@ def bench_database() -> Iterator[str]:
     from django.core.management import call_command
     from django.db import connections
 
-    from config import pg
+    from core import pg
 
     if connections["default"].vendor != "postgresql":
         raise SystemExit("the gateway benchmark needs PostgreSQL: set DATABASE_URL=postgres://...")

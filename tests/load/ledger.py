@@ -8,7 +8,7 @@ hold rows, grant allocation and idempotency cost on top.
     python -m tests.load.ledger [--seconds 3]
 
 The ledger runs as the gateway runs it: `ahold_place` and `ahold_settle` on connections of the async pool
-(config.pg), each in its own asyncio task. Bare SQL runs on the same kind of connections.
+(core.pg), each in its own asyncio task. Bare SQL runs on the same kind of connections.
 """
 
 import argparse
@@ -58,7 +58,7 @@ async def run(
     pair: Callable[[Any, int, int], Awaitable[None]], wallets: list[int], connections: int, seconds: float
 ) -> tuple[float, float, float]:
     """(pairs per second, p50 ms, p99 ms) of `connections` workers doing pairs back to back for `seconds`."""
-    from config import pg
+    from core import pg
 
     pool = await pg.pool()
     counter = itertools.count()
@@ -102,7 +102,7 @@ KEYS = itertools.count()
 async def measure(seconds: float) -> list[tuple[str, int, tuple[float, float, float], tuple[float, float, float]]]:
     from asgiref.sync import sync_to_async
 
-    from config import pg
+    from core import pg
 
     # Bare SQL gets wallets of its own: it moves their balances without a journal, on purpose.
     rows = []

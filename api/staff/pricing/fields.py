@@ -12,8 +12,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from billing.money import AmountError, format_amount, parse_amount
 from billing.pricing.units import PriceError, price_format, price_parse
+from core.money import AmountError, format_amount, parse_amount
 
 WHOLE_TEXT = re.compile(r"[+-]?[0-9]+")
 

@@ -13,9 +13,9 @@ from accounts.models import AuditEvent
 from api.staff.pricing.catalog import PriceVersionPatchInput, price_values
 from api.staff.pricing.common import MAX_LIST, StaffView, StrictSerializer, by_organization, organization_check
 from api.staff.pricing.fields import AmountField, WholeNumberField
-from billing.money import format_amount
 from billing.pricing import rating, services
 from billing.pricing.units import price_format
+from core.money import format_amount
 
 MAX_TOKENS = 10**10
 

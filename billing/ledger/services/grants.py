@@ -13,7 +13,6 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.services.audit import actor_label
-from api.errors import ApplicationError
 from billing.ledger.errors import IdempotencyConflict, NotFound
 from billing.ledger.models import (
     FUNDING_ACCOUNT,
@@ -27,7 +26,8 @@ from billing.ledger.models import (
 )
 from billing.ledger.services.journal import amount_clean, expiry_clean, key_clean, transaction_book
 from billing.ledger.services.wallets import wallet_get_or_create
-from billing.money import format_amount
+from core.errors import ApplicationError
+from core.money import format_amount
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ from typing import Any
 
 import psycopg
 
-from api.errors import ApplicationError
 from billing.ledger.errors import HoldNotOpen, IdempotencyConflict, InsufficientCredit, NotFound
 from billing.ledger.models import HoldStatus, TransactionKind
 from billing.ledger.services.journal import amount_clean, key_clean
-from billing.money import format_amount
+from core.errors import ApplicationError
+from core.money import format_amount
 
 DEFAULT_TTL_SECONDS = 600
 MAX_TTL_SECONDS = 24 * 3600

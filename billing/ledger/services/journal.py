@@ -5,9 +5,9 @@ from datetime import datetime
 from django.db import connection
 from django.utils import timezone
 
-from api.errors import ApplicationError
 from billing.ledger.models import Account, JournalEntry, JournalTransaction
-from billing.money import MAX_AMOUNT_NANO, format_amount
+from core.errors import ApplicationError
+from core.money import MAX_AMOUNT_NANO, format_amount
 
 MAX_KEY_LENGTH = 200
 

@@ -5,11 +5,11 @@ from django.db import IntegrityError, transaction
 
 from accounts.models import Organization
 from accounts.services.audit import actor_label, audit_record
-from api.errors import ApplicationError
 from billing.ledger.errors import NotFound
 from billing.ledger.models import Wallet
 from billing.ledger.services.journal import amount_clean
-from billing.money import format_amount
+from core.errors import ApplicationError
+from core.money import format_amount
 
 
 def wallet_get_or_create(*, organization_id: int, currency: str | None = None) -> Wallet:

@@ -27,7 +27,6 @@ from django.utils import timezone
 from accounts.models import Membership, Role
 from accounts.services import audit_record
 from billing.ledger import selectors as ledger_selectors
-from billing.money import format_amount
 from billing.payments.errors import PaymentsUnavailable
 from billing.payments.models import AutoTopUp, StripeCustomer, TopUp
 from billing.payments.services.auto_topup_trigger import auto_topup_settled, trigger_changed
@@ -42,6 +41,7 @@ from billing.payments.stripe_client import (
     stripe_error_is_transient,
     stripe_error_message,
 )
+from core.money import format_amount
 
 logger = logging.getLogger(__name__)
 

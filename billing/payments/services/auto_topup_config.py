@@ -10,8 +10,6 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from accounts.services import audit_record
-from api.errors import ApplicationError
-from billing.money import MAX_AMOUNT_NANO, format_amount
 from billing.payments.errors import NotFound
 from billing.payments.models import AutoTopUp, StripeCustomer
 from billing.payments.services.auto_topup_trigger import trigger_changed
@@ -25,6 +23,8 @@ from billing.payments.stripe_client import (
     intent_options,
     stripe_client,
 )
+from core.errors import ApplicationError
+from core.money import MAX_AMOUNT_NANO, format_amount
 
 Actor = AbstractBaseUser | AnonymousUser | None
 

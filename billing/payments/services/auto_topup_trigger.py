@@ -12,8 +12,8 @@ from django.db import transaction
 
 from billing.ledger import selectors as ledger_selectors
 from billing.payments.models import AutoTopUp, TopUp
-from config.caching import aread_through, read_through
-from config.orm import orm_call
+from core.caching import aread_through, read_through
+from core.orm import orm_call
 
 CACHE_SECONDS = 300
 LOCAL_CACHE_SECONDS = 5

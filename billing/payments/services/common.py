@@ -6,11 +6,11 @@ from typing import Any
 import stripe
 from django.conf import settings
 
-from api.errors import ApplicationError
-from billing.money import MAX_AMOUNT_NANO, AmountError, format_amount, parse_amount
 from billing.payments.errors import PaymentsUnavailable
 from billing.payments.models import NANO_PER_CENT, TopUp
 from billing.payments.stripe_client import stripe_error_message
+from core.errors import ApplicationError
+from core.money import MAX_AMOUNT_NANO, AmountError, format_amount, parse_amount
 
 # What a person may type: digits, optionally a decimal point and digits (no signs, exponents or separators).
 

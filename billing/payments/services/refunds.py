@@ -20,17 +20,17 @@ from django.utils import timezone
 
 from accounts.ids import is_id_text
 from accounts.services import audit_record
-from api.errors import ApplicationError
 from billing.ledger import selectors as ledger_selectors
 from billing.ledger import services as ledger
 from billing.ledger.errors import IdempotencyConflict
 from billing.ledger.models import Grant
 from billing.ledger.services.journal import key_clean
-from billing.money import format_amount
 from billing.payments.errors import NotFound
 from billing.payments.models import NANO_PER_CENT, Refund, TopUp
 from billing.payments.services.common import money_clean
 from billing.payments.stripe_client import stripe_client, stripe_error_is_transient
+from core.errors import ApplicationError
+from core.money import format_amount
 
 logger = logging.getLogger(__name__)
 

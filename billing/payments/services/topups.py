@@ -18,7 +18,6 @@ from django.utils import timezone
 
 from accounts.ids import is_id_text
 from accounts.models import Organization
-from api.errors import ApplicationError
 from billing.ledger import services as ledger
 from billing.payments.errors import NotFound, PaymentDeclined
 from billing.payments.models import StripeCustomer, TopUp
@@ -30,6 +29,7 @@ from billing.payments.services.common import (
 )
 from billing.payments.services.customers import with_stripe_customer
 from billing.payments.stripe_client import intent_options, stripe_client, stripe_error_message
+from core.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 

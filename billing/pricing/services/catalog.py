@@ -14,11 +14,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.services import audit_record
-from api.errors import ApplicationError
 from billing.pricing.errors import ModelNotFound, PriceVersionLocked, PricingConflict
 from billing.pricing.models import AIModel, PriceVersion
 from billing.pricing.price_book import PRICE_BOOK, SEED_EFFECTIVE_FROM
 from billing.pricing.services import validation
+from core.errors import ApplicationError
 
 PRICE_FIELDS = (
     "input_price_micro_per_mtok",

@@ -19,7 +19,6 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from accounts.services import audit_record
-from api.errors import ApplicationError
 from billing.ledger import services as ledger
 from billing.ledger.errors import IdempotencyConflict, InsufficientCredit
 from billing.ledger.models import JournalTransaction
@@ -40,6 +39,7 @@ from billing.pricing.models.commitments import TERMS_MONTHS
 from billing.pricing.services import counters, validation
 from billing.pricing.services.catalog import _full_clean, _user
 from billing.pricing.services.scope import scope_resolve
+from core.errors import ApplicationError
 
 BPS = 10_000
 OFFER_FIELDS = (

@@ -13,12 +13,12 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from accounts.services import audit_record
-from api.errors import ApplicationError
 from billing.pricing.errors import PricingConflict, PricingNotFound
 from billing.pricing.models import PriceOverride
 from billing.pricing.services import validation
 from billing.pricing.services.catalog import _full_clean, _user
 from billing.pricing.services.scope import scope_resolve
+from core.errors import ApplicationError
 
 PRICE_FIELDS = ("input_price_micro_per_mtok", "cached_input_price_micro_per_mtok", "output_price_micro_per_mtok")
 

@@ -24,7 +24,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.services import audit_record
-from api.errors import ApplicationError
 from billing.ledger import services as ledger
 from billing.ledger.models import Grant
 from billing.pricing import periods
@@ -33,6 +32,7 @@ from billing.pricing.models import CounterKind, PeriodCounter, PeriodKind, Plan,
 from billing.pricing.services import counters
 from billing.pricing.services.catalog import _user
 from billing.pricing.services.plans import _close_quota_counters, _locked_live, _quota_counters_open, _step_months
+from core.errors import ApplicationError
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from accounts.services import audit_record
-from api.errors import ApplicationError
 from billing.ledger import services as ledger
 from billing.ledger.errors import InsufficientCredit
 from billing.pricing import periods
@@ -35,6 +34,7 @@ from billing.pricing.models import (
 from billing.pricing.services import counters, validation
 from billing.pricing.services.catalog import _full_clean, _user
 from billing.pricing.services.scope import scope_resolve
+from core.errors import ApplicationError
 
 # A subscription whose renewal fee stays unpaid this long after its period ended is ended.
 PAST_DUE_DAYS = 7

@@ -14,12 +14,12 @@ from typing import Any
 
 from django.utils import timezone
 
-from api.errors import ApplicationError
 from billing.pricing import rating, selectors
 from billing.pricing.errors import PricingNotFound
 from billing.pricing.models import PeriodCounter, PriceVersion
 from billing.pricing.services.catalog import PRICE_FIELDS, _validate_prices
 from billing.usage.models import UsageRecord
+from core.errors import ApplicationError
 
 MAX_USAGES = 1_000
 MAX_WINDOW_RECORDS = 20_000

@@ -1,8 +1,8 @@
 """Resolving what a plan allowance, commitment offer, override or tier schedule applies to."""
 
-from api.errors import ApplicationError
 from billing.pricing.errors import ModelNotFound
 from billing.pricing.models import AIModel
+from core.errors import ApplicationError
 
 
 def scope_resolve(*, model_slug: str | None, group: str | None) -> tuple[AIModel | None, str]:

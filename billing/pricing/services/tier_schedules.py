@@ -14,13 +14,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.services import audit_record
-from api.errors import ApplicationError
 from billing.pricing import periods, tiers
 from billing.pricing.errors import PriceVersionLocked, PricingConflict, PricingNotFound
 from billing.pricing.models import AIModel, TierBand, TierMode, TierSchedule
 from billing.pricing.services import validation
 from billing.pricing.services.catalog import _full_clean, _user
 from billing.pricing.services.scope import scope_resolve
+from core.errors import ApplicationError
 
 
 def _bands_check(bands: list[tuple[int, int]]) -> list[tiers.Tier]:

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from api.errors import ApplicationError
+from core.errors import ApplicationError
 
 BPS = 10_000
 # Bounds that keep every product of the rating arithmetic far inside PostgreSQL's bigint: $1,000,000 per

@@ -19,11 +19,11 @@ from api.gateway.cache import caches_clear
 from billing.ledger import selectors as ledger_selectors
 from billing.ledger import services as ledger
 from billing.ledger.models import Wallet
-from billing.money import parse_amount
 from billing.pricing import rating
 from billing.pricing.services import price_book_seed
 from billing.usage.models import UsageRecord
-from config import pg
+from core import pg
+from core.money import parse_amount
 from tests.api.gateway.standin import StandIn
 from tests.harness import LiveServer
 

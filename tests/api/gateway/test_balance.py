@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from accounts.services import apikey_create, apikey_revoke
 from billing.ledger import services
-from billing.money import parse_amount
+from core.money import parse_amount
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from psycopg.conninfo import make_conninfo
 
 from accounts.services import apikey_create
 from api.gateway import metering
-from config import pg
+from core import pg
 from tests.api.gateway.conftest import MODEL, _server_loop, usd
 from tests.harness import free_port
 

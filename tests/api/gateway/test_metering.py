@@ -10,19 +10,19 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 from django.utils import timezone
 
-from accounts.selectors import aapikey_authenticate
 from accounts.services import apikey_create
 from api.gateway import catalog, metering, ratelimit, spend
 from api.models import KeySpend, KeySpendHold
 from billing.ledger import services as ledger
 from billing.ledger.models import Hold
+from billing.metering.callers import aapikey_authenticate
 from billing.pricing import rating
 from billing.pricing import services as pricing_services
 from billing.pricing.models import PeriodCounter
 from billing.tokens import chat_prompt_tokens
 from billing.usage.models import UsageRecord, UsageSource, UsageStatus
 from billing.usage.services import UsageRow
-from config import pg
+from core import pg
 from tests.api.gateway.conftest import MODEL, Limits, balances, reconciled, records, usd, wait_for
 
 MESSAGES = [{"role": "user", "content": "Summarise the news."}]

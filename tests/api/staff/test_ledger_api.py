@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from accounts.models import Organization
 from billing.ledger import selectors, services
 from billing.ledger.models import Grant, JournalEntry, JournalTransaction, Wallet
-from billing.money import parse_amount
+from core.money import parse_amount
 from tests.accounts.factories import OrganizationFactory
 
 

@@ -8,7 +8,7 @@ from accounts.models import Organization
 from billing.ledger import selectors, services
 from billing.ledger.models import Wallet
 from billing.ledger.services import journal
-from billing.money import parse_amount
+from core.money import parse_amount
 from tests.accounts.factories import OrganizationFactory
 
 

@@ -8,7 +8,7 @@ from billing.ledger import services
 from billing.ledger.errors import HoldNotOpen, IdempotencyConflict, InsufficientCredit
 from billing.ledger.models import GrantDraw, Hold
 from billing.usage.models import UsageRecord
-from config import pg
+from core import pg
 from tests.billing.ledger.conftest import balances, fund, usd
 
 pytestmark = pytest.mark.django_db(transaction=True)

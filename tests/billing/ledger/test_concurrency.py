@@ -16,7 +16,7 @@ from django.utils import timezone
 from billing.ledger import selectors, services
 from billing.ledger.errors import InsufficientCredit
 from billing.ledger.models import Grant, Hold, JournalTransaction, Wallet
-from config import pg
+from core import pg
 from tests.billing.ledger.conftest import fund, usd
 
 pytestmark = pytest.mark.django_db(transaction=True)

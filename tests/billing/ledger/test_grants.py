@@ -7,10 +7,10 @@ import time_machine
 from django.utils import timezone
 
 from accounts.models import AuditEvent
-from api.errors import ApplicationError
 from billing.ledger import selectors, services
 from billing.ledger.errors import IdempotencyConflict, InsufficientCredit, NotFound
 from billing.ledger.models import Account, Grant, GrantDraw, JournalEntry, JournalTransaction
+from core.errors import ApplicationError
 from tests.billing.ledger.conftest import balances, fund, usd
 
 pytestmark = pytest.mark.usefixtures("ledger_path")

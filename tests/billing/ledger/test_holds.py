@@ -6,10 +6,10 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from api.errors import ApplicationError
 from billing.ledger import services
 from billing.ledger.errors import HoldNotOpen, IdempotencyConflict, InsufficientCredit, NotFound
 from billing.ledger.models import Account, Grant, GrantDraw, Hold, JournalEntry, JournalTransaction
+from core.errors import ApplicationError
 from tests.billing.ledger.conftest import balances, fund, usd
 
 pytestmark = pytest.mark.usefixtures("ledger_path")

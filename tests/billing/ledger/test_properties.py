@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from accounts.models import Organization
-from api.errors import ApplicationError
 from billing.ledger import selectors, services
 from billing.ledger.models import Account, Grant, Hold, JournalEntry, Wallet
 from billing.ledger.services import journal
+from core.errors import ApplicationError
 
 CENT = 10_000_000
 

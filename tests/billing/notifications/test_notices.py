@@ -11,10 +11,10 @@ from django.db import connection
 
 from accounts.models import Role
 from billing.ledger import services as ledger
-from billing.money import parse_amount
 from billing.notifications import selectors, services
 from billing.notifications.models import Notice, NotificationSettings
 from billing.notifications.tasks import notifications_check_task
+from core.money import parse_amount
 from tests.accounts.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 DAY_ONE = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
@@ -212,7 +212,7 @@ class TestSettings:
         ],
     )
     def test_bad_values_are_refused(self, org_a, changes, message):
-        from api.errors import ApplicationError
+        from core.errors import ApplicationError
 
         with pytest.raises(ApplicationError, match=message):
             prefs(org_a, **changes)

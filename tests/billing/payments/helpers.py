@@ -15,11 +15,11 @@ from django.db import connections
 
 from billing.ledger import selectors as ledger_selectors
 from billing.ledger import services as ledger
-from billing.money import parse_amount
 from billing.payments import services
 from billing.payments.errors import PaymentDeclined
 from billing.payments.models import TopUp
 from billing.payments.stripe_client import stripe_client
+from core.money import parse_amount
 
 T = TypeVar("T")
 

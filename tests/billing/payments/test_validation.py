@@ -6,9 +6,9 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import AuditEvent
-from api.errors import ApplicationError
 from billing.payments.models import AutoTopUp, TopUp
 from billing.payments.services.common import money_clean
+from core.errors import ApplicationError
 
 
 def post_json(client: Client, path: str, body: object) -> object:

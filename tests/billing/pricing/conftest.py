@@ -9,9 +9,9 @@ from django.contrib.auth.models import User
 from accounts.models import Organization
 from billing.ledger import selectors as ledger_selectors
 from billing.ledger import services as ledger
-from billing.money import parse_amount
 from billing.pricing import services
 from billing.pricing.models import CommitmentOffer
+from core.money import parse_amount
 from tests.accounts.factories import UserFactory
 
 _keys = itertools.count()

@@ -3,11 +3,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import IntegrityError, transaction
 
-from api.errors import ApplicationError
 from billing.pricing import rating, selectors, services
 from billing.pricing.errors import ModelNotFound, PriceVersionLocked, PricingConflict
 from billing.pricing.models import AIModel, PriceVersion
 from billing.pricing.price_book import PRICE_BOOK, SEED_EFFECTIVE_FROM
+from core.errors import ApplicationError
 
 pytestmark = pytest.mark.django_db
 

@@ -17,7 +17,7 @@ from django.db import connections, transaction
 from billing.pricing import rating, selectors, services, tiers
 from billing.pricing.models import CounterKind, PeriodCounter
 from billing.pricing.services import AllowanceSpec
-from config import pg
+from core import pg
 from tests.billing.pricing.conftest import at, fund, usd
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -136,7 +136,7 @@ def test_reserved_throughput_reaches_the_rate_limiter_and_covers_a_months_capaci
 
 
 def test_offer_validation(book):
-    from api.errors import ApplicationError
+    from core.errors import ApplicationError
 
     with pytest.raises(ApplicationError, match="1, 3 or 12"):
         monthly_offer(term_months=6)

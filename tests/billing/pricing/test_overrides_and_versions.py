@@ -4,10 +4,10 @@ import pytest
 from django.db import transaction
 
 from accounts.models import AuditEvent
-from api.errors import ApplicationError
 from billing.pricing import rating, selectors, services
 from billing.pricing.errors import PricingConflict
 from billing.pricing.models import PriceOverride
+from core.errors import ApplicationError
 from tests.billing.pricing.conftest import at
 
 NOW = at("2026-03-10 12:00")

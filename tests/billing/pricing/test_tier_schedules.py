@@ -4,11 +4,11 @@ import pytest
 import time_machine
 from django.db import transaction
 
-from api.errors import ApplicationError
 from billing.ledger.models import Grant
 from billing.pricing import rating, selectors, services, tiers
 from billing.pricing.errors import PriceVersionLocked, PricingConflict
 from billing.pricing.models import CounterKind, PeriodCounter, TierTrueUp
+from core.errors import ApplicationError
 from tests.billing.pricing.conftest import at, available, fund, usd
 
 NOW = at("2026-02-20 00:00")

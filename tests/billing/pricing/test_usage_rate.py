@@ -8,7 +8,7 @@ from django.db import connections, transaction
 from billing.pricing import rating, selectors, services
 from billing.pricing.models import CounterKind, PeriodCounter
 from billing.pricing.services import AllowanceSpec
-from config import pg
+from core import pg
 from tests.billing.pricing.conftest import at, fund, usd
 
 NOW = at("2026-03-10 12:00")

@@ -10,7 +10,7 @@ from django.core.management.base import CommandParser
 from accounts.management.base import OperatorCommand, amount_argument, moment_argument
 from billing.ledger import selectors, services
 from billing.ledger.models import GrantKind
-from billing.money import format_amount
+from core.money import format_amount
 
 KINDS = (GrantKind.PAID.value, GrantKind.PROMOTIONAL.value, GrantKind.REFUND.value)
 

@@ -1,1 +1,0 @@
-"""The staff pricing console: server-rendered pages under /staff/pricing/ (staff only)."""

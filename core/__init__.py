@@ -1,0 +1,1 @@
+"""The bottom layer: errors without HTTP, money, and the ORM helpers. Imports nothing of ours."""

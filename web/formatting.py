@@ -1,0 +1,69 @@
+"""How amounts, prices and token counts read on the customer pages. Display only: exact integers come in,
+text goes out; rounding happens here and nowhere on a money path."""
+
+from decimal import ROUND_HALF_UP, Decimal
+
+from core.money import NANO_PER_UNIT, format_amount
+
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
+# Finer than a millionth of the main unit means nothing to a person reading a balance.
+MAX_PLACES = 6
+
+
+def _grouped(whole: str) -> str:
+    return f"{int(whole):,}"
+
+
+def money(amount_nano: int, currency: str = "USD", *, places: int = 2) -> str:
+    """12_500_000_000 -> "$12.50"; sub-cent amounts keep their digits (up to six places): "$0.000375"."""
+    negative = amount_nano < 0
+    text = format_amount(abs(amount_nano), places=places)
+    whole, _, frac = text.partition(".")
+    if len(frac) > MAX_PLACES:
+        rounded = Decimal(f"0.{frac}").quantize(Decimal(1).scaleb(-MAX_PLACES), rounding=ROUND_HALF_UP)
+        if rounded >= 1:
+            whole, frac = str(int(whole) + 1), "0" * places
+        else:
+            frac = format(rounded, "f").partition(".")[2].rstrip("0").ljust(places, "0")
+    body = _grouped(whole) + (f".{frac}" if frac else "")
+    symbol = CURRENCY_SYMBOLS.get(currency)
+    text = f"{symbol}{body}" if symbol else f"{body} {currency}"
+    return f"-{text}" if negative else text
+
+
+# The finest amount money_compact tells apart (four decimals of the main unit), in nano-units.
+MONEY_COMPACT_RESOLUTION_NANO = NANO_PER_UNIT // 10_000
+
+
+def money_compact(amount_nano: int, currency: str = "USD") -> str:
+    """Short labels for chart axes: "$0", "$0.05", "$12", "$1.2k"."""
+    value = Decimal(amount_nano) / NANO_PER_UNIT
+    symbol = CURRENCY_SYMBOLS.get(currency, "")
+    suffix = "" if symbol else f" {currency}"
+    if value >= 1000:
+        return f"{symbol}{_compact_number(int(value))}{suffix}"
+    if value >= 10 or value == 0:
+        text = format(value.quantize(Decimal(1), rounding=ROUND_HALF_UP), "f")
+    else:
+        text = format(value.normalize(), "f")
+        if "." in text and len(text.partition(".")[2]) > 4:
+            text = format(value.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP).normalize(), "f")
+    return f"{symbol}{text}{suffix}"
+
+
+def _compact_number(value: int) -> str:
+    for size, unit in ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "k")):
+        if abs(value) >= size:
+            scaled = (Decimal(value) / size).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+            return f"{scaled.normalize():f}{unit}"
+    return str(value)
+
+
+def tokens_compact(value: int) -> str:
+    """12_345_678 -> "12.3M"."""
+    return _compact_number(value)
+
+
+def price_per_mtok(price_micro_per_mtok: int, currency: str = "USD") -> str:
+    """A per-million-token price in micro-units as money: 2_500_000 -> "$2.50", 75_000 -> "$0.075"."""
+    return money(price_micro_per_mtok * 1000, currency)

@@ -1,0 +1,36 @@
+"""Customer web pages. Each area appends its own routes to `urlpatterns`."""
+
+from django.urls import path
+
+from web import context
+from web.views import dashboard, invitations, keys, members, notifications, organizations, pricing, usage
+
+urlpatterns = [
+    path("organization/switch/", context.organization_switch, name="organization_switch"),
+    path("", dashboard.dashboard, name="dashboard"),
+    path("usage/", usage.usage_page, name="usage"),
+    path("usage/export.csv", usage.usage_export, name="usage_export"),
+    path("keys/", keys.key_list, name="keys"),
+    path("keys/new/", keys.key_create, name="key_create"),
+    path("keys/<int:key_id>/", keys.key_detail, name="key_detail"),
+    path("keys/<int:key_id>/rotate/", keys.key_rotate, name="key_rotate"),
+    path("keys/<int:key_id>/revoke/", keys.key_revoke, name="key_revoke"),
+    path("members/", members.member_list, name="members"),
+    path("members/invite/", members.member_invite, name="member_invite"),
+    path("members/<int:membership_id>/role/", members.member_role, name="member_role"),
+    path("members/<int:membership_id>/remove/", members.member_remove, name="member_remove"),
+    path(
+        "members/invitations/<int:invitation_id>/revoke/",
+        members.invitation_revoke_view,
+        name="invitation_revoke",
+    ),
+    path(
+        "members/invitations/<int:invitation_id>/resend/",
+        members.invitation_resend_view,
+        name="invitation_resend",
+    ),
+    path("invitations/<str:token>/", invitations.invitation_show, name="invitation_show"),
+    path("settings/notifications/", notifications.notification_settings, name="notification_settings"),
+    path("organizations/new/", organizations.organization_new, name="organization_new"),
+    path("pricing/", pricing.pricing, name="pricing"),
+]

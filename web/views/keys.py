@@ -1,0 +1,150 @@
+"""API keys: list, create (the secret shown once), edit, rotate (the new secret shown once), revoke.
+
+A new secret is rendered in the response to the POST that made it and stored nowhere (the database keeps its
+hash), so it cannot be shown again; the response is marked no-store so no cache keeps it either.
+"""
+
+from datetime import datetime, timedelta
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods
+
+from accounts.models import ApiKey
+from accounts.permissions import Capability
+from accounts.selectors import apikey_get, apikey_list
+from accounts.services import apikey_create, apikey_revoke, apikey_rotate, apikey_update
+from billing.pricing.models import AIModel
+from core.errors import ApplicationError
+from web.context import membership_required
+from web.forms import APIKEY_ERROR_FIELDS, ApiKeyForm, RotateForm, form_error_from
+from web.views.common import capabilities, membership_of, require
+
+
+def key_status(api_key: ApiKey, *, now: datetime | None = None) -> tuple[str, str]:
+    """(status, badge class) as the list shows it."""
+    moment = now or timezone.now()
+    if api_key.revoked_at is not None:
+        return "revoked", "error"
+    if api_key.expires_at is not None and api_key.expires_at <= moment:
+        return "expired", "error"
+    if api_key.replaced_by_id is not None:
+        return "rotated", "warn"
+    return "active", "ok"
+
+
+def _model_slugs() -> list[str]:
+    return list(AIModel.objects.order_by("slug").values_list("slug", flat=True))
+
+
+def _secret_page(
+    request: HttpRequest, *, api_key: ApiKey, secret: str, rotated_from: ApiKey | None = None
+) -> HttpResponse:
+    response = render(
+        request, "web/keys/secret.html", {"api_key": api_key, "secret": secret, "rotated_from": rotated_from}
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@membership_required()
+def key_list(request: HttpRequest) -> HttpResponse:
+    organization_id = membership_of(request).organization_id
+    now = timezone.now()
+    keys = list(apikey_list(organization_id=organization_id).select_related("replaced_by"))
+    rows = [(key, *key_status(key, now=now)) for key in keys]
+    return render(request, "web/keys/list.html", {"rows": rows, "can": capabilities(request), "now": now})
+
+
+@never_cache
+@membership_required()
+@require_http_methods(["GET", "POST"])
+def key_create(request: HttpRequest) -> HttpResponse:
+    require(request, Capability.MANAGE_KEYS)
+    membership = membership_of(request)
+    form = ApiKeyForm(request.POST or None, model_slugs=_model_slugs())
+    if request.method == "POST" and form.is_valid():
+        try:
+            api_key, secret = apikey_create(
+                organization_id=membership.organization_id,
+                created_by=request.user,  # type: ignore[arg-type]
+                **form.service_arguments(changed_only=False),
+            )
+        except ApplicationError as error:
+            form_error_from(form, error, APIKEY_ERROR_FIELDS)
+        else:
+            return _secret_page(request, api_key=api_key, secret=secret)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "web/keys/create.html", {"form": form}, status=status)
+
+
+@membership_required()
+@require_http_methods(["GET", "POST"])
+def key_detail(request: HttpRequest, key_id: int) -> HttpResponse:
+    """The key's settings; owners and developers can edit them here."""
+    organization_id = membership_of(request).organization_id
+    api_key = apikey_get(organization_id=organization_id, api_key_id=key_id)
+    if request.method == "POST":
+        require(request, Capability.MANAGE_KEYS)
+    form = ApiKeyForm(request.POST or None, api_key=api_key, model_slugs=_model_slugs())
+    if request.method == "POST" and form.is_valid():
+        try:
+            apikey_update(
+                api_key_id=api_key.pk,
+                actor=request.user,  # type: ignore[arg-type]
+                **form.service_arguments(changed_only=True),
+            )
+        except ApplicationError as error:
+            form_error_from(form, error, APIKEY_ERROR_FIELDS)
+        else:
+            messages.success(request, f"Saved the settings of “{form.cleaned_data['name']}”.")
+            return HttpResponseRedirect(f"/keys/{api_key.pk}/")
+    status, badge = key_status(api_key)
+    context = {
+        "api_key": api_key,
+        "form": form,
+        "status": status,
+        "badge": badge,
+        "can": capabilities(request),
+        "editable": api_key.revoked_at is None,
+    }
+    return render(request, "web/keys/detail.html", context, status=400 if request.method == "POST" else 200)
+
+
+@never_cache
+@membership_required()
+@require_http_methods(["GET", "POST"])
+def key_rotate(request: HttpRequest, key_id: int) -> HttpResponse:
+    require(request, Capability.MANAGE_KEYS)
+    api_key = apikey_get(organization_id=membership_of(request).organization_id, api_key_id=key_id)
+    form = RotateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            new_key, secret = apikey_rotate(
+                api_key_id=api_key.pk,
+                actor=request.user,  # type: ignore[arg-type]
+                overlap=timedelta(hours=form.cleaned_data["overlap_hours"]),
+            )
+        except ApplicationError as error:
+            form_error_from(form, error, APIKEY_ERROR_FIELDS)
+        else:
+            api_key.refresh_from_db()
+            return _secret_page(request, api_key=new_key, secret=secret, rotated_from=api_key)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "web/keys/rotate.html", {"api_key": api_key, "form": form}, status=status)
+
+
+@membership_required()
+@require_http_methods(["GET", "POST"])
+def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+    """GET asks for confirmation; POST revokes (effective within seconds)."""
+    require(request, Capability.MANAGE_KEYS)
+    api_key = apikey_get(organization_id=membership_of(request).organization_id, api_key_id=key_id)
+    if request.method == "POST":
+        apikey_revoke(api_key_id=api_key.pk, actor=request.user)  # type: ignore[arg-type]
+        messages.success(request, f"Revoked “{api_key.name}”. Calls with it are refused within seconds.")
+        return HttpResponseRedirect("/keys/")
+    return render(request, "web/keys/revoke.html", {"api_key": api_key})
