@@ -21,9 +21,10 @@ install: $(VENV)/.installed  ## Create the virtualenv and install pinned require
 run: install  ## Start the whole product with demo data (SQLite, no broker server, localstripe, demo model)
 	DEBUG=$${DEBUG:-true} $(PY) manage.py quickstart
 
-lint: install  ## ruff (lint + format check)
+lint: install  ## ruff (lint + format check), and the layers contract (import-linter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: install  ## mypy with django-stubs
 	DEBUG=true $(VENV)/bin/mypy .
