@@ -95,6 +95,19 @@ def _detail(schedule: TierSchedule) -> dict[str, Any]:
     }
 
 
+def _snapshot(schedule: TierSchedule) -> dict[str, Any]:
+    """A schedule's terms for an audit entry's before / after."""
+    return {"name": schedule.name, **_detail(schedule)}
+
+
+def _audit_names(schedule: TierSchedule) -> dict[str, str]:
+    return {
+        "target": f"TierSchedule:{schedule.pk}",
+        "target_label": f"volume tiers #{schedule.pk} {schedule.name} on {schedule.scope_key}",
+        "model_slug": schedule.model.slug if schedule.model else "",
+    }
+
+
 @transaction.atomic
 def tier_schedule_create(
     *,
@@ -136,8 +149,10 @@ def tier_schedule_create(
     audit_record(
         actor=actor,
         action="pricing.tier_schedule.create",
-        target=f"TierSchedule:{schedule.pk}",
+        **_audit_names(schedule),
         detail=_detail(schedule),
+        before=None,
+        after=_snapshot(schedule),
     )
     return schedule
 
@@ -162,6 +177,7 @@ def tier_schedule_update(
     """Edit a schedule that has not taken effect; one in effect may only get (or move) a later end."""
     now = now or timezone.now()
     schedule = _locked_schedule(schedule_id)
+    before = _snapshot(schedule)
     started = schedule.effective_from <= now
     if started and (tiers is not None or set(fields) - {"effective_until"}):
         raise PriceVersionLocked(
@@ -191,8 +207,10 @@ def tier_schedule_update(
     audit_record(
         actor=actor,
         action="pricing.tier_schedule.update",
-        target=f"TierSchedule:{schedule.pk}",
+        **_audit_names(schedule),
         detail=_detail(schedule),
+        before=before,
+        after=_snapshot(schedule),
     )
     return schedule
 
@@ -209,7 +227,9 @@ def tier_schedule_cancel(*, schedule_id: int, actor: Any = None, now: datetime |
     audit_record(
         actor=actor,
         action="pricing.tier_schedule.cancel",
-        target=f"TierSchedule:{schedule.pk}",
+        **_audit_names(schedule),
         detail=_detail(schedule),
+        before={"status": "scheduled"},
+        after={"status": "cancelled", "cancelled_at": now},
     )
     return schedule
