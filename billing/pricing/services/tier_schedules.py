@@ -100,12 +100,8 @@ def _snapshot(schedule: TierSchedule) -> dict[str, Any]:
     return {"name": schedule.name, **_detail(schedule)}
 
 
-def _audit_names(schedule: TierSchedule) -> dict[str, str]:
-    return {
-        "target": f"TierSchedule:{schedule.pk}",
-        "target_label": f"volume tiers #{schedule.pk} {schedule.name} on {schedule.scope_key}",
-        "model_slug": schedule.model.slug if schedule.model else "",
-    }
+def _label(schedule: TierSchedule) -> str:
+    return f"volume tiers #{schedule.pk} {schedule.name} on {schedule.scope_key}"
 
 
 @transaction.atomic
@@ -149,7 +145,9 @@ def tier_schedule_create(
     audit_record(
         actor=actor,
         action="pricing.tier_schedule.create",
-        **_audit_names(schedule),
+        target=f"TierSchedule:{schedule.pk}",
+        target_label=_label(schedule),
+        model_slug=schedule.model.slug if schedule.model else "",
         detail=_detail(schedule),
         before=None,
         after=_snapshot(schedule),
@@ -207,7 +205,9 @@ def tier_schedule_update(
     audit_record(
         actor=actor,
         action="pricing.tier_schedule.update",
-        **_audit_names(schedule),
+        target=f"TierSchedule:{schedule.pk}",
+        target_label=_label(schedule),
+        model_slug=schedule.model.slug if schedule.model else "",
         detail=_detail(schedule),
         before=before,
         after=_snapshot(schedule),
@@ -227,7 +227,9 @@ def tier_schedule_cancel(*, schedule_id: int, actor: Any = None, now: datetime |
     audit_record(
         actor=actor,
         action="pricing.tier_schedule.cancel",
-        **_audit_names(schedule),
+        target=f"TierSchedule:{schedule.pk}",
+        target_label=_label(schedule),
+        model_slug=schedule.model.slug if schedule.model else "",
         detail=_detail(schedule),
         before={"status": "scheduled"},
         after={"status": "cancelled", "cancelled_at": now},
