@@ -73,13 +73,16 @@ def change_rows(event: AuditEvent) -> list[dict[str, str]]:
     """The fields an entry changed, before and after. An entry from before changes were kept shows its detail
     as the values it recorded."""
     if event.changes:
+        # PostgreSQL's jsonb keeps keys in its own order: list the known fields in the order of LABELS.
+        order = {field: n for n, field in enumerate(LABELS)}
+        fields = sorted(event.changes, key=lambda field: (order.get(field, len(order)), field))
         return [
             {
                 "field": field_label(field),
-                "before": value_text(field, change.get("before")),
-                "after": value_text(field, change.get("after")),
+                "before": value_text(field, event.changes[field].get("before")),
+                "after": value_text(field, event.changes[field].get("after")),
             }
-            for field, change in event.changes.items()
+            for field in fields
         ]
     detail = event.detail if isinstance(event.detail, dict) else {}
     return [{"field": field_label(f), "before": "", "after": value_text(f, v)} for f, v in detail.items()]

@@ -122,6 +122,11 @@ class PriceVersionForm(forms.Form):
         start = data.get("start") or ("at" if data.get("effective_from") else "now")
         if start == "at" and data.get("effective_from") is None and "effective_from" not in self.errors:
             self.add_error("effective_from", "Give the start date and time in UTC, or choose Now.")
+        if start == "now" and data.get("effective_from") is not None:
+            # Typed a time but left "Now" chosen: ask rather than guess which was meant.
+            self.add_error(
+                "effective_from", "You chose Now and gave a start time: choose the later start, or clear it."
+            )
         if start == "now":
             data["effective_from"] = None
         data["start"] = start

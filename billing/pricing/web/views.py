@@ -119,17 +119,22 @@ def _confirm_page(
     for label, field in PRICE_KINDS:
         old = getattr(replaces, field) if replaces else None
         new = review.values[field]
+        hint = ""
+        if field == "cached_input_price_micro_per_mtok" and data["cached_input_price"] is None:
+            hint = "The cached input price was left empty, so it is the input price (no caching discount)."
         rows.append(
             {
                 "kind": label,
                 "current": "—" if old is None else price_format(old),
                 "new": price_format(new),
                 "change": _change_percent(old, new),
+                "hint": hint,
             }
         )
     hidden = {
         "input_price": price_format(review.values["input_price_micro_per_mtok"]),
-        "cached_input_price": price_format(review.values["cached_input_price_micro_per_mtok"]),
+        # Sent back as typed: empty stays empty (the input price), so "Change" shows the form as it was filled.
+        "cached_input_price": "" if data["cached_input_price"] is None else price_format(data["cached_input_price"]),
         "output_price": price_format(review.values["output_price_micro_per_mtok"]),
         "start": "now" if review.starts_now else "at",
         "effective_from": "" if review.starts_now else f"{review.effective_from:%Y-%m-%d %H:%M:%S}",
@@ -147,7 +152,7 @@ def _confirm_page(
         "preview_organizations": forms.organization_choices(),
         "preview_draft": {
             "draft_input_price": hidden["input_price"],
-            "draft_cached_input_price": hidden["cached_input_price"],
+            "draft_cached_input_price": price_format(review.values["cached_input_price_micro_per_mtok"]),
             "draft_output_price": hidden["output_price"],
         },
         "section": "models",

@@ -91,9 +91,19 @@ def test_a_past_start_is_refused_with_a_clear_message(console):
     assert late.status_code == 409 and "is in the past" in late.content.decode() and counts() == before
 
 
-def test_a_later_start_needs_a_time(console):
+def test_a_later_start_needs_a_time_and_now_takes_none(console):
     page = review(console, start="at")
     assert page.status_code == 400 and "Give the start date and time in UTC, or choose Now." in page.content.decode()
+    both = review(console, start="now", effective_from="2030-01-01 00:00")
+    assert both.status_code == 400 and "You chose Now and gave a start time" in both.content.decode()
+
+
+def test_an_empty_cached_price_is_pointed_out(console):
+    html = review(console, start="now").content.decode()
+    assert "left empty, so it is the input price" in html
+    assert hidden_fields(html)["cached_input_price"] == ""
+    given = review(console, start="now", cached_input_price="0.06").content.decode()
+    assert "left empty" not in given and hidden_fields(given)["cached_input_price"] == "0.06"
 
 
 def test_a_stale_confirmation_is_refused_and_shown_again_against_the_new_prices(console, staff):
