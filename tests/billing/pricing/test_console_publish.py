@@ -220,3 +220,13 @@ def test_the_audit_page_is_paginated_and_keeps_its_filters(console, staff):
     assert "actor=sam%40staff.example.com&amp;page=2" in first
     second = console.get("/staff/pricing/audit/", {"actor": "sam@staff.example.com", "page": 2}).content.decode()
     assert second.count("pricing.plan.create") == 5 and "plan-0)" in second
+
+
+def test_only_staff_can_publish(client, alice, book):
+    before = counts()
+    data = {"input_price": "0.01", "output_price": "0.01", "start": "now", "confirmed_replaces": "0"}
+    assert client.post(PUBLISH, data).status_code == 302
+    client.force_login(alice)
+    response = client.post(PUBLISH, data)
+    assert response.status_code == 302 and "login" in response.url
+    assert counts() == before
