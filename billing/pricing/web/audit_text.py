@@ -2,6 +2,7 @@
 
 import json
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from accounts.models import AuditEvent
@@ -59,7 +60,7 @@ def value_text(field: str, value: Any) -> str:
     if isinstance(value, int) and field.endswith("_nano"):
         return f"${format_amount(value)}"
     if isinstance(value, int) and field.endswith("_bps"):
-        return f"{value} bps ({value / 100:g}%)"
+        return f"{value} bps ({(Decimal(value) / 100).normalize():f}%)"
     if isinstance(value, int) and field.endswith("_id"):
         return f"#{value}"
     if isinstance(value, str) and field in TIMES:

@@ -1,5 +1,6 @@
 """Pages of the staff pricing console. Each view parses a form, calls one service or selector, and renders."""
 
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.contrib import messages
@@ -107,7 +108,8 @@ def _change_percent(old: int | None, new: int) -> str:
         return "unchanged"
     if old == 0:
         return "from free"
-    return f"{(new - old) * 100 / old:+.1f}%"
+    # Decimal, not float, even for display (the rule for anything computed from money).
+    return f"{(Decimal(new - old) * 100 / old).quantize(Decimal('0.1'), rounding=ROUND_HALF_UP):+}%"
 
 
 def _confirm_page(
