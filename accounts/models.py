@@ -128,16 +128,27 @@ class AuditEvent(models.Model):
     organization = models.ForeignKey(
         Organization, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
     )
-    # What was acted on, e.g. "PriceVersion:42".
+    # What was acted on, e.g. "PriceVersion:42", and the same in words as it read when the change was made,
+    # e.g. "GPT-4o mini (gpt-4o-mini): price version #42".
     target = models.CharField(max_length=200, blank=True, default="")
+    target_label = models.CharField(max_length=300, blank=True, default="")
+    # The AI model a pricing change concerns (its slug), so the log can be filtered by model. A plain string:
+    # accounts sits below billing, and the entry must outlive a renamed or removed model.
+    model_slug = models.CharField(max_length=200, blank=True, default="")
+    # The note or reason the person gave.
     reason = models.CharField(max_length=500, blank=True, default="")
     detail = models.JSONField(default=dict, blank=True)
+    # The fields the change altered: {"field": {"before": old, "after": new}}; "before" is null for what did
+    # not exist before (a new plan; for a new price version, the prices it replaces are the "before").
+    changes = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         indexes = [
             models.Index(fields=["-created_at"], name="audit_created"),
             models.Index(fields=["organization", "-created_at"], name="audit_org_created"),
+            models.Index(fields=["model_slug", "-created_at"], name="audit_model_created"),
+            models.Index(fields=["actor_label", "-created_at"], name="audit_actor_created"),
         ]
         constraints = [models.CheckConstraint(condition=~models.Q(action=""), name="audit_action_not_empty")]
 

@@ -6,6 +6,7 @@ from accounts.selectors.apikeys import (
     apikey_list,
     apikey_spend_window,
 )
+from accounts.selectors.audit import audit_events
 from accounts.selectors.members import (
     invitation_by_token,
     invitation_get,
@@ -20,6 +21,7 @@ __all__ = [
     "apikey_get",
     "apikey_list",
     "apikey_spend_window",
+    "audit_events",
     "invitation_by_token",
     "invitation_get",
     "invitation_list_open",

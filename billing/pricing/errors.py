@@ -24,6 +24,12 @@ class PricingConflict(ApplicationError):
     code = "pricing_conflict"
 
 
+class StaleConfirmation(PricingConflict):
+    """A confirmed change no longer matches what was confirmed: the prices it was to replace changed meanwhile."""
+
+    code = "stale_confirmation"
+
+
 class PricingNotFound(ApplicationError):
     """A plan, offer, override, schedule or subscription id that does not exist."""
 

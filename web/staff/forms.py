@@ -5,7 +5,7 @@ from typing import Any
 
 from django import forms
 
-from accounts.models import Organization
+from accounts.models import AuditEvent, Organization
 from billing.pricing.models import AIModel, PlanInterval
 from billing.pricing.rating import SERVICE_TIERS
 from billing.pricing.services import AllowanceSpec
@@ -71,7 +71,7 @@ def _models() -> list[tuple[str, str]]:
     return [(m.slug, m.slug) for m in AIModel.objects.order_by("slug")]
 
 
-def _organizations() -> list[tuple[Any, str]]:
+def organization_choices() -> list[tuple[Any, str]]:
     return [(o.pk, f"{o.name} (#{o.pk})") for o in Organization.objects.order_by("name")[:500]]
 
 
@@ -97,12 +97,47 @@ class ScopeForm(ConsoleForm):
         self._choices("group", _groups())
 
 
+START_CHOICES = [("now", "Now (when you confirm)"), ("at", "At a later date and time (UTC)")]
+
+
 class PriceVersionForm(forms.Form):
+    """Step one of publishing a price: the prices, when they start, and why. Nothing is written from it."""
+
     input_price = PriceInput()
     cached_input_price = PriceInput(required=False, help_text="per million tokens; empty: the input price")
     output_price = PriceInput()
-    effective_from = WhenInput(required=False, help_text="UTC; empty: now")
-    note = forms.CharField(required=False, max_length=500)
+    start = forms.ChoiceField(
+        choices=START_CHOICES, required=False, widget=forms.RadioSelect, label="Effective from", initial="now"
+    )
+    effective_from = WhenInput(
+        required=False, label="Start (UTC)", help_text="for a later start: UTC, e.g. 2026-05-01 00:00"
+    )
+    note = forms.CharField(
+        required=False, max_length=500, label="Why (note)", help_text="kept with the version and in the audit log"
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        # A form without the choice (an older page, a script) means "at" when it names a time.
+        start = data.get("start") or ("at" if data.get("effective_from") else "now")
+        if start == "at" and data.get("effective_from") is None and "effective_from" not in self.errors:
+            self.add_error("effective_from", "Give the start date and time in UTC, or choose Now.")
+        if start == "now" and data.get("effective_from") is not None:
+            # Typed a time but left "Now" chosen: ask rather than guess which was meant.
+            self.add_error(
+                "effective_from", "You chose Now and gave a start time: choose the later start, or clear it."
+            )
+        if start == "now":
+            data["effective_from"] = None
+        data["start"] = start
+        return data
+
+
+class PublishForm(PriceVersionForm):
+    """Step two: the reviewed values sent back from the confirmation page, with the version they replace."""
+
+    # The price version the confirmation page showed as the one replaced; 0 when the model had no price.
+    confirmed_replaces = WholeNumberInput(min_value=0, max_value=2**63 - 1, widget=forms.HiddenInput)
 
 
 class PreviewForm(ConsoleForm):
@@ -119,7 +154,7 @@ class PreviewForm(ConsoleForm):
 
     def __init__(self, *args: Any, scheduled: list[tuple[int, str]] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._choices("organization", _organizations())
+        self._choices("organization", organization_choices())
         self._choices("model", _models())
         self._choices("price_version", [("", "—"), *(scheduled or [])])
 
@@ -196,8 +231,27 @@ class OverrideForm(ScopeForm):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._choices("organization", _organizations())
+        self._choices("organization", organization_choices())
 
 
 class ReasonForm(forms.Form):
     reason = forms.CharField(max_length=500)
+
+
+def _actors() -> list[tuple[str, str]]:
+    labels = AuditEvent.objects.filter(action__startswith="pricing.").values_list("actor_label", flat=True)
+    return [(label, label) for label in labels.distinct().order_by("actor_label")[:500]]
+
+
+class AuditFilterForm(ConsoleForm):
+    """Filters of the audit log page; every one optional."""
+
+    organization = forms.TypedChoiceField(coerce=int, required=False, empty_value=None)
+    model = forms.ChoiceField(required=False)
+    actor = forms.ChoiceField(required=False, label="Who")
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._choices("organization", [("", "Any"), *organization_choices()])
+        self._choices("model", [("", "Any"), *_models()])
+        self._choices("actor", [("", "Anyone"), *_actors()])

@@ -7,6 +7,7 @@ from web.staff import views
 urlpatterns = [
     path("", views.models_list, name="staff-pricing"),
     path("models/<str:slug>/", views.model_detail, name="staff-pricing-model"),
+    path("models/<str:slug>/publish/", views.version_publish, name="staff-pricing-publish"),
     path("versions/<int:version_id>/cancel/", views.version_cancel, name="staff-pricing-version-cancel"),
     path("preview/", views.preview, name="staff-pricing-preview"),
     path("plans/", views.plans, name="staff-pricing-plans"),

@@ -1,22 +1,25 @@
 """Pages of the staff pricing console. Each view parses a form, calls one service or selector, and renders."""
 
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.paginator import Paginator
 from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.models import AuditEvent
+from accounts.selectors import audit_events
 from billing.pricing import rating, selectors, services
+from billing.pricing.errors import StaleConfirmation
 from billing.pricing.models import AIModel, CommitmentOffer, Plan, PriceOverride, PriceVersion
 from billing.pricing.units import price_format
-from core.errors import ApplicationError
+from core.errors import ApplicationError, ErrorKind
 from core.money import format_amount
-from web.staff import forms
+from web.staff import audit_text, forms
 
 
 def _version_row(version: PriceVersion) -> dict[str, Any]:
@@ -60,49 +63,153 @@ def models_list(request: HttpRequest) -> HttpResponse:
     return render(request, "staff/pricing/models.html", {"rows": rows, "section": "models"})
 
 
-@staff_member_required
-@require_http_methods(["GET", "POST"])
-def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
+def _model_page(
+    request: HttpRequest, model: AIModel, form: forms.PriceVersionForm, *, status: int | None = None
+) -> HttpResponse:
+    versions = model.price_versions.select_related("created_by").order_by("-effective_from")
+    context = {
+        "model": model,
+        "versions": [_version_row(v) for v in versions],
+        "form": form,
+        "now": timezone.now(),
+        "section": "models",
+    }
+    return render(request, "staff/pricing/model.html", context, status=status or _status(form))
+
+
+def _model_or_404(slug: str) -> AIModel:
     model = AIModel.objects.filter(slug=slug).first()
     if model is None:
         raise Http404("no such model")
+    return model
+
+
+def _version_arguments(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "input_price_micro_per_mtok": data["input_price"],
+        "cached_input_price_micro_per_mtok": data["cached_input_price"],
+        "output_price_micro_per_mtok": data["output_price"],
+        "effective_from": data["effective_from"],
+        "note": data["note"],
+    }
+
+
+PRICE_KINDS = (
+    ("Input", "input_price_micro_per_mtok"),
+    ("Cached input", "cached_input_price_micro_per_mtok"),
+    ("Output", "output_price_micro_per_mtok"),
+)
+
+
+def _change_percent(old: int | None, new: int) -> str:
+    if old is None:
+        return "new"
+    if old == new:
+        return "unchanged"
+    if old == 0:
+        return "from free"
+    # Decimal, not float, even for display (the rule for anything computed from money).
+    return f"{(Decimal(new - old) * 100 / old).quantize(Decimal('0.1'), rounding=ROUND_HALF_UP):+}%"
+
+
+def _confirm_page(
+    request: HttpRequest, review: services.PriceVersionReview, data: dict[str, Any], *, error: str = "", status: int
+) -> HttpResponse:
+    """The confirmation step: the price in effect at the start beside the new one, per token kind."""
+    replaces = review.replaces
+    rows = []
+    for label, field in PRICE_KINDS:
+        old = getattr(replaces, field) if replaces else None
+        new = review.values[field]
+        hint = ""
+        if field == "cached_input_price_micro_per_mtok" and data["cached_input_price"] is None:
+            hint = "The cached input price was left empty, so it is the input price (no caching discount)."
+        rows.append(
+            {
+                "kind": label,
+                "current": "—" if old is None else price_format(old),
+                "new": price_format(new),
+                "change": _change_percent(old, new),
+                "hint": hint,
+            }
+        )
+    hidden = {
+        "input_price": price_format(review.values["input_price_micro_per_mtok"]),
+        # Sent back as typed: empty stays empty (the input price), so "Change" shows the form as it was filled.
+        "cached_input_price": "" if data["cached_input_price"] is None else price_format(data["cached_input_price"]),
+        "output_price": price_format(review.values["output_price_micro_per_mtok"]),
+        "start": "now" if review.starts_now else "at",
+        "effective_from": "" if review.starts_now else f"{review.effective_from:%Y-%m-%d %H:%M:%S}",
+        "note": data["note"],
+        "confirmed_replaces": replaces.pk if replaces else services.REPLACES_NOTHING,
+    }
+    context = {
+        "model": review.model,
+        "review": review,
+        "rows": rows,
+        "hidden": hidden,
+        "note": data["note"],
+        "error": error,
+        # The Preview page rates the draft prices for an organization (opened beside this page).
+        "preview_organizations": forms.organization_choices(),
+        "preview_draft": {
+            "draft_input_price": hidden["input_price"],
+            "draft_cached_input_price": price_format(review.values["cached_input_price_micro_per_mtok"]),
+            "draft_output_price": hidden["output_price"],
+        },
+        "section": "models",
+    }
+    return render(request, "staff/pricing/confirm.html", context, status=status)
+
+
+@staff_member_required
+@require_http_methods(["GET", "POST"])
+def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    """A model's versions, and step one of publishing a price: the form, checked and shown for confirmation.
+    Nothing is written here; the confirmation page publishes (version_publish)."""
+    model = _model_or_404(slug)
     form = forms.PriceVersionForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
+    # "edit": back from the confirmation page to change the values, shown in the form again.
+    if request.method == "POST" and "edit" not in request.POST and form.is_valid():
         try:
-            version = services.price_version_create(
-                model_slug=slug,
-                input_price_micro_per_mtok=data["input_price"],
-                cached_input_price_micro_per_mtok=data["cached_input_price"],
-                output_price_micro_per_mtok=data["output_price"],
-                effective_from=data["effective_from"],
-                note=data["note"],
-                actor=request.user,
-            )
+            review = services.price_version_review(model_slug=slug, **_version_arguments(form.cleaned_data))
         except ApplicationError as exc:
             form.add_error(None, exc.message)
         else:
-            when = (
-                "now"
-                if version.effective_from <= timezone.now()
-                else f"from {version.effective_from:%Y-%m-%d %H:%M} UTC"
-            )
-            messages.success(request, f"New prices for {slug} take effect {when}.")
-            return redirect("staff-pricing-model", slug=slug)
-    versions = model.price_versions.select_related("created_by").order_by("-effective_from")
-    now = timezone.now()
-    return render(
-        request,
-        "staff/pricing/model.html",
-        {
-            "model": model,
-            "versions": [_version_row(v) for v in versions],
-            "form": form,
-            "now": now,
-            "section": "models",
-        },
-        status=_status(form),
-    )
+            return _confirm_page(request, review, form.cleaned_data, status=200)
+    return _model_page(request, model, form)
+
+
+@staff_member_required
+@require_POST
+def version_publish(request: HttpRequest, slug: str) -> HttpResponse:
+    """Step two: publish what the confirmation page showed, unless the prices it replaces changed meanwhile."""
+    model = _model_or_404(slug)
+    form = forms.PublishForm(request.POST)
+    if not form.is_valid():
+        return _model_page(request, model, form)
+    data = form.cleaned_data
+    try:
+        version = services.price_version_create(
+            model_slug=slug,
+            actor=request.user,
+            confirmed_replaces_id=data["confirmed_replaces"],
+            **_version_arguments(data),
+        )
+    except StaleConfirmation as exc:
+        # Show the change again against what is in effect now; nothing was written.
+        try:
+            review = services.price_version_review(model_slug=slug, **_version_arguments(data))
+        except ApplicationError as again:
+            form.add_error(None, f"{exc.message} {again.message}")
+            return _model_page(request, model, form, status=409)
+        return _confirm_page(request, review, data, error=exc.message, status=409)
+    except ApplicationError as exc:
+        form.add_error(None, exc.message)
+        return _model_page(request, model, form, status=409 if exc.kind == ErrorKind.CONFLICT else 400)
+    when = "now" if version.effective_from <= timezone.now() else f"from {version.effective_from:%Y-%m-%d %H:%M} UTC"
+    messages.success(request, f"New prices for {slug} take effect {when}.")
+    return redirect("staff-pricing-model", slug=slug)
 
 
 @staff_member_required
@@ -111,9 +218,13 @@ def version_cancel(request: HttpRequest, version_id: int) -> HttpResponse:
     version = PriceVersion.objects.select_related("model").filter(pk=version_id).first()
     if version is None:
         raise Http404("no such version")
+    form = forms.ReasonForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Say why the scheduled version is cancelled.")
+        return redirect("staff-pricing-model", slug=version.model.slug)
     try:
         services.price_version_cancel(
-            price_version_id=version_id, actor=request.user, reason=request.POST.get("reason", "")[:500]
+            price_version_id=version_id, actor=request.user, reason=form.cleaned_data["reason"]
         )
     except ApplicationError as exc:
         messages.error(request, exc.message)
@@ -322,7 +433,23 @@ def override_end(request: HttpRequest, override_id: int) -> HttpResponse:
     return redirect("staff-pricing-overrides")
 
 
+AUDIT_PAGE_SIZE = 50
+
+
 @staff_member_required
 def audit(request: HttpRequest) -> HttpResponse:
-    events = AuditEvent.objects.filter(action__startswith="pricing.").order_by("-created_at", "-id")[:200]
-    return render(request, "staff/pricing/audit.html", {"events": events, "section": "audit"})
+    """The audit log of pricing changes, newest first, filtered by organization, model and who made them."""
+    form = forms.AuditFilterForm(request.GET or None)
+    filters: dict[str, Any] = {}
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        filters = {
+            "organization_id": data["organization"],
+            "model_slug": data["model"],
+            "actor_label": data["actor"],
+        }
+    events = audit_events(action_prefix="pricing.", **filters)
+    page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [{"event": event, "changes": audit_text.change_rows(event)} for event in page.object_list]
+    context = {"form": form, "page": page, "rows": rows, "section": "audit"}
+    return render(request, "staff/pricing/audit.html", context, status=_status(form))

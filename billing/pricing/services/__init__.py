@@ -1,11 +1,14 @@
 """Pricing writes. Other areas import from here: `from billing.pricing import services`."""
 
 from billing.pricing.services.catalog import (
+    REPLACES_NOTHING,
+    PriceVersionReview,
     model_create,
     model_update,
     price_book_seed,
     price_version_cancel,
     price_version_create,
+    price_version_review,
     price_version_update,
 )
 from billing.pricing.services.commitments import (
@@ -35,8 +38,10 @@ from billing.pricing.services.rating import ausage_rate, usage_rate
 from billing.pricing.services.tier_schedules import tier_schedule_cancel, tier_schedule_create, tier_schedule_update
 
 __all__ = [
+    "REPLACES_NOTHING",
     "AllowanceSpec",
     "Preview",
+    "PriceVersionReview",
     "Proration",
     "ausage_rate",
     "commitment_bill",
@@ -57,6 +62,7 @@ __all__ = [
     "price_book_seed",
     "price_version_cancel",
     "price_version_create",
+    "price_version_review",
     "price_version_update",
     "pricing_preview",
     "proration_compute",

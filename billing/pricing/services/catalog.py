@@ -6,6 +6,7 @@ locking that model's row, so two staff members cannot schedule clashing versions
 recorded in the audit log, in the same transaction.
 """
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.services import audit_record
-from billing.pricing.errors import ModelNotFound, PriceVersionLocked, PricingConflict
+from billing.pricing.errors import ModelNotFound, PriceVersionLocked, PricingConflict, StaleConfirmation
 from billing.pricing.models import AIModel, PriceVersion
 from billing.pricing.price_book import PRICE_BOOK, SEED_EFFECTIVE_FROM
 from billing.pricing.services import validation
@@ -130,6 +131,29 @@ def _version_detail(version: PriceVersion) -> dict[str, Any]:
     return detail
 
 
+def _prices_snapshot(version: PriceVersion | None) -> dict[str, Any] | None:
+    """A version's prices and start for an audit entry's before / after (the note is the entry's reason)."""
+    if version is None:
+        return None
+    return {
+        "price_version_id": version.pk,
+        **{field: getattr(version, field) for field in PRICE_FIELDS if field != "note"},
+        "effective_from": version.effective_from,
+    }
+
+
+def _model_label(model: AIModel) -> str:
+    return f"{model.display_name} ({model.slug})" if model.display_name else model.slug
+
+
+def _version_label(model: AIModel, version: PriceVersion) -> str:
+    return f"{_model_label(model)}: price version #{version.pk}"
+
+
+def _model_snapshot(model: AIModel) -> dict[str, Any]:
+    return {field: getattr(model, field) for field in MODEL_FIELDS}
+
+
 @transaction.atomic
 def model_create(*, slug: str, actor: Any = None, **fields: Any) -> AIModel:
     validation.text(slug, param="slug", max_length=200, required=True)
@@ -142,7 +166,11 @@ def model_create(*, slug: str, actor: Any = None, **fields: Any) -> AIModel:
         actor=actor,
         action="pricing.model.create",
         target=f"AIModel:{model.slug}",
+        target_label=_model_label(model),
+        model_slug=model.slug,
         detail={k: str(v) for k, v in fields.items() if k in MODEL_FIELDS},
+        before=None,
+        after=_model_snapshot(model),
     )
     return model
 
@@ -150,6 +178,7 @@ def model_create(*, slug: str, actor: Any = None, **fields: Any) -> AIModel:
 @transaction.atomic
 def model_update(*, model_slug: str, actor: Any = None, **fields: Any) -> AIModel:
     model = _locked_model(model_slug)
+    before = _model_snapshot(model)
     for key, value in fields.items():
         if key in MODEL_FIELDS:
             setattr(model, key, value)
@@ -159,32 +188,37 @@ def model_update(*, model_slug: str, actor: Any = None, **fields: Any) -> AIMode
         actor=actor,
         action="pricing.model.update",
         target=f"AIModel:{model.slug}",
+        target_label=_model_label(model),
+        model_slug=model.slug,
         detail={k: str(v) for k, v in fields.items() if k in MODEL_FIELDS},
+        before=before,
+        after=_model_snapshot(model),
     )
     return model
 
 
-@transaction.atomic
-def price_version_create(
-    *,
-    model_slug: str,
-    input_price_micro_per_mtok: int,
-    cached_input_price_micro_per_mtok: int | None = None,
-    output_price_micro_per_mtok: int,
-    effective_from: datetime | None = None,
-    actor: Any = None,
-    now: datetime | None = None,
-    **options: Any,
-) -> PriceVersion:
-    """Publish (effective now) or schedule (effective later) a price version.
+@dataclass(frozen=True)
+class PriceVersionReview:
+    """What publishing a price version would do, checked but not written (the console's confirmation page)."""
 
-    `effective_from` may not lie in the past once the model has a price: that would change what earlier
-    usage should have cost. A model's first version may start at any time (nothing was rated before it).
-    `cached_input_price_micro_per_mtok` defaults to the input price (no caching discount).
-    """
-    now = now or timezone.now()
-    effective_from = validation.moment(effective_from or now, param="effective_from")
-    model = _locked_model(model_slug)
+    model: AIModel
+    values: dict[str, Any]
+    # When the new prices start; `starts_now` when no start was given (publishing takes the moment of publishing).
+    effective_from: datetime
+    starts_now: bool
+    # The version in effect at that start, which the new one supersedes (None for a model's first price) ...
+    replaces: PriceVersion | None
+    # ... and the version already scheduled after that start, which will in turn supersede the new one.
+    followed_by: PriceVersion | None
+
+
+def _version_values(
+    *,
+    input_price_micro_per_mtok: int,
+    cached_input_price_micro_per_mtok: int | None,
+    output_price_micro_per_mtok: int,
+    options: dict[str, Any],
+) -> dict[str, Any]:
     values: dict[str, Any] = {
         "input_price_micro_per_mtok": input_price_micro_per_mtok,
         "cached_input_price_micro_per_mtok": (
@@ -199,16 +233,111 @@ def price_version_create(
         if values[required] is None:
             raise ApplicationError(f"{required} is required.", param=required, code="invalid_value")
     _validate_prices(values)
+    return values
+
+
+def _version_check(*, model: AIModel, effective_from: datetime, now: datetime) -> PriceVersionReview:
+    """The start-time rules of a new version of `model`, and the versions around it. Reads only."""
     live = PriceVersion.objects.filter(model=model, cancelled_at__isnull=True)
     if effective_from < now and live.exists():
         raise PricingConflict(
-            "effective_from is in the past; a new price can take effect now or later, never retroactively.",
+            f"effective_from {effective_from:%Y-%m-%d %H:%M} UTC is in the past; a new price can take effect "
+            "now or later, never retroactively.",
             param="effective_from",
         )
     if live.filter(effective_from=effective_from).exists():
         raise PricingConflict(
-            f"'{model_slug}' already has a price version starting at {effective_from.isoformat()}.",
+            f"'{model.slug}' already has a price version starting at {effective_from.isoformat()}.",
             param="effective_from",
+        )
+    return PriceVersionReview(
+        model=model,
+        values={},
+        effective_from=effective_from,
+        starts_now=False,
+        replaces=live.filter(effective_from__lte=effective_from).order_by("-effective_from").first(),
+        followed_by=live.filter(effective_from__gt=effective_from).order_by("effective_from").first(),
+    )
+
+
+def price_version_review(
+    *,
+    model_slug: str,
+    input_price_micro_per_mtok: int,
+    cached_input_price_micro_per_mtok: int | None = None,
+    output_price_micro_per_mtok: int,
+    effective_from: datetime | None = None,
+    now: datetime | None = None,
+    **options: Any,
+) -> PriceVersionReview:
+    """Check a price version as `price_version_create` would, without writing: the same errors, and what it
+    would replace. The confirmation step shows this and hands `replaces` back to `price_version_create`."""
+    now = now or timezone.now()
+    start = validation.moment(effective_from or now, param="effective_from")
+    model = AIModel.objects.filter(slug=model_slug).first()
+    if model is None:
+        raise ModelNotFound(f"The model '{model_slug}' does not exist.", param="model")
+    values = _version_values(
+        input_price_micro_per_mtok=input_price_micro_per_mtok,
+        cached_input_price_micro_per_mtok=cached_input_price_micro_per_mtok,
+        output_price_micro_per_mtok=output_price_micro_per_mtok,
+        options=options,
+    )
+    review = _version_check(model=model, effective_from=start, now=now)
+    return PriceVersionReview(
+        model=model,
+        values=values,
+        effective_from=start,
+        starts_now=effective_from is None,
+        replaces=review.replaces,
+        followed_by=review.followed_by,
+    )
+
+
+# `confirmed_replaces_id` for a confirmation that showed the model without any price.
+REPLACES_NOTHING = 0
+
+
+@transaction.atomic
+def price_version_create(
+    *,
+    model_slug: str,
+    input_price_micro_per_mtok: int,
+    cached_input_price_micro_per_mtok: int | None = None,
+    output_price_micro_per_mtok: int,
+    effective_from: datetime | None = None,
+    actor: Any = None,
+    now: datetime | None = None,
+    confirmed_replaces_id: int | None = None,
+    **options: Any,
+) -> PriceVersion:
+    """Publish (effective now) or schedule (effective later) a price version.
+
+    `effective_from` may not lie in the past once the model has a price: that would change what earlier
+    usage should have cost. A model's first version may start at any time (nothing was rated before it).
+    `cached_input_price_micro_per_mtok` defaults to the input price (no caching discount).
+    `confirmed_replaces_id` is the version a person was shown as the one being replaced (REPLACES_NOTHING: none);
+    if another version is in effect at the start by now, the confirmation is stale and PricingConflict is raised.
+    The version's note is the audit entry's reason; its before / after are the replaced and the new prices.
+    """
+    now = now or timezone.now()
+    effective_from = validation.moment(effective_from or now, param="effective_from")
+    model = _locked_model(model_slug)
+    values = _version_values(
+        input_price_micro_per_mtok=input_price_micro_per_mtok,
+        cached_input_price_micro_per_mtok=cached_input_price_micro_per_mtok,
+        output_price_micro_per_mtok=output_price_micro_per_mtok,
+        options=options,
+    )
+    # Under the model's lock, so no other change to its versions can slip in between this check and the insert.
+    review = _version_check(model=model, effective_from=effective_from, now=now)
+    replaces = review.replaces
+    if confirmed_replaces_id is not None and confirmed_replaces_id != (replaces.pk if replaces else REPLACES_NOTHING):
+        raise StaleConfirmation(
+            f"The prices of '{model_slug}' changed since this was confirmed (now "
+            + (f"price version #{replaces.pk}" if replaces else "no price")
+            + " is in effect at that start). Nothing was published; review the change again.",
+            param="confirmed_replaces_id",
         )
     version = PriceVersion(model=model, effective_from=effective_from, created_by=_user(actor), **values)
     _full_clean(version, validate_constraints=False)
@@ -221,7 +350,12 @@ def price_version_create(
         actor=actor,
         action="pricing.price_version.create",
         target=f"PriceVersion:{version.pk}",
+        target_label=_version_label(model, version),
+        model_slug=model.slug,
+        reason=version.note,
         detail=_version_detail(version),
+        before=_prices_snapshot(replaces),
+        after=_prices_snapshot(version),
     )
     return version
 
@@ -262,6 +396,7 @@ def price_version_update(
     version = _locked_future_version(price_version_id, now)
     # Lock the model as price_version_create does, so a concurrent create cannot take the same start.
     _locked_model(version.model.slug)
+    before = _prices_snapshot(version)
     values = {k: v for k, v in fields.items() if k in PRICE_FIELDS}
     merged = {f: getattr(version, f) for f in PRICE_FIELDS} | values
     _validate_prices(merged)
@@ -282,7 +417,12 @@ def price_version_update(
         actor=actor,
         action="pricing.price_version.update",
         target=f"PriceVersion:{version.pk}",
+        target_label=_version_label(version.model, version),
+        model_slug=version.model.slug,
+        reason=values.get("note") or "",
         detail=_version_detail(version),
+        before=before,
+        after=_prices_snapshot(version),
     )
     return version
 
@@ -301,8 +441,12 @@ def price_version_cancel(
         actor=actor,
         action="pricing.price_version.cancel",
         target=f"PriceVersion:{version.pk}",
+        target_label=_version_label(version.model, version),
+        model_slug=version.model.slug,
         reason=reason,
         detail=_version_detail(version),
+        before={"status": "scheduled", "effective_from": version.effective_from},
+        after={"status": "cancelled", "effective_from": version.effective_from, "cancelled_at": now},
     )
     return version
 

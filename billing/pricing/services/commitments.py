@@ -109,7 +109,11 @@ def commitment_offer_create(
         actor=actor,
         action="pricing.commitment_offer.create",
         target=f"CommitmentOffer:{offer.pk}",
+        target_label=f"commitment offer #{offer.pk} {offer.name}",
+        model_slug=offer.model.slug if offer.model else "",
         detail=_offer_detail(offer),
+        before=None,
+        after=_offer_detail(offer),
     )
     return offer
 
@@ -120,6 +124,7 @@ def commitment_offer_update(*, offer_id: int, actor: Any = None, **terms: Any) -
     offer = CommitmentOffer.objects.select_for_update(of=("self",)).select_related("model").filter(pk=offer_id).first()
     if offer is None:
         raise PricingNotFound(f"No commitment offer {offer_id}.", param="offer")
+    before = _offer_detail(offer)
     for key, value in terms.items():
         if key in OFFER_FIELDS:
             setattr(offer, key, value)
@@ -130,7 +135,11 @@ def commitment_offer_update(*, offer_id: int, actor: Any = None, **terms: Any) -
         actor=actor,
         action="pricing.commitment_offer.update",
         target=f"CommitmentOffer:{offer.pk}",
+        target_label=f"commitment offer #{offer.pk} {offer.name}",
+        model_slug=offer.model.slug if offer.model else "",
         detail=_offer_detail(offer),
+        before=before,
+        after=_offer_detail(offer),
     )
     return offer
 
@@ -308,20 +317,25 @@ def commitment_purchase_once(
         else:
             amount, end = monthly_fee, _month_bounds(commitment, 0)[1]
         _charge(commitment, month_index=0, amount=amount, start=starts_at, end=end, actor=actor)
+    detail = {
+        "offer": offer.pk,
+        "scope": commitment.scope_key,
+        "monthly_tokens": commitment.monthly_tokens,
+        "monthly_fee_nano": monthly_fee,
+        "payment": offer.payment,
+        "starts_at": starts_at.isoformat(),
+        "ends_at": commitment.ends_at.isoformat(),
+    }
     audit_record(
         actor=actor,
         action="pricing.commitment.purchase",
         organization_id=organization_id,
         target=f"Commitment:{commitment.pk}",
-        detail={
-            "offer": offer.pk,
-            "scope": commitment.scope_key,
-            "monthly_tokens": commitment.monthly_tokens,
-            "monthly_fee_nano": monthly_fee,
-            "payment": offer.payment,
-            "starts_at": starts_at.isoformat(),
-            "ends_at": commitment.ends_at.isoformat(),
-        },
+        target_label=f"commitment #{commitment.pk} ({offer.name})",
+        model_slug=offer.model.slug if offer.model else "",
+        detail=detail,
+        before=None,
+        after=detail,
     )
     return Purchase(commitment, created=True)
 

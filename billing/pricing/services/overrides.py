@@ -33,6 +33,21 @@ def _detail(override: PriceOverride) -> dict[str, Any]:
     }
 
 
+def _snapshot(override: PriceOverride) -> dict[str, Any]:
+    """An override's terms for an audit entry's before / after."""
+    return {
+        "scope": override.scope_key,
+        "discount_bps": override.discount_bps,
+        **{f: getattr(override, f) for f in PRICE_FIELDS},
+        "effective_from": override.effective_from,
+        "effective_until": override.effective_until,
+    }
+
+
+def _label(override: PriceOverride) -> str:
+    return f"negotiated price #{override.pk} on {override.scope_key}"
+
+
 def _locked_organization(organization_id: int) -> Organization:
     organization = Organization.objects.select_for_update().filter(pk=organization_id).first()
     if organization is None:
@@ -114,8 +129,12 @@ def override_create(
         action="pricing.override.create",
         organization_id=organization_id,
         target=f"PriceOverride:{override.pk}",
+        target_label=_label(override),
+        model_slug=scope_model.slug if scope_model else "",
         reason=reason,
         detail=_detail(override),
+        before=None,
+        after=_snapshot(override),
     )
     return override
 
@@ -143,6 +162,7 @@ def override_end(
             param="at",
             code="invalid_value",
         )
+    before = _snapshot(override)
     override.effective_until = at
     override.ended_by = _user(actor)
     override.save(update_fields=["effective_until", "ended_by"])
@@ -151,7 +171,11 @@ def override_end(
         action="pricing.override.end",
         organization_id=organization_id,
         target=f"PriceOverride:{override.pk}",
+        target_label=_label(override),
+        model_slug=override.model.slug if override.model else "",
         reason=reason,
         detail=_detail(override),
+        before=before,
+        after=_snapshot(override),
     )
     return override

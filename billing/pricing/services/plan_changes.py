@@ -211,6 +211,9 @@ def subscription_change(
         action="pricing.subscription.change",
         organization_id=subscription.organization_id,
         target=f"Subscription:{subscription.pk}",
+        target_label=f"subscription #{subscription.pk}",
+        before={"plan": old_plan.slug},
+        after={"plan": new_plan.slug, "current_period_end": new_end},
         detail={
             "from": old_plan.slug,
             "to": new_plan.slug,

@@ -119,7 +119,16 @@ def plan_create(
     _full_clean(plan)
     plan.save()
     _allowances_set(plan, allowances or [])
-    audit_record(actor=actor, action="pricing.plan.create", target=f"Plan:{plan.slug}", detail=_plan_detail(plan))
+    detail = _plan_detail(plan)
+    audit_record(
+        actor=actor,
+        action="pricing.plan.create",
+        target=f"Plan:{plan.slug}",
+        target_label=f"plan {plan.name} ({plan.slug})",
+        detail=detail,
+        before=None,
+        after=detail,
+    )
     return plan
 
 
@@ -140,6 +149,7 @@ def plan_update(
             param=changing_money[0] if changing_money else "allowances",
         )
     _plan_terms_check(terms)
+    before = _plan_detail(plan)
     for key, value in terms.items():
         if key in MONEY_TERMS or key in OTHER_TERMS:
             setattr(plan, key, value)
@@ -147,7 +157,16 @@ def plan_update(
     plan.save()
     if allowances is not None:
         _allowances_set(plan, allowances)
-    audit_record(actor=actor, action="pricing.plan.update", target=f"Plan:{plan.slug}", detail=_plan_detail(plan))
+    detail = _plan_detail(plan)
+    audit_record(
+        actor=actor,
+        action="pricing.plan.update",
+        target=f"Plan:{plan.slug}",
+        target_label=f"plan {plan.name} ({plan.slug})",
+        detail=detail,
+        before=before,
+        after=detail,
+    )
     return plan
 
 
@@ -276,7 +295,10 @@ def subscription_create(
         action="pricing.subscription.create",
         organization_id=organization_id,
         target=f"Subscription:{subscription.pk}",
+        target_label=f"subscription #{subscription.pk} to {plan.name} ({plan.slug})",
         detail={"plan": plan.slug, "period_start": at.isoformat(), "period_end": end.isoformat()},
+        before=None,
+        after={"plan": plan.slug, "status": subscription.status, "current_period_end": end},
     )
     return subscription
 
@@ -399,7 +421,10 @@ def subscription_cancel(*, subscription_id: int, actor: Any = None, reason: str 
         action="pricing.subscription.cancel",
         organization_id=subscription.organization_id,
         target=f"Subscription:{subscription.pk}",
+        target_label=f"subscription #{subscription.pk} to {subscription.plan.name} ({subscription.plan.slug})",
         reason=reason,
         detail={"ends_at": subscription.current_period_end.isoformat()},
+        before={"cancel_at_period_end": False},
+        after={"cancel_at_period_end": True, "ends_at": subscription.current_period_end},
     )
     return subscription

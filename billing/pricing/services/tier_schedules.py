@@ -95,6 +95,15 @@ def _detail(schedule: TierSchedule) -> dict[str, Any]:
     }
 
 
+def _snapshot(schedule: TierSchedule) -> dict[str, Any]:
+    """A schedule's terms for an audit entry's before / after."""
+    return {"name": schedule.name, **_detail(schedule)}
+
+
+def _label(schedule: TierSchedule) -> str:
+    return f"volume tiers #{schedule.pk} {schedule.name} on {schedule.scope_key}"
+
+
 @transaction.atomic
 def tier_schedule_create(
     *,
@@ -137,7 +146,11 @@ def tier_schedule_create(
         actor=actor,
         action="pricing.tier_schedule.create",
         target=f"TierSchedule:{schedule.pk}",
+        target_label=_label(schedule),
+        model_slug=schedule.model.slug if schedule.model else "",
         detail=_detail(schedule),
+        before=None,
+        after=_snapshot(schedule),
     )
     return schedule
 
@@ -162,6 +175,7 @@ def tier_schedule_update(
     """Edit a schedule that has not taken effect; one in effect may only get (or move) a later end."""
     now = now or timezone.now()
     schedule = _locked_schedule(schedule_id)
+    before = _snapshot(schedule)
     started = schedule.effective_from <= now
     if started and (tiers is not None or set(fields) - {"effective_until"}):
         raise PriceVersionLocked(
@@ -192,7 +206,11 @@ def tier_schedule_update(
         actor=actor,
         action="pricing.tier_schedule.update",
         target=f"TierSchedule:{schedule.pk}",
+        target_label=_label(schedule),
+        model_slug=schedule.model.slug if schedule.model else "",
         detail=_detail(schedule),
+        before=before,
+        after=_snapshot(schedule),
     )
     return schedule
 
@@ -210,6 +228,10 @@ def tier_schedule_cancel(*, schedule_id: int, actor: Any = None, now: datetime |
         actor=actor,
         action="pricing.tier_schedule.cancel",
         target=f"TierSchedule:{schedule.pk}",
+        target_label=_label(schedule),
+        model_slug=schedule.model.slug if schedule.model else "",
         detail=_detail(schedule),
+        before={"status": "scheduled"},
+        after={"status": "cancelled", "cancelled_at": now},
     )
     return schedule

@@ -1,5 +1,7 @@
 """The staff pricing console (server-rendered pages), driven with Django's test client."""
 
+import re
+
 import pytest
 from django.utils import timezone
 
@@ -44,10 +46,11 @@ def test_models_page_lists_current_and_scheduled_prices(console, django_assert_m
 
 def test_schedule_and_cancel_a_version_from_the_console(console, staff):
     when = (timezone.now() + timezone.timedelta(days=7)).strftime("%Y-%m-%d %H:%M")
-    response = console.post(
-        "/staff/pricing/models/gpt-4o/",
-        {"input_price": "2.00", "output_price": "8.00", "effective_from": when, "note": "cut"},
-    )
+    fields = {"input_price": "2.00", "output_price": "8.00", "start": "at", "effective_from": when, "note": "cut"}
+    confirm = console.post("/staff/pricing/models/gpt-4o/", fields)
+    assert confirm.status_code == 200 and not PriceVersion.objects.filter(note="cut").exists()
+    replaces = re.search(r'name="confirmed_replaces" value="(\d+)"', confirm.content.decode()).group(1)
+    response = console.post("/staff/pricing/models/gpt-4o/publish/", {**fields, "confirmed_replaces": replaces})
     assert response.status_code == 302
     version = PriceVersion.objects.get(note="cut")
     assert (version.input_price_micro_per_mtok, version.created_by) == (2_000_000, staff)
