@@ -8,6 +8,7 @@ services (Django's connection) and the async gateway (a psycopg pool). PostgreSQ
 no second implementation of any of these steps.
 """
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,20 @@ def function_source(name: str) -> str:
     return (FUNCTIONS_DIR / name).read_text()
 
 
+def functions_digest() -> str:
+    """The sha256 of every function file, in install order: a migration that installs them records it."""
+    digest = hashlib.sha256()
+    for name in FUNCTION_FILES:
+        digest.update(function_source(name).encode())
+    return digest.hexdigest()
+
+
 def functions_install(schema_editor: Any) -> None:
     """CREATE OR REPLACE every ledger function from its file (a migration's RunPython step).
 
-    A migration that has run does not run again: a change to a file ships with a new migration that calls this
-    (tests/billing/ledger/test_functions.py fails while the database's source differs from the files).
+    A migration that has run does not run again: a change to a file ships with a new migration that calls this and
+    records the new `functions_digest()` as its FUNCTIONS_DIGEST (tests/billing/ledger/test_functions.py fails
+    until it does).
     """
     for name in FUNCTION_FILES:
         schema_editor.execute(function_source(name), params=None)

@@ -2,12 +2,15 @@
 
 Migration 0002 created them from strings; this replaces them with the files' text (the same functions on a
 database migrated before), so the files are the one source from here on. A later change to a file ships with a
-migration like this one.
+migration like this one, recording the files' new digest (billing.ledger.sql.functions_digest()).
 """
 
 from django.db import migrations
 
 from billing.ledger.sql import functions_install
+
+# The digest of the function files this migration was written for (tests/billing/ledger/test_functions.py).
+FUNCTIONS_DIGEST = "21dc03eb9d4eb9b302b2bc8fabbe76bccbbfc3588596d025038e8b88f5114dd0"
 
 
 def install(apps, schema_editor):

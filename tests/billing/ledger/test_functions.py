@@ -1,8 +1,10 @@
 """The ledger's PL/pgSQL functions are installed from their source files: the database runs what the files say.
 
-A change to a file without a migration that installs it again (billing.ledger.sql.functions_install) fails here.
+A change to a file without a migration that installs it again (billing.ledger.sql.functions_install) fails here:
+databases migrated before would keep the old function.
 """
 
+import importlib
 import re
 
 import pytest
@@ -30,3 +32,16 @@ def test_the_installed_function_is_the_files(file_name):
 
 def test_every_file_is_installed():
     assert sorted(path.name for path in sql.FUNCTIONS_DIR.glob("*.sql")) == sorted(sql.FUNCTION_FILES)
+
+
+def test_the_newest_installing_migration_was_written_for_the_files_as_they_are():
+    folder = sql.FUNCTIONS_DIR.parent / "migrations"
+    recorded = [
+        getattr(importlib.import_module(f"billing.ledger.migrations.{path.stem}"), "FUNCTIONS_DIGEST", None)
+        for path in sorted(folder.glob("[0-9]*.py"))
+    ]
+    newest = [digest for digest in recorded if digest][-1]
+    assert newest == sql.functions_digest(), (
+        "billing/ledger/functions/ changed: add a migration that calls billing.ledger.sql.functions_install and "
+        f"records FUNCTIONS_DIGEST = {sql.functions_digest()!r}"
+    )
