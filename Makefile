@@ -18,8 +18,9 @@ $(VENV)/.installed: requirements.txt
 
 install: $(VENV)/.installed  ## Create the virtualenv and install pinned requirements
 
-run: install  ## Start the whole product with demo data (SQLite, no broker server, localstripe, demo model)
-	DEBUG=$${DEBUG:-true} $(PY) manage.py quickstart
+run: install  ## Start the whole product with demo data (embedded PostgreSQL, localstripe, demo model)
+	@# exec: the quickstart is make's own child, so it hears of make's death (and stops everything) however make ends.
+	DEBUG=$${DEBUG:-true} exec $(PY) manage.py quickstart
 
 lint: install  ## ruff (lint + format check)
 	$(VENV)/bin/ruff check .

@@ -6,7 +6,7 @@ production never silently becomes a default.
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import environ
 
@@ -79,6 +79,9 @@ def env_db_url(name: str, default: str) -> dict[str, Any]:
         config: dict[str, Any] = env.db_url(name, default=default)
     except (ValueError, KeyError, environ.ImproperlyConfigured) as error:
         raise environ.ImproperlyConfigured(f"{name} is not a usable database URL: {error}") from None
+    # A Unix socket's folder as the host, percent-encoded as libpq writes it (postgres://u@%2Frun%2Fpg/name): the
+    # embedded PostgreSQL of the quickstart and the test command listens on one.
+    config["HOST"] = unquote(config.get("HOST") or "")
     return config
 
 

@@ -1,21 +1,29 @@
 """The quickstart runner: the whole product on one machine, with demo data and no account anywhere.
 
-`manage.py quickstart` (what `make run` calls) prepares the database and the demo data in its own process, then
-runs these processes together under honcho (a Procfile runner), each in its own process group:
+`manage.py quickstart` (what `make run` calls) starts an embedded PostgreSQL (unless DATABASE_URL is set),
+prepares the database and the demo data in its own process, then runs these processes together under honcho (a
+Procfile runner), each in its own process group:
 
 - stripe: localstripe, a stateful fake of Stripe's API (and of Stripe.js); STRIPE_API_BASE points every process
   at it, and the product's webhook endpoint is registered with it once it answers;
 - web: the ASGI app under uvicorn, on $PORT (8000 by default);
 - worker and beat: Celery, on kombu's filesystem transport unless a broker is configured.
 
-With no UPSTREAM_BASE_URL, the built-in demo model answers the metered API. Ctrl-C (or SIGTERM) stops every
-process: honcho sends SIGTERM to each process group, then SIGKILL to what is left after 5 seconds.
+With no UPSTREAM_BASE_URL, the built-in demo model answers the metered API.
+
+Every way of stopping it stops all of it. Ctrl-C, SIGTERM or SIGHUP (a closed terminal): honcho sends SIGTERM to
+each process group, then SIGKILL to what is left after 5 seconds, and the embedded PostgreSQL stops as the
+quickstart exits. Its parent dying (`make` killed): the kernel sends the quickstart SIGTERM (PR_SET_PDEATHSIG).
+The quickstart itself killed outright (SIGKILL): its guard (accounts.management.guard) stops what is left.
 """
 
+import ctypes
 import logging
+import os
 import shlex
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -88,7 +96,7 @@ def process_commands(endpoints: Endpoints) -> dict[str, str]:
             f"exec {python} -m uvicorn config.asgi:application --host {shlex.quote(endpoints.host)} "
             f"--port {endpoints.port} --lifespan off --timeout-graceful-shutdown 3"
         ),
-        # One task at a time: with SQLite, web and worker are the only two writers and queue for each other.
+        # One task at a time: a demo's load, and the least memory.
         "worker": (
             f"exec {python} -m celery -A config worker --pool solo --loglevel INFO "
             "--without-gossip --without-mingle --without-heartbeat"
@@ -169,6 +177,50 @@ def announce_when_ready(
         write(f"The web process did not answer on port {endpoints.port} within {START_TIMEOUT_SECONDS:.0f} s.")
 
 
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, value: int) -> None:
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+
+
+# The guard's process, referenced for the life of this one: its stdin closes only when this process ends.
+_guard: subprocess.Popen[bytes] | None = None
+
+
+def guard_start() -> None:
+    """Make sure no process of the quickstart outlives it, however it ends (see the module's docstring).
+
+    The quickstart gets SIGTERM when its parent dies, and stays the parent of every process below it that is
+    orphaned (the embedded PostgreSQL's postmaster, which pg_ctl detaches); the guard, in a session of its own,
+    watches them and stops what is left once the quickstart is gone: the closing of its stdin, a pipe that only
+    this process holds, tells it so.
+    """
+    global _guard
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    _guard = subprocess.Popen(  # noqa: S603  (this interpreter, our module)
+        [sys.executable, "-m", "accounts.management.guard", str(os.getpid())],
+        cwd=str(settings.BASE_DIR),
+        stdin=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def guard_tell_fast(pid: int) -> None:
+    """Tell the guard that `pid` is a PostgreSQL postmaster (stopped with a fast shutdown, SIGINT)."""
+    assert _guard is not None and _guard.stdin is not None
+    _guard.stdin.write(f"fast {pid}\n".encode())
+    _guard.stdin.flush()
+
+
+def _hangup(signum: int, frame: object) -> None:
+    """A closed terminal stops the quickstart like SIGTERM (honcho's handler)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 class _Manager(Manager):
     """honcho's Manager, calling `on_started` once every process has been forked.
 
@@ -181,6 +233,7 @@ class _Manager(Manager):
         self._on_started = on_started
 
     def _start(self) -> None:
+        signal.signal(signal.SIGHUP, _hangup)  # loop() has just installed its SIGINT and SIGTERM handlers
         super()._start()
         self._on_started()
 
