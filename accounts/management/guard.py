@@ -10,10 +10,13 @@ named on the pipe as "fast <pid>"), then SIGKILL after 5 seconds.
 """
 
 import contextlib
+import ctypes
 import os
 import select
 import signal
+import subprocess
 import sys
+from pathlib import Path
 
 import psutil
 
@@ -80,6 +83,45 @@ def guard(owner_pid: int) -> None:
     # Whatever the quickstart stopped itself is gone by now; the rest is stopped here.
     seen = {pid: process for pid, process in seen.items() if pid != os.getpid()}
     _stop(seen, fast)
+
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, value: int) -> None:
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+
+
+# The guard's process, referenced for the life of this one.
+_guard: subprocess.Popen[bytes] | None = None
+
+
+def guard_start() -> None:
+    """Make sure no process started by this one outlives it, however it ends (what the quickstart and the test
+    command's services launcher call first).
+
+    This process gets SIGTERM when its parent dies, and stays the parent of every process below it that is
+    orphaned (the embedded PostgreSQL's postmaster, which pg_ctl detaches); the guard, in a session of its own,
+    watches them and stops what is left once this process is gone.
+    """
+    global _guard
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    _guard = subprocess.Popen(  # noqa: S603  (this interpreter, our module)
+        [sys.executable, "-m", "accounts.management.guard", str(os.getpid())],
+        cwd=str(Path(__file__).resolve().parents[2]),
+        stdin=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def guard_tell_fast(pid: int) -> None:
+    """Tell the guard that `pid` is a PostgreSQL postmaster (stopped with a fast shutdown, SIGINT)."""
+    assert _guard is not None and _guard.stdin is not None
+    _guard.stdin.write(f"fast {pid}\n".encode())
+    _guard.stdin.flush()
 
 
 if __name__ == "__main__":

@@ -17,13 +17,11 @@ quickstart exits. Its parent dying (`make` killed): the kernel sends the quickst
 The quickstart itself killed outright (SIGKILL): its guard (accounts.management.guard) stops what is left.
 """
 
-import ctypes
 import logging
 import os
 import shlex
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -175,45 +173,6 @@ def announce_when_ready(
         write(banner(endpoints=endpoints, demo=demo))
     elif not stop.is_set():
         write(f"The web process did not answer on port {endpoints.port} within {START_TIMEOUT_SECONDS:.0f} s.")
-
-
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def _prctl(option: int, value: int) -> None:
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
-
-
-# The guard's process, referenced for the life of this one: its stdin closes only when this process ends.
-_guard: subprocess.Popen[bytes] | None = None
-
-
-def guard_start() -> None:
-    """Make sure no process of the quickstart outlives it, however it ends (see the module's docstring).
-
-    The quickstart gets SIGTERM when its parent dies, and stays the parent of every process below it that is
-    orphaned (the embedded PostgreSQL's postmaster, which pg_ctl detaches); the guard, in a session of its own,
-    watches them and stops what is left once the quickstart is gone: the closing of its stdin, a pipe that only
-    this process holds, tells it so.
-    """
-    global _guard
-    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    _guard = subprocess.Popen(  # noqa: S603  (this interpreter, our module)
-        [sys.executable, "-m", "accounts.management.guard", str(os.getpid())],
-        cwd=str(settings.BASE_DIR),
-        stdin=subprocess.PIPE,
-        start_new_session=True,
-    )
-
-
-def guard_tell_fast(pid: int) -> None:
-    """Tell the guard that `pid` is a PostgreSQL postmaster (stopped with a fast shutdown, SIGINT)."""
-    assert _guard is not None and _guard.stdin is not None
-    _guard.stdin.write(f"fast {pid}\n".encode())
-    _guard.stdin.flush()
 
 
 def _hangup(signum: int, frame: object) -> None:

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from accounts.management import quickstart
+from accounts.management import guard, quickstart
 from accounts.management.embedded_postgres import embedded_postgres_start
 from accounts.services.demo import demo_seed
 from billing.money import format_amount
@@ -61,7 +61,7 @@ class Command(BaseCommand):
             if quickstart.port_in_use(port):
                 raise CommandError(f"port {port} is already in use; choose another with {name} (or stop what uses it)")
         Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
-        quickstart.guard_start()
+        guard.guard_start()
         if "DATABASE_URL" in os.environ:  # the operator's database wins
             self.stdout.write(
                 f"Database: {settings.DATABASES['default']['NAME']} (DATABASE_URL); applying migrations..."
@@ -69,7 +69,7 @@ class Command(BaseCommand):
         else:
             data_dir = Path(settings.VAR_DIR) / "postgres"
             server = embedded_postgres_start(data_dir=data_dir)
-            quickstart.guard_tell_fast(server.postmaster_pid)
+            guard.guard_tell_fast(server.postmaster_pid)
             server.database_ensure(EMBEDDED_DATABASE)
             database_use(server.url(EMBEDDED_DATABASE))
             self.stdout.write(f"Database: embedded PostgreSQL in {data_dir}; applying migrations...")
