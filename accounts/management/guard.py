@@ -1,4 +1,4 @@
-"""The quickstart's guard: whatever way the quickstart ends, none of its processes outlives it.
+"""A guard: however the quickstart (or the test command's services launcher) ends, none of its processes outlives it.
 
 `python -m accounts.management.guard OWNER_PID`, started by the quickstart in a session of its own (so neither
 Ctrl-C nor a closed terminal reaches it), with a pipe on its stdin for messages. Every quarter of a second,
