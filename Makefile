@@ -1,9 +1,13 @@
 # Run `make help` for the list of targets.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The tests run against the real PostgreSQL and Redis; override these to point elsewhere.
+# The tests run against a real PostgreSQL and Redis: these when they answer, else ones that `make test` brings up
+# itself (tests/services.py: an embedded PostgreSQL from the requirements, Debian's redis-server on a free port).
+# TEST_SERVICES=embedded always brings up its own; PYTEST_ARGS narrows the run (e.g. PYTEST_ARGS=tests/billing).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/billing
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
+TEST_SERVICES ?=
+PYTEST_ARGS ?=
 
 .PHONY: help install run test lint typecheck bench
 
@@ -18,8 +22,9 @@ $(VENV)/.installed: requirements.txt
 
 install: $(VENV)/.installed  ## Create the virtualenv and install pinned requirements
 
-run: install  ## Start the whole product with demo data (SQLite, no broker server, localstripe, demo model)
-	DEBUG=$${DEBUG:-true} $(PY) manage.py quickstart
+run: install  ## Start the whole product with demo data (embedded PostgreSQL, localstripe, demo model)
+	@# exec: the quickstart is make's own child, so it hears of make's death (and stops everything) however make ends.
+	DEBUG=$${DEBUG:-true} exec $(PY) manage.py quickstart
 
 lint: install  ## ruff (lint + format check), and the layers contract (import-linter)
 	$(VENV)/bin/ruff check .
@@ -31,9 +36,10 @@ typecheck: install  ## mypy with django-stubs
 
 test: install  ## Lint, type-check, check migrations, run the whole test suite against PostgreSQL and Redis
 	$(MAKE) --no-print-directory lint typecheck
-	@# Models against migrations only: an in-memory database, so no server database has to exist for the check.
-	DATABASE_URL=sqlite://:memory: DEBUG=true $(PY) manage.py makemigrations --check --dry-run
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DEBUG=true $(PY) -m pytest
+	@# The migrations check compares models with migrations; it asks the server's maintenance database only.
+	TEST_DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) DEBUG=true \
+	  $(PY) -m tests.services $(if $(filter embedded,$(TEST_SERVICES)),--embedded) -- sh -c \
+	  'DATABASE_URL=$$MAINTENANCE_DATABASE_URL $(PY) manage.py makemigrations --check --dry-run && exec $(PY) -m pytest $(PYTEST_ARGS)'
 
 bench: install  ## Print the benchmark tables (ledger, rating, gateway)
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DEBUG=true $(PY) -m tests.load

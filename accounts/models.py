@@ -70,7 +70,6 @@ class ApiKey(models.Model):
     key_id = models.CharField(max_length=32, unique=True)
     secret_hash = models.CharField(max_length=64)
     # Scopes: lists of allowed endpoints (ApiKeyEndpoint values) and model slugs; an empty list allows all.
-    # JSON lists rather than PostgreSQL arrays so the SQLite quickstart runs the same schema.
     scope_endpoints = models.JSONField(default=list, blank=True)
     scope_models = models.JSONField(default=list, blank=True)
     # Optional spending cap over a calendar period (UTC), enforced by the gateway from usage records.

@@ -1,18 +1,24 @@
 """The quickstart runner: the whole product on one machine, with demo data and no account anywhere.
 
-`manage.py quickstart` (what `make run` calls) prepares the database and the demo data in its own process, then
-runs these processes together under honcho (a Procfile runner), each in its own process group:
+`manage.py quickstart` (what `make run` calls) starts an embedded PostgreSQL (unless DATABASE_URL is set),
+prepares the database and the demo data in its own process, then runs these processes together under honcho (a
+Procfile runner), each in its own process group:
 
 - stripe: localstripe, a stateful fake of Stripe's API (and of Stripe.js); STRIPE_API_BASE points every process
   at it, and the product's webhook endpoint is registered with it once it answers;
 - web: the ASGI app under uvicorn, on $PORT (8000 by default);
 - worker and beat: Celery, on kombu's filesystem transport unless a broker is configured.
 
-With no UPSTREAM_BASE_URL, the built-in demo model answers the metered API. Ctrl-C (or SIGTERM) stops every
-process: honcho sends SIGTERM to each process group, then SIGKILL to what is left after 5 seconds.
+With no UPSTREAM_BASE_URL, the built-in demo model answers the metered API.
+
+Every way of stopping it stops all of it. Ctrl-C, SIGTERM or SIGHUP (a closed terminal): honcho sends SIGTERM to
+each process group, then SIGKILL to what is left after 5 seconds, and the embedded PostgreSQL stops as the
+quickstart exits. Its parent dying (`make` killed): the kernel sends the quickstart SIGTERM (PR_SET_PDEATHSIG).
+The quickstart itself killed outright (SIGKILL): its guard (billing.quickstart_guard) stops what is left.
 """
 
 import logging
+import os
 import shlex
 import signal
 import socket
@@ -88,7 +94,7 @@ def process_commands(endpoints: Endpoints) -> dict[str, str]:
             f"exec {python} -m uvicorn config.asgi:application --host {shlex.quote(endpoints.host)} "
             f"--port {endpoints.port} --lifespan off --timeout-graceful-shutdown 3"
         ),
-        # One task at a time: with SQLite, web and worker are the only two writers and queue for each other.
+        # One task at a time: a demo's load, and the least memory.
         "worker": (
             f"exec {python} -m celery -A config worker --pool solo --loglevel INFO "
             "--without-gossip --without-mingle --without-heartbeat"
@@ -169,6 +175,11 @@ def announce_when_ready(
         write(f"The web process did not answer on port {endpoints.port} within {START_TIMEOUT_SECONDS:.0f} s.")
 
 
+def _hangup(signum: int, frame: object) -> None:
+    """A closed terminal stops the quickstart like SIGTERM (honcho's handler)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 class _Manager(Manager):
     """honcho's Manager, calling `on_started` once every process has been forked.
 
@@ -181,6 +192,7 @@ class _Manager(Manager):
         self._on_started = on_started
 
     def _start(self) -> None:
+        signal.signal(signal.SIGHUP, _hangup)  # loop() has just installed its SIGINT and SIGTERM handlers
         super()._start()
         self._on_started()
 

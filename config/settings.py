@@ -6,7 +6,7 @@ production never silently becomes a default.
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import environ
 
@@ -59,20 +59,34 @@ def env_url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
     return raw
 
 
-DATABASE_SCHEMES = ("postgres", "postgresql", "pgsql", "sqlite")
+DATABASE_SCHEMES = ("postgres", "postgresql", "pgsql")
 
 
 def env_db_url(name: str, default: str) -> dict[str, Any]:
-    """A database URL (postgres://... or sqlite:///...), parsed into Django's DATABASES entry."""
+    """A PostgreSQL URL (postgres://user:password@host:5432/name), parsed into Django's DATABASES entry.
+
+    PostgreSQL is the only database: the money path is its functions (billing/ledger/functions/), and there is no
+    second implementation of any of it.
+    """
+    raw = env.str(name, default=default)
+    if urlsplit(raw).scheme not in DATABASE_SCHEMES:
+        raise environ.ImproperlyConfigured(
+            f"{name} must be a PostgreSQL URL (postgres://user:password@host:5432/name), got {raw!r}: PostgreSQL is "
+            "the only database the product runs on (`make run` starts an embedded one when DATABASE_URL is unset)"
+        )
     env_url(name, default, schemes=DATABASE_SCHEMES)
     try:
         config: dict[str, Any] = env.db_url(name, default=default)
     except (ValueError, KeyError, environ.ImproperlyConfigured) as error:
         raise environ.ImproperlyConfigured(f"{name} is not a usable database URL: {error}") from None
+    # A Unix socket's folder as the host, percent-encoded as libpq writes it (postgres://u@%2Frun%2Fpg/name): the
+    # embedded PostgreSQL of the quickstart and the test command listens on one.
+    config["HOST"] = unquote(config.get("HOST") or "")
     return config
 
 
-# Runtime files of the zero-setup quickstart: the SQLite database, the broker's folders, tiktoken's vocabularies.
+# Runtime files of the zero-setup quickstart: the embedded PostgreSQL's data, the broker's folders, tiktoken's
+# vocabularies.
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
 
 
@@ -152,24 +166,18 @@ TEMPLATES = [
     },
 ]
 
-# Database: PostgreSQL in production and tests; SQLite only for the zero-setup quickstart.
-DATABASES = {"default": env_db_url("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # A pool, not persistent connections: under ASGI each request's synchronous work runs in a thread of its own,
-    # and a connection kept in a thread that is gone lingers until garbage collection.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": 1,
-        "max_size": env_int("DB_POOL_SIZE", 10, minimum=1),
-        "timeout": 10,
-    }
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Writers queue for the database instead of failing when two of them (web and worker) meet.
-    DATABASES["default"]["OPTIONS"] = {
-        "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
-        "init_command": "PRAGMA journal_mode=WAL;",
-    }
+# Database: PostgreSQL, the only one (the quickstart starts an embedded server and sets DATABASE_URL for its
+# processes when none is given).
+DATABASE_URL_DEFAULT = "postgres://postgres@127.0.0.1:5432/billing"
+DATABASES = {"default": env_db_url("DATABASE_URL", DATABASE_URL_DEFAULT)}
+# A pool, not persistent connections: under ASGI each request's synchronous work runs in a thread of its own,
+# and a connection kept in a thread that is gone lingers until garbage collection.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+    "min_size": 1,
+    "max_size": env_int("DB_POOL_SIZE", 10, minimum=1),
+    "timeout": 10,
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Connections per web worker in the async pool of the metered API's hot path (core.pg).
 GATEWAY_DB_POOL_SIZE = env_int("GATEWAY_DB_POOL_SIZE", 20, minimum=1)

@@ -30,10 +30,6 @@ def conninfo(alias: str = "default") -> str:
     return make_conninfo(**{key: value for key, value in params.items() if value is not None})
 
 
-def available() -> bool:
-    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
-
-
 async def pool() -> AsyncConnectionPool:
     """This event loop's pool, opened on first use."""
     loop = asyncio.get_running_loop()

@@ -139,7 +139,9 @@ def browser_session() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"Chromium not found at {CHROMIUM} (install Debian's chromium package)")
+        pytest.skip(
+            f"Chromium not found at {CHROMIUM}: install it with `apt-get install chromium` (or set CHROMIUM_PATH)"
+        )
     # Playwright's sync API keeps an event loop running on the main thread for the whole session, which makes
     # Django refuse the test database's own flush between tests; the tests themselves make no async ORM calls.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"

@@ -5,11 +5,10 @@ period counter in the same transaction); `settle` rates what was used, captures 
 than the hold), releases the rest, writes the request's usage record and moves the key's counter, all in ONE
 transaction, or releases everything when the upstream failed.
 
-On PostgreSQL each step is one round trip on the async pool (core.pg): `ahold_place` alone, or a pipeline of
+Each step is one round trip on the async pool (core.pg): `ahold_place` alone, or a pipeline of
 the hold and the key's claim; `ahold_settle` with the usage record `attached` to its statement and the key's
 correction as `also`. When rating needs period-to-date state (plan quotas, commitments, tiers) it runs in that
-same transaction (`ausage_rate`) before the settle. Elsewhere (SQLite: the quickstart) the same steps run
-through the ORM.
+same transaction (`ausage_rate`) before the settle.
 
 Settles run in their own task: a client that disconnects cancels its request, never the settle.
 """
@@ -23,7 +22,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
-from django.db import transaction
 from psycopg_pool import AsyncConnectionPool
 
 from api.gateway import hooks, spend
@@ -35,7 +33,6 @@ from billing.pricing import services as pricing
 from billing.usage import services as usage_services
 from billing.usage.services import UsageRow
 from core import pg
-from core.orm import orm_call
 
 logger = logging.getLogger(__name__)
 
@@ -109,10 +106,6 @@ def hold_key(request_id: str) -> str:
     return f"gw:{request_id}"
 
 
-def _use_pg() -> bool:
-    return pg.available()
-
-
 # --- hold ---------------------------------------------------------------------------------------------------------
 
 
@@ -135,10 +128,7 @@ async def hold_open(
         "reason": reason,
     }
     try:
-        if _use_pg():
-            placed = await _hold_pg(place, claim)
-        else:
-            placed = await orm_call(_hold_orm, place, claim)
+        placed = await _hold_pg(place, claim)
     except InsufficientCredit as exc:
         # What the wallet can spend includes any overdraft: close enough for the auto top-up's threshold.
         hooks.after_debit_soon(organization_id=key.organization_id, available_nano=exc.spendable_nano)
@@ -170,14 +160,6 @@ async def _hold_pg(place: dict[str, Any], claim: spend.SpendClaim | None) -> led
         return placed
 
 
-def _hold_orm(place: dict[str, Any], claim: spend.SpendClaim | None) -> ledger.HoldPlaced:
-    with transaction.atomic():
-        placed = ledger.hold_place(**place)
-        if claim is not None:
-            spend.reserve(claim=claim)
-    return placed
-
-
 async def hold_cancel(ticket: Ticket, *, row: UsageRow) -> Charge:
     """Release a hold whose request never reached the model server (the client left first)."""
     return await settle(ticket=ticket, context=None, usage=None, row=row, at=None)
@@ -194,22 +176,12 @@ async def hold_withdraw(ticket: Ticket, *, actor: str, reason: str) -> None:
 async def _withdraw(ticket: Ticket, *, actor: str, reason: str) -> None:
     assert ticket.hold_id is not None
     unclaim = spend.settle_params(request_id=ticket.request_id, captured_nano=0)
-    if _use_pg():
-        pool = await _pool()
-        async with pool.connection() as conn:
-            also = [(spend.SETTLE, unclaim)] if ticket.claim is not None else []
-            await ledger.ahold_settle(
-                conn, hold_id=ticket.hold_id, status="released", captured_nano=0, actor=actor, reason=reason, also=also
-            )
-    else:
-        await orm_call(_withdraw_orm, ticket.hold_id, unclaim if ticket.claim is not None else None, actor, reason)
-
-
-def _withdraw_orm(hold_id: int, unclaim: dict[str, Any] | None, actor: str, reason: str) -> None:
-    with transaction.atomic():
-        ledger.hold_release(hold_id=hold_id, actor=actor, reason=reason)
-        if unclaim is not None:
-            spend.settle(request_id=unclaim["request_id"], captured_nano=0)
+    pool = await _pool()
+    async with pool.connection() as conn:
+        also = [(spend.SETTLE, unclaim)] if ticket.claim is not None else []
+        await ledger.ahold_settle(
+            conn, hold_id=ticket.hold_id, status="released", captured_nano=0, actor=actor, reason=reason, also=also
+        )
 
 
 # --- settle -------------------------------------------------------------------------------------------------------
@@ -278,10 +250,7 @@ async def _settle(
 ) -> Charge:
     row = replace(row, hold_id=ticket.hold_id)
     try:
-        if _use_pg():
-            charge = await _settle_pg(ticket, context, usage, row, at)
-        else:
-            charge = await orm_call(_settle_orm, ticket, context, usage, row, at)
+        charge = await _settle_pg(ticket, context, usage, row, at)
     except HoldNotOpen:
         # The hold expired before the answer came (the sweeper ran past its deadline): record the request,
         # uncharged, so it is visible; its hold was already returned to the organization.
@@ -346,43 +315,11 @@ async def _capture_pg(conn: psycopg.AsyncConnection[Any], ticket: Ticket, row: U
     return Charge(row.charge_nano, settled.available_nano, row)
 
 
-def _settle_orm(
-    ticket: Ticket,
-    context: rating.PricingContext | None,
-    usage: rating.Usage | None,
-    row: UsageRow,
-    at: datetime | None,
-) -> Charge:
-    with transaction.atomic():
-        if usage is None or context is None or at is None:
-            row = replace(row, charge_nano=0, lines=[])
-        else:
-            rated = pricing.usage_rate(organization_id=row.organization_id, usage=usage, at=at, context=context)
-            row = rated_row(row=row, rated=rated, ticket=ticket)
-        available = None
-        if ticket.hold_id is not None:
-            capture, actor, reason = _settle_terms(row)
-            if capture:
-                settled = ledger.hold_capture(
-                    hold_id=ticket.hold_id, amount_nano=row.charge_nano, actor=actor, reason=reason
-                )
-            else:
-                settled = ledger.hold_release(hold_id=ticket.hold_id, actor=actor, reason=reason)
-            available = settled.available_nano
-        usage_services.usage_record_create(row=row)
-        if ticket.claim is not None:
-            spend.settle(request_id=ticket.request_id, captured_nano=row.charge_nano)
-    return Charge(row.charge_nano, available, row)
-
-
 async def _record_only(row: UsageRow) -> Charge:
     row = replace(row, hold_id=None)
-    if _use_pg():
-        pool = await _pool()
-        async with pool.connection() as conn:
-            await conn.execute(usage_services.USAGE_INSERT, usage_services.usage_insert_params(row))
-    else:
-        await orm_call(usage_services.usage_record_create, row=row)
+    pool = await _pool()
+    async with pool.connection() as conn:
+        await conn.execute(usage_services.USAGE_INSERT, usage_services.usage_insert_params(row))
     return Charge(0, None, row)
 
 

@@ -18,12 +18,9 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from django.db import connection, transaction
-from django.db.models import F
-from django.db.models.functions import Now
+from django.db import DatabaseError, connection, transaction
 
 from accounts.selectors import apikey_spend_window
-from api.models import KeySpend, KeySpendHold
 from billing.metering.callers import AuthenticatedKey
 
 LIMIT_SQLSTATE = "GW001"
@@ -141,59 +138,30 @@ def settle_params(*, request_id: str, captured_nano: int) -> dict[str, Any]:
     return {"request_id": request_id, "captured": captured_nano}
 
 
-# --- the ORM path (SQLite, and reported usage events) -----------------------------------------------------------
-
-
-def reserve(*, claim: SpendClaim) -> None:
-    """RESERVE through the ORM, inside the caller's transaction; KeyLimitShort if the limit does not allow it."""
-    spend, _ = KeySpend.objects.get_or_create(api_key_id=claim.api_key_id, window_start=claim.window_start)
-    raised = KeySpend.objects.filter(
-        pk=spend.pk, spent_nano__lte=claim.limit_nano - claim.amount_nano - F("held_nano")
-    ).update(held_nano=F("held_nano") + claim.amount_nano, updated_at=Now())
-    if not raised:
-        spend.refresh_from_db()
-        raise KeyLimitShort(
-            limit_nano=claim.limit_nano, used_nano=spend.spent_nano + spend.held_nano, period=claim.period
-        )
-    KeySpendHold.objects.create(key_spend=spend, request_id=claim.request_id, amount_nano=claim.amount_nano)
-
-
-def settle(*, request_id: str, captured_nano: int) -> None:
-    """SETTLE through the ORM, inside the caller's transaction."""
-    part = KeySpendHold.objects.select_for_update().filter(request_id=request_id).first()
-    if part is None:
-        return
-    KeySpend.objects.filter(pk=part.key_spend_id).update(
-        held_nano=F("held_nano") - part.amount_nano,
-        spent_nano=F("spent_nano") + min(captured_nano, part.amount_nano),
-        updated_at=Now(),
-    )
-    part.delete()
+# --- the same statements on Django's connection (reported usage events, the sweeper) ---------------------------
 
 
 def spend_charge(*, claim: SpendClaim) -> None:
-    """Count a charge that needs no hold (a reported usage event) against the key's limit, all at once."""
-    reserve(claim=claim)
-    settle(request_id=claim.request_id, captured_nano=claim.amount_nano)
+    """Count a charge that needs no hold (a reported usage event) against the key's limit, all at once: RESERVE
+    then SETTLE, inside the caller's transaction; KeyLimitShort (nothing written) if the limit does not allow it."""
+    with connection.cursor() as cursor:
+        try:
+            with transaction.atomic():  # a savepoint: the refusal rolls back to it, and the caller's work stands
+                cursor.execute(RESERVE, claim.params())
+        except DatabaseError as exc:
+            if not is_limit_error(exc.__cause__ or exc):
+                raise
+            cursor.execute(USED, claim.params())
+            row = cursor.fetchone()
+            raise KeyLimitShort(
+                limit_nano=claim.limit_nano, used_nano=row[0] if row else 0, period=claim.period
+            ) from None
+        cursor.execute(SETTLE, settle_params(request_id=claim.request_id, captured_nano=claim.amount_nano))
 
 
 @transaction.atomic
 def key_spend_sweep() -> int:
-    """Free the parts of requests that never settled because their ledger hold expired (PostgreSQL)."""
-    if connection.vendor != "postgresql":
-        return _sweep_orm()
+    """Free the parts of requests that never settled because their ledger hold expired."""
     with connection.cursor() as cursor:
         cursor.execute(SWEEP)
         return cursor.rowcount
-
-
-def _sweep_orm() -> int:
-    from billing.ledger.models import Hold
-
-    freed = 0
-    for part in KeySpendHold.objects.select_for_update():
-        hold_open = Hold.objects.filter(idempotency_key=f"gw:{part.request_id}", status="open").exists()
-        if not hold_open:
-            settle(request_id=part.request_id, captured_nano=0)
-            freed += 1
-    return freed

@@ -1,14 +1,50 @@
-"""The ledger's hot statements on PostgreSQL: one round trip each.
+"""The ledger's hot statements on PostgreSQL: one round trip each, and the functions they call.
 
-Placing and settling holds is what every metered request does. Each step is one call of a PL/pgSQL function
-(migration 0002 holds them and says why): the rows are written first and the wallet row, which every request on a
-wallet must lock, is locked last and held only for its UPDATE, the grant allocation and the commit; no Python
-runs while it is locked. The same statements serve the synchronous services (Django's connection) and the async
-gateway (a psycopg pool).
-
-SQLite, used only by the quickstart, runs the same operations through the ORM in `services.holds` (it
-serialises writers anyway); the property test checks that both paths agree on PostgreSQL.
+Placing and settling holds is what every metered request does. Each step is one call of a PL/pgSQL function whose
+source is a file in `functions/` (installed by the migrations, see `functions_install`): the rows are written
+first and the wallet row, which every request on a wallet must lock, is locked last and held only for its UPDATE,
+the grant allocation and the commit; no Python runs while it is locked. The same statements serve the synchronous
+services (Django's connection) and the async gateway (a psycopg pool). PostgreSQL is the only database: there is
+no second implementation of any of these steps.
 """
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+FUNCTIONS_DIR = Path(__file__).resolve().parent / "functions"
+# In dependency order: ledger_settle calls ledger_allocate.
+FUNCTION_FILES = (
+    "ledger_append_only.sql",
+    "ledger_entries_balanced.sql",
+    "ledger_allocate.sql",
+    "ledger_hold_place.sql",
+    "ledger_settle.sql",
+)
+
+
+def function_source(name: str) -> str:
+    return (FUNCTIONS_DIR / name).read_text()
+
+
+def functions_digest() -> str:
+    """The sha256 of every function file, in install order: a migration that installs them records it."""
+    digest = hashlib.sha256()
+    for name in FUNCTION_FILES:
+        digest.update(function_source(name).encode())
+    return digest.hexdigest()
+
+
+def functions_install(schema_editor: Any) -> None:
+    """CREATE OR REPLACE every ledger function from its file (a migration's RunPython step).
+
+    A migration that has run does not run again: a change to a file ships with a new migration that calls this and
+    records the new `functions_digest()` as its FUNCTIONS_DIGEST (tests/billing/ledger/test_functions.py fails
+    until it does).
+    """
+    for name in FUNCTION_FILES:
+        schema_editor.execute(function_source(name), params=None)
+
 
 # A hold, or its first result when the key was used before (`replayed`). Raises LD002 when the wallet cannot
 # cover it, with "<spendable nano> <currency>" (or "no such wallet") as the error's detail; a concurrent first use

@@ -2,16 +2,15 @@
 
 The gateway writes its record in the transaction that settles the request's ledger hold, as part of the settle's
 own statement (`USAGE_INSERT` with `usage_insert_params`, passed to ledger.services.ahold_settle's
-`attached`); the ORM path (`usage_record_create`) does the same inside a Django transaction.
+`attached`); `usage_record_create` sends the same statement on Django's connection (reported usage events).
 """
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from billing.pricing.models import AIModel
 from billing.usage.models import UsageRecord
 
 
@@ -86,13 +85,6 @@ def usage_insert_params(row: UsageRow) -> dict[str, Any]:
 
 
 def usage_record_create(*, row: UsageRow) -> UsageRecord:
-    """Write `row` through the ORM, inside the caller's transaction."""
-    values = asdict(row)
-    slug = values.pop("model_slug")
-    created_at = values.pop("created_at")
-    values["latency_ms"] = _latency_ms(row)
-    record = UsageRecord(model_id=AIModel.objects.values_list("id", flat=True).get(slug=slug), **values)
-    if created_at is not None:
-        record.created_at = created_at
-    record.save(force_insert=True)
+    """Write `row` with USAGE_INSERT on Django's connection, inside the caller's transaction; the record written."""
+    (record,) = UsageRecord.objects.raw(f"{USAGE_INSERT} RETURNING *", usage_insert_params(row))
     return record

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from io import StringIO
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -115,7 +116,8 @@ def manage(*args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "DEBUG": "true",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        # The host may be a Unix socket's folder (the embedded PostgreSQL of `make test`): percent-encoded.
+        "DATABASE_URL": f"postgres://{db['USER']}@{quote(db['HOST'], safe='')}:{db['PORT']}/{db['NAME']}",
     }
     return subprocess.run(
         [sys.executable, "manage.py", *args],

@@ -1,5 +1,6 @@
-"""`make run` end to end: the quickstart in its own process, on SQLite in a temporary folder, with no broker
-server; it must print a working URL and demo key, serve the login page, and leave no process behind on Ctrl-C."""
+"""`make run` end to end: the quickstart in its own process, on its embedded PostgreSQL in a temporary folder, with
+no broker server; it must print a working URL and demo key, serve the login page, and leave no process behind
+however it is stopped (Ctrl-C, SIGTERM or SIGKILL to make or to the quickstart, a closed terminal)."""
 
 import os
 import re
@@ -84,7 +85,6 @@ def test_the_quickstart_runs_the_product_and_stops_cleanly(tmp_path, page):
         {
             "DEBUG": "true",
             "VAR_DIR": str(tmp_path),
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
             "TIKTOKEN_CACHE_DIR": str(tmp_path / "tiktoken"),
             "PORT": str(port),
             "LOCALSTRIPE_PORT": str(stripe_port),
@@ -109,13 +109,15 @@ def test_the_quickstart_runs_the_product_and_stops_cleanly(tmp_path, page):
         email, password = re.search(r"as\s+(\S+@\S+)\s+/\s+(\S+)", output.text).groups()  # type: ignore[union-attr]
         assert url == f"http://127.0.0.1:{port}"
         children = descendants(process.pid)
-        assert len(children) >= 4  # at least localstripe, web, worker and beat
+        assert len(children) >= 5  # at least localstripe, web, worker, beat and the embedded PostgreSQL
+        assert any(b"postgres" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children if alive(pid))
 
         balance = httpx.get(f"{url}/v1/balance", headers={"Authorization": f"Bearer {key}"}, timeout=10)
         assert balance.status_code == 200, balance.text
         assert balance.json()["available"] == "25.00"
 
-        # The metered API works out of the box on SQLite, with the built-in demo model, through the official SDK.
+        # The metered API works out of the box, on the same money path as production (the ledger's PostgreSQL
+        # functions), with the built-in demo model, through the official SDK.
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=30)
         answer = client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "Hi!"}])
         assert answer.choices[0].message.content and answer.usage.total_tokens > 0
@@ -170,7 +172,8 @@ def test_the_quickstart_runs_the_product_and_stops_cleanly(tmp_path, page):
     assert "Stopped." in output.text
     # Everything it wrote went to VAR_DIR (the database, the broker's folders, beat's schedule, vocabularies).
     assert sorted(path.name for path in settings.BASE_DIR.iterdir()) == repository_before
-    assert (tmp_path / "db.sqlite3").exists() and (tmp_path / "celery-control").is_dir()
+    assert (tmp_path / "postgres" / "PG_VERSION").exists() and (tmp_path / "celery-control").is_dir()
+    assert not (tmp_path / "postgres" / "postmaster.pid").exists()  # the server was stopped
 
 
 def test_a_taken_port_is_refused_before_anything_starts(tmp_path):
@@ -192,4 +195,95 @@ def test_a_taken_port_is_refused_before_anything_starts(tmp_path):
     assert result.returncode != 0
     assert f"port {port} is already in use; choose another with --port" in result.stderr
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "db.sqlite3").exists()
+    assert not (tmp_path / "postgres").exists()
+
+
+# --- however it is stopped, nothing survives --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def var_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One VAR_DIR for the stop tests: the embedded PostgreSQL is initialised and migrated once."""
+    return tmp_path_factory.mktemp("quickstart-var")
+
+
+def make_run(var_dir: Path) -> tuple[subprocess.Popen[str], Output]:
+    """`make run` (without its install step, done already), in a session of its own as under a terminal, up to
+    its banner."""
+    env = {name: value for name, value in os.environ.items() if name not in SERVER_SETTINGS}
+    env.update(
+        {
+            "DEBUG": "true",
+            "VAR_DIR": str(var_dir),
+            "TIKTOKEN_CACHE_DIR": str(var_dir / "tiktoken"),
+            "PORT": str(free_port()),
+            "LOCALSTRIPE_PORT": str(free_port()),
+        }
+    )
+    venv = Path(sys.executable).parent.parent
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", f"VENV={venv}", "-o", f"{venv}/.installed", "run"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output = Output(process)
+    try:
+        output.wait_for("Press Ctrl-C", process, START_TIMEOUT)
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    return process, output
+
+
+def command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    except OSError:
+        return ""
+
+
+def quickstart_pid(make_pid: int) -> int:
+    """The quickstart: make's own child (the recipe execs it)."""
+    (pid,) = [
+        pid
+        for pid in descendants(make_pid)
+        if "manage.py quickstart" in command(pid)
+        and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(make_pid)
+    ]
+    return pid
+
+
+STOPS = {
+    "ctrl-c": lambda make, quickstart: os.killpg(make, signal.SIGINT),  # the terminal signals its foreground group
+    "terminal closed": lambda make, quickstart: os.killpg(make, signal.SIGHUP),
+    "SIGTERM to make": lambda make, quickstart: os.kill(make, signal.SIGTERM),
+    "SIGKILL to make": lambda make, quickstart: os.kill(make, signal.SIGKILL),
+    "SIGTERM to the quickstart": lambda make, quickstart: os.kill(quickstart, signal.SIGTERM),
+    "SIGKILL to the quickstart": lambda make, quickstart: os.kill(quickstart, signal.SIGKILL),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", list(STOPS))
+def test_however_it_is_stopped_no_process_survives(var_dir, stop):
+    process, output = make_run(var_dir)
+    quickstart = quickstart_pid(process.pid)
+    children = descendants(process.pid)
+    assert len(children) >= 7  # the quickstart, its guard, localstripe, web, worker, beat and PostgreSQL
+    try:
+        STOPS[stop](process.pid, quickstart)
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        survivors = {pid: command(pid) for pid in children if alive(pid)}
+        assert survivors == {}, output.text[-3000:]
+        assert not (var_dir / "postgres" / "postmaster.pid").exists()
+    finally:
+        for pid in children:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

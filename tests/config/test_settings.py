@@ -87,19 +87,30 @@ def test_env_url_allows_empty_and_good_urls(monkeypatch):
     assert env_url("SOME_URL", "", schemes=("http",)) == "http://127.0.0.1:8420"
 
 
-@pytest.mark.parametrize("raw", ["nonsense", "mysql://u@h/db", "postgres//u@h/db"])
+@pytest.mark.parametrize("raw", ["nonsense", "mysql://u@h/db", "postgres//u@h/db", "postgres://"])
 def test_env_db_url_refuses_unusable_database_urls(monkeypatch, raw):
     monkeypatch.setenv("SOME_DB", raw)
     with pytest.raises(ImproperlyConfigured, match="SOME_DB"):
-        env_db_url("SOME_DB", "sqlite:///x.sqlite3")
+        env_db_url("SOME_DB", "postgres://u@h/db")
 
 
-def test_env_db_url_parses_postgres_and_sqlite(monkeypatch):
+@pytest.mark.parametrize("raw", ["sqlite:///x.sqlite3", "sqlite://:memory:"])
+def test_a_database_other_than_postgresql_is_refused_saying_why(monkeypatch, raw):
+    monkeypatch.setenv("SOME_DB", raw)
+    with pytest.raises(ImproperlyConfigured, match="PostgreSQL is the only database"):
+        env_db_url("SOME_DB", "postgres://u@h/db")
+
+
+def test_a_sqlite_database_url_stops_start_up_with_the_reason():
+    result = manage("check", DEBUG="true", DATABASE_URL="sqlite:///db.sqlite3")
+    assert result.returncode != 0
+    assert "DATABASE_URL must be a PostgreSQL URL" in result.stderr and "only database" in result.stderr
+
+
+def test_env_db_url_parses_postgres(monkeypatch):
     monkeypatch.setenv("SOME_DB", "postgres://app:pw@db.internal:5433/billing")
     config = env_db_url("SOME_DB", "")
     assert (config["ENGINE"], config["NAME"], config["PORT"]) == ("django.db.backends.postgresql", "billing", 5433)
-    monkeypatch.delenv("SOME_DB")
-    assert env_db_url("SOME_DB", "sqlite:////tmp/x.sqlite3")["ENGINE"] == "django.db.backends.sqlite3"
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -146,7 +157,7 @@ def test_production_settings_pass_the_deploy_checks():
     ("overrides", "message"),
     [
         ({"DEBUG": "maybe"}, "DEBUG must be true or false, got 'maybe'"),
-        ({"DATABASE_URL": "nonsense"}, "DATABASE_URL must be a URL"),
+        ({"DATABASE_URL": "nonsense"}, "DATABASE_URL must be a PostgreSQL URL"),
         ({"DB_POOL_SIZE": "many"}, "DB_POOL_SIZE must be an integer"),
         ({"GATEWAY_DB_POOL_SIZE": "0"}, "GATEWAY_DB_POOL_SIZE must be at least 1"),
         ({"GATEWAY_MAX_CALL_SECONDS": "0"}, "GATEWAY_MAX_CALL_SECONDS must be at least 1"),
@@ -233,7 +244,7 @@ def test_a_site_unfit_for_production_stops_its_processes_not_the_tools(overrides
         assert started.returncode != 0, process
         assert message in started.stderr, process
     # Tools that need no secret still run (a build box checking migrations has no production settings).
-    tool = manage("makemigrations", "--check", "--dry-run", **(env | {"DATABASE_URL": "sqlite://:memory:"}))
+    tool = manage("makemigrations", "--check", "--dry-run", **env)
     assert tool.returncode == 0, tool.stderr
 
 

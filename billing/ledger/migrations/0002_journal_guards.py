@@ -1,4 +1,6 @@
-"""The ledger's PostgreSQL side (SQLite, used only by the quickstart, runs the same operations through the ORM).
+"""The ledger's PostgreSQL side. Migration 0003 replaced the functions with their source files in
+billing/ledger/functions/, the one place they are written now; this migration keeps the first version for the
+databases it was applied to.
 
 Guards:
 - journal transactions, entries and grant draws are append-only: UPDATE and DELETE raise;
@@ -12,8 +14,7 @@ on a wallet must lock is held only for that UPDATE, the grant allocation, and th
   DETAIL: what the wallet can spend and its currency);
 - ledger_settle: capture part of a hold (or release / expire it), or raise LD001 when it is not open;
 - ledger_allocate: record which grants pay for a charge, in consumption order (DESIGN decision 4); what no
-  grant covers is an unfunded draw (overdraft). billing.ledger.services.allocation.CONSUMPTION_ORDER is the
-  same order for the ORM.
+  grant covers is an unfunded draw (overdraft).
 Inside a PL/pgSQL function each statement takes a new snapshot, so the allocation, run after the wallet row
 is locked, sees every grant change committed by earlier holders of that lock.
 """

@@ -1,5 +1,5 @@
-"""What the hold steps take and give, shared by the synchronous and the async services: parameters, results,
-and the answers to replays and refusals. No I/O here."""
+"""What the hold steps take and give, shared by the synchronous and the async drivers of the same statements:
+parameters, results, and the answers to replays and refusals. No I/O here."""
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -9,18 +9,14 @@ from typing import Any
 import psycopg
 
 from billing.ledger.errors import HoldNotOpen, IdempotencyConflict, InsufficientCredit, NotFound
-from billing.ledger.models import HoldStatus, TransactionKind
+from billing.ledger.models import HoldStatus
 from billing.ledger.services.journal import amount_clean, key_clean
 from core.errors import ApplicationError
 from core.money import format_amount
 
 DEFAULT_TTL_SECONDS = 600
 MAX_TTL_SECONDS = 24 * 3600
-SETTLE_KIND = {
-    HoldStatus.CAPTURED: TransactionKind.CAPTURE,
-    HoldStatus.RELEASED: TransactionKind.RELEASE,
-    HoldStatus.EXPIRED: TransactionKind.EXPIRY,
-}
+SETTLE_STATUSES = (HoldStatus.CAPTURED, HoldStatus.RELEASED, HoldStatus.EXPIRED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +133,7 @@ def in_transaction(conn: psycopg.AsyncConnection[Any]) -> bool:
 
 
 def settle_params(*, hold_id: int, status: str, captured_nano: int, actor: str, reason: str) -> dict[str, Any]:
-    if status not in SETTLE_KIND:
+    if status not in SETTLE_STATUSES:
         raise ValueError(f"a hold settles as captured, released or expired, not {status!r}")
     return {
         "hold_id": hold_id,

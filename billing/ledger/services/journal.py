@@ -2,7 +2,6 @@
 
 from datetime import datetime
 
-from django.db import connection
 from django.utils import timezone
 
 from billing.ledger.models import Account, JournalEntry, JournalTransaction
@@ -10,14 +9,6 @@ from core.errors import ApplicationError
 from core.money import MAX_AMOUNT_NANO, format_amount
 
 MAX_KEY_LENGTH = 200
-
-
-def sql_fast_path() -> bool:
-    """Whether the hot statements of billing.ledger.sql can run (PostgreSQL); SQLite uses the ORM path.
-
-    A function, not a constant, so the property test can run the ORM path on PostgreSQL and compare the two.
-    """
-    return connection.vendor == "postgresql"
 
 
 def amount_clean(value: object, *, param: str = "amount", allow_zero: bool = False) -> int:

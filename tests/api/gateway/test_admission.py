@@ -36,12 +36,8 @@ def drain(bucket_key: str) -> None:
 
 
 @pytest.mark.usefixtures("standin")
-@pytest.mark.parametrize(("stream", "path"), [(False, "sql"), (True, "sql"), (False, "orm")])
-def test_a_call_refused_while_its_hold_was_placed_gets_everything_back(
-    live_url, funded, org_a, settings, monkeypatch, stream, path
-):
-    if path == "orm":  # the ledger's ORM steps (SQLite) rather than its SQL statements on the async pool
-        monkeypatch.setattr(metering, "_use_pg", lambda: False)
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_call_refused_while_its_hold_was_placed_gets_everything_back(live_url, funded, org_a, settings, stream):
     settings.GATEWAY_ORG_REQUESTS_PER_MINUTE = 10
     limited, secret = apikey_create(
         organization_id=org_a.pk, name="capped", spend_limit_nano=usd("5"), spend_limit_period="day"

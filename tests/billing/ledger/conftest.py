@@ -7,7 +7,6 @@ from django.db import connection
 from accounts.models import Organization
 from billing.ledger import selectors, services
 from billing.ledger.models import Wallet
-from billing.ledger.services import journal
 from core.money import parse_amount
 from tests.accounts.factories import OrganizationFactory
 
@@ -15,14 +14,6 @@ from tests.accounts.factories import OrganizationFactory
 def usd(amount: str) -> int:
     """ "12.50" -> nano-units."""
     return parse_amount(amount, allow_zero=True)
-
-
-@pytest.fixture(params=["sql", "orm"])
-def ledger_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run the test through the PostgreSQL statements, then again through the ORM path SQLite uses."""
-    if request.param == "orm":
-        monkeypatch.setattr(journal, "sql_fast_path", lambda: False)
-    return str(request.param)
 
 
 @pytest.fixture(autouse=True)

@@ -13,8 +13,6 @@ from billing.ledger.models import Account, Grant, GrantDraw, JournalEntry, Journ
 from core.errors import ApplicationError
 from tests.billing.ledger.conftest import balances, fund, usd
 
-pytestmark = pytest.mark.usefixtures("ledger_path")
-
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 

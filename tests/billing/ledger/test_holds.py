@@ -1,4 +1,4 @@
-"""Holds, each test run through the PostgreSQL statements and through the ORM path (`ledger_path`)."""
+"""Holds: place, capture, release, expiry, replays and refusals, through the synchronous services."""
 
 from datetime import timedelta
 
@@ -11,8 +11,6 @@ from billing.ledger.errors import HoldNotOpen, IdempotencyConflict, Insufficient
 from billing.ledger.models import Account, Grant, GrantDraw, Hold, JournalEntry, JournalTransaction
 from core.errors import ApplicationError
 from tests.billing.ledger.conftest import balances, fund, usd
-
-pytestmark = pytest.mark.usefixtures("ledger_path")
 
 
 def place(wallet, amount: str, key: str = "req-1", **options):

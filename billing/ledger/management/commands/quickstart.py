@@ -4,16 +4,30 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
+import environ
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from billing import quickstart
+from billing import quickstart, quickstart_guard
 from billing.demo import demo_seed
+from billing.embedded_postgres import embedded_postgres_start
 from billing.tokens import vocabularies_install
 from core.money import format_amount
+
+EMBEDDED_DATABASE = "billing"
+
+
+def database_use(url: str) -> None:
+    """Point this process (no connection is open yet) and the processes it starts at `url`."""
+    os.environ["DATABASE_URL"] = url
+    parsed = environ.Env.db_url_config(url)
+    parsed["HOST"] = unquote(parsed["HOST"])  # a socket folder (config.settings.env_db_url does the same)
+    for name in ("NAME", "USER", "PASSWORD", "HOST", "PORT"):
+        settings.DATABASES["default"][name] = parsed[name]
 
 
 def _port(value: str) -> int:
@@ -47,7 +61,18 @@ class Command(BaseCommand):
             if quickstart.port_in_use(port):
                 raise CommandError(f"port {port} is already in use; choose another with {name} (or stop what uses it)")
         Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
-        self.stdout.write(f"Database: {settings.DATABASES['default']['NAME']}; applying migrations...")
+        quickstart_guard.guard_start()
+        if "DATABASE_URL" in os.environ:  # the operator's database wins
+            self.stdout.write(
+                f"Database: {settings.DATABASES['default']['NAME']} (DATABASE_URL); applying migrations..."
+            )
+        else:
+            data_dir = Path(settings.VAR_DIR) / "postgres"
+            server = embedded_postgres_start(data_dir=data_dir)
+            quickstart_guard.guard_tell_fast(server.postmaster_pid)
+            server.database_ensure(EMBEDDED_DATABASE)
+            database_use(server.url(EMBEDDED_DATABASE))
+            self.stdout.write(f"Database: embedded PostgreSQL in {data_dir}; applying migrations...")
         call_command("migrate", interactive=False, verbosity=0)
         vocabularies_install()
         quickstart.broker_folders_ensure()
