@@ -6,6 +6,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
+from api.errors import http_of
 from billing.ledger import services
 from billing.ledger.errors import HoldNotOpen, IdempotencyConflict, InsufficientCredit, NotFound
 from billing.ledger.models import Account, Grant, GrantDraw, Hold, JournalEntry, JournalTransaction
@@ -73,7 +74,7 @@ def test_a_hold_the_balance_cannot_cover_is_refused_and_writes_nothing(org, wall
     fund(org, "1.00")
     with pytest.raises(InsufficientCredit) as refused:
         place(wallet, "1.000000001")
-    assert refused.value.status_code == 402
+    assert http_of(refused.value)[0] == 402
     assert "1.00 USD available" in refused.value.message
     assert refused.value.spendable_nano == usd("1.00")
     assert not Hold.objects.exists()
