@@ -119,3 +119,11 @@ def test_the_limits_are_settings(sam, settings):
     for _ in range(2):
         web_log_in(Client(), password="guess")
     assert LOCKED in web_log_in(Client())
+
+
+def test_an_ipv6_client_counts_as_its_slash_64(sam):
+    """One host usually holds a whole /64: changing the last bits of the address does not buy more guesses."""
+    for n in range(10):
+        web_log_in(Client(REMOTE_ADDR=f"2001:db8:1:2::{n + 1:x}"), f"nobody{n}@example.com", "guess")
+    assert LOCKED in web_log_in(Client(REMOTE_ADDR="2001:db8:1:2:ffff::1"))
+    assert LOCKED not in web_log_in(Client(REMOTE_ADDR="2001:db8:1:3::1"))
