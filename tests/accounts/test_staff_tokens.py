@@ -136,3 +136,37 @@ def test_tokens_of_earlier_versions_are_hashed_by_the_migration_and_keep_working
     assert status(LEGACY_KEY) == 200
     new = staff_token_issue(user=staff, replace=True, actor=None)[1]
     assert (status(LEGACY_KEY), status(new)) == (401, 200)
+
+
+class TestTheTokenEndpoint:
+    """/api/staff/token/: the caller's own token."""
+
+    def test_a_script_rotates_its_token_and_the_old_one_stops_at_once(self, dana):
+        old = staff_token_issue(user=dana, replace=False, actor=None)[1]
+        response = api(old).post("/api/staff/token/")
+        assert response.status_code == 201 and response["Cache-Control"] == "no-store"
+        new = response.json()["token"]
+        assert new.startswith("st-tb-") and response.json()["key_id"] in new
+        assert (status(old), status(new)) == (401, 200)
+        assert StaffToken.objects.get(revoked_at__isnull=True).secret_hash == hashlib.sha256(new.encode()).hexdigest()
+
+    def test_a_staff_member_revokes_their_token_from_a_browser_session(self, dana):
+        secret = staff_token_issue(user=dana, replace=False, actor=None)[1]
+        browser = APIClient()
+        browser.force_login(dana)
+        response = browser.delete("/api/staff/token/")
+        assert response.status_code == 200 and response.json()["revoked"].startswith("st-tb-")
+        assert status(secret) == 401
+        again = browser.delete("/api/staff/token/")
+        assert again.status_code == 404 and again.json()["error"]["message"] == "You have no staff token in force."
+
+    def test_a_script_revokes_its_own_token(self, dana):
+        secret = staff_token_issue(user=dana, replace=False, actor=None)[1]
+        assert api(secret).delete("/api/staff/token/").status_code == 200
+        assert status(secret) == 401
+
+    def test_customers_cannot(self, alice):
+        browser = APIClient()
+        browser.force_login(alice)
+        assert browser.post("/api/staff/token/").status_code == 403
+        assert not StaffToken.objects.exists()
