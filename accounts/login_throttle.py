@@ -129,9 +129,14 @@ def failure_record(*, request: HttpRequest | None, account: str | None) -> None:
         try:
             cache.add(key, 0, timeout=limit.window_seconds)
             try:
-                cache.incr(key)
+                count = cache.incr(key)
             except ValueError:  # the window ended between add and incr
                 cache.set(key, 1, timeout=limit.window_seconds)
+                continue
+            if count == 1:
+                # Django's RedisCache checks that the key exists, then INCRs: a key that expired in between comes back
+                # from INCR without an expiry, and would lock for good once full. Give it its window.
+                cache.touch(key, timeout=limit.window_seconds)
         except CACHE_ERRORS as error:
             _warn_outage(error)
             return

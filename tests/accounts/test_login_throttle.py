@@ -5,13 +5,16 @@ import importlib
 from collections.abc import Iterator
 
 import pytest
+import redis
 from allauth.account.models import EmailAddress
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.test import Client
 from django.urls import clear_url_caches
 from rest_framework.test import APIClient
 
 import config.urls
+from accounts.login_throttle import KEY_PREFIX
 from tests.accounts.factories import UserFactory
 from tests.api.staff.conftest import staff_token_for
 
@@ -127,3 +130,12 @@ def test_an_ipv6_client_counts_as_its_slash_64(sam):
         web_log_in(Client(REMOTE_ADDR=f"2001:db8:1:2::{n + 1:x}"), f"nobody{n}@example.com", "guess")
     assert LOCKED in web_log_in(Client(REMOTE_ADDR="2001:db8:1:2:ffff::1"))
     assert LOCKED not in web_log_in(Client(REMOTE_ADDR="2001:db8:1:3::1"))
+
+
+def test_counts_are_kept_in_redis_with_their_window_as_expiry(sam):
+    """Shared by every web process, and never kept past their window."""
+    web_log_in(Client(), password="guess")
+    client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+    assert isinstance(client, redis.Redis)
+    ttls = sorted(client.ttl(key) for key in client.keys(f"*{KEY_PREFIX}*"))
+    assert len(ttls) == 2 and 0 < ttls[0] <= 60 < ttls[1] <= 300
