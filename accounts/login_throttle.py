@@ -11,8 +11,10 @@ staff API. Why not django-axes: one failure limit for every lockout parameter (a
 would lock after as few failures as one account), and its cache store raises when Redis is down.
 
 If the cache cannot be reached, the throttle fails open: log-ins go on unthrottled (passwords and tokens are still
-checked) and a warning is logged, at most once a minute per process. Sessions are in the database, so a Redis
-outage logs nobody out and stops nobody from logging in.
+checked) and a warning is logged, at most once a minute per process. It uses a cache alias of its own on the same
+Redis (CACHES["login_throttle"]) whose connections time out after a second, so a Redis that hangs fails open too,
+and after a failure it does not try Redis again for a few seconds, so an outage costs log-ins no waiting. Sessions
+are in the database, so a Redis outage logs nobody out and stops nobody from logging in.
 """
 
 import hashlib
@@ -24,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.cache import cache
+from django.core.cache import caches
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpRequest
@@ -33,10 +35,14 @@ from redis.exceptions import RedisError
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "login-throttle:v1"
-# What a cache outage raises: redis-py's errors, and the OS's when a socket cannot even be opened.
+CACHE_ALIAS = "login_throttle"
+# What a cache outage raises: redis-py's errors (timeouts included), and the OS's when a socket cannot be opened.
 CACHE_ERRORS = (RedisError, OSError)
 _WARN_EVERY_SECONDS = 60.0
+# After a cache error, the throttle stays open this long before it tries Redis again.
+_RETRY_AFTER_OUTAGE_SECONDS = 5.0
 _last_warning = 0.0
+_down_until = 0.0
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,14 @@ def _limits() -> dict[str, Limit]:
     return {scope: Limit(*value) for scope, value in settings.LOGIN_THROTTLE.items()}
 
 
-def _warn_outage(error: Exception) -> None:
-    global _last_warning
+def _cache_down() -> bool:
+    return time.monotonic() < _down_until
+
+
+def _outage(error: Exception) -> None:
+    global _last_warning, _down_until
     now = time.monotonic()
+    _down_until = now + _RETRY_AFTER_OUTAGE_SECONDS
     if now - _last_warning >= _WARN_EVERY_SECONDS:
         _last_warning = now
         logger.warning(
@@ -111,12 +122,12 @@ def throttle_check(*, request: HttpRequest | None, account: str | None) -> int:
     """0 if an attempt may go ahead; otherwise the seconds to wait (at most), because the client's address or the
     account has had its limit of failures."""
     keys = _keys(address=client_address(request), account=account)
-    if not keys:
+    if not keys or _cache_down():
         return 0
     try:
-        counts = cache.get_many([key for key, _ in keys.values()])
+        counts = caches[CACHE_ALIAS].get_many([key for key, _ in keys.values()])
     except CACHE_ERRORS as error:
-        _warn_outage(error)
+        _outage(error)
         return 0
     waits = [limit.window_seconds for key, limit in keys.values() if int(counts.get(key) or 0) >= limit.failures]
     return max(waits, default=0)
@@ -125,6 +136,9 @@ def throttle_check(*, request: HttpRequest | None, account: str | None) -> int:
 def failure_record(*, request: HttpRequest | None, account: str | None) -> None:
     """Count one failure against the client's address and the account. A window starts with its first failure
     (fixed windows: a lock lifts at the latest `window_seconds` after it began, whatever is tried meanwhile)."""
+    if _cache_down():
+        return
+    cache = caches[CACHE_ALIAS]
     for key, limit in _keys(address=client_address(request), account=account).values():
         try:
             cache.add(key, 0, timeout=limit.window_seconds)
@@ -138,7 +152,7 @@ def failure_record(*, request: HttpRequest | None, account: str | None) -> None:
                 # from INCR without an expiry, and would lock for good once full. Give it its window.
                 cache.touch(key, timeout=limit.window_seconds)
         except CACHE_ERRORS as error:
-            _warn_outage(error)
+            _outage(error)
             return
 
 

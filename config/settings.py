@@ -182,6 +182,12 @@ if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# The log-in throttle's own connections to the same store (accounts.login_throttle), with short timeouts: a Redis
+# that stops answering, not only one that refuses connections, must not hold log-ins up (the throttle then lets
+# attempts through). Same location, so clearing the default cache clears the counts too.
+CACHES["login_throttle"] = CACHES["default"] | (
+    {"OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0}} if REDIS_URL else {}
+)
 
 # Celery: with no broker configured, kombu's filesystem transport runs the worker with no server at all.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")

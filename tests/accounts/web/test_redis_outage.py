@@ -2,7 +2,9 @@
 log-in throttle (the only thing on the log-in path that uses Redis) lets attempts through and logs a warning."""
 
 import logging
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -43,11 +45,19 @@ class OwnRedis:
 def own_redis(settings: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[OwnRedis]:
     server = OwnRedis()
     settings.CACHES = {  # type: ignore[attr-defined]
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": server.url}
+        alias: {**config, "LOCATION": server.url}
+        for alias, config in settings.CACHES.items()  # type: ignore[attr-defined]
     }
-    monkeypatch.setattr(login_throttle, "_last_warning", 0.0)  # an earlier test's warning does not silence this one
+    throttle_state_reset(monkeypatch)
     yield server
     server.stop()
+
+
+def throttle_state_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An earlier test's outage neither silences this one's warning nor keeps the throttle open (and this one's is
+    undone after it)."""
+    monkeypatch.setattr(login_throttle, "_last_warning", 0.0)
+    monkeypatch.setattr(login_throttle, "_down_until", 0.0)
 
 
 @pytest.fixture
@@ -110,3 +120,23 @@ def test_staff_tokens_work_while_redis_is_down(live_url, own_redis, transactiona
     url = f"{live_url}/api/staff/organizations/"
     assert httpx.get(url, headers={"Authorization": f"Token {secret}"}, timeout=10).status_code == 200
     assert httpx.get(url, headers={"Authorization": "Token st-tb-wrong"}, timeout=10).status_code == 401
+
+
+def test_a_redis_that_hangs_does_not_hold_log_ins_up(live_url, erin, settings, monkeypatch, caplog):
+    """Not refused but silent (a host gone from the network, a stuck server): the throttle's connections time out
+    after a second and it fails open, then leaves Redis alone for a few seconds."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # connections complete in the backlog; nothing ever reads or answers them
+    url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+    settings.CACHES = {**settings.CACHES, "login_throttle": {**settings.CACHES["login_throttle"], "LOCATION": url}}
+    throttle_state_reset(monkeypatch)
+    browser = httpx.Client(base_url=live_url, timeout=15)
+    try:
+        started = time.monotonic()
+        response = log_in(browser)
+        assert (response.status_code, response.headers["Location"]) == (302, "/")
+        assert time.monotonic() - started < 4
+        assert any("the cache is unreachable" in r.getMessage() for r in caplog.records)
+    finally:
+        silent.close()
