@@ -178,6 +178,7 @@ GATEWAY_DB_POOL_SIZE = env_int("GATEWAY_DB_POOL_SIZE", 20, minimum=1)
 
 # Redis backs the cache (API-key cache, rate limits) and, by default, Celery.
 REDIS_URL = env_url("REDIS_URL", "", schemes=("redis", "rediss", "unix"))
+CACHES: dict[str, dict[str, Any]]
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
