@@ -6,6 +6,7 @@ import pytest
 from allauth.account.models import EmailAddress
 from django.contrib.auth.models import User
 from django.core import mail
+from django.core.management import call_command
 from django.test import Client
 
 from accounts.models import Membership, Organization, Role
@@ -174,3 +175,16 @@ class TestPasswordReset:
     def test_bad_input(self, db):
         response = Client().post("/accounts/password/reset/", {"email": "not an email"})
         assert response.status_code == 200 and "Enter a valid email address." in response.content.decode()
+
+
+def test_a_staff_member_made_with_createsuperuser_logs_in_on_the_site_after_confirming_their_email(db, monkeypatch):
+    """With the admin not served, staff log in where everyone does; allauth asks them to confirm the address first."""
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", PASSWORD)
+    call_command("createsuperuser", interactive=False, username="sam", email="sam@operator.example", verbosity=0)
+    client = Client()
+    response = log_in(client, "sam@operator.example")
+    assert response.status_code == 302 and response["Location"] == "/accounts/confirm-email/"
+    [message] = mail.outbox
+    response = client.post(link(message, r"/accounts/confirm-email/[^/\s]+/"))
+    assert response.status_code == 302
+    assert client.get("/staff/pricing/").status_code == 200
