@@ -2,7 +2,8 @@
 
 A secret looks like ``sk-tb-<key_id><random><checksum>``:
 
-- ``sk-tb-``: a recognizable prefix, so secret scanners and people can tell what leaked;
+- ``sk-tb-``: a recognizable prefix, so secret scanners and people can tell what leaked (customer API keys;
+  staff REST API tokens use ``st-tb-`` in the same format, see STAFF_PREFIX);
 - ``key_id``: 12 base62 characters, public (shown in the UI), the indexed lookup column;
 - ``random``: 22 base62 characters from the ``secrets`` module, about 131 bits of entropy;
 - ``checksum``: CRC32 of everything before it, 6 base62 characters, so a mistyped or truncated key is rejected
@@ -15,6 +16,7 @@ import string
 import zlib
 
 PREFIX = "sk-tb-"
+STAFF_PREFIX = "st-tb-"
 ALPHABET = string.digits + string.ascii_letters  # base62
 KEY_ID_LENGTH = 12
 RANDOM_LENGTH = 22  # 22 * log2(62) = 131 bits
@@ -38,23 +40,23 @@ def checksum(body: str) -> str:
     return _base62(zlib.crc32(body.encode()), CHECKSUM_LENGTH)
 
 
-def secret_generate() -> tuple[str, str]:
+def secret_generate(*, prefix: str = PREFIX) -> tuple[str, str]:
     """Return (key_id, secret) for a new key."""
     key_id = _random_base62(KEY_ID_LENGTH)
-    body = PREFIX + key_id + _random_base62(RANDOM_LENGTH)
+    body = prefix + key_id + _random_base62(RANDOM_LENGTH)
     return key_id, body + checksum(body)
 
 
-def secret_key_id(secret: str) -> str | None:
+def secret_key_id(secret: str, *, prefix: str = PREFIX) -> str | None:
     """The key_id of a well-formed secret, or None if the prefix, length, alphabet or checksum is wrong."""
-    if len(secret) != SECRET_LENGTH or not secret.startswith(PREFIX):
+    if len(secret) != SECRET_LENGTH - len(PREFIX) + len(prefix) or not secret.startswith(prefix):
         return None
     body, check = secret[:-CHECKSUM_LENGTH], secret[-CHECKSUM_LENGTH:]
-    if not all(c in ALPHABET for c in secret[len(PREFIX) :]):
+    if not all(c in ALPHABET for c in secret[len(prefix) :]):
         return None
     if not secrets.compare_digest(checksum(body), check):
         return None
-    return secret[len(PREFIX) : len(PREFIX) + KEY_ID_LENGTH]
+    return secret[len(prefix) : len(prefix) + KEY_ID_LENGTH]
 
 
 def secret_hash(secret: str) -> str:
@@ -67,6 +69,6 @@ def secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def secret_display(key_id: str) -> str:
+def secret_display(key_id: str, *, prefix: str = PREFIX) -> str:
     """What the UI shows for a key whose secret is gone: the prefix and public id."""
-    return f"{PREFIX}{key_id}…"
+    return f"{prefix}{key_id}…"

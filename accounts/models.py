@@ -212,3 +212,34 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} to {self.organization_id} as {self.role}"
+
+
+class StaffToken(models.Model):
+    """A staff member's token for the staff REST API (`manage.py staff_token`).
+
+    Only a sha256 of the secret is stored, as for API keys (accounts.keyformat); the secret is shown once, when the
+    token is made. A staff member has at most one token in force; rotating revokes the old one and makes another.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_tokens")
+    # The public part of the secret (st-tb-<key_id>...), to tell tokens apart in the audit log. Tokens carried over
+    # from the plain-text table of earlier versions have no such part: theirs is "legacy-" and a piece of the hash.
+    key_id = models.CharField(max_length=32, unique=True)
+    # Tokens are found by this hash (unique, indexed): the secret carries over 128 random bits, so the hash gives
+    # nothing away and a lookup by it needs no constant-time comparison.
+    secret_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # Updated at most once a minute per token, so it is approximate by design.
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user"], condition=models.Q(revoked_at__isnull=True), name="stafftoken_one_in_force_per_user"
+            ),
+            models.CheckConstraint(condition=~models.Q(key_id=""), name="stafftoken_key_id_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"staff token {self.key_id} of user {self.user_id}"

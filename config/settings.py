@@ -106,6 +106,10 @@ if not DEBUG and not ALLOWED_HOSTS:
     PRODUCTION_PROBLEMS.append("ALLOWED_HOSTS must be set when DEBUG is false, e.g. billing.example.com")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env_url("SITE_URL", "http://localhost:8000", schemes=("http", "https"))
+# The Django admin at /admin/: off unless asked for. Staff work in the pricing console and the staff REST API; the
+# admin adds only read-only views of payments and the editing of users (who is staff) and notification settings.
+# When on, its log-in is throttled like every other (accounts.login_throttle).
+ADMIN_ENABLED = env_bool("ADMIN_ENABLED", False)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -115,8 +119,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    # Tokens for staff automation (`manage.py staff_token`); browsers use the session.
-    "rest_framework.authtoken",
     "drf_spectacular",
     # Redoc's files served by the product itself, so /api/docs/ works offline.
     "drf_spectacular_sidecar",
@@ -144,6 +146,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # A view that needs the cache while Redis is down answers 503, not 500.
+    "config.middleware.CacheOutageAnswer",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -184,10 +188,17 @@ GATEWAY_DB_POOL_SIZE = env_int("GATEWAY_DB_POOL_SIZE", 20, minimum=1)
 
 # Redis backs the cache (API-key cache, rate limits) and, by default, Celery.
 REDIS_URL = env_url("REDIS_URL", "", schemes=("redis", "rediss", "unix"))
+CACHES: dict[str, dict[str, Any]]
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# The log-in throttle's own connections to the same store (accounts.login_throttle), with short timeouts: a Redis
+# that stops answering, not only one that refuses connections, must not hold log-ins up (the throttle then lets
+# attempts through). Same location, so clearing the default cache clears the counts too.
+CACHES["login_throttle"] = CACHES["default"] | (
+    {"OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0}} if REDIS_URL else {}
+)
 
 # Celery: with no broker configured, kombu's filesystem transport runs the worker with no server at all.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
@@ -344,6 +355,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked client address or account before any password is checked (one throttle for the web
+    # log-in, the admin and anything else that calls authenticate()).
+    "accounts.login_throttle.LoginThrottleBackend",
     "django.contrib.auth.backends.ModelBackend",
     "allauth.account.auth_backends.AuthenticationBackend",
 ]
@@ -361,10 +375,19 @@ ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_SIGNUP_FORM_CLASS = "web.signup.SignupForm"
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Token Billing] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "http" if DEBUG else "https"
-# Against password guessing: failed logins are limited per client address and per account (email), in the cache.
+ACCOUNT_ADAPTER = "web.adapter.AccountAdapter"
+# Against password guessing, one throttle for every way in (accounts.login_throttle): failed log-ins and wrong staff
+# API tokens, per client address and per account: (failures, window in seconds). Counted in the cache (Redis);
+# while it is unreachable the throttle lets attempts through and logs a warning.
+LOGIN_THROTTLE = {
+    "address": (env_int("LOGIN_FAILURES_PER_ADDRESS", 10, minimum=1), 60),
+    "account": (env_int("LOGIN_FAILURES_PER_ACCOUNT", 5, minimum=1), 300),
+}
+# allauth's own limits on other actions. Its log-in limits are off ("") since the throttle above replaces them: they
+# covered only allauth's form, and raise (500) when Redis is down.
 ACCOUNT_RATE_LIMITS = {
-    "login": "30/m/ip",
-    "login_failed": "10/m/ip,5/5m/key",
+    "login": "",
+    "login_failed": "",
     "signup": "20/m/ip",
     "reset_password": "20/m/ip,5/m/key",
     "reset_password_from_key": "20/m/ip",
@@ -412,10 +435,10 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    # A token (`Authorization: Token ...`) for scripts, the session for people in a browser. The token comes first
-    # so a request without credentials is answered 401 with a WWW-Authenticate header.
+    # A staff token (`Authorization: Token ...` or `Bearer ...`) for scripts, the session for people in a browser.
+    # The token comes first so a request without credentials is answered 401 with a WWW-Authenticate header.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "api.staff.authentication.StaffTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

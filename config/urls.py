@@ -1,9 +1,23 @@
+from collections.abc import Sequence
+
+from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
+admin_urls: tuple[Sequence[URLResolver | URLPattern], str | None, str | None]
+if settings.ADMIN_ENABLED:
+    admin_urls = admin.site.urls
+else:
+    # No admin: its log-in address (where staff_member_required sends anonymous visitors) leads to the site's one
+    # log-in page, and everything else under /admin/ is not found.
+    admin_urls = include(
+        ([path("login/", RedirectView.as_view(pattern_name="account_login", query_string=True), name="login")], "admin")
+    )
+
 urlpatterns = [
-    path("admin/", admin.site.urls),
+    path("admin/", admin_urls),
     path("accounts/", include("allauth.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularRedocView.as_view(url_name="schema"), name="api-docs"),

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from api.staff import ledger, organizations
+from api.staff import ledger, organizations, tokens
 
 # Organizations and their credit.
 urlpatterns = [
@@ -27,3 +27,6 @@ urlpatterns = [
     path("organizations/<int:organization_id>/overdraft/", ledger.OverdraftApi.as_view(), name="staff-overdraft"),
     path("organizations/<int:organization_id>/journal/", ledger.JournalListApi.as_view(), name="staff-journal"),
 ]
+
+# The caller's own staff token: rotate (POST) or revoke (DELETE).
+urlpatterns += [path("token/", tokens.StaffTokenApi.as_view(), name="staff-token")]

@@ -12,9 +12,9 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
-from rest_framework.authtoken.models import Token
 
 from accounts.models import ApiKey, Organization
+from accounts.selectors.stafftokens import staff_token_authenticate
 from billing.ledger import selectors
 from billing.ledger.models import Grant
 from billing.metering.callers import apikey_authenticate
@@ -96,14 +96,21 @@ def test_text_output_is_a_sentence(org_a):
     assert out.getvalue().startswith(f"Granted 3.00 USD (paid) to organization {org_a.pk}. Balance: 3.00 USD.")
 
 
-def test_staff_token_is_issued_to_staff_only_and_can_rotate(db):
+def test_staff_token_is_issued_to_staff_only_once_and_can_rotate_and_revoke(db):
     staff = UserFactory(username="ops@example.com", is_staff=True)
     UserFactory(username="customer@example.com")
     first = run("staff_token", "--email", "ops@example.com")
-    assert Token.objects.get(user=staff).key == first["token"]
-    assert run("staff_token", "--email", "ops@example.com")["token"] == first["token"]
+    assert staff_token_authenticate(secret=first["token"]).user == staff
+    # Shown once: asking again does not print it (only its hash is kept), it says what to do instead.
+    with pytest.raises(CommandError, match=r"already has a staff token.*cannot be shown again.*--rotate"):
+        call_command("staff_token", "--email", "ops@example.com")
     rotated = run("staff_token", "--email", "OPS@example.com", "--rotate")["token"]
-    assert rotated != first["token"] and Token.objects.get(user=staff).key == rotated
+    assert rotated != first["token"] and staff_token_authenticate(secret=first["token"]) is None
+    assert staff_token_authenticate(secret=rotated).user == staff
+    assert run("staff_token", "--email", "ops@example.com", "--revoke")["revoked"].startswith("st-tb-")
+    assert staff_token_authenticate(secret=rotated) is None
+    with pytest.raises(CommandError, match="has no staff token in force"):
+        call_command("staff_token", "--email", "ops@example.com", "--revoke")
     with pytest.raises(CommandError, match="not an active staff member"):
         call_command("staff_token", "--email", "customer@example.com")
     with pytest.raises(CommandError, match="no user"):

@@ -2,6 +2,7 @@
 listed, preview it for an organization, cancel it, publish a price now, and read both in the audit log."""
 
 import pytest
+from allauth.account.models import EmailAddress
 from django.utils import timezone
 
 from billing.pricing import services
@@ -13,14 +14,15 @@ pytestmark = pytest.mark.e2e
 
 def test_staff_schedule_preview_and_cancel_a_price(live_url, page):
     services.price_book_seed()
-    UserFactory(username="sam@staff.example.com", is_staff=True)
+    sam = UserFactory(username="sam@staff.example.com", is_staff=True)
+    EmailAddress.objects.create(user=sam, email=sam.email, verified=True, primary=True)
     organization = OrganizationFactory(name="Acme Labs")
 
     page.goto(f"{live_url}/staff/pricing/")
-    # Staff pages send a stranger to log in first.
-    page.fill("input[name=username]", "sam@staff.example.com")
+    # Staff pages send a stranger to the site's log-in page first (the Django admin is not served).
+    page.fill("input[name=login]", "sam@staff.example.com")
     page.fill("input[name=password]", "correct horse battery staple")
-    page.click("input[type=submit]")
+    page.click("button[type=submit]")
     page.wait_for_selector("[data-testid=models-table]")
     assert page.locator("tr[data-model=gpt-4o-mini]").inner_text().count("$0.15") == 1
 

@@ -2,9 +2,9 @@
 
 import pytest
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from accounts.services.stafftokens import staff_token_issue
 from tests.accounts.factories import UserFactory
 
 
@@ -16,5 +16,10 @@ def staff(db: None) -> User:
 @pytest.fixture
 def staff_api(staff: User) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=staff).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {staff_token_for(staff)}")
     return client
+
+
+def staff_token_for(user: User) -> str:
+    """A new staff token's secret, as `manage.py staff_token` prints it."""
+    return staff_token_issue(user=user, replace=True, actor=None)[1]

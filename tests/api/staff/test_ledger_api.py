@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.models import Organization
@@ -16,6 +15,7 @@ from billing.ledger import selectors, services
 from billing.ledger.models import Grant, JournalEntry, JournalTransaction, Wallet
 from core.money import parse_amount
 from tests.accounts.factories import OrganizationFactory
+from tests.api.staff.conftest import staff_token_for
 
 
 def grants_url(org: Organization | int) -> str:
@@ -442,7 +442,7 @@ def test_numbers_are_not_names_or_reasons(staff_api, org_a):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_replays_of_one_grant_grant_once(staff, org_a):
     """Eight clients send the same grant at the same moment, each on its own database connection."""
-    token = Token.objects.create(user=staff).key
+    token = staff_token_for(staff)
     start = Barrier(8)
 
     def send(_: int) -> int:
@@ -464,7 +464,7 @@ def test_concurrent_replays_of_one_grant_grant_once(staff, org_a):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_replays_of_one_reversal_reverse_once_and_one_answers_201(staff, org_a):
     """Eight clients send the same reversal at the same moment: one books it (201), the others get it back (200)."""
-    token = Token.objects.create(user=staff).key
+    token = staff_token_for(staff)
     admin = APIClient()
     admin.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     grant_id = grant(admin, org_a, amount="10").json()["grant"]["id"]
