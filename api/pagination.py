@@ -67,9 +67,9 @@ class StrictCursorPagination(CursorPagination):
     max_page_size = MAX_LIMIT
 
     def get_page_size(self, request: Request) -> int:
-        assert self.page_size_query_param is not None and self.max_page_size is not None
+        assert self.page_size_query_param is not None and self.page_size is not None
         return query_whole_number(
-            request, self.page_size_query_param, default=self.page_size, minimum=1, maximum=self.max_page_size
+            request, self.page_size_query_param, default=self.page_size, minimum=1, maximum=MAX_LIMIT
         )
 
     def decode_cursor(self, request: Request) -> Cursor | None:

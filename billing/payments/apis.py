@@ -11,11 +11,11 @@ from rest_framework import serializers, status
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts.ids import is_id_text
 from api.errors import ApplicationError
+from api.pagination import StrictLimitOffsetPagination
 from api.staff.ledger_fields import IDEMPOTENCY_HEADER, IdempotencyKeyField, idempotency_key_resolve
 from billing.money import format_amount
 from billing.payments import selectors, services
@@ -28,11 +28,11 @@ class StaffApi(APIView):
     permission_classes = [IsAdminUser]
     # The REST API's pagination (limit and offset checked, a 400 for a bad one); set on the view so the OpenAPI
     # schema documents its parameters and the paginated envelope.
-    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+    pagination_class = StrictLimitOffsetPagination
 
     def paginated(self, request: Request, rows: Any, serializer: type[serializers.Serializer]) -> Response:
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(rows, request, view=self)
+        page: list[Any] | None = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(serializer(page, many=True).data)
 
 
