@@ -19,7 +19,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.permissions import AllowAny, IsAdminUser
 
@@ -81,12 +81,12 @@ def _docs_page(request: HttpRequest, *, title: str, schema_url_name: str) -> Htt
     return response
 
 
-@require_GET
+@require_safe
 def public_docs(request: HttpRequest) -> HttpResponse:
     return _docs_page(request, title="Token billing API", schema_url_name="api-schema")
 
 
-@require_GET
+@require_safe
 def staff_docs(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
