@@ -3,7 +3,7 @@
 from typing import Any
 
 from api.gateway import embeddings, params
-from api.gateway.schema.responses import JSON, METERED_HEADERS, RATE_LIMIT_HEADERS, errors, headers, ref
+from api.gateway.schema.responses import JSON, METERED_HEADERS, RATE_LIMIT_HEADERS, errors, header_refs, ref
 
 TAGS = [
     {"name": "chat", "description": "Chat completions, plain or streamed, metered by the token."},
@@ -76,7 +76,7 @@ PATHS: dict[str, Any] = {
                 "200": {
                     "description": "The completion; the charge and the balance left are in the headers. A stream's "
                     "headers carry the hold instead.",
-                    "headers": METERED_HEADERS | headers("x-billing-hold", "x-billing-hold-nano"),
+                    "headers": METERED_HEADERS | header_refs("x-billing-hold", "x-billing-hold-nano"),
                     "content": {
                         JSON: {"schema": ref("ChatCompletion")},
                         "text/event-stream": {
@@ -142,7 +142,7 @@ PATHS: dict[str, Any] = {
             "(`max_charge`, the hold it would place). Free; rate limited like any request.",
             requestBody=json_body("TokenizeRequest"),
             responses={
-                "200": ok("The counts and the hold.", "Tokenized", headers("x-request-id", *RATE_LIMIT_HEADERS)),
+                "200": ok("The counts and the hold.", "Tokenized", header_refs("x-request-id", *RATE_LIMIT_HEADERS)),
                 **errors(400, 401, 403, 404, 405, 413, 429, 500),
             },
         )

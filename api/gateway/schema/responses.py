@@ -55,12 +55,12 @@ CHARGE_HEADERS = [
 ]
 
 
-def headers(*names: str) -> dict[str, Any]:
+def header_refs(*names: str) -> dict[str, Any]:
     return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
 
 
-METERED_HEADERS = headers("x-request-id", *CHARGE_HEADERS, "x-billing-workflow", *RATE_LIMIT_HEADERS)
-METERED_HEADERS |= headers("openai-processing-ms")
+METERED_HEADERS = header_refs("x-request-id", *CHARGE_HEADERS, "x-billing-workflow", *RATE_LIMIT_HEADERS)
+METERED_HEADERS |= header_refs("openai-processing-ms")
 
 
 def error_example(message: str, error_type: str, code: str, param: str | None = None) -> dict[str, Any]:
@@ -127,7 +127,7 @@ RESPONSES: dict[str, dict[str, Any]] = {
                 "max_tokens",
             )
         },
-        headers("x-request-id", "x-should-retry"),
+        header_refs("x-request-id", "x-should-retry"),
     ),
     "Forbidden": error(
         "The API key may not call this endpoint or this model.",
@@ -185,7 +185,7 @@ RESPONSES: dict[str, dict[str, Any]] = {
                 "rate_limit_exceeded",
             )
         },
-        headers("retry-after", "retry-after-ms", "x-should-retry", *RATE_LIMIT_HEADERS),
+        header_refs("retry-after", "retry-after-ms", "x-should-retry", *RATE_LIMIT_HEADERS),
     ),
     "ServerError": error(
         "A fault of the gateway itself (logged). Nothing is charged.",
@@ -205,7 +205,7 @@ RESPONSES: dict[str, dict[str, Any]] = {
                 "The model server answered HTTP 503; nothing was charged.", "api_error", "upstream_error"
             )
         },
-        headers("x-request-id", *CHARGE_HEADERS),
+        header_refs("x-request-id", *CHARGE_HEADERS),
     ),
     "UpstreamTimeout": error(
         "The model server did not answer (or send the next chunk) within its timeout. Nothing is charged.",
@@ -216,7 +216,7 @@ RESPONSES: dict[str, dict[str, Any]] = {
                 "upstream_timeout",
             )
         },
-        headers("x-request-id", *CHARGE_HEADERS),
+        header_refs("x-request-id", *CHARGE_HEADERS),
     ),
 }
 
