@@ -124,3 +124,29 @@ def test_path_ids_beyond_bigint_are_a_404(api, url):
     response = api.get(url.format(big=BEYOND_BIGINT))
     # A reversal is POST only: 405 is as good an answer as 404; what matters is no 500.
     assert response.status_code in (404, 405), response.content[:300]
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("post", "/api/staff/organizations/{big}/credit-grants/"),
+        ("post", "/api/staff/organizations/{org}/grants/{big}/reversals/"),
+        ("put", "/api/staff/organizations/{big}/overdraft/"),
+        ("patch", "/api/staff/price-versions/{big}/"),
+        ("post", "/api/staff/price-versions/{big}/cancel/"),
+        ("patch", "/api/staff/tier-schedules/{big}/"),
+        ("post", "/api/staff/tier-schedules/{big}/cancel/"),
+        ("post", "/api/staff/subscriptions/{big}/change/"),
+        ("post", "/api/staff/subscriptions/{big}/cancel/"),
+        ("patch", "/api/staff/commitment-offers/{big}/"),
+        ("patch", "/api/staff/commitments/{big}/"),
+        ("patch", "/api/staff/overrides/{big}/"),
+        ("post", "/api/staff/overrides/{big}/end/"),
+        ("patch", "/api/staff/upstreams/{big}/"),
+        ("delete", "/api/staff/upstreams/{big}/"),
+    ],
+)
+def test_writes_to_ids_beyond_bigint_are_a_4xx(api, org_a, method, url):
+    body = {"amount": "1.00", "reason": "r", "kind": "paid", "overdraft_limit": "0", "idempotency_key": "k"}
+    response = getattr(api, method)(url.format(big=BEYOND_BIGINT, org=org_a.pk), body, format="json")
+    assert 400 <= response.status_code < 500, response.content[:300]
