@@ -10,7 +10,6 @@ about a minute on two cores and repeats itself.
 
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 import schemathesis
@@ -41,7 +40,7 @@ CSRF_TOKEN = "schemathesisCsrfToken0123456789a"  # 32 letters and digits: a CSRF
 
 
 @pytest.fixture
-def credentials(live_url: str) -> Iterator[dict[str, dict[str, str]]]:
+def credentials(live_url: str) -> dict[str, dict[str, str]]:
     """Headers per API: a staff session for /api/staff/, an API key of a funded organization for /v1."""
     price_book_seed()
     organization = OrganizationFactory(name="Fuzzed Inc")
@@ -58,7 +57,7 @@ def credentials(live_url: str) -> Iterator[dict[str, dict[str, str]]]:
     browser.force_login(UserFactory(username="fuzz@operator.example", is_staff=True))
     assert browser.session[SESSION_KEY]
     session = browser.cookies["sessionid"].value
-    yield {
+    return {
         "staff": {"Cookie": f"sessionid={session}; csrftoken={CSRF_TOKEN}", "X-CSRFToken": CSRF_TOKEN},
         "v1": {"Authorization": f"Bearer {secret}"},
     }
@@ -77,8 +76,9 @@ def whole_schema(live_url: str) -> schemathesis.schemas.BaseSchema:
 
 def server_errors(operation: APIOperation, headers: dict[str, str]) -> str | None:
     """The first request of `operation` that gets a 5xx (with its curl line), or None. Schemathesis' three
-    phases: the schema's examples, its coverage cases (boundaries and just beyond them: 2^64 + 1 for an integer,
-    a string past maxLength, a missing required field), and generated input, valid and not."""
+    phases: the schema's examples, its coverage cases (each bound and just past it, such as limit=501 where the
+    schema says 1 to 500, a string past maxLength, a missing required field), and generated input, valid and
+    not."""
 
     def call(case: schemathesis.Case) -> None:
         response = case.call(headers=headers, timeout=30)
