@@ -2,12 +2,17 @@
 
 from django.urls import include, path
 
-from api import stripe_webhook
+from api import docs, stripe_webhook
 
 urlpatterns = [
     path("v1/", include("api.gateway.urls")),
     # Stripe's events about payments, refunds and disputes.
     path("stripe/webhook/", stripe_webhook.stripe_webhook, name="stripe_webhook"),
+    # OpenAPI schemas and their docs pages: the public API for anyone, the staff REST API for staff only.
+    path("api/schema/", docs.PublicSchemaApi.as_view(), name="api-schema"),
+    path("api/docs/", docs.public_docs, name="api-docs"),
+    path("api/staff/schema/", docs.StaffSchemaApi.as_view(), name="staff-api-schema"),
+    path("api/staff/docs/", docs.staff_docs, name="staff-api-docs"),
     # Staff: organizations, credit, balances and the journal.
     path("api/staff/", include("api.staff.urls")),
     # Staff: refunds of paid credit and the card top-ups they apply to.

@@ -120,7 +120,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
-    # Redoc's files served by the product itself, so /api/docs/ works offline.
+    # Redoc's files served by the product itself, so /api/docs/ and /api/staff/docs/ work offline.
     "drf_spectacular_sidecar",
     "allauth",
     "allauth.account",
@@ -448,14 +448,21 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # ?limit= (1 to 500) and ?offset=, checked: a bad value is a 400 naming it (api.pagination).
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.StrictLimitOffsetPagination",
     "PAGE_SIZE": 100,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Token billing API",
-    "DESCRIPTION": "Customer and staff REST API. The metered OpenAI-compatible API lives under /v1.",
+    "DESCRIPTION": "The metered OpenAI-compatible API (/v1) and the REST API for customers and staff (/api/).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The whole API, as `manage.py spectacular` writes it. The served schemas (api.docs) split it: the public one
+    # at /api/schema/, the staff one at /api/staff/schema/. /v1 is not DRF: its paths are merged in by a hook.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.gateway.schema.gateway_paths_add",
+    ],
     "REDOC_DIST": "SIDECAR",
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

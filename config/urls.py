@@ -4,7 +4,6 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
 admin_urls: tuple[Sequence[URLResolver | URLPattern], str | None, str | None]
 if settings.ADMIN_ENABLED:
@@ -19,8 +18,6 @@ else:
 urlpatterns = [
     path("admin/", admin_urls),
     path("accounts/", include("allauth.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularRedocView.as_view(url_name="schema"), name="api-docs"),
     path("staff/pricing/", include("web.staff.urls")),
     path("", include("api.urls")),
     path("", include("web.urls")),

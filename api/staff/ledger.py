@@ -11,13 +11,13 @@ from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Organization
+from api.pagination import StrictCursorPagination
 from api.staff.ledger_fields import (
     IDEMPOTENCY_HEADER,
     AmountField,
@@ -230,12 +230,9 @@ class OverdraftApi(APIView):
         return Response(balance_data(organization_id))
 
 
-class JournalPagination(CursorPagination):
+class JournalPagination(StrictCursorPagination):
     # A cursor, not an offset: the journal only grows, and deep pages stay one index range scan.
-    ordering = "-id"
     page_size = 50
-    page_size_query_param = "limit"
-    max_page_size = 500
 
 
 class JournalListApi(generics.ListAPIView):

@@ -8,13 +8,13 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.ids import is_id_text
+from api.pagination import StrictLimitOffsetPagination
 from api.staff.ledger_fields import IDEMPOTENCY_HEADER, IdempotencyKeyField, idempotency_key_resolve
 from billing.payments import selectors, services
 from billing.payments.errors import NotFound
@@ -26,6 +26,14 @@ from core.money import format_amount
 
 class StaffApi(APIView):
     permission_classes = [IsAdminUser]
+    # The REST API's pagination (limit and offset checked, a 400 for a bad one); set on the view so the OpenAPI
+    # schema documents its parameters and the paginated envelope.
+    pagination_class = StrictLimitOffsetPagination
+
+    def paginated(self, request: Request, rows: Any, serializer: type[serializers.Serializer]) -> Response:
+        paginator = self.pagination_class()
+        page: list[Any] | None = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(serializer(page, many=True).data)
 
 
 def _query_id(request: Request, name: str) -> int | None:
@@ -135,9 +143,7 @@ class RefundListCreateApi(StaffApi):
         refunds = selectors.refunds_list(
             organization_id=_query_id(request, "organization_id"), top_up_id=_query_id(request, "top_up_id")
         )
-        paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(refunds, request, view=self)
-        return paginator.get_paginated_response(RefundOutputSerializer(page, many=True).data)
+        return self.paginated(request, refunds, RefundOutputSerializer)
 
     @extend_schema(
         summary="Refund unused paid credit to the card",
@@ -209,6 +215,4 @@ class TopUpListApi(StaffApi):
         if wanted is not None and wanted not in TopUp.Status.values:
             raise ApplicationError(f"status must be one of {', '.join(TopUp.Status.values)}", param="status")
         top_ups = selectors.topups_for_staff(organization_id=_query_id(request, "organization_id"), status=wanted)
-        paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(top_ups, request, view=self)
-        return paginator.get_paginated_response(TopUpOutputSerializer(page, many=True).data)
+        return self.paginated(request, top_ups, TopUpOutputSerializer)

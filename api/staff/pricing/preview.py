@@ -8,8 +8,8 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.ids import is_id_text
 from accounts.models import AuditEvent
+from api.pagination import query_whole_number
 from api.staff.pricing.catalog import PriceVersionPatchInput, price_values
 from api.staff.pricing.common import MAX_LIST, StaffView, StrictSerializer, by_organization, organization_check
 from api.staff.pricing.fields import AmountField, WholeNumberField
@@ -186,14 +186,17 @@ class AuditOutput(serializers.Serializer):
 
 class AuditLog(StaffView):
     @extend_schema(
-        parameters=[OpenApiParameter("organization", int), OpenApiParameter("limit", int)],
+        parameters=[
+            OpenApiParameter("organization", int),
+            OpenApiParameter(
+                "limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIST}, description="Default 100."
+            ),
+        ],
         responses=AuditOutput(many=True),
         summary="The audit log of pricing changes, newest first",
     )
     def get(self, request: Request) -> Response:
         events = by_organization(AuditEvent.objects.filter(action__startswith="pricing."), request)
         events = events.order_by("-created_at", "-id")
-        limit = request.query_params.get("limit", "100")
-        if not is_id_text(limit) or not 1 <= int(limit) <= MAX_LIST:
-            raise serializers.ValidationError({"limit": [f"A whole number from 1 to {MAX_LIST}."]})
-        return Response({"data": AuditOutput(events[: int(limit)], many=True).data})
+        limit = query_whole_number(request, "limit", default=100, minimum=1, maximum=MAX_LIST)
+        return Response({"data": AuditOutput(events[:limit], many=True).data})

@@ -93,7 +93,7 @@ def test_one_upstream_per_model_unknown_ids_404_and_staff_only(api, staff):
 
 
 def test_upstreams_are_in_the_openapi_schema(api):
-    schema = api.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    schema = api.get("/api/staff/schema/", HTTP_ACCEPT="application/json").json()
     assert "/api/staff/upstreams/" in schema["paths"]
     assert "/api/staff/upstreams/{id}/" in schema["paths"]
 

@@ -398,6 +398,6 @@ def test_preview_of_recorded_usage_window(api, org_a):
 
 
 def test_schema_lists_the_staff_pricing_endpoints(api):
-    schema = api.get("/api/schema/?format=json").json()
+    schema = api.get("/api/staff/schema/?format=json").json()
     for path in ("/api/staff/price-versions/", "/api/staff/plans/", "/api/staff/pricing/preview/"):
         assert path in schema["paths"]
