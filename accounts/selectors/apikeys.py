@@ -9,6 +9,9 @@ two layers so most requests touch neither the database nor the network:
 A revocation (or any change) deletes the Redis entry after commit and the local entry of the process that made
 it; other processes see it when their local entry lapses. The worst case is therefore about
 LOCAL_CACHE_SECONDS + CACHE_SECONDS = 5 seconds.
+
+Redis only saves database reads here: when it fails, keys are read from the database (and kept in process memory
+for LOCAL_CACHE_SECONDS), so authentication keeps working through an outage (see config.caching).
 """
 
 import secrets
@@ -26,7 +29,7 @@ from django.utils import timezone
 
 from accounts import keyformat
 from accounts.models import ApiKey, SpendPeriod
-from config.caching import aread_through, read_through
+from config.caching import CACHE_ERRORS, aread_through, read_through, shared_cache_failed
 from config.orm import orm_call
 
 CACHE_SECONDS = 3
@@ -79,8 +82,12 @@ def _cache_key(key_id: str) -> str:
 
 
 def apikey_cache_invalidate(*, key_id: str) -> None:
-    cache.delete(_cache_key(key_id))
     _local.delete(_cache_key(key_id))
+    try:
+        cache.delete(_cache_key(key_id))
+    except CACHE_ERRORS as exc:
+        # Redis is down: what it held of the key is gone with it or lapses within CACHE_SECONDS.
+        shared_cache_failed(exc)
 
 
 def _record_query(key_id: str) -> QuerySet[ApiKey, dict[str, Any]]:
@@ -144,6 +151,24 @@ def _touch_due(api_key_id: int) -> str | None:
     return used_key if _local.add(used_key, 1, LAST_USED_INTERVAL_SECONDS) else None
 
 
+def _touch_claimed(used_key: str) -> bool:
+    """Whether this process is the one to write last_used_at this minute (cache.add is atomic in Redis). Without
+    Redis, each process writes it at most once a minute."""
+    try:
+        return bool(cache.add(used_key, 1, LAST_USED_INTERVAL_SECONDS))
+    except CACHE_ERRORS as exc:
+        shared_cache_failed(exc)
+        return True
+
+
+async def _atouch_claimed(used_key: str) -> bool:
+    try:
+        return bool(await cache.aadd(used_key, 1, LAST_USED_INTERVAL_SECONDS))
+    except CACHE_ERRORS as exc:
+        shared_cache_failed(exc)
+        return True
+
+
 def apikey_authenticate(*, secret: str) -> AuthenticatedKey | None:
     """The key a secret belongs to if it is valid now (not revoked, not expired), else None."""
     key_id = keyformat.secret_key_id(secret)
@@ -154,8 +179,7 @@ def apikey_authenticate(*, secret: str) -> AuthenticatedKey | None:
     authenticated = _record_check(record, secret, now)
     if authenticated is not None:
         used_key = _touch_due(authenticated.id)
-        # cache.add is atomic in Redis: one process per minute writes last_used_at.
-        if used_key and cache.add(used_key, 1, LAST_USED_INTERVAL_SECONDS):
+        if used_key and _touch_claimed(used_key):
             _last_used_set(authenticated.id, now)
     return authenticated
 
@@ -170,7 +194,7 @@ async def aapikey_authenticate(*, secret: str) -> AuthenticatedKey | None:
     authenticated = _record_check(record, secret, now)
     if authenticated is not None:
         used_key = _touch_due(authenticated.id)
-        if used_key and await cache.aadd(used_key, 1, LAST_USED_INTERVAL_SECONDS):
+        if used_key and await _atouch_claimed(used_key):
             await orm_call(_last_used_set, authenticated.id, now)
     return authenticated
 
