@@ -195,6 +195,11 @@ async def post_json(route: Route, path: str, body: dict[str, Any], *, deadline: 
     return answer
 
 
+# The fields of an event stream besides `data`. Any other line (but a blank one or a ":" comment) means the body is
+# not an event stream.
+_SSE_OTHER_FIELDS = frozenset({b"event", b"id", b"retry"})
+
+
 class HttpAnswer:
     """A streamed answer over HTTP (server-sent events). Each line must come within `idle_seconds` of the last
     (a server that stalls is a timeout); the call's total deadline is the relay's to enforce, since what was
@@ -224,8 +229,10 @@ class HttpAnswer:
             if line.startswith(b"data:"):
                 data.append(line[5:].lstrip(b" "))
                 continue
+            if line and line[:1] != b":" and line.partition(b":")[0] not in _SSE_OTHER_FIELDS:
+                raise _malformed()  # not a server-sent event: an HTML error page, a JSON body, garbage
             if line or not data:
-                continue  # comments (":"), "event:" / "id:" fields, keep-alive blank lines
+                continue  # comments (":"), "event:" / "id:" / "retry:" fields, keep-alive blank lines
             payload, data = b"\n".join(data), []
             if payload == b"[DONE]":
                 return
@@ -261,4 +268,12 @@ async def open_stream(route: Route, path: str, body: dict[str, Any], *, deadline
         finally:
             response.close()
         raise _status_failure(response.status, raw)
+    if response.content_type != "text/event-stream":
+        # A 200 that is not a stream (a JSON answer, an HTML page): the client asked for one, and is never sent a
+        # stream that holds nothing.
+        response.close()
+        answered = response.content_type[:100] or "no content type"
+        raise UpstreamFailure(
+            f"The model server answered a stream request with {answered}, not an event stream; nothing was charged."
+        )
     return HttpAnswer(response, route.timeout_seconds)
