@@ -17,6 +17,7 @@ import shlex
 import signal
 import socket
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -126,6 +127,8 @@ def webhook_register(*, stripe_url: str, target: str, secret: str) -> None:
 
 
 def banner(*, endpoints: Endpoints, demo: dict[str, Any]) -> str:
+    from api.gateway.upstreams import default_route_notice  # the gateway's own words on which server answers
+
     url, key, login = endpoints.url, demo["api_key"], demo["login"]
     chat = '{"model": "demo", "messages": [{"role": "user", "content": "Hello!"}]}'
     rule = "=" * 78
@@ -139,6 +142,7 @@ def banner(*, endpoints: Endpoints, demo: dict[str, Any]) -> str:
             f"  API docs:      {url}/api/docs/",
             f"  Stripe:        localstripe at {endpoints.stripe_url} (test card 4242 4242 4242 4242)",
             "  Emails (sign-up confirmations) are printed below by the web process.",
+            *textwrap.wrap(default_route_notice(), width=78, initial_indent="  ", subsequent_indent="  "),
             "Try:",
             f'  curl {url}/v1/balance -H "Authorization: Bearer {key}"',
             f'  curl {url}/v1/chat/completions -H "Authorization: Bearer {key}" \\',

@@ -22,6 +22,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 from django.conf import settings
@@ -62,12 +63,16 @@ class UpstreamFailure(Exception):
         self.client_error = client_error
 
 
+_ROUTE_FIELDS = ("base_url", "api_key", "upstream_model", "timeout_seconds", "forwards_service_tier")
+
+
 def _route_load(model_slug: str) -> Route:
-    row = (
-        Upstream.objects.filter(model__slug=model_slug, enabled=True)
-        .values_list("base_url", "api_key", "upstream_model", "timeout_seconds", "forwards_service_tier")
-        .first()
-    )
+    row = Upstream.objects.filter(model__slug=model_slug, enabled=True).values_list(*_ROUTE_FIELDS).first()
+    return _route_of(model_slug, row)
+
+
+def _route_of(model_slug: str, row: tuple[Any, ...] | None) -> Route:
+    """The route of `model_slug`: its enabled staff upstream (`row`, its _ROUTE_FIELDS), else the defaults."""
     if row is not None:
         base_url, api_key, upstream_model, timeout, tiers = row
         return Route(HTTP, upstream_model, timeout, base_url.rstrip("/"), api_key, tiers)
@@ -85,6 +90,36 @@ def _route_load(model_slug: str) -> Route:
 
 async def route_get(model_slug: str) -> Route:
     return await _routes.get(model_slug, lambda: orm_call(_route_load, model_slug))
+
+
+def served_by(route: Route) -> str:
+    """Who answers a route, as GET /v1/models shows it: "demo" (the built-in demo model), or the model server's host
+    name; never its scheme, port or path, and never its API key (base URLs hold no credentials)."""
+    if route.kind == DEMO:
+        return DEMO
+    return urlsplit(route.base_url).hostname or HTTP
+
+
+def served_by_models(model_slugs: list[str]) -> dict[str, str]:
+    """served_by for each of `model_slugs`, with one query (synchronous ORM work, off the hot path)."""
+    rows = Upstream.objects.filter(model__slug__in=model_slugs, enabled=True).values_list("model__slug", *_ROUTE_FIELDS)
+    configured = {slug: tuple(rest) for slug, *rest in rows}
+    return {slug: served_by(_route_of(slug, configured.get(slug))) for slug in model_slugs}
+
+
+def default_route_notice() -> str:
+    """One sentence for the quickstart's banner: which server answers models that staff did not route elsewhere."""
+    if settings.UPSTREAM_BASE_URL:
+        host = urlsplit(settings.UPSTREAM_BASE_URL).hostname
+        return (
+            f"Models: answered by the model server at {host} (the model `demo` by the built-in demo model), "
+            "unless staff route them elsewhere; GET /v1/models shows `served_by` per model."
+        )
+    return (
+        "Models: no UPSTREAM_BASE_URL is set, so the built-in demo model answers EVERY model (gpt-4o, gpt-4o-mini, "
+        "...) with demo text and demo embeddings, each charged at that model's own price; GET /v1/models shows "
+        "`served_by` per model."
+    )
 
 
 def client() -> aiohttp.ClientSession:
