@@ -12,12 +12,13 @@ A small ASGI app (no framework) served by uvicorn in a thread, with switchable b
 - "disconnect": streams: a few chunks, then the connection is dropped mid-body;
 - "overproduce": ignores max_tokens and produces three times as many tokens;
 - "hold": streams: the first chunk, then waits until `release()` before finishing;
-- "no_choices": a JSON answer with usage but an empty `choices` list (streams: usage and [DONE], no chunk);
+- "no_choices": a JSON answer with usage but an empty `choices` list (streams: usage and [DONE], no chunk;
+  embeddings: one embedding fewer than the inputs);
 - streams only: "stream_json" (the plain JSON answer, content-type application/json), "stream_text_plain" (a
   good event stream sent as text/plain), "stream_garbage" (lines that are not server-sent events), "stream_empty"
   (only `data: [DONE]`), "truncated" (a few chunks, then the body ends with no finish_reason and no [DONE]),
   "no_done" (a whole stream but for its final `data: [DONE]`);
-- embeddings always work (8 numbers per input, usage reported).
+- embeddings work in every other behaviour (8 numbers per input, usage reported).
 
 `usage_omit` names a figure ("prompt_tokens", "completion_tokens") left out of the usage it reports, and
 `usage_without_choices` sends a stream's usage chunk with no `choices` key at all (OpenAI sends `choices: []`).
@@ -283,6 +284,8 @@ class StandIn:
 
             packed = base64.b64encode(struct.pack("<8f", *([0.125] * 8))).decode()
             data = [{"object": "embedding", "index": i, "embedding": packed} for i in range(len(inputs))]
+        if self.behaviour == "no_choices":
+            data = data[1:]  # one embedding short
         answer = {"object": "list", "data": data, "model": body["model"]}
         answer["usage"] = {"prompt_tokens": used, "total_tokens": used}
         await self._json(send, 200, answer)

@@ -6,6 +6,7 @@ The test runs a Redis server of its own (a subprocess), points the product at it
 
 import asyncio
 import subprocess
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -30,6 +31,9 @@ class OwnRedis:
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.start()
+
+    def start(self) -> None:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
@@ -120,6 +124,16 @@ def test_v1_keeps_working_and_charging_when_redis_dies(own_redis, live_url, org_
     assert spent > 0
     assert balances(funded) == (usd("10") - spent, 0)
     assert reconciled(funded) == []
+
+
+def test_rate_limits_are_checked_again_once_redis_is_back(own_redis, client, funded, standin):
+    own_redis.kill()
+    raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES, max_tokens=5)
+    assert "x-ratelimit-limit-requests" not in raw.headers
+    own_redis.start()
+    time.sleep(ratelimit.OUTAGE_RETRY_SECONDS + 0.1)
+    raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES, max_tokens=5)
+    assert raw.headers["x-ratelimit-limit-requests"]
 
 
 def test_a_key_revoked_during_the_outage_is_refused(own_redis, org_a, client, funded, standin):

@@ -114,6 +114,14 @@ def test_an_answer_without_choices_is_502_and_costs_nothing(client, funded, stan
     assert_free(funded, "upstream_error")
 
 
+def test_an_embeddings_answer_without_an_embedding_per_input_is_502_and_costs_nothing(client, funded, standin):
+    standin.behaviour = "no_choices"
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.embeddings.create(model="text-embedding-3-small", input=["one", "two"])
+    assert (caught.value.status_code, caught.value.code) == (502, "upstream_error")
+    assert_free(funded, "upstream_error")
+
+
 def test_a_stream_that_ends_before_its_answer_is_complete_costs_nothing(client, funded, standin):
     # Chunks came, then the body ended with no finish_reason (and no [DONE]): the stream broke off.
     standin.behaviour = "truncated"
