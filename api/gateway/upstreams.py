@@ -278,7 +278,7 @@ class HttpAnswer:
             if not isinstance(event, dict):
                 raise UpstreamFailure("The model server sent a malformed event; nothing was charged.")
             if "error" in event and "choices" not in event:
-                raise UpstreamFailure("The model server reported an error mid-stream; nothing was charged.")
+                raise UpstreamFailure("The model server reported an error in its stream; nothing was charged.")
             yield event
 
     async def aclose(self) -> None:

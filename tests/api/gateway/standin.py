@@ -16,8 +16,8 @@ A small ASGI app (no framework) served by uvicorn in a thread, with switchable b
   embeddings: one embedding fewer than the inputs);
 - streams only: "stream_json" (the plain JSON answer, content-type application/json), "stream_text_plain" (a
   good event stream sent as text/plain), "stream_garbage" (lines that are not server-sent events), "stream_empty"
-  (only `data: [DONE]`), "truncated" (a few chunks, then the body ends with no finish_reason and no [DONE]),
-  "no_done" (a whole stream but for its final `data: [DONE]`);
+  (only `data: [DONE]`), "stream_error" (an error event, then [DONE]), "truncated" (a few chunks, then the body
+  ends with no finish_reason and no [DONE]), "no_done" (a whole stream but for its final `data: [DONE]`);
 - embeddings work in every other behaviour (8 numbers per input, usage reported).
 
 `usage_omit` names a figure ("prompt_tokens", "completion_tokens") left out of the usage it reports, and
@@ -142,7 +142,7 @@ class StandIn:
         elif scope["path"].endswith("/chat/completions"):
             if body.get("stream") and behaviour == "stream_json":
                 await self._complete(send, body, "normal")
-            elif body.get("stream") and behaviour in ("stream_garbage", "stream_empty"):
+            elif body.get("stream") and behaviour in ("stream_garbage", "stream_empty", "stream_error"):
                 await self._raw_stream(send, behaviour)
             elif body.get("stream"):
                 await self._stream(send, body, behaviour)
@@ -214,6 +214,8 @@ class StandIn:
         content = b"data: [DONE]\n\n"
         if behaviour == "stream_garbage":
             content = b"<html>\n<body>502 Bad Gateway</body>\n</html>\n\n"
+        if behaviour == "stream_error":
+            content = b'data: {"error": {"message": "model overloaded", "type": "server_error"}}\n\n' + content
         headers = [(b"content-type", b"text/event-stream"), (b"content-length", str(len(content)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": content})

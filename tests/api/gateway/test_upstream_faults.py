@@ -95,7 +95,7 @@ BIG_MESSAGES = [{"role": "user", "content": "hello " * 60_000}]
 
 
 @pytest.mark.parametrize(
-    "behaviour", ["stream_json", "stream_text_plain", "stream_garbage", "stream_empty", "no_choices"]
+    "behaviour", ["stream_json", "stream_text_plain", "stream_garbage", "stream_empty", "stream_error", "no_choices"]
 )
 def test_a_stream_answer_with_no_chunk_in_it_is_502_and_costs_nothing(client, funded, standin, behaviour):
     standin.behaviour = behaviour
