@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from accounts import keyformat
 from accounts.models import ApiKey, SpendPeriod
-from config.caching import CACHE_ERRORS, aread_through, read_through, shared_cache_failed
+from config.caching import CACHE_ERRORS, aread_through, read_through, shared_cache_failed, shared_cache_usable
 from config.orm import orm_call
 
 CACHE_SECONDS = 3
@@ -154,6 +154,8 @@ def _touch_due(api_key_id: int) -> str | None:
 def _touch_claimed(used_key: str) -> bool:
     """Whether this process is the one to write last_used_at this minute (cache.add is atomic in Redis). Without
     Redis, each process writes it at most once a minute."""
+    if not shared_cache_usable():
+        return True
     try:
         return bool(cache.add(used_key, 1, LAST_USED_INTERVAL_SECONDS))
     except CACHE_ERRORS as exc:
@@ -162,6 +164,8 @@ def _touch_claimed(used_key: str) -> bool:
 
 
 async def _atouch_claimed(used_key: str) -> bool:
+    if not shared_cache_usable():
+        return True
     try:
         return bool(await cache.aadd(used_key, 1, LAST_USED_INTERVAL_SECONDS))
     except CACHE_ERRORS as exc:

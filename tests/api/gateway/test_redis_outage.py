@@ -5,6 +5,7 @@ The test runs a Redis server of its own (a subprocess), points the product at it
 """
 
 import asyncio
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from accounts.services import apikey_create, apikey_revoke
 from api.gateway import ratelimit
 from api.gateway.cache import caches_clear
 from billing.usage.models import UsageRecord
+from config.caching import shared_cache_outage_reset
 from tests.api.gateway.conftest import MODEL, _server_loop, balances, reconciled, records, usd, wait_for
 from tests.harness import free_port, wait_for_port
 
@@ -54,6 +56,7 @@ def _rate_limit_clients_reset() -> None:
         asyncio.run_coroutine_threadsafe(ratelimit.redis_close(), loop).result(timeout=10)
     ratelimit.local_reset()
     ratelimit.outage_reset()
+    shared_cache_outage_reset()
 
 
 @pytest.fixture
@@ -134,6 +137,24 @@ def test_rate_limits_are_checked_again_once_redis_is_back(own_redis, client, fun
     time.sleep(ratelimit.OUTAGE_RETRY_SECONDS + 0.1)
     raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES, max_tokens=5)
     assert raw.headers["x-ratelimit-limit-requests"]
+
+
+def test_a_redis_that_hangs_delays_calls_by_seconds_not_forever(
+    own_redis, live_url, org_a, funded, standin, monkeypatch
+):
+    """A Redis that accepts connections but never answers (stopped, or behind a dead link) is given up on after
+    the shared cache's and the rate limiter's timeouts, and then left alone for a moment."""
+    monkeypatch.setattr(ratelimit, "OUTAGE_RETRY_SECONDS", 30.0)  # so that a slow machine cannot outlast it
+    own_redis.process.send_signal(signal.SIGSTOP)
+    fresh = apikey_create(organization_id=org_a.pk, name="during the hang")[1]
+    client = openai.OpenAI(base_url=f"{live_url}/v1", api_key=fresh, max_retries=0, timeout=20)
+    started = time.monotonic()
+    assert client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5).usage.completion_tokens == 5
+    assert time.monotonic() - started < 10  # redis-py's 5 s socket timeout, then the rate limiter's 2 s
+    _forget_keys()
+    started = time.monotonic()
+    client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5)
+    assert time.monotonic() - started < 1  # neither Redis client waits on it again at once
 
 
 def test_a_key_revoked_during_the_outage_is_refused(own_redis, org_a, client, funded, standin):
