@@ -17,7 +17,8 @@ A small ASGI app (no framework) served by uvicorn in a thread, with switchable b
 - streams only: "stream_json" (the plain JSON answer, content-type application/json), "stream_text_plain" (a
   good event stream sent as text/plain), "stream_garbage" (lines that are not server-sent events), "stream_empty"
   (only `data: [DONE]`), "stream_error" (an error event, then [DONE]), "truncated" (a few chunks, then the body
-  ends with no finish_reason and no [DONE]), "no_done" (a whole stream but for its final `data: [DONE]`);
+  ends with no finish_reason and no [DONE]), "no_done" (a whole stream but for its final `data: [DONE]`),
+  "slow_first" (the status and headers at once, the first chunk `delay` seconds later);
 - embeddings work in every other behaviour (8 numbers per input, usage reported).
 
 `usage_omit` names a figure ("prompt_tokens", "completion_tokens") left out of the usage it reports, and
@@ -242,6 +243,8 @@ class StandIn:
 
         self.open_streams += 1
         try:
+            if behaviour == "slow_first":
+                await asyncio.sleep(self.delay)
             count = self._reply_tokens(body, behaviour)
             if behaviour == "no_choices":
                 await event(base | {"choices": [], "usage": self._usage(body, 0)})

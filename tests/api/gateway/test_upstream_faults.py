@@ -199,6 +199,21 @@ def test_a_client_that_leaves_before_the_answer_pays_nothing(live_url, secret, f
     assert balances(funded) == (usd("10"), 0)
 
 
+def test_a_stream_client_that_leaves_before_the_first_chunk_pays_nothing(live_url, secret, funded, standin):
+    # The model server started its answer (200, headers) but sent no chunk yet: neither has the gateway.
+    standin.behaviour, standin.delay = "slow_first", 2
+    body = {"model": MODEL, "messages": MESSAGES, "stream": True}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{live_url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {secret}"}, timeout=0.5
+        )
+    wait_for(lambda: UsageRecord.objects.exists())
+    (record,) = records()
+    assert (record.status, record.charge_nano) == ("client_disconnected", 0)
+    assert Hold.objects.get(pk=record.hold_id).status == "released"
+    assert balances(funded) == (usd("10"), 0)
+
+
 def test_a_stream_past_max_tokens_is_cut_and_charged_for_max_tokens(client, funded, standin):
     standin.behaviour = "overproduce"
     chunks = list(
