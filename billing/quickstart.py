@@ -23,12 +23,14 @@ import shlex
 import signal
 import socket
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
@@ -131,6 +133,22 @@ def webhook_register(*, stripe_url: str, target: str, secret: str) -> None:
     response.raise_for_status()
 
 
+def default_route_notice() -> str:
+    """One sentence for the banner: which server answers the models that staff did not route elsewhere (the
+    gateway's rule, api.gateway.upstreams)."""
+    if settings.UPSTREAM_BASE_URL:
+        host = urlsplit(settings.UPSTREAM_BASE_URL).hostname
+        return (
+            f"Models: answered by the model server at {host} (the model `demo` by the built-in demo model), "
+            "unless staff route them elsewhere; GET /v1/models shows `served_by` per model."
+        )
+    return (
+        "Models: no UPSTREAM_BASE_URL is set, so the built-in demo model answers EVERY model (gpt-4o, gpt-4o-mini, "
+        "...) with demo text and demo embeddings, each charged at that model's own price; GET /v1/models shows "
+        "`served_by` per model."
+    )
+
+
 def banner(*, endpoints: Endpoints, demo: dict[str, Any]) -> str:
     url, key, login = endpoints.url, demo["api_key"], demo["login"]
     chat = '{"model": "demo", "messages": [{"role": "user", "content": "Hello!"}]}'
@@ -145,6 +163,7 @@ def banner(*, endpoints: Endpoints, demo: dict[str, Any]) -> str:
             f"  API docs:      {url}/api/docs/",
             f"  Stripe:        localstripe at {endpoints.stripe_url} (test card 4242 4242 4242 4242)",
             "  Emails (sign-up confirmations) are printed below by the web process.",
+            *textwrap.wrap(default_route_notice(), width=78, initial_indent="  ", subsequent_indent="  "),
             "Try:",
             f'  curl {url}/v1/balance -H "Authorization: Bearer {key}"',
             f'  curl {url}/v1/chat/completions -H "Authorization: Bearer {key}" \\',

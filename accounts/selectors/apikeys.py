@@ -5,6 +5,9 @@ per-process memory cache for LOCAL_CACHE_SECONDS in front of it.
 A revocation (or any change) deletes the Redis entry after commit and the local entry of the process that made
 it; other processes see it when their local entry lapses. The worst case is therefore about
 LOCAL_CACHE_SECONDS + CACHE_SECONDS = 5 seconds.
+
+Redis only saves database reads here: when it fails, keys are read from the database (and kept in process memory
+for LOCAL_CACHE_SECONDS), so authentication keeps working through an outage (see core.caching).
 """
 
 from calendar import monthrange
@@ -16,6 +19,7 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
 from accounts.models import ApiKey, SpendPeriod
+from core.caching import CACHE_ERRORS, shared_cache_failed
 
 CACHE_SECONDS = 3
 LOCAL_CACHE_SECONDS = 2
@@ -30,8 +34,12 @@ def apikey_cache_key(key_id: str) -> str:
 
 
 def apikey_cache_invalidate(*, key_id: str) -> None:
-    cache.delete(apikey_cache_key(key_id))
     local_cache.delete(apikey_cache_key(key_id))
+    try:
+        cache.delete(apikey_cache_key(key_id))
+    except CACHE_ERRORS as exc:
+        # Redis is down: what it held of the key is gone with it or lapses within CACHE_SECONDS.
+        shared_cache_failed(exc)
 
 
 def apikey_spend_window(*, period: str, at: datetime) -> tuple[datetime, datetime]:

@@ -18,6 +18,8 @@ from billing.pricing.errors import ModelNotFound
 from billing.pricing.models import AIModel, ModelStatus
 from core.orm import orm_call
 
+DEMO_MODEL = "demo"
+
 _models: TTLCache["ModelInfo | None"] = TTLCache("models")
 _contexts: TTLCache["rating.PricingContext | None"] = TTLCache("pricing-contexts")
 
@@ -72,7 +74,9 @@ async def model_get(slug: str, *, kind: str | None) -> ModelInfo:
     info = await _models.get(slug, lambda: orm_call(_model_load, slug))
     if info is None or not info.callable_at(timezone.now()):
         raise model_not_found(slug)
-    if kind is not None and info.kind != kind:
+    # The built-in demo model (a chat model in the catalogue) answers embeddings too, so that the quickstart's SDK
+    # examples work on it; such a call is priced at its input price, like any embeddings call.
+    if kind is not None and info.kind != kind and not (slug == DEMO_MODEL and kind == "embedding"):
         endpoint = "/v1/embeddings" if info.kind == "embedding" else "/v1/chat/completions"
         raise GatewayError(
             400,

@@ -179,7 +179,7 @@ async def _answer(call: Call, forward: dict[str, Any]) -> dict[str, Any]:
         return await demo.chat(forward, encoding=call.model.encoding)
     answer = await upstreams.post_json(route, "chat/completions", forward, deadline=call.deadline)
     choices = answer.get("choices")
-    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+    if not isinstance(choices, list) or not choices or not all(isinstance(c, dict) for c in choices):
         raise upstreams.UpstreamFailure("The model server sent a malformed answer; nothing was charged.")
     return answer
 

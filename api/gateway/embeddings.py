@@ -36,13 +36,15 @@ def input_tokens(inputs: list[str | list[int]], encoding: str) -> list[int]:
     return [tokens.text_tokens(item, encoding) if isinstance(item, str) else len(item) for item in inputs]
 
 
-async def _answer(call: Call, forward: dict[str, Any]) -> dict[str, Any]:
+async def _answer(call: Call, forward: dict[str, Any], inputs: int) -> dict[str, Any]:
+    """The server's answer: one embedding object per input, or UpstreamFailure (nothing charged)."""
     route = call.route
     assert route is not None
     if route.kind == upstreams.DEMO:
         return await demo.embeddings(forward, encoding=call.model.encoding)
     answer = await upstreams.post_json(route, "embeddings", forward, deadline=call.deadline)
-    if not isinstance(answer.get("data"), list):
+    data = answer.get("data")
+    if not isinstance(data, list) or len(data) != inputs or not all(isinstance(item, dict) for item in data):
         raise upstreams.UpstreamFailure("The model server sent a malformed answer; nothing was charged.")
     return answer
 
@@ -81,7 +83,7 @@ async def embeddings(request: HttpRequest) -> HttpResponseBase:
     # Embeddings are priced at the default tier, and OpenAI's embeddings endpoint knows no service_tier.
     forward.pop("service_tier", None)
     await calls.admit_and_hold(call)
-    answer = await calls.upstream_answer(call, _answer(call, forward))
+    answer = await calls.upstream_answer(call, _answer(call, forward, len(embedding.inputs)))
     try:
         measured = calls.measure(
             answer.get("usage"), estimated_input=call.prompt_tokens, estimated_output=0, output_cap=0

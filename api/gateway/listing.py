@@ -10,6 +10,7 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 
+from api.gateway import upstreams
 from api.gateway.catalog import model_not_found
 from api.gateway.http import gateway_view, key_authenticate
 from billing.metering.callers import AuthenticatedKey
@@ -25,13 +26,16 @@ def _per_million(micro_per_mtok: int) -> str:
     return format_amount(micro_per_mtok * 1000)
 
 
-def model_object(entry: CatalogEntry, context: rating.PricingContext) -> dict[str, Any]:
+def model_object(entry: CatalogEntry, context: rating.PricingContext, served_by: str) -> dict[str, Any]:
     prices = context.prices
     return {
         "id": entry.slug,
         "object": "model",
         "created": int(entry.effective_from.timestamp()),
         "owned_by": entry.provider or "system",
+        # Who answers the model: "demo" (the built-in demo model, whatever the model's name and price) or the model
+        # server's host name (see upstreams.served_by).
+        "served_by": served_by,
         "name": entry.display_name,
         "kind": entry.kind,
         "encoding": entry.encoding,
@@ -62,15 +66,19 @@ def model_object(entry: CatalogEntry, context: rating.PricingContext) -> dict[st
 
 
 def _models(key: AuthenticatedKey, at: datetime, only: str | None = None) -> list[dict[str, Any]]:
+    entries = [
+        entry
+        for entry in selectors.catalog(at=at)
+        if (only is None or entry.slug == only) and key.allows_model(entry.slug)
+    ]
+    served_by = upstreams.served_by_models([entry.slug for entry in entries])
     objects = []
-    for entry in selectors.catalog(at=at):
-        if (only is not None and entry.slug != only) or not key.allows_model(entry.slug):
-            continue
+    for entry in entries:
         try:
             context = selectors.pricing_context_get(organization_id=key.organization_id, model_slug=entry.slug, at=at)
         except ModelNotFound:
             continue
-        objects.append(model_object(entry, context))
+        objects.append(model_object(entry, context, served_by[entry.slug]))
     return objects
 
 

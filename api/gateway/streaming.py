@@ -6,9 +6,15 @@
 - The gateway always asks the server for usage (stream_options.include_usage); the client gets a usage chunk
   only if it asked, with the billed figures (the server's, or tiktoken's when the server sent none) and a
   `billing` object (charge, balance left), since headers went out before the charge was known.
-- An error of the server mid-stream, or a server that stalls longer than its route's timeout between chunks,
-  releases the hold (nothing charged) and ends the stream with an error event, which the openai SDK raises as
-  APIError.
+- The client is answered only once the server's first chunk with a choice has come (`Relay.begin`): a server that
+  answers 200 with something other than an event stream (another content type, lines that are not server-sent
+  events, an event that is not a chunk), or whose stream fails, stalls or ends before that chunk, is the call's
+  error like any upstream failure: HTTP 502 (504 for a timeout), the hold released, nothing charged.
+- After that the status line is gone. A server that fails mid-stream (an error event, a malformed event, a dropped
+  connection, a stall longer than its route's timeout between chunks, or a body that ends while a choice has no
+  finish_reason) releases the hold: nothing is charged, though the client keeps what it was sent (the failure is
+  the server's, and a failed call is never charged), and the stream ends with an error event, which the openai SDK
+  raises as APIError.
 - A stream still running at the call's time limit (GATEWAY_MAX_CALL_SECONDS), however steadily it trickles, is cut
   there: reading stops, the call is charged for the prompt and the output delivered (status "cut"), and the stream
   ends with the usage chunk (if asked for) and an error event saying so. The hold is sized on that limit, so it is
@@ -85,6 +91,8 @@ class Relay:
         self.chat = chat
         self.answer = answer
         self.encoding = call.model.encoding
+        self.events = answer.events()
+        self.first: dict[str, Any] | None = None  # the first chunk, read before the client was answered
         self.choices: dict[int, ChoiceState] = {}
         self.reported: Any = None
         self.template: dict[str, Any] = {}
@@ -248,23 +256,53 @@ class Relay:
             except StopAsyncIteration:
                 return None
 
+    async def begin(self) -> None:
+        """Read the server's stream up to its first chunk with a choice, before the client is answered: a stream that
+        is malformed, fails or ends before it is the call's UpstreamFailure (502/504, nothing charged)."""
+        try:
+            while self.first is None:
+                event = await self._next(self.events)
+                if event is None:
+                    raise upstreams.UpstreamFailure(
+                        "The model server's stream ended before its first chunk; nothing was charged."
+                    )
+                self.first = self.take(event)
+        except TimeoutError:
+            raise upstreams.UpstreamFailure(
+                "The model server did not answer in time; nothing was charged.", timeout=True
+            ) from None
+
+    def _complete(self) -> bool:
+        """Whether every choice the server started was finished (or cut): else its stream broke off."""
+        return all(state.done for state in self.choices.values())
+
     async def run(self) -> AsyncIterator[bytes]:
         self.started.set()
         timed_out = False
+        failure: upstreams.UpstreamFailure | None = None
         try:
-            events = self.answer.events()
             try:
-                while (event := await self._next(events)) is not None:
-                    out = self.take(event)
+                out, self.first = self.first, None
+                while True:
                     if out is not None:
                         yield sse(out)
                     if self.settling:
                         return  # settled meanwhile by the watch (the client was too slow to take the stream)
                     if self.all_cut:
                         break
+                    event = await self._next(self.events)
+                    if event is None:
+                        if not self._complete():
+                            failure = upstreams.UpstreamFailure(
+                                "The model server's stream ended before the answer was complete; nothing was charged."
+                            )
+                        break
+                    out = self.take(event)
             except TimeoutError:
                 timed_out = True
-            except upstreams.UpstreamFailure as failure:
+            except upstreams.UpstreamFailure as exc:
+                failure = exc
+            if failure is not None:
                 if not self._claim_settle():
                     return
                 await calls.settle_nothing(
@@ -307,9 +345,15 @@ async def _open(call: Call, forward: dict[str, Any]) -> upstreams.Answer:
 
 
 async def stream(call: Call, chat: ChatParams, forward: dict[str, Any]) -> HttpResponseBase:
-    """Open the upstream stream (failing over HTTP before any byte is sent), then relay it."""
+    """Open the upstream stream and read it up to its first chunk (failing over HTTP before any byte is sent), then
+    relay it."""
     answer = await calls.upstream_answer(call, _open(call, forward))
     relay = Relay(call, chat, answer)
+    try:
+        await calls.upstream_answer(call, relay.begin())
+    except BaseException:
+        metering.background(answer.aclose())
+        raise
     response = StreamingHttpResponse(relay.run(), content_type="text/event-stream")
     metering.background(relay.watch())
     headers = calls.answer_headers(call)

@@ -22,6 +22,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 from django.conf import settings
@@ -62,12 +63,16 @@ class UpstreamFailure(Exception):
         self.client_error = client_error
 
 
+_ROUTE_FIELDS = ("base_url", "api_key", "upstream_model", "timeout_seconds", "forwards_service_tier")
+
+
 def _route_load(model_slug: str) -> Route:
-    row = (
-        Upstream.objects.filter(model__slug=model_slug, enabled=True)
-        .values_list("base_url", "api_key", "upstream_model", "timeout_seconds", "forwards_service_tier")
-        .first()
-    )
+    row = Upstream.objects.filter(model__slug=model_slug, enabled=True).values_list(*_ROUTE_FIELDS).first()
+    return _route_of(model_slug, row)
+
+
+def _route_of(model_slug: str, row: tuple[Any, ...] | None) -> Route:
+    """The route of `model_slug`: its enabled staff upstream (`row`, its _ROUTE_FIELDS), else the defaults."""
     if row is not None:
         base_url, api_key, upstream_model, timeout, tiers = row
         return Route(HTTP, upstream_model, timeout, base_url.rstrip("/"), api_key, tiers)
@@ -85,6 +90,21 @@ def _route_load(model_slug: str) -> Route:
 
 async def route_get(model_slug: str) -> Route:
     return await _routes.get(model_slug, lambda: orm_call(_route_load, model_slug))
+
+
+def served_by(route: Route) -> str:
+    """Who answers a route, as GET /v1/models shows it: "demo" (the built-in demo model), or the model server's host
+    name; never its scheme, port or path, and never its API key (base URLs hold no credentials)."""
+    if route.kind == DEMO:
+        return DEMO
+    return urlsplit(route.base_url).hostname or HTTP
+
+
+def served_by_models(model_slugs: list[str]) -> dict[str, str]:
+    """served_by for each of `model_slugs`, with one query (synchronous ORM work, off the hot path)."""
+    rows = Upstream.objects.filter(model__slug__in=model_slugs, enabled=True).values_list("model__slug", *_ROUTE_FIELDS)
+    configured = {slug: tuple(rest) for slug, *rest in rows}
+    return {slug: served_by(_route_of(slug, configured.get(slug))) for slug in model_slugs}
 
 
 def client() -> aiohttp.ClientSession:
@@ -195,6 +215,11 @@ async def post_json(route: Route, path: str, body: dict[str, Any], *, deadline: 
     return answer
 
 
+# The fields of an event stream besides `data`. Any other line (but a blank one or a ":" comment) means the body is
+# not an event stream.
+_SSE_OTHER_FIELDS = frozenset({b"event", b"id", b"retry"})
+
+
 class HttpAnswer:
     """A streamed answer over HTTP (server-sent events). Each line must come within `idle_seconds` of the last
     (a server that stalls is a timeout); the call's total deadline is the relay's to enforce, since what was
@@ -224,8 +249,10 @@ class HttpAnswer:
             if line.startswith(b"data:"):
                 data.append(line[5:].lstrip(b" "))
                 continue
+            if line and line[:1] != b":" and line.partition(b":")[0] not in _SSE_OTHER_FIELDS:
+                raise _malformed()  # not a server-sent event: an HTML error page, a JSON body, garbage
             if line or not data:
-                continue  # comments (":"), "event:" / "id:" fields, keep-alive blank lines
+                continue  # comments (":"), "event:" / "id:" / "retry:" fields, keep-alive blank lines
             payload, data = b"\n".join(data), []
             if payload == b"[DONE]":
                 return
@@ -236,7 +263,7 @@ class HttpAnswer:
             if not isinstance(event, dict):
                 raise UpstreamFailure("The model server sent a malformed event; nothing was charged.")
             if "error" in event and "choices" not in event:
-                raise UpstreamFailure("The model server reported an error mid-stream; nothing was charged.")
+                raise UpstreamFailure("The model server reported an error in its stream; nothing was charged.")
             yield event
 
     async def aclose(self) -> None:
@@ -261,4 +288,12 @@ async def open_stream(route: Route, path: str, body: dict[str, Any], *, deadline
         finally:
             response.close()
         raise _status_failure(response.status, raw)
+    if response.content_type != "text/event-stream":
+        # A 200 that is not a stream (a JSON answer, an HTML page): the client asked for one, and is never sent a
+        # stream that holds nothing.
+        response.close()
+        answered = response.content_type[:100] or "no content type"
+        raise UpstreamFailure(
+            f"The model server answered a stream request with {answered}, not an event stream; nothing was charged."
+        )
     return HttpAnswer(response, route.timeout_seconds)

@@ -19,7 +19,7 @@ from accounts.models import ApiKey
 from accounts.selectors.apikeys import CACHE_SECONDS, LAST_USED_INTERVAL_SECONDS, apikey_cache_key, local_cache
 from billing.ledger.models import Wallet
 from billing.ledger.services import wallet_get_or_create
-from core.caching import aread_through, read_through
+from core.caching import CACHE_ERRORS, aread_through, read_through, shared_cache_failed, shared_cache_usable
 from core.orm import orm_call
 
 # Cached for unknown key ids too, so a flood of well-formed but unknown keys does not reach the database.
@@ -120,6 +120,28 @@ def _touch_due(api_key_id: int) -> str | None:
     return used_key if local_cache.add(used_key, 1, LAST_USED_INTERVAL_SECONDS) else None
 
 
+def _touch_claimed(used_key: str) -> bool:
+    """Whether this process is the one to write last_used_at this minute (cache.add is atomic in Redis). Without
+    Redis, each process writes it at most once a minute."""
+    if not shared_cache_usable():
+        return True
+    try:
+        return bool(cache.add(used_key, 1, LAST_USED_INTERVAL_SECONDS))
+    except CACHE_ERRORS as exc:
+        shared_cache_failed(exc)
+        return True
+
+
+async def _atouch_claimed(used_key: str) -> bool:
+    if not shared_cache_usable():
+        return True
+    try:
+        return bool(await cache.aadd(used_key, 1, LAST_USED_INTERVAL_SECONDS))
+    except CACHE_ERRORS as exc:
+        shared_cache_failed(exc)
+        return True
+
+
 def apikey_authenticate(*, secret: str) -> AuthenticatedKey | None:
     """The key a secret belongs to if it is valid now (not revoked, not expired), else None."""
     key_id = keyformat.secret_key_id(secret)
@@ -130,8 +152,7 @@ def apikey_authenticate(*, secret: str) -> AuthenticatedKey | None:
     authenticated = _record_check(record, secret, now)
     if authenticated is not None:
         used_key = _touch_due(authenticated.id)
-        # cache.add is atomic in Redis: one process per minute writes last_used_at.
-        if used_key and cache.add(used_key, 1, LAST_USED_INTERVAL_SECONDS):
+        if used_key and _touch_claimed(used_key):
             _last_used_set(authenticated.id, now)
     return authenticated
 
@@ -146,6 +167,6 @@ async def aapikey_authenticate(*, secret: str) -> AuthenticatedKey | None:
     authenticated = _record_check(record, secret, now)
     if authenticated is not None:
         used_key = _touch_due(authenticated.id)
-        if used_key and await cache.aadd(used_key, 1, LAST_USED_INTERVAL_SECONDS):
+        if used_key and await _atouch_claimed(used_key):
             await orm_call(_last_used_set, authenticated.id, now)
     return authenticated

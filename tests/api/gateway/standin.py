@@ -12,7 +12,14 @@ A small ASGI app (no framework) served by uvicorn in a thread, with switchable b
 - "disconnect": streams: a few chunks, then the connection is dropped mid-body;
 - "overproduce": ignores max_tokens and produces three times as many tokens;
 - "hold": streams: the first chunk, then waits until `release()` before finishing;
-- embeddings always work (8 numbers per input, usage reported).
+- "no_choices": a JSON answer with usage but an empty `choices` list (streams: usage and [DONE], no chunk;
+  embeddings: one embedding fewer than the inputs);
+- streams only: "stream_json" (the plain JSON answer, content-type application/json), "stream_text_plain" (a
+  good event stream sent as text/plain), "stream_garbage" (lines that are not server-sent events), "stream_empty"
+  (only `data: [DONE]`), "stream_error" (an error event, then [DONE]), "truncated" (a few chunks, then the body
+  ends with no finish_reason and no [DONE]), "no_done" (a whole stream but for its final `data: [DONE]`),
+  "slow_first" (the status and headers at once, the first chunk `delay` seconds later);
+- embeddings work in every other behaviour (8 numbers per input, usage reported).
 
 `usage_omit` names a figure ("prompt_tokens", "completion_tokens") left out of the usage it reports, and
 `usage_without_choices` sends a stream's usage chunk with no `choices` key at all (OpenAI sends `choices: []`).
@@ -134,7 +141,11 @@ class StandIn:
         if scope["path"].endswith("/embeddings"):
             await self._embeddings(send, body)
         elif scope["path"].endswith("/chat/completions"):
-            if body.get("stream"):
+            if body.get("stream") and behaviour == "stream_json":
+                await self._complete(send, body, "normal")
+            elif body.get("stream") and behaviour in ("stream_garbage", "stream_empty", "stream_error"):
+                await self._raw_stream(send, behaviour)
+            elif body.get("stream"):
                 await self._stream(send, body, behaviour)
             else:
                 await self._complete(send, body, behaviour)
@@ -184,6 +195,8 @@ class StandIn:
         }
         if behaviour != "no_usage":
             answer["usage"] = self._usage(body, count)
+        if behaviour == "no_choices":
+            answer["choices"] = []
         if behaviour == "disconnect":
             content = json.dumps(answer).encode()
             await send(
@@ -197,12 +210,24 @@ class StandIn:
             raise ConnectionAbortedError("stand-in drops the connection")
         await self._json(send, 200, answer)
 
+    async def _raw_stream(self, send: Any, behaviour: str) -> None:
+        """A 200 event stream that holds no chunk: garbage lines, or nothing but [DONE]."""
+        content = b"data: [DONE]\n\n"
+        if behaviour == "stream_garbage":
+            content = b"<html>\n<body>502 Bad Gateway</body>\n</html>\n\n"
+        if behaviour == "stream_error":
+            content = b'data: {"error": {"message": "model overloaded", "type": "server_error"}}\n\n' + content
+        headers = [(b"content-type", b"text/event-stream"), (b"content-length", str(len(content)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
     async def _stream(self, send: Any, body: dict[str, Any], behaviour: str) -> None:
+        content_type = b"text/plain" if behaviour == "stream_text_plain" else b"text/event-stream"
         await send(
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")],
+                "headers": [(b"content-type", content_type), (b"cache-control", b"no-cache")],
             }
         )
         base = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": int(time.time())}
@@ -218,7 +243,13 @@ class StandIn:
 
         self.open_streams += 1
         try:
+            if behaviour == "slow_first":
+                await asyncio.sleep(self.delay)
             count = self._reply_tokens(body, behaviour)
+            if behaviour == "no_choices":
+                await event(base | {"choices": [], "usage": self._usage(body, 0)})
+                await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+                return
             await event(chunk({"role": "assistant", "content": ""}))
             for i in range(count):
                 await event(chunk({"content": "hello" if i == 0 else WORD}))
@@ -230,6 +261,9 @@ class StandIn:
                     break
                 if behaviour == "disconnect" and i == 2:
                     raise ConnectionAbortedError("stand-in drops the connection mid-stream")
+                if behaviour == "truncated" and i == 2:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    return
                 if self.chunk_pause:
                     await asyncio.sleep(self.chunk_pause)
             await event(chunk({}, "length" if behaviour == "overproduce" else "stop"))
@@ -238,7 +272,8 @@ class StandIn:
                 if self.usage_without_choices:
                     del usage_chunk["choices"]
                 await event(usage_chunk)
-            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+            done = b"" if behaviour == "no_done" else b"data: [DONE]\n\n"
+            await send({"type": "http.response.body", "body": done, "more_body": False})
         finally:
             self.open_streams -= 1
 
@@ -254,6 +289,8 @@ class StandIn:
 
             packed = base64.b64encode(struct.pack("<8f", *([0.125] * 8))).decode()
             data = [{"object": "embedding", "index": i, "embedding": packed} for i in range(len(inputs))]
+        if self.behaviour == "no_choices":
+            data = data[1:]  # one embedding short
         answer = {"object": "list", "data": data, "model": body["model"]}
         answer["usage"] = {"prompt_tokens": used, "total_tokens": used}
         await self._json(send, 200, answer)

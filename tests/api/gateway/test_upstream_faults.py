@@ -89,6 +89,64 @@ def test_a_malformed_answer_costs_nothing(client, funded, standin, stream):
     assert_free(funded, "upstream_error")
 
 
+# A 60,010-token prompt on gpt-4o was charged 0.150025 for an empty stream: the server had answered 200 with a body
+# that held no chunk. Whatever such a body is, the call is a 502 before any byte is sent, and costs nothing.
+BIG_MESSAGES = [{"role": "user", "content": "hello " * 60_000}]
+
+
+@pytest.mark.parametrize(
+    "behaviour", ["stream_json", "stream_text_plain", "stream_garbage", "stream_empty", "stream_error", "no_choices"]
+)
+def test_a_stream_answer_with_no_chunk_in_it_is_502_and_costs_nothing(client, funded, standin, behaviour):
+    standin.behaviour = behaviour
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model=MODEL, messages=BIG_MESSAGES, stream=True, max_tokens=10)
+    assert (caught.value.status_code, caught.value.code) == (502, "upstream_error")
+    assert "nothing was charged" in caught.value.message
+    assert_free(funded, "upstream_error")
+
+
+def test_an_answer_without_choices_is_502_and_costs_nothing(client, funded, standin):
+    standin.behaviour = "no_choices"
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model=MODEL, messages=BIG_MESSAGES, max_tokens=10)
+    assert (caught.value.status_code, caught.value.code) == (502, "upstream_error")
+    assert_free(funded, "upstream_error")
+
+
+def test_an_embeddings_answer_without_an_embedding_per_input_is_502_and_costs_nothing(client, funded, standin):
+    standin.behaviour = "no_choices"
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.embeddings.create(model="text-embedding-3-small", input=["one", "two"])
+    assert (caught.value.status_code, caught.value.code) == (502, "upstream_error")
+    assert_free(funded, "upstream_error")
+
+
+def test_a_stream_that_ends_before_its_answer_is_complete_costs_nothing(client, funded, standin):
+    # Chunks came, then the body ended with no finish_reason (and no [DONE]): the stream broke off.
+    standin.behaviour = "truncated"
+    chunks = []
+    with pytest.raises(openai.APIError, match="ended before the answer was complete"):
+        for chunk in client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True):
+            chunks.append(chunk)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "hello hello hello"
+    assert_free(funded, "upstream_error")
+
+
+def test_a_stream_without_done_but_with_every_choice_finished_is_charged(client, funded, standin):
+    """[DONE] is OpenAI's, not every server's: a stream whose choices all finished is complete without it."""
+    standin.behaviour = "no_done"
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert chunks[-1].usage.completion_tokens == 10
+    wait_for(lambda: UsageRecord.objects.exists())
+    (record,) = records()
+    assert (record.status, record.charge_nano) == ("ok", cost(PROMPT, 10))
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_server_that_drops_the_connection_costs_nothing(client, funded, standin, stream):
     standin.behaviour = "disconnect"
@@ -130,6 +188,21 @@ def test_a_client_that_leaves_mid_stream_pays_for_the_prompt_and_what_it_got(liv
 def test_a_client_that_leaves_before_the_answer_pays_nothing(live_url, secret, funded, standin):
     standin.behaviour, standin.delay = "slow", 2
     body = {"model": MODEL, "messages": MESSAGES}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{live_url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {secret}"}, timeout=0.5
+        )
+    wait_for(lambda: UsageRecord.objects.exists())
+    (record,) = records()
+    assert (record.status, record.charge_nano) == ("client_disconnected", 0)
+    assert Hold.objects.get(pk=record.hold_id).status == "released"
+    assert balances(funded) == (usd("10"), 0)
+
+
+def test_a_stream_client_that_leaves_before_the_first_chunk_pays_nothing(live_url, secret, funded, standin):
+    # The model server started its answer (200, headers) but sent no chunk yet: neither has the gateway.
+    standin.behaviour, standin.delay = "slow_first", 2
+    body = {"model": MODEL, "messages": MESSAGES, "stream": True}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(
             f"{live_url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {secret}"}, timeout=0.5
