@@ -3,13 +3,15 @@
 from django import template
 
 from accounts.web import formatting
+from billing.money import money_display
 
 register = template.Library()
 
 
 @register.filter
 def money(amount_nano: int | None, currency: str = "USD") -> str:
-    return formatting.money(int(amount_nano or 0), currency or "USD")
+    """The one display rule for amounts (billing.money.money_display): "$20.00", "$0.00425", "-$3.50"."""
+    return money_display(int(amount_nano or 0), currency or "USD")
 
 
 @register.filter

@@ -20,7 +20,7 @@ from django.utils import timezone
 from accounts.models import Organization
 from accounts.services import audit_record
 from api.errors import ApplicationError
-from billing.money import MAX_AMOUNT_NANO, format_amount
+from billing.money import MAX_AMOUNT_NANO, format_amount, money_display
 from billing.notifications import selectors
 from billing.notifications.models import MAX_EXPIRY_WINDOW_DAYS, Notice, NotificationSettings
 
@@ -107,8 +107,7 @@ def _email_context(notice: Notice) -> dict[str, object]:
     currency = detail.get("currency", "USD")
 
     def money(key: str) -> str:
-        amount = format_amount(int(detail.get(key, 0)))
-        return f"${amount}" if currency == "USD" else f"{amount} {currency}"
+        return money_display(int(detail.get(key, 0)), currency)
 
     return {
         "notice": notice,

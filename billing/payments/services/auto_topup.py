@@ -27,7 +27,7 @@ from django.utils import timezone
 from accounts.models import Membership, Role
 from accounts.services import audit_record
 from billing.ledger import selectors as ledger_selectors
-from billing.money import format_amount
+from billing.money import money_display
 from billing.payments.errors import PaymentsUnavailable
 from billing.payments.models import AutoTopUp, StripeCustomer, TopUp
 from billing.payments.services.auto_topup_trigger import auto_topup_settled, trigger_changed
@@ -265,7 +265,7 @@ def auto_topup_failure_notify(*, top_up_id: int) -> int:
     context: dict[str, Any] = {
         "organization": top_up.organization,
         "top_up": top_up,
-        "amount": format_amount(top_up.amount_nano),
+        "amount": money_display(top_up.amount_nano, top_up.currency),
         "page_url": settings.SITE_URL.rstrip("/") + "/billing/auto-top-up/",
     }
     send_mail(

@@ -228,6 +228,8 @@ def topup_sync(*, organization_id: int, top_up_id: int) -> TopUp:
     Only a failure is recorded from this answer; credit is still granted only by the webhook.
     """
     top_up = _top_up_of(organization_id=organization_id, top_up_id=top_up_id)
+    if top_up.status == TopUp.Status.PENDING and not top_up.stripe_payment_intent_id:
+        return _setup_failed(top_up)
     if not top_up.in_flight or not top_up.stripe_payment_intent_id:
         return top_up
     try:
@@ -237,6 +239,30 @@ def topup_sync(*, organization_id: int, top_up_id: int) -> TopUp:
     if intent.status in ("requires_payment_method", "canceled"):
         message, code = payment_error(intent)
         topup_fail(top_up_id=top_up.pk, message=message, code=code)
+    return TopUp.objects.get(pk=top_up.pk)
+
+
+def _setup_failed(top_up: TopUp) -> TopUp:
+    """The browser's card step ended in an error (3-D Secure failed, card refused, details not accepted): unless
+    Stripe says the card was confirmed after all, the attempt ends here (the page starts a new one on the next try),
+    rather than waiting for a card that will never come."""
+    if top_up.stripe_setup_intent_id:
+        try:
+            intent = stripe_client().v1.setup_intents.retrieve(top_up.stripe_setup_intent_id)
+        except stripe.StripeError as exc:
+            raise stripe_unavailable(exc) from exc
+        if intent.status == "succeeded":
+            return top_up
+        error = intent.to_dict().get("last_setup_error")
+        if isinstance(error, dict) and error.get("message"):
+            why = (str(error["message"]), str(error.get("code") or "card_not_confirmed"))
+        else:
+            why = ("The card was not confirmed; no money was taken.", "card_not_confirmed")
+    else:
+        why = ("The card was not confirmed; no money was taken.", "card_not_confirmed")
+    TopUp.objects.filter(pk=top_up.pk, status=TopUp.Status.PENDING, stripe_payment_intent_id__isnull=True).update(
+        status=TopUp.Status.FAILED, failure_message=why[0], failure_code=why[1], updated_at=timezone.now()
+    )
     return TopUp.objects.get(pk=top_up.pk)
 
 

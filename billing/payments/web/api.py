@@ -16,10 +16,9 @@ from rest_framework.views import APIView
 from accounts.ids import is_id_text
 from api.errors import ApplicationError
 from billing.ledger import selectors as ledger_selectors
-from billing.money import format_amount
+from billing.money import format_amount, money_display
 from billing.payments import selectors, services
 from billing.payments.errors import NotFound
-from billing.payments.selectors import money_display
 from billing.payments.web.permissions import ManagesBilling
 from billing.payments.web.serializers import top_up_json
 

@@ -75,7 +75,9 @@ def auto_top_up_page(request: HttpRequest) -> HttpResponse:
                 messages.success(request, "Auto top-up settings saved.")
                 return HttpResponseRedirect(reverse("billing_auto_top_up"))
     else:
-        initial: dict[str, Any] = {"threshold": "5.00", "amount": "20.00", "daily_cap": "100.00", "enabled": True}
+        # The box is ticked exactly when auto top-up is on (the status above reads "On"): suggested amounts for a
+        # first set-up, never a pre-ticked box.
+        initial: dict[str, Any] = {"threshold": "5.00", "amount": "20.00", "daily_cap": "100.00", "enabled": False}
         if config is not None and config.amount_nano:
             initial = {
                 "enabled": config.enabled,
