@@ -67,6 +67,11 @@ def auto_topup_enabled(*, organization_id: int) -> AutoTopUp | None:
     return AutoTopUp.objects.filter(organization_id=organization_id, enabled=True).first()
 
 
+def saved_card(*, organization_id: int) -> AutoTopUp | None:
+    """The organization's saved card (the one auto top-up charges), which a manual top-up may use too."""
+    return AutoTopUp.objects.filter(organization_id=organization_id).exclude(stripe_payment_method_id="").first()
+
+
 def topups_for_staff(*, organization_id: int | None = None, status: str | None = None) -> QuerySet[TopUp]:
     queryset = TopUp.objects.select_related("organization").order_by("-created_at", "-id")
     if organization_id is not None:

@@ -59,10 +59,7 @@ def topups_reconcile(*, older_than_seconds: int | None = None, organization_id: 
     )
     if organization_id is not None:
         charged = charged.filter(organization_id=organization_id)
-    stuck = list(
-        charged.order_by("updated_at", "pk")
-        .values_list("pk", "stripe_payment_intent_id", "created_at")
-    )
+    stuck = list(charged.order_by("updated_at", "pk").values_list("pk", "stripe_payment_intent_id", "created_at"))
     counts = {"checked": 0, "settled": 0, "open": 0, "errors": 0}
     for top_up_id, payment_intent_id, created_at in stuck:
         counts["checked"] += 1

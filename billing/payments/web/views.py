@@ -16,6 +16,7 @@ from billing.ledger import selectors as ledger_selectors
 from billing.money import format_amount
 from billing.payments import selectors, services
 from billing.payments.errors import NotFound
+from billing.payments.models import TopUp
 from billing.payments.stripe_client import stripe_js_url
 from billing.payments.web.forms import AutoTopUpForm
 from billing.payments.web.permissions import BILLING_ROLES
@@ -39,11 +40,26 @@ def top_up_page(request: HttpRequest) -> HttpResponse:
         "balance": balance,
         "min_amount": format_amount(settings.TOPUP_MIN_AMOUNT_NANO),
         "max_amount": format_amount(settings.TOPUP_MAX_AMOUNT_NANO),
-        "recent": selectors.topups_recent(organization_id=organization_id),
+        "recent": _recent(organization_id),
+        "saved_card": selectors.saved_card(organization_id=organization_id),
         "stripe_js_url": stripe_js_url(),
-        "stripe_config": _stripe_config(start=reverse("billing_top_up_start")),
+        "stripe_config": _stripe_config(start=reverse("billing_top_up_start"), recent=reverse("billing_top_up_recent")),
     }
     return render(request, "billing/top_up.html", context)
+
+
+@require_GET
+@membership_required(*BILLING_ROLES)
+def top_up_recent(request: HttpRequest) -> HttpResponse:
+    """The "Recent top-ups" panel alone: the top-up page's script swaps it in after each payment step."""
+    return render(request, "billing/_recent_top_ups.html", {"recent": _recent(_organization_id(request))})
+
+
+def _recent(organization_id: int) -> list[TopUp]:
+    # Attempts left unfinished past TOPUP_ABANDON_AFTER_SECONDS are settled before they are shown, so the list never
+    # reads "Waiting for ..." after that, whether or not the beat sweep ran yet.
+    services.topups_expire(organization_id=organization_id)
+    return selectors.topups_recent(organization_id=organization_id)
 
 
 @require_http_methods(["GET", "POST"])
