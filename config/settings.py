@@ -288,9 +288,9 @@ if not DEBUG and not STRIPE_LIVE and not STRIPE_ALLOW_TEST_KEYS:
 # for its PaymentIntent (billing.payments.tasks.topups_reconcile_task, every TOPUP_RECONCILE_INTERVAL_SECONDS).
 TOPUP_RECONCILE_AFTER_SECONDS = env_int("TOPUP_RECONCILE_AFTER_SECONDS", 900, minimum=60)
 TOPUP_RECONCILE_INTERVAL_SECONDS = env_int("TOPUP_RECONCILE_INTERVAL_SECONDS", 300, minimum=10)
-# A top-up whose PaymentIntent still waits on the customer (3-D Secure never finished) this long after it began is
-# canceled at Stripe by that sweep and marked failed.
-TOPUP_ABANDON_AFTER_SECONDS = env_int("TOPUP_ABANDON_AFTER_SECONDS", 86_400, minimum=600)
+# A manual top-up still waiting on the customer this long after it began (card never confirmed, 3-D Secure never
+# finished) is marked abandoned by that sweep (and when its page is viewed); a PaymentIntent is canceled at Stripe.
+TOPUP_ABANDON_AFTER_SECONDS = env_int("TOPUP_ABANDON_AFTER_SECONDS", 3600, minimum=600)
 CELERY_BEAT_SCHEDULE |= {
     # Failed webhook events are processed again (the raw event is stored); backs off by attempts.
     "payments-stripe-events-retry": {"task": "billing.payments.tasks.stripe_events_retry_task", "schedule": 300.0},

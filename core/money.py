@@ -86,3 +86,24 @@ def token_cost_nano(tokens: int, price_micro_per_mtok: int) -> int:
     nano-unit (a billionth of a dollar) per line means the provider never under-charges by truncation.
     """
     return -((-tokens * price_micro_per_mtok) // 1000)
+
+
+# Display symbols; a currency without one is written after the amount ("12.50 CHF").
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
+
+
+def money_display(amount_nano: int, currency: str = "USD") -> str:
+    """How every page, email and JSON `*_display` field writes an amount: the one display rule.
+
+    Exact, never rounded: whole cents show the currency's minor unit ("$20.00", "$0.50"); an amount finer than
+    that shows as many decimals as it needs, up to nano-units, trailing zeros trimmed ("$0.00425",
+    "$0.000000008"), so a non-zero amount never reads as zero. Thousands are grouped ("$1,234,567.50"); a negative
+    amount reads "-$3.50". Machine-readable outputs (CSV, JSON amounts, command output) use format_amount instead.
+    """
+    code = currency.upper()
+    places = len(str(MINOR_UNITS.get(code, 100))) - 1
+    whole, _, frac = format_amount(abs(amount_nano), places=places).partition(".")
+    body = f"{int(whole):,}" + (f".{frac}" if frac else "")
+    symbol = CURRENCY_SYMBOLS.get(code)
+    text = f"{symbol}{body}" if symbol else f"{body} {code}"
+    return f"-{text}" if amount_nano < 0 else text

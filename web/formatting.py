@@ -1,35 +1,10 @@
-"""How amounts, prices and token counts read on the customer pages. Display only: exact integers come in,
-text goes out; rounding happens here and nowhere on a money path."""
+"""How prices, chart labels and token counts read on the customer pages. Display only: exact integers come in,
+text goes out. Amounts themselves follow the one rule of core.money.money_display (exact, never rounded);
+only the chart axes' short labels round."""
 
 from decimal import ROUND_HALF_UP, Decimal
 
-from core.money import NANO_PER_UNIT, format_amount
-
-CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
-# Finer than a millionth of the main unit means nothing to a person reading a balance.
-MAX_PLACES = 6
-
-
-def _grouped(whole: str) -> str:
-    return f"{int(whole):,}"
-
-
-def money(amount_nano: int, currency: str = "USD", *, places: int = 2) -> str:
-    """12_500_000_000 -> "$12.50"; sub-cent amounts keep their digits (up to six places): "$0.000375"."""
-    negative = amount_nano < 0
-    text = format_amount(abs(amount_nano), places=places)
-    whole, _, frac = text.partition(".")
-    if len(frac) > MAX_PLACES:
-        rounded = Decimal(f"0.{frac}").quantize(Decimal(1).scaleb(-MAX_PLACES), rounding=ROUND_HALF_UP)
-        if rounded >= 1:
-            whole, frac = str(int(whole) + 1), "0" * places
-        else:
-            frac = format(rounded, "f").partition(".")[2].rstrip("0").ljust(places, "0")
-    body = _grouped(whole) + (f".{frac}" if frac else "")
-    symbol = CURRENCY_SYMBOLS.get(currency)
-    text = f"{symbol}{body}" if symbol else f"{body} {currency}"
-    return f"-{text}" if negative else text
-
+from core.money import CURRENCY_SYMBOLS, NANO_PER_UNIT, money_display
 
 # The finest amount money_compact tells apart (four decimals of the main unit), in nano-units.
 MONEY_COMPACT_RESOLUTION_NANO = NANO_PER_UNIT // 10_000
@@ -66,4 +41,4 @@ def tokens_compact(value: int) -> str:
 
 def price_per_mtok(price_micro_per_mtok: int, currency: str = "USD") -> str:
     """A per-million-token price in micro-units as money: 2_500_000 -> "$2.50", 75_000 -> "$0.075"."""
-    return money(price_micro_per_mtok * 1000, currency)
+    return money_display(price_micro_per_mtok * 1000, currency)

@@ -22,7 +22,7 @@ from accounts.services import audit_record
 from billing.notifications import selectors
 from billing.notifications.models import MAX_EXPIRY_WINDOW_DAYS, Notice, NotificationSettings
 from core.errors import ApplicationError
-from core.money import MAX_AMOUNT_NANO, format_amount
+from core.money import MAX_AMOUNT_NANO, format_amount, money_display
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +107,7 @@ def _email_context(notice: Notice) -> dict[str, object]:
     currency = detail.get("currency", "USD")
 
     def money(key: str) -> str:
-        amount = format_amount(int(detail.get(key, 0)))
-        return f"${amount}" if currency == "USD" else f"{amount} {currency}"
+        return money_display(int(detail.get(key, 0)), currency)
 
     return {
         "notice": notice,

@@ -73,6 +73,15 @@ class StripeEvent(models.Model):
         return f"{self.event_id} {self.type} ({self.status})"
 
 
+# Stripe's failure codes of a failed 3-D Secure step (shown as "Authentication failed"). Ours: "abandoned" (left
+# unfinished past TOPUP_ABANDON_AFTER_SECONDS), "card_not_confirmed" (the card step ended in an error).
+AUTHENTICATION_FAILED_CODES = (
+    "payment_intent_authentication_failure",
+    "setup_intent_authentication_failure",
+    "authentication_required",
+)
+
+
 class TopUp(models.Model):
     """One card payment for prepaid credit, by the customer on the top-up page or by auto top-up.
 
@@ -179,6 +188,18 @@ class TopUp(models.Model):
     @property
     def in_flight(self) -> bool:
         return self.status in self.IN_FLIGHT
+
+    @property
+    def status_label(self) -> str:
+        """The status as the customer reads it: a failed attempt says how it ended when that is not a decline."""
+        if self.status == self.Status.FAILED:
+            if self.failure_code == "abandoned":
+                return "Abandoned"
+            if self.failure_code == "card_not_confirmed":
+                return "Not completed"
+            if self.failure_code in AUTHENTICATION_FAILED_CODES:
+                return "Authentication failed"
+        return str(self.get_status_display())
 
 
 class Refund(models.Model):

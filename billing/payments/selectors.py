@@ -7,17 +7,6 @@ from django.db.models import QuerySet
 from billing.payments.errors import NotFound
 from billing.payments.models import AutoTopUp, ExternalRefund, Refund, TopUp
 from billing.payments.services.auto_topup import auto_topup_over_cap, auto_topup_spent_today
-from core.money import format_amount
-
-CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
-
-
-def money_display(amount_nano: int, currency: str = "USD") -> str:
-    """ "$20.00" (cents always shown; finer amounts keep their digits), "-$3.50" for a negative balance."""
-    sign = "-" if amount_nano < 0 else ""
-    text = format_amount(abs(amount_nano))
-    symbol = CURRENCY_SYMBOLS.get(currency.upper())
-    return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {currency.upper()}"
 
 
 def topups_recent(*, organization_id: int, limit: int = 10) -> list[TopUp]:
@@ -71,6 +60,16 @@ def auto_topup_state(*, organization_id: int) -> AutoTopUpState:
         spent_today_nano=auto_topup_spent_today(organization_id=organization_id),
         recent=list(automatic.order_by("-created_at", "-id")[:10]),
     )
+
+
+def auto_topup_enabled(*, organization_id: int) -> AutoTopUp | None:
+    """The organization's auto top-up settings when it is on (None when off or never set up)."""
+    return AutoTopUp.objects.filter(organization_id=organization_id, enabled=True).first()
+
+
+def saved_card(*, organization_id: int) -> AutoTopUp | None:
+    """The organization's saved card (the one auto top-up charges), which a manual top-up may use too."""
+    return AutoTopUp.objects.filter(organization_id=organization_id).exclude(stripe_payment_method_id="").first()
 
 
 def topups_for_staff(*, organization_id: int | None = None, status: str | None = None) -> QuerySet[TopUp]:

@@ -43,5 +43,9 @@ def payments_resume_task() -> dict[str, int]:
 
 @shared_task(acks_late=True)
 def topups_reconcile_task() -> dict[str, int]:
-    """Top-ups charged but still in flight long after (their webhook was lost) are settled from Stripe's answer."""
+    """Top-ups charged but still in flight long after (their webhook was lost) are settled from Stripe's answer;
+    attempts the customer never finished are marked abandoned (their PaymentIntent canceled)."""
+    abandoned = services.topups_expire_unconfirmed()
+    if abandoned:
+        logger.info("%s top-ups whose card was never confirmed marked abandoned", abandoned)
     return services.topups_reconcile()

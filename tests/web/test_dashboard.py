@@ -145,3 +145,13 @@ def test_staff_see_a_link_to_the_pricing_console(as_vera, vera, org_a):
     vera.save(update_fields=["is_staff"])
     page = as_vera.get("/").content.decode()
     assert re.search(r'<a href="/staff/pricing/" data-testid="nav-staff"[^>]*>Staff</a>', page)
+
+
+def test_a_tiny_charge_never_reads_as_zero(as_vera, org_a, book):
+    """8 billionths of a dollar is not $0.00 (it was, at six places), and a whole-cent one keeps two places."""
+    grant(org_a, "20", "paid")
+    record(org_a, at=timezone.now() - timedelta(hours=1), charge_nano=80)
+    page = as_vera.get("/").content.decode()
+    assert "$0.00000008" in page
+    assert 'data-testid="balance-available">$20.00</div>' in page
+    assert shown(page, "balance-held") == "$0.00"  # a real zero still reads as one

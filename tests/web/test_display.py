@@ -9,25 +9,6 @@ from web import charts, formatting
 
 
 @pytest.mark.parametrize(
-    ("nano", "currency", "text"),
-    [
-        (20 * NANO_PER_UNIT, "USD", "$20.00"),
-        (0, "USD", "$0.00"),
-        (1_234_567 * NANO_PER_UNIT + 500_000_000, "USD", "$1,234,567.50"),
-        (375_000, "USD", "$0.000375"),
-        (1, "USD", "$0.00"),  # a billionth of a dollar rounds to nothing at six places
-        (999_999_999, "USD", "$1.00"),
-        (4_250_001, "USD", "$0.00425"),
-        (-1_500_000_000, "USD", "-$1.50"),
-        (12 * NANO_PER_UNIT, "EUR", "€12.00"),
-        (12 * NANO_PER_UNIT, "CHF", "12.00 CHF"),
-    ],
-)
-def test_money(nano, currency, text):
-    assert formatting.money(nano, currency) == text
-
-
-@pytest.mark.parametrize(
     ("micro", "text"), [(2_500_000, "$2.50"), (75_000, "$0.075"), (10_000_000, "$10.00"), (0, "$0.00")]
 )
 def test_price_per_million_tokens(micro, text):
@@ -92,3 +73,18 @@ def test_labels_are_escaped():
         axis_text=str,
     )
     assert "<script>" not in chart.svg and "&lt;script&gt;" in chart.svg
+
+
+@pytest.mark.parametrize(
+    ("nano", "currency", "text"),
+    [(80, "USD", "$0.00000008"), (-350_000_000_0, "USD", "-$3.50"), (12 * NANO_PER_UNIT, "CHF", "12.00 CHF")],
+)
+def test_the_money_filter_is_the_one_display_rule(nano, currency, text):
+    from django.template import Context, Template
+
+    from core.money import money_display
+
+    rendered = Template("{% load webui %}{{ nano|money:currency }}").render(
+        Context({"nano": nano, "currency": currency})
+    )
+    assert rendered == text == money_display(nano, currency)

@@ -17,9 +17,8 @@ from accounts.ids import is_id_text
 from billing.ledger import selectors as ledger_selectors
 from billing.payments import selectors, services
 from billing.payments.errors import NotFound
-from billing.payments.selectors import money_display
 from core.errors import ApplicationError
-from core.money import format_amount
+from core.money import format_amount, money_display
 from web.billing.permissions import ManagesBilling
 from web.billing.serializers import top_up_json
 
@@ -49,11 +48,16 @@ class BillingApi(APIView):
 
 
 class TopUpStartApi(BillingApi):
-    """POST {"amount": "20.00"} -> the top-up and the SetupIntent client secret for stripe.confirmCardSetup."""
+    """POST {"amount": "20.00", "card": "new" | "saved"} -> the top-up, and (for a new card) the SetupIntent client
+    secret for stripe.confirmCardSetup."""
 
     def post(self, request: Request) -> Response:
+        body = _body(request)
         started = services.topup_start(
-            organization_id=_organization_id(request), amount=_body(request).get("amount"), actor=request.user
+            organization_id=_organization_id(request),
+            amount=body.get("amount"),
+            card=body.get("card", "new"),
+            actor=request.user,
         )
         return Response(
             {"top_up": top_up_json(started.top_up), "setup_intent_client_secret": started.setup_intent_client_secret},
@@ -62,7 +66,8 @@ class TopUpStartApi(BillingApi):
 
 
 class TopUpPayApi(BillingApi):
-    """POST {"setup_intent_id": "seti_..."} -> charge the saved card; a client secret when 3-D Secure is due."""
+    """POST {"setup_intent_id": "seti_..."} (a new card) or {} (the saved card) -> charge the card; a client secret
+    when 3-D Secure is due."""
 
     def post(self, request: Request, top_up_id: str) -> Response:
         charged = services.topup_pay(

@@ -5,8 +5,7 @@ from typing import Any
 from django.urls import reverse
 
 from billing.payments.models import TopUp
-from billing.payments.selectors import money_display
-from core.money import format_amount
+from core.money import format_amount, money_display
 
 
 def top_up_json(top_up: TopUp) -> dict[str, Any]:
@@ -14,7 +13,7 @@ def top_up_json(top_up: TopUp) -> dict[str, Any]:
         "id": top_up.pk,
         "kind": top_up.kind,
         "status": top_up.status,
-        "status_display": top_up.get_status_display(),
+        "status_display": top_up.status_label,
         "amount": format_amount(top_up.amount_nano),
         "amount_nano": top_up.amount_nano,
         "amount_display": money_display(top_up.amount_nano, top_up.currency),

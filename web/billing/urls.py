@@ -7,6 +7,7 @@ from web.billing import api, views
 urlpatterns = [
     path("billing/top-up/", views.top_up_page, name="billing_top_up"),
     path("billing/top-up/start/", api.TopUpStartApi.as_view(), name="billing_top_up_start"),
+    path("billing/top-up/recent/", views.top_up_recent, name="billing_top_up_recent"),
     path("billing/top-up/<str:top_up_id>/", api.TopUpStatusApi.as_view(), name="billing_top_up_status"),
     path("billing/top-up/<str:top_up_id>/pay/", api.TopUpPayApi.as_view(), name="billing_top_up_pay"),
     path("billing/top-up/<str:top_up_id>/sync/", api.TopUpSyncApi.as_view(), name="billing_top_up_sync"),

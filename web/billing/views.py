@@ -13,6 +13,7 @@ from accounts.ids import is_id_text
 from billing.ledger import selectors as ledger_selectors
 from billing.payments import selectors, services
 from billing.payments.errors import NotFound
+from billing.payments.models import TopUp
 from billing.payments.stripe_client import stripe_js_url
 from core.errors import ApplicationError
 from core.money import format_amount
@@ -39,11 +40,26 @@ def top_up_page(request: HttpRequest) -> HttpResponse:
         "balance": balance,
         "min_amount": format_amount(settings.TOPUP_MIN_AMOUNT_NANO),
         "max_amount": format_amount(settings.TOPUP_MAX_AMOUNT_NANO),
-        "recent": selectors.topups_recent(organization_id=organization_id),
+        "recent": _recent(organization_id),
+        "saved_card": selectors.saved_card(organization_id=organization_id),
         "stripe_js_url": stripe_js_url(),
-        "stripe_config": _stripe_config(start=reverse("billing_top_up_start")),
+        "stripe_config": _stripe_config(start=reverse("billing_top_up_start"), recent=reverse("billing_top_up_recent")),
     }
     return render(request, "billing/top_up.html", context)
+
+
+@require_GET
+@membership_required(*BILLING_ROLES)
+def top_up_recent(request: HttpRequest) -> HttpResponse:
+    """The "Recent top-ups" panel alone: the top-up page's script swaps it in after each payment step."""
+    return render(request, "billing/_recent_top_ups.html", {"recent": _recent(_organization_id(request))})
+
+
+def _recent(organization_id: int) -> list[TopUp]:
+    # Attempts left unfinished past TOPUP_ABANDON_AFTER_SECONDS are settled before they are shown, so the list never
+    # reads "Waiting for ..." after that, whether or not the beat sweep ran yet.
+    services.topups_expire(organization_id=organization_id)
+    return selectors.topups_recent(organization_id=organization_id)
 
 
 @require_http_methods(["GET", "POST"])
@@ -75,7 +91,9 @@ def auto_top_up_page(request: HttpRequest) -> HttpResponse:
                 messages.success(request, "Auto top-up settings saved.")
                 return HttpResponseRedirect(reverse("billing_auto_top_up"))
     else:
-        initial: dict[str, Any] = {"threshold": "5.00", "amount": "20.00", "daily_cap": "100.00", "enabled": True}
+        # The box is ticked exactly when auto top-up is on (the status above reads "On"): suggested amounts for a
+        # first set-up, never a pre-ticked box.
+        initial: dict[str, Any] = {"threshold": "5.00", "amount": "20.00", "daily_cap": "100.00", "enabled": False}
         if config is not None and config.amount_nano:
             initial = {
                 "enabled": config.enabled,

@@ -2,6 +2,7 @@
 
 from django import template
 
+from core.money import money_display
 from web import formatting
 
 register = template.Library()
@@ -9,7 +10,8 @@ register = template.Library()
 
 @register.filter
 def money(amount_nano: int | None, currency: str = "USD") -> str:
-    return formatting.money(int(amount_nano or 0), currency or "USD")
+    """The one display rule for amounts (core.money.money_display): "$20.00", "$0.00425", "-$3.50"."""
+    return money_display(int(amount_nano or 0), currency or "USD")
 
 
 @register.filter

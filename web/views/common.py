@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from accounts.models import Membership
 from accounts.permissions import Capability, membership_can
 from billing.usage.selectors import DailyUsage
+from core.money import money_display
 from web import charts, formatting
 
 CAPABILITY_DENIED = {
@@ -47,7 +48,7 @@ def usage_charts(
         title=f"Spend per day by {dimension_label}",
         days=days,
         points=[charts.Point(row.day, row.group, row.label, row.charge_nano) for row in daily],
-        value_text=lambda nano: formatting.money(nano, currency),
+        value_text=lambda nano: money_display(nano, currency),
         axis_text=lambda nano: formatting.money_compact(nano, currency),
         # money_compact shows at most four decimals; a 1, 2 or 5 x 10^k step from here reads distinctly.
         min_step=formatting.MONEY_COMPACT_RESOLUTION_NANO,

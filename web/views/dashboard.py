@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from billing.ledger import selectors as ledger
 from billing.notifications import selectors as notifications
+from billing.payments import selectors as payments
 from billing.usage import selectors as usage
 from web.context import membership_required
 from web.views.common import capabilities, membership_of, usage_charts
@@ -38,11 +39,15 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         dimension_label=usage.DIMENSION_LABELS[by],
     )
     prefs = notifications.notification_settings_get(organization_id=organization_id)
+    notices = notifications.notices_due(organization_id=organization_id, now=now, prefs=prefs)
+    # The low-balance notice says whether auto top-up is already on (asked only when that notice shows).
+    low_balance = any(notice.kind == "low_balance" for notice in notices)
     context = {
         "balance": balance,
         "burn": burn,
         "runway_over_a_year": burn.runway_days is not None and burn.runway_days > RUNWAY_MAX_DAYS,
-        "notices": notifications.notices_due(organization_id=organization_id, now=now, prefs=prefs),
+        "notices": notices,
+        "auto_top_up": payments.auto_topup_enabled(organization_id=organization_id) if low_balance else None,
         "by": by,
         "dimensions": [(d, usage.DIMENSION_LABELS[d]) for d in usage.DIMENSIONS],
         "charts": [spend_chart, tokens_chart],

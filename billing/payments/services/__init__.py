@@ -18,7 +18,7 @@ from billing.payments.services.auto_topup_config import (
 )
 from billing.payments.services.auto_topup_trigger import aauto_topup_check, auto_topup_cache_clear, auto_topup_check
 from billing.payments.services.customers import stripe_customer_ensure
-from billing.payments.services.reconcile import topups_reconcile
+from billing.payments.services.reconcile import topups_expire, topups_expire_unconfirmed, topups_reconcile
 from billing.payments.services.refunds import RefundCreated, refund_create, refund_send, refunds_resume
 from billing.payments.services.topups import (
     TopUpCharged,
@@ -54,5 +54,7 @@ __all__ = [
     "topup_pay",
     "topup_start",
     "topup_sync",
+    "topups_expire",
+    "topups_expire_unconfirmed",
     "topups_reconcile",
 ]

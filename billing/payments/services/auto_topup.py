@@ -41,7 +41,7 @@ from billing.payments.stripe_client import (
     stripe_error_is_transient,
     stripe_error_message,
 )
-from core.money import format_amount
+from core.money import money_display
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ def auto_topup_failure_notify(*, top_up_id: int) -> int:
     context: dict[str, Any] = {
         "organization": top_up.organization,
         "top_up": top_up,
-        "amount": format_amount(top_up.amount_nano),
+        "amount": money_display(top_up.amount_nano, top_up.currency),
         "page_url": settings.SITE_URL.rstrip("/") + "/billing/auto-top-up/",
     }
     send_mail(

@@ -31,11 +31,14 @@ FINAL_EVENTS = {
     "canceled": "payment_intent.canceled",
 }
 
+# The failure code of a top-up the customer left unfinished (shown as "Abandoned").
+ABANDONED = "abandoned"
+
 # PaymentIntents that wait on the customer, which nobody but the customer can move on.
 ABANDONABLE = ("requires_action", "requires_confirmation")
 
 
-def topups_reconcile(*, older_than_seconds: int | None = None) -> dict[str, int]:
+def topups_reconcile(*, older_than_seconds: int | None = None, organization_id: int | None = None) -> dict[str, int]:
     """Settle every charged top-up still in flight after `older_than_seconds` (TOPUP_RECONCILE_AFTER_SECONDS).
 
     A PaymentIntent still waiting for the customer (3-D Secure never finished, a confirmation never sent)
@@ -45,16 +48,18 @@ def topups_reconcile(*, older_than_seconds: int | None = None) -> dict[str, int]
     Returns counts: `checked`, `settled` (paid, failed or abandoned now), `open` (Stripe still waiting: 3-D Secure,
     processing),
     `errors` (Stripe not reached, or its answer does not match the top-up; kept in flight and logged).
+    `organization_id` limits it to one organization (the top-up page settles its own stale attempts on view).
     """
     age = settings.TOPUP_RECONCILE_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
     cutoff = timezone.now() - timedelta(seconds=age)
     # All of them, oldest first (ids only): the ones still open at Stripe must not hide the others behind a page.
     abandoned = timezone.now() - timedelta(seconds=settings.TOPUP_ABANDON_AFTER_SECONDS)
-    stuck = list(
-        TopUp.objects.filter(status__in=TopUp.IN_FLIGHT, stripe_payment_intent_id__isnull=False, updated_at__lte=cutoff)
-        .order_by("updated_at", "pk")
-        .values_list("pk", "stripe_payment_intent_id", "created_at")
+    charged = TopUp.objects.filter(
+        status__in=TopUp.IN_FLIGHT, stripe_payment_intent_id__isnull=False, updated_at__lte=cutoff
     )
+    if organization_id is not None:
+        charged = charged.filter(organization_id=organization_id)
+    stuck = list(charged.order_by("updated_at", "pk").values_list("pk", "stripe_payment_intent_id", "created_at"))
     counts = {"checked": 0, "settled": 0, "open": 0, "errors": 0}
     for top_up_id, payment_intent_id, created_at in stuck:
         counts["checked"] += 1
@@ -93,8 +98,10 @@ def topups_reconcile(*, older_than_seconds: int | None = None) -> dict[str, int]
 def _abandon(top_up_id: int, payment_intent: dict[str, Any]) -> bool:
     """Cancel a top-up's PaymentIntent the customer never finished, and mark the top-up failed. False (logged) if
     Stripe refuses (it moved on meanwhile: the next run reads how it ended) or the answer does not match."""
-    hours = settings.TOPUP_ABANDON_AFTER_SECONDS / 3600
-    why = (f"The payment was not completed within {hours:g} hours and was canceled; no money was taken.", "abandoned")
+    why = (
+        f"The payment was not completed within {abandon_after_text()} and was canceled; no money was taken.",
+        ABANDONED,
+    )
     try:
         options = intent_options(idempotency_key=f"top-up-{top_up_id}-abandon")
         canceled = stripe_client().v1.payment_intents.cancel(str(payment_intent["id"]), options=options).to_dict()
@@ -109,3 +116,46 @@ def _abandon(top_up_id: int, payment_intent: dict[str, Any]) -> bool:
         return False
     logger.info("top-up %s abandoned: PaymentIntent %s canceled", top_up_id, payment_intent["id"])
     return True
+
+
+def abandon_after_text() -> str:
+    """TOPUP_ABANDON_AFTER_SECONDS for people: "1 hour", "24 hours", "90 minutes"."""
+    seconds = settings.TOPUP_ABANDON_AFTER_SECONDS
+    if seconds % 3600 == 0:
+        hours = seconds // 3600
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    minutes = max(seconds // 60, 1)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def topups_expire_unconfirmed(*, organization_id: int | None = None) -> int:
+    """Mark abandoned the manual top-ups whose card was never confirmed (no PaymentIntent: the page was left, or the
+    card set-up failed) TOPUP_ABANDON_AFTER_SECONDS after they began. Returns how many.
+
+    Nothing was charged and nothing can be: a top-up is charged only through its own PaymentIntent, created by the
+    pay step, which claims the top-up with the same kind of conditional UPDATE (`status = pending`), so of the two
+    exactly one wins. No Stripe call is needed.
+    """
+    now = timezone.now()
+    unconfirmed = TopUp.objects.filter(
+        kind=TopUp.Kind.MANUAL,
+        status=TopUp.Status.PENDING,
+        stripe_payment_intent_id__isnull=True,
+        created_at__lte=now - timedelta(seconds=settings.TOPUP_ABANDON_AFTER_SECONDS),
+    )
+    if organization_id is not None:
+        unconfirmed = unconfirmed.filter(organization_id=organization_id)
+    return unconfirmed.update(
+        status=TopUp.Status.FAILED,
+        failure_code=ABANDONED,
+        failure_message=f"The card was not confirmed within {abandon_after_text()}; no money was taken.",
+        updated_at=now,
+    )
+
+
+def topups_expire(*, organization_id: int) -> None:
+    """Settle an organization's top-up attempts left unfinished past TOPUP_ABANDON_AFTER_SECONDS, when its top-up page
+    is viewed, so the page never shows "Waiting for ..." after that even if the beat sweep has not run yet.
+    Stripe is asked only about attempts that old (their PaymentIntent is canceled if it still waits)."""
+    topups_expire_unconfirmed(organization_id=organization_id)
+    topups_reconcile(older_than_seconds=settings.TOPUP_ABANDON_AFTER_SECONDS, organization_id=organization_id)

@@ -20,7 +20,7 @@ from accounts.ids import is_id_text
 from accounts.models import Organization
 from billing.ledger import services as ledger
 from billing.payments.errors import NotFound, PaymentDeclined
-from billing.payments.models import StripeCustomer, TopUp
+from billing.payments.models import AutoTopUp, StripeCustomer, TopUp
 from billing.payments.services.common import (
     stripe_id_clean,
     stripe_unavailable,
@@ -39,8 +39,8 @@ Actor = AbstractBaseUser | AnonymousUser | None
 @dataclass(frozen=True)
 class TopUpStarted:
     top_up: TopUp
-    # For stripe.confirmCardSetup in the browser.
-    setup_intent_client_secret: str
+    # For stripe.confirmCardSetup in the browser; None when the top-up pays with the saved card.
+    setup_intent_client_secret: str | None
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,20 @@ def _top_up_of(*, organization_id: int, top_up_id: int, kind: str = TopUp.Kind.M
     return top_up
 
 
-def topup_start(*, organization_id: int, amount: object, actor: Actor) -> TopUpStarted:
-    """Record a top-up of `amount` (a decimal string) and open the SetupIntent that will save the card."""
+def topup_start(*, organization_id: int, amount: object, actor: Actor, card: object = "new") -> TopUpStarted:
+    """Record a top-up of `amount` (a decimal string) and open the SetupIntent that will save the card, or, with
+    `card="saved"`, pay with the card saved for auto top-up (no SetupIntent: the pay step charges that card)."""
     organization = Organization.objects.filter(pk=organization_id).first()
     if organization is None:
         raise NotFound("organization not found", param="organization_id")
+    if card not in ("new", "saved"):
+        raise ApplicationError('card must be "new" or "saved"', param="card", code="invalid_card")
     amount_nano = topup_amount_clean(amount, currency=organization.currency)
+    saved = AutoTopUp.objects.filter(organization_id=organization_id).exclude(stripe_payment_method_id="").first()
+    if card == "saved" and saved is None:
+        raise ApplicationError(
+            "There is no saved card any more. Enter a card to pay with.", param="card", code="no_saved_card"
+        )
     top_up = TopUp.objects.create(
         organization=organization,
         kind=TopUp.Kind.MANUAL,
@@ -71,7 +79,12 @@ def topup_start(*, organization_id: int, amount: object, actor: Actor) -> TopUpS
         amount_nano=amount_nano,
         currency=organization.currency,
         created_by_id=actor.pk if isinstance(actor, AbstractBaseUser) else None,
+        # The card chosen now is the one charged, even if the saved card is replaced before the pay step.
+        stripe_payment_method_id=saved.stripe_payment_method_id if card == "saved" and saved else "",
+        card_last4=saved.card_last4 if card == "saved" and saved else "",
     )
+    if card == "saved":
+        return TopUpStarted(top_up=top_up, setup_intent_client_secret=None)
 
     def setup_intent(customer_id: str) -> stripe.SetupIntent:
         params: Any = {
@@ -103,8 +116,12 @@ def topup_pay(*, organization_id: int, top_up_id: int, setup_intent_id: object) 
     of the first one and never charges twice.
     """
     top_up = _top_up_of(organization_id=organization_id, top_up_id=top_up_id)
-    setup_intent_id = stripe_id_clean(setup_intent_id, param="setup_intent_id", prefix="seti_")
-    if setup_intent_id != top_up.stripe_setup_intent_id:
+    if _pays_with_saved_card(top_up):
+        if setup_intent_id is not None:
+            raise ApplicationError(
+                "this top-up pays with the saved card; send no setup_intent_id", param="setup_intent_id"
+            )
+    elif stripe_id_clean(setup_intent_id, param="setup_intent_id", prefix="seti_") != top_up.stripe_setup_intent_id:
         raise ApplicationError(
             "setup_intent_id is not the card set-up of this top-up; start a new top-up",
             param="setup_intent_id",
@@ -140,22 +157,35 @@ def topup_pay(*, organization_id: int, top_up_id: int, setup_intent_id: object) 
     return _confirmed(top_up_id=top_up.pk, payment_intent=confirmed)
 
 
+def _pays_with_saved_card(top_up: TopUp) -> bool:
+    """Started with the saved card: the card is known from the start, and no SetupIntent was opened."""
+    return not top_up.stripe_setup_intent_id and bool(top_up.stripe_payment_method_id)
+
+
 def _payment_intent_create(*, top_up: TopUp) -> stripe.PaymentIntent:
     client = stripe_client()
-    customer_id = StripeCustomer.objects.filter(organization_id=top_up.organization_id).values_list(
-        "stripe_customer_id", flat=True
-    )[0]
+    saved_card = _pays_with_saved_card(top_up)
+    customer_id = (
+        StripeCustomer.objects.filter(organization_id=top_up.organization_id)
+        .values_list("stripe_customer_id", flat=True)
+        .first()
+    )
+    if customer_id is None:
+        raise ApplicationError("Enter a card to pay with.", param="card", code="no_saved_card")
     try:
-        intent = client.v1.setup_intents.retrieve(top_up.stripe_setup_intent_id)
-        if intent.status != "succeeded" or not intent.payment_method:
-            raise ApplicationError(
-                "The card has not been confirmed yet. Enter the card details and try again.",
-                param="setup_intent_id",
-                code="card_not_confirmed",
-            )
-        if intent.customer != customer_id:
-            raise ApplicationError("setup_intent_id does not belong to this organization", param="setup_intent_id")
-        payment_method_id = str(intent.payment_method)
+        if saved_card:
+            payment_method_id = top_up.stripe_payment_method_id
+        else:
+            intent = client.v1.setup_intents.retrieve(top_up.stripe_setup_intent_id)
+            if intent.status != "succeeded" or not intent.payment_method:
+                raise ApplicationError(
+                    "The card has not been confirmed yet. Enter the card details and try again.",
+                    param="setup_intent_id",
+                    code="card_not_confirmed",
+                )
+            if intent.customer != customer_id:
+                raise ApplicationError("setup_intent_id does not belong to this organization", param="setup_intent_id")
+            payment_method_id = str(intent.payment_method)
         payment_method = client.v1.payment_methods.retrieve(payment_method_id)
         params: Any = {
             "amount": top_up.amount_cents,
@@ -228,6 +258,8 @@ def topup_sync(*, organization_id: int, top_up_id: int) -> TopUp:
     Only a failure is recorded from this answer; credit is still granted only by the webhook.
     """
     top_up = _top_up_of(organization_id=organization_id, top_up_id=top_up_id)
+    if top_up.status == TopUp.Status.PENDING and not top_up.stripe_payment_intent_id:
+        return _setup_failed(top_up)
     if not top_up.in_flight or not top_up.stripe_payment_intent_id:
         return top_up
     try:
@@ -237,6 +269,30 @@ def topup_sync(*, organization_id: int, top_up_id: int) -> TopUp:
     if intent.status in ("requires_payment_method", "canceled"):
         message, code = payment_error(intent)
         topup_fail(top_up_id=top_up.pk, message=message, code=code)
+    return TopUp.objects.get(pk=top_up.pk)
+
+
+def _setup_failed(top_up: TopUp) -> TopUp:
+    """The browser's card step ended in an error (3-D Secure failed, card refused, details not accepted): unless
+    Stripe says the card was confirmed after all, the attempt ends here (the page starts a new one on the next try),
+    rather than waiting for a card that will never come."""
+    if top_up.stripe_setup_intent_id:
+        try:
+            intent = stripe_client().v1.setup_intents.retrieve(top_up.stripe_setup_intent_id)
+        except stripe.StripeError as exc:
+            raise stripe_unavailable(exc) from exc
+        if intent.status == "succeeded":
+            return top_up
+        error = intent.to_dict().get("last_setup_error")
+        if isinstance(error, dict) and error.get("message"):
+            why = (str(error["message"]), str(error.get("code") or "card_not_confirmed"))
+        else:
+            why = ("The card was not confirmed; no money was taken.", "card_not_confirmed")
+    else:
+        why = ("The card was not confirmed; no money was taken.", "card_not_confirmed")
+    TopUp.objects.filter(pk=top_up.pk, status=TopUp.Status.PENDING, stripe_payment_intent_id__isnull=True).update(
+        status=TopUp.Status.FAILED, failure_message=why[0], failure_code=why[1], updated_at=timezone.now()
+    )
     return TopUp.objects.get(pk=top_up.pk)
 
 

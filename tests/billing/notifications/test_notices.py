@@ -61,6 +61,15 @@ def check(committing) -> int:
 
 
 class TestLowBalance:
+    def test_the_email_writes_amounts_with_the_one_display_rule(self, cast, committing):
+        with time_machine.travel(DAY_ONE, tick=False):
+            grant(cast, "10", "g")
+            spend(cast, "9.99999992", "s")  # 0.00000008 left: never "$0.00"
+            assert check(committing) == 1
+            [message] = mail.outbox
+            assert "Low balance: $0.00000008 left for Org A" in message.subject
+            assert "is $0.00000008, below the $5.00" in " ".join(message.body.split())
+
     def test_once_a_day_to_owners_and_billing_admins(self, cast, committing):
         with time_machine.travel(DAY_ONE, tick=False):
             grant(cast, "10", "g")

@@ -213,6 +213,7 @@ def test_a_declined_automatic_charge_turns_auto_top_up_off_and_tells_the_owner(
     [email] = mail.outbox
     assert sorted(email.to) == ["alice@example.com", "dana@example.com"]  # not bob, a developer
     assert "Your card was declined." in email.body and "turned off" in email.subject
+    assert "An automatic top-up of $20.00 for Org A failed" in email.body
 
     # Stripe's payment_failed event arrives later: no second email, nothing else changes.
     wait_for(

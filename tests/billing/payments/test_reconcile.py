@@ -9,12 +9,15 @@ from django.utils import timezone
 
 from billing.ledger.models import Grant
 from billing.payments import services, tasks
+from billing.payments.errors import PaymentDeclined
 from billing.payments.models import TopUp
 from billing.payments.stripe_client import stripe_client
 from tests.billing.payments.helpers import (
     CARD_DECLINED_AT_CHARGE,
     CARD_NEEDS_AUTHENTICATION,
+    CARD_OK,
     available,
+    browser_confirm_card_setup,
     charge,
     deliver,
     succeeded_event_json,
@@ -103,19 +106,44 @@ def test_pending_top_ups_without_a_charge_are_not_touched(localstripe, org_a, al
     assert started.top_up.status == "pending"
 
 
-def test_a_top_up_whose_authentication_was_never_finished_is_canceled_after_a_day(localstripe, org_a, alice):
+def test_a_top_up_whose_authentication_was_never_finished_is_canceled_after_an_hour(localstripe, org_a, alice):
     top_up = charge(org_a, alice, localstripe, card=CARD_NEEDS_AUTHENTICATION)
     assert top_up.status == "requires_action"
-    # Within the day: still the customer's to finish.
+    # Within the hour (TOPUP_ABANDON_AFTER_SECONDS): still the customer's to finish.
     _age(top_up, status="requires_action")
     assert services.topups_reconcile() == {"checked": 1, "settled": 0, "open": 1, "errors": 0}
 
-    TopUp.objects.filter(pk=top_up.pk).update(created_at=timezone.now() - timedelta(days=1, seconds=1))
+    TopUp.objects.filter(pk=top_up.pk).update(created_at=timezone.now() - timedelta(hours=1, seconds=1))
     assert services.topups_reconcile() == {"checked": 1, "settled": 1, "open": 0, "errors": 0}
     top_up.refresh_from_db()
     assert (top_up.status, top_up.failure_code) == ("failed", "abandoned")
-    assert "not completed within 24 hours" in top_up.failure_message
+    assert "not completed within 1 hour and was canceled" in top_up.failure_message
+    assert top_up.status_label == "Abandoned"
     assert stripe_client().v1.payment_intents.retrieve(top_up.stripe_payment_intent_id).status == "canceled"
     assert available(org_a.pk) == 0
     # Done: the next run has nothing to look at.
     assert services.topups_reconcile()["checked"] == 0
+
+
+def test_a_top_up_whose_card_was_never_confirmed_is_abandoned_after_an_hour(localstripe, org_a, alice, eager_celery):
+    fresh = services.topup_start(organization_id=org_a.pk, amount="20.00", actor=alice).top_up
+    left = services.topup_start(organization_id=org_a.pk, amount="30.00", actor=alice).top_up
+    TopUp.objects.filter(pk=left.pk).update(created_at=timezone.now() - timedelta(hours=1, seconds=1))
+
+    tasks.topups_reconcile_task.delay().get()
+    left.refresh_from_db()
+    fresh.refresh_from_db()
+    assert (left.status, left.failure_code, left.status_label) == ("failed", "abandoned", "Abandoned")
+    assert "not confirmed within 1 hour" in left.failure_message
+    assert fresh.status == "pending"  # still the customer's to finish
+    # The page it was left on can no longer charge it.
+    setup_intent = browser_confirm_card_setup(localstripe.url, _secret_of(left), CARD_OK)
+    with pytest.raises(PaymentDeclined):
+        services.topup_pay(organization_id=org_a.pk, top_up_id=left.pk, setup_intent_id=setup_intent["id"])
+    left.refresh_from_db()
+    assert left.status == "failed" and left.stripe_payment_intent_id is None
+    assert available(org_a.pk) == 0
+
+
+def _secret_of(top_up: TopUp) -> str:
+    return str(stripe_client().v1.setup_intents.retrieve(top_up.stripe_setup_intent_id).client_secret)

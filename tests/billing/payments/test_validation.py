@@ -237,3 +237,43 @@ def test_staff_refund_ids_in_other_scripts_are_refused(db, raw):
     )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "top_up_id"
+
+
+@pytest.mark.parametrize(
+    ("card", "message", "code"),
+    [
+        ("saved", "There is no saved card any more. Enter a card to pay with.", "no_saved_card"),
+        ("other", 'card must be "new" or "saved"', "invalid_card"),
+        (None, 'card must be "new" or "saved"', "invalid_card"),
+        (["saved"], 'card must be "new" or "saved"', "invalid_card"),
+    ],
+)
+def test_the_card_choice_is_checked(alice_client, card, message, code):
+    response = post_json(alice_client, "/billing/top-up/start/", {"amount": "20.00", "card": card})
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] | {"type": None} == {
+        "message": message,
+        "param": "card",
+        "code": code,
+        "type": None,
+    }
+    assert not TopUp.objects.exists()
+
+
+def test_a_top_up_with_the_saved_card_takes_no_setup_intent(alice_client, org_a):
+    AutoTopUp.objects.create(organization=org_a, stripe_payment_method_id="pm_saved", card_last4="4242")
+    started = post_json(alice_client, "/billing/top-up/start/", {"amount": "20.00", "card": "saved"})
+    assert started.status_code == 201, started.content
+    assert started.json()["setup_intent_client_secret"] is None
+    top_up = TopUp.objects.get()
+    assert (top_up.stripe_payment_method_id, top_up.card_last4, top_up.stripe_setup_intent_id) == (
+        "pm_saved",
+        "4242",
+        "",
+    )
+
+    response = post_json(alice_client, f"/billing/top-up/{top_up.pk}/pay/", {"setup_intent_id": "seti_other"})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "setup_intent_id"
+    top_up.refresh_from_db()
+    assert top_up.status == "pending"
