@@ -23,10 +23,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing.payments.errors import WebhookRejected
+from billing.payments.errors import EventWaits, WebhookRejected
 from billing.payments.models import StripeEvent, TopUp
 from billing.payments.services.auto_topup import auto_topup_failed
 from billing.payments.services.auto_topup_trigger import auto_topup_settled
+from billing.payments.services.common import payment_intent_named
 from billing.payments.services.disputes import dispute_changed, dispute_funds_reinstated, dispute_funds_withdrawn
 from billing.payments.services.external_refunds import external_refund_changed
 from billing.payments.services.refunds import refund_for_stripe_refund, refund_stripe_update
@@ -66,8 +67,23 @@ def stripe_event_receive(*, payload: bytes, signature: str) -> StripeEvent:
         raise WebhookRejected("The body is not a Stripe event (no event id).", code="invalid_event")
     if not (isinstance(event_type, str) and 0 < len(event_type) <= 255):
         raise WebhookRejected("The body is not a Stripe event (no event type).", code="invalid_event")
-    event, _ = StripeEvent.objects.get_or_create(event_id=event_id, defaults={"type": event_type, "payload": text})
+    event, _ = StripeEvent.objects.get_or_create(
+        event_id=event_id,
+        defaults={"type": event_type, "payload": text, "payment_intent_id": _payment_intent_of(event_type, data)},
+    )
     return event
+
+
+def _payment_intent_of(event_type: str, data: dict[str, Any]) -> str:
+    """The PaymentIntent an event is about (empty when it names none): how a waiting event is found again."""
+    body = data.get("data")
+    obj = body.get("object") if isinstance(body, dict) else None
+    if not isinstance(obj, dict):
+        return ""
+    if event_type.startswith("payment_intent."):
+        pi_id = obj.get("id")
+        return pi_id if isinstance(pi_id, str) and len(pi_id) <= 255 else ""
+    return payment_intent_named(obj) or ""
 
 
 def _signature_verify(text: str, *, signature: str, secret: str) -> None:
@@ -99,35 +115,87 @@ def _object_of(event: StripeEvent) -> dict[str, Any]:
 
 
 def stripe_event_process(*, stripe_event_id: int) -> StripeEvent:
-    """Process a stored event once, in its own transaction; keep the outcome and error on the row."""
+    """Process a stored event once, in its own transaction; keep the outcome and error on the row.
+
+    An event that acts on a PaymentIntent (its success, a refund, a withdrawal) may make events waiting for that
+    PaymentIntent applicable: they are applied in the same transaction, so a refund that arrived before its
+    payment's success leaves the wallet in the very transaction that grants the credit (none of it is spendable in
+    between)."""
+    others_busy = False
     with transaction.atomic(durable=True):
         event = StripeEvent.objects.select_for_update().get(pk=stripe_event_id)
-        if event.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
+        if event.status in DONE:
             return event
-        handler = HANDLERS.get(event.type)
-        status, error = StripeEvent.Status.IGNORED, "not an event type this product acts on"
-        if handler is not None:
-            try:
-                with transaction.atomic():
-                    note = handler(_object_of(event))
-            except Exception as exc:  # kept on the row and retried; one bad event must not block the others
-                logger.exception("Stripe event %s (%s) failed", event.event_id, event.type)
-                status, error = StripeEvent.Status.FAILED, f"{type(exc).__name__}: {exc}"
-            else:
-                status, error = (
-                    (StripeEvent.Status.PROCESSED, "") if note is None else (StripeEvent.Status.IGNORED, note)
-                )
-        event.status = status
-        event.error = error[:5000]
-        event.attempts += 1
-        event.processed_at = None if status == StripeEvent.Status.FAILED else timezone.now()
-        event.save(update_fields=["status", "error", "attempts", "processed_at"])
+        _event_apply(event)
+        if event.status == StripeEvent.Status.PROCESSED and event.payment_intent_id:
+            others_busy = stripe_events_waiting_apply(payment_intent_id=event.payment_intent_id)
+    if others_busy:
+        # A waiting event was being delivered again at this moment (its row locked): once both transactions are
+        # committed, it is applied here if that delivery did not manage to.
+        stripe_events_waiting_process(payment_intent_id=event.payment_intent_id)
     return event
 
 
+DONE = (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED)
+
+
+def _event_apply(event: StripeEvent) -> None:
+    """Run the event's handler in a savepoint (the caller holds the event's row lock) and record the outcome:
+    processed, ignored (with why), waiting (with what for; nothing the handler did is kept) or failed."""
+    handler = HANDLERS.get(event.type)
+    status, error = StripeEvent.Status.IGNORED, "not an event type this product acts on"
+    if handler is not None:
+        try:
+            with transaction.atomic():
+                note = handler(_object_of(event))
+        except EventWaits as exc:
+            status, error = StripeEvent.Status.WAITING, str(exc)
+        except Exception as exc:  # kept on the row and retried; one bad event must not block the others
+            logger.exception("Stripe event %s (%s) failed", event.event_id, event.type)
+            status, error = StripeEvent.Status.FAILED, f"{type(exc).__name__}: {exc}"
+        else:
+            status, error = (StripeEvent.Status.PROCESSED, "") if note is None else (StripeEvent.Status.IGNORED, note)
+    event.status = status
+    event.error = error[:5000]
+    event.attempts += 1
+    event.processed_at = timezone.now() if status in DONE else None
+    event.save(update_fields=["status", "error", "attempts", "processed_at"])
+
+
+def stripe_events_waiting_apply(*, payment_intent_id: str) -> bool:
+    """Apply, inside the caller's transaction, the events waiting for `payment_intent_id`, in the order they
+    arrived, until none of them can move on (one may wait for another: a reinstatement for its withdrawal).
+
+    Rows another transaction holds (the same event delivered again right now) are skipped rather than waited for:
+    that transaction may be waiting for the top-up row this one holds. Returns whether any was skipped."""
+    waiting = StripeEvent.objects.filter(status=StripeEvent.Status.WAITING, payment_intent_id=payment_intent_id)
+    while True:
+        locked = list(waiting.select_for_update(skip_locked=True).order_by("received_at", "id"))
+        moved = False
+        for waiting_event in locked:
+            _event_apply(waiting_event)
+            moved = moved or waiting_event.status != StripeEvent.Status.WAITING
+        if not moved:
+            return waiting.count() > len(locked)
+
+
+def stripe_events_waiting_process(*, payment_intent_id: str) -> None:
+    """Process the events waiting for `payment_intent_id`, each in its own transaction (after a payment was settled
+    outside a webhook, or when another delivery held one of them)."""
+    waiting = StripeEvent.objects.filter(status=StripeEvent.Status.WAITING, payment_intent_id=payment_intent_id)
+    for pk in list(waiting.order_by("received_at", "id").values_list("id", flat=True)):
+        # The first one applied takes the others it makes applicable with it; those are done when reached here.
+        stripe_event_process(stripe_event_id=pk)
+
+
 def stripe_events_retry(*, limit: int = 100, event_ids: list[str] | None = None) -> list[StripeEvent]:
-    """Process failed (or never processed) events again, oldest first; returns them with their new status."""
-    pending = StripeEvent.objects.filter(status__in=[StripeEvent.Status.FAILED, StripeEvent.Status.RECEIVED])
+    """Process failed, never processed and waiting events again, oldest first; returns them with their new status.
+
+    Waiting events are normally applied by the event they wait for; the retry is the safety net (a crash between
+    the two), and an event that names a payment we never saw stays waiting, visible, after its attempts."""
+    pending = StripeEvent.objects.filter(
+        status__in=[StripeEvent.Status.FAILED, StripeEvent.Status.RECEIVED, StripeEvent.Status.WAITING]
+    )
     if event_ids is not None:
         pending = pending.filter(event_id__in=event_ids)
     else:
