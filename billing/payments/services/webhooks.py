@@ -163,29 +163,36 @@ def _event_apply(event: StripeEvent) -> None:
 
 
 def stripe_events_waiting_apply(*, payment_intent_id: str) -> bool:
-    """Apply, inside the caller's transaction, the events waiting for `payment_intent_id`, in the order they
-    arrived, until none of them can move on (one may wait for another: a reinstatement for its withdrawal).
+    """Apply, inside the caller's transaction, the events waiting for `payment_intent_id` (and any about it not
+    processed yet), in the order they arrived, until none of them can move on (one may wait for another: a
+    reinstatement for its withdrawal).
 
-    Rows another transaction holds (the same event delivered again right now) are skipped rather than waited for:
-    that transaction may be waiting for the top-up row this one holds. Returns whether any was skipped."""
-    waiting = StripeEvent.objects.filter(status=StripeEvent.Status.WAITING, payment_intent_id=payment_intent_id)
+    Rows another transaction holds (the same event being processed by its own delivery right now) are skipped
+    rather than waited for: that transaction may be waiting for the top-up row this one holds, or may have judged
+    the payment unpaid before this transaction commits. Returns whether any was skipped, so the caller goes over
+    them again once committed (stripe_events_waiting_process)."""
+    unsettled = StripeEvent.objects.filter(payment_intent_id=payment_intent_id, status__in=UNSETTLED)
     while True:
-        locked = list(waiting.select_for_update(skip_locked=True).order_by("received_at", "id"))
+        locked = list(unsettled.select_for_update(skip_locked=True).order_by("received_at", "id"))
         moved = False
         for waiting_event in locked:
             _event_apply(waiting_event)
             moved = moved or waiting_event.status != StripeEvent.Status.WAITING
         if not moved:
-            return waiting.count() > len(locked)
+            return unsettled.count() > len(locked)
 
 
 def stripe_events_waiting_process(*, payment_intent_id: str) -> None:
-    """Process the events waiting for `payment_intent_id`, each in its own transaction (after a payment was settled
-    outside a webhook, or when another delivery held one of them)."""
-    waiting = StripeEvent.objects.filter(status=StripeEvent.Status.WAITING, payment_intent_id=payment_intent_id)
-    for pk in list(waiting.order_by("received_at", "id").values_list("id", flat=True)):
+    """Process the events waiting for `payment_intent_id` (or not processed yet), each in its own transaction: after
+    a payment was settled outside a webhook, or when another delivery held one of them. Waits for those rows."""
+    unsettled = StripeEvent.objects.filter(payment_intent_id=payment_intent_id, status__in=UNSETTLED)
+    for pk in list(unsettled.order_by("received_at", "id").values_list("id", flat=True)):
         # The first one applied takes the others it makes applicable with it; those are done when reached here.
         stripe_event_process(stripe_event_id=pk)
+
+
+# Stored but not settled: never processed (or being processed right now by its own delivery), or waiting.
+UNSETTLED = (StripeEvent.Status.RECEIVED, StripeEvent.Status.WAITING)
 
 
 def stripe_events_retry(*, limit: int = 100, event_ids: list[str] | None = None) -> list[StripeEvent]:

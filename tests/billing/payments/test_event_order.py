@@ -286,3 +286,45 @@ def test_refunds_ignored_before_this_fix_are_made_waiting_and_applied_by_the_ret
     assert old.status == "processed"
     assert available(org_a.pk) == usd("15")
     assert reconciled(org_a) == []
+
+
+def test_an_early_refund_whose_own_delivery_is_still_deciding_is_applied_once_it_has_decided(
+    webhook_url, unpaid, org_a
+):
+    """The race: the refund's own delivery judged the payment unpaid and holds the event's row while it writes
+    `waiting`; the success commits meanwhile. The success's delivery skips the held row, then, once both have
+    committed, applies it."""
+    import threading
+
+    from django.db import transaction
+
+    from tests.billing.payments.helpers import close_db_connections, stripe_signature
+
+    _top_up, events = unpaid
+    payload = json.dumps(events["refund"])
+    stored = services.stripe_event_receive(payload=payload.encode(), signature=stripe_signature(payload))
+    held, release = threading.Event(), threading.Event()
+
+    def refund_delivery_deciding() -> None:
+        try:
+            with transaction.atomic():
+                StripeEvent.objects.select_for_update().get(pk=stored.pk)
+                held.set()
+                release.wait(timeout=30)
+                StripeEvent.objects.filter(pk=stored.pk).update(status="waiting", error="waits", attempts=1)
+        finally:
+            close_db_connections()
+
+    deciding = threading.Thread(target=refund_delivery_deciding)
+    deciding.start()
+    assert held.wait(timeout=10)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        success = pool.submit(deliver, webhook_url, events["success"])
+        time.sleep(1.5)  # the success is granted and committed; its delivery now waits for the held row
+        assert available(org_a.pk) == usd("20")
+        release.set()
+        assert success.result(timeout=30).json()["status"] == "processed"
+    deciding.join(timeout=10)
+    assert StripeEvent.objects.get(pk=stored.pk).status == "processed"
+    assert available(org_a.pk) == usd("15")
+    assert reconciled(org_a) == []
