@@ -21,6 +21,7 @@ from typing import Any
 import stripe
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from billing.payments.errors import EventWaits, WebhookRejected
@@ -196,17 +197,21 @@ UNSETTLED = (StripeEvent.Status.RECEIVED, StripeEvent.Status.WAITING)
 
 
 def stripe_events_retry(*, limit: int = 100, event_ids: list[str] | None = None) -> list[StripeEvent]:
-    """Process failed, never processed and waiting events again, oldest first; returns them with their new status.
+    """Process failed and never processed events again, oldest first; returns them with their new status.
 
-    Waiting events are normally applied by the event they wait for; the retry is the safety net (a crash between
-    the two), and an event that names a payment we never saw stays waiting, visible, after its attempts."""
-    pending = StripeEvent.objects.filter(
-        status__in=[StripeEvent.Status.FAILED, StripeEvent.Status.RECEIVED, StripeEvent.Status.WAITING]
-    )
+    Waiting events are applied by the event they wait for. The sweep is the safety net for a crash between the
+    two, so it takes only waiting events whose payment has been paid; one about a payment we never saw stays
+    waiting, visible, without taking the sweep's places from failed events. Named events are taken in any of
+    these states."""
     if event_ids is not None:
-        pending = pending.filter(event_id__in=event_ids)
+        pending = StripeEvent.objects.filter(event_id__in=event_ids, status__in=[*UNSETTLED, StripeEvent.Status.FAILED])
     else:
-        pending = pending.filter(attempts__lt=MAX_ATTEMPTS)
+        paid = TopUp.objects.filter(status=TopUp.Status.SUCCEEDED).values("stripe_payment_intent_id")
+        pending = StripeEvent.objects.filter(
+            Q(status__in=[StripeEvent.Status.FAILED, StripeEvent.Status.RECEIVED])
+            | Q(status=StripeEvent.Status.WAITING, payment_intent_id__in=paid),
+            attempts__lt=MAX_ATTEMPTS,
+        )
     ids = list(pending.order_by("received_at", "id").values_list("id", flat=True)[:limit])
     return [stripe_event_process(stripe_event_id=pk) for pk in ids]
 

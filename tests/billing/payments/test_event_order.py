@@ -230,9 +230,9 @@ def test_a_refund_of_a_payment_we_never_saw_is_kept_waiting_and_shown_to_staff(w
     assert (stored.status, stored.payment_intent_id) == ("waiting", "pi_never_seen")
     assert json.loads(stored.payload) == unknown
     assert available(org_a.pk) == 0
-    # The retry sweep looks at it again and keeps it (it is not dropped as ignored).
-    [retried] = services.stripe_events_retry()
-    assert retried.status == "waiting"
+    # The retry sweep leaves it waiting (its places are for failed events); it is never dropped as ignored.
+    assert services.stripe_events_retry() == []
+    assert StripeEvent.objects.get(event_id=unknown["id"]).status == "waiting"
 
     admin = Client()
     admin.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw"))
@@ -327,4 +327,17 @@ def test_an_early_refund_whose_own_delivery_is_still_deciding_is_applied_once_it
     deciding.join(timeout=10)
     assert StripeEvent.objects.get(pk=stored.pk).status == "processed"
     assert available(org_a.pk) == usd("15")
+    assert reconciled(org_a) == []
+
+
+def test_the_reported_case_a_full_refund_before_the_success_leaves_nothing_to_keep(
+    webhook_url, org_a, alice, localstripe, staff
+):
+    """A 15.00 top-up whose success was not delivered; a refund of all of it made in Stripe; then the success."""
+    top_up = charge(org_a, alice, localstripe, "15.00")
+    assert deliver(webhook_url, refund_event(str(top_up.stripe_payment_intent_id), cents=1500)).status_code == 200
+    assert deliver(webhook_url, succeeded_event_json(top_up)).json()["status"] == "processed"
+    assert available(org_a.pk) == 0
+    [listed] = staff.get(f"/api/staff/top-ups/?organization_id={org_a.pk}").json()["results"]
+    assert (listed["status"], listed["refunded"], listed["refundable"]) == ("succeeded", "15.00", "0.00")
     assert reconciled(org_a) == []
