@@ -6,8 +6,13 @@
    event id, exactly as it arrived.
 2. `stripe_event_process` processes a stored event inside its own transaction, with the event row locked: a
    second delivery of the same event (Stripe retries, or twenty at once) waits for the first and finds it done.
-   The outcome (processed, ignored, failed) and the error are kept on the row; failed events are processed
-   again by `stripe_events_retry` (a beat task) or the `stripe_events_reprocess` command.
+   The outcome (processed, ignored, waiting, failed) and the error are kept on the row; failed events are
+   processed again by `stripe_events_retry` (a beat task) or the `stripe_events_reprocess` command.
+3. Stripe does not promise the order of events. A handler that cannot apply its event yet (a refund or dispute
+   of a payment not paid yet, a reinstatement before its withdrawal) raises EventWaits: the event is kept
+   `waiting`, with the PaymentIntent it names, and applied in the transaction of the event about that
+   PaymentIntent that makes it applicable (`stripe_events_waiting_apply`). Every order then ends in the state
+   of Stripe's order.
 
 The handlers only record what Stripe says; the money they move goes through idempotent ledger calls.
 """
