@@ -25,9 +25,10 @@ class TopUpAdmin(ReadOnlyAdmin):
 
 @admin.register(StripeEvent)
 class StripeEventAdmin(ReadOnlyAdmin):
-    list_display = ("event_id", "type", "status", "attempts", "received_at", "processed_at")
+    # `waiting`: refunds and disputes of payments whose success has not arrived (or that we never saw).
+    list_display = ("event_id", "type", "status", "payment_intent_id", "attempts", "received_at", "processed_at")
     list_filter = ("status", "type")
-    search_fields = ("event_id",)
+    search_fields = ("event_id", "payment_intent_id")
 
 
 @admin.register(Refund)

@@ -3,7 +3,7 @@
 from billing.ledger.errors import NotFound
 from core.errors import ApplicationError, ErrorKind
 
-__all__ = ["NotFound", "PaymentDeclined", "PaymentsUnavailable", "WebhookRejected"]
+__all__ = ["EventWaits", "NotFound", "PaymentDeclined", "PaymentsUnavailable", "WebhookRejected"]
 
 
 class PaymentDeclined(ApplicationError):
@@ -24,3 +24,10 @@ class WebhookRejected(ApplicationError):
     """A webhook request that is not a genuine, fresh Stripe event (bad signature, stale timestamp, not JSON)."""
 
     code = "invalid_webhook"
+
+
+class EventWaits(Exception):
+    """A Stripe event that cannot be applied yet: it is about a payment whose success has not arrived, or it
+    undoes something that has not happened yet (funds reinstated before they were withdrawn). Stripe does not
+    promise the order of events, so the event is kept `waiting` and applied when that earlier event arrives.
+    Nothing the handler did before raising is kept (it runs in a savepoint)."""

@@ -32,21 +32,30 @@ class StripeCustomer(models.Model):
 
 
 class StripeEvent(models.Model):
-    """A verified Stripe webhook event, stored as received before it is processed (once)."""
+    """A verified Stripe webhook event, stored as received before it is processed (once).
+
+    Stripe does not promise the order of events: one that cannot be applied yet (a refund or dispute of a payment
+    whose `payment_intent.succeeded` has not arrived, a reinstatement before its withdrawal) is kept `waiting`, and
+    applied when an event about the same PaymentIntent makes it applicable."""
 
     class Status(models.TextChoices):
         RECEIVED = "received", "Received"
         PROCESSED = "processed", "Processed"
         FAILED = "failed", "Failed"
         IGNORED = "ignored", "Ignored"
+        WAITING = "waiting", "Waiting for an earlier event"
 
     event_id = models.CharField(max_length=255, unique=True)
     type = models.CharField(max_length=255)
     # The body exactly as Stripe sent it (the signature covers these bytes).
     payload = models.TextField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
-    # Why processing failed (status failed), or why the event needed nothing from us (status ignored).
+    # Why processing failed (status failed), why the event needed nothing from us (status ignored), or what it
+    # waits for (status waiting).
     error = models.TextField(blank=True)
+    # The PaymentIntent the event is about (the PaymentIntent itself, or the one a refund or dispute names): how a
+    # waiting event is found when its payment's success arrives. Empty when the event names none.
+    payment_intent_id = models.CharField(max_length=255, blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
@@ -55,15 +64,18 @@ class StripeEvent(models.Model):
         indexes = [
             # The retry sweeper looks for failed events.
             models.Index(fields=["received_at"], condition=Q(status="failed"), name="stripe_event_failed"),
+            # Waiting events are looked up by their PaymentIntent when an event about it is processed.
+            models.Index(fields=["payment_intent_id"], condition=Q(status="waiting"), name="stripe_event_waiting"),
         ]
         constraints = [
             models.CheckConstraint(
-                condition=Q(status__in=["received", "processed", "failed", "ignored"]), name="stripe_event_status_valid"
+                condition=Q(status__in=["received", "processed", "failed", "ignored", "waiting"]),
+                name="stripe_event_status_valid",
             ),
             # Done (processed or ignored) exactly when it has a processing time.
             models.CheckConstraint(
                 condition=Q(status__in=["processed", "ignored"], processed_at__isnull=False)
-                | Q(status__in=["received", "failed"], processed_at__isnull=True),
+                | Q(status__in=["received", "failed", "waiting"], processed_at__isnull=True),
                 name="stripe_event_processed_at_matches_status",
             ),
             models.CheckConstraint(condition=~Q(event_id=""), name="stripe_event_id_not_empty"),

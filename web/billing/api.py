@@ -8,12 +8,12 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.ids import is_id_text
+from api.parsers import SafeJSONParser
 from billing.ledger import selectors as ledger_selectors
 from billing.payments import selectors, services
 from billing.payments.errors import NotFound
@@ -44,7 +44,8 @@ def _organization_id(request: Request) -> int:
 @extend_schema(exclude=True)
 class BillingApi(APIView):
     permission_classes = [ManagesBilling]
-    parser_classes = [JSONParser]
+    # JSON only (a form post is 415); a body nested too deeply to parse is a 400, not a 500.
+    parser_classes = [SafeJSONParser]
 
 
 class TopUpStartApi(BillingApi):

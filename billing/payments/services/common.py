@@ -6,7 +6,7 @@ from typing import Any
 import stripe
 from django.conf import settings
 
-from billing.payments.errors import PaymentsUnavailable
+from billing.payments.errors import EventWaits, PaymentsUnavailable
 from billing.payments.models import NANO_PER_CENT, TopUp
 from billing.payments.stripe_client import stripe_error_message
 from core.errors import ApplicationError
@@ -94,16 +94,31 @@ def top_up_metadata(*, top_up_id: int, organization_id: int, kind: str) -> dict[
     return {"top_up_id": str(top_up_id), "organization_id": str(organization_id), "kind": kind}
 
 
-def paid_top_up_locked(stripe_object: dict[str, Any]) -> TopUp | None:
-    """The paid top-up a Stripe object (a dispute, a refund) is about, by its PaymentIntent, locked for the rest of
-    the transaction; None when it is not one of ours."""
+def payment_intent_named(stripe_object: dict[str, Any]) -> str | None:
+    """The PaymentIntent a Stripe object (a refund, a dispute) names, expanded or not; None when it names none."""
     payment_intent = stripe_object.get("payment_intent")
     if isinstance(payment_intent, dict):  # expanded
         payment_intent = payment_intent.get("id")
-    if not isinstance(payment_intent, str) or not payment_intent:
+    if not isinstance(payment_intent, str) or not payment_intent or len(payment_intent) > 255:
         return None
-    return (
+    return payment_intent
+
+
+def paid_top_up_locked(stripe_object: dict[str, Any]) -> TopUp | None:
+    """The paid top-up a Stripe object (a dispute, a refund) is about, by its PaymentIntent, locked for the rest of
+    the transaction; None when it names no PaymentIntent (then it is not about a top-up of ours).
+
+    Raises EventWaits when no paid top-up has that PaymentIntent (yet): Stripe may tell us of a refund or a dispute
+    before the payment's success, and a payment we never saw may still turn out to be ours. The event is kept,
+    never dropped."""
+    payment_intent = payment_intent_named(stripe_object)
+    if payment_intent is None:
+        return None
+    top_up = (
         TopUp.objects.select_for_update()
         .filter(stripe_payment_intent_id=payment_intent, status=TopUp.Status.SUCCEEDED)
         .first()
     )
+    if top_up is None:
+        raise EventWaits(f"waits for the payment_intent.succeeded of {payment_intent} (no paid top-up has it yet)")
+    return top_up

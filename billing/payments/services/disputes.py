@@ -6,13 +6,15 @@ disputed amount, booked as a cash refund; credit already spent cannot be taken b
 dispute as unrecovered. When the money comes back (`charge.dispute.funds_reinstated`, a dispute won) the credit
 taken is granted again. Each runs inside the webhook event's transaction with the top-up row locked, so two
 events of one dispute, or the same event twice, move credit once; the ledger's idempotency keys are derived
-from the dispute's id besides.
+from the dispute's id besides. An event about a payment not paid yet, or a reinstatement before its withdrawal,
+waits (EventWaits) and is applied when the event it waits for arrives.
 """
 
 import logging
 from typing import Any
 
 from billing.ledger import services as ledger
+from billing.payments.errors import EventWaits
 from billing.payments.models import NANO_PER_CENT, Dispute
 from billing.payments.services.auto_topup import auto_topup_disable
 from billing.payments.services.common import paid_top_up_locked
@@ -64,10 +66,11 @@ def dispute_funds_withdrawn(*, stripe_dispute: dict[str, Any]) -> Dispute | None
     amount, once. What was already spent is recorded as unrecovered. Auto top-up is turned off: charging a card
     whose holder disputes its payments again would only bring more disputes.
 
-    A dispute already known to be won (its reinstatement or its closing came first: Stripe does not promise the
-    order of events) moves nothing: the money came back."""
+    The withdrawal is taken even when the dispute is already known to be won (its closing came first: Stripe does
+    not promise the order of events): the reinstatement that follows a won dispute puts it back, so the end state
+    is the same in every order."""
     dispute = _dispute_get(stripe_dispute)
-    if dispute is None or dispute.funds_withdrawn or dispute.status == Dispute.Status.WON:
+    if dispute is None or dispute.funds_withdrawn:
         return dispute
     top_up = dispute.top_up
     why = f"Card dispute {dispute.stripe_dispute_id} of {top_up.receipt_number} ({dispute.reason or 'no reason'})"
@@ -93,15 +96,17 @@ def dispute_funds_withdrawn(*, stripe_dispute: dict[str, Any]) -> Dispute | None
 
 
 def dispute_funds_reinstated(*, stripe_dispute: dict[str, Any]) -> Dispute | None:
-    """The money came back (the dispute was won): grant the credit taken back again, once. Before any withdrawal
-    was processed, the dispute is marked won, so a withdrawal that arrives late takes nothing."""
+    """The money came back (the dispute was won): grant the credit taken back again, once. A reinstatement that
+    arrives before its withdrawal waits for it (EventWaits): applied in Stripe's order, the two leave the same
+    state as any other order."""
     dispute = _dispute_get(stripe_dispute)
     if dispute is None or dispute.restore_grant_id is not None:
         return dispute
     if not dispute.funds_withdrawn:
+        raise EventWaits(f"waits for the charge.dispute.funds_withdrawn of dispute {dispute.stripe_dispute_id}")
+    if dispute.status != Dispute.Status.WON:
         dispute.status = Dispute.Status.WON
         dispute.save(update_fields=["status", "updated_at"])
-        return dispute
     if not dispute.taken_nano:
         return dispute
     top_up = dispute.top_up

@@ -18,7 +18,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.payments.models import TopUp
-from billing.payments.services.webhooks import HANDLERS, payment_intent_failed
+from billing.payments.services.webhooks import (
+    HANDLERS,
+    payment_intent_failed,
+    stripe_events_waiting_apply,
+    stripe_events_waiting_process,
+)
 from billing.payments.stripe_client import intent_options, stripe_client
 
 logger = logging.getLogger(__name__)
@@ -81,14 +86,20 @@ def topups_reconcile(*, older_than_seconds: int | None = None, organization_id: 
         if event_type is None:
             counts["open"] += 1
             continue
+        others_busy = False
         try:
             with transaction.atomic():
                 note = HANDLERS[event_type](payment_intent)
+                if note is None and event_type == "payment_intent.succeeded":
+                    # Refunds and disputes that arrived before the (lost) success: applied with the credit.
+                    others_busy = stripe_events_waiting_apply(payment_intent_id=str(payment_intent_id))
         except (LookupError, ValueError) as exc:
             # Stripe's answer does not match our record: never credit on a guess; a person looks at the log.
             logger.error("top-up %s: PaymentIntent %s not settled: %s", top_up_id, payment_intent_id, exc)
             counts["errors"] += 1
             continue
+        if others_busy:
+            stripe_events_waiting_process(payment_intent_id=str(payment_intent_id))
         if note is None:
             logger.info("top-up %s settled from Stripe's %s PaymentIntent (no webhook)", top_up_id, event_type)
             counts["settled"] += 1

@@ -60,11 +60,14 @@ def refund_grant_candidates(*, top_up: TopUp) -> dict[int, int]:
 def unused_credit_take(*, top_up: TopUp, amount_nano: int, key: str, reason: str) -> int:
     """Take up to `amount_nano` of the top-up's unused credit out of the wallet, booked as a cash refund: for money
     that went back to the card outside a staff refund (a dispute, a refund made in Stripe). Returns what was
-    taken. Credit held by requests in flight cannot be taken; what they do not spend comes back to the grants."""
+    taken. Credit held by requests in flight cannot be taken; what they do not spend comes back to the grants.
+
+    Oldest grant first: then what is left on each grant after a set of refunds, withdrawals and reinstatements
+    does not depend on the order Stripe reported them in (and neither does what a staff refund may return)."""
     spendable = max(ledger_selectors.wallet_balance(organization_id=top_up.organization_id).available_nano, 0)
     taken = 0
     candidates = refund_grant_candidates(top_up=top_up)
-    for grant_id, unused in sorted(candidates.items(), key=lambda item: (-item[1], item[0])):
+    for grant_id, unused in sorted(candidates.items()):
         take = min(unused, amount_nano - taken, spendable - taken)
         if take <= 0:
             continue

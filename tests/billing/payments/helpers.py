@@ -90,8 +90,12 @@ def charge(org, user, localstripe, amount: str = "20.00", *, card: str = CARD_OK
 
 def succeeded_event_json(top_up: TopUp) -> str:
     """The genuine payment_intent.succeeded event localstripe made for this top-up's payment, as JSON."""
-    events = stripe_client().v1.events.list(params={"type": "payment_intent.succeeded", "limit": 100})
-    event = next(e for e in events.data if e.data.object.id == top_up.stripe_payment_intent_id)
+    # Only the events since the top-up began, every page of them: localstripe keeps a whole session's events, oldest
+    # first, so the first page of all of them would not hold this one after a hundred payments.
+    since = int(top_up.created_at.timestamp()) - 5
+    params: Any = {"type": "payment_intent.succeeded", "limit": 100, "created": {"gte": since}}
+    events = stripe_client().v1.events.list(params=params).auto_paging_iter()
+    event = next(e for e in events if e.data.object.id == top_up.stripe_payment_intent_id)
     return json.dumps(event.to_dict())
 
 

@@ -120,19 +120,28 @@ def test_reinstated_funds_put_the_credit_taken_back_once_and_a_refund_may_then_d
 
 
 @pytest.mark.parametrize("first", ["funds_reinstated", "closed"])
-def test_a_dispute_known_to_be_won_before_its_withdrawal_arrives_takes_nothing(webhook_url, paid, org_a, first):
-    # Stripe does not promise the order of events, and a failed one is processed again later.
+def test_a_dispute_known_to_be_won_before_its_withdrawal_arrives_ends_as_in_stripes_order(
+    webhook_url, paid, org_a, first
+):
+    # Stripe does not promise the order of events, and a failed one is processed again later. The withdrawal is
+    # taken when it arrives and put back by the reinstatement, whichever came first: the same end state as in
+    # Stripe's order (withdrawn, reinstated, closed).
     deliver(webhook_url, event(paid, first, status="won"))
     deliver(webhook_url, event(paid, "funds_withdrawn"))
+    # A reinstatement that came first waited for the withdrawal and was applied with it; after a closing, the
+    # money is out until its reinstatement arrives.
+    assert available(org_a.pk) == (usd("20") if first == "funds_reinstated" else 0)
+    assert deliver(webhook_url, event(paid, "funds_reinstated", status="won")).status_code == 200
+    assert deliver(webhook_url, event(paid, "closed", status="won")).status_code == 200
     dispute = Dispute.objects.get()
     assert (dispute.status, dispute.funds_withdrawn, dispute.taken_nano, available(org_a.pk)) == (
         "won",
-        False,
-        0,
+        True,
+        usd("20"),
         usd("20"),
     )
-    assert deliver(webhook_url, event(paid, "funds_reinstated", status="won")).status_code == 200
-    assert available(org_a.pk) == usd("20")
+    assert Grant.objects.get(pk=dispute.restore_grant_id).remaining_nano == usd("20")
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
     assert reconciled(org_a) == []
 
 
@@ -171,10 +180,11 @@ def test_credit_held_by_a_request_in_flight_is_not_taken(webhook_url, paid, org_
     assert reconciled(org_a) == []
 
 
-def test_disputes_of_payments_that_are_not_ours_are_acknowledged_and_move_nothing(webhook_url, paid, org_a):
+def test_disputes_of_payments_we_do_not_know_are_kept_waiting_and_move_nothing(webhook_url, paid, org_a):
+    # Not ours, or ours before its payment's success arrived: kept (never dropped) until that success comes.
     stranger = event(paid, "funds_withdrawn", payment_intent="pi_someone_else")
     response = deliver(webhook_url, stranger)
-    assert (response.status_code, response.json()["status"]) == (200, "ignored")
+    assert (response.status_code, response.json()["status"]) == (200, "waiting")
     assert not Dispute.objects.exists()
     assert available(org_a.pk) == usd("20")
 

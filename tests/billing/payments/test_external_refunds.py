@@ -132,9 +132,10 @@ def test_credit_held_by_a_request_in_flight_is_not_taken(webhook_url, paid, org_
     assert reconciled(org_a) == []
 
 
-def test_refunds_of_payments_that_are_not_ours_are_acknowledged_and_move_nothing(webhook_url, paid, org_a):
+def test_refunds_of_payments_we_do_not_know_are_kept_waiting_and_move_nothing(webhook_url, paid, org_a):
+    # Not ours, or ours before its payment's success arrived: kept (never dropped) until that success comes.
     response = deliver(webhook_url, event(paid, payment_intent="pi_someone_else"))
-    assert (response.status_code, response.json()["status"]) == (200, "ignored")
+    assert (response.status_code, response.json()["status"]) == (200, "waiting")
     assert not ExternalRefund.objects.exists()
     assert available(org_a.pk) == usd("20")
 

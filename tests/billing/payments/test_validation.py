@@ -78,6 +78,7 @@ def test_the_bounds_come_from_the_settings(alice_client, settings):
         (b"[1, 2]", "application/json", 400),
         (b'"20.00"', "application/json", 400),
         (b"amount=20", "application/x-www-form-urlencoded", 415),
+        (b"[" * 100_000, "application/json", 400),
     ],
 )
 def test_malformed_bodies_are_refused(alice_client, body, content_type, status):
@@ -85,6 +86,13 @@ def test_malformed_bodies_are_refused(alice_client, body, content_type, status):
     assert response.status_code == status
     assert response.json()["error"]["message"]
     assert not TopUp.objects.exists()
+
+
+@pytest.mark.parametrize("path", ["/billing/top-up/1/pay/", "/billing/auto-top-up/card/confirm/"])
+def test_a_body_nested_too_deeply_is_refused_by_every_json_endpoint_that_reads_one(alice_client, path):
+    response = alice_client.post(path, b"[" * 100_000, content_type="application/json")
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("top_up_id", ["999999999", "abc", "-1", "99999999999999999999999", "1.5"])

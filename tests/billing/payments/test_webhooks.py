@@ -268,3 +268,38 @@ def test_a_failed_top_up_that_later_succeeds_is_credited_once(webhook_url, succe
     assert top_up.status == "succeeded"
     assert available(org_a.pk) == usd("20")
     assert Grant.objects.filter(wallet__organization=org_a).count() == 1
+
+
+# --- bad input never reaches the JSON parser unsigned, and never answers 500 ---
+
+
+@pytest.mark.parametrize(
+    ("name", "signed"),
+    [("unsigned", None), ("with a made-up signature", "t=1,v1=00"), ("signed", "sign")],
+)
+def test_a_deeply_nested_body_gets_400_not_500(webhook_url, name, signed):
+    body = "[" * 100_000
+    headers = {} if signed is None else {"Stripe-Signature": stripe_signature(body) if signed == "sign" else signed}
+    response = httpx.post(webhook_url, content=body.encode(), headers=headers, timeout=30)
+    assert response.status_code == 400, name
+    expected = {None: "missing_signature", "t=1,v1=00": "invalid_signature", "sign": "invalid_json"}[signed]
+    assert response.json()["error"]["code"] == expected, name
+    assert not StripeEvent.objects.exists()
+
+
+@pytest.mark.parametrize("ahead", [301, 600, 86_400 * 365])
+def test_a_signature_dated_in_the_future_beyond_the_tolerance_is_refused(webhook_url, succeeded_event, org_a, ahead):
+    _top_up, payload = succeeded_event
+    response = deliver(webhook_url, payload, timestamp=int(time.time()) + ahead)
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_signature")
+    assert "future" in response.json()["error"]["message"]
+    assert not StripeEvent.objects.exists()
+    assert available(org_a.pk) == 0
+
+
+def test_a_signature_a_little_ahead_of_our_clock_is_accepted(webhook_url, succeeded_event, org_a):
+    # Clocks drift: a timestamp within the tolerance on either side is Stripe's.
+    _top_up, payload = succeeded_event
+    response = deliver(webhook_url, payload, timestamp=int(time.time()) + 60)
+    assert (response.status_code, response.json()["status"]) == (200, "processed")
+    assert available(org_a.pk) == usd("20")
