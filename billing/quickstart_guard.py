@@ -111,7 +111,7 @@ def guard_start() -> None:
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     _guard = subprocess.Popen(  # noqa: S603  (this interpreter, our module)
         [sys.executable, "-m", "billing.quickstart_guard", str(os.getpid())],
-        cwd=str(Path(__file__).resolve().parents[2]),
+        cwd=str(Path(__file__).resolve().parents[1]),
         stdin=subprocess.PIPE,
         start_new_session=True,
     )

@@ -18,7 +18,7 @@ from api.pagination import StrictLimitOffsetPagination
 from api.staff.ledger_fields import IDEMPOTENCY_HEADER, IdempotencyKeyField, idempotency_key_resolve
 from billing.payments import selectors, services
 from billing.payments.errors import NotFound
-from billing.payments.models import Refund, TopUp
+from billing.payments.models import Refund, StripeEvent, TopUp
 from billing.payments.services.refunds import refund_refundable
 from core.errors import ApplicationError
 from core.money import format_amount
@@ -216,3 +216,34 @@ class TopUpListApi(StaffApi):
             raise ApplicationError(f"status must be one of {', '.join(TopUp.Status.values)}", param="status")
         top_ups = selectors.topups_for_staff(organization_id=_query_id(request, "organization_id"), status=wanted)
         return self.paginated(request, top_ups, TopUpOutputSerializer)
+
+
+class StripeEventOutputSerializer(serializers.Serializer):
+    event_id = serializers.CharField()
+    type = serializers.CharField()
+    status = serializers.CharField()
+    payment_intent_id = serializers.CharField()
+    error = serializers.CharField()
+    attempts = serializers.IntegerField()
+    received_at = serializers.DateTimeField()
+    processed_at = serializers.DateTimeField(allow_null=True)
+
+
+class StripeEventListApi(StaffApi):
+    @extend_schema(
+        summary="List stored Stripe events (e.g. those waiting for a payment we have not seen, or failed)",
+        parameters=[
+            OpenApiParameter("status", str, enum=StripeEvent.Status.values, description="Only events in this status."),
+            OpenApiParameter("payment_intent_id", str, description="Only events about this PaymentIntent."),
+        ],
+        responses=StripeEventOutputSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        wanted = request.query_params.get("status") or None
+        if wanted is not None and wanted not in StripeEvent.Status.values:
+            raise ApplicationError(f"status must be one of {', '.join(StripeEvent.Status.values)}", param="status")
+        intent = request.query_params.get("payment_intent_id") or None
+        if intent is not None and len(intent) > 255:
+            raise ApplicationError("payment_intent_id is at most 255 characters", param="payment_intent_id")
+        events = selectors.stripe_events_for_staff(status=wanted, payment_intent_id=intent)
+        return self.paginated(request, events, StripeEventOutputSerializer)

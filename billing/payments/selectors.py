@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from django.db.models import QuerySet
 
 from billing.payments.errors import NotFound
-from billing.payments.models import AutoTopUp, ExternalRefund, Refund, TopUp
+from billing.payments.models import AutoTopUp, ExternalRefund, Refund, StripeEvent, TopUp
 from billing.payments.services.auto_topup import auto_topup_over_cap, auto_topup_spent_today
 
 
@@ -94,3 +94,15 @@ def receipt_refunds(*, top_up: TopUp) -> list[Refund | ExternalRefund]:
     """Every refund of a top-up, oldest first: staff refunds and refunds made in Stripe alike."""
     refunds: list[Refund | ExternalRefund] = [*top_up.refunds.all(), *top_up.external_refunds.all()]
     return sorted(refunds, key=lambda refund: refund.created_at)
+
+
+def stripe_events_for_staff(
+    *, status: str | None = None, payment_intent_id: str | None = None
+) -> QuerySet[StripeEvent]:
+    """Stored Stripe events, newest first: those that wait for their payment, or failed, are what staff look into."""
+    events = StripeEvent.objects.order_by("-received_at", "-id")
+    if status is not None:
+        events = events.filter(status=status)
+    if payment_intent_id is not None:
+        events = events.filter(payment_intent_id=payment_intent_id)
+    return events

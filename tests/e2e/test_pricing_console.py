@@ -78,10 +78,11 @@ def test_staff_publish_now_with_confirmation_and_read_the_audit_log(live_url, pa
         organization_id=organization.pk, model="gpt-4o", discount_bps=1500, reason="contract #42", actor=staff
     )
 
+    EmailAddress.objects.create(user=staff, email=staff.email, verified=True, primary=True)
     page.goto(f"{live_url}/staff/pricing/models/gpt-4o-mini/")
-    page.fill("input[name=username]", "sam@staff.example.com")
+    page.fill("input[name=login]", "sam@staff.example.com")
     page.fill("input[name=password]", "correct horse battery staple")
-    page.click("input[type=submit]")
+    page.click("button[type=submit]")
     form = page.locator("[data-testid=version-form]")
     form.locator("input[name=input_price]").fill("0.10")
     form.locator("input[name=output_price]").fill("0.40")

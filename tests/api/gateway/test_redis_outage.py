@@ -72,14 +72,14 @@ def own_redis(settings, live_url) -> Iterator[OwnRedis]:
 
 def _forget_keys() -> None:
     """This process's memory of API keys (and the gateway's caches), as in a web process that has not seen them."""
-    apikey_selectors._local.clear()
+    apikey_selectors.local_cache.clear()
     caches_clear()
 
 
 def test_the_product_really_uses_this_redis_and_it_really_goes(own_redis, client, funded, standin):
     client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5)
     key_id = keyformat.secret_key_id(client.api_key)
-    assert key_id is not None and cache.get(apikey_selectors._cache_key(key_id)) is not None
+    assert key_id is not None and cache.get(apikey_selectors.apikey_cache_key(key_id)) is not None
     own_redis.kill()
     with pytest.raises(redis.exceptions.ConnectionError):
         cache.get("anything")
