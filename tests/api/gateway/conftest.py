@@ -14,11 +14,12 @@ import pytest
 from django.db import connection
 
 from accounts.services import apikey_create
-from api.gateway import hooks, metering, ratelimit, upstreams
+from api.gateway import ratelimit, upstreams
 from api.gateway.cache import caches_clear
 from billing.ledger import selectors as ledger_selectors
 from billing.ledger import services as ledger
 from billing.ledger.models import Wallet
+from billing.metering import holds, hooks
 from billing.pricing import rating
 from billing.pricing.services import price_book_seed
 from billing.usage.models import UsageRecord
@@ -50,7 +51,7 @@ def gateway_session(live_server_session: LiveServer) -> Iterator[LiveServer]:
     yield live_server_session
 
     async def close() -> None:
-        await metering.background_drain()
+        await holds.background_drain()
         await ratelimit.refunds_drain()
         await hooks.drain()
         await pg.pool_close()

@@ -13,8 +13,8 @@ import httpx
 import openai
 import pytest
 
-from api.gateway import metering
 from billing.ledger.models import Hold
+from billing.metering import holds
 from billing.pricing import rating
 from billing.tokens import chat_prompt_tokens
 from billing.usage.models import UsageRecord
@@ -360,7 +360,7 @@ def _settles_drain() -> None:
     """Wait for every settle still running on the server (a second settle would show as a second record)."""
     loop = _server_loop()
     assert loop is not None
-    asyncio.run_coroutine_threadsafe(metering.background_drain(), loop).result(timeout=30)
+    asyncio.run_coroutine_threadsafe(holds.background_drain(), loop).result(timeout=30)
 
 
 @pytest.mark.parametrize("include_usage", [False, True])

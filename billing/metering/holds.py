@@ -24,9 +24,9 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from api.gateway import hooks, spend
 from billing.ledger import services as ledger
 from billing.ledger.errors import HoldNotOpen, InsufficientCredit
+from billing.metering import hooks, spend
 from billing.metering.callers import AuthenticatedKey
 from billing.pricing import rating
 from billing.pricing import services as pricing
