@@ -28,6 +28,7 @@ from billing.metering.callers import AuthenticatedKey
 from billing.pricing import rating
 from billing.usage.models import UsageSource, UsageStatus
 from billing.usage.services import UsageRow
+from core.background import background
 from core.money import format_amount
 
 MAX_TTL_SECONDS = 24 * 3600
@@ -276,7 +277,7 @@ def _hold_start(call: Call) -> "asyncio.Task[holds.Ticket]":
     # The hold must outlive the call, or the sweeper would return it before the settle (which would then find it
     # closed and charge nothing): it is sized on the call's total time limit, not on the route's read timeout.
     ttl = min(settings.GATEWAY_MAX_CALL_SECONDS + settings.GATEWAY_HOLD_MARGIN_SECONDS, MAX_TTL_SECONDS)
-    return holds.background(
+    return background(
         holds.hold_open(
             key=call.key,
             request_id=call.request_id,
@@ -324,7 +325,7 @@ def _release_abandoned(call: Call, done: "asyncio.Task[holds.Ticket]") -> None:
     if done.cancelled() or done.exception() is not None:
         return
     call.ticket = done.result()
-    holds.background(holds.hold_cancel(call.ticket, row=call.row(UsageStatus.CLIENT_DISCONNECTED)))
+    background(holds.hold_cancel(call.ticket, row=call.row(UsageStatus.CLIENT_DISCONNECTED)))
 
 
 def _release_unwanted(call: Call, done: "asyncio.Task[holds.Ticket]", *, client_left: bool) -> None:
@@ -334,13 +335,13 @@ def _release_unwanted(call: Call, done: "asyncio.Task[holds.Ticket]", *, client_
     elif not done.cancelled() and done.exception() is None:  # a refused hold has nothing to give back
         ticket = done.result()
         reason = f"{call.endpoint} {call.model.slug} rate limited"
-        holds.background(holds.hold_withdraw(ticket, actor=f"key:{call.key.id}", reason=reason))
+        background(holds.hold_withdraw(ticket, actor=f"key:{call.key.id}", reason=reason))
 
 
 def release_on_error(call: Call) -> None:
     """After an unexpected error between hold and settle: release the hold now rather than at its deadline."""
     if call.ticket is not None and not call.settling:
-        holds.background(settle_nothing(call, UsageStatus.UPSTREAM_ERROR))
+        background(settle_nothing(call, UsageStatus.UPSTREAM_ERROR))
 
 
 def prepare_route(call: Call, route: upstreams.Route) -> None:
@@ -358,7 +359,7 @@ async def upstream_answer(call: Call, answer: Awaitable[T]) -> T:
     except upstreams.UpstreamFailure as failure:
         raise await settle_failure(call, failure) from None
     except asyncio.CancelledError:
-        holds.background(settle_nothing(call, UsageStatus.CLIENT_DISCONNECTED))
+        background(settle_nothing(call, UsageStatus.CLIENT_DISCONNECTED))
         raise
 
 

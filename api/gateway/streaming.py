@@ -43,6 +43,7 @@ from api.gateway.params import ChatParams
 from billing import tokens
 from billing.metering import holds
 from billing.usage.models import UsageStatus
+from core.background import background
 from core.money import format_amount
 
 DONE = b"data: [DONE]\n\n"
@@ -327,14 +328,14 @@ class Relay:
             yield DONE
         except (asyncio.CancelledError, GeneratorExit):
             if self._claim_settle():
-                holds.background(self.settle_disconnected())
+                background(self.settle_disconnected())
             raise
         except Exception:
             if self._claim_settle():
-                holds.background(calls.settle_nothing(self.call, UsageStatus.UPSTREAM_ERROR))
+                background(calls.settle_nothing(self.call, UsageStatus.UPSTREAM_ERROR))
             raise
         finally:
-            holds.background(self.answer.aclose())
+            background(self.answer.aclose())
 
 
 async def _open(call: Call, forward: dict[str, Any]) -> upstreams.Answer:
@@ -353,10 +354,10 @@ async def stream(call: Call, chat: ChatParams, forward: dict[str, Any]) -> HttpR
     try:
         await calls.upstream_answer(call, relay.begin())
     except BaseException:
-        holds.background(answer.aclose())
+        background(answer.aclose())
         raise
     response = StreamingHttpResponse(relay.run(), content_type="text/event-stream")
-    holds.background(relay.watch())
+    background(relay.watch())
     headers = calls.answer_headers(call)
     headers |= {
         "x-billing-hold": format_amount(call.hold_nano),

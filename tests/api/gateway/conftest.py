@@ -19,11 +19,10 @@ from api.gateway.cache import caches_clear
 from billing.ledger import selectors as ledger_selectors
 from billing.ledger import services as ledger
 from billing.ledger.models import Wallet
-from billing.metering import holds, hooks
 from billing.pricing import rating
 from billing.pricing.services import price_book_seed
 from billing.usage.models import UsageRecord
-from core import pg
+from core import background, pg
 from core.money import parse_amount
 from tests.api.gateway.standin import StandIn
 from tests.harness import LiveServer
@@ -51,9 +50,7 @@ def gateway_session(live_server_session: LiveServer) -> Iterator[LiveServer]:
     yield live_server_session
 
     async def close() -> None:
-        await holds.background_drain()
-        await ratelimit.refunds_drain()
-        await hooks.drain()
+        await background.drain()
         await pg.pool_close()
         await upstreams.client_close()
         await ratelimit.redis_close()

@@ -21,7 +21,7 @@ from billing.pricing.models import PeriodCounter
 from billing.tokens import chat_prompt_tokens
 from billing.usage.models import UsageSource, UsageStatus
 from billing.usage.services import UsageRow
-from core import pg
+from core import background, pg
 from tests.api.gateway.conftest import MODEL, Limits, balances, reconciled, records, usd
 
 MESSAGES = [{"role": "user", "content": "Summarise the news."}]
@@ -89,7 +89,7 @@ async def test_reserved_throughput_is_used_first_then_the_shared_limit(settings)
         assert too_large.too_large
         # Tokens a request did not use come back after its settle.
         ratelimit.refund(shared, used_tokens=0)
-        await ratelimit.refunds_drain()
+        await background.drain()
         assert (await ratelimit.admit(limits.draw(900))).admitted  # type: ignore[arg-type]
     finally:
         await ratelimit.redis_close()
@@ -108,7 +108,7 @@ async def test_refunds_of_many_keys_go_back_together_even_to_a_redis_that_forgot
         await scripts.client.script_flush()  # a restarted Redis: the refund script must be loaded again
         for admission in admitted:
             ratelimit.refund(admission, used_tokens=100)
-        await ratelimit.refunds_drain()
+        await background.drain()
         # Each key got back its own 900 unused tokens, and no more.
         assert all([(await ratelimit.admit(limits.draw(900))).admitted for limits in keys])
         assert not any([(await ratelimit.admit(limits.draw(200))).admitted for limits in keys])
