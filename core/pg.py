@@ -6,6 +6,8 @@ round trip each. One pool per event loop (a uvicorn worker has one loop; tests m
 """
 
 import asyncio
+import contextlib
+import contextvars
 from typing import Any
 
 from django.conf import settings
@@ -13,7 +15,8 @@ from django.db import connections
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
-_pools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool] = {}
+# One opening (then open) pool per event loop.
+_pools: dict[asyncio.AbstractEventLoop, "asyncio.Task[AsyncConnectionPool]"] = {}
 
 
 def conninfo(alias: str = "default") -> str:
@@ -30,12 +33,7 @@ def conninfo(alias: str = "default") -> str:
     return make_conninfo(**{key: value for key, value in params.items() if value is not None})
 
 
-async def pool() -> AsyncConnectionPool:
-    """This event loop's pool, opened on first use."""
-    loop = asyncio.get_running_loop()
-    existing = _pools.get(loop)
-    if existing is not None:
-        return existing
+async def _open() -> AsyncConnectionPool:
     created = AsyncConnectionPool(
         conninfo(),
         min_size=1,
@@ -44,13 +42,26 @@ async def pool() -> AsyncConnectionPool:
         open=False,
         name="gateway",
     )
-    _pools[loop] = created
     await created.open()
     return created
 
 
+async def pool() -> AsyncConnectionPool:
+    """This event loop's pool, opened once however many requests arrive at once (they all wait for the one opening),
+    and in an empty context: the pool's own tasks must not keep the context of the request that happened to open it
+    (and what it holds, such as that request's Django database connection) alive for the life of the process. A pool
+    that failed to open, or was closed, is opened again."""
+    loop = asyncio.get_running_loop()
+    opening = _pools.get(loop)
+    if opening is None or (opening.done() and (opening.cancelled() or opening.exception() or opening.result().closed)):
+        opening = loop.create_task(_open(), context=contextvars.Context())
+        _pools[loop] = opening
+    return await asyncio.shield(opening)
+
+
 async def pool_close() -> None:
     """Close this event loop's pool (at shutdown, or at the end of a test)."""
-    closing = _pools.pop(asyncio.get_running_loop(), None)
-    if closing is not None:
-        await closing.close()
+    opening = _pools.pop(asyncio.get_running_loop(), None)
+    if opening is not None and not opening.cancelled():
+        with contextlib.suppress(Exception):
+            await (await opening).close()

@@ -3,7 +3,7 @@
 admit (rate limits) -> hold (credit, key spend limit) -> forward -> measure -> settle -> answer with headers
 (admission and hold at once when the rate limits have room: admit_and_hold).
 
-A `Call` carries what the steps share. Money steps live in api.gateway.metering; this module turns their
+A `Call` carries what the steps share. Money steps live in billing.metering.holds; this module turns their
 outcomes into OpenAI-shaped errors (402 naming the affordable max_tokens, 429 with x-ratelimit-* headers) and the
 billing headers every answer carries.
 """
@@ -20,13 +20,15 @@ from django.conf import settings
 from django.http import HttpResponseBase
 from django.utils import timezone
 
-from api.gateway import catalog, metering, ratelimit, spend, upstreams
+from api.gateway import catalog, ratelimit, upstreams
 from api.gateway.catalog import ModelInfo
 from api.gateway.http import GatewayError
+from billing.metering import holds, spend
 from billing.metering.callers import AuthenticatedKey
 from billing.pricing import rating
 from billing.usage.models import UsageSource, UsageStatus
 from billing.usage.services import UsageRow
+from core.background import background
 from core.money import format_amount
 
 MAX_TTL_SECONDS = 24 * 3600
@@ -70,7 +72,7 @@ class Call:
     route: upstreams.Route | None = None
     deadline: float = 0.0  # event-loop time: the end of the call's time limit (GATEWAY_MAX_CALL_SECONDS)
     admission: ratelimit.Admission | None = None
-    ticket: metering.Ticket | None = None
+    ticket: holds.Ticket | None = None
     settling: bool = False
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -245,7 +247,7 @@ def _short_of_credit(call: Call, budget_nano: int, *, what: str) -> str:
         return f"{what}: this input costs up to {format_amount(call.hold_nano)} {currency} and {left}."
     ceiling = min(call.model.max_output_tokens, call.model.context_window - call.prompt_tokens)
     # The hold covers max_tokens for each of the n choices: find the largest total, then share it.
-    affordable_total = metering.affordable_max_tokens(
+    affordable_total = holds.affordable_max_tokens(
         prices=call.context.prices,
         prompt_tokens=call.prompt_tokens,
         budget_nano=budget_nano,
@@ -270,13 +272,13 @@ async def hold(call: Call) -> None:
     await _hold_finish(call, _hold_start(call))
 
 
-def _hold_start(call: Call) -> "asyncio.Task[metering.Ticket]":
+def _hold_start(call: Call) -> "asyncio.Task[holds.Ticket]":
     """Start placing the call's hold, in a task of its own: a client that leaves cannot cancel it half-way."""
     # The hold must outlive the call, or the sweeper would return it before the settle (which would then find it
     # closed and charge nothing): it is sized on the call's total time limit, not on the route's read timeout.
     ttl = min(settings.GATEWAY_MAX_CALL_SECONDS + settings.GATEWAY_HOLD_MARGIN_SECONDS, MAX_TTL_SECONDS)
-    return metering.background(
-        metering.hold_open(
+    return background(
+        holds.hold_open(
             key=call.key,
             request_id=call.request_id,
             amount_nano=call.hold_nano,
@@ -287,10 +289,10 @@ def _hold_start(call: Call) -> "asyncio.Task[metering.Ticket]":
     )
 
 
-async def _hold_finish(call: Call, task: "asyncio.Task[metering.Ticket]") -> None:
+async def _hold_finish(call: Call, task: "asyncio.Task[holds.Ticket]") -> None:
     try:
         call.ticket = await asyncio.shield(task)
-    except (metering.CreditShort, spend.KeyLimitShort) as exc:
+    except (holds.CreditShort, spend.KeyLimitShort) as exc:
         refund_tokens(call, used_tokens=0)  # refused: the call used none of the tokens it was admitted with
         raise _refusal(call, exc) from None
     except asyncio.CancelledError:
@@ -299,9 +301,9 @@ async def _hold_finish(call: Call, task: "asyncio.Task[metering.Ticket]") -> Non
         raise
 
 
-def _refusal(call: Call, short: metering.CreditShort | spend.KeyLimitShort) -> GatewayError:
+def _refusal(call: Call, short: holds.CreditShort | spend.KeyLimitShort) -> GatewayError:
     """The 402 of a refused hold: short of the organization's credit, or of the key's spend limit."""
-    if isinstance(short, metering.CreditShort):
+    if isinstance(short, holds.CreditShort):
         message = _short_of_credit(call, short.spendable_nano, what="Not enough credit")
         message, code = f"{message} Add credit to continue.", "insufficient_credit"
     else:
@@ -319,27 +321,27 @@ def _refusal(call: Call, short: metering.CreditShort | spend.KeyLimitShort) -> G
     )
 
 
-def _release_abandoned(call: Call, done: "asyncio.Task[metering.Ticket]") -> None:
+def _release_abandoned(call: Call, done: "asyncio.Task[holds.Ticket]") -> None:
     if done.cancelled() or done.exception() is not None:
         return
     call.ticket = done.result()
-    metering.background(metering.hold_cancel(call.ticket, row=call.row(UsageStatus.CLIENT_DISCONNECTED)))
+    background(holds.hold_cancel(call.ticket, row=call.row(UsageStatus.CLIENT_DISCONNECTED)))
 
 
-def _release_unwanted(call: Call, done: "asyncio.Task[metering.Ticket]", *, client_left: bool) -> None:
+def _release_unwanted(call: Call, done: "asyncio.Task[holds.Ticket]", *, client_left: bool) -> None:
     """The hold placed beside an admission that did not let the call through: released once placed."""
     if client_left:
         _release_abandoned(call, done)  # recorded, as when the client leaves during a hold
     elif not done.cancelled() and done.exception() is None:  # a refused hold has nothing to give back
         ticket = done.result()
         reason = f"{call.endpoint} {call.model.slug} rate limited"
-        metering.background(metering.hold_withdraw(ticket, actor=f"key:{call.key.id}", reason=reason))
+        background(holds.hold_withdraw(ticket, actor=f"key:{call.key.id}", reason=reason))
 
 
 def release_on_error(call: Call) -> None:
     """After an unexpected error between hold and settle: release the hold now rather than at its deadline."""
     if call.ticket is not None and not call.settling:
-        metering.background(settle_nothing(call, UsageStatus.UPSTREAM_ERROR))
+        background(settle_nothing(call, UsageStatus.UPSTREAM_ERROR))
 
 
 def prepare_route(call: Call, route: upstreams.Route) -> None:
@@ -357,7 +359,7 @@ async def upstream_answer(call: Call, answer: Awaitable[T]) -> T:
     except upstreams.UpstreamFailure as failure:
         raise await settle_failure(call, failure) from None
     except asyncio.CancelledError:
-        metering.background(settle_nothing(call, UsageStatus.CLIENT_DISCONNECTED))
+        background(settle_nothing(call, UsageStatus.CLIENT_DISCONNECTED))
         raise
 
 
@@ -379,19 +381,19 @@ async def settle_failure(call: Call, failure: upstreams.UpstreamFailure) -> Gate
     )
 
 
-async def settle_nothing(call: Call, status: str) -> metering.Charge:
+async def settle_nothing(call: Call, status: str) -> holds.Charge:
     assert call.ticket is not None
     call.settling = True
-    charge = await metering.settle(ticket=call.ticket, context=None, usage=None, row=call.row(status), at=None)
+    charge = await holds.settle(ticket=call.ticket, context=None, usage=None, row=call.row(status), at=None)
     call.headers.update(billing_headers(call, charge))
     refund_tokens(call, used_tokens=0)
     return charge
 
 
-async def settle_usage(call: Call, measured: Measured, status: str) -> metering.Charge:
+async def settle_usage(call: Call, measured: Measured, status: str) -> holds.Charge:
     assert call.ticket is not None
     call.settling = True
-    charge = await metering.settle(
+    charge = await holds.settle(
         ticket=call.ticket,
         context=call.context,
         usage=usage_of(call, measured),
@@ -408,7 +410,7 @@ def refund_tokens(call: Call, *, used_tokens: int) -> None:
         ratelimit.refund(call.admission, used_tokens=used_tokens)
 
 
-def billing_headers(call: Call, charge: metering.Charge) -> dict[str, str]:
+def billing_headers(call: Call, charge: holds.Charge) -> dict[str, str]:
     headers = {
         "x-billing-charge": format_amount(charge.charge_nano),
         "x-billing-charge-nano": str(charge.charge_nano),

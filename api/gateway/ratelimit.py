@@ -30,6 +30,7 @@ from redis.exceptions import NoScriptError
 
 from billing.metering.callers import AuthenticatedKey
 from billing.pricing.rating import PricingContext
+from core.background import background
 
 logger = logging.getLogger(__name__)
 
@@ -383,7 +384,6 @@ async def admit(draw: Draw) -> Admission:
 REFUND_BATCH_SECONDS = 0.05
 # Per event loop: {((bucket key, capacity), ...): tokens to give back}.
 _refunds: dict[asyncio.AbstractEventLoop, dict[tuple[tuple[str, int], ...], int]] = {}
-_refunding: set["asyncio.Task[None]"] = set()
 
 
 async def _refund_flush(loop: asyncio.AbstractEventLoop) -> None:
@@ -424,14 +424,6 @@ def refund(admission: Admission, *, used_tokens: int) -> None:
     batch = _refunds.get(loop)
     if batch is None:
         batch = _refunds[loop] = {}
-        task = loop.create_task(_refund_flush(loop))
-        _refunding.add(task)
-        task.add_done_callback(_refunding.discard)
+        background(_refund_flush(loop))
     group = tuple((bucket.key, bucket.capacity) for bucket in admission.charged)
     batch[group] = batch.get(group, 0) + amount
-
-
-async def refunds_drain() -> None:
-    """Give back every pending refund now (tests; shutdown)."""
-    while _refunding:
-        await asyncio.gather(*list(_refunding), return_exceptions=True)

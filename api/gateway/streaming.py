@@ -37,11 +37,13 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpResponseBase, StreamingHttpResponse
 
-from api.gateway import calls, demo, metering, upstreams
+from api.gateway import calls, demo, upstreams
 from api.gateway.calls import Call
 from api.gateway.params import ChatParams
 from billing import tokens
+from billing.metering import holds
 from billing.usage.models import UsageStatus
+from core.background import background
 from core.money import format_amount
 
 DONE = b"data: [DONE]\n\n"
@@ -204,7 +206,7 @@ class Relay:
         )
         return {"error": {"message": message, "type": "api_error", "param": None, "code": "call_time_limit"}}
 
-    def _usage_chunk(self, measured: calls.Measured, charge: metering.Charge) -> dict[str, Any]:
+    def _usage_chunk(self, measured: calls.Measured, charge: holds.Charge) -> dict[str, Any]:
         billing: dict[str, Any] = {
             "request_id": self.call.request_id,
             "charge": format_amount(charge.charge_nano),
@@ -326,14 +328,14 @@ class Relay:
             yield DONE
         except (asyncio.CancelledError, GeneratorExit):
             if self._claim_settle():
-                metering.background(self.settle_disconnected())
+                background(self.settle_disconnected())
             raise
         except Exception:
             if self._claim_settle():
-                metering.background(calls.settle_nothing(self.call, UsageStatus.UPSTREAM_ERROR))
+                background(calls.settle_nothing(self.call, UsageStatus.UPSTREAM_ERROR))
             raise
         finally:
-            metering.background(self.answer.aclose())
+            background(self.answer.aclose())
 
 
 async def _open(call: Call, forward: dict[str, Any]) -> upstreams.Answer:
@@ -352,10 +354,10 @@ async def stream(call: Call, chat: ChatParams, forward: dict[str, Any]) -> HttpR
     try:
         await calls.upstream_answer(call, relay.begin())
     except BaseException:
-        metering.background(answer.aclose())
+        background(answer.aclose())
         raise
     response = StreamingHttpResponse(relay.run(), content_type="text/event-stream")
-    metering.background(relay.watch())
+    background(relay.watch())
     headers = calls.answer_headers(call)
     headers |= {
         "x-billing-hold": format_amount(call.hold_nano),

@@ -3,8 +3,9 @@
 from typing import Any
 
 from accounts.services.apikeys import WORKFLOW_RE
-from api.gateway import events, params
+from api.gateway import params
 from api.gateway.schema.responses import amount, nano, ref
+from billing.metering import events
 
 TIERS = list(params.SERVICE_TIERS)
 USAGE = {

@@ -14,7 +14,7 @@ import pytest
 from django.db import connection
 
 from accounts.services import apikey_create
-from api.gateway import hooks, metering, ratelimit, upstreams
+from api.gateway import ratelimit, upstreams
 from api.gateway.cache import caches_clear
 from billing.ledger import selectors as ledger_selectors
 from billing.ledger import services as ledger
@@ -22,7 +22,7 @@ from billing.ledger.models import Wallet
 from billing.pricing import rating
 from billing.pricing.services import price_book_seed
 from billing.usage.models import UsageRecord
-from core import pg
+from core import background, pg
 from core.money import parse_amount
 from tests.api.gateway.standin import StandIn
 from tests.harness import LiveServer
@@ -50,9 +50,7 @@ def gateway_session(live_server_session: LiveServer) -> Iterator[LiveServer]:
     yield live_server_session
 
     async def close() -> None:
-        await metering.background_drain()
-        await ratelimit.refunds_drain()
-        await hooks.drain()
+        await background.drain()
         await pg.pool_close()
         await upstreams.client_close()
         await ratelimit.redis_close()

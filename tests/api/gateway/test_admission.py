@@ -10,10 +10,11 @@ import redis
 from django.conf import settings as django_settings
 
 from accounts.services import apikey_create
-from api.gateway import metering, ratelimit
-from api.models import KeySpend, KeySpendHold
+from api.gateway import ratelimit
 from billing.ledger.models import Hold
+from billing.metering.models import KeySpend, KeySpendHold
 from billing.usage.models import UsageRecord
+from core import background
 from tests.api.gateway.conftest import MODEL, Limits, _server_loop, balances, reconciled, usd, wait_for
 
 MESSAGES = [{"role": "user", "content": "Hello there"}]
@@ -24,7 +25,7 @@ def background_done() -> None:
     on its way when the 429 arrives)."""
     loop = _server_loop()
     assert loop is not None
-    asyncio.run_coroutine_threadsafe(metering.background_drain(), loop).result(timeout=30)
+    asyncio.run_coroutine_threadsafe(background.drain(), loop).result(timeout=30)
 
 
 def drain(bucket_key: str) -> None:

@@ -12,8 +12,8 @@ import pytest
 from django.db.models import Sum
 
 from accounts.services import apikey_create
-from api.models import KeySpend, KeySpendHold
 from billing.ledger import services as ledger
+from billing.metering.models import KeySpend, KeySpendHold
 from billing.pricing import rating
 from billing.tokens import chat_prompt_tokens
 from billing.usage.models import UsageRecord

@@ -170,7 +170,7 @@ def test_an_exhausted_key_spend_limit_is_402_too(live_url, funded, org_a):
     assert (caught.value.status_code, caught.value.code) == (402, "key_spend_limit_reached")
     assert "The largest max_tokens it affords is" in caught.value.message
     client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5)
-    from api.models import KeySpend, KeySpendHold
+    from billing.metering.models import KeySpend, KeySpendHold
 
     spend = KeySpend.objects.get(api_key=limited)
     record = UsageRecord.objects.get()
@@ -195,7 +195,7 @@ def test_a_key_with_a_spend_limit_whose_organization_lacks_the_credit_gets_402(l
     assert "Not enough credit" in error.message and "The largest max_tokens it affords is" in error.message
     assert error.response.headers["x-should-retry"] == "false"
     assert_nothing_happened(wallet, usd("0.001"))
-    from api.models import KeySpend, KeySpendHold
+    from billing.metering.models import KeySpend, KeySpendHold
 
     # The key's claim went with the refused hold: nothing is held against its limit.
     assert not KeySpend.objects.filter(api_key=limited, held_nano__gt=0).exists()

@@ -16,7 +16,6 @@ from django.db.backends import utils as db_utils
 from psycopg.conninfo import make_conninfo
 
 from accounts.services import apikey_create
-from api.gateway import metering
 from core import pg
 from tests.api.gateway.conftest import MODEL, _server_loop, usd
 from tests.harness import free_port
@@ -76,7 +75,6 @@ def _reopen_pool() -> None:
     loop = _server_loop()
     if loop is not None:
         asyncio.run_coroutine_threadsafe(pg.pool_close(), loop).result(timeout=30)
-        metering._pools.clear()
 
 
 @pytest.fixture

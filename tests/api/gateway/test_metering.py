@@ -10,17 +10,18 @@ from django.db import connections
 from django.utils import timezone
 
 from accounts.services import apikey_create
-from api.gateway import catalog, metering, ratelimit, spend
-from api.models import KeySpend, KeySpendHold
+from api.gateway import catalog, ratelimit
 from billing.ledger import services as ledger
+from billing.metering import holds, spend
 from billing.metering.callers import aapikey_authenticate
+from billing.metering.models import KeySpend, KeySpendHold
 from billing.pricing import rating
 from billing.pricing import services as pricing_services
 from billing.pricing.models import PeriodCounter
 from billing.tokens import chat_prompt_tokens
 from billing.usage.models import UsageSource, UsageStatus
 from billing.usage.services import UsageRow
-from core import pg
+from core import background, pg
 from tests.api.gateway.conftest import MODEL, Limits, balances, reconciled, records, usd
 
 MESSAGES = [{"role": "user", "content": "Summarise the news."}]
@@ -42,11 +43,11 @@ def test_a_crashed_requests_key_reservation_is_freed_once_its_hold_expires(live_
         organization_id=org_a.pk, name="crashy", spend_limit_nano=usd("1"), spend_limit_period="day"
     )
 
-    async def place() -> metering.Ticket:
+    async def place() -> holds.Ticket:
         key = await aapikey_authenticate(secret=secret)
         assert key is not None
         try:
-            return await metering.hold_open(
+            return await holds.hold_open(
                 key=key,
                 request_id="req_crashed",
                 amount_nano=usd("0.30"),
@@ -88,7 +89,7 @@ async def test_reserved_throughput_is_used_first_then_the_shared_limit(settings)
         assert too_large.too_large
         # Tokens a request did not use come back after its settle.
         ratelimit.refund(shared, used_tokens=0)
-        await ratelimit.refunds_drain()
+        await background.drain()
         assert (await ratelimit.admit(limits.draw(900))).admitted  # type: ignore[arg-type]
     finally:
         await ratelimit.redis_close()
@@ -107,7 +108,7 @@ async def test_refunds_of_many_keys_go_back_together_even_to_a_redis_that_forgot
         await scripts.client.script_flush()  # a restarted Redis: the refund script must be loaded again
         for admission in admitted:
             ratelimit.refund(admission, used_tokens=100)
-        await ratelimit.refunds_drain()
+        await background.drain()
         # Each key got back its own 900 unused tokens, and no more.
         assert all([(await ratelimit.admit(limits.draw(900))).admitted for limits in keys])
         assert not any([(await ratelimit.admit(limits.draw(200))).admitted for limits in keys])
@@ -150,9 +151,9 @@ def test_a_settle_on_a_plan_that_finds_its_hold_expired_records_the_call_and_cla
         assert key is not None
         return key
 
-    async def place() -> metering.Ticket:
+    async def place() -> holds.Ticket:
         key = await authenticated()
-        return await metering.hold_open(
+        return await holds.hold_open(
             key=key, request_id="req_late", amount_nano=usd("0.01"), ttl_seconds=60, reason="t", at=timezone.now()
         )
 
@@ -160,7 +161,7 @@ def test_a_settle_on_a_plan_that_finds_its_hold_expired_records_the_call_and_cla
     assert ticket.hold_id is not None
     assert ledger.holds_expire(now=timezone.now() + timedelta(minutes=5)) == 1
 
-    async def settle() -> metering.Charge:
+    async def settle() -> holds.Charge:
         key = await authenticated()
         context = await catalog.pricing_context_get(organization_id=org_a.pk, model_slug=MODEL)
         assert context.needs_period_state
@@ -178,7 +179,7 @@ def test_a_settle_on_a_plan_that_finds_its_hold_expired_records_the_call_and_cla
             input_tokens=300,
             output_tokens=200,
         )
-        return await metering.settle(ticket=ticket, context=context, usage=usage, row=row, at=timezone.now())
+        return await holds.settle(ticket=ticket, context=context, usage=usage, row=row, at=timezone.now())
 
     charge = asyncio.run(run(settle))
     assert charge.charge_nano == 0

@@ -13,11 +13,11 @@ import httpx
 import openai
 import pytest
 
-from api.gateway import metering
 from billing.ledger.models import Hold
 from billing.pricing import rating
 from billing.tokens import chat_prompt_tokens
 from billing.usage.models import UsageRecord
+from core import background
 from tests.api.gateway.conftest import MODEL, _server_loop, balances, reconciled, records, usd, wait_for
 
 MESSAGES = [{"role": "user", "content": "Tell me a story."}]
@@ -360,7 +360,7 @@ def _settles_drain() -> None:
     """Wait for every settle still running on the server (a second settle would show as a second record)."""
     loop = _server_loop()
     assert loop is not None
-    asyncio.run_coroutine_threadsafe(metering.background_drain(), loop).result(timeout=30)
+    asyncio.run_coroutine_threadsafe(background.drain(), loop).result(timeout=30)
 
 
 @pytest.mark.parametrize("include_usage", [False, True])

@@ -13,6 +13,7 @@ import logging
 from django.db import close_old_connections
 
 from billing.payments import services as payments
+from core.background import background
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,6 @@ logger = logging.getLogger(__name__)
 BATCH_SECONDS = 0.05
 
 _pending: dict[asyncio.AbstractEventLoop, dict[int, int]] = {}
-_flushing: set["asyncio.Task[None]"] = set()
 
 
 def after_debit(*, organization_id: int, available_nano: int) -> None:
@@ -54,13 +54,5 @@ def after_debit_soon(*, organization_id: int, available_nano: int) -> None:
     batch = _pending.get(loop)
     if batch is None:
         batch = _pending[loop] = {}
-        task = loop.create_task(_flush(loop))
-        _flushing.add(task)
-        task.add_done_callback(_flushing.discard)
+        background(_flush(loop))
     batch[organization_id] = available_nano
-
-
-async def drain() -> None:
-    """Run every pending hook now (tests; shutdown)."""
-    while _flushing:
-        await asyncio.gather(*list(_flushing), return_exceptions=True)

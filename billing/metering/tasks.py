@@ -1,8 +1,8 @@
-"""Celery tasks of the metered API."""
+"""Celery tasks of metering."""
 
 from celery import shared_task
 
-from api.gateway import spend
+from billing.metering import spend
 
 
 @shared_task(acks_late=True)

@@ -1,13 +1,13 @@
 """Per-key spend limits (ApiKey.spend_limit_nano per day, week or month), exact under concurrency.
 
-A key with a limit has a counter per period (api.models.KeySpend): `spent` (settled charges) and `held` (the
-holds of its requests in flight). Admitting a request raises `held` by the request's hold with ONE conditional
+A key with a limit has a counter per period (billing.metering.models.KeySpend): `spent` (settled charges) and `held`
+(the holds of its requests in flight). Admitting a request raises `held` by the request's hold with ONE conditional
 statement, in the same database transaction as the ledger hold, and only if spent + held + hold stays within the
-limit; so concurrent requests on the same key can never overshoot it, whatever their number. Each admitted
-request leaves a KeySpendHold row; its settle deletes that row and moves the captured part to `spent` (the rest
-is freed), in the transaction that settles the ledger hold. If a request never settles (a crashed worker), the
-ledger's sweeper expires its hold and `key_spend_sweep` here frees its part: whoever deletes the row applies the
-correction, so it happens exactly once.
+limit; so concurrent requests on the same key can never overshoot it, whatever their number. Each admitted request
+leaves a KeySpendHold row; its settle deletes that row and moves the captured part to `spent` (the rest is freed),
+in the transaction that settles the ledger hold. If a request never settles (a crashed worker), the ledger's sweeper
+expires its hold and `key_spend_sweep` here frees its part: whoever deletes the row applies the correction, so it
+happens exactly once.
 
 Lock order is the wallet row (the ledger statement) before the key's counter, on admission and on settle alike,
 so the two paths cannot deadlock.

@@ -13,50 +13,27 @@ same transaction (`ausage_rate`) before the settle.
 Settles run in their own task: a client that disconnects cancels its request, never the settle.
 """
 
-import asyncio
-import contextvars
 import logging
-from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
-from api.gateway import hooks, spend
 from billing.ledger import services as ledger
 from billing.ledger.errors import HoldNotOpen, InsufficientCredit
+from billing.metering import hooks, spend
 from billing.metering.callers import AuthenticatedKey
 from billing.pricing import rating
 from billing.pricing import services as pricing
 from billing.usage import services as usage_services
 from billing.usage.services import UsageRow
 from core import pg
+from core.background import shielded
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_background: set[asyncio.Task[Any]] = set()
-
-
-def background(coro: Awaitable[T]) -> asyncio.Task[T]:
-    """Run `coro` as a task nobody's cancellation reaches (kept referenced until done)."""
-    task: asyncio.Task[T] = asyncio.ensure_future(coro)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-    return task
-
-
-async def shielded(coro: Awaitable[T]) -> T:
-    """Await `coro` to completion even if the caller is cancelled meanwhile (it then finishes on its own)."""
-    return await asyncio.shield(background(coro))
-
-
-async def background_drain() -> None:
-    """Wait for every settle still running (tests; shutdown)."""
-    while _background:
-        await asyncio.gather(*list(_background), return_exceptions=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,21 +62,6 @@ class CreditShort(Exception):
     def __init__(self, *, spendable_nano: int):
         super().__init__("not enough credit")
         self.spendable_nano = spendable_nano
-
-
-_pools: dict[asyncio.AbstractEventLoop, "asyncio.Task[AsyncConnectionPool]"] = {}
-
-
-async def _pool() -> AsyncConnectionPool:
-    """This event loop's pool (core.pg), opened once however many requests arrive at once, and in an empty
-    context: the pool's own tasks must not keep the context of the request that happened to open it (and what it
-    holds, such as that request's Django database connection) alive for the life of the process."""
-    loop = asyncio.get_running_loop()
-    opening = _pools.get(loop)
-    if opening is None or (opening.done() and (opening.cancelled() or opening.exception() or opening.result().closed)):
-        opening = loop.create_task(pg.pool(), context=contextvars.Context())
-        _pools[loop] = opening
-    return await asyncio.shield(opening)
 
 
 def hold_key(request_id: str) -> str:
@@ -137,7 +99,7 @@ async def hold_open(
 
 
 async def _hold_pg(place: dict[str, Any], claim: spend.SpendClaim | None) -> ledger.HoldPlaced:
-    pool = await _pool()
+    pool = await pg.pool()
     async with pool.connection() as conn:
         if claim is None:
             return await ledger.ahold_place(conn, **place)
@@ -176,7 +138,7 @@ async def hold_withdraw(ticket: Ticket, *, actor: str, reason: str) -> None:
 async def _withdraw(ticket: Ticket, *, actor: str, reason: str) -> None:
     assert ticket.hold_id is not None
     unclaim = spend.settle_params(request_id=ticket.request_id, captured_nano=0)
-    pool = await _pool()
+    pool = await pg.pool()
     async with pool.connection() as conn:
         also = [(spend.SETTLE, unclaim)] if ticket.claim is not None else []
         await ledger.ahold_settle(
@@ -274,7 +236,7 @@ async def _settle_pg(
     row: UsageRow,
     at: datetime | None,
 ) -> Charge:
-    pool = await _pool()
+    pool = await pg.pool()
     async with pool.connection() as conn:
         if usage is None or context is None or at is None:
             return await _capture_pg(conn, ticket, replace(row, charge_nano=0, lines=[]))
@@ -317,7 +279,7 @@ async def _capture_pg(conn: psycopg.AsyncConnection[Any], ticket: Ticket, row: U
 
 async def _record_only(row: UsageRow) -> Charge:
     row = replace(row, hold_id=None)
-    pool = await _pool()
+    pool = await pg.pool()
     async with pool.connection() as conn:
         await conn.execute(usage_services.USAGE_INSERT, usage_services.usage_insert_params(row))
     return Charge(0, None, row)
