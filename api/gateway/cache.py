@@ -3,6 +3,10 @@
 The hot path must not query the database for a model's catalogue entry, its route or an organization's pricing
 context on every call; each web process keeps them for GATEWAY_CACHE_SECONDS. Concurrent misses of one key on
 one event loop share a single load, so a cold start under load costs one query per key, not one per request.
+
+Why not a library: cachetools' TTLCache is synchronous (no shared load for concurrent async misses) and Django's
+local-memory cache pickles every value and locks per call; what this one adds (single-flight async loads, and a
+clear() that a load already running cannot undo) is the part the gateway needs, in under a hundred lines.
 """
 
 import asyncio
