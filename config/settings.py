@@ -114,6 +114,7 @@ INSTALLED_APPS = [
     "billing.usage",
     "billing.payments",
     "billing.notifications",
+    "billing.invoicing",
     "api",
     # The web UI: customer pages and the staff console (HTML), and their template tags.
     "web",
@@ -377,6 +378,33 @@ if EMAIL_URL:
     except (ValueError, KeyError, environ.ImproperlyConfigured) as error:
         raise environ.ImproperlyConfigured(f"EMAIL_URL is not a usable mail URL (smtp://...): {error}") from None
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@localhost")
+
+# --- Invoicing: each billing period closed into an invoice (billing.invoicing) ---
+# A billing period is closed this long after it ends, so usage that started inside it and settles a little later
+# is on its invoice (usage booked later lands on the next invoice).
+INVOICE_CLOSE_GRACE_SECONDS = env_int("INVOICE_CLOSE_GRACE_SECONDS", 3600)
+# How often Celery beat looks for periods to close (and for closes a crashed worker left half done).
+INVOICE_CLOSE_CHECK_SECONDS = env_int("INVOICE_CLOSE_CHECK_SECONDS", 300, minimum=10)
+# Who issues the invoices; numbers are gapless per issuer and year.
+INVOICE_ISSUER = env.str("INVOICE_ISSUER", default="default").strip()
+if not INVOICE_ISSUER or len(INVOICE_ISSUER) > 40:
+    raise environ.ImproperlyConfigured("INVOICE_ISSUER must be 1 to 40 characters")
+# An invoice's number: {year} and {number} (the sequence), e.g. INV-{year}-{number:06d} gives INV-2026-000123.
+INVOICE_NUMBER_FORMAT = env.str("INVOICE_NUMBER_FORMAT", default="INV-{year}-{number:06d}")
+try:
+    if "{number" not in INVOICE_NUMBER_FORMAT or len(INVOICE_NUMBER_FORMAT.format(year=2026, number=1)) > 60:
+        raise ValueError
+except (KeyError, IndexError, ValueError):
+    raise environ.ImproperlyConfigured(
+        f"INVOICE_NUMBER_FORMAT must use {{number}} (and may use {{year}}), e.g. INV-{{year}}-{{number:06d}}; "
+        f"got {INVOICE_NUMBER_FORMAT!r}"
+    ) from None
+# Net terms (days to pay) of invoices sent to customers invoiced by send_invoice, unless staff set others.
+INVOICE_DAYS_UNTIL_DUE = env_int("INVOICE_DAYS_UNTIL_DUE", 30, minimum=1, maximum=365)
+CELERY_BEAT_SCHEDULE["invoicing-periods-close"] = {
+    "task": "billing.invoicing.tasks.invoices_close_due_task",
+    "schedule": float(INVOICE_CLOSE_CHECK_SECONDS),
+}
 
 # --- Web UI: invitations, notifications, and the client address behind proxies ---
 # Days an emailed invitation link stays valid.
