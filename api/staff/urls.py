@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from api.staff import ledger, organizations
+from api.staff import invoices, ledger, organizations
 
 # Organizations and their credit.
 urlpatterns = [
@@ -26,4 +26,15 @@ urlpatterns = [
     ),
     path("organizations/<int:organization_id>/overdraft/", ledger.OverdraftApi.as_view(), name="staff-overdraft"),
     path("organizations/<int:organization_id>/journal/", ledger.JournalListApi.as_view(), name="staff-journal"),
+]
+
+# Invoices (read-only) and how an organization is invoiced.
+urlpatterns += [
+    path("invoices/", invoices.InvoiceListApi.as_view(), name="staff-invoices"),
+    path("invoices/<int:invoice_id>/", invoices.InvoiceDetailApi.as_view(), name="staff-invoice"),
+    path(
+        "organizations/<int:organization_id>/billing-profile/",
+        invoices.BillingProfileApi.as_view(),
+        name="staff-billing-profile",
+    ),
 ]

@@ -1,10 +1,16 @@
 """Reads of invoices, and the reconcile check that every invoice agrees with the ledger it was built from."""
 
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Count, Max, Min, Q, QuerySet
+from django.utils import timezone
 
 from billing.invoicing.errors import InvoiceNotFound
-from billing.invoicing.models import Invoice, InvoiceLine
+from billing.invoicing.models import OPEN_STATUSES, Invoice, InvoiceLine
+from billing.invoicing.periods import period_after, period_containing
+from billing.ledger.models import Wallet
 
 
 def invoices_list(*, organization_id: int | None = None, status: str | None = None) -> QuerySet[Invoice]:
@@ -148,3 +154,30 @@ def invoices_reconcile(*, organization_id: int) -> list[str]:
                     where += f" line {position}"
                 problems.append(f"{where}: {problem}")
     return problems
+
+
+def organizations_due(*, now: datetime | None = None) -> list[int]:
+    """Organizations (with a wallet) that have a period to close: an invoice a crashed close left open, or a
+    period after their latest invoice (or, with none, the one their wallet was opened in) that ended, grace
+    included. One query, then calendar arithmetic per organization."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.INVOICE_CLOSE_GRACE_SECONDS)
+    rows = (
+        Wallet.objects.values("organization_id")
+        .annotate(
+            opened=Min("created_at"),
+            latest_end=Max("organization__invoices__period_end"),
+            open_count=Count("organization__invoices", filter=Q(organization__invoices__status__in=OPEN_STATUSES)),
+            anchor_day=Min("organization__billing_profile__anchor_day"),
+        )
+        .order_by("organization_id")
+    )
+    due = []
+    for row in rows:
+        anchor_day = row["anchor_day"] or 1
+        if row["latest_end"] is not None:
+            _, end = period_after(anchor_day=anchor_day, end=row["latest_end"])
+        else:
+            _, end = period_containing(anchor_day=anchor_day, at=row["opened"])
+        if row["open_count"] or end <= cutoff:
+            due.append(row["organization_id"])
+    return due

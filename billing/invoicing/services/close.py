@@ -210,26 +210,21 @@ def invoice_close(*, organization_id: int, period_start: datetime) -> Invoice:
     return invoice
 
 
-def invoices_close_due(*, now: datetime | None = None) -> list[int]:
-    """Every organization's periods that ended (grace included) and have no finalized invoice, closed in order;
-    returns the invoices' ids. Stuck invoices (a crashed close) resume first."""
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.INVOICE_CLOSE_GRACE_SECONDS)
-    from billing.ledger.models import Wallet
-
-    closed = []
-    for organization_id in Wallet.objects.values_list("organization_id", flat=True).distinct().order_by():
-        while True:
-            stuck = (
-                Invoice.objects.filter(organization_id=organization_id, status__in=OPEN_STATUSES)
-                .order_by("period_start")
-                .first()
-            )
-            if stuck is not None:
-                start = stuck.period_start
-            else:
-                start, end = period_next(organization_id=organization_id)
-                if end > cutoff:
-                    break
-            closed.append(invoice_close(organization_id=organization_id, period_start=start).pk)
-    return closed
+def invoices_close_due(*, organization_id: int, now: datetime | None = None) -> list[Invoice]:
+    """Close the organization's periods that ended (grace included), oldest first, resuming a close a crashed
+    worker left half done; returns the invoices closed."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.INVOICE_CLOSE_GRACE_SECONDS)
+    closed: list[Invoice] = []
+    while True:
+        stuck = (
+            Invoice.objects.filter(organization_id=organization_id, status__in=OPEN_STATUSES)
+            .order_by("period_start")
+            .first()
+        )
+        if stuck is not None:
+            start = stuck.period_start
+        else:
+            start, end = period_next(organization_id=organization_id)
+            if end > cutoff:
+                return closed
+        closed.append(invoice_close(organization_id=organization_id, period_start=start))

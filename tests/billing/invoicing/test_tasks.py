@@ -1,0 +1,60 @@
+"""Celery beat closes ended periods with no staff action, and resumes closes a crashed worker left open."""
+
+import pytest
+import time_machine
+
+from billing.invoicing import selectors, tasks
+from billing.invoicing.models import Invoice
+from billing.ledger import services as ledger
+from config.celery import app
+from tests.accounts.factories import OrganizationFactory
+from tests.billing.invoicing.conftest import at, booked_at, call, fund
+from tests.billing.invoicing.test_close import OCT, october
+
+
+@pytest.fixture
+def eager():
+    """Tasks queued with .delay() run at once, in this process (the worker's part)."""
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
+
+
+def test_beat_closes_every_ended_period_once(org, eager):
+    other = OrganizationFactory(name="Other")
+    october(org)
+    with booked_at(at("2026-10-20 00:00")):
+        fund(other, "1.00")
+        call(other)
+    with time_machine.travel(at("2026-11-01 00:59:00")):  # inside the grace window: nothing yet
+        assert tasks.invoices_close_due_task.apply().get() == 0
+    with time_machine.travel(at("2026-12-01 01:00:01")):  # October and November are over
+        assert sorted(selectors.organizations_due()) == sorted([org.pk, other.pk])
+        assert tasks.invoices_close_due_task.apply().get() == 2
+        assert tasks.invoices_close_due_task.apply().get() == 0
+    invoices = Invoice.objects.order_by("organization_id", "period_start")
+    assert [(i.organization_id, i.period_start.month, i.status) for i in invoices] == [
+        (org.pk, 10, "finalized"),
+        (org.pk, 11, "finalized"),
+        (other.pk, 10, "finalized"),
+        (other.pk, 11, "finalized"),
+    ]
+    assert sorted(i.number for i in invoices) == [f"INV-2026-00000{n}" for n in range(1, 5)]
+
+
+def test_beat_resumes_a_close_left_open(org, eager):
+    with booked_at(at("2026-10-02 00:00")):
+        ledger.wallet_get_or_create(organization_id=org.pk)
+    stuck = Invoice.objects.create(
+        organization=org,
+        wallet=ledger.wallet_get_or_create(organization_id=org.pk),
+        currency="USD",
+        period_start=OCT,
+        period_end=at("2026-11-01 00:00"),
+    )
+    with time_machine.travel(at("2026-11-05 00:00")):
+        assert selectors.organizations_due() == [org.pk]
+        assert tasks.invoices_close_organization_task.apply(args=[org.pk]).get() == [stuck.pk]
+    stuck.refresh_from_db()
+    assert stuck.status == "finalized"
