@@ -86,6 +86,13 @@ class InvoiceOutputSerializer(serializers.Serializer):
     days_until_due = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
     finalized_at = serializers.DateTimeField(allow_null=True)
+    stripe_invoice_id = serializers.CharField()
+    stripe_status = serializers.CharField()
+    pushed_at = serializers.DateTimeField(allow_null=True)
+    push_error = serializers.CharField()
+    payment_attempts = serializers.IntegerField()
+    payment_error = serializers.CharField()
+    paid_at = serializers.DateTimeField(allow_null=True)
 
     class Meta:
         ref_name = "StaffInvoice"

@@ -24,6 +24,9 @@ def invoice_document(invoice: Invoice, lines: list[InvoiceLine] | None = None) -
         "total_minor": invoice.total_minor,
         "carry_out": format_amount(invoice.carry_out_nano),
         "finalized_at": invoice.finalized_at.isoformat() if invoice.finalized_at else None,
+        "stripe_invoice_id": invoice.stripe_invoice_id or None,
+        "push_error": invoice.push_error or None,
+        "payment_error": invoice.payment_error or None,
     }
     if lines is not None:
         document["lines"] = [

@@ -95,6 +95,18 @@ class Invoice(models.Model):
     created_at = models.DateTimeField(db_default=Now())
     drafted_at = models.DateTimeField(null=True, blank=True)
     finalized_at = models.DateTimeField(null=True, blank=True)
+    # Collection (may change after finalization; the money above may not). Stripe's invoice, once pushed.
+    stripe_invoice_id = models.CharField(max_length=255, blank=True, default="")
+    stripe_status = models.CharField(max_length=20, blank=True, default="")
+    pushed_at = models.DateTimeField(null=True, blank=True)
+    push_error = models.CharField(max_length=1000, blank=True, default="")
+    payment_attempts = models.PositiveIntegerField(default=0)
+    payment_error = models.CharField(max_length=1000, blank=True, default="")
+    paid_at = models.DateTimeField(null=True, blank=True)
+    # The ledger grant that booked the payment (it repays the overdraft the invoice billed first).
+    payment_grant_id = models.BigIntegerField(null=True, blank=True, unique=True)
+    uncollectible_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["status", "period_end"], name="invoicing_status_end")]
@@ -113,6 +125,15 @@ class Invoice(models.Model):
             models.CheckConstraint(
                 condition=Q(status=InvoiceStatus.CLOSING) | Q(drafted_at__isnull=False),
                 name="invoicing_drafted_at_set",
+            ),
+            models.UniqueConstraint(
+                fields=["stripe_invoice_id"], condition=~Q(stripe_invoice_id=""), name="invoicing_stripe_id_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(status=InvoiceStatus.PAID) | Q(paid_at__isnull=True), name="invoicing_paid_at_when_paid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=InvoiceStatus.PAID) | Q(paid_at__isnull=False), name="invoicing_paid_has_paid_at"
             ),
             models.CheckConstraint(condition=Q(charges_nano__gte=0), name="invoicing_charges_not_negative"),
             models.CheckConstraint(condition=Q(credit_applied_nano__lte=0), name="invoicing_credit_not_positive"),

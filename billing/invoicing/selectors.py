@@ -8,7 +8,7 @@ from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from billing.invoicing.errors import InvoiceNotFound
-from billing.invoicing.models import OPEN_STATUSES, Invoice, InvoiceLine
+from billing.invoicing.models import OPEN_STATUSES, Invoice, InvoiceLine, InvoiceStatus
 from billing.invoicing.periods import period_after, period_containing
 from billing.ledger.models import Wallet
 
@@ -157,8 +157,8 @@ def invoices_reconcile(*, organization_id: int) -> list[str]:
 
 
 def organizations_due(*, now: datetime | None = None) -> list[int]:
-    """Organizations (with a wallet) that have a period to close: an invoice a crashed close left open, or a
-    period after their latest invoice (or, with none, the one their wallet was opened in) that ended, grace
+    """Organizations (with a wallet) that have work: an invoice a crashed close left open, one not yet pushed to
+    Stripe, or a period after their latest invoice (or, with none, the one their wallet was opened in) that ended, grace
     included. One query, then calendar arithmetic per organization."""
     cutoff = (now or timezone.now()) - timedelta(seconds=settings.INVOICE_CLOSE_GRACE_SECONDS)
     rows = (
@@ -167,6 +167,13 @@ def organizations_due(*, now: datetime | None = None) -> list[int]:
             opened=Min("created_at"),
             latest_end=Max("organization__invoices__period_end"),
             open_count=Count("organization__invoices", filter=Q(organization__invoices__status__in=OPEN_STATUSES)),
+            unpushed_count=Count(
+                "organization__invoices",
+                filter=Q(
+                    organization__invoices__status=InvoiceStatus.FINALIZED,
+                    organization__invoices__pushed_at__isnull=True,
+                ),
+            ),
             anchor_day=Min("organization__billing_profile__anchor_day"),
         )
         .order_by("organization_id")
@@ -178,6 +185,6 @@ def organizations_due(*, now: datetime | None = None) -> list[int]:
             _, end = period_after(anchor_day=anchor_day, end=row["latest_end"])
         else:
             _, end = period_containing(anchor_day=anchor_day, at=row["opened"])
-        if row["open_count"] or end <= cutoff:
+        if row["open_count"] or row["unpushed_count"] or end <= cutoff:
             due.append(row["organization_id"])
     return due

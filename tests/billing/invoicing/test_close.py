@@ -239,7 +239,7 @@ def test_a_finalized_invoice_never_changes(org):
         with pytest.raises(DatabaseError, match="invoicing: "), transaction.atomic():
             edit()
     # Its collection state still moves forward.
-    assert Invoice.objects.filter(pk=invoice.pk).update(status="paid") == 1
+    assert Invoice.objects.filter(pk=invoice.pk).update(status="paid", paid_at=NOV) == 1
 
 
 def test_the_reconcile_check_finds_a_charge_on_no_invoice(org):

@@ -21,7 +21,7 @@ def eager():
     app.conf.task_always_eager = previous
 
 
-def test_beat_closes_every_ended_period_once(org, eager):
+def test_beat_closes_every_ended_period_once(org, eager, localstripe):
     other = OrganizationFactory(name="Other")
     october(org)
     with booked_at(at("2026-10-20 00:00")):
@@ -34,16 +34,19 @@ def test_beat_closes_every_ended_period_once(org, eager):
         assert tasks.invoices_close_due_task.apply().get() == 2
         assert tasks.invoices_close_due_task.apply().get() == 0
     invoices = Invoice.objects.order_by("organization_id", "period_start")
-    assert [(i.organization_id, i.period_start.month, i.status) for i in invoices] == [
-        (org.pk, 10, "finalized"),
-        (org.pk, 11, "finalized"),
-        (other.pk, 10, "finalized"),
-        (other.pk, 11, "finalized"),
+    # Pushed to Stripe: what asks for nothing is paid at once; October's 0.15 found no saved card to charge.
+    assert [(i.organization_id, i.period_start.month, i.status, i.total_minor) for i in invoices] == [
+        (org.pk, 10, "finalized", 15),
+        (org.pk, 11, "paid", 0),
+        (other.pk, 10, "paid", 0),
+        (other.pk, 11, "paid", 0),
     ]
+    assert all(i.stripe_invoice_id and i.pushed_at for i in invoices)
+    assert invoices[0].payment_error == "No saved card to charge."
     assert sorted(i.number for i in invoices) == [f"INV-2026-00000{n}" for n in range(1, 5)]
 
 
-def test_beat_resumes_a_close_left_open(org, eager):
+def test_beat_resumes_a_close_left_open(org, eager, localstripe):
     with booked_at(at("2026-10-02 00:00")):
         ledger.wallet_get_or_create(organization_id=org.pk)
     stuck = Invoice.objects.create(
@@ -57,4 +60,5 @@ def test_beat_resumes_a_close_left_open(org, eager):
         assert selectors.organizations_due() == [org.pk]
         assert tasks.invoices_close_organization_task.apply(args=[org.pk]).get() == [stuck.pk]
     stuck.refresh_from_db()
-    assert stuck.status == "finalized"
+    # Nothing due: paid at Stripe at once.
+    assert (stuck.status, stuck.number, stuck.total_minor) == ("paid", "INV-2026-000001", 0)
