@@ -81,10 +81,11 @@ def _api_finalize(id: str, **data: Any) -> Invoice:
 
 
 def _api_pay(cls: type[Invoice], id: str, **data: Any) -> Invoice:
-    """Pay with the invoice's default_payment_method when it has one (localstripe knows only the customer's)."""
+    """Pay with the `payment_method` given, else the invoice's default_payment_method (localstripe knows only the
+    customer's default)."""
     invoice = Invoice._api_retrieve(id)
     invoice._uncollectible = False  # type: ignore[attr-defined]
-    card = getattr(invoice, "default_payment_method", None)
+    card = data.get("payment_method") or getattr(invoice, "default_payment_method", None)
     if not card or invoice.status not in ("draft", "open") or invoice.total <= 0:
         return _pay(cls, id)
     invoice._draft = False

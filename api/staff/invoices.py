@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.staff.ledger import organization_check, staff_member
+from api.staff.ledger_fields import AmountField
 from billing.invoicing import selectors, services
 from billing.invoicing.models import NANO_PER_MINOR, CollectionMethod, Invoice, InvoiceStatus
 from core.errors import ApplicationError
@@ -180,6 +181,8 @@ class BillingProfileApi(APIView):
         anchor_day = serializers.IntegerField(min_value=1, max_value=28)
         collection_method = serializers.ChoiceField(choices=CollectionMethod.values)
         days_until_due = serializers.IntegerField(min_value=1, max_value=365, required=False, default=30)
+        # Postpaid debt in a running period that triggers an invoice at once; null: the site's default.
+        progressive_threshold = AmountField(required=False, allow_null=True, default=None)
 
         class Meta:
             ref_name = "StaffBillingProfileInput"
@@ -189,6 +192,7 @@ class BillingProfileApi(APIView):
         anchor_day = serializers.IntegerField()
         collection_method = serializers.CharField()
         days_until_due = serializers.IntegerField()
+        progressive_threshold = MoneyField(source="progressive_threshold_nano", allow_null=True)
 
         class Meta:
             ref_name = "StaffBillingProfile"
@@ -208,7 +212,13 @@ class BillingProfileApi(APIView):
         organization_check(organization_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
         profile = services.billing_profile_set(
-            organization_id=organization_id, actor=staff_member(request), **serializer.validated_data
+            organization_id=organization_id,
+            anchor_day=data["anchor_day"],
+            collection_method=data["collection_method"],
+            days_until_due=data["days_until_due"],
+            progressive_threshold_nano=data["progressive_threshold"],
+            actor=staff_member(request),
         )
         return Response(self.OutputSerializer(profile).data)

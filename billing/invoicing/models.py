@@ -39,6 +39,9 @@ class BillingProfile(models.Model):
     )
     # Net terms of a sent invoice (send_invoice): days from finalization to its due date.
     days_until_due = models.PositiveSmallIntegerField(default=30)
+    # Progressive billing: invoice at once, mid-period, when the period's postpaid debt reaches this (None: the
+    # INVOICE_PROGRESSIVE_THRESHOLD setting).
+    progressive_threshold_nano = models.BigIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -107,9 +110,26 @@ class Invoice(models.Model):
     payment_grant_id = models.BigIntegerField(null=True, blank=True, unique=True)
     uncollectible_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
+    # Stripe's page where the customer can pay it (the link in dunning emails), when Stripe gives one.
+    hosted_invoice_url = models.CharField(max_length=1000, blank=True, default="")
+    # Cut mid-period because the postpaid debt reached the organization's threshold (progressive billing).
+    progressive = models.BooleanField(default=False)
+    # Dunning: the first failed payment, the retries made (steps of INVOICE_DUNNING_RETRY_DAYS), the next one,
+    # and the last step an email went out for (claimed before sending, so each is sent once).
+    payment_failed_at = models.DateTimeField(null=True, blank=True)
+    dunning_step = models.PositiveSmallIntegerField(default=0)
+    next_payment_attempt_at = models.DateTimeField(null=True, blank=True)
+    dunning_emailed_step = models.SmallIntegerField(default=-1)
 
     class Meta:
-        indexes = [models.Index(fields=["status", "period_end"], name="invoicing_status_end")]
+        indexes = [
+            models.Index(fields=["status", "period_end"], name="invoicing_status_end"),
+            models.Index(
+                fields=["next_payment_attempt_at"],
+                condition=Q(next_payment_attempt_at__isnull=False),
+                name="invoicing_dunning_due",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["organization", "period_start"], name="invoicing_one_per_period"),
             models.UniqueConstraint(
@@ -230,3 +250,27 @@ class InvoiceLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount_nano}"
+
+
+class Suspension(models.Model):
+    """An organization's postpaid use suspended for an unpaid invoice: its overdraft withdrawn (the limit lowered
+    to what it already owes, so the debt cannot grow) until the invoice is paid, when the limit comes back."""
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="suspensions")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="suspensions")
+    overdraft_limit_before_nano = models.BigIntegerField()
+    started_at = models.DateTimeField(db_default=Now())
+    lifted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization"], condition=Q(lifted_at__isnull=True), name="invoicing_one_open_suspension"
+            ),
+            models.CheckConstraint(
+                condition=Q(overdraft_limit_before_nano__gte=0), name="invoicing_suspension_limit_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"suspension of organization {self.organization_id} for invoice {self.invoice_id}"

@@ -8,7 +8,7 @@ from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from billing.invoicing.errors import InvoiceNotFound
-from billing.invoicing.models import OPEN_STATUSES, Invoice, InvoiceLine, InvoiceStatus
+from billing.invoicing.models import OPEN_STATUSES, Invoice, InvoiceLine, InvoiceStatus, Suspension
 from billing.invoicing.periods import period_after, period_containing
 from billing.ledger.models import Wallet
 
@@ -26,6 +26,33 @@ def invoice_get(*, invoice_id: int) -> Invoice:
     invoice = Invoice.objects.filter(pk=invoice_id).first()
     if invoice is None:
         raise InvoiceNotFound(f"No invoice {invoice_id}.", param="invoice")
+    return invoice
+
+
+def suspension_of(*, organization_id: int) -> Suspension | None:
+    """The organization's open suspension of postpaid use, with the unpaid invoice it is for (None: not
+    suspended). Read when a call is refused for credit, to name the invoice."""
+    return (
+        Suspension.objects.select_related("invoice")
+        .filter(organization_id=organization_id, lifted_at__isnull=True)
+        .first()
+    )
+
+
+def invoice_in_dunning(*, organization_id: int) -> Invoice | None:
+    """The organization's oldest invoice whose payment failed and is still unpaid (the web UI's banner), with
+    `suspended` set when its postpaid use is suspended."""
+    invoice = (
+        Invoice.objects.filter(
+            organization_id=organization_id, status=InvoiceStatus.FINALIZED, payment_failed_at__isnull=False
+        )
+        .order_by("payment_failed_at")
+        .first()
+    )
+    if invoice is not None:
+        invoice.suspended = Suspension.objects.filter(  # type: ignore[attr-defined]
+            organization_id=organization_id, lifted_at__isnull=True
+        ).exists()
     return invoice
 
 

@@ -6,12 +6,14 @@ run)."""
 from celery import shared_task
 
 from billing.invoicing import selectors, services
+from billing.invoicing.services.dunning import invoices_dunning
+from billing.invoicing.services.progressive import invoice_progressive_close, organizations_over_threshold
 from billing.invoicing.services.stripe_push import invoices_push_pending
 
 
 @shared_task(acks_late=True)
 def invoices_close_due_task() -> int:
-    due = selectors.organizations_due()
+    due = sorted(set(selectors.organizations_due()) | set(organizations_over_threshold()))
     for organization_id in due:
         invoices_close_organization_task.delay(organization_id)
     return len(due)
@@ -20,5 +22,13 @@ def invoices_close_due_task() -> int:
 @shared_task(acks_late=True)
 def invoices_close_organization_task(organization_id: int) -> list[int]:
     closed = [invoice.pk for invoice in services.invoices_close_due(organization_id=organization_id)]
+    progressive = invoice_progressive_close(organization_id=organization_id)
+    if progressive is not None:
+        closed.append(progressive.pk)
     invoices_push_pending(organization_id=organization_id)
     return closed
+
+
+@shared_task(acks_late=True)
+def invoices_dunning_task() -> dict[str, int]:
+    return invoices_dunning()

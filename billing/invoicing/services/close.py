@@ -57,12 +57,17 @@ def period_next(*, organization_id: int) -> tuple[datetime, datetime]:
     return period_containing(anchor_day=anchor_day, at=wallet.created_at)
 
 
-def invoice_open(*, organization_id: int, period_start: datetime, period_end: datetime) -> Invoice:
-    """Step 1: claim the period with an invoice in `closing` (or return the one already there)."""
+def invoice_open(
+    *, organization_id: int, period_start: datetime, period_end: datetime, progressive: bool = False
+) -> Invoice:
+    """Step 1: claim the period with an invoice in `closing` (or return the one already there). A progressive
+    invoice cuts the running period at `period_end` (see services.progressive); any other waits for its end and
+    the grace window."""
     existing = Invoice.objects.filter(organization_id=organization_id, period_start=period_start).first()
     if existing is not None:
         return existing
-    if period_end + timedelta(seconds=settings.INVOICE_CLOSE_GRACE_SECONDS) > timezone.now():
+    grace = settings.INVOICE_PROGRESSIVE_SETTLE_SECONDS if progressive else settings.INVOICE_CLOSE_GRACE_SECONDS
+    if period_end + timedelta(seconds=grace) > timezone.now():
         raise InvoiceConflict(
             f"The period {period_start:%Y-%m-%d} to {period_end:%Y-%m-%d} has not ended (with its grace window of "
             f"{settings.INVOICE_CLOSE_GRACE_SECONDS} s for late usage); it is closed after that.",
@@ -87,6 +92,7 @@ def invoice_open(*, organization_id: int, period_start: datetime, period_end: da
                 currency=wallet.currency,
                 period_start=period_start,
                 period_end=period_end,
+                progressive=progressive,
             )
     except IntegrityError:  # claimed by a concurrent close
         return Invoice.objects.get(organization_id=organization_id, period_start=period_start)

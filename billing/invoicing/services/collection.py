@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.invoicing.models import NANO_PER_MINOR, Invoice, InvoiceStatus
+from billing.invoicing.services.dunning import dunning_start, postpaid_restore
 from billing.ledger import services as ledger
 
 
@@ -54,7 +55,18 @@ def invoice_paid(*, invoice_id: int, amount_paid_minor: int | None = None) -> In
     invoice.paid_at = timezone.now()
     invoice.stripe_status = "paid"
     invoice.payment_error = ""
-    invoice.save(update_fields=["status", "paid_at", "stripe_status", "payment_error", "payment_grant_id"])
+    invoice.next_payment_attempt_at = None
+    invoice.save(
+        update_fields=[
+            "status",
+            "paid_at",
+            "stripe_status",
+            "payment_error",
+            "payment_grant_id",
+            "next_payment_attempt_at",
+        ]
+    )
+    postpaid_restore(organization_id=invoice.organization_id)
     return invoice
 
 
@@ -96,6 +108,7 @@ def _payment_failed(stripe_invoice: dict[str, Any]) -> str | None:
     )
     invoice.payment_error = (error or invoice.payment_error or "The payment failed.")[:1000]
     invoice.save(update_fields=["payment_attempts", "payment_error"])
+    dunning_start(invoice_id=invoice.pk)
     return None
 
 
@@ -111,7 +124,10 @@ def _moved(to: str, stamp: str, allowed_from: tuple[str, ...]) -> Any:
         invoice.status = to
         invoice.stripe_status = to
         setattr(invoice, stamp, timezone.now())
-        invoice.save(update_fields=["status", "stripe_status", stamp])
+        invoice.next_payment_attempt_at = None
+        invoice.save(update_fields=["status", "stripe_status", stamp, "next_payment_attempt_at"])
+        if to == InvoiceStatus.VOID:  # a cancelled invoice no longer holds the organization's postpaid use
+            postpaid_restore(organization_id=invoice.organization_id)
         return None
 
     return handle

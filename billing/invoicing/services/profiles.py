@@ -17,10 +17,12 @@ def billing_profile_set(
     anchor_day: int,
     collection_method: str,
     days_until_due: int,
+    progressive_threshold_nano: int | None = None,
     actor: AbstractBaseUser | str | None,
 ) -> BillingProfile:
     """Set the anchor day (1..28: the day periods start; the period already running keeps its end and the next
-    one is shortened to the new day), the collection method and the net terms of sent invoices."""
+    one is shortened to the new day), the collection method, the net terms of sent invoices, and the postpaid debt
+    that triggers a mid-period invoice (None: the INVOICE_PROGRESSIVE_THRESHOLD setting)."""
     if not Organization.objects.filter(pk=organization_id).exists():
         raise InvoiceNotFound(f"No organization {organization_id}.", param="organization_id")
     if isinstance(anchor_day, bool) or not isinstance(anchor_day, int) or not 1 <= anchor_day <= 28:
@@ -31,11 +33,19 @@ def billing_profile_set(
         )
     if isinstance(days_until_due, bool) or not isinstance(days_until_due, int) or not 1 <= days_until_due <= 365:
         raise ApplicationError("days_until_due must be from 1 to 365", param="days_until_due")
+    if progressive_threshold_nano is not None and (
+        isinstance(progressive_threshold_nano, bool)
+        or not isinstance(progressive_threshold_nano, int)
+        or progressive_threshold_nano <= 0
+    ):
+        raise ApplicationError("progressive_threshold must be greater than zero", param="progressive_threshold")
     profile, _ = BillingProfile.objects.select_for_update().get_or_create(organization_id=organization_id)
-    previous = {f: getattr(profile, f) for f in ("anchor_day", "collection_method", "days_until_due")}
+    fields = ("anchor_day", "collection_method", "days_until_due", "progressive_threshold_nano")
+    previous = {f: getattr(profile, f) for f in fields}
     profile.anchor_day = anchor_day
     profile.collection_method = collection_method
     profile.days_until_due = days_until_due
+    profile.progressive_threshold_nano = progressive_threshold_nano
     profile.save()
     audit_record(
         actor=actor,
@@ -44,7 +54,7 @@ def billing_profile_set(
         target=f"BillingProfile:{profile.pk}",
         detail={
             "previous": previous,
-            "new": {"anchor_day": anchor_day, "collection_method": collection_method, "days_until_due": days_until_due},
+            "new": {f: getattr(profile, f) for f in fields},
         },
     )
     return profile

@@ -135,7 +135,12 @@ def invoice_stripe_push(*, invoice_id: int) -> Invoice:
             )
         else:
             remote = invoice_stripe_pay(invoice=invoice, attempt=1) or remote
-    Invoice.objects.filter(pk=invoice.pk).update(pushed_at=timezone.now(), push_error="", stripe_status=remote.status)
+    Invoice.objects.filter(pk=invoice.pk).update(
+        pushed_at=timezone.now(),
+        push_error="",
+        stripe_status=remote.status,
+        hosted_invoice_url=str(getattr(remote, "hosted_invoice_url", None) or "")[:1000],
+    )
     invoice.refresh_from_db()
     if remote.status == "paid":
         from billing.invoicing.services.collection import invoice_paid
@@ -148,21 +153,31 @@ def invoice_stripe_pay(*, invoice: Invoice, attempt: int) -> stripe.Invoice | No
     """Ask Stripe to charge the saved card for an open invoice (attempt n has its own idempotency key). A decline
     is recorded on the invoice and returns None: Stripe's invoice.payment_failed event starts dunning."""
     Invoice.objects.filter(pk=invoice.pk, payment_attempts__lt=attempt).update(payment_attempts=attempt)
+    card = saved_card(organization_id=invoice.organization_id)
     try:
         paid = stripe_client().v1.invoices.pay(
-            invoice.stripe_invoice_id, options={"idempotency_key": f"invoice-{invoice.pk}-pay-{attempt}"}
+            invoice.stripe_invoice_id,
+            params={"payment_method": card} if card else {},
+            options={"idempotency_key": f"invoice-{invoice.pk}-pay-{attempt}"},
         )
     except stripe.CardError as exc:
-        Invoice.objects.filter(pk=invoice.pk).update(payment_error=str(exc.user_message or exc)[:1000])
+        _payment_failed(invoice, str(exc.user_message or exc))
         return None
     except stripe.InvalidRequestError as exc:
         if exc.http_status == 404 or "payment method" in str(exc).lower():  # no saved card
-            Invoice.objects.filter(pk=invoice.pk).update(payment_error="No saved card to charge.")
+            _payment_failed(invoice, "No saved card to charge.")
             return None
         raise
     if paid.status != "paid":  # the charge did not go through (Stripe answers some declines this way)
-        Invoice.objects.filter(pk=invoice.pk).update(payment_error="The saved card was not charged.")
+        _payment_failed(invoice, "The saved card was not charged.")
     return paid
+
+
+def _payment_failed(invoice: Invoice, error: str) -> None:
+    from billing.invoicing.services.dunning import dunning_start
+
+    Invoice.objects.filter(pk=invoice.pk).update(payment_error=error[:1000])
+    dunning_start(invoice_id=invoice.pk)
 
 
 def invoices_push_pending(*, organization_id: int | None = None, limit: int = 1000) -> list[Invoice]:

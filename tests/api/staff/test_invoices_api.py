@@ -62,10 +62,17 @@ def test_staff_set_the_anchor_day_and_net_terms(staff_api, db):
         "anchor_day": 1,
         "collection_method": "charge_automatically",
         "days_until_due": 30,
+        "progressive_threshold": None,
     }
-    body = {"anchor_day": 15, "collection_method": "send_invoice", "days_until_due": 45}
+    body = {
+        "anchor_day": 15,
+        "collection_method": "send_invoice",
+        "days_until_due": 45,
+        "progressive_threshold": "50.00",
+    }
     assert staff_api.put(url, body, format="json").json() == {"organization_id": org.pk, **body}
-    assert BillingProfile.objects.get(organization=org).anchor_day == 15
+    profile = BillingProfile.objects.get(organization=org)
+    assert (profile.anchor_day, profile.progressive_threshold_nano) == (15, 50 * 10**9)
     assert AuditEvent.objects.filter(action="invoicing.billing_profile.set", organization_id=org.pk).exists()
     bad = staff_api.put(url, {**body, "anchor_day": 31}, format="json")
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "anchor_day"
