@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db.models import Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from billing.invoicing.errors import InvoiceNotFound
@@ -183,35 +183,41 @@ def invoices_reconcile(*, organization_id: int) -> list[str]:
     return problems
 
 
-def organizations_due(*, now: datetime | None = None) -> list[int]:
-    """Organizations (with a wallet) that have work: an invoice a crashed close left open, one not yet pushed to
-    Stripe, or a period after their latest invoice (or, with none, the one their wallet was opened in) that ended, grace
-    included. One query, then calendar arithmetic per organization."""
-    cutoff = (now or timezone.now()) - timedelta(seconds=settings.INVOICE_CLOSE_GRACE_SECONDS)
+def periods_next(*, organization_ids: list[int] | None = None) -> dict[int, tuple[datetime, datetime]]:
+    """Each organization's (with a wallet) next period to close: the one after its latest invoice, or the one its
+    wallet was opened in. One query, then calendar arithmetic."""
+    wallets = (
+        Wallet.objects.all()
+        if organization_ids is None
+        else Wallet.objects.filter(organization_id__in=organization_ids)
+    )
     rows = (
-        Wallet.objects.values("organization_id")
+        wallets.values("organization_id")
         .annotate(
             opened=Min("created_at"),
             latest_end=Max("organization__invoices__period_end"),
-            open_count=Count("organization__invoices", filter=Q(organization__invoices__status__in=OPEN_STATUSES)),
-            unpushed_count=Count(
-                "organization__invoices",
-                filter=Q(
-                    organization__invoices__status=InvoiceStatus.FINALIZED,
-                    organization__invoices__pushed_at__isnull=True,
-                ),
-            ),
             anchor_day=Min("organization__billing_profile__anchor_day"),
         )
         .order_by("organization_id")
     )
-    due = []
+    periods = {}
     for row in rows:
         anchor_day = row["anchor_day"] or 1
         if row["latest_end"] is not None:
-            _, end = period_after(anchor_day=anchor_day, end=row["latest_end"])
+            periods[row["organization_id"]] = period_after(anchor_day=anchor_day, end=row["latest_end"])
         else:
-            _, end = period_containing(anchor_day=anchor_day, at=row["opened"])
-        if row["open_count"] or row["unpushed_count"] or end <= cutoff:
-            due.append(row["organization_id"])
-    return due
+            periods[row["organization_id"]] = period_containing(anchor_day=anchor_day, at=row["opened"])
+    return periods
+
+
+def organizations_due(*, now: datetime | None = None) -> list[int]:
+    """Organizations (with a wallet) that have work: an invoice a crashed close left open, one not yet pushed to
+    Stripe, or a next period that ended, grace included."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.INVOICE_CLOSE_GRACE_SECONDS)
+    busy = set(
+        Invoice.objects.filter(
+            Q(status__in=OPEN_STATUSES) | Q(status=InvoiceStatus.FINALIZED, pushed_at__isnull=True)
+        ).values_list("organization_id", flat=True)
+    )
+    ended = {org for org, (_, end) in periods_next().items() if end <= cutoff}
+    return sorted(busy | ended)

@@ -10,22 +10,26 @@ from billing.invoicing.services.dunning import invoices_dunning
 from billing.invoicing.services.progressive import invoice_progressive_close, organizations_over_threshold
 from billing.invoicing.services.stripe_push import invoices_push_pending
 
+# Organizations closed together by one task (their invoices aggregated by one statement per step).
+BATCH_SIZE = 200
+
 
 @shared_task(acks_late=True)
 def invoices_close_due_task() -> int:
     due = sorted(set(selectors.organizations_due()) | set(organizations_over_threshold()))
-    for organization_id in due:
-        invoices_close_organization_task.delay(organization_id)
+    for index in range(0, len(due), BATCH_SIZE):
+        invoices_close_organizations_task.delay(due[index : index + BATCH_SIZE])
     return len(due)
 
 
 @shared_task(acks_late=True)
-def invoices_close_organization_task(organization_id: int) -> list[int]:
-    closed = [invoice.pk for invoice in services.invoices_close_due(organization_id=organization_id)]
-    progressive = invoice_progressive_close(organization_id=organization_id)
-    if progressive is not None:
-        closed.append(progressive.pk)
-    invoices_push_pending(organization_id=organization_id)
+def invoices_close_organizations_task(organization_ids: list[int]) -> list[int]:
+    closed = [invoice.pk for invoice in services.invoices_close_due(organization_ids=organization_ids)]
+    for organization_id in organization_ids:
+        progressive = invoice_progressive_close(organization_id=organization_id)
+        if progressive is not None:
+            closed.append(progressive.pk)
+        invoices_push_pending(organization_id=organization_id)
     return closed
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from billing.invoicing import sql
@@ -27,8 +27,9 @@ from billing.invoicing.models import (
     InvoiceStatus,
     LineKind,
 )
-from billing.invoicing.periods import period_after, period_containing
+from billing.invoicing.selectors import periods_next
 from billing.ledger.services import wallet_get_or_create
+from core.errors import ApplicationError
 
 
 def minor_round(total_exact_nano: int) -> tuple[int, int]:
@@ -48,13 +49,9 @@ def profile_get(*, organization_id: int) -> BillingProfile:
 
 def period_next(*, organization_id: int) -> tuple[datetime, datetime]:
     """The organization's next period to close: the one after its latest invoice, or the one its wallet was
-    opened in."""
-    anchor_day = profile_get(organization_id=organization_id).anchor_day
-    latest = Invoice.objects.filter(organization_id=organization_id).order_by("-period_start").first()
-    if latest is not None:
-        return period_after(anchor_day=anchor_day, end=latest.period_end)
-    wallet = wallet_get_or_create(organization_id=organization_id)
-    return period_containing(anchor_day=anchor_day, at=wallet.created_at)
+    opened in (the wallet is opened now if it has none)."""
+    wallet_get_or_create(organization_id=organization_id)
+    return periods_next(organization_ids=[organization_id])[organization_id]
 
 
 def invoice_open(
@@ -98,102 +95,151 @@ def invoice_open(
         return Invoice.objects.get(organization_id=organization_id, period_start=period_start)
 
 
-def _previous(invoice: Invoice) -> Invoice | None:
-    return (
-        Invoice.objects.filter(organization_id=invoice.organization_id, period_start__lt=invoice.period_start)
-        .order_by("-period_start")
-        .first()
-    )
+def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]:
+    """Step 2, for any number of invoices at once (a whole day's closes in one statement): their lines, aggregated
+    in SQL, and their totals, written together in one transaction; `closing` -> `draft`. Returns the invoices that
+    stay `closing`, with why: an earlier period not finalized yet, or lines that do not add up to the ledger (their
+    lines are not kept). Invoices already past this step are left alone."""
+    refused: dict[int, ApplicationError] = {}
+    with transaction.atomic():
+        invoices = list(
+            Invoice.objects.select_for_update().filter(pk__in=invoice_ids, status=InvoiceStatus.CLOSING).order_by("pk")
+        )
+        if not invoices:
+            return refused
+        # Each invoice's previous one ends where it starts (invoice_open keeps periods contiguous).
+        previous = {
+            (p.organization_id, p.period_end): p
+            for p in Invoice.objects.filter(
+                organization_id__in={i.organization_id for i in invoices},
+                period_end__in={i.period_start for i in invoices},
+            )
+        }
+        ready = []
+        for invoice in invoices:
+            before = previous.get((invoice.organization_id, invoice.period_start))
+            if before is not None and before.status in OPEN_STATUSES:
+                refused[invoice.pk] = InvoiceConflict(
+                    f"The previous period ({before.period_start:%Y-%m-%d}) is not finalized yet; close it first.",
+                    param="period",
+                )
+                continue
+            invoice.carry_in_nano = before.carry_out_nano if before and before.status != InvoiceStatus.VOID else 0
+            invoice.carry_from = before.number if before is not None else ""  # type: ignore[attr-defined]
+            ready.append(invoice)
+        params = {"invoices": [invoice.pk for invoice in ready]}
+        with connection.cursor() as cursor:
+            cursor.execute(sql.LINES_INSERT, params)
+            cursor.execute(sql.LEDGER_TOTALS, params)
+            ledger_totals = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
+        sums: dict[int, dict[str, Any]] = {
+            row["invoice_id"]: dict(row)
+            for row in InvoiceLine.objects.filter(invoice_id__in=params["invoices"])
+            .values("invoice_id")
+            .annotate(
+                count=Count("id"),
+                credit=Sum("amount_nano", filter=Q(kind__in=CREDIT_KINDS)),
+                charges=Sum("amount_nano", filter=~Q(kind__in=CREDIT_KINDS)),
+            )
+        }
+        carries, drafted, now = [], [], timezone.now()
+        for invoice in ready:
+            row: dict[str, Any] = sums.get(invoice.pk, {})
+            charges, credit = row.get("charges") or 0, row.get("credit") or 0
+            spent, unfunded = ledger_totals[invoice.pk]
+            if charges != spent or charges + credit != unfunded:
+                refused[invoice.pk] = InvoiceUnbalanced(
+                    f"The period's lines do not add up to its ledger (lines charge {charges} nano, the journal "
+                    f"spent {spent}; credit applied {-credit}, unfunded {unfunded}); run invoices_reconcile.",
+                    param="period",
+                )
+                continue
+            if invoice.carry_in_nano:
+                carries.append(
+                    InvoiceLine(
+                        invoice=invoice,
+                        position=(row.get("count") or 0) + 1,
+                        kind=LineKind.CARRY,
+                        description=f"Rounding carried from {invoice.carry_from}",  # type: ignore[attr-defined]
+                        quantity=1,
+                        unit="item",
+                        unit_price_nano=invoice.carry_in_nano,
+                        amount_nano=invoice.carry_in_nano,
+                        period_start=invoice.period_start,
+                        period_end=invoice.period_end,
+                    )
+                )
+            invoice.charges_nano = charges
+            invoice.credit_applied_nano = credit
+            invoice.total_exact_nano = charges + credit + invoice.carry_in_nano
+            invoice.total_minor, invoice.carry_out_nano = minor_round(invoice.total_exact_nano)
+            invoice.status = InvoiceStatus.DRAFT
+            invoice.drafted_at = now
+            drafted.append(invoice)
+        # The lines of an invoice that does not add up are not kept: it stays `closing` until the books agree.
+        InvoiceLine.objects.filter(invoice_id__in=[pk for pk in refused if pk in params["invoices"]]).delete()
+        InvoiceLine.objects.bulk_create(carries)
+        Invoice.objects.bulk_update(drafted, [*TOTAL_FIELDS, "status", "drafted_at"])
+    return refused
+
+
+TOTAL_FIELDS = (
+    "charges_nano",
+    "credit_applied_nano",
+    "carry_in_nano",
+    "total_exact_nano",
+    "total_minor",
+    "carry_out_nano",
+)
 
 
 def invoice_aggregate(*, invoice_id: int) -> Invoice:
-    """Step 2: the period's lines (aggregated in SQL) and totals, written together; `closing` -> `draft`."""
-    with transaction.atomic():
-        invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
-        if invoice.status != InvoiceStatus.CLOSING:
-            return invoice
-        previous = _previous(invoice)
-        if previous is not None and previous.status in OPEN_STATUSES:
-            raise InvoiceConflict(
-                f"The previous period ({previous.period_start:%Y-%m-%d}) is not finalized yet; close it first.",
-                param="period",
-            )
-        carry_in = previous.carry_out_nano if previous is not None and previous.status != InvoiceStatus.VOID else 0
-        params: dict[str, Any] = {
-            "wallet": invoice.wallet_id,
-            "organization": invoice.organization_id,
-            "start": invoice.period_start,
-            "end": invoice.period_end,
-            "invoice": invoice.pk,
-            "first_position": 1,
-        }
-        with connection.cursor() as cursor:
-            cursor.execute(sql.LINES_INSERT, params)
-            count = cursor.rowcount
-            cursor.execute(sql.SPENT, params)
-            spent = cursor.fetchone()[0]
-            cursor.execute(sql.UNFUNDED, params)
-            unfunded = cursor.fetchone()[0]
-        if carry_in:
-            assert previous is not None
-            InvoiceLine.objects.create(
-                invoice=invoice,
-                position=count + 1,
-                kind=LineKind.CARRY,
-                description=f"Rounding carried from {previous.number}",
-                source="",
-                quantity=1,
-                unit="item",
-                unit_price_nano=carry_in,
-                amount_nano=carry_in,
-                period_start=invoice.period_start,
-                period_end=invoice.period_end,
-            )
-        lines = InvoiceLine.objects.filter(invoice=invoice)
-        credit = lines.filter(kind__in=CREDIT_KINDS).aggregate(s=Sum("amount_nano"))["s"] or 0
-        charges = lines.exclude(kind__in=(*CREDIT_KINDS, LineKind.CARRY)).aggregate(s=Sum("amount_nano"))["s"] or 0
-        if charges != spent or charges + credit != unfunded:
-            # Raising rolls the lines back: the invoice stays `closing` until the ledger and usage agree.
-            raise InvoiceUnbalanced(
-                f"The period's lines do not add up to its ledger (lines charge {charges} nano, the journal spent "
-                f"{spent}; credit applied {-credit}, unfunded {unfunded}); run invoices_reconcile.",
-                param="period",
-            )
-        invoice.charges_nano = charges
-        invoice.credit_applied_nano = credit
-        invoice.carry_in_nano = carry_in
-        invoice.total_exact_nano = charges + credit + carry_in
-        invoice.total_minor, invoice.carry_out_nano = minor_round(invoice.total_exact_nano)
-        invoice.status = InvoiceStatus.DRAFT
-        invoice.drafted_at = timezone.now()
-        invoice.save()
-        return invoice
+    """Step 2 for one invoice (see invoices_aggregate); raises why it cannot be built."""
+    refused = invoices_aggregate(invoice_ids=[invoice_id])
+    if invoice_id in refused:
+        raise refused[invoice_id]
+    return Invoice.objects.get(pk=invoice_id)
 
 
-def invoice_finalize(*, invoice_id: int) -> Invoice:
-    """Step 3: the next gapless number of the issuer's year, given in the transaction that finalizes; `draft` ->
-    `finalized`. The sequence row is locked until commit, so numbers are given one at a time, and a rolled-back
-    finalization gives its number back."""
+def invoices_finalize(*, invoice_ids: list[int]) -> None:
+    """Step 3, for any number of invoices at once: the issuer's next gapless numbers (of this year), given in the
+    transaction that finalizes them; `draft` -> `finalized`. The sequence row is locked until commit, so numbers
+    are given one transaction at a time, and a rolled-back finalization gives its numbers back."""
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
-        if invoice.status != InvoiceStatus.DRAFT:
-            return invoice
+        drafts = list(
+            Invoice.objects.select_for_update().filter(pk__in=invoice_ids, status=InvoiceStatus.DRAFT).order_by("pk")
+        )
+        if not drafts:
+            return
         now = timezone.now()
         issuer = settings.INVOICE_ISSUER
         InvoiceSequence.objects.get_or_create(issuer=issuer, year=now.year)
         sequence = InvoiceSequence.objects.select_for_update().get(issuer=issuer, year=now.year)
-        sequence.last_value += 1
+        profiles = {
+            p.organization_id: p
+            for p in BillingProfile.objects.filter(organization_id__in={d.organization_id for d in drafts})
+        }
+        for invoice in drafts:
+            profile = profiles.get(invoice.organization_id) or profile_get(organization_id=invoice.organization_id)
+            sequence.last_value += 1
+            invoice.issuer = issuer
+            invoice.sequence = sequence.last_value
+            invoice.number = settings.INVOICE_NUMBER_FORMAT.format(year=now.year, number=sequence.last_value)
+            invoice.collection_method = profile.collection_method
+            invoice.days_until_due = profile.days_until_due
+            invoice.status = InvoiceStatus.FINALIZED
+            invoice.finalized_at = now
         sequence.save(update_fields=["last_value"])
-        profile = profile_get(organization_id=invoice.organization_id)
-        invoice.issuer = issuer
-        invoice.sequence = sequence.last_value
-        invoice.number = settings.INVOICE_NUMBER_FORMAT.format(year=now.year, number=sequence.last_value)
-        invoice.collection_method = profile.collection_method
-        invoice.days_until_due = profile.days_until_due
-        invoice.status = InvoiceStatus.FINALIZED
-        invoice.finalized_at = now
-        invoice.save()
-        return invoice
+        Invoice.objects.bulk_update(
+            drafts,
+            ["issuer", "sequence", "number", "collection_method", "days_until_due", "status", "finalized_at"],
+        )
+
+
+def invoice_finalize(*, invoice_id: int) -> Invoice:
+    """Step 3 for one invoice (see invoices_finalize)."""
+    invoices_finalize(invoice_ids=[invoice_id])
+    return Invoice.objects.get(pk=invoice_id)
 
 
 # The steps of a close, in order; each takes the invoice's id and does nothing when its step is done.
@@ -216,21 +262,31 @@ def invoice_close(*, organization_id: int, period_start: datetime) -> Invoice:
     return invoice
 
 
-def invoices_close_due(*, organization_id: int, now: datetime | None = None) -> list[Invoice]:
-    """Close the organization's periods that ended (grace included), oldest first, resuming a close a crashed
-    worker left half done; returns the invoices closed."""
+def invoices_close_due(*, organization_ids: list[int], now: datetime | None = None) -> list[Invoice]:
+    """Close the organizations' periods that ended (grace included), all of them together step by step (one
+    statement aggregates every invoice of a step), oldest periods first, resuming closes a crashed worker left
+    half done; returns the invoices finalized. An organization whose invoice cannot be built (see
+    invoices_aggregate) is left `closing` and skipped; the others go on."""
     cutoff = (now or timezone.now()) - timedelta(seconds=settings.INVOICE_CLOSE_GRACE_SECONDS)
     closed: list[Invoice] = []
-    while True:
-        stuck = (
-            Invoice.objects.filter(organization_id=organization_id, status__in=OPEN_STATUSES)
-            .order_by("period_start")
-            .first()
+    stuck_orgs: set[int] = set()
+    for _ in range(MAX_PERIODS_PER_RUN):
+        pending = set(organization_ids) - stuck_orgs
+        open_ids = list(
+            Invoice.objects.filter(organization_id__in=pending, status__in=OPEN_STATUSES).values_list("id", flat=True)
         )
-        if stuck is not None:
-            start = stuck.period_start
-        else:
-            start, end = period_next(organization_id=organization_id)
-            if end > cutoff:
-                return closed
-        closed.append(invoice_close(organization_id=organization_id, period_start=start))
+        busy = set(Invoice.objects.filter(pk__in=open_ids).values_list("organization_id", flat=True))
+        for organization_id, (start, end) in periods_next(organization_ids=list(pending - busy)).items():
+            if end <= cutoff:
+                open_ids.append(invoice_open(organization_id=organization_id, period_start=start, period_end=end).pk)
+        if not open_ids:
+            break
+        refused = invoices_aggregate(invoice_ids=open_ids)
+        stuck_orgs |= set(Invoice.objects.filter(pk__in=refused).values_list("organization_id", flat=True))
+        invoices_finalize(invoice_ids=open_ids)
+        closed += Invoice.objects.filter(pk__in=open_ids, status=InvoiceStatus.FINALIZED).order_by("pk")
+    return closed
+
+
+# Periods one run catches up at most per organization (an organization months behind catches up over runs).
+MAX_PERIODS_PER_RUN = 24

@@ -120,7 +120,7 @@ def test_progressive_billing_invoices_mid_period_when_debt_crosses_the_threshold
         call(org, model="gpt-4o", input_tokens=100_000, output_tokens=10_000)  # 0.35 more: 0.60 owed
     with time_machine.travel(at("2026-10-12 12:00")):
         assert tasks.invoices_close_due_task.apply().get() == 1
-        tasks.invoices_close_organization_task.apply(args=[org.pk])
+        tasks.invoices_close_organizations_task.apply(args=[[org.pk]])
     cut = Invoice.objects.get(organization=org)
     assert (cut.progressive, cut.period_start, cut.period_end) == (True, at("2026-10-01 00:00"), at("2026-10-12 11:59"))
     assert (cut.charges_nano, cut.credit_applied_nano, cut.total_minor) == (usd("0.70"), -usd("0.10"), 60)
@@ -128,7 +128,7 @@ def test_progressive_billing_invoices_mid_period_when_debt_crosses_the_threshold
     with booked_at(at("2026-10-20 00:00")):
         call(org, model="gpt-4o-mini", input_tokens=1000, output_tokens=0)
     with time_machine.travel(at("2026-11-01 01:00:01")):
-        tasks.invoices_close_organization_task.apply(args=[org.pk])
+        tasks.invoices_close_organizations_task.apply(args=[[org.pk]])
     rest = Invoice.objects.get(organization=org, progressive=False)
     assert (rest.period_start, rest.period_end, rest.charges_nano) == (cut.period_end, at("2026-11-01 00:00"), 150_000)
 

@@ -58,7 +58,7 @@ def test_beat_resumes_a_close_left_open(org, eager, localstripe):
     )
     with time_machine.travel(at("2026-11-05 00:00")):
         assert selectors.organizations_due() == [org.pk]
-        assert tasks.invoices_close_organization_task.apply(args=[org.pk]).get() == [stuck.pk]
+        assert tasks.invoices_close_organizations_task.apply(args=[[org.pk]]).get() == [stuck.pk]
     stuck.refresh_from_db()
     # Nothing due: paid at Stripe at once.
     assert (stuck.status, stuck.number, stuck.total_minor) == ("paid", "INV-2026-000001", 0)
