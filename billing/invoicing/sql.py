@@ -57,7 +57,7 @@ usage_lines AS (
            coalesce((l->>'factor_bps')::bigint, 10000) AS factor,
            coalesce((l->>'discount_bps')::bigint, 0) AS discount,
            sum((l->>'tokens')::bigint) AS tokens, sum((l->>'amount_nano')::bigint) AS amount,
-           count(*) AS requests, array_agg(u.id ORDER BY u.id) AS usage_ids
+           count(*) AS requests, array_agg(u.id) AS usage_ids
       FROM usage u CROSS JOIN LATERAL jsonb_array_elements(u.lines) l
      GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
 ),
@@ -66,7 +66,7 @@ charges AS (
     SELECT t.* FROM txn t WHERE t.spent > 0 AND NOT EXISTS (SELECT 1 FROM matched m WHERE m.txn_id = t.id)
 ),
 draws AS (
-    SELECT t.invoice_id, g.kind, -sum(d.amount_nano) AS amount, array_agg(d.id ORDER BY d.id) AS draw_ids
+    SELECT t.invoice_id, g.kind, -sum(d.amount_nano) AS amount, array_agg(d.id) AS draw_ids
       FROM txn t JOIN ledger_grantdraw d ON d.transaction_id = t.id JOIN ledger_grant g ON g.id = d.grant_id
      WHERE t.spent > 0
      GROUP BY t.invoice_id, g.kind
@@ -121,11 +121,16 @@ LEDGER_TOTALS = (
     "WITH"  # noqa: S608 (constant SQL text; every value is a parameter)
     + _INVOICES
     + """
-SELECT i.id,
-       coalesce((SELECT sum(t.spent) FROM txn t WHERE t.invoice_id = i.id), 0),
-       coalesce((SELECT sum(d.amount_nano) FROM txn t JOIN ledger_grantdraw d ON d.transaction_id = t.id
-                  WHERE t.invoice_id = i.id AND d.grant_id IS NULL AND t.spent > 0), 0)
-  FROM inv i
+,
+spent AS (SELECT invoice_id, sum(spent) AS spent FROM txn GROUP BY invoice_id),
+unfunded AS (
+    SELECT t.invoice_id, sum(d.amount_nano) AS unfunded
+      FROM txn t JOIN ledger_grantdraw d ON d.transaction_id = t.id
+     WHERE d.grant_id IS NULL AND t.spent > 0
+     GROUP BY t.invoice_id
+)
+SELECT i.id, coalesce(s.spent, 0), coalesce(u.unfunded, 0)
+  FROM inv i LEFT JOIN spent s ON s.invoice_id = i.id LEFT JOIN unfunded u ON u.invoice_id = i.id
 """
 )
 
