@@ -35,5 +35,5 @@ test: install  ## Lint, type-check, check migrations, run the whole test suite a
 	DATABASE_URL=sqlite://:memory: DEBUG=true $(PY) manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DEBUG=true $(PY) -m pytest
 
-bench: install  ## Print the benchmark tables (ledger, rating, gateway)
+bench: install  ## Print the benchmark tables (ledger, rating, gateway, invoicing)
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DEBUG=true $(PY) -m tests.load
