@@ -3,7 +3,10 @@ Stripe), and one task per organization closes its periods and pushes its finaliz
 so a task retried or run twice does no harm; a Stripe outage leaves the invoices finalized, pushed at a later
 run)."""
 
+import logging
+
 from celery import shared_task
+from django.db import connection
 
 from billing.invoicing import selectors, services
 from billing.invoicing.services.dunning import invoices_dunning
@@ -14,8 +17,23 @@ from billing.invoicing.services.stripe_push import invoices_push_pending
 BATCH_SIZE = 200
 
 
+logger = logging.getLogger(__name__)
+
+
+def _postgresql() -> bool:
+    """Invoicing aggregates in PostgreSQL; the SQLite quickstart has no invoices (each run says so in the log)."""
+    if connection.vendor == "postgresql":
+        return True
+    logger.info(
+        "invoicing needs PostgreSQL (DATABASE_URL=postgres://...); no period is closed on %s", connection.vendor
+    )
+    return False
+
+
 @shared_task(acks_late=True)
 def invoices_close_due_task() -> int:
+    if not _postgresql():
+        return 0
     due = sorted(set(selectors.organizations_due()) | set(organizations_over_threshold()))
     for index in range(0, len(due), BATCH_SIZE):
         invoices_close_organizations_task.delay(due[index : index + BATCH_SIZE])
@@ -35,4 +53,6 @@ def invoices_close_organizations_task(organization_ids: list[int]) -> list[int]:
 
 @shared_task(acks_late=True)
 def invoices_dunning_task() -> dict[str, int]:
+    if not _postgresql():
+        return {}
     return invoices_dunning()
