@@ -22,10 +22,16 @@ def _ours(stripe_invoice: dict[str, Any]) -> Invoice | None:
     stripe_id = str(stripe_invoice.get("id") or "")
     locked = Invoice.objects.select_for_update()
     invoice = locked.filter(stripe_invoice_id=stripe_id).first() if stripe_id else None
-    raw = (stripe_invoice.get("metadata") or {}).get("invoice_id")
+    metadata = stripe_invoice.get("metadata") or {}
+    raw = metadata.get("invoice_id")
     if invoice is None and isinstance(raw, str) and raw.isdigit() and len(raw) < 19:
         candidate = locked.filter(pk=int(raw)).first()
-        if candidate is not None and candidate.stripe_invoice_id in ("", stripe_id):
+        # The number too: another system using the same Stripe account may put its own invoice_id in metadata.
+        if (
+            candidate is not None
+            and candidate.stripe_invoice_id in ("", stripe_id)
+            and candidate.number == metadata.get("number")
+        ):
             invoice = candidate
     if invoice is not None and not invoice.stripe_invoice_id and stripe_id:
         invoice.stripe_invoice_id = stripe_id

@@ -17,7 +17,7 @@ from functools import partial
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -126,10 +126,19 @@ def postpaid_restore(*, organization_id: int) -> Suspension | None:
 
 
 def overdue_invoices(*, organization_id: int | None = None, now: datetime | None = None) -> QuerySet[Invoice]:
-    """Finalized invoices whose payment first failed longer ago than the grace period."""
+    """Finalized invoices past the grace period: charged ones whose payment first failed longer ago, and sent ones
+    (net terms) whose due date passed longer ago."""
     cutoff = (now or timezone.now()) - timedelta(days=settings.INVOICE_SUSPEND_AFTER_DAYS)
-    overdue = Invoice.objects.filter(status=InvoiceStatus.FINALIZED, payment_failed_at__lte=cutoff)
-    return overdue if organization_id is None else overdue.filter(organization_id=organization_id)
+    finalized = Invoice.objects.filter(status=InvoiceStatus.FINALIZED)
+    if organization_id is not None:
+        finalized = finalized.filter(organization_id=organization_id)
+    sent = finalized.filter(collection_method=CollectionMethod.SEND_INVOICE, total_minor__gt=0)
+    past_due = [
+        pk
+        for pk, finalized_at, days in sent.values_list("id", "finalized_at", "days_until_due")
+        if finalized_at + timedelta(days=days or 0) <= cutoff
+    ]
+    return finalized.filter(Q(payment_failed_at__lte=cutoff) | Q(pk__in=past_due))
 
 
 def invoices_dunning(*, now: datetime | None = None) -> dict[str, int]:

@@ -144,3 +144,13 @@ def test_the_web_ui_shows_a_banner_while_an_invoice_is_unpaid(org, owner, locals
     assert "API calls that prepaid credit does not cover are refused" in page
     invoice_paid(invoice_id=invoice.pk)
     assert "unpaid-invoice-banner" not in client.get("/billing/auto-top-up/").content.decode()
+
+
+def test_a_sent_invoice_unpaid_past_its_due_date_and_the_grace_suspends_too(org, localstripe):
+    BillingProfile.objects.create(organization=org, collection_method="send_invoice", days_until_due=15)
+    invoice = closed_october(org)  # finalized 2026-11-01 01:00:01: due 2026-11-16, suspended 10 days later
+    with time_machine.travel(at("2026-11-01 02:00"), tick=False):
+        stripe_push.invoice_stripe_push(invoice_id=invoice.pk)
+    assert run_dunning("2026-11-26 01:00") == {"retried": 0, "suspended": 0}
+    assert run_dunning("2026-11-26 01:00:02") == {"retried": 0, "suspended": 1}
+    assert selectors.suspension_of(organization_id=org.pk).invoice == invoice

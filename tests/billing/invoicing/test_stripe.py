@@ -175,3 +175,11 @@ def test_uncollectible_then_paid_or_void(org):
 def test_an_event_for_an_invoice_of_someone_else_is_ignored(db):
     event = {"id": "evt_x", "type": "invoice.paid", "data": {"object": {"id": "in_nope", "metadata": {}}}}
     assert deliver(event) == "ignored"
+
+
+def test_another_systems_invoice_with_the_same_metadata_id_is_not_ours(org):
+    invoice = closed_october(org)  # not pushed yet: no Stripe id stored
+    foreign = {"id": "in_foreign", "metadata": {"invoice_id": str(invoice.pk), "number": "ACME-7"}, "amount_paid": 15}
+    assert deliver({"id": "evt_foreign", "type": "invoice.paid", "data": {"object": foreign}}) == "ignored"
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.stripe_invoice_id) == ("finalized", "")
