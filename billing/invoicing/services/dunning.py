@@ -134,9 +134,10 @@ def overdue_invoices(*, organization_id: int | None = None, now: datetime | None
         finalized = finalized.filter(organization_id=organization_id)
     sent = finalized.filter(collection_method=CollectionMethod.SEND_INVOICE, total_minor__gt=0)
     past_due = [
-        pk
-        for pk, finalized_at, days in sent.values_list("id", "finalized_at", "days_until_due")
-        if finalized_at + timedelta(days=days or 0) <= cutoff
+        invoice.pk
+        for invoice in sent.only("id", "finalized_at", "days_until_due")
+        if invoice.finalized_at is not None
+        and invoice.finalized_at + timedelta(days=invoice.days_until_due or 0) <= cutoff
     ]
     return finalized.filter(Q(payment_failed_at__lte=cutoff) | Q(pk__in=past_due))
 
