@@ -197,6 +197,9 @@ class LineKind(models.TextChoices):
     CREDIT_REFUND = "credit_refund", "Refund credit applied"
     CREDIT_PLAN_ALLOWANCE = "credit_plan_allowance", "Plan credit applied"
     CARRY = "carry", "Rounding carried from the previous invoice"
+    # Shown for the record, not part of the total (credit that left the wallet is not a charge):
+    REFUND = "refund", "Credit refunded to the card"
+    DISPUTE = "dispute", "Credit withdrawn by a card dispute"
 
 
 CREDIT_KINDS = (
@@ -205,6 +208,8 @@ CREDIT_KINDS = (
     LineKind.CREDIT_REFUND,
     LineKind.CREDIT_PLAN_ALLOWANCE,
 )
+# Lines that record a movement of the period without being part of the invoice's total.
+RECORD_KINDS = (LineKind.REFUND, LineKind.DISPUTE)
 
 
 class InvoiceLine(models.Model):
@@ -243,7 +248,8 @@ class InvoiceLine(models.Model):
             models.UniqueConstraint(fields=["invoice", "position"], name="invoicing_line_position_unique"),
             models.CheckConstraint(condition=Q(kind__in=LineKind.values), name="invoicing_line_kind_valid"),
             models.CheckConstraint(
-                condition=~Q(kind__in=CREDIT_KINDS) | Q(amount_nano__lte=0), name="invoicing_credit_line_sign"
+                condition=~Q(kind__in=(*CREDIT_KINDS, *RECORD_KINDS)) | Q(amount_nano__lte=0),
+                name="invoicing_credit_line_sign",
             ),
             models.CheckConstraint(condition=Q(period_end__gt=F("period_start")), name="invoicing_line_period"),
         ]

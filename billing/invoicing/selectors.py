@@ -74,6 +74,17 @@ SELECT l.invoice_id, l.position, 'amount ' || l.amount_nano || ' is not its tran
  GROUP BY l.id HAVING l.amount_nano <> coalesce(sum(e.amount_nano), 0)
 """
 
+_RECORD_LINES = """
+SELECT l.invoice_id, l.position, 'amount ' || l.amount_nano || ' is not minus its transactions'' refunded '
+       || coalesce(sum(e.amount_nano), 0)
+  FROM invoicing_invoiceline l
+  LEFT JOIN LATERAL unnest(l.transaction_ids) AS tid ON true
+  LEFT JOIN ledger_journalentry e ON e.transaction_id = tid AND e.account = 'refunded'
+ WHERE l.invoice_id IN (SELECT id FROM invoicing_invoice WHERE organization_id = %(org)s AND status <> 'closing')
+   AND l.kind IN ('refund', 'dispute')
+ GROUP BY l.id HAVING l.amount_nano <> -coalesce(sum(e.amount_nano), 0)
+"""
+
 _CREDIT_LINES = """
 SELECT l.invoice_id, l.position, 'amount ' || l.amount_nano || ' is not minus its draws '
        || coalesce(sum(d.amount_nano), 0) || ' of ' || l.source || ' grants'
@@ -109,8 +120,11 @@ SELECT i.id, NULL::int, 'totals do not add up to the lines'
   LEFT JOIN invoicing_invoiceline l ON l.invoice_id = i.id
  WHERE i.organization_id = %(org)s AND i.status <> 'closing'
  GROUP BY i.id
-HAVING i.charges_nano
-       <> coalesce(sum(l.amount_nano) FILTER (WHERE l.kind NOT LIKE 'credit_%%' AND l.kind <> 'carry'), 0)
+HAVING i.charges_nano <> coalesce(
+           sum(l.amount_nano)
+               FILTER (WHERE l.kind NOT LIKE 'credit_%%' AND l.kind NOT IN ('carry', 'refund', 'dispute')),
+           0
+       )
     OR i.credit_applied_nano <> coalesce(sum(l.amount_nano) FILTER (WHERE l.kind LIKE 'credit_%%'), 0)
     OR i.carry_in_nano <> coalesce(sum(l.amount_nano) FILTER (WHERE l.kind = 'carry'), 0)
 """
@@ -163,7 +177,7 @@ SELECT min(l.invoice_id), NULL::int, 'transaction ' || l.txn_id || ' is on ' || 
   FROM listed_charges l GROUP BY l.txn_id HAVING count(*) > 1
 """
 
-RECONCILE_CHECKS = (_CHARGE_LINES, _CREDIT_LINES, _USAGE_LINES, _TOTALS, _COVERAGE)
+RECONCILE_CHECKS = (_CHARGE_LINES, _RECORD_LINES, _CREDIT_LINES, _USAGE_LINES, _TOTALS, _COVERAGE)
 
 
 def invoices_reconcile(*, organization_id: int) -> list[str]:

@@ -12,7 +12,8 @@ Lines, in order:
    factor x discount, summed from the usage records' rating lines (billing.pricing.rating.ChargeLine);
 2. charges: every other spent transaction of the period, one line each (plan fees and prorations, commitment
    fees, tier true-ups, and any charge with no usage record);
-3. credit applied: the grant draws of the period's charges, per grant kind, negative.
+3. credit applied: the grant draws of the period's charges, per grant kind, negative;
+4. for the record, not in the total: credit refunded to the card and credit withdrawn by card disputes.
 What no grant covered (the unfunded draws: overdraft) is what the invoice asks to be paid.
 """
 
@@ -29,7 +30,7 @@ txn AS (
       JOIN ledger_journaltransaction t
         ON t.wallet_id = i.wallet_id AND t.created_at >= i.period_start AND t.created_at < i.period_end
       LEFT JOIN ledger_journalentry e ON e.transaction_id = t.id AND e.account = 'spent'
-     WHERE t.kind IN ('capture', 'release', 'expiry', 'debit')
+     WHERE t.kind IN ('capture', 'release', 'expiry', 'debit', 'refund')
 )"""
 
 LINES_INSERT = (
@@ -71,6 +72,11 @@ draws AS (
      WHERE t.spent > 0
      GROUP BY t.invoice_id, g.kind
 ),
+refunds AS (
+    SELECT t.invoice_id, t.id, t.idempotency_key, t.reason, e.amount_nano
+      FROM txn t JOIN ledger_journalentry e ON e.transaction_id = t.id AND e.account = 'refunded'
+     WHERE t.kind = 'refund'
+),
 all_lines AS (
     SELECT ul.invoice_id, 1 AS section,
            concat_ws(' ', m.slug, ul.service_tier) || ': ' || replace(ul.token_kind, '_', ' ')
@@ -101,6 +107,12 @@ all_lines AS (
            '{}'::bigint[], '{}'::bigint[], d.draw_ids,
            CASE d.kind WHEN 'plan_allowance' THEN '0' WHEN 'promotional' THEN '1' WHEN 'refund' THEN '2' ELSE '3' END
       FROM draws d
+    UNION ALL
+    SELECT r.invoice_id, 4, left(coalesce(nullif(r.reason, ''), 'refund ' || r.id), 500),
+           CASE WHEN r.idempotency_key LIKE 'refund:dispute-%%' THEN 'dispute' ELSE 'refund' END,
+           NULL, NULL, '', '', '', 1, 'item', NULL, NULL, NULL, -r.amount_nano, -r.amount_nano,
+           '{}'::bigint[], ARRAY[r.id], '{}'::bigint[], lpad(r.id::text, 20, '0')
+      FROM refunds r
 )
 INSERT INTO invoicing_invoiceline (
     invoice_id, position, kind, description, model_id, price_version_id, token_kind, service_tier, source,

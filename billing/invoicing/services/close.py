@@ -20,6 +20,7 @@ from billing.invoicing.models import (
     CREDIT_KINDS,
     NANO_PER_MINOR,
     OPEN_STATUSES,
+    RECORD_KINDS,
     BillingProfile,
     Invoice,
     InvoiceLine,
@@ -141,7 +142,7 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
             .annotate(
                 count=Count("id"),
                 credit=Sum("amount_nano", filter=Q(kind__in=CREDIT_KINDS)),
-                charges=Sum("amount_nano", filter=~Q(kind__in=CREDIT_KINDS)),
+                charges=Sum("amount_nano", filter=~Q(kind__in=(*CREDIT_KINDS, *RECORD_KINDS))),
             )
         }
         carries, drafted, now = [], [], timezone.now()

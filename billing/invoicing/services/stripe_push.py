@@ -17,7 +17,14 @@ import stripe
 from django.utils import timezone
 
 from billing.invoicing.errors import InvoiceConflict
-from billing.invoicing.models import NANO_PER_MINOR, CollectionMethod, Invoice, InvoiceLine, InvoiceStatus
+from billing.invoicing.models import (
+    NANO_PER_MINOR,
+    RECORD_KINDS,
+    CollectionMethod,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+)
 from billing.payments.models import AutoTopUp, TopUp
 from billing.payments.services.customers import with_stripe_customer
 from billing.payments.stripe_client import stripe_client
@@ -36,7 +43,7 @@ def stripe_items(invoice: Invoice) -> list[tuple[str, int, str]]:
     """(key, amount in minor units, description) of the Stripe invoice items: the lines, rounded, and the rounding
     that makes them add up to the invoice's total."""
     items = []
-    for line in InvoiceLine.objects.filter(invoice=invoice).order_by("position"):
+    for line in InvoiceLine.objects.filter(invoice=invoice).exclude(kind__in=RECORD_KINDS).order_by("position"):
         amount = cents(line.amount_nano)
         if amount:
             items.append((f"line-{line.pk}", amount, line.description[:500]))

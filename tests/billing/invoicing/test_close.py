@@ -258,3 +258,40 @@ def test_the_reconcile_check_finds_a_charge_on_no_invoice(org):
         cursor.execute("SET session_replication_role = replica")
         cursor.execute("UPDATE ledger_journaltransaction SET created_at = %s WHERE id = %s", [DEC, stray.pk])
         cursor.execute("SET session_replication_role = origin")
+
+
+def test_refunds_and_disputes_are_on_the_invoice_for_the_record_not_in_its_total(org):
+    october(org)
+    with booked_at(at("2026-10-25 10:00")):
+        top_up = fund(org, "20.00")
+        ledger.grant_reverse(
+            grant_id=top_up,
+            amount_nano=usd("5.00"),
+            idempotency_key="top-up-1-refund-1",
+            actor="staff",
+            reason="Refund to card of R-1: duplicate payment",
+            cash_refund=True,
+        )
+        ledger.grant_reverse(
+            grant_id=top_up,
+            amount_nano=usd("14.00"),
+            idempotency_key="dispute-dp_1",
+            actor="stripe",
+            reason="The payment of R-1 was disputed with the card's bank.",
+            cash_refund=True,
+        )
+    with time_machine.travel(at("2026-11-01 01:00:01")):
+        invoice = services.invoice_close(organization_id=org.pk, period_start=OCT)
+    records = [
+        (line.kind, line.amount_nano, line.description)
+        for line in invoice.lines.filter(kind__in=["refund", "dispute"]).order_by("position")
+    ]
+    assert records == [
+        ("refund", -usd("5.00"), "Refund to card of R-1: duplicate payment"),
+        ("dispute", -usd("14.00"), "The payment of R-1 was disputed with the card's bank."),
+    ]
+    # The top-up repaid part of the overdraft before it went back: the charges and what they cost are unchanged.
+    assert (invoice.charges_nano, invoice.total_minor) == (usd("0.75045"), 15)
+    from billing.invoicing.services.stripe_push import stripe_items
+
+    assert sum(amount for _, amount, _ in stripe_items(invoice)) == 15
