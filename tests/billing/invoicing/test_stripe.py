@@ -183,3 +183,36 @@ def test_another_systems_invoice_with_the_same_metadata_id_is_not_ours(org):
     assert deliver({"id": "evt_foreign", "type": "invoice.paid", "data": {"object": foreign}}) == "ignored"
     invoice.refresh_from_db()
     assert (invoice.status, invoice.stripe_invoice_id) == ("finalized", "")
+
+
+@pytest.mark.parametrize("crash", ["after_items", "after_finalize", "after_charge"])
+def test_a_push_killed_before_or_after_any_stripe_call_resumes_to_one_paid_stripe_invoice(
+    org, localstripe, monkeypatch, crash
+):
+    save_card(org)
+    invoice = closed_october(org)
+    real_pay = stripe_push.invoice_stripe_pay
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("worker killed")
+
+    def charged_then_killed(**kwargs):
+        real_pay(**kwargs)
+        raise RuntimeError("worker killed")
+
+    with monkeypatch.context() as patch:
+        if crash == "after_items":  # the items are at Stripe; the invoice is not
+            patch.setattr(stripe_push, "saved_card", killed)
+        elif crash == "after_finalize":  # finalized at Stripe, not charged
+            patch.setattr(stripe_push, "invoice_stripe_pay", killed)
+        else:  # charged at Stripe, the answer lost
+            patch.setattr(stripe_push, "invoice_stripe_pay", charged_then_killed)
+        with pytest.raises(RuntimeError):
+            stripe_push.invoice_stripe_push(invoice_id=invoice.pk)
+    invoice = stripe_push.invoice_stripe_push(invoice_id=invoice.pk)
+    customer = payments.stripe_customer_ensure(organization_id=org.pk)
+    [remote] = stripe_client().v1.invoices.list(params={"customer": customer}).data
+    assert (remote.id, remote.total, remote.status, remote.amount_paid) == (invoice.stripe_invoice_id, 15, "paid", 15)
+    assert len(remote.lines.data) == 6
+    assert invoice.status == "paid"
+    assert Grant.objects.filter(source_ref=f"invoice:{invoice.number}").count() == 1
