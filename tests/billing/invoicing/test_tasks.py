@@ -6,19 +6,17 @@ import time_machine
 from billing.invoicing import selectors, tasks
 from billing.invoicing.models import Invoice
 from billing.ledger import services as ledger
-from config.celery import app
 from tests.accounts.factories import OrganizationFactory
 from tests.billing.invoicing.conftest import at, booked_at, call, fund
 from tests.billing.invoicing.test_close import OCT, october
 
 
 @pytest.fixture
-def eager():
-    """Tasks queued with .delay() run at once, in this process (the worker's part)."""
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = previous
+def eager(settings):
+    """Tasks queued with .delay() run at once, in this process (the worker's part), through Django's settings, which
+    Celery's configuration reads (so nothing is left changed on the Celery app for the next tests)."""
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.CELERY_TASK_EAGER_PROPAGATES = True
 
 
 def test_beat_closes_every_ended_period_once(org, eager, localstripe):
