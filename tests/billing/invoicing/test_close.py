@@ -11,6 +11,7 @@ from billing.invoicing.errors import InvoiceConflict
 from billing.invoicing.models import Invoice, InvoiceLine, InvoiceStatus
 from billing.invoicing.services import close
 from billing.ledger import services as ledger
+from billing.pricing import services as pricing
 from tests.accounts.factories import OrganizationFactory
 from tests.billing.invoicing.conftest import at, booked_at, call, fund, usd
 
@@ -295,3 +296,29 @@ def test_refunds_and_disputes_are_on_the_invoice_for_the_record_not_in_its_total
     from billing.invoicing.services.stripe_push import stripe_items
 
     assert sum(amount for _, amount, _ in stripe_items(invoice)) == 15
+
+
+def test_volume_tiers_show_as_a_usage_line_of_their_own(org):
+    # Graduated: the first 1.00 of list-price volume at list, the rest at 80%.
+    pricing.tier_schedule_create(
+        name="llama 8B",
+        mode="graduated",
+        model="llama-3.1-8b-instruct",
+        tiers=[(0, 10_000), (usd("1.00"), 8_000)],
+        effective_from=NOV,
+        now=at("2026-10-20 00:00"),
+    )
+    with time_machine.travel(at("2026-11-05 00:00"), tick=False), booked_at(at("2026-11-05 00:00")):
+        fund(org, "5.00")
+        call(org, model="llama-3.1-8b-instruct", input_tokens=10_000_000, output_tokens=0)
+    with time_machine.travel(at("2026-12-01 01:00:01")):
+        invoice = services.invoice_close(organization_id=org.pk, period_start=NOV)
+    # 10M tokens x 0.18 per 1M = 1.80 at list; graduated: 1.00 + 0.80 x 80% = 1.64, a 0.16 volume discount.
+    assert [
+        (line.token_kind, line.quantity, line.unit, line.amount_nano) for line in invoice.lines.order_by("position")
+    ] == [
+        ("input", 10_000_000, "tokens", usd("1.80")),
+        ("volume_discount", 1, "requests", -usd("0.16")),
+        ("", 1, "item", -usd("1.64")),
+    ]
+    assert (invoice.charges_nano, invoice.total_minor) == (usd("1.64"), 0)
