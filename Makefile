@@ -41,5 +41,5 @@ test: install  ## Lint, type-check, check migrations, run the whole test suite a
 	  $(PY) -m tests.services $(if $(filter embedded,$(TEST_SERVICES)),--embedded) -- sh -c \
 	  'DATABASE_URL=$$MAINTENANCE_DATABASE_URL $(PY) manage.py makemigrations --check --dry-run && exec $(PY) -m pytest $(PYTEST_ARGS)'
 
-bench: install  ## Print the benchmark tables (ledger, rating, gateway)
+bench: install  ## Print the benchmark tables (ledger, rating, gateway, invoicing)
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DEBUG=true $(PY) -m tests.load

@@ -91,7 +91,7 @@ def process_commands(endpoints: Endpoints) -> dict[str, str]:
     python = shlex.quote(sys.executable)
     schedule = shlex.quote(str(Path(settings.VAR_DIR) / "celerybeat-schedule"))
     return {
-        "stripe": f"exec {python} -m localstripe --port {endpoints.stripe_port} --from-scratch",
+        "stripe": f"exec {python} -m tooling.localstripe_launcher --port {endpoints.stripe_port} --from-scratch",
         "web": (
             f"exec {python} -m uvicorn config.asgi:application --host {shlex.quote(endpoints.host)} "
             f"--port {endpoints.port} --lifespan off --timeout-graceful-shutdown 3"

@@ -131,6 +131,7 @@ INSTALLED_APPS = [
     "billing.payments",
     "billing.notifications",
     "billing.metering",
+    "billing.invoicing",
     "api",
     # The web UI: customer pages and the staff console (HTML), and their template tags.
     "web",
@@ -412,6 +413,57 @@ if EMAIL_URL:
     except (ValueError, KeyError, environ.ImproperlyConfigured) as error:
         raise environ.ImproperlyConfigured(f"EMAIL_URL is not a usable mail URL (smtp://...): {error}") from None
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@localhost")
+
+# --- Invoicing: each billing period closed into an invoice (billing.invoicing) ---
+# A billing period is closed this long after it ends, so usage that started inside it and settles a little later
+# is on its invoice (usage booked later lands on the next invoice).
+INVOICE_CLOSE_GRACE_SECONDS = env_int("INVOICE_CLOSE_GRACE_SECONDS", 3600)
+# How often Celery beat looks for periods to close (and for closes a crashed worker left half done).
+INVOICE_CLOSE_CHECK_SECONDS = env_int("INVOICE_CLOSE_CHECK_SECONDS", 300, minimum=10)
+# Who issues the invoices; numbers are gapless per issuer and year.
+INVOICE_ISSUER = env.str("INVOICE_ISSUER", default="default").strip()
+if not INVOICE_ISSUER or len(INVOICE_ISSUER) > 40:
+    raise environ.ImproperlyConfigured("INVOICE_ISSUER must be 1 to 40 characters")
+# An invoice's number: {year} and {number} (the sequence), e.g. INV-{year}-{number:06d} gives INV-2026-000123.
+INVOICE_NUMBER_FORMAT = env.str("INVOICE_NUMBER_FORMAT", default="INV-{year}-{number:06d}")
+try:
+    if "{number" not in INVOICE_NUMBER_FORMAT or len(INVOICE_NUMBER_FORMAT.format(year=2026, number=1)) > 60:
+        raise ValueError
+except (KeyError, IndexError, ValueError):
+    raise environ.ImproperlyConfigured(
+        f"INVOICE_NUMBER_FORMAT must use {{number}} (and may use {{year}}), e.g. INV-{{year}}-{{number:06d}}; "
+        f"got {INVOICE_NUMBER_FORMAT!r}"
+    ) from None
+# Net terms (days to pay) of invoices sent to customers invoiced by send_invoice, unless staff set others.
+INVOICE_DAYS_UNTIL_DUE = env_int("INVOICE_DAYS_UNTIL_DUE", 30, minimum=1, maximum=365)
+# Dunning: after a failed payment, the saved card is tried again this many days after the first failure (one retry
+# per number, ascending), with an email to the owners and billing admins at each step.
+_raw_retry_days = env.str("INVOICE_DUNNING_RETRY_DAYS", default="3,5,7")
+try:
+    INVOICE_DUNNING_RETRY_DAYS = tuple(int(day) for day in _raw_retry_days.split(","))
+    if not INVOICE_DUNNING_RETRY_DAYS or list(INVOICE_DUNNING_RETRY_DAYS) != sorted(set(INVOICE_DUNNING_RETRY_DAYS)):
+        raise ValueError
+    if INVOICE_DUNNING_RETRY_DAYS[0] < 1 or INVOICE_DUNNING_RETRY_DAYS[-1] > 60:
+        raise ValueError
+except ValueError:
+    raise environ.ImproperlyConfigured(
+        f"INVOICE_DUNNING_RETRY_DAYS must be ascending whole days from 1 to 60, e.g. 3,5,7; got {_raw_retry_days!r}"
+    ) from None
+# Days after the first failed payment after which postpaid use is suspended (the overdraft withdrawn) until the
+# invoice is paid.
+INVOICE_SUSPEND_AFTER_DAYS = env_int("INVOICE_SUSPEND_AFTER_DAYS", 10, minimum=1, maximum=365)
+# Progressive billing: an organization whose postpaid debt in the running period reaches this is invoiced at once
+# (staff may set another threshold per organization), and how long a cut waits for requests settling across it.
+INVOICE_PROGRESSIVE_THRESHOLD_NANO = env_amount_nano("INVOICE_PROGRESSIVE_THRESHOLD", "500.00")
+INVOICE_PROGRESSIVE_SETTLE_SECONDS = env_int("INVOICE_PROGRESSIVE_SETTLE_SECONDS", 60, maximum=3600)
+CELERY_BEAT_SCHEDULE["invoicing-dunning"] = {
+    "task": "billing.invoicing.tasks.invoices_dunning_task",
+    "schedule": float(INVOICE_CLOSE_CHECK_SECONDS),
+}
+CELERY_BEAT_SCHEDULE["invoicing-periods-close"] = {
+    "task": "billing.invoicing.tasks.invoices_close_due_task",
+    "schedule": float(INVOICE_CLOSE_CHECK_SECONDS),
+}
 
 # --- Web UI: invitations, notifications, and the client address behind proxies ---
 # Days an emailed invitation link stays valid.

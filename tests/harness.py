@@ -96,9 +96,10 @@ class LocalStripe:
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        executable = Path(sys.executable).with_name("localstripe")
+        # localstripe with what it lacks for one-off invoices (tooling/localstripe_launcher.py).
         self.process = subprocess.Popen(
-            [str(executable), "--port", str(self.port), "--from-scratch"],
+            [sys.executable, "-m", "tooling.localstripe_launcher", "--port", str(self.port), "--from-scratch"],
+            cwd=Path(__file__).resolve().parent.parent,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

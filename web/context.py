@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.ids import is_id_text
 from accounts.models import Membership
+from billing.invoicing.selectors import invoice_in_dunning
 
 SESSION_KEY = "web_organization_id"
 _CACHE_ATTR = "_current_membership"
@@ -116,4 +117,7 @@ def web(request: HttpRequest) -> dict[str, Any]:
     if getattr(request, "user", None) is not None and request.user.is_authenticated:
         context["current_membership"] = current_membership(request)
         context["memberships"] = getattr(request, "_memberships", [])
+        membership = context["current_membership"]
+        if membership is not None:  # the unpaid-invoice banner (dunning)
+            context["unpaid_invoice"] = invoice_in_dunning(organization_id=membership.organization_id)
     return context

@@ -23,6 +23,8 @@ from django.utils import timezone
 from api.gateway import catalog, ratelimit, upstreams
 from api.gateway.catalog import ModelInfo
 from api.gateway.http import GatewayError
+from billing.invoicing import selectors as invoicing_selectors
+from billing.invoicing.models import NANO_PER_MINOR, Invoice
 from billing.metering import holds, spend
 from billing.metering.callers import AuthenticatedKey
 from billing.pricing import rating
@@ -30,6 +32,7 @@ from billing.usage.models import UsageSource, UsageStatus
 from billing.usage.services import UsageRow
 from core.background import background
 from core.money import format_amount
+from core.orm import orm_call
 
 MAX_TTL_SECONDS = 24 * 3600
 
@@ -294,7 +297,12 @@ async def _hold_finish(call: Call, task: "asyncio.Task[holds.Ticket]") -> None:
         call.ticket = await asyncio.shield(task)
     except (holds.CreditShort, spend.KeyLimitShort) as exc:
         refund_tokens(call, used_tokens=0)  # refused: the call used none of the tokens it was admitted with
-        raise _refusal(call, exc) from None
+        refusal = _refusal(call, exc)
+        if isinstance(exc, holds.CreditShort):  # off the hot path: only refused calls read this
+            suspension = await orm_call(invoicing_selectors.suspension_of, organization_id=call.key.organization_id)
+            if suspension is not None:
+                refusal = _suspended_refusal(refusal, suspension.invoice)
+        raise refusal from None
     except asyncio.CancelledError:
         # The client left while the hold was being placed: release it once placed, and record the call.
         task.add_done_callback(lambda done: _release_abandoned(call, done))
@@ -318,6 +326,20 @@ def _refusal(call: Call, short: holds.CreditShort | spend.KeyLimitShort) -> Gate
         code=code,
         param="max_tokens" if call.endpoint == "chat" else None,
         headers={"x-request-id": call.request_id, "x-should-retry": "false"},
+    )
+
+
+def _suspended_refusal(refusal: GatewayError, invoice: Invoice) -> GatewayError:
+    """The 402 of an organization whose postpaid use is suspended: it names the unpaid invoice (also in the
+    x-billing-unpaid-invoice header, for machines)."""
+    amount = f"{format_amount(invoice.total_minor * NANO_PER_MINOR)} {invoice.currency}"
+    message = (
+        f"{refusal.message} Postpaid use is suspended until invoice {invoice.number} ({amount}) is paid; "
+        "prepaid credit still pays for calls."
+    )
+    headers = {**refusal.headers, "x-billing-unpaid-invoice": invoice.number}
+    return GatewayError(
+        402, message, error_type=refusal.error_type, code="postpaid_suspended", param=refusal.param, headers=headers
     )
 
 

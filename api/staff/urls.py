@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from api.staff import ledger, organizations, tokens
+from api.staff import invoices, ledger, organizations, tokens
 
 # Organizations and their credit.
 urlpatterns = [
@@ -30,3 +30,13 @@ urlpatterns = [
 
 # The caller's own staff token: rotate (POST) or revoke (DELETE).
 urlpatterns += [path("token/", tokens.StaffTokenApi.as_view(), name="staff-token")]
+# Invoices (read-only) and how an organization is invoiced.
+urlpatterns += [
+    path("invoices/", invoices.InvoiceListApi.as_view(), name="staff-invoices"),
+    path("invoices/<int:invoice_id>/", invoices.InvoiceDetailApi.as_view(), name="staff-invoice"),
+    path(
+        "organizations/<int:organization_id>/billing-profile/",
+        invoices.BillingProfileApi.as_view(),
+        name="staff-billing-profile",
+    ),
+]

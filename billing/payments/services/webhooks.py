@@ -29,6 +29,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.invoicing.services.collection import HANDLERS as INVOICE_HANDLERS
 from billing.payments.errors import EventWaits, WebhookRejected
 from billing.payments.models import StripeEvent, TopUp
 from billing.payments.services.auto_topup import auto_topup_failed
@@ -278,4 +279,6 @@ HANDLERS: dict[str, Handler] = {
     "charge.dispute.closed": _dispute_handler(dispute_changed),
     "charge.dispute.funds_withdrawn": _dispute_handler(dispute_funds_withdrawn),
     "charge.dispute.funds_reinstated": _dispute_handler(dispute_funds_reinstated),
+    # Invoices (billing.invoicing): collection state.
+    **INVOICE_HANDLERS,
 }

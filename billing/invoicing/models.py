@@ -1,0 +1,282 @@
+"""Invoices: the product's own record of what each organization used and paid in a billing period.
+
+An invoice is closed by a resumable state machine, one per (organization, period):
+
+    (no row) -> closing -> draft -> finalized -> paid | uncollectible | void
+
+`closing` is the row that claims the period; `draft` has its lines and totals (written in one transaction);
+`finalized` has its gapless number and never changes again (a PostgreSQL trigger refuses any edit of its money,
+lines or number; only its collection state moves on). Amounts are integer nano-units (core.money); the total due
+is rounded to the currency's minor unit once, and the difference is carried to the next invoice.
+"""
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Now
+
+# Nano-units per minor unit (cent) of every currency the product bills (core.money.MINOR_UNITS: all have 100).
+NANO_PER_MINOR = 10_000_000
+
+
+class CollectionMethod(models.TextChoices):
+    # Stripe's names: the saved card is charged at once, or the invoice is sent with net terms.
+    CHARGE_AUTOMATICALLY = "charge_automatically", "Charge the saved card"
+    SEND_INVOICE = "send_invoice", "Send the invoice (net terms)"
+
+
+class BillingProfile(models.Model):
+    """How an organization is invoiced; set by staff. An organization without one has the defaults (calendar
+    months, charged to the saved card)."""
+
+    organization = models.OneToOneField(
+        "accounts.Organization", on_delete=models.PROTECT, related_name="billing_profile"
+    )
+    # Periods start on this day of the month at 00:00 UTC (1: calendar months). At most 28, so every month has it.
+    anchor_day = models.PositiveSmallIntegerField(default=1)
+    collection_method = models.CharField(
+        max_length=20, choices=CollectionMethod.choices, default=CollectionMethod.CHARGE_AUTOMATICALLY
+    )
+    # Net terms of a sent invoice (send_invoice): days from finalization to its due date.
+    days_until_due = models.PositiveSmallIntegerField(default=30)
+    # Progressive billing: invoice at once, mid-period, when the period's postpaid debt reaches this (None: the
+    # INVOICE_PROGRESSIVE_THRESHOLD setting).
+    progressive_threshold_nano = models.BigIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(anchor_day__gte=1, anchor_day__lte=28), name="invoicing_anchor_day"),
+            models.CheckConstraint(
+                condition=Q(collection_method__in=CollectionMethod.values), name="invoicing_profile_method_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(days_until_due__gte=1, days_until_due__lte=365), name="invoicing_profile_days_due"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"billing profile of organization {self.organization_id}"
+
+
+class InvoiceStatus(models.TextChoices):
+    CLOSING = "closing", "Closing"
+    DRAFT = "draft", "Draft"
+    FINALIZED = "finalized", "Finalized"
+    PAID = "paid", "Paid"
+    UNCOLLECTIBLE = "uncollectible", "Uncollectible"
+    VOID = "void", "Void"
+
+
+# Statuses in which an invoice is still being built, and may change.
+OPEN_STATUSES = (InvoiceStatus.CLOSING, InvoiceStatus.DRAFT)
+
+
+class Invoice(models.Model):
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="invoices")
+    wallet = models.ForeignKey("ledger.Wallet", on_delete=models.PROTECT, related_name="invoices")
+    currency = models.CharField(max_length=3)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    status = models.CharField(max_length=20, choices=InvoiceStatus.choices, default=InvoiceStatus.CLOSING)
+    # Numbering: gapless per (issuer, year of finalization), given at finalization.
+    issuer = models.CharField(max_length=40, blank=True, default="")
+    sequence = models.PositiveIntegerField(null=True, blank=True)
+    number = models.CharField(max_length=60, blank=True, default="")
+    # Totals (nano-units): charges (>= 0) + credit applied (<= 0) + carry in = total_exact; total_minor is
+    # total_exact rounded half up to minor units; carry_out = total_exact - total_minor * NANO_PER_MINOR.
+    charges_nano = models.BigIntegerField(default=0)
+    credit_applied_nano = models.BigIntegerField(default=0)
+    carry_in_nano = models.BigIntegerField(default=0)
+    total_exact_nano = models.BigIntegerField(default=0)
+    total_minor = models.BigIntegerField(default=0)
+    carry_out_nano = models.BigIntegerField(default=0)
+    collection_method = models.CharField(
+        max_length=20, choices=CollectionMethod.choices, default=CollectionMethod.CHARGE_AUTOMATICALLY
+    )
+    days_until_due = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+    drafted_at = models.DateTimeField(null=True, blank=True)
+    finalized_at = models.DateTimeField(null=True, blank=True)
+    # Collection (may change after finalization; the money above may not). Stripe's invoice, once pushed.
+    stripe_invoice_id = models.CharField(max_length=255, blank=True, default="")
+    stripe_status = models.CharField(max_length=20, blank=True, default="")
+    pushed_at = models.DateTimeField(null=True, blank=True)
+    push_error = models.CharField(max_length=1000, blank=True, default="")
+    payment_attempts = models.PositiveIntegerField(default=0)
+    payment_error = models.CharField(max_length=1000, blank=True, default="")
+    paid_at = models.DateTimeField(null=True, blank=True)
+    # The ledger grant that booked the payment (it repays the overdraft the invoice billed first).
+    payment_grant_id = models.BigIntegerField(null=True, blank=True, unique=True)
+    uncollectible_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    # Stripe's page where the customer can pay it (the link in dunning emails), when Stripe gives one.
+    hosted_invoice_url = models.CharField(max_length=1000, blank=True, default="")
+    # Cut mid-period because the postpaid debt reached the organization's threshold (progressive billing).
+    progressive = models.BooleanField(default=False)
+    # Dunning: the first failed payment, the retries made (steps of INVOICE_DUNNING_RETRY_DAYS), the next one,
+    # and the last step an email went out for (claimed before sending, so each is sent once).
+    payment_failed_at = models.DateTimeField(null=True, blank=True)
+    dunning_step = models.PositiveSmallIntegerField(default=0)
+    next_payment_attempt_at = models.DateTimeField(null=True, blank=True)
+    dunning_emailed_step = models.SmallIntegerField(default=-1)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["status", "period_end"], name="invoicing_status_end"),
+            models.Index(
+                fields=["next_payment_attempt_at"],
+                condition=Q(next_payment_attempt_at__isnull=False),
+                name="invoicing_dunning_due",
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "period_start"], name="invoicing_one_per_period"),
+            models.UniqueConstraint(
+                fields=["issuer", "number"], condition=~Q(number=""), name="invoicing_number_unique"
+            ),
+            models.CheckConstraint(condition=Q(period_end__gt=F("period_start")), name="invoicing_period_order"),
+            models.CheckConstraint(condition=Q(status__in=InvoiceStatus.values), name="invoicing_status_valid"),
+            models.CheckConstraint(
+                condition=Q(status__in=OPEN_STATUSES, number="", finalized_at__isnull=True)
+                | Q(~Q(status__in=OPEN_STATUSES), ~Q(number=""), finalized_at__isnull=False),
+                name="invoicing_numbered_when_finalized",
+            ),
+            models.CheckConstraint(
+                condition=Q(status=InvoiceStatus.CLOSING) | Q(drafted_at__isnull=False),
+                name="invoicing_drafted_at_set",
+            ),
+            models.UniqueConstraint(
+                fields=["stripe_invoice_id"], condition=~Q(stripe_invoice_id=""), name="invoicing_stripe_id_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(status=InvoiceStatus.PAID) | Q(paid_at__isnull=True), name="invoicing_paid_at_when_paid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=InvoiceStatus.PAID) | Q(paid_at__isnull=False), name="invoicing_paid_has_paid_at"
+            ),
+            models.CheckConstraint(condition=Q(charges_nano__gte=0), name="invoicing_charges_not_negative"),
+            models.CheckConstraint(condition=Q(credit_applied_nano__lte=0), name="invoicing_credit_not_positive"),
+            models.CheckConstraint(condition=Q(total_minor__gte=0), name="invoicing_total_not_negative"),
+            models.CheckConstraint(
+                condition=Q(total_exact_nano=F("charges_nano") + F("credit_applied_nano") + F("carry_in_nano")),
+                name="invoicing_total_adds_up",
+            ),
+            models.CheckConstraint(
+                condition=Q(carry_out_nano=F("total_exact_nano") - F("total_minor") * NANO_PER_MINOR),
+                name="invoicing_carry_is_the_rounding",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.number or f"invoice {self.pk} ({self.status})"
+
+
+class InvoiceSequence(models.Model):
+    """The last number given per (issuer, year); locked while a number is given, so numbers are gapless."""
+
+    issuer = models.CharField(max_length=40)
+    year = models.PositiveSmallIntegerField()
+    last_value = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "year"], name="invoicing_sequence_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.issuer} {self.year}: {self.last_value}"
+
+
+class LineKind(models.TextChoices):
+    USAGE = "usage", "Usage"
+    PLAN_FEE = "plan_fee", "Plan fee"
+    COMMITMENT_FEE = "commitment_fee", "Commitment fee"
+    TIER_TRUEUP = "tier_trueup", "Volume-tier true-up"
+    CHARGE = "charge", "Other charge"
+    CREDIT_PAID = "credit_paid", "Paid credit applied"
+    CREDIT_PROMOTIONAL = "credit_promotional", "Promotional credit applied"
+    CREDIT_REFUND = "credit_refund", "Refund credit applied"
+    CREDIT_PLAN_ALLOWANCE = "credit_plan_allowance", "Plan credit applied"
+    CARRY = "carry", "Rounding carried from the previous invoice"
+    # Shown for the record, not part of the total (credit that left the wallet is not a charge):
+    REFUND = "refund", "Credit refunded to the card"
+    DISPUTE = "dispute", "Credit withdrawn by a card dispute"
+
+
+CREDIT_KINDS = (
+    LineKind.CREDIT_PAID,
+    LineKind.CREDIT_PROMOTIONAL,
+    LineKind.CREDIT_REFUND,
+    LineKind.CREDIT_PLAN_ALLOWANCE,
+)
+# Lines that record a movement of the period without being part of the invoice's total.
+RECORD_KINDS = (LineKind.REFUND, LineKind.DISPUTE)
+
+
+class InvoiceLine(models.Model):
+    """One line. Traceable: a usage line names the usage records it sums (and through them their ledger
+    transactions and request ids), a charge line the journal transactions, a credit line the grant draws."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="lines")
+    position = models.PositiveIntegerField()
+    kind = models.CharField(max_length=30, choices=LineKind.choices)
+    description = models.CharField(max_length=500)
+    # Usage lines: model x price version x token kind x service tier x who paid (credit, quota, commitment).
+    model = models.ForeignKey("pricing.AIModel", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    price_version = models.ForeignKey(
+        "pricing.PriceVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    token_kind = models.CharField(max_length=30, blank=True, default="")
+    service_tier = models.CharField(max_length=10, blank=True, default="")
+    source = models.CharField(max_length=12, blank=True, default="")
+    quantity = models.BigIntegerField()
+    unit = models.CharField(max_length=10)  # "tokens" | "requests" | "item"
+    # Token lines: the list rate (micro-units per million tokens) and the factor and discount applied to it.
+    rate_micro_per_mtok = models.BigIntegerField(null=True, blank=True)
+    factor_bps = models.PositiveIntegerField(null=True, blank=True)
+    discount_bps = models.PositiveIntegerField(null=True, blank=True)
+    # Other lines: the price of one unit.
+    unit_price_nano = models.BigIntegerField(null=True, blank=True)
+    amount_nano = models.BigIntegerField()
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    usage_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    transaction_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    draw_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "position"], name="invoicing_line_position_unique"),
+            models.CheckConstraint(condition=Q(kind__in=LineKind.values), name="invoicing_line_kind_valid"),
+            models.CheckConstraint(
+                condition=~Q(kind__in=(*CREDIT_KINDS, *RECORD_KINDS)) | Q(amount_nano__lte=0),
+                name="invoicing_credit_line_sign",
+            ),
+            models.CheckConstraint(condition=Q(period_end__gt=F("period_start")), name="invoicing_line_period"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount_nano}"
+
+
+class Suspension(models.Model):
+    """An organization's postpaid use suspended for an unpaid invoice: its overdraft withdrawn (the limit lowered
+    to what it already owes, so the debt cannot grow) until the invoice is paid, when the limit comes back."""
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="suspensions")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="suspensions")
+    overdraft_limit_before_nano = models.BigIntegerField()
+    started_at = models.DateTimeField(db_default=Now())
+    lifted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization"], condition=Q(lifted_at__isnull=True), name="invoicing_one_open_suspension"
+            ),
+            models.CheckConstraint(
+                condition=Q(overdraft_limit_before_nano__gte=0), name="invoicing_suspension_limit_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"suspension of organization {self.organization_id} for invoice {self.invoice_id}"

@@ -1,0 +1,237 @@
+"""Reads of invoices, and the reconcile check that every invoice agrees with the ledger it was built from."""
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Max, Min, Q, QuerySet
+from django.utils import timezone
+
+from billing.invoicing.errors import InvoiceNotFound
+from billing.invoicing.models import OPEN_STATUSES, Invoice, InvoiceLine, InvoiceStatus, Suspension
+from billing.invoicing.periods import period_after, period_containing
+from billing.ledger.models import Wallet
+
+
+def invoices_list(*, organization_id: int | None = None, status: str | None = None) -> QuerySet[Invoice]:
+    invoices = Invoice.objects.all()
+    if organization_id is not None:
+        invoices = invoices.filter(organization_id=organization_id)
+    if status is not None:
+        invoices = invoices.filter(status=status)
+    return invoices.order_by("-period_start", "-id")
+
+
+def invoice_get(*, invoice_id: int) -> Invoice:
+    invoice = Invoice.objects.filter(pk=invoice_id).first()
+    if invoice is None:
+        raise InvoiceNotFound(f"No invoice {invoice_id}.", param="invoice")
+    return invoice
+
+
+def suspension_of(*, organization_id: int) -> Suspension | None:
+    """The organization's open suspension of postpaid use, with the unpaid invoice it is for (None: not
+    suspended). Read when a call is refused for credit, to name the invoice."""
+    return (
+        Suspension.objects.select_related("invoice")
+        .filter(organization_id=organization_id, lifted_at__isnull=True)
+        .first()
+    )
+
+
+def invoice_in_dunning(*, organization_id: int) -> Invoice | None:
+    """The organization's oldest invoice whose payment failed and is still unpaid (the web UI's banner), with
+    `suspended` set when its postpaid use is suspended."""
+    invoice = (
+        Invoice.objects.filter(
+            organization_id=organization_id, status=InvoiceStatus.FINALIZED, payment_failed_at__isnull=False
+        )
+        .order_by("payment_failed_at")
+        .first()
+    )
+    if invoice is not None:
+        invoice.suspended = Suspension.objects.filter(  # type: ignore[attr-defined]
+            organization_id=organization_id, lifted_at__isnull=True
+        ).exists()
+    return invoice
+
+
+def invoice_lines(*, invoice_id: int) -> QuerySet[InvoiceLine]:
+    return InvoiceLine.objects.filter(invoice_id=invoice_id).select_related("model").order_by("position")
+
+
+# Every check below returns one row per problem: (invoice id, line position or NULL, what is wrong). Only invoices
+# past `closing` are checked (a `closing` invoice has no lines yet, or ones being written).
+
+_CHARGE_LINES = """
+SELECT l.invoice_id, l.position, 'amount ' || l.amount_nano || ' is not its transactions'' spent '
+       || coalesce(sum(e.amount_nano), 0)
+  FROM invoicing_invoiceline l
+  LEFT JOIN LATERAL unnest(l.transaction_ids) AS tid ON true
+  LEFT JOIN ledger_journalentry e ON e.transaction_id = tid AND e.account = 'spent'
+ WHERE l.invoice_id IN (SELECT id FROM invoicing_invoice WHERE organization_id = %(org)s AND status <> 'closing')
+   AND l.kind IN ('plan_fee', 'commitment_fee', 'tier_trueup', 'charge')
+ GROUP BY l.id HAVING l.amount_nano <> coalesce(sum(e.amount_nano), 0)
+"""
+
+_RECORD_LINES = """
+SELECT l.invoice_id, l.position, 'amount ' || l.amount_nano || ' is not minus its transactions'' refunded '
+       || coalesce(sum(e.amount_nano), 0)
+  FROM invoicing_invoiceline l
+  LEFT JOIN LATERAL unnest(l.transaction_ids) AS tid ON true
+  LEFT JOIN ledger_journalentry e ON e.transaction_id = tid AND e.account = 'refunded'
+ WHERE l.invoice_id IN (SELECT id FROM invoicing_invoice WHERE organization_id = %(org)s AND status <> 'closing')
+   AND l.kind IN ('refund', 'dispute')
+ GROUP BY l.id HAVING l.amount_nano <> -coalesce(sum(e.amount_nano), 0)
+"""
+
+_CREDIT_LINES = """
+SELECT l.invoice_id, l.position, 'amount ' || l.amount_nano || ' is not minus its draws '
+       || coalesce(sum(d.amount_nano), 0) || ' of ' || l.source || ' grants'
+  FROM invoicing_invoiceline l
+  LEFT JOIN LATERAL unnest(l.draw_ids) AS did ON true
+  LEFT JOIN ledger_grantdraw d ON d.id = did
+  LEFT JOIN ledger_grant g ON g.id = d.grant_id AND g.kind = l.source
+ WHERE l.invoice_id IN (SELECT id FROM invoicing_invoice WHERE organization_id = %(org)s AND status <> 'closing')
+   AND l.kind LIKE 'credit_%%'
+ GROUP BY l.id HAVING l.amount_nano <> -coalesce(sum(d.amount_nano), 0) OR count(d.id) <> count(g.id)
+"""
+
+_USAGE_LINES = """
+SELECT l.invoice_id, l.position, 'amount ' || l.amount_nano || ' is not its usage records'' '
+       || coalesce(sum((x->>'amount_nano')::bigint), 0)
+  FROM invoicing_invoiceline l
+  LEFT JOIN LATERAL unnest(l.usage_ids) AS uid ON true
+  LEFT JOIN usage_usagerecord u ON u.id = uid AND u.model_id = l.model_id AND u.service_tier = l.service_tier
+  LEFT JOIN LATERAL jsonb_array_elements(u.lines) AS x
+         ON x->>'kind' = l.token_kind AND x->>'source' = l.source
+        AND nullif(x->>'price_version_id', '')::bigint IS NOT DISTINCT FROM l.price_version_id
+        AND (l.rate_micro_per_mtok IS NULL OR coalesce((x->>'rate_micro_per_mtok')::bigint, 0) = l.rate_micro_per_mtok)
+        AND (l.factor_bps IS NULL OR coalesce((x->>'factor_bps')::bigint, 10000) = l.factor_bps)
+        AND (l.discount_bps IS NULL OR coalesce((x->>'discount_bps')::bigint, 0) = l.discount_bps)
+ WHERE l.invoice_id IN (SELECT id FROM invoicing_invoice WHERE organization_id = %(org)s AND status <> 'closing')
+   AND l.kind = 'usage'
+ GROUP BY l.id HAVING l.amount_nano <> coalesce(sum((x->>'amount_nano')::bigint), 0)
+"""
+
+_TOTALS = """
+SELECT i.id, NULL::int, 'totals do not add up to the lines'
+  FROM invoicing_invoice i
+  LEFT JOIN invoicing_invoiceline l ON l.invoice_id = i.id
+ WHERE i.organization_id = %(org)s AND i.status <> 'closing'
+ GROUP BY i.id
+HAVING i.charges_nano <> coalesce(
+           sum(l.amount_nano)
+               FILTER (WHERE l.kind NOT LIKE 'credit_%%' AND l.kind NOT IN ('carry', 'refund', 'dispute')),
+           0
+       )
+    OR i.credit_applied_nano <> coalesce(sum(l.amount_nano) FILTER (WHERE l.kind LIKE 'credit_%%'), 0)
+    OR i.carry_in_nano <> coalesce(sum(l.amount_nano) FILTER (WHERE l.kind = 'carry'), 0)
+"""
+
+# The period's charges (journal transactions with a spent leg, by the ledger's clock) against the transactions the
+# lines name (directly, or through their usage records): each charge must be on its period's invoice, once.
+_COVERAGE = """
+WITH inv AS (
+    SELECT id, wallet_id, period_start, period_end FROM invoicing_invoice
+     WHERE organization_id = %(org)s AND status <> 'closing'
+),
+spent AS (
+    SELECT i.id AS invoice_id, t.id AS txn_id
+      FROM inv i
+      JOIN ledger_journaltransaction t
+        ON t.wallet_id = i.wallet_id AND t.created_at >= i.period_start AND t.created_at < i.period_end
+      JOIN ledger_journalentry e ON e.transaction_id = t.id AND e.account = 'spent'
+),
+usage_of AS (
+    SELECT DISTINCT l.invoice_id, uid
+      FROM invoicing_invoiceline l CROSS JOIN LATERAL unnest(l.usage_ids) AS uid
+     WHERE l.invoice_id IN (SELECT id FROM inv)
+),
+listed AS (
+    SELECT l.invoice_id, tid AS txn_id
+      FROM invoicing_invoiceline l CROSS JOIN LATERAL unnest(l.transaction_ids) AS tid
+     WHERE l.invoice_id IN (SELECT id FROM inv)
+    UNION ALL
+    SELECT uo.invoice_id, t.id
+      FROM usage_of uo JOIN usage_usagerecord u ON u.id = uo.uid
+      JOIN ledger_journaltransaction t ON t.hold_id = u.hold_id AND t.kind <> 'hold'
+    UNION ALL
+    SELECT uo.invoice_id, t.id
+      FROM usage_of uo JOIN usage_usagerecord u ON u.id = uo.uid AND u.hold_id IS NULL
+      JOIN ledger_journaltransaction t ON t.idempotency_key = 'debit:' || u.request_id
+),
+listed_charges AS (
+    SELECT DISTINCT l.invoice_id, l.txn_id FROM listed l
+     WHERE EXISTS (SELECT 1 FROM ledger_journalentry e WHERE e.transaction_id = l.txn_id AND e.account = 'spent')
+)
+SELECT s.invoice_id, NULL::int, 'charge transaction ' || s.txn_id || ' of the period is on no line'
+  FROM spent s
+ WHERE NOT EXISTS (SELECT 1 FROM listed_charges l WHERE l.invoice_id = s.invoice_id AND l.txn_id = s.txn_id)
+UNION ALL
+SELECT l.invoice_id, NULL::int, 'transaction ' || l.txn_id || ' is not a charge of the period'
+  FROM listed_charges l
+ WHERE NOT EXISTS (SELECT 1 FROM spent s WHERE s.invoice_id = l.invoice_id AND s.txn_id = l.txn_id)
+UNION ALL
+SELECT min(l.invoice_id), NULL::int, 'transaction ' || l.txn_id || ' is on ' || count(*) || ' invoices'
+  FROM listed_charges l GROUP BY l.txn_id HAVING count(*) > 1
+"""
+
+RECONCILE_CHECKS = (_CHARGE_LINES, _RECORD_LINES, _CREDIT_LINES, _USAGE_LINES, _TOTALS, _COVERAGE)
+
+
+def invoices_reconcile(*, organization_id: int) -> list[str]:
+    """What is wrong with the organization's invoices against the ledger and usage, as sentences (empty: all
+    agree): each line's amount equals what it names to the nano (spent entries, grant draws, usage records' rating
+    lines), each invoice's totals equal its lines, and every charge of a closed period is on exactly one invoice."""
+    problems = []
+    numbers = dict(Invoice.objects.filter(organization_id=organization_id).values_list("id", "number"))
+    with connection.cursor() as cursor:
+        for check in RECONCILE_CHECKS:
+            cursor.execute(check, {"org": organization_id})
+            for invoice_id, position, problem in cursor.fetchall():
+                where = f"invoice {numbers.get(invoice_id) or invoice_id}"
+                if position is not None:
+                    where += f" line {position}"
+                problems.append(f"{where}: {problem}")
+    return problems
+
+
+def periods_next(*, organization_ids: list[int] | None = None) -> dict[int, tuple[datetime, datetime]]:
+    """Each organization's (with a wallet) next period to close: the one after its latest invoice, or the one its
+    wallet was opened in. One query, then calendar arithmetic."""
+    wallets = (
+        Wallet.objects.all()
+        if organization_ids is None
+        else Wallet.objects.filter(organization_id__in=organization_ids)
+    )
+    rows = (
+        wallets.values("organization_id")
+        .annotate(
+            opened=Min("created_at"),
+            latest_end=Max("organization__invoices__period_end"),
+            anchor_day=Min("organization__billing_profile__anchor_day"),
+        )
+        .order_by("organization_id")
+    )
+    periods = {}
+    for row in rows:
+        anchor_day = row["anchor_day"] or 1
+        if row["latest_end"] is not None:
+            periods[row["organization_id"]] = period_after(anchor_day=anchor_day, end=row["latest_end"])
+        else:
+            periods[row["organization_id"]] = period_containing(anchor_day=anchor_day, at=row["opened"])
+    return periods
+
+
+def organizations_due(*, now: datetime | None = None) -> list[int]:
+    """Organizations (with a wallet) that have work: an invoice a crashed close left open, one not yet pushed to
+    Stripe, or a next period that ended, grace included."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.INVOICE_CLOSE_GRACE_SECONDS)
+    busy = set(
+        Invoice.objects.filter(
+            Q(status__in=OPEN_STATUSES) | Q(status=InvoiceStatus.FINALIZED, pushed_at__isnull=True)
+        ).values_list("organization_id", flat=True)
+    )
+    ended = {org for org, (_, end) in periods_next().items() if end <= cutoff}
+    return sorted(busy | ended)

@@ -1,0 +1,296 @@
+"""Closing a billing period into an invoice: a resumable state machine per (organization, period).
+
+Each step is its own database transaction and starts by re-reading the invoice under its row lock, so a worker
+killed anywhere (or two workers racing) resumes to the same invoice: the period's row is claimed once (a unique
+constraint), its lines are written with its totals in one transaction, and its number is given in the
+transaction that finalizes it. Running the close again after any step does the remaining steps only.
+"""
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from billing.invoicing import sql
+from billing.invoicing.errors import InvoiceConflict, InvoiceUnbalanced
+from billing.invoicing.models import (
+    CREDIT_KINDS,
+    NANO_PER_MINOR,
+    OPEN_STATUSES,
+    RECORD_KINDS,
+    BillingProfile,
+    Invoice,
+    InvoiceLine,
+    InvoiceSequence,
+    InvoiceStatus,
+    LineKind,
+)
+from billing.invoicing.selectors import periods_next
+from billing.ledger.services import wallet_get_or_create
+from core.errors import ApplicationError
+
+
+def minor_round(total_exact_nano: int) -> tuple[int, int]:
+    """(total in minor units, carry in nano-units): the total rounded half up (toward +infinity, so half a cent
+    becomes a cent) to the currency's minor unit, and the exact total minus the rounded one, in [-half, +half)
+    of a minor unit, carried to the next invoice."""
+    minor = (total_exact_nano + NANO_PER_MINOR // 2) // NANO_PER_MINOR
+    return minor, total_exact_nano - minor * NANO_PER_MINOR
+
+
+def profile_get(*, organization_id: int) -> BillingProfile:
+    """The organization's billing profile (unsaved defaults when staff never set one)."""
+    return BillingProfile.objects.filter(organization_id=organization_id).first() or BillingProfile(
+        organization_id=organization_id, days_until_due=settings.INVOICE_DAYS_UNTIL_DUE
+    )
+
+
+def period_next(*, organization_id: int) -> tuple[datetime, datetime]:
+    """The organization's next period to close: the one after its latest invoice, or the one its wallet was
+    opened in (the wallet is opened now if it has none)."""
+    wallet_get_or_create(organization_id=organization_id)
+    return periods_next(organization_ids=[organization_id])[organization_id]
+
+
+def invoice_open(
+    *, organization_id: int, period_start: datetime, period_end: datetime, progressive: bool = False
+) -> Invoice:
+    """Step 1: claim the period with an invoice in `closing` (or return the one already there). A progressive
+    invoice cuts the running period at `period_end` (see services.progressive); any other waits for its end and
+    the grace window."""
+    existing = Invoice.objects.filter(organization_id=organization_id, period_start=period_start).first()
+    if existing is not None:
+        return existing
+    grace = settings.INVOICE_PROGRESSIVE_SETTLE_SECONDS if progressive else settings.INVOICE_CLOSE_GRACE_SECONDS
+    if period_end + timedelta(seconds=grace) > timezone.now():
+        raise InvoiceConflict(
+            f"The period {period_start:%Y-%m-%d} to {period_end:%Y-%m-%d} has not ended (with its grace window of "
+            f"{settings.INVOICE_CLOSE_GRACE_SECONDS} s for late usage); it is closed after that.",
+            param="period",
+        )
+    earlier = (
+        Invoice.objects.filter(organization_id=organization_id, period_start__lt=period_start)
+        .order_by("-period_start")
+        .first()
+    )
+    if earlier is not None and earlier.period_end != period_start:
+        raise InvoiceConflict(
+            f"The period must start where the last one ended ({earlier.period_end:%Y-%m-%d %H:%M} UTC).",
+            param="period",
+        )
+    wallet = wallet_get_or_create(organization_id=organization_id)
+    try:
+        with transaction.atomic():
+            return Invoice.objects.create(
+                organization_id=organization_id,
+                wallet=wallet,
+                currency=wallet.currency,
+                period_start=period_start,
+                period_end=period_end,
+                progressive=progressive,
+            )
+    except IntegrityError:  # claimed by a concurrent close
+        return Invoice.objects.get(organization_id=organization_id, period_start=period_start)
+
+
+def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]:
+    """Step 2, for any number of invoices at once (a whole day's closes in one statement): their lines, aggregated
+    in SQL, and their totals, written together in one transaction; `closing` -> `draft`. Returns the invoices that
+    stay `closing`, with why: an earlier period not finalized yet, or lines that do not add up to the ledger (their
+    lines are not kept). Invoices already past this step are left alone."""
+    refused: dict[int, ApplicationError] = {}
+    with transaction.atomic():
+        invoices = list(
+            Invoice.objects.select_for_update().filter(pk__in=invoice_ids, status=InvoiceStatus.CLOSING).order_by("pk")
+        )
+        if not invoices:
+            return refused
+        # Each invoice's previous one ends where it starts (invoice_open keeps periods contiguous).
+        previous = {
+            (p.organization_id, p.period_end): p
+            for p in Invoice.objects.filter(
+                organization_id__in={i.organization_id for i in invoices},
+                period_end__in={i.period_start for i in invoices},
+            )
+        }
+        ready = []
+        for invoice in invoices:
+            before = previous.get((invoice.organization_id, invoice.period_start))
+            if before is not None and before.status in OPEN_STATUSES:
+                refused[invoice.pk] = InvoiceConflict(
+                    f"The previous period ({before.period_start:%Y-%m-%d}) is not finalized yet; close it first.",
+                    param="period",
+                )
+                continue
+            invoice.carry_in_nano = before.carry_out_nano if before and before.status != InvoiceStatus.VOID else 0
+            invoice.carry_from = before.number if before is not None else ""  # type: ignore[attr-defined]
+            ready.append(invoice)
+        params = {"invoices": [invoice.pk for invoice in ready]}
+        with connection.cursor() as cursor:
+            # A batch groups a few hundred thousand rating lines: in memory, for this transaction only.
+            cursor.execute(f"SET LOCAL work_mem = '{AGGREGATE_WORK_MEM}'")
+            cursor.execute(sql.LINES_INSERT, params)
+            cursor.execute(sql.LEDGER_TOTALS, params)
+            ledger_totals = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
+        sums: dict[int, dict[str, Any]] = {
+            row["invoice_id"]: dict(row)
+            for row in InvoiceLine.objects.filter(invoice_id__in=params["invoices"])
+            .values("invoice_id")
+            .annotate(
+                count=Count("id"),
+                credit=Sum("amount_nano", filter=Q(kind__in=CREDIT_KINDS)),
+                charges=Sum("amount_nano", filter=~Q(kind__in=(*CREDIT_KINDS, *RECORD_KINDS))),
+            )
+        }
+        carries, drafted, now = [], [], timezone.now()
+        for invoice in ready:
+            row: dict[str, Any] = sums.get(invoice.pk, {})
+            charges, credit = row.get("charges") or 0, row.get("credit") or 0
+            spent, unfunded = ledger_totals[invoice.pk]
+            if charges != spent or charges + credit != unfunded:
+                refused[invoice.pk] = InvoiceUnbalanced(
+                    f"The period's lines do not add up to its ledger (lines charge {charges} nano, the journal "
+                    f"spent {spent}; credit applied {-credit}, unfunded {unfunded}); run invoices_reconcile.",
+                    param="period",
+                )
+                continue
+            if invoice.carry_in_nano:
+                carries.append(
+                    InvoiceLine(
+                        invoice=invoice,
+                        position=(row.get("count") or 0) + 1,
+                        kind=LineKind.CARRY,
+                        description=f"Rounding carried from {invoice.carry_from}",  # type: ignore[attr-defined]
+                        quantity=1,
+                        unit="item",
+                        unit_price_nano=invoice.carry_in_nano,
+                        amount_nano=invoice.carry_in_nano,
+                        period_start=invoice.period_start,
+                        period_end=invoice.period_end,
+                    )
+                )
+            invoice.charges_nano = charges
+            invoice.credit_applied_nano = credit
+            invoice.total_exact_nano = charges + credit + invoice.carry_in_nano
+            invoice.total_minor, invoice.carry_out_nano = minor_round(invoice.total_exact_nano)
+            invoice.status = InvoiceStatus.DRAFT
+            invoice.drafted_at = now
+            drafted.append(invoice)
+        # The lines of an invoice that does not add up are not kept: it stays `closing` until the books agree.
+        InvoiceLine.objects.filter(invoice_id__in=[pk for pk in refused if pk in params["invoices"]]).delete()
+        InvoiceLine.objects.bulk_create(carries)
+        Invoice.objects.bulk_update(drafted, [*TOTAL_FIELDS, "status", "drafted_at"])
+    return refused
+
+
+AGGREGATE_WORK_MEM = "256MB"
+TOTAL_FIELDS = (
+    "charges_nano",
+    "credit_applied_nano",
+    "carry_in_nano",
+    "total_exact_nano",
+    "total_minor",
+    "carry_out_nano",
+)
+
+
+def invoice_aggregate(*, invoice_id: int) -> Invoice:
+    """Step 2 for one invoice (see invoices_aggregate); raises why it cannot be built."""
+    refused = invoices_aggregate(invoice_ids=[invoice_id])
+    if invoice_id in refused:
+        raise refused[invoice_id]
+    return Invoice.objects.get(pk=invoice_id)
+
+
+def invoices_finalize(*, invoice_ids: list[int]) -> None:
+    """Step 3, for any number of invoices at once: the issuer's next gapless numbers (of this year), given in the
+    transaction that finalizes them; `draft` -> `finalized`. The sequence row is locked until commit, so numbers
+    are given one transaction at a time, and a rolled-back finalization gives its numbers back."""
+    with transaction.atomic():
+        drafts = list(
+            Invoice.objects.select_for_update().filter(pk__in=invoice_ids, status=InvoiceStatus.DRAFT).order_by("pk")
+        )
+        if not drafts:
+            return
+        now = timezone.now()
+        issuer = settings.INVOICE_ISSUER
+        InvoiceSequence.objects.get_or_create(issuer=issuer, year=now.year)
+        sequence = InvoiceSequence.objects.select_for_update().get(issuer=issuer, year=now.year)
+        profiles = {
+            p.organization_id: p
+            for p in BillingProfile.objects.filter(organization_id__in={d.organization_id for d in drafts})
+        }
+        for invoice in drafts:
+            profile = profiles.get(invoice.organization_id) or profile_get(organization_id=invoice.organization_id)
+            sequence.last_value += 1
+            invoice.issuer = issuer
+            invoice.sequence = sequence.last_value
+            invoice.number = settings.INVOICE_NUMBER_FORMAT.format(year=now.year, number=sequence.last_value)
+            invoice.collection_method = profile.collection_method
+            invoice.days_until_due = profile.days_until_due
+            invoice.status = InvoiceStatus.FINALIZED
+            invoice.finalized_at = now
+        sequence.save(update_fields=["last_value"])
+        Invoice.objects.bulk_update(
+            drafts,
+            ["issuer", "sequence", "number", "collection_method", "days_until_due", "status", "finalized_at"],
+        )
+
+
+def invoice_finalize(*, invoice_id: int) -> Invoice:
+    """Step 3 for one invoice (see invoices_finalize)."""
+    invoices_finalize(invoice_ids=[invoice_id])
+    return Invoice.objects.get(pk=invoice_id)
+
+
+# The steps of a close, in order; each takes the invoice's id and does nothing when its step is done.
+CLOSE_STEPS = (invoice_aggregate, invoice_finalize)
+
+
+def invoice_close(*, organization_id: int, period_start: datetime) -> Invoice:
+    """Close the organization's period starting at `period_start` up to a finalized invoice, resuming wherever an
+    earlier run stopped. The period must be the next one (or one already claimed) and over, grace included."""
+    invoice = Invoice.objects.filter(organization_id=organization_id, period_start=period_start).first()
+    if invoice is None:
+        start, end = period_next(organization_id=organization_id)
+        if start != period_start:
+            raise InvoiceConflict(
+                f"The next period to close for this organization starts {start:%Y-%m-%d %H:%M} UTC.", param="period"
+            )
+        invoice = invoice_open(organization_id=organization_id, period_start=start, period_end=end)
+    for step in CLOSE_STEPS:
+        invoice = step(invoice_id=invoice.pk)
+    return invoice
+
+
+def invoices_close_due(*, organization_ids: list[int], now: datetime | None = None) -> list[Invoice]:
+    """Close the organizations' periods that ended (grace included), all of them together step by step (one
+    statement aggregates every invoice of a step), oldest periods first, resuming closes a crashed worker left
+    half done; returns the invoices finalized. An organization whose invoice cannot be built (see
+    invoices_aggregate) is left `closing` and skipped; the others go on."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.INVOICE_CLOSE_GRACE_SECONDS)
+    closed: list[Invoice] = []
+    stuck_orgs: set[int] = set()
+    for _ in range(MAX_PERIODS_PER_RUN):
+        pending = set(organization_ids) - stuck_orgs
+        open_ids = list(
+            Invoice.objects.filter(organization_id__in=pending, status__in=OPEN_STATUSES).values_list("id", flat=True)
+        )
+        busy = set(Invoice.objects.filter(pk__in=open_ids).values_list("organization_id", flat=True))
+        for organization_id, (start, end) in periods_next(organization_ids=list(pending - busy)).items():
+            if end <= cutoff:
+                open_ids.append(invoice_open(organization_id=organization_id, period_start=start, period_end=end).pk)
+        if not open_ids:
+            break
+        refused = invoices_aggregate(invoice_ids=open_ids)
+        stuck_orgs |= set(Invoice.objects.filter(pk__in=refused).values_list("organization_id", flat=True))
+        invoices_finalize(invoice_ids=open_ids)
+        closed += Invoice.objects.filter(pk__in=open_ids, status=InvoiceStatus.FINALIZED).order_by("pk")
+    return closed
+
+
+# Periods one run catches up at most per organization (an organization months behind catches up over runs).
+MAX_PERIODS_PER_RUN = 24

@@ -1,0 +1,150 @@
+"""Collection state from Stripe: its invoice.* webhooks (through billing.payments' stored-event machinery, each
+processed once in its own transaction) move an invoice to paid, uncollectible or void.
+
+Events may arrive in any order and more than once: each handler locks the invoice, and a status only moves
+forward (finalized -> paid | uncollectible | void, uncollectible -> paid | void), so a late or repeated event
+changes nothing. A payment books the amount paid in the ledger as paid credit, which repays first the overdraft
+the invoice billed (billing.ledger settles unfunded draws out of the next grant).
+"""
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from billing.invoicing.models import NANO_PER_MINOR, Invoice, InvoiceStatus
+from billing.invoicing.services.dunning import dunning_start, postpaid_restore
+from billing.ledger import services as ledger
+
+
+def _ours(stripe_invoice: dict[str, Any]) -> Invoice | None:
+    """Our invoice of a Stripe invoice (by its id, or the invoice id we put in its metadata), locked."""
+    stripe_id = str(stripe_invoice.get("id") or "")
+    locked = Invoice.objects.select_for_update()
+    invoice = locked.filter(stripe_invoice_id=stripe_id).first() if stripe_id else None
+    metadata = stripe_invoice.get("metadata") or {}
+    raw = metadata.get("invoice_id")
+    if invoice is None and isinstance(raw, str) and raw.isdigit() and len(raw) < 19:
+        candidate = locked.filter(pk=int(raw)).first()
+        # The number too: another system using the same Stripe account may put its own invoice_id in metadata.
+        if (
+            candidate is not None
+            and candidate.stripe_invoice_id in ("", stripe_id)
+            and candidate.number == metadata.get("number")
+        ):
+            invoice = candidate
+    if invoice is not None and not invoice.stripe_invoice_id and stripe_id:
+        invoice.stripe_invoice_id = stripe_id
+        invoice.save(update_fields=["stripe_invoice_id"])
+    return invoice
+
+
+@transaction.atomic
+def invoice_paid(*, invoice_id: int, amount_paid_minor: int | None = None) -> Invoice:
+    """Mark the invoice paid (once) and book the payment as paid credit in the ledger."""
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    if invoice.status not in (InvoiceStatus.FINALIZED, InvoiceStatus.UNCOLLECTIBLE):
+        return invoice
+    amount_nano = (invoice.total_minor if amount_paid_minor is None else amount_paid_minor) * NANO_PER_MINOR
+    if amount_nano > 0:
+        result = ledger.grant_create(
+            organization_id=invoice.organization_id,
+            kind="paid",
+            amount_nano=amount_nano,
+            idempotency_key=f"invoice-payment:{invoice.pk}",
+            actor="stripe",
+            reason=f"payment of invoice {invoice.number}",
+            source_ref=f"invoice:{invoice.number}",
+        )
+        invoice.payment_grant_id = result.grant.pk
+    invoice.status = InvoiceStatus.PAID
+    invoice.paid_at = timezone.now()
+    invoice.stripe_status = "paid"
+    invoice.payment_error = ""
+    invoice.next_payment_attempt_at = None
+    invoice.save(
+        update_fields=[
+            "status",
+            "paid_at",
+            "stripe_status",
+            "payment_error",
+            "payment_grant_id",
+            "next_payment_attempt_at",
+        ]
+    )
+    postpaid_restore(organization_id=invoice.organization_id)
+    return invoice
+
+
+def _paid(stripe_invoice: dict[str, Any]) -> str | None:
+    invoice = _ours(stripe_invoice)
+    if invoice is None:
+        return "not an invoice of this product"
+    if invoice.status == InvoiceStatus.PAID:
+        return "already paid"
+    if invoice.status == InvoiceStatus.VOID:
+        return "the invoice is void"
+    paid = stripe_invoice.get("amount_paid")
+    invoice_paid(invoice_id=invoice.pk, amount_paid_minor=paid if isinstance(paid, int) and paid >= 0 else None)
+    return None
+
+
+def _finalized(stripe_invoice: dict[str, Any]) -> str | None:
+    invoice = _ours(stripe_invoice)
+    if invoice is None:
+        return "not an invoice of this product"
+    if invoice.stripe_status in ("", "draft"):
+        invoice.stripe_status = "open"
+        invoice.save(update_fields=["stripe_status"])
+    return None
+
+
+def _payment_failed(stripe_invoice: dict[str, Any]) -> str | None:
+    invoice = _ours(stripe_invoice)
+    if invoice is None:
+        return "not an invoice of this product"
+    if invoice.status != InvoiceStatus.FINALIZED:
+        return f"the invoice is {invoice.status}"
+    attempts = stripe_invoice.get("attempt_count")
+    invoice.payment_attempts = max(invoice.payment_attempts, attempts if isinstance(attempts, int) else 1)
+    error = (
+        (stripe_invoice.get("last_finalization_error") or {}).get("message")
+        if isinstance(stripe_invoice.get("last_finalization_error"), dict)
+        else None
+    )
+    invoice.payment_error = (error or invoice.payment_error or "The payment failed.")[:1000]
+    invoice.save(update_fields=["payment_attempts", "payment_error"])
+    dunning_start(invoice_id=invoice.pk)
+    return None
+
+
+def _moved(to: str, stamp: str, allowed_from: tuple[str, ...]) -> Any:
+    def handle(stripe_invoice: dict[str, Any]) -> str | None:
+        invoice = _ours(stripe_invoice)
+        if invoice is None:
+            return "not an invoice of this product"
+        if invoice.status == to:
+            return f"already {to}"
+        if invoice.status not in allowed_from:
+            return f"the invoice is {invoice.status}"
+        invoice.status = to
+        invoice.stripe_status = to
+        setattr(invoice, stamp, timezone.now())
+        invoice.next_payment_attempt_at = None
+        invoice.save(update_fields=["status", "stripe_status", stamp, "next_payment_attempt_at"])
+        if to == InvoiceStatus.VOID:  # a cancelled invoice no longer holds the organization's postpaid use
+            postpaid_restore(organization_id=invoice.organization_id)
+        return None
+
+    return handle
+
+
+HANDLERS = {
+    "invoice.finalized": _finalized,
+    "invoice.paid": _paid,
+    # Sent with invoice.paid (older integrations listen to this one); either marks the invoice paid, once.
+    "invoice.payment_succeeded": _paid,
+    "invoice.payment_failed": _payment_failed,
+    "invoice.marked_uncollectible": _moved(InvoiceStatus.UNCOLLECTIBLE, "uncollectible_at", (InvoiceStatus.FINALIZED,)),
+    "invoice.voided": _moved(InvoiceStatus.VOID, "voided_at", (InvoiceStatus.FINALIZED, InvoiceStatus.UNCOLLECTIBLE)),
+}

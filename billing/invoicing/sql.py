@@ -1,0 +1,155 @@
+"""The close's aggregation, in PostgreSQL: one statement turns the periods of any number of invoices (one, or a
+whole batch of organizations closing the same day) into their lines, and one more sets their totals.
+
+What belongs to a period is decided by the ledger's clock: a charge is in the period its journal transaction was
+booked in (`created_at` in [start, end)), so usage reported late (an event whose `occurred_at` is in a closed
+period) is booked now and lands on the next invoice, never nowhere. A usage record goes with its charge: the
+settle transaction of its hold (gateway calls) or its debit (reported events, keyed "debit:<request id>"); a
+record that cost no credit and has no hold (a reported event fully covered by a quota) goes by its own time.
+
+Lines, in order:
+1. usage: per model x price version x service tier x token kind x source (credit, quota, commitment) x rate x
+   factor x discount, summed from the usage records' rating lines (billing.pricing.rating.ChargeLine);
+2. charges: every other spent transaction of the period, one line each (plan fees and prorations, commitment
+   fees, tier true-ups, and any charge with no usage record);
+3. credit applied: the grant draws of the period's charges, per grant kind, negative;
+4. for the record, not in the total: credit refunded to the card and credit withdrawn by card disputes.
+What no grant covered (the unfunded draws: overdraft) is what the invoice asks to be paid.
+"""
+
+# The invoices being built: %(invoices)s is an array of invoice ids (all in `closing`).
+_INVOICES = """
+inv AS (
+    SELECT id, wallet_id, organization_id, period_start, period_end FROM invoicing_invoice
+     WHERE id = ANY(%(invoices)s::bigint[])
+),
+txn AS (
+    SELECT i.id AS invoice_id, t.id, t.kind, t.category, t.hold_id, t.idempotency_key, t.reason,
+           coalesce(e.amount_nano, 0) AS spent
+      FROM inv i
+      JOIN ledger_journaltransaction t
+        ON t.wallet_id = i.wallet_id AND t.created_at >= i.period_start AND t.created_at < i.period_end
+      LEFT JOIN ledger_journalentry e ON e.transaction_id = t.id AND e.account = 'spent'
+     WHERE t.kind IN ('capture', 'release', 'expiry', 'debit', 'refund')
+)"""
+
+LINES_INSERT = (
+    "WITH"  # noqa: S608 (constant SQL text; every value is a parameter)
+    + _INVOICES
+    + """,
+usage AS (
+    SELECT t.invoice_id, u.id, u.model_id, u.service_tier, u.lines, t.id AS txn_id
+      FROM txn t JOIN usage_usagerecord u ON u.hold_id = t.hold_id
+     WHERE t.hold_id IS NOT NULL
+    UNION ALL
+    SELECT t.invoice_id, u.id, u.model_id, u.service_tier, u.lines, t.id
+      FROM txn t JOIN usage_usagerecord u ON u.request_id = substr(t.idempotency_key, 7)
+     WHERE t.kind = 'debit' AND t.category = 'usage' AND t.idempotency_key LIKE 'debit:%%'
+    UNION ALL
+    SELECT i.id, u.id, u.model_id, u.service_tier, u.lines, NULL
+      FROM inv i JOIN usage_usagerecord u
+        ON u.organization_id = i.organization_id AND u.created_at >= i.period_start AND u.created_at < i.period_end
+     WHERE u.hold_id IS NULL AND u.charge_nano = 0
+),
+usage_lines AS (
+    SELECT u.invoice_id, u.model_id, nullif(l->>'price_version_id', '')::bigint AS price_version_id,
+           u.service_tier, l->>'kind' AS token_kind, l->>'source' AS source,
+           coalesce((l->>'rate_micro_per_mtok')::bigint, 0) AS rate,
+           coalesce((l->>'factor_bps')::bigint, 10000) AS factor,
+           coalesce((l->>'discount_bps')::bigint, 0) AS discount,
+           sum((l->>'tokens')::bigint) AS tokens, sum((l->>'amount_nano')::bigint) AS amount,
+           count(*) AS requests, array_agg(u.id) AS usage_ids
+      FROM usage u CROSS JOIN LATERAL jsonb_array_elements(u.lines) l
+     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+),
+matched AS (SELECT DISTINCT txn_id FROM usage WHERE txn_id IS NOT NULL),
+charges AS (
+    SELECT t.* FROM txn t WHERE t.spent > 0 AND NOT EXISTS (SELECT 1 FROM matched m WHERE m.txn_id = t.id)
+),
+draws AS (
+    SELECT t.invoice_id, g.kind, -sum(d.amount_nano) AS amount, array_agg(d.id) AS draw_ids
+      FROM txn t JOIN ledger_grantdraw d ON d.transaction_id = t.id JOIN ledger_grant g ON g.id = d.grant_id
+     WHERE t.spent > 0
+     GROUP BY t.invoice_id, g.kind
+),
+refunds AS (
+    SELECT t.invoice_id, t.id, t.idempotency_key, t.reason, e.amount_nano
+      FROM txn t JOIN ledger_journalentry e ON e.transaction_id = t.id AND e.account = 'refunded'
+     WHERE t.kind = 'refund'
+),
+all_lines AS (
+    SELECT ul.invoice_id, 1 AS section,
+           concat_ws(' ', m.slug, ul.service_tier) || ': ' || replace(ul.token_kind, '_', ' ')
+               || CASE ul.source WHEN 'credit' THEN '' ELSE ' (covered by ' || ul.source || ')' END AS description,
+           'usage' AS kind, ul.model_id, ul.price_version_id, ul.token_kind, ul.service_tier, ul.source,
+           CASE WHEN ul.tokens = 0 THEN ul.requests ELSE ul.tokens END AS quantity,
+           CASE WHEN ul.tokens = 0 THEN 'requests' ELSE 'tokens' END AS unit,
+           CASE WHEN ul.tokens = 0 THEN NULL ELSE ul.rate END AS rate,
+           CASE WHEN ul.tokens = 0 THEN NULL ELSE ul.factor END AS factor,
+           CASE WHEN ul.tokens = 0 THEN NULL ELSE ul.discount END AS discount,
+           CASE WHEN ul.tokens = 0 THEN ul.amount / ul.requests END AS unit_price,
+           ul.amount, ul.usage_ids, '{}'::bigint[] AS transaction_ids, '{}'::bigint[] AS draw_ids,
+           concat_ws('|', m.slug, ul.price_version_id, ul.service_tier, ul.token_kind, ul.source, ul.rate, ul.factor,
+                     ul.discount) AS sort_key
+      FROM usage_lines ul JOIN pricing_aimodel m ON m.id = ul.model_id
+    UNION ALL
+    SELECT c.invoice_id, 2, left(coalesce(nullif(c.reason, ''), c.kind || ' ' || c.id), 500),
+           CASE c.category WHEN 'plan_fee' THEN 'plan_fee' WHEN 'commitment' THEN 'commitment_fee'
+                           WHEN 'tier_trueup' THEN 'tier_trueup' ELSE 'charge' END,
+           NULL, NULL, '', '', 'credit', 1, 'item', NULL, NULL, NULL, c.spent, c.spent,
+           '{}'::bigint[], ARRAY[c.id], '{}'::bigint[], lpad(c.id::text, 20, '0')
+      FROM charges c
+    UNION ALL
+    SELECT d.invoice_id, 3,
+           CASE d.kind WHEN 'paid' THEN 'Paid credit applied' WHEN 'promotional' THEN 'Promotional credit applied'
+                       WHEN 'refund' THEN 'Refund credit applied' ELSE 'Plan credit applied' END,
+           'credit_' || d.kind, NULL, NULL, '', '', d.kind, 1, 'item', NULL, NULL, NULL, d.amount, d.amount,
+           '{}'::bigint[], '{}'::bigint[], d.draw_ids,
+           CASE d.kind WHEN 'plan_allowance' THEN '0' WHEN 'promotional' THEN '1' WHEN 'refund' THEN '2' ELSE '3' END
+      FROM draws d
+    UNION ALL
+    SELECT r.invoice_id, 4, left(coalesce(nullif(r.reason, ''), 'refund ' || r.id), 500),
+           CASE WHEN r.idempotency_key LIKE 'refund:dispute-%%' THEN 'dispute' ELSE 'refund' END,
+           NULL, NULL, '', '', '', 1, 'item', NULL, NULL, NULL, -r.amount_nano, -r.amount_nano,
+           '{}'::bigint[], ARRAY[r.id], '{}'::bigint[], lpad(r.id::text, 20, '0')
+      FROM refunds r
+)
+INSERT INTO invoicing_invoiceline (
+    invoice_id, position, kind, description, model_id, price_version_id, token_kind, service_tier, source,
+    quantity, unit, rate_micro_per_mtok, factor_bps, discount_bps, unit_price_nano, amount_nano,
+    period_start, period_end, usage_ids, transaction_ids, draw_ids
+)
+SELECT l.invoice_id, row_number() OVER (PARTITION BY l.invoice_id ORDER BY l.section, l.sort_key), l.kind,
+       l.description, l.model_id, l.price_version_id, l.token_kind, l.service_tier, l.source, l.quantity, l.unit,
+       l.rate, l.factor, l.discount, l.unit_price, l.amount, i.period_start, i.period_end, l.usage_ids,
+       l.transaction_ids, l.draw_ids
+  FROM all_lines l JOIN inv i ON i.id = l.invoice_id
+"""
+)
+
+# Per invoice: the journal's spent credit in its period, and what no grant covered of it (the unfunded draws), to
+# check the lines against.
+LEDGER_TOTALS = (
+    "WITH"  # noqa: S608 (constant SQL text; every value is a parameter)
+    + _INVOICES
+    + """
+,
+spent AS (SELECT invoice_id, sum(spent) AS spent FROM txn GROUP BY invoice_id),
+unfunded AS (
+    SELECT t.invoice_id, sum(d.amount_nano) AS unfunded
+      FROM txn t JOIN ledger_grantdraw d ON d.transaction_id = t.id
+     WHERE d.grant_id IS NULL AND t.spent > 0
+     GROUP BY t.invoice_id
+)
+SELECT i.id, coalesce(s.spent, 0), coalesce(u.unfunded, 0)
+  FROM inv i LEFT JOIN spent s ON s.invoice_id = i.id LEFT JOIN unfunded u ON u.invoice_id = i.id
+"""
+)
+
+# What no grant covered among a wallet's charges booked in [start, end) (progressive billing's trigger).
+UNFUNDED = """
+SELECT coalesce(sum(d.amount_nano), 0)
+  FROM ledger_journaltransaction t JOIN ledger_grantdraw d ON d.transaction_id = t.id
+ WHERE t.wallet_id = %(wallet)s AND t.created_at >= %(start)s AND t.created_at < %(end)s
+   AND t.kind IN ('capture', 'debit') AND d.grant_id IS NULL
+"""

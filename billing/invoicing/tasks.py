@@ -1,0 +1,38 @@
+"""Celery tasks of invoicing: beat finds the organizations with a period to close (or an invoice to push to
+Stripe), and one task per organization closes its periods and pushes its finalized invoices (each step resumable,
+so a task retried or run twice does no harm; a Stripe outage leaves the invoices finalized, pushed at a later
+run)."""
+
+from celery import shared_task
+
+from billing.invoicing import selectors, services
+from billing.invoicing.services.dunning import invoices_dunning
+from billing.invoicing.services.progressive import invoice_progressive_close, organizations_over_threshold
+from billing.invoicing.services.stripe_push import invoices_push_pending
+
+# Organizations closed together by one task (their invoices aggregated by one statement per step).
+BATCH_SIZE = 200
+
+
+@shared_task(acks_late=True)
+def invoices_close_due_task() -> int:
+    due = sorted(set(selectors.organizations_due()) | set(organizations_over_threshold()))
+    for index in range(0, len(due), BATCH_SIZE):
+        invoices_close_organizations_task.delay(due[index : index + BATCH_SIZE])
+    return len(due)
+
+
+@shared_task(acks_late=True)
+def invoices_close_organizations_task(organization_ids: list[int]) -> list[int]:
+    closed = [invoice.pk for invoice in services.invoices_close_due(organization_ids=organization_ids)]
+    for organization_id in organization_ids:
+        progressive = invoice_progressive_close(organization_id=organization_id)
+        if progressive is not None:
+            closed.append(progressive.pk)
+        invoices_push_pending(organization_id=organization_id)
+    return closed
+
+
+@shared_task(acks_late=True)
+def invoices_dunning_task() -> dict[str, int]:
+    return invoices_dunning()

@@ -1,0 +1,1 @@
+"""Development and test tooling that runs beside the product, never inside it."""
