@@ -24,8 +24,9 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 
 
 class RoundTripProxy:
-    """A TCP proxy to PostgreSQL that counts round trips of the gateway's pool connections (those whose startup
-    message names the pool's application_name): each time such a client speaks again after the server answered."""
+    """A TCP proxy to PostgreSQL (on TCP, or on the Unix socket an embedded server listens on) that counts round
+    trips of the gateway's pool connections (those whose startup message names the pool's application_name): each
+    time such a client speaks again after the server answered."""
 
     def __init__(self, host: str, port: int):
         self.target = (host, port)
@@ -35,7 +36,11 @@ class RoundTripProxy:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        host, port = self.target
+        if host.startswith("/"):  # a socket folder (the embedded PostgreSQL of `make test` without a server)
+            upstream_reader, upstream_writer = await asyncio.open_unix_connection(f"{host}/.s.PGSQL.{port}")
+        else:
+            upstream_reader, upstream_writer = await asyncio.open_connection(host, port)
         state = {"counted": False, "server_spoke": True}
 
         async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter, from_client: bool) -> None:
