@@ -49,8 +49,9 @@ def deliver(event: dict) -> str:
 
 def stripe_events(stripe_invoice_id: str) -> list[dict]:
     """The invoice.* events localstripe made for this invoice, oldest first."""
-    events = stripe_client().v1.events.list(params={"limit": 100})
-    mine = [e.to_dict() for e in events.data if e.type.startswith("invoice.") and e.data.object.id == stripe_invoice_id]
+    # Every page: localstripe keeps the whole test session's events.
+    events = stripe_client().v1.events.list(params={"limit": 100}).auto_paging_iter()
+    mine = [e.to_dict() for e in events if e.type.startswith("invoice.") and e.data.object.id == stripe_invoice_id]
     return sorted(mine, key=lambda e: e["created"])
 
 
