@@ -20,7 +20,6 @@ are in the database, so a Redis outage logs nobody out and stops nobody from log
 import hashlib
 import ipaddress
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,19 +29,20 @@ from django.core.cache import caches
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpRequest
-from redis.exceptions import RedisError
+
+from core.outage import REDIS_ERRORS, Outage
 
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "login-throttle:v1"
 CACHE_ALIAS = "login_throttle"
-# What a cache outage raises: redis-py's errors (timeouts included), and the OS's when a socket cannot be opened.
-CACHE_ERRORS = (RedisError, OSError)
-_WARN_EVERY_SECONDS = 60.0
-# After a cache error, the throttle stays open this long before it tries Redis again.
-_RETRY_AFTER_OUTAGE_SECONDS = 5.0
-_last_warning = 0.0
-_down_until = 0.0
+# After a cache error, the throttle stays open for a few seconds before it tries Redis again (core.outage).
+cache_outage = Outage(
+    "login throttle",
+    means="the cache is unreachable: log-ins are not throttled",
+    retry_seconds=5.0,
+    logger=logger,
+)
 
 
 @dataclass(frozen=True)
@@ -53,21 +53,6 @@ class Limit:
 
 def _limits() -> dict[str, Limit]:
     return {scope: Limit(*value) for scope, value in settings.LOGIN_THROTTLE.items()}
-
-
-def _cache_down() -> bool:
-    return time.monotonic() < _down_until
-
-
-def _outage(error: Exception) -> None:
-    global _last_warning, _down_until
-    now = time.monotonic()
-    _down_until = now + _RETRY_AFTER_OUTAGE_SECONDS
-    if now - _last_warning >= _WARN_EVERY_SECONDS:
-        _last_warning = now
-        logger.warning(
-            "login throttle: the cache is unreachable (%s); log-ins are not throttled until it is back", error
-        )
 
 
 def client_address(request: HttpRequest | None) -> str | None:
@@ -122,12 +107,12 @@ def throttle_check(*, request: HttpRequest | None, account: str | None) -> int:
     """0 if an attempt may go ahead; otherwise the seconds to wait (at most), because the client's address or the
     account has had its limit of failures."""
     keys = _keys(address=client_address(request), account=account)
-    if not keys or _cache_down():
+    if not keys or not cache_outage.usable():
         return 0
     try:
         counts = caches[CACHE_ALIAS].get_many([key for key, _ in keys.values()])
-    except CACHE_ERRORS as error:
-        _outage(error)
+    except REDIS_ERRORS as error:
+        cache_outage.failed(error)
         return 0
     waits = [limit.window_seconds for key, limit in keys.values() if int(counts.get(key) or 0) >= limit.failures]
     return max(waits, default=0)
@@ -136,7 +121,7 @@ def throttle_check(*, request: HttpRequest | None, account: str | None) -> int:
 def failure_record(*, request: HttpRequest | None, account: str | None) -> None:
     """Count one failure against the client's address and the account. A window starts with its first failure
     (fixed windows: a lock lifts at the latest `window_seconds` after it began, whatever is tried meanwhile)."""
-    if _cache_down():
+    if not cache_outage.usable():
         return
     cache = caches[CACHE_ALIAS]
     for key, limit in _keys(address=client_address(request), account=account).values():
@@ -151,8 +136,8 @@ def failure_record(*, request: HttpRequest | None, account: str | None) -> None:
                 # Django's RedisCache checks that the key exists, then INCRs: a key that expired in between comes back
                 # from INCR without an expiry, and would lock for good once full. Give it its window.
                 cache.touch(key, timeout=limit.window_seconds)
-        except CACHE_ERRORS as error:
-            _outage(error)
+        except REDIS_ERRORS as error:
+            cache_outage.failed(error)
             return
 
 

@@ -19,7 +19,8 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
 from accounts.models import ApiKey, SpendPeriod
-from core.caching import CACHE_ERRORS, shared_cache_failed
+from core.caching import shared_cache
+from core.outage import REDIS_ERRORS
 
 CACHE_SECONDS = 3
 LOCAL_CACHE_SECONDS = 2
@@ -37,9 +38,9 @@ def apikey_cache_invalidate(*, key_id: str) -> None:
     local_cache.delete(apikey_cache_key(key_id))
     try:
         cache.delete(apikey_cache_key(key_id))
-    except CACHE_ERRORS as exc:
+    except REDIS_ERRORS as exc:
         # Redis is down: what it held of the key is gone with it or lapses within CACHE_SECONDS.
-        shared_cache_failed(exc)
+        shared_cache.failed(exc)
 
 
 def apikey_spend_window(*, period: str, at: datetime) -> tuple[datetime, datetime]:

@@ -13,7 +13,7 @@ a request it covers does not count against the organization's shared token limit
 
 Without Redis (the quickstart) the same buckets live in process memory: exact for the single process it runs.
 If Redis fails (down, unreachable, or slower than its 2-second timeouts), requests are let through unchecked: limits
-protect capacity, credit is guarded by the ledger. The process then leaves Redis alone for OUTAGE_RETRY_SECONDS
+protect capacity, credit is guarded by the ledger. The process then leaves Redis alone for a second (core.outage)
 (so an outage adds no wait to each request) before it asks again, and logs the outage once, and its end.
 """
 
@@ -31,6 +31,7 @@ from redis.exceptions import NoScriptError
 from billing.metering.callers import AuthenticatedKey
 from billing.pricing.rating import PricingContext
 from core.background import background
+from core.outage import Outage
 
 logger = logging.getLogger(__name__)
 
@@ -252,26 +253,10 @@ async def redis_close() -> None:
         await scripts.client.aclose()
 
 
-# During an outage of Redis: the time (time.monotonic()) before which admissions do not ask it, and whether the
-# outage was logged. Per process, like the clients.
-OUTAGE_RETRY_SECONDS = 1.0
-_outage = {"until": 0.0, "down": False}
-
-
-def _redis_failed(exc: BaseException, what: str) -> None:
-    if not _outage["down"]:
-        logger.warning("%s, Redis failed: %r; calls are let through until it answers again", what, exc)
-    _outage["down"] = True
-    _outage["until"] = time.monotonic() + OUTAGE_RETRY_SECONDS
-
-
-def _redis_answered() -> None:
-    _outage["down"] = False
-    logger.warning("Redis answers again: rate limits are checked again")
-
-
-def outage_reset() -> None:
-    _outage.update(until=0.0, down=False)
+# Redis after a failure: admissions do not ask it for a moment (core.outage). Per process, like the clients.
+redis_outage = Outage(
+    "the rate limiter", means="rate limits not checked: calls are let through", retry_seconds=1.0, logger=logger
+)
 
 
 def local_reset() -> None:
@@ -346,16 +331,15 @@ async def admit(draw: Draw) -> Admission:
     if scripts is None:
         result = _local.admit(buckets, reserved, fallback)
     else:
-        if _outage["down"] and time.monotonic() < _outage["until"]:
+        if not redis_outage.usable():
             return Admission(True, {})  # Redis failed a moment ago: let through unchecked, without waiting on it
         try:
             args = [0, reserved, fallback, *(v for b in buckets for v in (b.capacity, b.cost))]
             result = [int(v) for v in await scripts.admit(keys=[b.key for b in buckets], args=args)]
         except (aioredis.RedisError, OSError) as exc:
-            _redis_failed(exc, "rate limits not checked")
+            redis_outage.failed(exc)
             return Admission(True, {})
-        if _outage["down"]:
-            _redis_answered()
+        redis_outage.answered()
         _see(buckets, result[2:])
     admitted, wait_ms, levels = result[0], result[1], result[2:]
     used_reserved = admitted == 1 and wait_ms == -1
@@ -412,7 +396,8 @@ async def _refund_flush(loop: asyncio.AbstractEventLoop) -> None:
             elif isinstance(result, Exception):
                 logger.warning("a rate-limit refund was lost, Redis failed: %s", result)
     except (aioredis.RedisError, OSError) as exc:
-        _redis_failed(exc, "rate-limit refunds lost")
+        redis_outage.failed(exc)
+        logger.warning("rate-limit refunds lost: %r", exc)
 
 
 def refund(admission: Admission, *, used_tokens: int) -> None:

@@ -19,8 +19,9 @@ from accounts.models import ApiKey
 from accounts.selectors.apikeys import CACHE_SECONDS, LAST_USED_INTERVAL_SECONDS, apikey_cache_key, local_cache
 from billing.ledger.models import Wallet
 from billing.ledger.services import wallet_get_or_create
-from core.caching import CACHE_ERRORS, aread_through, read_through, shared_cache_failed, shared_cache_usable
+from core.caching import aread_through, read_through, shared_cache
 from core.orm import orm_call
+from core.outage import REDIS_ERRORS
 
 # Cached for unknown key ids too, so a flood of well-formed but unknown keys does not reach the database.
 _UNKNOWN: dict[str, Any] = {"unknown": True}
@@ -123,22 +124,22 @@ def _touch_due(api_key_id: int) -> str | None:
 def _touch_claimed(used_key: str) -> bool:
     """Whether this process is the one to write last_used_at this minute (cache.add is atomic in Redis). Without
     Redis, each process writes it at most once a minute."""
-    if not shared_cache_usable():
+    if not shared_cache.usable():
         return True
     try:
         return bool(cache.add(used_key, 1, LAST_USED_INTERVAL_SECONDS))
-    except CACHE_ERRORS as exc:
-        shared_cache_failed(exc)
+    except REDIS_ERRORS as exc:
+        shared_cache.failed(exc)
         return True
 
 
 async def _atouch_claimed(used_key: str) -> bool:
-    if not shared_cache_usable():
+    if not shared_cache.usable():
         return True
     try:
         return bool(await cache.aadd(used_key, 1, LAST_USED_INTERVAL_SECONDS))
-    except CACHE_ERRORS as exc:
-        shared_cache_failed(exc)
+    except REDIS_ERRORS as exc:
+        shared_cache.failed(exc)
         return True
 
 

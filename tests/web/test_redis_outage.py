@@ -56,8 +56,7 @@ def own_redis(settings: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 def throttle_state_reset(monkeypatch: pytest.MonkeyPatch) -> None:
     """An earlier test's outage neither silences this one's warning nor keeps the throttle open (and this one's is
     undone after it)."""
-    monkeypatch.setattr(login_throttle, "_last_warning", 0.0)
-    monkeypatch.setattr(login_throttle, "_down_until", 0.0)
+    login_throttle.cache_outage.reset()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from accounts.services import apikey_create, apikey_revoke
 from api.gateway import ratelimit
 from api.gateway.cache import caches_clear
 from billing.usage.models import UsageRecord
-from core.caching import shared_cache_outage_reset
+from core.caching import shared_cache
 from tests.api.gateway.conftest import MODEL, _server_loop, balances, reconciled, records, usd, wait_for
 from tests.harness import free_port, wait_for_port
 
@@ -55,8 +55,8 @@ def _rate_limit_clients_reset() -> None:
     if loop is not None:
         asyncio.run_coroutine_threadsafe(ratelimit.redis_close(), loop).result(timeout=10)
     ratelimit.local_reset()
-    ratelimit.outage_reset()
-    shared_cache_outage_reset()
+    ratelimit.redis_outage.reset()
+    shared_cache.reset()
 
 
 @pytest.fixture
@@ -134,7 +134,7 @@ def test_rate_limits_are_checked_again_once_redis_is_back(own_redis, client, fun
     raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES, max_tokens=5)
     assert "x-ratelimit-limit-requests" not in raw.headers
     own_redis.start()
-    time.sleep(ratelimit.OUTAGE_RETRY_SECONDS + 0.1)
+    time.sleep(ratelimit.redis_outage.retry_seconds + 0.1)
     raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES, max_tokens=5)
     assert raw.headers["x-ratelimit-limit-requests"]
 
@@ -144,7 +144,7 @@ def test_a_redis_that_hangs_delays_calls_by_seconds_not_forever(
 ):
     """A Redis that accepts connections but never answers (stopped, or behind a dead link) is given up on after
     the shared cache's and the rate limiter's timeouts, and then left alone for a moment."""
-    monkeypatch.setattr(ratelimit, "OUTAGE_RETRY_SECONDS", 30.0)  # so that a slow machine cannot outlast it
+    monkeypatch.setattr(ratelimit.redis_outage, "retry_seconds", 30.0)  # so that a slow machine cannot outlast it
     own_redis.process.send_signal(signal.SIGSTOP)
     fresh = apikey_create(organization_id=org_a.pk, name="during the hang")[1]
     client = openai.OpenAI(base_url=f"{live_url}/v1", api_key=fresh, max_retries=0, timeout=20)
