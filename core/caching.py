@@ -22,7 +22,7 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 # The shared cache (Django's, Redis in production) after a failure: see core.outage.
-shared_cache = Outage("the shared cache", means="reads go to the database", retry_seconds=5.0, logger=logger)
+shared_cache_outage = Outage("the shared cache", means="reads go to the database", retry_seconds=5.0, logger=logger)
 
 
 def read_through(local: BaseCache, key: str, load: Callable[[], T], seconds: int) -> T:
@@ -30,13 +30,13 @@ def read_through(local: BaseCache, key: str, load: Callable[[], T], seconds: int
     cached (load a sentinel for "nothing")."""
     value: Any = local.get(key)
     if value is None:
-        if not shared_cache.usable():
+        if not shared_cache_outage.usable():
             value = load()
         else:
             try:
                 value = cache.get(key)
             except REDIS_ERRORS as exc:
-                shared_cache.failed(exc)
+                shared_cache_outage.failed(exc)
                 value = load()
             else:
                 if value is None:
@@ -44,7 +44,7 @@ def read_through(local: BaseCache, key: str, load: Callable[[], T], seconds: int
                     try:
                         cache.set(key, value, seconds)
                     except REDIS_ERRORS as exc:
-                        shared_cache.failed(exc)
+                        shared_cache_outage.failed(exc)
         local.set(key, value)
     return value  # type: ignore[no-any-return]
 
@@ -53,13 +53,13 @@ async def aread_through(local: BaseCache, key: str, load: Callable[[], T], secon
     """read_through for async code: `load`, synchronous ORM work, runs through orm_call."""
     value: Any = local.get(key)
     if value is None:
-        if not shared_cache.usable():
+        if not shared_cache_outage.usable():
             value = await orm_call(load)
         else:
             try:
                 value = await cache.aget(key)
             except REDIS_ERRORS as exc:
-                shared_cache.failed(exc)
+                shared_cache_outage.failed(exc)
                 value = await orm_call(load)
             else:
                 if value is None:
@@ -67,6 +67,6 @@ async def aread_through(local: BaseCache, key: str, load: Callable[[], T], secon
                     try:
                         await cache.aset(key, value, seconds)
                     except REDIS_ERRORS as exc:
-                        shared_cache.failed(exc)
+                        shared_cache_outage.failed(exc)
         local.set(key, value)
     return value  # type: ignore[no-any-return]

@@ -19,7 +19,7 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
 from accounts.models import ApiKey, SpendPeriod
-from core.caching import shared_cache
+from core.caching import shared_cache_outage
 from core.outage import REDIS_ERRORS
 
 CACHE_SECONDS = 3
@@ -40,7 +40,7 @@ def apikey_cache_invalidate(*, key_id: str) -> None:
         cache.delete(apikey_cache_key(key_id))
     except REDIS_ERRORS as exc:
         # Redis is down: what it held of the key is gone with it or lapses within CACHE_SECONDS.
-        shared_cache.failed(exc)
+        shared_cache_outage.failed(exc)
 
 
 def apikey_spend_window(*, period: str, at: datetime) -> tuple[datetime, datetime]:

@@ -19,7 +19,7 @@ from accounts.models import ApiKey
 from accounts.selectors.apikeys import CACHE_SECONDS, LAST_USED_INTERVAL_SECONDS, apikey_cache_key, local_cache
 from billing.ledger.models import Wallet
 from billing.ledger.services import wallet_get_or_create
-from core.caching import aread_through, read_through, shared_cache
+from core.caching import aread_through, read_through, shared_cache_outage
 from core.orm import orm_call
 from core.outage import REDIS_ERRORS
 
@@ -124,22 +124,22 @@ def _touch_due(api_key_id: int) -> str | None:
 def _touch_claimed(used_key: str) -> bool:
     """Whether this process is the one to write last_used_at this minute (cache.add is atomic in Redis). Without
     Redis, each process writes it at most once a minute."""
-    if not shared_cache.usable():
+    if not shared_cache_outage.usable():
         return True
     try:
         return bool(cache.add(used_key, 1, LAST_USED_INTERVAL_SECONDS))
     except REDIS_ERRORS as exc:
-        shared_cache.failed(exc)
+        shared_cache_outage.failed(exc)
         return True
 
 
 async def _atouch_claimed(used_key: str) -> bool:
-    if not shared_cache.usable():
+    if not shared_cache_outage.usable():
         return True
     try:
         return bool(await cache.aadd(used_key, 1, LAST_USED_INTERVAL_SECONDS))
     except REDIS_ERRORS as exc:
-        shared_cache.failed(exc)
+        shared_cache_outage.failed(exc)
         return True
 
 

@@ -22,7 +22,7 @@ from accounts.services import apikey_create, apikey_revoke
 from api.gateway import ratelimit
 from api.gateway.cache import caches_clear
 from billing.usage.models import UsageRecord
-from core.caching import shared_cache
+from core.caching import shared_cache_outage
 from tests.api.gateway.conftest import MODEL, _server_loop, balances, reconciled, records, usd, wait_for
 from tests.harness import free_port, wait_for_port
 
@@ -56,7 +56,7 @@ def _rate_limit_clients_reset() -> None:
         asyncio.run_coroutine_threadsafe(ratelimit.redis_close(), loop).result(timeout=10)
     ratelimit.local_reset()
     ratelimit.redis_outage.reset()
-    shared_cache.reset()
+    shared_cache_outage.reset()
 
 
 @pytest.fixture
