@@ -14,6 +14,7 @@ from rest_framework.pagination import Cursor, CursorPagination, LimitOffsetPagin
 from rest_framework.request import Request
 
 from accounts.ids import is_id_text
+from core.errors import ApplicationError
 
 MAX_LIMIT = 500
 # Far beyond any list's length, and small enough that offset + limit stays a bigint.
@@ -29,6 +30,15 @@ def query_whole_number(request: Request, name: str, *, default: int, minimum: in
     if not is_id_text(raw) or not minimum <= int(raw) <= maximum:
         raise serializers.ValidationError({name: [f"A whole number from {minimum} to {maximum}."]})
     return int(raw)
+
+
+def query_choice(request: Request, name: str, choices: list[str]) -> str | None:
+    """The query parameter `name` if it is one of `choices`; None when it is absent or empty; a 400 naming it
+    otherwise."""
+    raw = request.query_params.get(name) or None
+    if raw is not None and raw not in choices:
+        raise ApplicationError(f"{name} must be one of {', '.join(choices)}", param=name)
+    return raw
 
 
 def _bounded(parameter: dict[str, Any], *, minimum: int, maximum: int) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.pagination import query_choice
 from api.staff.ledger import organization_check, staff_member
 from api.staff.ledger_fields import AmountField
 from billing.invoicing import selectors, services
@@ -133,15 +134,13 @@ class InvoiceListApi(generics.ListAPIView):
 
     def get_queryset(self) -> QuerySet[Invoice]:
         raw_org = self.request.query_params.get("organization")
-        status = self.request.query_params.get("status")
+        status = query_choice(self.request, "status", InvoiceStatus.values)
         organization_id = None
         if raw_org is not None:
             if not raw_org.isascii() or not raw_org.isdigit() or len(raw_org) > 18:
                 raise ApplicationError("organization must be an organization id", param="organization")
             organization_id = int(raw_org)
             organization_check(organization_id)
-        if status is not None and status not in InvoiceStatus.values:
-            raise ApplicationError(f"status must be one of {', '.join(InvoiceStatus.values)}", param="status")
         return selectors.invoices_list(organization_id=organization_id, status=status)
 
     @extend_schema(

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.ids import is_id_text
-from api.pagination import StrictLimitOffsetPagination
+from api.pagination import StrictLimitOffsetPagination, query_choice
 from api.staff.ledger_fields import IDEMPOTENCY_HEADER, IdempotencyKeyField, idempotency_key_resolve
 from billing.payments import selectors, services
 from billing.payments.errors import NotFound
@@ -211,9 +211,7 @@ class TopUpListApi(StaffApi):
         responses=TopUpOutputSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
-        wanted = request.query_params.get("status") or None
-        if wanted is not None and wanted not in TopUp.Status.values:
-            raise ApplicationError(f"status must be one of {', '.join(TopUp.Status.values)}", param="status")
+        wanted = query_choice(request, "status", TopUp.Status.values)
         top_ups = selectors.topups_for_staff(organization_id=_query_id(request, "organization_id"), status=wanted)
         return self.paginated(request, top_ups, TopUpOutputSerializer)
 
@@ -239,9 +237,7 @@ class StripeEventListApi(StaffApi):
         responses=StripeEventOutputSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
-        wanted = request.query_params.get("status") or None
-        if wanted is not None and wanted not in StripeEvent.Status.values:
-            raise ApplicationError(f"status must be one of {', '.join(StripeEvent.Status.values)}", param="status")
+        wanted = query_choice(request, "status", StripeEvent.Status.values)
         intent = request.query_params.get("payment_intent_id") or None
         if intent is not None and len(intent) > 255:
             raise ApplicationError("payment_intent_id is at most 255 characters", param="payment_intent_id")
