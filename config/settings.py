@@ -456,6 +456,22 @@ INVOICE_SUSPEND_AFTER_DAYS = env_int("INVOICE_SUSPEND_AFTER_DAYS", 10, minimum=1
 # (staff may set another threshold per organization), and how long a cut waits for requests settling across it.
 INVOICE_PROGRESSIVE_THRESHOLD_NANO = env_amount_nano("INVOICE_PROGRESSIVE_THRESHOLD", "500.00")
 INVOICE_PROGRESSIVE_SETTLE_SECONDS = env_int("INVOICE_PROGRESSIVE_SETTLE_SECONDS", 60, maximum=3600)
+# --- Invoice documents: the issuer printed on every invoice, and the tax its totals include ---
+INVOICE_ISSUER_NAME = env.str("INVOICE_ISSUER_NAME", default="Token Billing").strip()
+if not INVOICE_ISSUER_NAME or len(INVOICE_ISSUER_NAME) > 200:
+    raise environ.ImproperlyConfigured("INVOICE_ISSUER_NAME must be 1 to 200 characters")
+# The postal address, lines separated by "\n" (written as the two characters \n in the environment).
+INVOICE_ISSUER_ADDRESS = env.str("INVOICE_ISSUER_ADDRESS", default="").replace("\\n", "\n").strip()
+if len(INVOICE_ISSUER_ADDRESS) > 500:
+    raise environ.ImproperlyConfigured("INVOICE_ISSUER_ADDRESS must be at most 500 characters")
+INVOICE_ISSUER_TAX_ID = env.str("INVOICE_ISSUER_TAX_ID", default="").strip()
+if len(INVOICE_ISSUER_TAX_ID) > 50:
+    raise environ.ImproperlyConfigured("INVOICE_ISSUER_TAX_ID must be at most 50 characters")
+# Tax included in the prices (basis points: 2000 = 20%); invoices show the part of their total it is. 0: none shown.
+INVOICE_TAX_RATE_BPS = env_int("INVOICE_TAX_RATE_BPS", 0, maximum=10_000)
+INVOICE_TAX_LABEL = env.str("INVOICE_TAX_LABEL", default="VAT").strip()
+if not INVOICE_TAX_LABEL or len(INVOICE_TAX_LABEL) > 40:
+    raise environ.ImproperlyConfigured("INVOICE_TAX_LABEL must be 1 to 40 characters")
 CELERY_BEAT_SCHEDULE["invoicing-dunning"] = {
     "task": "billing.invoicing.tasks.invoices_dunning_task",
     "schedule": float(INVOICE_CLOSE_CHECK_SECONDS),

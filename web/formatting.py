@@ -42,3 +42,14 @@ def tokens_compact(value: int) -> str:
 def price_per_mtok(price_micro_per_mtok: int, currency: str = "USD") -> str:
     """A per-million-token price in micro-units as money: 2_500_000 -> "$2.50", 75_000 -> "$0.075"."""
     return money_display(price_micro_per_mtok * 1000, currency)
+
+
+# A cell starting with one of these is a formula to a spreadsheet; key names, workflow tags and line descriptions
+# are typed by people, so such cells get a leading apostrophe.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(value: object) -> object:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from web.billing import api, views
+from web.billing import api, invoices, views
 
 urlpatterns = [
     path("billing/top-up/", views.top_up_page, name="billing_top_up"),
@@ -20,4 +20,14 @@ urlpatterns = [
     ),
     path("billing/receipts/", views.receipts_page, name="billing_receipts"),
     path("billing/receipts/<str:top_up_id>/", views.receipt_page, name="billing_receipt"),
+    path("billing/invoices/", invoices.invoices_page, name="billing_invoices"),
+    path("billing/invoices/<int:invoice_id>/", invoices.invoice_page, name="billing_invoice"),
+    path("billing/invoices/<int:invoice_id>/pdf/", invoices.invoice_pdf, name="billing_invoice_pdf"),
+    path("billing/invoices/<int:invoice_id>/lines.csv", invoices.invoice_lines_csv, name="billing_invoice_lines_csv"),
+    path(
+        "billing/invoices/<int:invoice_id>/lines/<int:line_id>/",
+        invoices.invoice_line_page,
+        name="billing_invoice_line",
+    ),
+    path("billing/requests/<int:usage_id>/", invoices.usage_request_page, name="billing_request"),
 ]

@@ -14,9 +14,11 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from accounts.selectors import apikey_list
+from billing.invoicing.explain import records_invoices
 from billing.usage import selectors as usage
 from core.money import format_amount
 from web.context import membership_required
+from web.formatting import spreadsheet_text
 from web.forms import USAGE_EXPORT_MAX_DAYS, UsageFilterForm
 from web.views.common import membership_of, usage_charts
 
@@ -42,9 +44,6 @@ CSV_HEADER = (
     "price_version_id",
     "latency_ms",
 )
-# A cell starting with one of these is a formula to a spreadsheet; key names and workflow tags are typed by
-# people, so such cells get a leading apostrophe.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _filters(request: HttpRequest, form: UsageFilterForm) -> usage.UsageFilter:
@@ -92,23 +91,26 @@ def usage_page(request: HttpRequest) -> HttpResponse:
         dimension_label=usage.DIMENSION_LABELS[by],
     )
     paginator = Paginator(usage.usage_list(filters=filters), PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    # Each row links up to the invoice it is billed on (one query for the page).
+    records = list(page.object_list)
+    invoices = records_invoices(
+        organization_id=membership.organization_id, created=[record.created_at for record in records]
+    )
+    for record, invoice in zip(records, invoices, strict=True):
+        record.invoice = invoice  # type: ignore[attr-defined]
     context.update(
         {
             "totals": usage.usage_totals(filters=filters),
             "currency": currency,
             "charts": [spend_chart, tokens_chart],
-            "page": paginator.get_page(request.GET.get("page")),
+            "page": page,
+            "records": records,
             "first": first,
             "last": last,
         }
     )
     return render(request, "web/usage.html", context)
-
-
-def _cell(value: object) -> object:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
 
 
 class _Echo:
@@ -146,8 +148,8 @@ def _csv_lines(rows: list[tuple[Any, ...]], currency: str) -> str:
                     created_at.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
                     request_id,
                     key_id or "",
-                    _cell(key_name or ""),
-                    _cell(workflow),
+                    spreadsheet_text(key_name or ""),
+                    spreadsheet_text(workflow),
                     model,
                     endpoint,
                     tier,

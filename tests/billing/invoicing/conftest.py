@@ -53,6 +53,8 @@ def call(
     cached_input_tokens: int = 0,
     output_tokens: int = 500,
     service_tier: str = "default",
+    api_key_id: int | None = None,
+    workflow: str = "",
 ) -> UsageRecord:
     """One metered call, as the gateway books it: rated, held, captured, recorded."""
     usage = rating.Usage(
@@ -72,11 +74,11 @@ def call(
     return usage_record_create(
         row=UsageRow(
             organization_id=organization.pk,
-            api_key_id=None,
+            api_key_id=api_key_id,
             source="gateway",
             request_id=request_id,
             endpoint="chat",
-            workflow="",
+            workflow=workflow,
             model_slug=model,
             service_tier=service_tier,
             status="ok",
