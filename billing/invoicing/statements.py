@@ -14,7 +14,8 @@ from django.db.models import QuerySet
 
 from accounts.models import Organization
 from billing.invoicing.errors import InvoiceNotFound
-from billing.invoicing.models import NANO_PER_MINOR, CollectionMethod, Invoice, InvoiceStatus
+from billing.invoicing.models import NANO_PER_MINOR, BillingProfile, CollectionMethod, Invoice, InvoiceStatus
+from billing.invoicing.periods import period_after
 from billing.invoicing.selectors import periods_next
 from billing.invoicing.services.close import minor_round
 from billing.ledger.models import Wallet
@@ -110,37 +111,54 @@ SELECT (SELECT coalesce(sum(spent), 0) FROM txn),
 """
 
 
-def running_period(*, organization_id: int, now: datetime) -> RunningPeriod | None:
-    """The organization's next period to close with its running totals (None: it has no wallet, so no usage)."""
+# Periods shown as running at most (beat closes each within its grace window, so there is one, or two just after a
+# period ends; more only while closes are failing).
+MAX_RUNNING_PERIODS = 12
+
+
+def running_periods(*, organization_id: int, now: datetime) -> list[RunningPeriod]:
+    """The organization's periods no invoice covers yet, from the next one to close up to the one running now,
+    newest first, with their totals so far (empty: it has no wallet, so no usage). One query per period."""
     wallet = Wallet.objects.filter(organization_id=organization_id).order_by("id").first()
     periods = periods_next(organization_ids=[organization_id])
     if wallet is None or organization_id not in periods:
-        return None
-    start, end = periods[organization_id]
-    with connection.cursor() as cursor:
-        cursor.execute(_RUNNING_TOTALS, {"wallet": wallet.pk, "start": start, "end": min(end, now)})
-        spent, unfunded = cursor.fetchone()
-    # The rounding carried from the invoice before, as the close carries it (none from a voided one).
+        return []
+    anchor_day = (
+        BillingProfile.objects.filter(organization_id=organization_id).values_list("anchor_day", flat=True).first() or 1
+    )
+    # The rounding carried from the invoice before, as the close carries it (none from a voided one), and from
+    # each running period to the next.
     previous = (
-        Invoice.objects.filter(organization_id=organization_id, period_end__lte=start)
+        Invoice.objects.filter(organization_id=organization_id, period_end__lte=periods[organization_id][0])
         .order_by("-period_end")
         .values_list("status", "carry_out_nano")
         .first()
     )
     carry_in = previous[1] if previous is not None and previous[0] != InvoiceStatus.VOID else 0
-    total_exact = unfunded + carry_in
-    total_minor, _ = minor_round(total_exact)
-    return RunningPeriod(
-        start=start,
-        end=end,
-        currency=wallet.currency,
-        charges_nano=spent,
-        credit_applied_nano=unfunded - spent,
-        carry_in_nano=carry_in,
-        total_exact_nano=total_exact,
-        total_minor=max(total_minor, 0),
-        ended=end <= now,
-    )
+    start, end = periods[organization_id]
+    running: list[RunningPeriod] = []
+    with connection.cursor() as cursor:
+        while start <= now and len(running) < MAX_RUNNING_PERIODS:
+            cursor.execute(_RUNNING_TOTALS, {"wallet": wallet.pk, "start": start, "end": min(end, now)})
+            spent, unfunded = cursor.fetchone()
+            total_exact = unfunded + carry_in
+            total_minor, carry_out = minor_round(total_exact)
+            running.append(
+                RunningPeriod(
+                    start=start,
+                    end=end,
+                    currency=wallet.currency,
+                    charges_nano=spent,
+                    credit_applied_nano=unfunded - spent,
+                    carry_in_nano=carry_in,
+                    total_exact_nano=total_exact,
+                    total_minor=max(total_minor, 0),
+                    ended=end <= now,
+                )
+            )
+            carry_in = carry_out
+            start, end = period_after(anchor_day=anchor_day, end=end)
+    return running[::-1]
 
 
 @dataclass(frozen=True)

@@ -101,10 +101,10 @@ def invoices_page(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {
         "page": page,
         "rows": rows,
-        # The running period only heads the first page (it is the newest).
-        "running": statements.running_period(organization_id=membership.organization_id, now=now)
+        # The running periods only head the first page (they are the newest).
+        "running": statements.running_periods(organization_id=membership.organization_id, now=now)
         if page.number == 1
-        else None,
+        else [],
         "can_pay": can(request, Capability.MANAGE_BILLING),
         "currency": membership.organization.currency,
     }

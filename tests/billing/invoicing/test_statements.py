@@ -127,8 +127,7 @@ def test_the_running_total_is_what_the_invoice_of_the_period_then_says(org):
         call(org, model="gpt-4o", input_tokens=12_345, output_tokens=678)
     fund(org, "0.002", kind="promotional")
     call(org, model="gpt-4o-mini", input_tokens=1000, output_tokens=500)
-    running = statements.running_period(organization_id=org.pk, now=timezone.now())
-    assert running is not None
+    (running,) = statements.running_periods(organization_id=org.pk, now=timezone.now())
     assert (running.start, running.end, running.ended) == (start, end, False)
     assert running.charges_nano == sum(
         UsageRecord.objects.filter(organization=org).values_list("charge_nano", flat=True)
@@ -145,7 +144,7 @@ def test_the_running_total_is_what_the_invoice_of_the_period_then_says(org):
 
 
 def test_an_organization_without_a_wallet_has_no_running_period(book):
-    assert statements.running_period(organization_id=OrganizationFactory().pk, now=timezone.now()) is None
+    assert statements.running_periods(organization_id=OrganizationFactory().pk, now=timezone.now()) == []
 
 
 def test_another_organizations_invoice_is_not_found(org):
@@ -217,3 +216,24 @@ def test_the_tax_included_in_a_total_is_rounded_half_up_to_the_cent(settings, ra
     settings.INVOICE_TAX_RATE_BPS = rate_bps
     tax = statements.invoice_tax(total_minor=total_minor)
     assert (tax.amount_minor if tax else None) == tax_minor
+
+
+def test_every_period_not_invoiced_yet_is_running_with_the_rounding_carried_through(org):
+    month = october_invoiced(org)
+    call(org, model="gpt-4o", input_tokens=100_000, output_tokens=10_000)  # 0.35 on the overdraft, this month
+    start, end = period_now()
+    now = timezone.now()
+    periods = statements.running_periods(organization_id=org.pk, now=now)
+    nov = month.invoice.period_end
+    # This test's clock is the machine's: October was closed by hand, so November waits for its close (it ended),
+    # unless the machine's month is November itself.
+    expected = [start] if start == nov else [start, nov]
+    assert [p.start for p in periods] == expected
+    assert periods[0].end == end and not periods[0].ended
+    assert periods[0].charges_nano == usd("0.35")
+    if len(periods) == 2:
+        assert (periods[1].ended, periods[1].charges_nano, periods[1].carry_in_nano) == (True, 0, usd("0.00045"))
+        assert periods[1].total_minor == 0
+    assert periods[0].carry_in_nano == usd("0.00045")
+    assert periods[0].total_exact_nano == usd("0.35045")
+    assert periods[0].due_nano == usd("0.35")
