@@ -221,10 +221,11 @@ def invoice_line_page(request: HttpRequest, invoice_id: int, line_id: int) -> Ht
     line = InvoiceLine.objects.select_related("model").filter(pk=line_id, invoice_id=invoice.pk).first()
     if line is None:
         raise Http404("No such line on this invoice.")
-    by = request.GET.get("by") or "day"
+    raw_by = request.GET.get("by") or "day"
+    by = next((choice for choice in explain.BREAKDOWNS if choice == raw_by), None)
     try:
-        if by not in explain.BREAKDOWNS:
-            raise BadQuery(f"by must be one of {', '.join(explain.BREAKDOWNS)}, not {by[:20]!r}.")
+        if by is None:
+            raise BadQuery(f"by must be one of {', '.join(explain.BREAKDOWNS)}, not {raw_by[:20]!r}.")
         filters = _request_filter(request)
         number = _page_number(request)
     except BadQuery as exc:
@@ -239,7 +240,7 @@ def invoice_line_page(request: HttpRequest, invoice_id: int, line_id: int) -> Ht
         "line": line,
         "by": by,
         "breakdowns": explain.BREAKDOWNS,
-        "groups": explain.line_breakdown(line=line, by=by),  # type: ignore[arg-type]
+        "groups": explain.line_breakdown(line=line, by=by),
         "requests": requests,
         "total_requests": total,
         "page_number": number,
