@@ -50,20 +50,27 @@ SELECT {group} AS grp, min(k.name), min(k.key_id), count(DISTINCT m.id), sum(m.t
  GROUP BY 1 ORDER BY 1
 """
 
-_REQUESTS = """
-SELECT m.id, m.created_at, m.request_id, m.api_key_id, k.name, k.key_id, m.workflow, u.input_tokens,
-       u.cached_input_tokens, u.output_tokens, u.quota_tokens, u.commitment_tokens, u.status, m.tokens, m.amount,
-       m.ref, m.detail, t.id, count(*) OVER ()
-  FROM m
-  JOIN usage_usagerecord u ON u.id = m.id
-  LEFT JOIN accounts_apikey k ON k.id = m.api_key_id
+# The page is cut first (filter, order, limit on the matched rows alone); only its rows are joined to their record,
+# key and ledger transaction.
+_REQUESTS = """,
+page AS (
+    SELECT m.*, count(*) OVER () AS total
+      FROM m
+     WHERE (%(day)s::date IS NULL OR (m.created_at AT TIME ZONE 'UTC')::date = %(day)s::date)
+       AND (%(key)s::text IS NULL OR coalesce(m.api_key_id::text, '') = %(key)s::text)
+       AND (%(workflow)s::text IS NULL OR m.workflow = %(workflow)s::text)
+     ORDER BY m.created_at, m.id
+     LIMIT %(limit)s OFFSET %(offset)s
+)
+SELECT p.id, p.created_at, p.request_id, p.api_key_id, k.name, k.key_id, p.workflow, u.input_tokens,
+       u.cached_input_tokens, u.output_tokens, u.quota_tokens, u.commitment_tokens, u.status, p.tokens, p.amount,
+       p.ref, p.detail, t.id, p.total
+  FROM page p
+  JOIN usage_usagerecord u ON u.id = p.id
+  LEFT JOIN accounts_apikey k ON k.id = p.api_key_id
   LEFT JOIN ledger_journaltransaction t ON t.idempotency_key =
-       CASE WHEN m.hold_id IS NOT NULL THEN 'hold:' || m.hold_id || ':settle' ELSE 'debit:' || m.request_id END
- WHERE (%(day)s::date IS NULL OR (m.created_at AT TIME ZONE 'UTC')::date = %(day)s::date)
-   AND (%(key)s::text IS NULL OR coalesce(m.api_key_id::text, '') = %(key)s::text)
-   AND (%(workflow)s::text IS NULL OR m.workflow = %(workflow)s::text)
- ORDER BY m.created_at, m.id
- LIMIT %(limit)s OFFSET %(offset)s
+       CASE WHEN p.hold_id IS NOT NULL THEN 'hold:' || p.hold_id || ':settle' ELSE 'debit:' || p.request_id END
+ ORDER BY p.created_at, p.id
 """
 
 

@@ -5,7 +5,7 @@ Every read is scoped by the organization: another organization's invoice id is "
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -92,6 +92,11 @@ class RunningPeriod:
     @property
     def due_nano(self) -> int:
         return self.total_minor * NANO_PER_MINOR
+
+    @property
+    def last_day(self) -> date:
+        """The period's last UTC day (its end is the next period's first instant)."""
+        return (self.end - timedelta(microseconds=1)).astimezone(UTC).date()
 
 
 # The same figures the close checks its lines against (sql.LEDGER_TOTALS), for one wallet and a time range: the

@@ -164,3 +164,12 @@ def test_the_usage_table_links_each_request_to_its_invoice_or_says_it_is_not_inv
     for line in InvoiceLine.objects.filter(invoice=month.invoice, usage_ids__contains=[month.records[0].pk]):
         assert reverse("billing_invoice_line", args=[month.invoice.pk, line.pk]) in request_page
     assert "gpt-4o default: output" in request_page
+
+
+def test_the_list_and_the_invoice_read_in_a_fixed_number_of_queries(month, as_alice, django_assert_max_num_queries):
+    # Session, user and membership, the unpaid-invoice banner, the page's own reads (the list: invoices, wallet,
+    # periods, profile, the previous invoice and one total per running period).
+    with django_assert_max_num_queries(14):
+        assert as_alice.get(reverse("billing_invoices")).status_code == 200
+    with django_assert_max_num_queries(10):
+        assert as_alice.get(reverse("billing_invoice", args=[month.invoice.pk])).status_code == 200

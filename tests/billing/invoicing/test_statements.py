@@ -237,3 +237,18 @@ def test_every_period_not_invoiced_yet_is_running_with_the_rounding_carried_thro
     assert periods[0].carry_in_nano == usd("0.00045")
     assert periods[0].total_exact_nano == usd("0.35045")
     assert periods[0].due_nano == usd("0.35")
+
+
+def test_a_running_periods_last_day_is_the_day_before_its_end():
+    period = statements.RunningPeriod(
+        start=at("2026-10-15 00:00"),
+        end=at("2026-11-15 00:00"),
+        currency="USD",
+        charges_nano=0,
+        credit_applied_nano=0,
+        carry_in_nano=0,
+        total_exact_nano=0,
+        total_minor=0,
+        ended=False,
+    )
+    assert period.last_day == date(2026, 11, 14)
