@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from web.billing import api, views
+from web.billing import api, plans, views
 
 urlpatterns = [
     path("billing/top-up/", views.top_up_page, name="billing_top_up"),
@@ -20,4 +20,9 @@ urlpatterns = [
     ),
     path("billing/receipts/", views.receipts_page, name="billing_receipts"),
     path("billing/receipts/<str:top_up_id>/", views.receipt_page, name="billing_receipt"),
+    path("billing/plans/", plans.plans_page, name="billing_plans"),
+    path("billing/plans/confirm/", plans.plan_confirm, name="billing_plan_confirm"),
+    path("billing/plans/<str:plan_slug>/preview/", plans.plan_preview, name="billing_plan_preview"),
+    path("billing/commitments/confirm/", plans.commitment_confirm, name="billing_commitment_confirm"),
+    path("billing/commitments/<str:offer_id>/preview/", plans.commitment_preview, name="billing_commitment_preview"),
 ]

@@ -28,3 +28,10 @@ def tokens(value: int | None) -> str:
 @register.filter
 def tokens_compact(value: int | None) -> str:
     return formatting.tokens_compact(int(value or 0))
+
+
+@register.filter
+def percent_bps(value: int | None) -> str:
+    """Basis points as a percentage: 2500 -> "25%", 1250 -> "12.5%"."""
+    whole, rest = divmod(int(value or 0), 100)
+    return f"{whole}%" if not rest else f"{whole}.{rest:02d}".rstrip("0") + "%"
