@@ -65,7 +65,7 @@ def plans_page(request: HttpRequest) -> HttpResponse:
 
 
 def _plan_token(quote: services.PlanQuote) -> str:
-    fields = {name: value.isoformat() if isinstance(value, datetime) else value for name, value in asdict(quote).items()}
+    fields = asdict(quote) | {name: getattr(quote, name).isoformat() for name in DATETIMES}
     return signing.dumps(fields, salt=PLAN_SALT)
 
 
