@@ -225,3 +225,14 @@ def test_commitment_confirmations_with_bad_input(offered, org_a, org_b, as_alice
 def test_a_user_without_membership_is_sent_to_create_one(offered):
     client = client_for(UserFactory(username="nobody@example.com"))
     assert client.get("/billing/plans/").status_code == 302
+
+
+def test_the_dashboard_summarizes_the_plan(offered, org_a, as_alice, as_vera):
+    assert 'data-testid="plan-summary"' not in as_alice.get("/").content.decode()
+    _fund(org_a, 100)
+    as_alice.post(
+        "/billing/plans/confirm/", {"quote": _field(_preview(as_alice, "/billing/plans/starter/preview/"), "quote")}
+    )
+    html = as_vera.get("/").content.decode()
+    assert 'data-testid="plan-summary"' in html
+    assert "Starter" in html and "included tokens of model gpt-4o left" in html and "for $31.00" in html
