@@ -60,7 +60,8 @@ def test_upgrade_with_a_proration_preview_that_matches_the_ledger(live_url, page
     expect(page.get_by_test_id("next-renewal-fee")).to_have_text("$30.00")
 
     page.locator('[data-plan="scale"]').get_by_test_id("plan-choose").click()
-    shown = {name: page.get_by_test_id(name).inner_text() for name in ("preview-charge", "preview-credit", "preview-net")}
+    previewed = ("preview-charge", "preview-credit", "preview-net")
+    shown = {name: page.get_by_test_id(name).inner_text() for name in previewed}
     before = _available(org_a)
     page.get_by_test_id("plan-confirm").click()
     expect(page.get_by_text("Your plan changed from starter to scale.")).to_be_visible()

@@ -245,3 +245,34 @@ def test_commitment_quote_is_stale_after_the_offer_changed(book, org_a):
         services.commitment_quote_accept(organization_id=org_a.pk, quote=quote, idempotency_key="k4")
     assert not Commitment.objects.exists()
     assert available(org_a) == usd("50.00")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_plan_quote_confirmed_twice_at_once_charges_once(org_a):
+    services.price_book_seed()
+    services.plan_create(slug="starter", name="Starter", fee_nano=usd("31.00"))
+    services.plan_create(slug="scale", name="Scale", fee_nano=usd("62.00"))
+    fund(org_a, "100.00")
+    services.plan_quote_accept(quote=services.plan_quote(organization_id=org_a.pk, plan_slug="starter"))
+    quote = services.plan_quote(organization_id=org_a.pk, plan_slug="scale")
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def confirm() -> None:
+        try:
+            barrier.wait()
+            services.plan_quote_accept(quote=quote)
+            outcomes.append("changed")
+        except StaleConfirmation:
+            outcomes.append("stale")
+        finally:
+            close_old_connections()
+
+    threads = [threading.Thread(target=confirm) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["changed", "stale"]
+    assert SubscriptionPeriod.objects.filter(kind="change").count() == 1
+    assert available(org_a) == usd("100.00") - usd("31.00") - quote.net_nano
