@@ -236,3 +236,15 @@ def test_the_dashboard_summarizes_the_plan(offered, org_a, as_alice, as_vera):
     html = as_vera.get("/").content.decode()
     assert 'data-testid="plan-summary"' in html
     assert "Starter" in html and "included tokens of model gpt-4o left" in html and "for $31.00" in html
+
+
+def test_a_past_due_subscription_cannot_change_plan_until_paid(offered, org_a, as_alice):
+    _fund(org_a, 31)
+    as_alice.post(
+        "/billing/plans/confirm/", {"quote": _field(_preview(as_alice, "/billing/plans/starter/preview/"), "quote")}
+    )
+    Subscription.objects.update(status="past_due")
+    html = as_alice.get("/billing/plans/").content.decode()
+    assert "Past due" in html and 'data-testid="plan-choose"' not in html
+    response = as_alice.get("/billing/plans/scale/preview/")
+    assert response.status_code == 409 and "renewal fee is unpaid" in response.content.decode()

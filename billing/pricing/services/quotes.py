@@ -20,7 +20,15 @@ from django.utils import timezone
 from accounts.models import Organization
 from billing.pricing import periods
 from billing.pricing.errors import PricingConflict, PricingNotFound, StaleConfirmation
-from billing.pricing.models import LIVE_STATUSES, Commitment, CommitmentOffer, Plan, Subscription, SubscriptionPeriod
+from billing.pricing.models import (
+    LIVE_STATUSES,
+    Commitment,
+    CommitmentOffer,
+    Plan,
+    Subscription,
+    SubscriptionPeriod,
+    SubscriptionStatus,
+)
 from billing.pricing.services.commitments import Purchase, commitment_purchase_once, offer_monthly_fee_nano
 from billing.pricing.services.plan_changes import (
     ChangeTerms,
@@ -116,6 +124,11 @@ def plan_quote(*, organization_id: int, plan_slug: str, at: datetime | None = No
     live = _live(organization_id)
     if live is None:
         return _subscribe_quote(organization_id, _plan_offered(plan_slug), at)
+    if live.status == SubscriptionStatus.PAST_DUE:
+        raise PricingConflict(
+            "Your plan's renewal fee is unpaid (past due); top up so it can be collected, then change plan.",
+            param="plan",
+        )
     subscription = _locked_live(live.pk)
     new_plan = _change_check(subscription, Plan.objects.filter(slug=plan_slug).first(), plan_slug, at)
     current = _current_stretch(subscription)
