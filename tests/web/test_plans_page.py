@@ -248,3 +248,26 @@ def test_a_past_due_subscription_cannot_change_plan_until_paid(offered, org_a, a
     assert "Past due" in html and 'data-testid="plan-choose"' not in html
     response = as_alice.get("/billing/plans/scale/preview/")
     assert response.status_code == 409 and "renewal fee is unpaid" in response.content.decode()
+
+
+def test_the_page_costs_the_same_queries_however_many_plans_and_commitments(
+    offered, org_a, as_alice, django_assert_max_num_queries
+):
+    _fund(org_a, 500)
+    as_alice.post(
+        "/billing/plans/confirm/", {"quote": _field(_preview(as_alice, "/billing/plans/starter/preview/"), "quote")}
+    )
+    services.commitment_purchase(organization_id=org_a.pk, offer_id=offered.pk)
+    with django_assert_max_num_queries(40) as few:
+        assert as_alice.get("/billing/plans/").status_code == 200
+    for n in range(3):
+        services.plan_create(
+            slug=f"more-{n}",
+            name=f"More {n}",
+            fee_nano=USD,
+            allowances=[AllowanceSpec(included_tokens=1, model="gpt-4o")],
+        )
+        services.commitment_purchase(organization_id=org_a.pk, offer_id=offered.pk)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        page = as_alice.get("/billing/plans/")
+    assert page.content.decode().count('data-testid="commitment-row"') == 4

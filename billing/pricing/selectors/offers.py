@@ -112,19 +112,27 @@ def plan_state(*, organization_id: int, now: datetime) -> PlanState:
 
 
 def _drawdowns(organization_id: int, now: datetime) -> list[Drawdown]:
-    active = Commitment.objects.select_related("model", "offer").filter(
-        organization_id=organization_id, status=CommitmentStatus.ACTIVE, ends_at__gt=now
+    active = list(
+        Commitment.objects.select_related("model", "offer")
+        .filter(organization_id=organization_id, status=CommitmentStatus.ACTIVE, ends_at__gt=now)
+        .order_by("starts_at", "id")
     )
+    # This month of each (its first month for one starting later), then all their counters in one query.
+    months = {c.pk: commitment_month(c, max(now, c.starts_at))[1:] for c in active}
+    counters = {
+        (row.owner_id, row.period_start): row
+        for row in PeriodCounter.objects.filter(
+            organization_id=organization_id,
+            kind=CounterKind.COMMITMENT,
+            owner_id__in=list(months),
+            period_start__in={start for start, _ in months.values()},
+        )
+    }
     found = []
-    for commitment in active.order_by("starts_at", "id"):
-        if commitment.starts_at > now:
-            start, end = commitment.starts_at, commitment_month(commitment, commitment.starts_at)[2]
-        else:
-            _, start, end = commitment_month(commitment, now)
-        counter = PeriodCounter.objects.filter(
-            organization_id=organization_id, kind=CounterKind.COMMITMENT, owner_id=commitment.pk, period_start=start
-        ).first()
+    for commitment in active:
+        start, end = months[commitment.pk]
+        counter = counters.get((commitment.pk, start))
         used = counter.used_tokens if counter is not None else 0
-        limit = counter.limit_tokens if counter is not None and counter.limit_tokens is not None else 0
-        found.append(Drawdown(commitment, start, end, limit or commitment.monthly_tokens, used))
+        limit = counter.limit_tokens if counter is not None and counter.limit_tokens else commitment.monthly_tokens
+        found.append(Drawdown(commitment, start, end, limit, used))
     return found
