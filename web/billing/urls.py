@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from web.billing import api, invoices, views
+from web.billing import api, invoices, plans, views
 
 urlpatterns = [
     path("billing/top-up/", views.top_up_page, name="billing_top_up"),
@@ -30,4 +30,9 @@ urlpatterns = [
         name="billing_invoice_line",
     ),
     path("billing/requests/<int:usage_id>/", invoices.usage_request_page, name="billing_request"),
+    path("billing/plans/", plans.plans_page, name="billing_plans"),
+    path("billing/plans/confirm/", plans.plan_confirm, name="billing_plan_confirm"),
+    path("billing/plans/<str:plan_slug>/preview/", plans.plan_preview, name="billing_plan_preview"),
+    path("billing/commitments/confirm/", plans.commitment_confirm, name="billing_commitment_confirm"),
+    path("billing/commitments/<str:offer_id>/preview/", plans.commitment_preview, name="billing_commitment_preview"),
 ]

@@ -9,6 +9,7 @@ from django.utils import timezone
 from billing.ledger import selectors as ledger
 from billing.notifications import selectors as notifications
 from billing.payments import selectors as payments
+from billing.pricing import selectors as pricing
 from billing.usage import selectors as usage
 from web.context import membership_required
 from web.views.common import capabilities, membership_of, usage_charts
@@ -53,5 +54,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "charts": [spend_chart, tokens_chart],
         "recent": usage.usage_recent(organization_id=organization_id, limit=RECENT_REQUESTS),
         "can": capabilities(request),
+        "plan": pricing.plan_state(organization_id=organization_id, now=now),
     }
     return render(request, "web/dashboard.html", context)

@@ -16,13 +16,20 @@ from billing.pricing.selectors.context import (
     subscription_at,
     tier_schedule_at,
 )
+from billing.pricing.selectors.offers import Drawdown, PlanState, QuotaLeft, offers_offered, plan_state, plans_offered
 
 __all__ = [
     "CatalogEntry",
+    "Drawdown",
+    "PlanState",
+    "QuotaLeft",
     "catalog",
     "commitment_month",
     "context_build",
+    "offers_offered",
     "override_at",
+    "plan_state",
+    "plans_offered",
     "price_version_at",
     "price_versions_scheduled",
     "prices_apply_override",

@@ -34,12 +34,24 @@ from billing.pricing.services.plans import (
     subscriptions_renew,
 )
 from billing.pricing.services.preview import Preview, pricing_preview, window_usages
+from billing.pricing.services.quotes import (
+    QUOTE_MAX_AGE,
+    CommitmentQuote,
+    PlanQuote,
+    commitment_quote,
+    commitment_quote_accept,
+    plan_quote,
+    plan_quote_accept,
+)
 from billing.pricing.services.rating import ausage_rate, usage_rate
 from billing.pricing.services.tier_schedules import tier_schedule_cancel, tier_schedule_create, tier_schedule_update
 
 __all__ = [
+    "QUOTE_MAX_AGE",
     "REPLACES_NOTHING",
     "AllowanceSpec",
+    "CommitmentQuote",
+    "PlanQuote",
     "Preview",
     "PriceVersionReview",
     "Proration",
@@ -50,6 +62,8 @@ __all__ = [
     "commitment_offer_update",
     "commitment_purchase",
     "commitment_purchase_once",
+    "commitment_quote",
+    "commitment_quote_accept",
     "commitments_bill",
     "model_create",
     "model_update",
@@ -58,6 +72,8 @@ __all__ = [
     "override_end",
     "periods_close",
     "plan_create",
+    "plan_quote",
+    "plan_quote_accept",
     "plan_update",
     "price_book_seed",
     "price_version_cancel",

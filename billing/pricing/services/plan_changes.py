@@ -16,6 +16,7 @@ used), so tokens already used stay used and the old plan's unused included token
 between monthly and annual billing starts a new period at t instead (credit for the old, the whole new fee).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -116,31 +117,46 @@ def _rebase_quota(subscription: Subscription, new_plan: Plan, remaining: int, le
         )
 
 
-@transaction.atomic
-def subscription_change(
-    *, subscription_id: int, plan_slug: str, actor: Any = None, at: datetime | None = None
-) -> SubscriptionPeriod:
-    """Move a subscription to another plan at `at` (now), prorating fee and included tokens (module doc)."""
-    at = at or timezone.now()
-    subscription = _locked_live(subscription_id)
-    new_plan = Plan.objects.filter(slug=plan_slug).first()
+@dataclass(frozen=True)
+class ChangeTerms:
+    """What a change to `new_plan` at `at` costs and the stretch it starts (see the module doc)."""
+
+    proration: Proration  # credit_nano already capped by what was used of the old plan
+    charge_nano: int
+    period_start: datetime
+    period_end: datetime
+    same_interval: bool
+
+
+def _change_check(subscription: Subscription, new_plan: Plan | None, plan_slug: str, at: datetime) -> Plan:
     if new_plan is None:
         raise PricingNotFound(f"The plan '{plan_slug}' does not exist.", param="plan")
-    old_plan = subscription.plan
-    if new_plan.pk == old_plan.pk:
+    if new_plan.pk == subscription.plan_id:
         raise PricingConflict(f"The subscription is already on the plan '{plan_slug}'.", param="plan")
     if not new_plan.is_active:
         raise PricingConflict(f"The plan '{plan_slug}' is no longer offered.", param="plan")
-    start, end = subscription.current_period_start, subscription.current_period_end
-    if not start <= at < end:
+    if not subscription.current_period_start <= at < subscription.current_period_end:
         raise ApplicationError("A plan can only change within the current period.", param="at")
-    current = (
+    return new_plan
+
+
+def _current_stretch(subscription: Subscription) -> SubscriptionPeriod | None:
+    """The fee record of the plan in force now (locked): what a change supersedes."""
+    return (
         SubscriptionPeriod.objects.select_for_update()
-        .filter(subscription=subscription, period_start=start, superseded_at__isnull=True)
+        .filter(subscription=subscription, period_start=subscription.current_period_start, superseded_at__isnull=True)
         .order_by("-starts_at", "-id")
         .first()
     )
-    same_interval = new_plan.interval == old_plan.interval
+
+
+def change_terms(
+    subscription: Subscription, current: SubscriptionPeriod | None, new_plan: Plan, at: datetime
+) -> ChangeTerms:
+    """The one computation of a change's amounts: the change charges exactly this, and previews show it. Reads
+    the quota counters under lock, so call it inside the transaction that holds the subscription's lock."""
+    old_plan = subscription.plan
+    start, end = subscription.current_period_start, subscription.current_period_end
     proration = proration_compute(
         old_fee_nano=old_plan.fee_nano, new_fee_nano=new_plan.fee_nano, period_start=start, period_end=end, at=at
     )
@@ -148,13 +164,41 @@ def subscription_change(
     proration = replace(
         proration, credit_nano=min(proration.credit_nano, _unused_share_of_paid(subscription, current, old_plan))
     )
+    if new_plan.interval == old_plan.interval:
+        return ChangeTerms(proration, proration.charge_nano, start, end, same_interval=True)
+    # Monthly <-> annual: the old period stops at `at` and a new one, anchored there, begins with the whole fee.
+    return ChangeTerms(
+        proration, new_plan.fee_nano, at, periods.add_months(at, _step_months(new_plan)), same_interval=False
+    )
+
+
+@transaction.atomic
+def subscription_change(
+    *,
+    subscription_id: int,
+    plan_slug: str,
+    actor: Any = None,
+    at: datetime | None = None,
+    expect: Callable[[ChangeTerms, SubscriptionPeriod | None], None] | None = None,
+) -> SubscriptionPeriod:
+    """Move a subscription to another plan at `at` (now), prorating fee and included tokens (module doc).
+
+    `expect` sees the terms and the plan record being superseded before anything is written, and raises to
+    refuse them (a confirmation that no longer matches its preview)."""
+    at = at or timezone.now()
+    subscription = _locked_live(subscription_id)
+    new_plan = _change_check(subscription, Plan.objects.filter(slug=plan_slug).first(), plan_slug, at)
+    old_plan = subscription.plan
+    current = _current_stretch(subscription)
+    terms = change_terms(subscription, current, new_plan, at)
+    if expect is not None:
+        expect(terms, current)
+    proration, same_interval = terms.proration, terms.same_interval
+    new_start, new_end, charge = terms.period_start, terms.period_end, terms.charge_nano
     if same_interval:
         _rebase_quota(subscription, new_plan, proration.remaining_micros, proration.period_micros)
-        new_start, new_end, charge = start, end, proration.charge_nano
     else:
-        # Monthly <-> annual: the old period stops here and a new one, anchored now, begins.
-        _close_quota_counters(subscription, start, at, None)
-        new_start, new_end, charge = at, periods.add_months(at, _step_months(new_plan)), new_plan.fee_nano
+        _close_quota_counters(subscription, subscription.current_period_start, at, None)
         _quota_counters_open(subscription, new_plan, new_start, new_end, {})
     if current is not None:
         current.superseded_at = at
