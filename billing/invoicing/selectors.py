@@ -1,6 +1,7 @@
 """Reads of invoices, and the reconcile check that every invoice agrees with the ledger it was built from."""
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -8,9 +9,10 @@ from django.db.models import Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from billing.invoicing.errors import InvoiceNotFound
-from billing.invoicing.models import OPEN_STATUSES, Invoice, InvoiceLine, InvoiceStatus, Suspension
+from billing.invoicing.models import OPEN_STATUSES, BillingDetails, Invoice, InvoiceLine, InvoiceStatus, Suspension
 from billing.invoicing.periods import period_after, period_containing
 from billing.ledger.models import Wallet
+from billing.notifications.selectors import notice_recipients
 
 
 def invoices_list(*, organization_id: int | None = None, status: str | None = None) -> QuerySet[Invoice]:
@@ -27,6 +29,36 @@ def invoice_get(*, invoice_id: int) -> Invoice:
     if invoice is None:
         raise InvoiceNotFound(f"No invoice {invoice_id}.", param="invoice")
     return invoice
+
+
+def billing_details_get(*, organization_id: int) -> BillingDetails | None:
+    return BillingDetails.objects.filter(organization_id=organization_id).first()
+
+
+def billing_recipients(*, organization_id: int) -> list[str]:
+    """Where invoices and payment emails go: the organization's billing emails, else its owners and billing
+    admins."""
+    emails = BillingDetails.objects.filter(organization_id=organization_id).values_list("emails", flat=True).first()
+    return list(emails) if emails else notice_recipients(organization_id=organization_id)
+
+
+def billed_to_of(details: BillingDetails | None) -> dict[str, Any]:
+    """The billed-to snapshot of an invoice ({} without billing details)."""
+    if details is None:
+        return {}
+    return {
+        "legal_name": details.legal_name,
+        "address": {
+            "line1": details.address_line1,
+            "line2": details.address_line2,
+            "city": details.city,
+            "postal_code": details.postal_code,
+            "region": details.region,
+            "country": details.country,
+        },
+        "tax_id": {"type": details.tax_id_type, "value": details.tax_id_value} if details.tax_id_type else None,
+        "emails": list(details.emails),
+    }
 
 
 def suspension_of(*, organization_id: int) -> Suspension | None:
