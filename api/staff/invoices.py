@@ -95,6 +95,11 @@ class InvoiceOutputSerializer(serializers.Serializer):
     payment_attempts = serializers.IntegerField()
     payment_error = serializers.CharField()
     paid_at = serializers.DateTimeField(allow_null=True)
+    billed_to = serializers.JSONField(
+        help_text="The organization's billing details at finalization: legal_name, address {line1, line2, city, "
+        "postal_code, region, country}, tax_id {type, value} or null, emails; {} when it had none or the invoice is "
+        "not finalized yet."
+    )
 
     class Meta:
         ref_name = "StaffInvoice"

@@ -9,7 +9,15 @@ from django.db.models import Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from billing.invoicing.errors import InvoiceNotFound
-from billing.invoicing.models import OPEN_STATUSES, BillingDetails, Invoice, InvoiceLine, InvoiceStatus, Suspension
+from billing.invoicing.models import (
+    NANO_PER_MINOR,
+    OPEN_STATUSES,
+    BillingDetails,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    Suspension,
+)
 from billing.invoicing.periods import period_after, period_containing
 from billing.ledger.models import Wallet
 from billing.notifications.selectors import notice_recipients
@@ -267,3 +275,23 @@ def organizations_due(*, now: datetime | None = None) -> list[int]:
     )
     ended = {org for org, (_, end) in periods_next().items() if end <= cutoff}
     return sorted(busy | ended)
+
+
+def invoices_unpaid(*, organization_id: int) -> list[Invoice]:
+    """The organization's finalized invoices not paid yet, oldest first, each with `due_at` (a sent invoice's due
+    date; None for a charged one), `past_due` (payment failed, or due date passed) and `total_nano` (the amount
+    due) set."""
+    now = timezone.now()
+    invoices = list(
+        Invoice.objects.filter(organization_id=organization_id, status=InvoiceStatus.FINALIZED).order_by("period_start")
+    )
+    for invoice in invoices:
+        due_at = None
+        if invoice.collection_method == "send_invoice" and invoice.finalized_at is not None:
+            due_at = invoice.finalized_at + timedelta(days=invoice.days_until_due or 0)
+        invoice.due_at = due_at  # type: ignore[attr-defined]
+        invoice.total_nano = invoice.total_minor * NANO_PER_MINOR  # type: ignore[attr-defined]
+        invoice.past_due = invoice.payment_failed_at is not None or (  # type: ignore[attr-defined]
+            due_at is not None and due_at <= now and invoice.total_minor > 0
+        )
+    return invoices

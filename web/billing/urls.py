@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from web.billing import api, views
+from web.billing import api, details, views
 
 urlpatterns = [
     path("billing/top-up/", views.top_up_page, name="billing_top_up"),
@@ -20,4 +20,6 @@ urlpatterns = [
     ),
     path("billing/receipts/", views.receipts_page, name="billing_receipts"),
     path("billing/receipts/<str:top_up_id>/", views.receipt_page, name="billing_receipt"),
+    # Who invoices are addressed to.
+    path("billing/details/", details.billing_details_page, name="billing_details"),
 ]
