@@ -114,9 +114,7 @@ def test_staff_suspend_and_restore_postpaid_use_with_reasons(as_dana, org_a):
     suspension.refresh_from_db()
     assert suspension.lifted_at is not None
     assert Wallet.objects.get(organization=org_a).overdraft_limit_nano == 50 * 10**9
-    reasons = dict(
-        AuditEvent.objects.filter(action__startswith="invoicing.postpaid_").values_list("action", "reason")
-    )
+    reasons = dict(AuditEvent.objects.filter(action__startswith="invoicing.postpaid_").values_list("action", "reason"))
     assert reasons == {
         "invoicing.postpaid_suspend": "Card fraud under review",
         "invoicing.postpaid_restore": "Cleared by the bank",

@@ -162,7 +162,7 @@ def billing_details_set(
         before=previous,
         after=clean,
     )
-    transaction.on_commit(partial(_sync_later, organization_id), robust=True)
+    transaction.on_commit(lambda: _sync_later(organization_id), robust=True)
     return saved
 
 

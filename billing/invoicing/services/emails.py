@@ -9,7 +9,6 @@ again.
 
 import logging
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -32,7 +31,7 @@ def billing_email_queue(*, organization_id: int, kind: BillingEmailKind, object_
         key=f"{kind}:{object_id}", defaults={"organization_id": organization_id, "kind": kind}
     )
     if email.sent_at is None:
-        transaction.on_commit(partial(_send_later, email.pk), robust=True)
+        transaction.on_commit(lambda: _send_later(email.pk), robust=True)
     return email
 
 

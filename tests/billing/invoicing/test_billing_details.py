@@ -172,7 +172,11 @@ def test_details_reach_the_stripe_customer_once_per_version(org, localstripe):
     client = stripe_client()
     customer = client.v1.customers.retrieve(customer_id)
     assert (customer.name, customer.email) == ("Acme GmbH", "billing@acme.example")
-    assert (customer.address.line1, customer.address.city, customer.address.country) == ("Hauptstraße 1", "Berlin", "DE")
+    assert (customer.address.line1, customer.address.city, customer.address.country) == (
+        "Hauptstraße 1",
+        "Berlin",
+        "DE",
+    )
     [tax_id] = client.v1.customers.tax_ids.list(customer_id).data
     assert (tax_id.type, tax_id.value) == ("eu_vat", "DE136695976")
     # Nothing new: nothing sent.

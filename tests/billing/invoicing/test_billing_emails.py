@@ -22,7 +22,8 @@ from tests.billing.invoicing.test_stripe import _event, deliver
 from tests.billing.payments.fixtures import eager_celery  # noqa: F401
 from tests.billing.payments.helpers import stripe_signature
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("eager_celery")]
+# localstripe: saving billing details sends them to the Stripe customer (a task, run eagerly here too).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("eager_celery", "localstripe")]
 SITE = "http://localhost:8000"
 
 
