@@ -51,7 +51,7 @@ def tax_id_clean(*, tax_id_type: str, value: str) -> str:
         return kind.clean(value)
     except ValidationError as exc:
         raise ApplicationError(
-            f"This is not a valid {kind.label} ({exc.message.rstrip('.').lower()}); e.g. {kind.example}.",
+            f"This is not a valid {kind.label} ({str(exc).rstrip('.').lower()}); e.g. {kind.example}.",
             param="tax_id_value",
             code="invalid_tax_id",
         ) from None

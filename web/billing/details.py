@@ -28,7 +28,11 @@ def billing_details_page(request: HttpRequest) -> HttpResponse:
         form = BillingDetailsForm(request.POST)
         if form.is_valid():
             try:
-                billing_details_set(organization_id=organization_id, actor=request.user, **form.cleaned_data)
+                billing_details_set(
+                    organization_id=organization_id,
+                    actor=request.user,  # type: ignore[arg-type]
+                    **form.cleaned_data,
+                )
             except ApplicationError as exc:
                 form_error_from(form, exc)
             else:
