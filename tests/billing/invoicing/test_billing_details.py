@@ -193,3 +193,33 @@ def test_details_reach_the_stripe_customer_once_per_version(org, localstripe):
     assert client.v1.customers.tax_ids.list(customer_id).data == []
     saved = BillingDetails.objects.get(organization=org)
     assert (saved.stripe_synced_version, saved.stripe_sync_error) == (saved.version, "")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_first_saves_at_once_make_one_row_and_two_versions(org):
+    """The organization's row is locked by each save: the second waits, then updates what the first created."""
+    import threading
+
+    from django.db import connection
+
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def save(city: str) -> None:
+        try:
+            barrier.wait()
+            details_set(org, city=city)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=save, args=(city,)) for city in ("Berlin", "Hamburg")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    saved = BillingDetails.objects.get(organization=org)
+    assert saved.version == 2 and saved.city in ("Berlin", "Hamburg")
+    assert AuditEvent.objects.filter(action="invoicing.billing_details.set").count() == 2
