@@ -1,5 +1,5 @@
-"""ISO 3166-1 alpha-2 country codes and their English short names (the list the IANA time zone database
-keeps), for the country of an address."""
+"""ISO 3166-1 alpha-2 country codes and their English short names (from the IANA time zone database's list, a few
+names written as customers look for them), for the country of an address."""
 
 COUNTRIES: dict[str, str] = {
     "AD": "Andorra",
@@ -78,7 +78,7 @@ COUNTRIES: dict[str, str] = {
     "FO": "Faroe Islands",
     "FR": "France",
     "GA": "Gabon",
-    "GB": "Britain (UK)",
+    "GB": "United Kingdom",
     "GD": "Grenada",
     "GE": "Georgia",
     "GF": "French Guiana",
@@ -215,7 +215,7 @@ COUNTRIES: dict[str, str] = {
     "SX": "St Maarten (Dutch)",
     "SY": "Syria",
     "SZ": "Eswatini (Swaziland)",
-    "TC": "Turks & Caicos Is",
+    "TC": "Turks & Caicos Islands",
     "TD": "Chad",
     "TF": "French S. Terr.",
     "TG": "Togo",
@@ -245,7 +245,7 @@ COUNTRIES: dict[str, str] = {
     "VN": "Vietnam",
     "VU": "Vanuatu",
     "WF": "Wallis & Futuna",
-    "WS": "Samoa (western)",
+    "WS": "Samoa",
     "YE": "Yemen",
     "YT": "Mayotte",
     "ZA": "South Africa",

@@ -172,19 +172,24 @@ def _sync_later(organization_id: int) -> None:
     billing_details_stripe_sync_task.delay(organization_id)
 
 
-# The advisory lock's first key: this product's "billing details sync" (the second is the organization's id).
+# The advisory lock's first key: this product's "billing details sync"; the second is the organization's id folded
+# into 32 bits (two organizations sharing a key only wait for each other).
 SYNC_LOCK = 0x6264_7331
+
+
+def _lock_key(organization_id: int) -> list[int]:
+    return [SYNC_LOCK, organization_id % 2**31]
 
 
 def _try_lock(organization_id: int) -> bool:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [SYNC_LOCK, organization_id])
+        cursor.execute("SELECT pg_try_advisory_lock(%s::int4, %s::int4)", _lock_key(organization_id))
         return bool(cursor.fetchone()[0])
 
 
 def _unlock(organization_id: int) -> None:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [SYNC_LOCK, organization_id])
+        cursor.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)", _lock_key(organization_id))
 
 
 def _pending(organization_id: int) -> BillingDetails | None:

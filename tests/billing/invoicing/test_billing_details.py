@@ -223,3 +223,26 @@ def test_two_first_saves_at_once_make_one_row_and_two_versions(org):
     saved = BillingDetails.objects.get(organization=org)
     assert saved.version == 2 and saved.city in ("Berlin", "Hamburg")
     assert AuditEvent.objects.filter(action="invoicing.billing_details.set").count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_stripe_sync_at_a_time_per_organization(org, localstripe):
+    """A sync that finds another one running leaves the work to it (the running one sends the latest version)."""
+    from django.db import connections
+
+    from billing.invoicing.services.details import _lock_key
+
+    customer_id = payments.stripe_customer_ensure(organization_id=org.pk)
+    details_set(org)
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s::int4, %s::int4)", _lock_key(org.pk))
+        assert billing_details_stripe_sync(organization_id=org.pk) is False
+        assert stripe_client().v1.customers.retrieve(customer_id).name == "Acme"
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)", _lock_key(org.pk))
+    finally:
+        other.close()
+    assert billing_details_stripe_sync(organization_id=org.pk) is True
+    assert stripe_client().v1.customers.retrieve(customer_id).name == "Acme GmbH"
