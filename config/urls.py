@@ -19,6 +19,8 @@ urlpatterns = [
     path("admin/", admin_urls),
     path("accounts/", include("allauth.urls")),
     path("staff/pricing/", include("web.staff.urls")),
+    # Staff console: an organization's billing (profile, overdraft, dunning, suspension).
+    path("staff/organizations/", include("web.staff.billing_urls")),
     path("", include("api.urls")),
     path("", include("web.urls")),
     # Payments: /billing/ pages (top up, auto top-up, receipts).

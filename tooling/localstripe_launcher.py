@@ -12,7 +12,9 @@ and the product's invoicing relies on, so the product's code stays exactly what 
 - the events Stripe sends and localstripe does not: `invoice.finalized`, `invoice.paid`, `invoice.voided`,
   `invoice.marked_uncollectible`, `invoice.sent`, signed like the others;
 - the `Idempotency-Key` header (localstripe ignores it): a POST repeated with the same key gets the first answer
-  and does nothing again, as Stripe does.
+  and does nothing again, as Stripe does;
+- customer tax IDs of every type the product offers (localstripe knows only eu_vat, nz_gst, au_abn and es_cif, and
+  wants more than 10 characters): any of Stripe's type names with a non-empty value.
 """
 
 import json
@@ -20,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from localstripe import resources
-from localstripe.resources import Event, Invoice, UserError, extra_apis
+from localstripe.resources import Customer, Event, Invoice, StripeObject, TaxId, UserError, extra_apis
 from localstripe.webhooks import schedule_webhook
 
 _create_with_subscription = Invoice._api_create.__func__  # type: ignore[attr-defined]
@@ -145,6 +147,54 @@ extra_apis.extend(
 for index, (method, url, _func) in enumerate(extra_apis):
     if url == "/v1/invoices/{id}/pay":
         extra_apis[index] = (method, url, Invoice._api_pay_invoice)
+
+# Stripe's customer tax ID types that the product offers (billing.invoicing.taxids), and a few more.
+TAX_ID_TYPES = {"eu_vat", "gb_vat", "ch_vat", "no_vat", "us_ein", "ca_bn", "au_abn", "nz_gst", "in_gst", "es_cif"}
+
+
+def _tax_id_init(
+    self: TaxId,
+    country: str | None = None,
+    customer: str | None = None,
+    type: str | None = None,
+    value: str | None = None,
+    **kwargs: Any,
+) -> None:
+    if kwargs:
+        raise UserError(400, "Unexpected " + ", ".join(kwargs.keys()))
+    if not isinstance(customer, str) or not customer.startswith("cus_"):
+        raise UserError(400, "Bad request")
+    if type not in TAX_ID_TYPES or not isinstance(value, str) or not value:
+        raise UserError(400, "Invalid tax ID type or value")
+    Customer._api_retrieve(customer)  # 404 for an unknown customer
+    StripeObject.__init__(self)
+    self.country = country or (value[:2] if type == "eu_vat" else type[:2].upper())
+    self.customer = customer
+    self.type = type
+    self.value = value
+    self.verification = {"status": "verified", "verified_name": "", "verified_address": ""}
+
+
+def _api_add_tax_id(
+    cls: type[Customer],
+    id: str,
+    type: str | None = None,
+    value: str | None = None,
+    **kwargs: Any,
+) -> TaxId:
+    if kwargs:
+        raise UserError(400, "Unexpected " + ", ".join(kwargs.keys()))
+    customer = cls._api_retrieve(id)
+    tax_id = TaxId(customer=id, type=type, value=value)
+    customer.tax_ids._list.append(tax_id)
+    return tax_id
+
+
+TaxId.__init__ = _tax_id_init  # type: ignore[method-assign]
+Customer._api_add_tax_id = classmethod(_api_add_tax_id)  # type: ignore[assignment]
+for index, (method, url, _func) in enumerate(extra_apis):
+    if (method, url) == ("POST", "/v1/customers/{id}/tax_ids"):
+        extra_apis[index] = (method, url, Customer._api_add_tax_id)
 
 # Imported only now: the server registers extra_apis' routes when it is imported.
 from aiohttp import web  # noqa: E402

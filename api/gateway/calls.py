@@ -329,15 +329,19 @@ def _refusal(call: Call, short: holds.CreditShort | spend.KeyLimitShort) -> Gate
     )
 
 
-def _suspended_refusal(refusal: GatewayError, invoice: Invoice) -> GatewayError:
+def _suspended_refusal(refusal: GatewayError, invoice: Invoice | None) -> GatewayError:
     """The 402 of an organization whose postpaid use is suspended: it names the unpaid invoice (also in the
-    x-billing-unpaid-invoice header, for machines)."""
-    amount = f"{format_amount(invoice.total_minor * NANO_PER_MINOR)} {invoice.currency}"
-    message = (
-        f"{refusal.message} Postpaid use is suspended until invoice {invoice.number} ({amount}) is paid; "
-        "prepaid credit still pays for calls."
-    )
-    headers = {**refusal.headers, "x-billing-unpaid-invoice": invoice.number}
+    x-billing-unpaid-invoice header, for machines); a suspension staff made by hand names none."""
+    headers = dict(refusal.headers)
+    if invoice is None:
+        message = f"{refusal.message} Postpaid use is suspended; prepaid credit still pays for calls. Contact support."
+    else:
+        amount = f"{format_amount(invoice.total_minor * NANO_PER_MINOR)} {invoice.currency}"
+        message = (
+            f"{refusal.message} Postpaid use is suspended until invoice {invoice.number} ({amount}) is paid; "
+            "prepaid credit still pays for calls."
+        )
+        headers["x-billing-unpaid-invoice"] = invoice.number
     return GatewayError(
         402, message, error_type=refusal.error_type, code="postpaid_suspended", param=refusal.param, headers=headers
     )

@@ -19,6 +19,7 @@ from api.pagination import query_choice
 from api.staff.ledger import organization_check, staff_member
 from api.staff.ledger_fields import AmountField
 from billing.invoicing import selectors, services
+from billing.invoicing.errors import InvoiceNotFound
 from billing.invoicing.models import NANO_PER_MINOR, CollectionMethod, Invoice, InvoiceStatus
 from core.errors import ApplicationError
 from core.money import format_amount
@@ -95,6 +96,11 @@ class InvoiceOutputSerializer(serializers.Serializer):
     payment_attempts = serializers.IntegerField()
     payment_error = serializers.CharField()
     paid_at = serializers.DateTimeField(allow_null=True)
+    billed_to = serializers.JSONField(
+        help_text="The organization's billing details at finalization: legal_name, address {line1, line2, city, "
+        "postal_code, region, country}, tax_id {type, value} or null, emails; {} when it had none or the invoice is "
+        "not finalized yet."
+    )
 
     class Meta:
         ref_name = "StaffInvoice"
@@ -221,3 +227,39 @@ class BillingProfileApi(APIView):
             actor=staff_member(request),
         )
         return Response(self.OutputSerializer(profile).data)
+
+
+class BillingDetailsApi(APIView):
+    """Who the organization's invoices are addressed to, as its owners and billing admins set them on
+    /billing/details/ (read-only here); 404 when they never set any. Each invoice keeps its own copy in
+    `billed_to`."""
+
+    permission_classes = [IsAdminUser]
+
+    class OutputSerializer(serializers.Serializer):
+        organization_id = serializers.IntegerField()
+        legal_name = serializers.CharField()
+        address_line1 = serializers.CharField()
+        address_line2 = serializers.CharField()
+        city = serializers.CharField()
+        postal_code = serializers.CharField()
+        region = serializers.CharField()
+        country = serializers.CharField(help_text="ISO 3166-1 alpha-2")
+        tax_id_type = serializers.CharField(help_text="Stripe's tax ID type; empty without a tax ID")
+        tax_id_value = serializers.CharField()
+        emails = serializers.ListField(child=serializers.EmailField())
+        version = serializers.IntegerField()
+        stripe_synced_version = serializers.IntegerField(help_text="the version last sent to the Stripe customer")
+        stripe_sync_error = serializers.CharField()
+        updated_at = serializers.DateTimeField()
+
+        class Meta:
+            ref_name = "StaffBillingDetails"
+
+    @extend_schema(tags=[TAG], operation_id="staff_billing_details_get", responses={200: OutputSerializer, **ERRORS})
+    def get(self, request: Request, organization_id: int) -> Response:
+        organization_check(organization_id)
+        details = selectors.billing_details_get(organization_id=organization_id)
+        if details is None:
+            raise InvoiceNotFound(f"organization {organization_id} has no billing details", param="organization_id")
+        return Response(self.OutputSerializer(details).data)

@@ -40,3 +40,11 @@ urlpatterns += [
         name="staff-billing-profile",
     ),
 ]
+# Who an organization's invoices are addressed to (set by the customer; read-only here).
+urlpatterns += [
+    path(
+        "organizations/<int:organization_id>/billing-details/",
+        invoices.BillingDetailsApi.as_view(),
+        name="staff-billing-details",
+    ),
+]

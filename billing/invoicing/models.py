@@ -120,6 +120,10 @@ class Invoice(models.Model):
     dunning_step = models.PositiveSmallIntegerField(default=0)
     next_payment_attempt_at = models.DateTimeField(null=True, blank=True)
     dunning_emailed_step = models.SmallIntegerField(default=-1)
+    # Who the invoice is addressed to: the organization's billing details as they were at finalization (legal_name,
+    # address {line1, line2, city, postal_code, region, country}, tax_id {type, value}, emails); {} when it had
+    # none. Frozen with the rest once finalized (trigger in migration 0006), so later edits reach the next invoice.
+    billed_to = models.JSONField(default=dict, blank=True)
 
     class Meta:
         indexes = [
@@ -260,10 +264,13 @@ class InvoiceLine(models.Model):
 
 class Suspension(models.Model):
     """An organization's postpaid use suspended for an unpaid invoice: its overdraft withdrawn (the limit lowered
-    to what it already owes, so the debt cannot grow) until the invoice is paid, when the limit comes back."""
+    to what it already owes, so the debt cannot grow) until the invoice is paid, when the limit comes back. Staff
+    may also suspend by hand, with a reason and no invoice: only staff lift that one."""
 
     organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="suspensions")
-    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="suspensions")
+    invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="suspensions")
+    # Why staff suspended it by hand (empty for dunning's, whose reason is its invoice).
+    reason = models.CharField(max_length=500, blank=True, default="")
     overdraft_limit_before_nano = models.BigIntegerField()
     started_at = models.DateTimeField(db_default=Now())
     lifted_at = models.DateTimeField(null=True, blank=True)
@@ -276,7 +283,83 @@ class Suspension(models.Model):
             models.CheckConstraint(
                 condition=Q(overdraft_limit_before_nano__gte=0), name="invoicing_suspension_limit_not_negative"
             ),
+            models.CheckConstraint(
+                condition=Q(invoice__isnull=False) | ~Q(reason=""), name="invoicing_suspension_has_cause"
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"suspension of organization {self.organization_id} for invoice {self.invoice_id}"
+        cause = f"invoice {self.invoice_id}" if self.invoice_id else self.reason
+        return f"suspension of organization {self.organization_id} for {cause}"
+
+
+class BillingDetails(models.Model):
+    """Who an organization's invoices are addressed to, set by its owners and billing admins: shown on each invoice
+    (snapshot in Invoice.billed_to at finalization), sent to its Stripe customer, and the addresses invoices and
+    payment emails go to (empty: the owners and billing admins)."""
+
+    organization = models.OneToOneField(
+        "accounts.Organization", on_delete=models.PROTECT, related_name="billing_details"
+    )
+    legal_name = models.CharField(max_length=200)
+    address_line1 = models.CharField(max_length=200)
+    address_line2 = models.CharField(max_length=200, blank=True, default="")
+    city = models.CharField(max_length=100)
+    postal_code = models.CharField(max_length=20, blank=True, default="")
+    region = models.CharField(max_length=100, blank=True, default="")
+    # ISO 3166-1 alpha-2, upper case.
+    country = models.CharField(max_length=2)
+    # Stripe's tax ID type (billing.invoicing.taxids) and the number in the form Stripe expects; both or neither.
+    tax_id_type = models.CharField(max_length=20, blank=True, default="")
+    tax_id_value = models.CharField(max_length=40, blank=True, default="")
+    emails = ArrayField(models.EmailField(max_length=254), default=list, blank=True)
+    # Bumped by every change: the Stripe sync's idempotency keys are derived from it, so a retried sync of one
+    # version repeats nothing and a new version is always sent.
+    version = models.PositiveIntegerField(default=1)
+    updated_at = models.DateTimeField(auto_now=True)
+    # The version last sent to the Stripe customer, and why the last attempt failed (retried by the next change or
+    # the next sync run).
+    stripe_synced_version = models.PositiveIntegerField(default=0)
+    stripe_sync_error = models.CharField(max_length=1000, blank=True, default="")
+
+    class Meta:
+        verbose_name_plural = "billing details"
+        constraints = [
+            models.CheckConstraint(condition=~Q(legal_name=""), name="invoicing_details_legal_name"),
+            models.CheckConstraint(condition=Q(country__regex=r"^[A-Z]{2}$"), name="invoicing_details_country"),
+            models.CheckConstraint(
+                condition=Q(tax_id_type="", tax_id_value="") | Q(~Q(tax_id_type=""), ~Q(tax_id_value="")),
+                name="invoicing_details_tax_id_pair",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"billing details of organization {self.organization_id}"
+
+
+class BillingEmailKind(models.TextChoices):
+    INVOICE_ISSUED = "invoice_issued", "Invoice issued"
+    INVOICE_PAID = "invoice_paid", "Invoice paid"
+    TOP_UP_RECEIPT = "top_up_receipt", "Top-up receipt"
+
+
+class BillingEmail(models.Model):
+    """One email about a billing event (an invoice issued or paid, a top-up's receipt). The unique key makes each
+    event's email happen once: a replayed webhook or a retried task finds the row. Claimed (sent_at) before sending
+    and un-claimed if sending fails, as notices are."""
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=20, choices=BillingEmailKind.choices)
+    # "<kind>:<object id>".
+    key = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(db_default=Now())
+    sent_at = models.DateTimeField(null=True, blank=True)
+    recipients = ArrayField(models.EmailField(max_length=254), default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=BillingEmailKind.values), name="invoicing_email_kind_valid")
+        ]
+
+    def __str__(self) -> str:
+        return self.key

@@ -1,6 +1,7 @@
 """Reads of invoices, and the reconcile check that every invoice agrees with the ledger it was built from."""
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -8,9 +9,18 @@ from django.db.models import Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from billing.invoicing.errors import InvoiceNotFound
-from billing.invoicing.models import OPEN_STATUSES, Invoice, InvoiceLine, InvoiceStatus, Suspension
+from billing.invoicing.models import (
+    NANO_PER_MINOR,
+    OPEN_STATUSES,
+    BillingDetails,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    Suspension,
+)
 from billing.invoicing.periods import period_after, period_containing
 from billing.ledger.models import Wallet
+from billing.notifications.selectors import notice_recipients
 
 
 def invoices_list(*, organization_id: int | None = None, status: str | None = None) -> QuerySet[Invoice]:
@@ -27,6 +37,36 @@ def invoice_get(*, invoice_id: int) -> Invoice:
     if invoice is None:
         raise InvoiceNotFound(f"No invoice {invoice_id}.", param="invoice")
     return invoice
+
+
+def billing_details_get(*, organization_id: int) -> BillingDetails | None:
+    return BillingDetails.objects.filter(organization_id=organization_id).first()
+
+
+def billing_recipients(*, organization_id: int) -> list[str]:
+    """Where invoices and payment emails go: the organization's billing emails, else its owners and billing
+    admins."""
+    emails = BillingDetails.objects.filter(organization_id=organization_id).values_list("emails", flat=True).first()
+    return list(emails) if emails else notice_recipients(organization_id=organization_id)
+
+
+def billed_to_of(details: BillingDetails | None) -> dict[str, Any]:
+    """The billed-to snapshot of an invoice ({} without billing details)."""
+    if details is None:
+        return {}
+    return {
+        "legal_name": details.legal_name,
+        "address": {
+            "line1": details.address_line1,
+            "line2": details.address_line2,
+            "city": details.city,
+            "postal_code": details.postal_code,
+            "region": details.region,
+            "country": details.country,
+        },
+        "tax_id": {"type": details.tax_id_type, "value": details.tax_id_value} if details.tax_id_type else None,
+        "emails": list(details.emails),
+    }
 
 
 def suspension_of(*, organization_id: int) -> Suspension | None:
@@ -235,3 +275,23 @@ def organizations_due(*, now: datetime | None = None) -> list[int]:
     )
     ended = {org for org, (_, end) in periods_next().items() if end <= cutoff}
     return sorted(busy | ended)
+
+
+def invoices_unpaid(*, organization_id: int) -> list[Invoice]:
+    """The organization's finalized invoices not paid yet, oldest first, each with `due_at` (a sent invoice's due
+    date; None for a charged one), `past_due` (payment failed, or due date passed) and `total_nano` (the amount
+    due) set."""
+    now = timezone.now()
+    invoices = list(
+        Invoice.objects.filter(organization_id=organization_id, status=InvoiceStatus.FINALIZED).order_by("period_start")
+    )
+    for invoice in invoices:
+        due_at = None
+        if invoice.collection_method == "send_invoice" and invoice.finalized_at is not None:
+            due_at = invoice.finalized_at + timedelta(days=invoice.days_until_due or 0)
+        invoice.due_at = due_at  # type: ignore[attr-defined]
+        invoice.total_nano = invoice.total_minor * NANO_PER_MINOR  # type: ignore[attr-defined]
+        invoice.past_due = invoice.payment_failed_at is not None or (  # type: ignore[attr-defined]
+            due_at is not None and due_at <= now and invoice.total_minor > 0
+        )
+    return invoices

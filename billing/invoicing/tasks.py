@@ -3,12 +3,16 @@ Stripe), and one task per organization closes its periods and pushes its finaliz
 so a task retried or run twice does no harm; a Stripe outage leaves the invoices finalized, pushed at a later
 run)."""
 
+import stripe
 from celery import shared_task
 
 from billing.invoicing import selectors, services
+from billing.invoicing.services.details import billing_details_stripe_sync
 from billing.invoicing.services.dunning import invoices_dunning
+from billing.invoicing.services.emails import billing_email_send
 from billing.invoicing.services.progressive import invoice_progressive_close, organizations_over_threshold
 from billing.invoicing.services.stripe_push import invoices_push_pending
+from billing.payments.errors import PaymentsUnavailable
 
 # Organizations closed together by one task (their invoices aggregated by one statement per step).
 BATCH_SIZE = 200
@@ -36,3 +40,13 @@ def invoices_close_organizations_task(organization_ids: list[int]) -> list[int]:
 @shared_task(acks_late=True)
 def invoices_dunning_task() -> dict[str, int]:
     return invoices_dunning()
+
+
+@shared_task(acks_late=True, autoretry_for=(stripe.StripeError, PaymentsUnavailable), retry_backoff=30, max_retries=8)
+def billing_details_stripe_sync_task(organization_id: int) -> bool:
+    return billing_details_stripe_sync(organization_id=organization_id)
+
+
+@shared_task(acks_late=True, autoretry_for=(OSError,), retry_backoff=30, max_retries=5)
+def billing_email_send_task(email_id: int) -> bool:
+    return billing_email_send(email_id=email_id)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from web.billing import api, invoices, plans, views
+from web.billing import api, details, invoices, plans, views
 
 urlpatterns = [
     path("billing/top-up/", views.top_up_page, name="billing_top_up"),
@@ -35,4 +35,6 @@ urlpatterns = [
     path("billing/plans/<str:plan_slug>/preview/", plans.plan_preview, name="billing_plan_preview"),
     path("billing/commitments/confirm/", plans.commitment_confirm, name="billing_commitment_confirm"),
     path("billing/commitments/<str:offer_id>/preview/", plans.commitment_preview, name="billing_commitment_preview"),
+    # Who invoices are addressed to.
+    path("billing/details/", details.billing_details_page, name="billing_details"),
 ]

@@ -21,6 +21,8 @@ from billing.invoicing.models import (
     NANO_PER_MINOR,
     OPEN_STATUSES,
     RECORD_KINDS,
+    BillingDetails,
+    BillingEmailKind,
     BillingProfile,
     Invoice,
     InvoiceLine,
@@ -28,7 +30,8 @@ from billing.invoicing.models import (
     InvoiceStatus,
     LineKind,
 )
-from billing.invoicing.selectors import periods_next
+from billing.invoicing.selectors import billed_to_of, periods_next
+from billing.invoicing.services.emails import billing_email_queue
 from billing.ledger.services import wallet_get_or_create
 from core.errors import ApplicationError
 
@@ -219,10 +222,9 @@ def invoices_finalize(*, invoice_ids: list[int]) -> None:
         issuer = settings.INVOICE_ISSUER
         InvoiceSequence.objects.get_or_create(issuer=issuer, year=now.year)
         sequence = InvoiceSequence.objects.select_for_update().get(issuer=issuer, year=now.year)
-        profiles = {
-            p.organization_id: p
-            for p in BillingProfile.objects.filter(organization_id__in={d.organization_id for d in drafts})
-        }
+        organization_ids = {d.organization_id for d in drafts}
+        profiles = {p.organization_id: p for p in BillingProfile.objects.filter(organization_id__in=organization_ids)}
+        details = {d.organization_id: d for d in BillingDetails.objects.filter(organization_id__in=organization_ids)}
         for invoice in drafts:
             profile = profiles.get(invoice.organization_id) or profile_get(organization_id=invoice.organization_id)
             sequence.last_value += 1
@@ -231,13 +233,29 @@ def invoices_finalize(*, invoice_ids: list[int]) -> None:
             invoice.number = settings.INVOICE_NUMBER_FORMAT.format(year=now.year, number=sequence.last_value)
             invoice.collection_method = profile.collection_method
             invoice.days_until_due = profile.days_until_due
+            # Who it is addressed to, as of now: frozen with the invoice (a later edit reaches the next one).
+            invoice.billed_to = billed_to_of(details.get(invoice.organization_id))
             invoice.status = InvoiceStatus.FINALIZED
             invoice.finalized_at = now
         sequence.save(update_fields=["last_value"])
         Invoice.objects.bulk_update(
             drafts,
-            ["issuer", "sequence", "number", "collection_method", "days_until_due", "status", "finalized_at"],
+            [
+                "issuer",
+                "sequence",
+                "number",
+                "collection_method",
+                "days_until_due",
+                "billed_to",
+                "status",
+                "finalized_at",
+            ],
         )
+        # An invoice of a period with nothing charged (no usage, no fee) is kept, but nobody is emailed about it.
+        for invoice in (d for d in drafts if d.charges_nano or d.total_minor):
+            billing_email_queue(
+                organization_id=invoice.organization_id, kind=BillingEmailKind.INVOICE_ISSUED, object_id=invoice.pk
+            )
 
 
 def invoice_finalize(*, invoice_id: int) -> Invoice:

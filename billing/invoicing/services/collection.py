@@ -12,8 +12,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from billing.invoicing.models import NANO_PER_MINOR, Invoice, InvoiceStatus
+from billing.invoicing.models import NANO_PER_MINOR, BillingEmailKind, Invoice, InvoiceStatus
 from billing.invoicing.services.dunning import dunning_start, postpaid_restore
+from billing.invoicing.services.emails import billing_email_queue
 from billing.ledger import services as ledger
 
 
@@ -73,6 +74,9 @@ def invoice_paid(*, invoice_id: int, amount_paid_minor: int | None = None) -> In
         ]
     )
     postpaid_restore(organization_id=invoice.organization_id)
+    billing_email_queue(
+        organization_id=invoice.organization_id, kind=BillingEmailKind.INVOICE_PAID, object_id=invoice.pk
+    )
     return invoice
 
 

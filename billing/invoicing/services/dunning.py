@@ -23,9 +23,9 @@ from django.utils import timezone
 
 from accounts.services.audit import audit_record
 from billing.invoicing.models import NANO_PER_MINOR, CollectionMethod, Invoice, InvoiceStatus, Suspension
+from billing.invoicing.selectors import billing_recipients
 from billing.ledger import services as ledger
 from billing.ledger.models import Wallet
-from billing.notifications.selectors import notice_recipients
 from core.money import format_amount
 
 logger = logging.getLogger(__name__)
@@ -106,12 +106,15 @@ def postpaid_suspend(*, invoice_id: int) -> Suspension | None:
 
 
 def postpaid_restore(*, organization_id: int) -> Suspension | None:
-    """Lift the organization's suspension once no invoice past the grace period is unpaid (inside the caller's
-    transaction: the payment's)."""
+    """Lift the organization's suspension for an unpaid invoice once no invoice past the grace period is unpaid
+    (inside the caller's transaction: the payment's). A suspension staff made by hand stays: staff lift it."""
     suspension = (
-        Suspension.objects.select_for_update().filter(organization_id=organization_id, lifted_at__isnull=True).first()
+        Suspension.objects.select_for_update()
+        .select_related("invoice")
+        .filter(organization_id=organization_id, lifted_at__isnull=True, invoice__isnull=False)
+        .first()
     )
-    if suspension is None or overdue_invoices(organization_id=organization_id).exists():
+    if suspension is None or suspension.invoice is None or overdue_invoices(organization_id=organization_id).exists():
         return None
     wallet = Wallet.objects.select_for_update().get(pk=suspension.invoice.wallet_id)
     ledger.wallet_overdraft_set(
@@ -163,12 +166,12 @@ def invoices_dunning(*, now: datetime | None = None) -> dict[str, int]:
 
 
 def dunning_email_send(*, invoice_id: int, step: int) -> bool:
-    """Email the owners and billing admins that the invoice's payment failed (step 0) or failed again (retry
-    `step`), with the invoice's link; once per step."""
+    """Email the billing emails (else the owners and billing admins) that the invoice's payment failed (step 0)
+    or failed again (retry `step`), with the invoice's link; once per step."""
     if not Invoice.objects.filter(pk=invoice_id, dunning_emailed_step__lt=step).update(dunning_emailed_step=step):
         return False
     invoice = Invoice.objects.select_related("organization").get(pk=invoice_id)
-    recipients = notice_recipients(organization_id=invoice.organization_id)
+    recipients = billing_recipients(organization_id=invoice.organization_id)
     if not recipients:
         return False
     retries = len(settings.INVOICE_DUNNING_RETRY_DAYS)

@@ -19,10 +19,12 @@ def billing_profile_set(
     days_until_due: int,
     progressive_threshold_nano: int | None = None,
     actor: AbstractBaseUser | str | None,
+    reason: str = "",
 ) -> BillingProfile:
     """Set the anchor day (1..28: the day periods start; the period already running keeps its end and the next
     one is shortened to the new day), the collection method, the net terms of sent invoices, and the postpaid debt
-    that triggers a mid-period invoice (None: the INVOICE_PROGRESSIVE_THRESHOLD setting)."""
+    that triggers a mid-period invoice (None: the INVOICE_PROGRESSIVE_THRESHOLD setting); `reason` is kept in the
+    audit log."""
     if not Organization.objects.filter(pk=organization_id).exists():
         raise InvoiceNotFound(f"No organization {organization_id}.", param="organization_id")
     if isinstance(anchor_day, bool) or not isinstance(anchor_day, int) or not 1 <= anchor_day <= 28:
@@ -52,6 +54,7 @@ def billing_profile_set(
         action="invoicing.billing_profile.set",
         organization_id=organization_id,
         target=f"BillingProfile:{profile.pk}",
+        reason=reason,
         detail={
             "previous": previous,
             "new": {f: getattr(profile, f) for f in fields},

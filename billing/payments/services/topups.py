@@ -393,4 +393,11 @@ def topup_paid(*, payment_intent: dict[str, Any]) -> TopUp | None:
             "updated_at",
         ]
     )
+    # Invoicing keeps the emails sent once per billing event (imported here: invoicing imports this package).
+    from billing.invoicing.models import BillingEmailKind
+    from billing.invoicing.services.emails import billing_email_queue
+
+    billing_email_queue(
+        organization_id=top_up.organization_id, kind=BillingEmailKind.TOP_UP_RECEIPT, object_id=top_up.pk
+    )
     return top_up
