@@ -18,13 +18,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.payments.models import TopUp
+from billing.payments.services.topups import waits_for_card
 from billing.payments.services.webhooks import (
     HANDLERS,
     payment_intent_failed,
     stripe_events_waiting_apply,
     stripe_events_waiting_process,
 )
-from billing.payments.services.topups import waits_for_card
 from billing.payments.stripe_client import intent_options, stripe_client
 
 logger = logging.getLogger(__name__)
