@@ -9,7 +9,7 @@ from accounts.models import Role
 from billing.payments.models import TopUp
 from tests.accounts.factories import MembershipFactory, UserFactory
 
-PAGES = ["/billing/top-up/", "/billing/auto-top-up/", "/billing/receipts/"]
+PAGES = ["/billing/top-up/", "/billing/auto-top-up/", "/billing/payment-methods/", "/billing/receipts/"]
 
 
 def client_for(user) -> Client:
