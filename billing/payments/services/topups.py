@@ -24,7 +24,7 @@ from django.utils import timezone
 from accounts.ids import is_id_text
 from accounts.models import Organization
 from billing.ledger import services as ledger
-from billing.payments.errors import NotFound, PaymentDeclined
+from billing.payments.errors import NotFound, PaymentDeclined, PaymentsUnavailable
 from billing.payments.models import AutoTopUp, StripeCustomer, TopUp
 from billing.payments.services.cards import saved_card_keep
 from billing.payments.services.common import (
@@ -228,8 +228,11 @@ def _payment_intent_state(top_up: TopUp) -> TopUpCharged:
     note of on the top-up and kept as the organization's saved card."""
     if top_up.status == TopUp.Status.FAILED:
         raise PaymentDeclined(top_up.failure_message or "The payment failed.", code=top_up.failure_code or None)
+    if not top_up.stripe_payment_intent_id:
+        # Another request claimed the saved card's charge and is making it: its answer is the one that counts.
+        return TopUpCharged(top_up)
     try:
-        intent = stripe_client().v1.payment_intents.retrieve(str(top_up.stripe_payment_intent_id))
+        intent = stripe_client().v1.payment_intents.retrieve(top_up.stripe_payment_intent_id)
     except stripe.StripeError as exc:
         raise stripe_unavailable(exc) from exc
     charged = intent.status in ("succeeded", "processing", "requires_capture")
@@ -248,8 +251,14 @@ def _payment_intent_state(top_up: TopUp) -> TopUpCharged:
 
 
 def _new_card_note(*, top_up: TopUp, payment_method_id: str) -> None:
-    """The card the browser paid with: on the top-up (its receipt names it), and kept as the saved card."""
-    card = saved_card_keep(organization_id=top_up.organization_id, payment_method_id=payment_method_id, actor=None)
+    """The card the browser paid with: on the top-up (its receipt names it), and kept as the saved card. The payment
+    went through whatever happens here: if Stripe cannot be asked for the card now, that is logged, not raised
+    (the credit still comes with the webhook; the card can be saved on the Payment methods page)."""
+    try:
+        card = saved_card_keep(organization_id=top_up.organization_id, payment_method_id=payment_method_id, actor=None)
+    except PaymentsUnavailable as exc:
+        logger.warning("top-up %s: card %s not kept: %s", top_up.pk, payment_method_id, exc)
+        return
     TopUp.objects.filter(pk=top_up.pk, stripe_payment_method_id="").update(
         stripe_payment_method_id=payment_method_id, card_last4=card.card_last4, updated_at=timezone.now()
     )
