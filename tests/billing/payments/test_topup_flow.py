@@ -1,7 +1,10 @@
 """Manual top-ups end to end over HTTP: the page's JSON endpoints in-process, Stripe = localstripe, and Stripe's
 webhook delivered by localstripe to the live server. Credit appears only once the signed webhook arrived."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
+from django.db import connections
 
 from billing.ledger.models import Grant
 from billing.payments.models import AutoTopUp, StripeCustomer, StripeEvent, TopUp
@@ -77,6 +80,28 @@ def test_paying_twice_charges_once(alice_client, org_a, localstripe, stripe_webh
     wait_for(lambda: paid(top_up["id"]), what="the webhook")
     assert TopUp.objects.filter(organization=org_a).count() == 1
     assert available(org_a.pk) == usd("7.50")
+
+
+def test_concurrent_pay_calls_after_a_new_card_keep_it_once_and_credit_once(
+    alice_client, org_a, localstripe, stripe_webhooks
+):
+    top_up, _ = start_and_confirm_card(alice_client, localstripe, amount="9.00", card=CARD_OK)
+
+    def pay_once(_: int) -> int:
+        try:
+            return post(alice_client, top_up["urls"]["pay"], {}).status_code
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = list(pool.map(pay_once, range(6)))
+    assert statuses == [200] * 6
+    wait_for(lambda: paid(top_up["id"]), what="the webhook")
+    assert available(org_a.pk) == usd("9")
+    assert Grant.objects.count() == 1
+    row = TopUp.objects.get(pk=top_up["id"])
+    assert AutoTopUp.objects.get(organization=org_a).stripe_payment_method_id == row.stripe_payment_method_id
+    assert row.card_last4 == "4242"
 
 
 def test_a_card_declined_at_charge_shows_why_and_grants_nothing(alice_client, org_a, localstripe, stripe_webhooks):
