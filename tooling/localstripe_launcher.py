@@ -14,16 +14,33 @@ and the product's invoicing relies on, so the product's code stays exactly what 
 - the `Idempotency-Key` header (localstripe ignores it): a POST repeated with the same key gets the first answer
   and does nothing again, as Stripe does;
 - customer tax IDs of every type the product offers (localstripe knows only eu_vat, nz_gst, au_abn and es_cif, and
-  wants more than 10 characters): any of Stripe's type names with a non-empty value.
+  wants more than 10 characters): any of Stripe's type names with a non-empty value;
+- a PaymentIntent created with `setup_future_usage` (localstripe answers 400 "Unexpected"), confirmed with a
+  `payment_method` (it answered 500) or with the card's details from the browser (`payment_method_data`, with the
+  publishable key and the client secret, as Stripe.js sends them), which saves the card on the customer once paid;
+- its Stripe.js stand-in made to behave as Stripe.js does where the product relies on it (`localstripe_js.py`).
 """
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from localstripe import resources
-from localstripe.resources import Customer, Event, Invoice, StripeObject, TaxId, UserError, extra_apis
+from localstripe.resources import (
+    Customer,
+    Event,
+    Invoice,
+    PaymentIntent,
+    PaymentMethod,
+    StripeObject,
+    TaxId,
+    UserError,
+    extra_apis,
+)
 from localstripe.webhooks import schedule_webhook
+
+from tooling.localstripe_js import patched_stripe_js
 
 _create_with_subscription = Invoice._api_create.__func__  # type: ignore[attr-defined]
 _status = Invoice.status
@@ -130,6 +147,71 @@ def _api_void(id: str, **data: Any) -> Invoice:
     return invoice
 
 
+_payment_intent_init = PaymentIntent.__init__
+_payment_intent_on_success = PaymentIntent._on_success
+
+
+def _payment_intent_with_future_usage(self: PaymentIntent, setup_future_usage: str | None = None, **data: Any) -> None:
+    if setup_future_usage not in (None, "", "on_session", "off_session"):
+        raise UserError(400, "Invalid setup_future_usage")
+    _payment_intent_init(self, **data)
+    self.setup_future_usage = setup_future_usage or None  # type: ignore[attr-defined]
+
+
+def _payment_intent_confirm(
+    cls: type[PaymentIntent],
+    id: str,
+    payment_method: str | None = None,
+    payment_method_data: dict[str, Any] | None = None,
+    client_secret: str | None = None,
+    key: str | None = None,
+    use_stripe_sdk: object = None,
+    return_url: str | None = None,
+    **data: Any,
+) -> PaymentIntent:
+    """Stripe's confirm: with the PaymentMethod given (an id, or the card's details from Stripe.js), else the one
+    the PaymentIntent already has. A declined card answers 402 and leaves it waiting for another payment method."""
+    if data:
+        raise UserError(400, "Unexpected " + ", ".join(data))
+    if not isinstance(id, str) or not id.startswith("pi_"):
+        raise UserError(400, "Bad request")
+    intent = cls._api_retrieve(id)
+    if client_secret is not None and client_secret != intent.client_secret:
+        raise UserError(401, "Unauthorized")
+    if intent.status not in ("requires_payment_method", "requires_confirmation"):
+        raise UserError(
+            400,
+            f"This PaymentIntent's status is {intent.status}; it cannot be confirmed.",
+            {"code": "payment_intent_unexpected_state"},
+        )
+    if payment_method_data is not None:
+        if not isinstance(payment_method_data, dict):
+            raise UserError(400, "Bad request")
+        payment_method = PaymentMethod(**payment_method_data).id
+    if payment_method is not None:
+        PaymentMethod._api_retrieve(payment_method)  # 404 if unknown
+        intent.payment_method = payment_method
+        intent.latest_charge = None
+    if intent.payment_method is None:
+        raise UserError(400, "You must provide a payment method to confirm this PaymentIntent.")
+    intent._confirm(on_failure_now=intent._report_failure)
+    return intent
+
+
+def _payment_intent_succeeded(self: PaymentIntent) -> None:
+    """As Stripe does: a PaymentIntent with setup_future_usage saves its card on the customer once it succeeded."""
+    if getattr(self, "setup_future_usage", None) and self.customer and self.payment_method:
+        PaymentMethod._api_retrieve(self.payment_method).customer = self.customer
+    _payment_intent_on_success(self)
+
+
+PaymentIntent.__init__ = _payment_intent_with_future_usage  # type: ignore[method-assign]
+PaymentIntent._on_success = _payment_intent_succeeded  # type: ignore[method-assign]
+PaymentIntent._api_confirm = classmethod(_payment_intent_confirm)  # type: ignore[assignment]
+for index, (method, url, _func) in enumerate(extra_apis):
+    if url == "/v1/payment_intents/{id}/confirm":
+        extra_apis[index] = (method, url, PaymentIntent._api_confirm)
+
 Invoice._api_create = classmethod(_api_create)  # type: ignore[assignment]
 Invoice._api_pay_invoice = classmethod(_api_pay)  # type: ignore[assignment]
 Invoice.status = property(_status_with_uncollectible)  # type: ignore[assignment,method-assign]
@@ -225,6 +307,32 @@ async def idempotency(
 
 
 server.app.middlewares.append(idempotency)
+
+_BROWSER_CONFIRM = re.compile(r"^/v1/payment_intents/(pi_\w+)/confirm$")
+
+
+@web.middleware
+async def stripe_js_stand_in(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """What Stripe.js needs of the server and localstripe lacks: its stand-in script, patched; and confirming a
+    PaymentIntent with the publishable key and the client secret (no secret key), which localstripe's key check
+    accepts only for its own routes, so it is answered here, before that check."""
+    if request.method == "GET" and request.path == "/js.stripe.com/v3/":
+        return web.Response(text=patched_stripe_js(), content_type="application/javascript")
+    match = _BROWSER_CONFIRM.match(request.path)
+    if request.method != "POST" or match is None or server.get_api_key(request) is not None:
+        return await handler(request)
+    data = await server.get_post_data(request, remove_auth=False) or {}
+    key = data.pop("key", None)
+    if not isinstance(key, str) or not key.startswith("pk_") or not isinstance(data.get("client_secret"), str):
+        raise UserError(401, "Unauthorized")
+    data.pop("expand", None)
+    return server.json_response(PaymentIntent._api_confirm(match.group(1), **data)._export())
+
+
+# After the error middleware (so a UserError becomes Stripe's error answer), before the key check.
+server.app.middlewares.insert(1, stripe_js_stand_in)
 
 if __name__ == "__main__":
     server.start()

@@ -371,7 +371,8 @@ class ExternalRefund(models.Model):
 
 
 class AutoTopUp(models.Model):
-    """An organization's auto top-up: charge the saved card `amount` when a debit takes credit below `threshold`."""
+    """An organization's auto top-up: charge the saved card `amount` when a debit takes credit below `threshold`.
+    The saved card lives here (one per organization); manual top-ups and invoices use it too."""
 
     organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="auto_top_up")
     enabled = models.BooleanField(default=False)
@@ -381,6 +382,10 @@ class AutoTopUp(models.Model):
     daily_cap_nano = models.BigIntegerField(default=0)
     stripe_payment_method_id = models.CharField(max_length=255, blank=True)
     card_last4 = models.CharField(max_length=4, blank=True)
+    # The saved card as the customer recognises it on the Payment methods page (Stripe's brand, expiry).
+    card_brand = models.CharField(max_length=32, blank=True)
+    card_exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    card_exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
     # Counts card set-ups, so each SetupIntent gets an idempotency key of its own.
     card_setups = models.PositiveIntegerField(default=0)
     stripe_setup_intent_id = models.CharField(max_length=255, blank=True)

@@ -13,11 +13,11 @@ from stripe._request_options import RequestOptions
 
 STRIPE_JS_URL = "https://js.stripe.com/v3/"
 
-# PaymentIntents confirmed by our server and SetupIntents name their payment method type
-# (`payment_method_types=["card"]`), so Stripe never asks for a redirect `return_url`: the card is charged by the
-# server, and 3-D Secure happens in the page with stripe.confirmCardPayment. Stripe removed that parameter in API
-# version 2026-09-30 (the library's default), so these calls pin an API version that has it. localstripe speaks
-# this request shape as well. Webhook payloads do not depend on it (the fields we read are the same in every
+# PaymentIntents and SetupIntents name their payment method type (`payment_method_types=["card"]`), so Stripe never
+# asks for a redirect `return_url`: a card is confirmed by the server or in the page by Stripe.js
+# (stripe.confirmCardPayment / confirmCardSetup), which runs 3-D Secure in a dialog. Stripe removed that parameter
+# in API version 2026-09-30 (the library's default), so these calls pin an API version that has it. localstripe
+# speaks this request shape as well. Webhook payloads do not depend on it (the fields we read are the same in every
 # version).
 INTENTS_API_VERSION = "2024-06-20"
 

@@ -49,8 +49,8 @@ class BillingApi(APIView):
 
 
 class TopUpStartApi(BillingApi):
-    """POST {"amount": "20.00", "card": "new" | "saved"} -> the top-up, and (for a new card) the SetupIntent client
-    secret for stripe.confirmCardSetup."""
+    """POST {"amount": "20.00", "card": "new" | "saved"} -> the top-up, and (for a new card) the PaymentIntent's
+    client secret for stripe.confirmCardPayment with the card's details."""
 
     def post(self, request: Request) -> Response:
         body = _body(request)
@@ -61,21 +61,21 @@ class TopUpStartApi(BillingApi):
             actor=request.user,
         )
         return Response(
-            {"top_up": top_up_json(started.top_up), "setup_intent_client_secret": started.setup_intent_client_secret},
+            {
+                "top_up": top_up_json(started.top_up),
+                "payment_intent_client_secret": started.payment_intent_client_secret,
+            },
             status=status.HTTP_201_CREATED,
         )
 
 
 class TopUpPayApi(BillingApi):
-    """POST {"setup_intent_id": "seti_..."} (a new card) or {} (the saved card) -> charge the card; a client secret
-    when 3-D Secure is due."""
+    """POST {} -> charge the saved card, or (a new card) record what stripe.confirmCardPayment did and keep the card;
+    a client secret when 3-D Secure is due."""
 
     def post(self, request: Request, top_up_id: str) -> Response:
-        charged = services.topup_pay(
-            organization_id=_organization_id(request),
-            top_up_id=object_id(top_up_id),
-            setup_intent_id=_body(request).get("setup_intent_id"),
-        )
+        _body(request)
+        charged = services.topup_pay(organization_id=_organization_id(request), top_up_id=object_id(top_up_id))
         return Response(
             {
                 "top_up": top_up_json(charged.top_up),

@@ -18,6 +18,7 @@ urlpatterns = [
         api.AutoTopUpCardConfirmApi.as_view(),
         name="billing_auto_top_up_card_confirm",
     ),
+    path("billing/payment-methods/", views.payment_methods_page, name="billing_payment_methods"),
     path("billing/receipts/", views.receipts_page, name="billing_receipts"),
     path("billing/receipts/<str:top_up_id>/", views.receipt_page, name="billing_receipt"),
     path("billing/invoices/", invoices.invoices_page, name="billing_invoices"),

@@ -1,4 +1,4 @@
-"""Server-rendered billing pages: top up, auto top-up, receipts. Owners and billing admins only."""
+"""Server-rendered billing pages: top up, auto top-up, payment methods, receipts. Owners and billing admins only."""
 
 from typing import Any
 
@@ -70,8 +70,7 @@ def auto_top_up_page(request: HttpRequest) -> HttpResponse:
     config = state.config
     if request.method == "POST":
         if request.POST.get("action") == "remove_card":
-            services.auto_topup_card_remove(organization_id=organization_id, actor=request.user)
-            messages.success(request, "The saved card was removed and auto top-up turned off.")
+            _card_remove(request, organization_id)
             return HttpResponseRedirect(reverse("billing_auto_top_up"))
         form = AutoTopUpForm(request.POST)
         if form.is_valid():
@@ -115,6 +114,44 @@ def auto_top_up_page(request: HttpRequest) -> HttpResponse:
         ),
     }
     return render(request, "billing/auto_top_up.html", context, status=400 if form.errors else 200)
+
+
+@require_http_methods(["GET", "POST"])
+@membership_required(*BILLING_ROLES)
+def payment_methods_page(request: HttpRequest) -> HttpResponse:
+    """The saved card: see it, add or replace it (a SetupIntent confirmed in the page), remove it."""
+    organization_id = _organization_id(request)
+    if request.method == "POST":
+        if request.POST.get("action") != "remove_card":
+            return HttpResponse("Unknown action: send action=remove_card.", status=400, content_type="text/plain")
+        _card_remove(request, organization_id)
+        return HttpResponseRedirect(reverse("billing_payment_methods"))
+    context: dict[str, Any] = {
+        "saved_card": selectors.saved_card(organization_id=organization_id),
+        "auto_top_up": selectors.auto_topup_enabled(organization_id=organization_id),
+        "stripe_js_url": stripe_js_url(),
+        "stripe_config": _stripe_config(
+            card=reverse("billing_auto_top_up_card"), confirm=reverse("billing_auto_top_up_card_confirm")
+        ),
+    }
+    return render(request, "billing/payment_methods.html", context)
+
+
+def _card_remove(request: HttpRequest, organization_id: int) -> None:
+    """Remove the saved card (detached at Stripe) and say what that turned off."""
+    try:
+        removed = services.saved_card_remove(organization_id=organization_id, actor=request.user)
+    except ApplicationError as exc:
+        messages.error(request, f"The card was not removed: {exc.message}")
+        return
+    if removed.auto_top_up_turned_off:
+        messages.warning(
+            request,
+            "The saved card was removed. Auto top-up was turned off, because it charges the saved card: "
+            "add a card and turn it on again to keep topping up automatically.",
+        )
+    else:
+        messages.success(request, "The saved card was removed. Nothing will be charged to it any more.")
 
 
 @require_GET

@@ -25,7 +25,7 @@ from billing.invoicing.models import (
     InvoiceLine,
     InvoiceStatus,
 )
-from billing.payments.models import AutoTopUp, TopUp
+from billing.payments.models import AutoTopUp
 from billing.payments.services.customers import with_stripe_customer
 from billing.payments.stripe_client import stripe_client
 from core.errors import ApplicationError
@@ -61,14 +61,11 @@ def stripe_items(invoice: Invoice) -> list[tuple[str, int, str]]:
 
 
 def saved_card(*, organization_id: int) -> str | None:
-    """The organization's saved card: the auto top-up's, else the one of its latest paid top-up."""
-    auto = AutoTopUp.objects.filter(organization_id=organization_id).exclude(stripe_payment_method_id="").first()
-    if auto is not None:
-        return auto.stripe_payment_method_id
+    """The organization's saved card (Billing -> Payment methods; also its Stripe customer's invoice default). None
+    once it was removed: a removed card is detached at Stripe and never charged again."""
     return (
-        TopUp.objects.filter(organization_id=organization_id, status=TopUp.Status.SUCCEEDED)
+        AutoTopUp.objects.filter(organization_id=organization_id)
         .exclude(stripe_payment_method_id="")
-        .order_by("-id")
         .values_list("stripe_payment_method_id", flat=True)
         .first()
     )

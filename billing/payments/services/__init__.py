@@ -11,12 +11,12 @@ from billing.payments.services.auto_topup import (
     auto_topups_resume,
 )
 from billing.payments.services.auto_topup_config import (
-    auto_topup_card_remove,
     auto_topup_card_save,
     auto_topup_card_start,
     auto_topup_update,
 )
 from billing.payments.services.auto_topup_trigger import aauto_topup_check, auto_topup_cache_clear, auto_topup_check
+from billing.payments.services.cards import SavedCardRemoved, saved_card_keep, saved_card_remove
 from billing.payments.services.customers import stripe_customer_ensure
 from billing.payments.services.reconcile import topups_expire, topups_expire_unconfirmed, topups_reconcile
 from billing.payments.services.refunds import RefundCreated, refund_create, refund_send, refunds_resume
@@ -31,11 +31,11 @@ from billing.payments.services.webhooks import stripe_event_process, stripe_even
 
 __all__ = [
     "RefundCreated",
+    "SavedCardRemoved",
     "TopUpCharged",
     "TopUpStarted",
     "aauto_topup_check",
     "auto_topup_cache_clear",
-    "auto_topup_card_remove",
     "auto_topup_card_save",
     "auto_topup_card_start",
     "auto_topup_charge",
@@ -47,6 +47,8 @@ __all__ = [
     "refund_create",
     "refund_send",
     "refunds_resume",
+    "saved_card_keep",
+    "saved_card_remove",
     "stripe_customer_ensure",
     "stripe_event_process",
     "stripe_event_receive",

@@ -1,5 +1,5 @@
 """Auto top-up's settings, changed by the people who manage billing: the threshold, amount and daily cap, and the
-saved card (a SetupIntent confirmed in the browser, then kept for off-session charges)."""
+saved card (a SetupIntent confirmed in the browser, then kept for off-session charges; see services.cards)."""
 
 from typing import Any
 
@@ -13,6 +13,7 @@ from accounts.services import audit_record
 from billing.payments.errors import NotFound
 from billing.payments.models import AutoTopUp, StripeCustomer
 from billing.payments.services.auto_topup_trigger import trigger_changed
+from billing.payments.services.cards import saved_card_keep, saved_card_locked
 from billing.payments.services.common import (
     stripe_id_clean,
     stripe_unavailable,
@@ -27,13 +28,6 @@ from core.errors import ApplicationError
 from core.money import MAX_AMOUNT_NANO, format_amount
 
 Actor = AbstractBaseUser | AnonymousUser | None
-
-
-def _locked_config(organization_id: int) -> AutoTopUp:
-    if not Organization.objects.filter(pk=organization_id).exists():
-        raise NotFound("organization not found", param="organization_id")
-    AutoTopUp.objects.get_or_create(organization_id=organization_id)
-    return AutoTopUp.objects.select_for_update().get(organization_id=organization_id)
 
 
 @transaction.atomic
@@ -54,7 +48,7 @@ def auto_topup_update(
             raise ApplicationError(
                 f"{param} must be an amount between 0 and {format_amount(MAX_AMOUNT_NANO)}", param=param
             )
-    config = _locked_config(organization_id)
+    config = saved_card_locked(organization_id)
     if enabled:
         topup_bounds_check(amount_nano, currency=currency, param="amount")
         if daily_cap_nano < amount_nano:
@@ -98,7 +92,7 @@ def auto_topup_update(
 def auto_topup_card_start(*, organization_id: int, actor: Actor) -> str:
     """Open a SetupIntent that saves a card for off-session charges; returns its client secret for the browser."""
     with transaction.atomic():
-        config = _locked_config(organization_id)
+        config = saved_card_locked(organization_id)
         config.card_setups += 1
         config.save(update_fields=["card_setups", "updated_at"])
         setup_number = config.card_setups
@@ -126,7 +120,7 @@ def auto_topup_card_start(*, organization_id: int, actor: Actor) -> str:
 
 
 def auto_topup_card_save(*, organization_id: int, setup_intent_id: object, actor: Actor) -> AutoTopUp:
-    """Keep the card the browser confirmed with the organization's latest auto top-up SetupIntent.
+    """Keep the card the browser confirmed with the organization's latest card SetupIntent as its saved card.
 
     The server asks Stripe itself whether the SetupIntent succeeded and for whom; the browser only names it.
     """
@@ -139,45 +133,14 @@ def auto_topup_card_save(*, organization_id: int, setup_intent_id: object, actor
     )
     try:
         intent = stripe_client().v1.setup_intents.retrieve(setup_intent_id)
-        if intent.customer != customer_id.first():
-            raise NotFound("no card set-up with this id; start again", param="setup_intent_id")
-        if intent.status != "succeeded" or not intent.payment_method:
-            raise ApplicationError(
-                "The card has not been confirmed yet. Enter the card details and try again.",
-                param="setup_intent_id",
-                code="card_not_confirmed",
-            )
-        payment_method = stripe_client().v1.payment_methods.retrieve(str(intent.payment_method))
     except stripe.StripeError as exc:
         raise stripe_unavailable(exc) from exc
-    last4 = (payment_method.card.last4 if payment_method.card is not None else "")[:4]
-    with transaction.atomic():
-        config = _locked_config(organization_id)
-        if config.stripe_setup_intent_id != setup_intent_id:
-            raise NotFound("no card set-up with this id; start again", param="setup_intent_id")
-        config.stripe_payment_method_id = payment_method.id
-        config.card_last4 = last4
-        config.save(update_fields=["stripe_payment_method_id", "card_last4", "updated_at"])
-        audit_record(
-            actor=actor,
-            action="auto_top_up.card_save",
-            organization_id=organization_id,
-            target=f"AutoTopUp:{config.pk}",
-            detail={"card_last4": last4},
+    if intent.customer != customer_id.first():
+        raise NotFound("no card set-up with this id; start again", param="setup_intent_id")
+    if intent.status != "succeeded" or not intent.payment_method:
+        raise ApplicationError(
+            "The card has not been confirmed yet. Enter the card details and try again.",
+            param="setup_intent_id",
+            code="card_not_confirmed",
         )
-    return config
-
-
-@transaction.atomic
-def auto_topup_card_remove(*, organization_id: int, actor: Actor) -> AutoTopUp:
-    """Forget the saved card; auto top-up turns off with it."""
-    config = _locked_config(organization_id)
-    config.stripe_payment_method_id = ""
-    config.card_last4 = ""
-    config.enabled = False
-    config.save(update_fields=["stripe_payment_method_id", "card_last4", "enabled", "updated_at"])
-    audit_record(
-        actor=actor, action="auto_top_up.card_remove", organization_id=organization_id, target=f"AutoTopUp:{config.pk}"
-    )
-    trigger_changed(organization_id, check_now=False)
-    return config
+    return saved_card_keep(organization_id=organization_id, payment_method_id=str(intent.payment_method), actor=actor)

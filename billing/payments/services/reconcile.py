@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.payments.models import TopUp
+from billing.payments.services.topups import waits_for_card
 from billing.payments.services.webhooks import (
     HANDLERS,
     payment_intent_failed,
@@ -39,7 +40,7 @@ FINAL_EVENTS = {
 # The failure code of a top-up the customer left unfinished (shown as "Abandoned").
 ABANDONED = "abandoned"
 
-# PaymentIntents that wait on the customer, which nobody but the customer can move on.
+# PaymentIntents that wait on the customer, which nobody but the customer can move on (and `waits_for_card`).
 ABANDONABLE = ("requires_action", "requires_confirmation")
 
 
@@ -76,8 +77,10 @@ def topups_reconcile(*, older_than_seconds: int | None = None, organization_id: 
             logger.warning("top-up %s: PaymentIntent %s not read from Stripe: %s", top_up_id, payment_intent_id, exc)
             counts["errors"] += 1
             continue
-        event_type = FINAL_EVENTS.get(str(payment_intent.get("status")))
-        if event_type is None and created_at <= abandoned and payment_intent.get("status") in ABANDONABLE:
+        # A new card's PaymentIntent the browser never confirmed waits like one left at 3-D Secure: not a failure.
+        waiting = waits_for_card(payment_intent) or payment_intent.get("status") in ABANDONABLE
+        event_type = None if waiting else FINAL_EVENTS.get(str(payment_intent.get("status")))
+        if waiting and created_at <= abandoned:
             if _abandon(top_up_id, payment_intent):
                 counts["settled"] += 1
             else:
@@ -143,8 +146,9 @@ def topups_expire_unconfirmed(*, organization_id: int | None = None) -> int:
     """Mark abandoned the manual top-ups whose card was never confirmed (no PaymentIntent: the page was left, or the
     card set-up failed) TOPUP_ABANDON_AFTER_SECONDS after they began. Returns how many.
 
-    Nothing was charged and nothing can be: a top-up is charged only through its own PaymentIntent, created by the
-    pay step, which claims the top-up with the same kind of conditional UPDATE (`status = pending`), so of the two
+    These are saved-card top-ups never paid (a new card's PaymentIntent is created when the top-up starts). Nothing
+    was charged and nothing can be: such a top-up is charged only through its own PaymentIntent, created by the pay
+    step, which claims the top-up with the same kind of conditional UPDATE (`status = pending`), so of the two
     exactly one wins. No Stripe call is needed.
     """
     now = timezone.now()

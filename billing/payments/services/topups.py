@@ -1,6 +1,11 @@
-"""Manual top-ups: the customer picks an amount, saves a card with a SetupIntent in the browser, and the server
-charges that card with a PaymentIntent. Credit arrives only with Stripe's signed `payment_intent.succeeded`
-webhook (`topup_paid`), never on the browser's word.
+"""Manual top-ups: the customer picks an amount and pays with the saved card or a new one; credit arrives only with
+Stripe's signed `payment_intent.succeeded` webhook (`topup_paid`), never on the browser's word.
+
+A new card: the server creates the PaymentIntent (with `setup_future_usage="off_session"`, so Stripe keeps the card
+on the customer once it is paid) and the page confirms it with `stripe.confirmCardPayment(clientSecret,
+{payment_method: {card}})`, which runs 3-D Secure if the bank asks: one authentication, and the card is then the
+organization's saved card (auto top-up, later top-ups, invoices). The saved card: the pay step creates and confirms
+the PaymentIntent with it, and the page runs 3-D Secure only if the answer asks for it.
 
 No Stripe call is made inside a database transaction. Steps that must not run twice are claimed with one
 conditional UPDATE (`status = pending -> processing`), and every Stripe call carries an idempotency key derived
@@ -19,10 +24,10 @@ from django.utils import timezone
 from accounts.ids import is_id_text
 from accounts.models import Organization
 from billing.ledger import services as ledger
-from billing.payments.errors import NotFound, PaymentDeclined
+from billing.payments.errors import NotFound, PaymentDeclined, PaymentsUnavailable
 from billing.payments.models import AutoTopUp, StripeCustomer, TopUp
+from billing.payments.services.cards import saved_card_keep
 from billing.payments.services.common import (
-    stripe_id_clean,
     stripe_unavailable,
     top_up_metadata,
     topup_amount_clean,
@@ -35,12 +40,15 @@ logger = logging.getLogger(__name__)
 
 Actor = AbstractBaseUser | AnonymousUser | None
 
+# What a top-up whose card step never finished reads as (the browser's card step failed or was left).
+CARD_NOT_CONFIRMED = ("The card was not confirmed; no money was taken.", "card_not_confirmed")
+
 
 @dataclass(frozen=True)
 class TopUpStarted:
     top_up: TopUp
-    # For stripe.confirmCardSetup in the browser; None when the top-up pays with the saved card.
-    setup_intent_client_secret: str | None
+    # For stripe.confirmCardPayment with the new card's details; None when the top-up pays with the saved card.
+    payment_intent_client_secret: str | None
 
 
 @dataclass(frozen=True)
@@ -59,8 +67,8 @@ def _top_up_of(*, organization_id: int, top_up_id: int, kind: str = TopUp.Kind.M
 
 
 def topup_start(*, organization_id: int, amount: object, actor: Actor, card: object = "new") -> TopUpStarted:
-    """Record a top-up of `amount` (a decimal string) and open the SetupIntent that will save the card, or, with
-    `card="saved"`, pay with the card saved for auto top-up (no SetupIntent: the pay step charges that card)."""
+    """Record a top-up of `amount` (a decimal string) and create the PaymentIntent the browser confirms with a new
+    card, or, with `card="saved"`, pay with the organization's saved card (the pay step charges it)."""
     organization = Organization.objects.filter(pk=organization_id).first()
     if organization is None:
         raise NotFound("organization not found", param="organization_id")
@@ -84,60 +92,53 @@ def topup_start(*, organization_id: int, amount: object, actor: Actor, card: obj
         card_last4=saved.card_last4 if card == "saved" and saved else "",
     )
     if card == "saved":
-        return TopUpStarted(top_up=top_up, setup_intent_client_secret=None)
+        return TopUpStarted(top_up=top_up, payment_intent_client_secret=None)
 
-    def setup_intent(customer_id: str) -> stripe.SetupIntent:
+    def payment_intent(customer_id: str) -> stripe.PaymentIntent:
         params: Any = {
+            "amount": top_up.amount_cents,
+            "currency": top_up.currency.lower(),
             "customer": customer_id,
-            "usage": "on_session",
+            # Kept on the customer once paid, for charges without the customer present (auto top-up, invoices).
+            "setup_future_usage": "off_session",
             "payment_method_types": ["card"],
             "metadata": top_up_metadata(top_up_id=top_up.pk, organization_id=organization_id, kind=top_up.kind),
         }
-        return stripe_client().v1.setup_intents.create(
-            params=params, options=intent_options(idempotency_key=f"top-up-{top_up.pk}-setup-intent")
+        return stripe_client().v1.payment_intents.create(
+            params=params, options=intent_options(idempotency_key=f"top-up-{top_up.pk}-payment-intent")
         )
 
     try:
-        intent = with_stripe_customer(organization_id=organization_id, call=setup_intent)
+        intent = with_stripe_customer(organization_id=organization_id, call=payment_intent)
     except stripe.StripeError as exc:
-        logger.warning("top-up %s: SetupIntent not created: %s", top_up.pk, exc)
+        logger.warning("top-up %s: PaymentIntent not created: %s", top_up.pk, exc)
         topup_fail(top_up_id=top_up.pk, message=stripe_error_message(exc), code=exc.code or "stripe_error")
         raise stripe_unavailable(exc) from exc
-    TopUp.objects.filter(pk=top_up.pk).update(stripe_setup_intent_id=intent.id, updated_at=timezone.now())
-    top_up.stripe_setup_intent_id = intent.id
-    return TopUpStarted(top_up=top_up, setup_intent_client_secret=str(intent.client_secret))
+    TopUp.objects.filter(pk=top_up.pk).update(stripe_payment_intent_id=intent.id, updated_at=timezone.now())
+    top_up.stripe_payment_intent_id = intent.id
+    return TopUpStarted(top_up=top_up, payment_intent_client_secret=str(intent.client_secret))
 
 
-def topup_pay(*, organization_id: int, top_up_id: int, setup_intent_id: object) -> TopUpCharged:
-    """Charge the card the browser saved with the top-up's SetupIntent.
+def topup_pay(*, organization_id: int, top_up_id: int) -> TopUpCharged:
+    """Charge the saved card, or (a new card) take note of what the browser's stripe.confirmCardPayment did.
 
     Raises PaymentDeclined (402, with Stripe's message) when the card is declined; returns the PaymentIntent's
     client secret when the bank asks for authentication. A repeated call (double click, retry) returns the state
     of the first one and never charges twice.
     """
     top_up = _top_up_of(organization_id=organization_id, top_up_id=top_up_id)
-    if _pays_with_saved_card(top_up):
-        if setup_intent_id is not None:
-            raise ApplicationError(
-                "this top-up pays with the saved card; send no setup_intent_id", param="setup_intent_id"
-            )
-    elif stripe_id_clean(setup_intent_id, param="setup_intent_id", prefix="seti_") != top_up.stripe_setup_intent_id:
-        raise ApplicationError(
-            "setup_intent_id is not the card set-up of this top-up; start a new top-up",
-            param="setup_intent_id",
-            code="setup_intent_mismatch",
-        )
+    if top_up.stripe_payment_intent_id:
+        return _payment_intent_state(top_up)
     # The claim: only one request moves a pending top-up on; the others report what it did.
     claimed = TopUp.objects.filter(
         pk=top_up.pk, status=TopUp.Status.PENDING, stripe_payment_intent_id__isnull=True
     ).update(status=TopUp.Status.PROCESSING, updated_at=timezone.now())
     if not claimed:
-        return _charged_state(top_up_id=top_up.pk)
+        return _payment_intent_state(TopUp.objects.get(pk=top_up.pk))
     try:
-        payment_intent = _payment_intent_create(top_up=top_up)
+        payment_intent = _saved_card_payment_intent_create(top_up=top_up)
     except ApplicationError:
-        # Nothing was charged (the card was not confirmed, or Stripe could not be reached): the top-up may be paid
-        # again, with the same idempotency keys.
+        # Nothing was charged (Stripe could not be reached): the top-up may be paid again, with the same keys.
         TopUp.objects.filter(pk=top_up.pk, status=TopUp.Status.PROCESSING).update(
             status=TopUp.Status.PENDING, updated_at=timezone.now()
         )
@@ -157,57 +158,30 @@ def topup_pay(*, organization_id: int, top_up_id: int, setup_intent_id: object) 
     return _confirmed(top_up_id=top_up.pk, payment_intent=confirmed)
 
 
-def _pays_with_saved_card(top_up: TopUp) -> bool:
-    """Started with the saved card: the card is known from the start, and no SetupIntent was opened."""
-    return not top_up.stripe_setup_intent_id and bool(top_up.stripe_payment_method_id)
-
-
-def _payment_intent_create(*, top_up: TopUp) -> stripe.PaymentIntent:
-    client = stripe_client()
-    saved_card = _pays_with_saved_card(top_up)
+def _saved_card_payment_intent_create(*, top_up: TopUp) -> stripe.PaymentIntent:
     customer_id = (
         StripeCustomer.objects.filter(organization_id=top_up.organization_id)
         .values_list("stripe_customer_id", flat=True)
         .first()
     )
-    if customer_id is None:
+    if customer_id is None or not top_up.stripe_payment_method_id:
         raise ApplicationError("Enter a card to pay with.", param="card", code="no_saved_card")
+    params: Any = {
+        "amount": top_up.amount_cents,
+        "currency": top_up.currency.lower(),
+        "customer": customer_id,
+        "payment_method": top_up.stripe_payment_method_id,
+        "payment_method_types": ["card"],
+        "metadata": top_up_metadata(top_up_id=top_up.pk, organization_id=top_up.organization_id, kind=top_up.kind),
+    }
     try:
-        if saved_card:
-            payment_method_id = top_up.stripe_payment_method_id
-        else:
-            intent = client.v1.setup_intents.retrieve(top_up.stripe_setup_intent_id)
-            if intent.status != "succeeded" or not intent.payment_method:
-                raise ApplicationError(
-                    "The card has not been confirmed yet. Enter the card details and try again.",
-                    param="setup_intent_id",
-                    code="card_not_confirmed",
-                )
-            if intent.customer != customer_id:
-                raise ApplicationError("setup_intent_id does not belong to this organization", param="setup_intent_id")
-            payment_method_id = str(intent.payment_method)
-        payment_method = client.v1.payment_methods.retrieve(payment_method_id)
-        params: Any = {
-            "amount": top_up.amount_cents,
-            "currency": top_up.currency.lower(),
-            "customer": customer_id,
-            "payment_method": payment_method_id,
-            "payment_method_types": ["card"],
-            "metadata": top_up_metadata(top_up_id=top_up.pk, organization_id=top_up.organization_id, kind=top_up.kind),
-        }
-        payment_intent = client.v1.payment_intents.create(
+        payment_intent = stripe_client().v1.payment_intents.create(
             params=params, options=intent_options(idempotency_key=f"top-up-{top_up.pk}-payment-intent")
         )
     except stripe.StripeError as exc:
         logger.warning("top-up %s: PaymentIntent not created: %s", top_up.pk, exc)
         raise stripe_unavailable(exc) from exc
-    card = payment_method.card
-    TopUp.objects.filter(pk=top_up.pk).update(
-        stripe_payment_intent_id=payment_intent.id,
-        stripe_payment_method_id=payment_method_id,
-        card_last4=(card.last4 if card is not None else "")[:4],
-        updated_at=timezone.now(),
-    )
+    TopUp.objects.filter(pk=top_up.pk).update(stripe_payment_intent_id=payment_intent.id, updated_at=timezone.now())
     return payment_intent
 
 
@@ -215,11 +189,14 @@ def _confirmed(*, top_up_id: int, payment_intent: stripe.PaymentIntent) -> TopUp
     """Record what confirming the PaymentIntent answered (never success: that is the webhook's word)."""
     status = payment_intent.status
     if status == "requires_action":
-        TopUp.objects.filter(pk=top_up_id, status=TopUp.Status.PROCESSING).update(
+        TopUp.objects.filter(pk=top_up_id, status__in=[TopUp.Status.PENDING, TopUp.Status.PROCESSING]).update(
             status=TopUp.Status.REQUIRES_ACTION, updated_at=timezone.now()
         )
         return TopUpCharged(TopUp.objects.get(pk=top_up_id), str(payment_intent.client_secret))
-    if status in ("succeeded", "processing"):
+    if status in ("succeeded", "processing", "requires_capture"):
+        TopUp.objects.filter(pk=top_up_id, status__in=[TopUp.Status.PENDING, TopUp.Status.REQUIRES_ACTION]).update(
+            status=TopUp.Status.PROCESSING, updated_at=timezone.now()
+        )
         return TopUpCharged(TopUp.objects.get(pk=top_up_id))
     message, code = payment_error(payment_intent)
     topup_fail(top_up_id=top_up_id, message=message, code=code)
@@ -237,63 +214,88 @@ def payment_error(payment_intent: stripe.PaymentIntent | dict[str, Any]) -> tupl
     return "The payment could not be completed.", "payment_failed"
 
 
-def _charged_state(*, top_up_id: int) -> TopUpCharged:
-    """What a repeated pay request answers: the top-up as it is, with the client secret if 3-D Secure is due."""
-    top_up = TopUp.objects.get(pk=top_up_id)
+def waits_for_card(payment_intent: stripe.PaymentIntent | dict[str, Any]) -> bool:
+    """A new card's PaymentIntent the browser has not confirmed yet: it waits for a payment method, and no attempt
+    failed (after a failed one, Stripe also goes back to waiting for a payment method, with the error kept)."""
+    data = payment_intent.to_dict() if isinstance(payment_intent, stripe.StripeObject) else payment_intent
+    return data.get("status") == "requires_payment_method" and not data.get("last_payment_error")
+
+
+def _payment_intent_state(top_up: TopUp) -> TopUpCharged:
+    """A top-up whose PaymentIntent exists: what Stripe says of it now, recorded (never success: the webhook's word).
+
+    For a new card this is the step after the browser's stripe.confirmCardPayment: the card it confirmed is taken
+    note of on the top-up and kept as the organization's saved card."""
     if top_up.status == TopUp.Status.FAILED:
         raise PaymentDeclined(top_up.failure_message or "The payment failed.", code=top_up.failure_code or None)
-    if top_up.status == TopUp.Status.REQUIRES_ACTION and top_up.stripe_payment_intent_id:
-        try:
-            intent = stripe_client().v1.payment_intents.retrieve(top_up.stripe_payment_intent_id)
-        except stripe.StripeError as exc:
-            raise stripe_unavailable(exc) from exc
-        if intent.status == "requires_action":
-            return TopUpCharged(top_up, str(intent.client_secret))
-    return TopUpCharged(top_up)
-
-
-def topup_sync(*, organization_id: int, top_up_id: int) -> TopUp:
-    """Ask Stripe how a top-up's PaymentIntent stands, after the browser's authentication step did not finish.
-
-    Only a failure is recorded from this answer; credit is still granted only by the webhook.
-    """
-    top_up = _top_up_of(organization_id=organization_id, top_up_id=top_up_id)
-    if top_up.status == TopUp.Status.PENDING and not top_up.stripe_payment_intent_id:
-        return _setup_failed(top_up)
-    if not top_up.in_flight or not top_up.stripe_payment_intent_id:
-        return top_up
+    if not top_up.stripe_payment_intent_id:
+        # Another request claimed the saved card's charge and is making it: its answer is the one that counts.
+        return TopUpCharged(top_up)
     try:
         intent = stripe_client().v1.payment_intents.retrieve(top_up.stripe_payment_intent_id)
     except stripe.StripeError as exc:
         raise stripe_unavailable(exc) from exc
-    if intent.status in ("requires_payment_method", "canceled"):
+    charged = intent.status in ("succeeded", "processing", "requires_capture")
+    if charged and not top_up.stripe_payment_method_id and intent.payment_method:
+        # Also when the webhook already credited it: Stripe does not promise which comes first.
+        _new_card_note(top_up=top_up, payment_method_id=str(intent.payment_method))
+    if top_up.status == TopUp.Status.SUCCEEDED:
+        return TopUpCharged(TopUp.objects.get(pk=top_up.pk))
+    if waits_for_card(intent) or intent.status == "requires_confirmation":
+        raise ApplicationError(
+            "The card has not been confirmed yet. Enter the card details and try again.",
+            param="card",
+            code="card_not_confirmed",
+        )
+    return _confirmed(top_up_id=top_up.pk, payment_intent=intent)
+
+
+def _new_card_note(*, top_up: TopUp, payment_method_id: str) -> None:
+    """The card the browser paid with: on the top-up (its receipt names it), and kept as the saved card. The payment
+    went through whatever happens here: if Stripe cannot be asked for the card now, that is logged, not raised
+    (the credit still comes with the webhook; the card can be saved on the Payment methods page)."""
+    try:
+        card = saved_card_keep(organization_id=top_up.organization_id, payment_method_id=payment_method_id, actor=None)
+    except PaymentsUnavailable as exc:
+        logger.warning("top-up %s: card %s not kept: %s", top_up.pk, payment_method_id, exc)
+        return
+    TopUp.objects.filter(pk=top_up.pk, stripe_payment_method_id="").update(
+        stripe_payment_method_id=payment_method_id, card_last4=card.card_last4, updated_at=timezone.now()
+    )
+
+
+def topup_sync(*, organization_id: int, top_up_id: int) -> TopUp:
+    """Ask Stripe how a top-up's PaymentIntent stands, after the browser's card or authentication step did not
+    finish: the attempt ends here, with Stripe's reason (the page starts a new one on the next try).
+
+    Only a failure is recorded from this answer; credit is still granted only by the webhook.
+    """
+    top_up = _top_up_of(organization_id=organization_id, top_up_id=top_up_id)
+    if not top_up.in_flight:
+        return top_up
+    if not top_up.stripe_payment_intent_id:
+        _fail_unconfirmed(top_up)
+        return TopUp.objects.get(pk=top_up.pk)
+    try:
+        intent = stripe_client().v1.payment_intents.retrieve(top_up.stripe_payment_intent_id)
+    except stripe.StripeError as exc:
+        raise stripe_unavailable(exc) from exc
+    if waits_for_card(intent):
+        topup_fail(top_up_id=top_up.pk, message=CARD_NOT_CONFIRMED[0], code=CARD_NOT_CONFIRMED[1])
+    elif intent.status in ("requires_payment_method", "canceled"):
         message, code = payment_error(intent)
         topup_fail(top_up_id=top_up.pk, message=message, code=code)
     return TopUp.objects.get(pk=top_up.pk)
 
 
-def _setup_failed(top_up: TopUp) -> TopUp:
-    """The browser's card step ended in an error (3-D Secure failed, card refused, details not accepted): unless
-    Stripe says the card was confirmed after all, the attempt ends here (the page starts a new one on the next try),
-    rather than waiting for a card that will never come."""
-    if top_up.stripe_setup_intent_id:
-        try:
-            intent = stripe_client().v1.setup_intents.retrieve(top_up.stripe_setup_intent_id)
-        except stripe.StripeError as exc:
-            raise stripe_unavailable(exc) from exc
-        if intent.status == "succeeded":
-            return top_up
-        error = intent.to_dict().get("last_setup_error")
-        if isinstance(error, dict) and error.get("message"):
-            why = (str(error["message"]), str(error.get("code") or "card_not_confirmed"))
-        else:
-            why = ("The card was not confirmed; no money was taken.", "card_not_confirmed")
-    else:
-        why = ("The card was not confirmed; no money was taken.", "card_not_confirmed")
+def _fail_unconfirmed(top_up: TopUp) -> None:
+    """A saved-card top-up never charged (the page was left before the pay step): nothing can be charged any more."""
     TopUp.objects.filter(pk=top_up.pk, status=TopUp.Status.PENDING, stripe_payment_intent_id__isnull=True).update(
-        status=TopUp.Status.FAILED, failure_message=why[0], failure_code=why[1], updated_at=timezone.now()
+        status=TopUp.Status.FAILED,
+        failure_message=CARD_NOT_CONFIRMED[0],
+        failure_code=CARD_NOT_CONFIRMED[1],
+        updated_at=timezone.now(),
     )
-    return TopUp.objects.get(pk=top_up.pk)
 
 
 def topup_fail(*, top_up_id: int, message: str, code: str, payment_intent_id: str | None = None) -> bool:

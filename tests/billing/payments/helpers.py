@@ -56,11 +56,34 @@ def browser_confirm_card_setup(
     return result
 
 
-def browser_confirm_card_payment(localstripe_url: str, client_secret: str, *, success: bool = True) -> dict[str, Any]:
-    """What stripe.confirmCardPayment does in localstripe's stand-in: the 3-D Secure step, answered."""
+def browser_confirm_card_payment(
+    localstripe_url: str,
+    client_secret: str,
+    number: str | None = None,
+    *,
+    success: bool = True,
+    authenticate: bool = True,
+) -> dict[str, Any]:
+    """What stripe.confirmCardPayment does in the page: with a card `number`, confirm the PaymentIntent with the
+    card's details (as Stripe.js posts them); then, if the bank asks (and `authenticate`), the 3-D Secure step,
+    answered `success`."""
     payment_intent_id = client_secret.split("_secret_")[0]
+    key = settings.STRIPE_PUBLISHABLE_KEY
+    if number is not None:
+        body = {
+            "key": key,
+            "client_secret": client_secret,
+            "payment_method_data": {
+                "type": "card",
+                "card": {"number": number, "exp_month": "12", "exp_year": "2034", "cvc": "123"},
+                "billing_details": {"address": {"postal_code": "42424"}},
+            },
+        }
+        result = httpx.post(f"{localstripe_url}/v1/payment_intents/{payment_intent_id}/confirm", json=body).json()
+        if result.get("status") != "requires_action" or not authenticate:
+            return result
     url = f"{localstripe_url}/v1/payment_intents/{payment_intent_id}/_authenticate?success={str(success).lower()}"
-    return httpx.post(url, json={"key": settings.STRIPE_PUBLISHABLE_KEY, "client_secret": client_secret}).json()
+    return httpx.post(url, json={"key": key, "client_secret": client_secret}).json()
 
 
 def stripe_signature(payload: str, *, secret: str | None = None, timestamp: int | None = None) -> str:
@@ -80,11 +103,13 @@ def deliver(url: str, payload: str | dict[str, Any], **signature_options: Any) -
 
 def charge(org, user, localstripe, amount: str = "20.00", *, card: str = CARD_OK) -> TopUp:
     """A top-up charged at localstripe, as it stands after the charge: no webhook has been delivered to us
-    (localstripe sends events nowhere). A declined card leaves the top-up failed; the caller checks its status."""
+    (localstripe sends events nowhere). A declined card leaves the top-up failed, one that needs 3-D Secure leaves it
+    waiting for authentication; the caller checks its status."""
     started = services.topup_start(organization_id=org.pk, amount=amount, actor=user)
-    setup_intent = browser_confirm_card_setup(localstripe.url, started.setup_intent_client_secret, card)
+    assert started.payment_intent_client_secret is not None
+    browser_confirm_card_payment(localstripe.url, started.payment_intent_client_secret, card, authenticate=False)
     with contextlib.suppress(PaymentDeclined):
-        services.topup_pay(organization_id=org.pk, top_up_id=started.top_up.pk, setup_intent_id=setup_intent["id"])
+        services.topup_pay(organization_id=org.pk, top_up_id=started.top_up.pk)
     return TopUp.objects.get(pk=started.top_up.pk)
 
 

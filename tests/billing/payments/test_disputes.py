@@ -69,13 +69,16 @@ def test_withdrawn_funds_take_the_unused_credit_back_and_record_what_was_spent(w
 
 
 def test_withdrawn_funds_turn_auto_top_up_off_with_the_reason(webhook_url, paid, org_a):
-    AutoTopUp.objects.create(
+    # The card paid with is the saved card already (a new card is kept); auto top-up is turned on with it.
+    AutoTopUp.objects.update_or_create(
         organization=org_a,
-        enabled=True,
-        threshold_nano=usd("5"),
-        amount_nano=usd("20"),
-        daily_cap_nano=usd("40"),
-        stripe_payment_method_id="pm_card",
+        defaults={
+            "enabled": True,
+            "threshold_nano": usd("5"),
+            "amount_nano": usd("20"),
+            "daily_cap_nano": usd("40"),
+            "stripe_payment_method_id": "pm_card",
+        },
     )
     deliver(webhook_url, event(paid, "created"))
     assert AutoTopUp.objects.get(organization=org_a).enabled  # an inquiry or a dispute alone takes no money

@@ -10,14 +10,14 @@ from django.utils import timezone
 from billing.ledger.models import Grant
 from billing.payments import services, tasks
 from billing.payments.errors import PaymentDeclined
-from billing.payments.models import TopUp
+from billing.payments.models import AutoTopUp, TopUp
 from billing.payments.stripe_client import stripe_client
 from tests.billing.payments.helpers import (
     CARD_DECLINED_AT_CHARGE,
     CARD_NEEDS_AUTHENTICATION,
     CARD_OK,
     available,
-    browser_confirm_card_setup,
+    browser_confirm_card_payment,
     charge,
     deliver,
     succeeded_event_json,
@@ -98,8 +98,18 @@ def test_every_stuck_top_up_is_checked_not_only_a_first_page(localstripe, org_a,
     assert available(org_a.pk) == usd("15")
 
 
-def test_pending_top_ups_without_a_charge_are_not_touched(localstripe, org_a, alice):
+def test_a_new_cards_payment_still_waiting_for_the_card_is_left_to_the_customer(localstripe, org_a, alice):
     started = services.topup_start(organization_id=org_a.pk, amount="20.00", actor=alice)
+    _age(started.top_up, status="pending")
+    # Waiting for a payment method with no failed attempt: not a failure (a declined card leaves an error).
+    assert services.topups_reconcile() == {"checked": 1, "settled": 0, "open": 1, "errors": 0}
+    started.top_up.refresh_from_db()
+    assert started.top_up.status == "pending"
+
+
+def test_saved_card_top_ups_never_paid_are_not_asked_about(localstripe, org_a, alice):
+    AutoTopUp.objects.create(organization=org_a, stripe_payment_method_id="pm_card_visa", card_last4="4242")
+    started = services.topup_start(organization_id=org_a.pk, amount="20.00", actor=alice, card="saved")
     _age(started.top_up, status="pending")
     assert services.topups_reconcile()["checked"] == 0
     started.top_up.refresh_from_db()
@@ -127,23 +137,39 @@ def test_a_top_up_whose_authentication_was_never_finished_is_canceled_after_an_h
 
 def test_a_top_up_whose_card_was_never_confirmed_is_abandoned_after_an_hour(localstripe, org_a, alice, eager_celery):
     fresh = services.topup_start(organization_id=org_a.pk, amount="20.00", actor=alice).top_up
-    left = services.topup_start(organization_id=org_a.pk, amount="30.00", actor=alice).top_up
-    TopUp.objects.filter(pk=left.pk).update(created_at=timezone.now() - timedelta(hours=1, seconds=1))
+    left = services.topup_start(organization_id=org_a.pk, amount="30.00", actor=alice)
+    an_hour_ago = timezone.now() - timedelta(hours=1, seconds=1)
+    TopUp.objects.filter(pk=left.top_up.pk).update(created_at=an_hour_ago, updated_at=an_hour_ago)
 
     tasks.topups_reconcile_task.delay().get()
-    left.refresh_from_db()
+    left.top_up.refresh_from_db()
     fresh.refresh_from_db()
-    assert (left.status, left.failure_code, left.status_label) == ("failed", "abandoned", "Abandoned")
-    assert "not confirmed within 1 hour" in left.failure_message
+    assert (left.top_up.status, left.top_up.failure_code, left.top_up.status_label) == (
+        "failed",
+        "abandoned",
+        "Abandoned",
+    )
+    assert "not completed within 1 hour and was canceled" in left.top_up.failure_message
     assert fresh.status == "pending"  # still the customer's to finish
-    # The page it was left on can no longer charge it.
-    setup_intent = browser_confirm_card_setup(localstripe.url, _secret_of(left), CARD_OK)
+    # The page it was left on can no longer charge it: its PaymentIntent is canceled at Stripe.
+    assert stripe_client().v1.payment_intents.retrieve(str(left.top_up.stripe_payment_intent_id)).status == "canceled"
+    assert left.payment_intent_client_secret is not None
+    late = browser_confirm_card_payment(localstripe.url, left.payment_intent_client_secret, CARD_OK)
+    assert late["error"]["code"] == "payment_intent_unexpected_state"
     with pytest.raises(PaymentDeclined):
-        services.topup_pay(organization_id=org_a.pk, top_up_id=left.pk, setup_intent_id=setup_intent["id"])
-    left.refresh_from_db()
-    assert left.status == "failed" and left.stripe_payment_intent_id is None
+        services.topup_pay(organization_id=org_a.pk, top_up_id=left.top_up.pk)
     assert available(org_a.pk) == 0
 
 
-def _secret_of(top_up: TopUp) -> str:
-    return str(stripe_client().v1.setup_intents.retrieve(top_up.stripe_setup_intent_id).client_secret)
+def test_a_saved_card_top_up_never_paid_is_abandoned_after_an_hour(localstripe, org_a, alice):
+    AutoTopUp.objects.create(organization=org_a, stripe_payment_method_id="pm_card_visa", card_last4="4242")
+    left = services.topup_start(organization_id=org_a.pk, amount="30.00", actor=alice, card="saved").top_up
+    TopUp.objects.filter(pk=left.pk).update(created_at=timezone.now() - timedelta(hours=1, seconds=1))
+    services.topups_expire(organization_id=org_a.pk)
+    left.refresh_from_db()
+    assert (left.status, left.failure_code) == ("failed", "abandoned")
+    assert "not confirmed within 1 hour" in left.failure_message
+    with pytest.raises(PaymentDeclined):
+        services.topup_pay(organization_id=org_a.pk, top_up_id=left.pk)
+    left.refresh_from_db()
+    assert left.status == "failed" and left.stripe_payment_intent_id is None

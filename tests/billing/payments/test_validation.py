@@ -98,7 +98,7 @@ def test_a_body_nested_too_deeply_is_refused_by_every_json_endpoint_that_reads_o
 @pytest.mark.parametrize("top_up_id", ["999999999", "abc", "-1", "99999999999999999999999", "1.5"])
 def test_unknown_top_up_ids_are_404(alice_client, top_up_id):
     for path in (f"/billing/top-up/{top_up_id}/pay/", f"/billing/top-up/{top_up_id}/sync/"):
-        response = post_json(alice_client, path, {"setup_intent_id": "seti_123"})
+        response = post_json(alice_client, path, {})
         assert response.status_code == 404
         assert response.json()["error"]["message"] == "top-up not found"
     assert alice_client.get(f"/billing/top-up/{top_up_id}/").status_code == 404
@@ -107,33 +107,30 @@ def test_unknown_top_up_ids_are_404(alice_client, top_up_id):
 
 @pytest.fixture
 def pending_top_up(org_a) -> TopUp:
-    return TopUp.objects.create(
-        organization=org_a, kind="manual", status="pending", amount_nano=20 * 10**9, stripe_setup_intent_id="seti_mine"
-    )
+    # Started with the saved card, which was removed since: nothing to charge.
+    return TopUp.objects.create(organization=org_a, kind="manual", status="pending", amount_nano=20 * 10**9)
 
 
-@pytest.mark.parametrize(
-    ("setup_intent_id", "code"),
-    [
-        (None, None),
-        ("", None),
-        (12, None),
-        ("pi_123", None),
-        ("seti_" + "x" * 300, None),
-        ("seti_someone_elses", "setup_intent_mismatch"),
-    ],
-)
-def test_pay_checks_the_setup_intent(alice_client, pending_top_up, setup_intent_id, code):
-    response = post_json(
-        alice_client, f"/billing/top-up/{pending_top_up.pk}/pay/", {"setup_intent_id": setup_intent_id}
-    )
+@pytest.mark.parametrize("body", ["[]", '"x"', "5", "null"])
+def test_pay_takes_a_json_object(alice_client, pending_top_up, body):
+    response = post_json(alice_client, f"/billing/top-up/{pending_top_up.pk}/pay/", body)
     assert response.status_code == 400
-    error = response.json()["error"]
-    assert error["param"] == "setup_intent_id" and error["message"]
-    if code:
-        assert error["code"] == code
+    assert response.json()["error"]["message"] == "the body must be a JSON object"
     pending_top_up.refresh_from_db()
     assert pending_top_up.status == "pending"
+
+
+def test_paying_a_top_up_with_no_card_to_charge_is_refused_and_changes_nothing(alice_client, pending_top_up):
+    response = post_json(alice_client, f"/billing/top-up/{pending_top_up.pk}/pay/", {})
+    assert response.status_code == 400
+    assert response.json()["error"] | {"type": None} == {
+        "message": "Enter a card to pay with.",
+        "param": "card",
+        "code": "no_saved_card",
+        "type": None,
+    }
+    pending_top_up.refresh_from_db()
+    assert (pending_top_up.status, pending_top_up.stripe_payment_intent_id) == ("pending", None)
 
 
 @pytest.mark.parametrize("setup_intent_id", [None, "nope", 5, "seti_unknown"])
@@ -268,11 +265,11 @@ def test_the_card_choice_is_checked(alice_client, card, message, code):
     assert not TopUp.objects.exists()
 
 
-def test_a_top_up_with_the_saved_card_takes_no_setup_intent(alice_client, org_a):
+def test_a_top_up_with_the_saved_card_takes_no_card_step(alice_client, org_a):
     AutoTopUp.objects.create(organization=org_a, stripe_payment_method_id="pm_saved", card_last4="4242")
     started = post_json(alice_client, "/billing/top-up/start/", {"amount": "20.00", "card": "saved"})
     assert started.status_code == 201, started.content
-    assert started.json()["setup_intent_client_secret"] is None
+    assert started.json()["payment_intent_client_secret"] is None
     top_up = TopUp.objects.get()
     assert (top_up.stripe_payment_method_id, top_up.card_last4, top_up.stripe_setup_intent_id) == (
         "pm_saved",
@@ -280,8 +277,7 @@ def test_a_top_up_with_the_saved_card_takes_no_setup_intent(alice_client, org_a)
         "",
     )
 
-    response = post_json(alice_client, f"/billing/top-up/{top_up.pk}/pay/", {"setup_intent_id": "seti_other"})
+    response = post_json(alice_client, f"/billing/top-up/{top_up.pk}/pay/", ["saved"])
     assert response.status_code == 400
-    assert response.json()["error"]["param"] == "setup_intent_id"
     top_up.refresh_from_db()
     assert top_up.status == "pending"

@@ -15,7 +15,7 @@ from billing.payments.models import StripeEvent, TopUp
 from tests.billing.payments.helpers import (
     CARD_OK,
     available,
-    browser_confirm_card_setup,
+    browser_confirm_card_payment,
     charge,
     deliver,
     stripe_signature,
@@ -178,8 +178,9 @@ def test_localstripe_delivers_its_own_events_signed_with_the_shared_secret(local
     localstripe.register_webhook(url=f"{live_url}/stripe/webhook/", secret=settings.STRIPE_WEBHOOK_SECRET)
     try:
         started = services.topup_start(organization_id=org_a.pk, amount="5.00", actor=alice)
-        setup_intent = browser_confirm_card_setup(localstripe.url, started.setup_intent_client_secret, CARD_OK)
-        services.topup_pay(organization_id=org_a.pk, top_up_id=started.top_up.pk, setup_intent_id=setup_intent["id"])
+        assert started.payment_intent_client_secret is not None
+        browser_confirm_card_payment(localstripe.url, started.payment_intent_client_secret, CARD_OK)
+        services.topup_pay(organization_id=org_a.pk, top_up_id=started.top_up.pk)
         wait_for(lambda: available(org_a.pk) == usd("5"), what="localstripe's webhook")
     finally:
         localstripe.register_webhook(url="http://127.0.0.1:9/", secret=settings.STRIPE_WEBHOOK_SECRET)
