@@ -47,7 +47,10 @@ class WebhookEndpoint(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(condition=~Q(url=""), name="webhook_endpoint_url_not_empty"),
-            models.CheckConstraint(condition=Q(secret__startswith="whsec_"), name="webhook_endpoint_secret_format"),
+            models.CheckConstraint(
+                condition=Q(secret__startswith="whsec_"),  # noqa: S106 (a prefix, not a secret)
+                name="webhook_endpoint_secret_format",
+            ),
             models.CheckConstraint(condition=~Q(event_types=[]), name="webhook_endpoint_subscribes"),
         ]
         indexes = [models.Index(fields=["organization", "-created_at"], name="webhook_endpoint_org")]

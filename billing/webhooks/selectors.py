@@ -16,9 +16,7 @@ def webhook_deliveries(*, organization_id: int, endpoint_id: int) -> QuerySet[We
     """The endpoint's deliveries, newest first, with their events (NotFound for another organization's)."""
     endpoint_of(organization_id=organization_id, endpoint_id=endpoint_id)
     return (
-        WebhookDelivery.objects.filter(endpoint_id=endpoint_id)
-        .select_related("event")
-        .order_by("-created_at", "-pk")
+        WebhookDelivery.objects.filter(endpoint_id=endpoint_id).select_related("event").order_by("-created_at", "-pk")
     )
 
 

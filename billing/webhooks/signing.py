@@ -11,7 +11,7 @@ import hmac
 import secrets
 
 SIGNATURE_HEADER = "Webhook-Signature"
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 
 
 def secret_generate() -> str:

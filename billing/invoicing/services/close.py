@@ -29,7 +29,9 @@ from billing.invoicing.models import (
     LineKind,
 )
 from billing.invoicing.selectors import periods_next
+from billing.invoicing.services.events import invoice_event_emit
 from billing.ledger.services import wallet_get_or_create
+from billing.webhooks.models import EventType
 from core.errors import ApplicationError
 
 
@@ -238,6 +240,10 @@ def invoices_finalize(*, invoice_ids: list[int]) -> None:
             drafts,
             ["issuer", "sequence", "number", "collection_method", "days_until_due", "status", "finalized_at"],
         )
+        for invoice in drafts:
+            invoice_event_emit(
+                invoice=invoice, event_type=EventType.INVOICE_ISSUED, idempotency_key=f"invoice.issued:{invoice.pk}"
+            )
 
 
 def invoice_finalize(*, invoice_id: int) -> Invoice:

@@ -58,8 +58,7 @@ def url_clean(value: object) -> str:
             literal = None
         if host in LOCAL_NAMES or host.endswith(".localhost") or (literal and not address_allowed(literal)):
             raise ApplicationError(
-                "url points to a private, loopback or link-local address; webhooks are only sent to public "
-                "addresses",
+                "url points to a private, loopback or link-local address; webhooks are only sent to public addresses",
                 param="url",
                 code="private_target",
             )

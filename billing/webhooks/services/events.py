@@ -111,9 +111,9 @@ def webhook_keys_expiring_emit(*, now: datetime | None = None) -> int:
     overlap the owner chose. Only organizations with a subscribed endpoint are looked at. Returns the events
     emitted by this call."""
     now = now or timezone.now()
-    listening = WebhookEndpoint.objects.filter(
-        enabled=True, event_types__contains=[EventType.API_KEY_EXPIRING]
-    ).values("organization_id")
+    listening = WebhookEndpoint.objects.filter(enabled=True, event_types__contains=[EventType.API_KEY_EXPIRING]).values(
+        "organization_id"
+    )
     keys = ApiKey.objects.filter(
         organization_id__in=listening,
         revoked_at__isnull=True,
@@ -149,7 +149,7 @@ def webhook_keys_expiring_emit(*, now: datetime | None = None) -> int:
 
 def webhook_test_event_record(*, organization_id: int, endpoint_id: int) -> WebhookDelivery:
     """A webhook.test event for one endpoint (whatever it subscribes to)."""
-    event, deliveries = event_record(
+    _, deliveries = event_record(
         organization_id=organization_id,
         event_type=EventType.TEST,
         data={"message": "A test event sent from the webhooks page or API."},
