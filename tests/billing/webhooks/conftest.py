@@ -1,0 +1,10 @@
+import pytest
+
+from tests.billing.webhooks.receiver import receiver  # noqa: F401 (a fixture)
+
+
+@pytest.fixture(autouse=True)
+def _private_targets_allowed(settings):
+    """The receivers in these tests listen on 127.0.0.1: allowed, as an operator would for a local receiver. The
+    tests of the refusal turn it off."""
+    settings.WEBHOOKS_ALLOW_PRIVATE_TARGETS = True
