@@ -16,6 +16,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -46,18 +47,20 @@ def address_allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-def _addresses(host: str, port: int) -> list[str]:
+Resolved = tuple[socket.AddressFamily, tuple[Any, ...]]
+
+
+def _addresses(host: str, port: int) -> list[Resolved]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise TargetRefused(f"the host {host!r} does not resolve ({exc})") from None
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-    if not addresses:
+    if not infos:
         raise TargetRefused(f"the host {host!r} does not resolve")
-    return addresses
+    return [(family, sockaddr) for family, _, _, _, sockaddr in infos]
 
 
-def target_resolve(url: str) -> tuple[str, str, int, str]:
+def target_resolve(url: str) -> tuple[str, str, int, Resolved]:
     """(scheme, host, port, checked address) for `url`; TargetRefused when any address of the host is not public
     (one private answer among public ones would let a later connection land inside)."""
     parts = urlsplit(url)
@@ -65,7 +68,8 @@ def target_resolve(url: str) -> tuple[str, str, int, str]:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     addresses = _addresses(host, port)
     if not settings.WEBHOOKS_ALLOW_PRIVATE_TARGETS:
-        for address in addresses:
+        for _, sockaddr in addresses:
+            address = str(sockaddr[0])
             if not address_allowed(ipaddress.ip_address(address.split("%", 1)[0])):
                 raise TargetRefused(
                     f"{host} resolves to {address}, a private, loopback or link-local address; "
@@ -74,22 +78,35 @@ def target_resolve(url: str) -> tuple[str, str, int, str]:
     return parts.scheme, host, port, addresses[0]
 
 
+def _connect(address: Resolved, timeout: float) -> socket.socket:
+    """A socket connected to exactly the resolved address (no second name lookup)."""
+    family, sockaddr = address
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class _PinnedHTTP(http.client.HTTPConnection):
-    def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
+    def __init__(self, host: str, port: int, *, address: Resolved, timeout: float) -> None:
         super().__init__(host, port, timeout=timeout)
         self._address = address
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = _connect(self._address, self.timeout)
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
-    def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
+    def __init__(self, host: str, port: int, *, address: Resolved, timeout: float) -> None:
         super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
         self._address = address
 
     def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
+        sock = _connect(self._address, self.timeout)
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
