@@ -1,6 +1,8 @@
 import pytest
 
-from tests.billing.webhooks.receiver import receiver  # noqa: F401 (a fixture)
+from tests.billing.webhooks import receiver as receivers
+
+receiver = receivers.receiver  # the fixture
 
 
 @pytest.fixture(autouse=True)
