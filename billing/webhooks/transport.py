@@ -78,7 +78,7 @@ def target_resolve(url: str) -> tuple[str, str, int, Resolved]:
     return parts.scheme, host, port, addresses[0]
 
 
-def _connect(address: Resolved, timeout: float) -> socket.socket:
+def _connect(address: Resolved, timeout: float | None) -> socket.socket:
     """A socket connected to exactly the resolved address (no second name lookup)."""
     family, sockaddr = address
     sock = socket.socket(family, socket.SOCK_STREAM)

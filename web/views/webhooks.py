@@ -4,8 +4,11 @@ The list with a form to add one; an endpoint's page with its settings, its secre
 event", and the delivery log with every attempt and a Redeliver button. Writes are POSTs that redirect back.
 """
 
+from typing import Any, cast
+
 from django import forms
 from django.contrib import messages
+from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -104,17 +107,18 @@ def webhook_detail(request: HttpRequest, endpoint_id: int) -> HttpResponse:
 
 def _act(request: HttpRequest, endpoint_id: int, done: str, action: str) -> HttpResponse:
     endpoint = _endpoint(request, endpoint_id)
-    actor = request.user
-    organization_id = _organization_id(request)
+    arguments: dict[str, Any] = {
+        "organization_id": _organization_id(request),
+        "endpoint_id": endpoint.pk,
+        "actor": cast(User, request.user),
+    }
     try:
         if action == "test":
-            services.webhook_test_send(organization_id=organization_id, endpoint_id=endpoint.pk, actor=actor)  # type: ignore[arg-type]
+            services.webhook_test_send(**arguments)
         elif action == "rotate":
-            services.webhook_endpoint_secret_rotate(
-                organization_id=organization_id, endpoint_id=endpoint.pk, actor=actor
-            )  # type: ignore[arg-type]
+            services.webhook_endpoint_secret_rotate(**arguments)
         elif action == "delete":
-            services.webhook_endpoint_delete(organization_id=organization_id, endpoint_id=endpoint.pk, actor=actor)  # type: ignore[arg-type]
+            services.webhook_endpoint_delete(**arguments)
             messages.success(request, done)
             return HttpResponseRedirect("/settings/webhooks/")
     except ApplicationError as error:
