@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from web import context, webhooks_api
+from web import context
 from web.views import dashboard, invitations, keys, members, notifications, organizations, pricing, usage, webhooks
 
 urlpatterns = [
@@ -46,31 +46,5 @@ urlpatterns += [
         "settings/webhooks/<int:endpoint_id>/deliveries/<int:delivery_id>/redeliver/",
         webhooks.webhook_redeliver,
         name="webhook_redeliver",
-    ),
-]
-
-# The webhooks REST API (JSON, in the public OpenAPI schema).
-urlpatterns += [
-    path("api/webhooks/endpoints/", webhooks_api.EndpointListApi.as_view(), name="api_webhook_endpoints"),
-    path("api/webhooks/endpoints/<str:endpoint_id>/", webhooks_api.EndpointApi.as_view(), name="api_webhook_endpoint"),
-    path(
-        "api/webhooks/endpoints/<str:endpoint_id>/rotate_secret/",
-        webhooks_api.EndpointSecretRotateApi.as_view(),
-        name="api_webhook_endpoint_rotate",
-    ),
-    path(
-        "api/webhooks/endpoints/<str:endpoint_id>/test/",
-        webhooks_api.EndpointTestApi.as_view(),
-        name="api_webhook_test",
-    ),
-    path(
-        "api/webhooks/endpoints/<str:endpoint_id>/deliveries/",
-        webhooks_api.DeliveryListApi.as_view(),
-        name="api_webhook_deliveries",
-    ),
-    path(
-        "api/webhooks/endpoints/<str:endpoint_id>/deliveries/<str:delivery_id>/redeliver/",
-        webhooks_api.DeliveryRedeliverApi.as_view(),
-        name="api_webhook_redeliver",
     ),
 ]

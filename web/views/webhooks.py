@@ -152,14 +152,13 @@ def webhook_delete(request: HttpRequest, endpoint_id: int) -> HttpResponse:
 def webhook_redeliver(request: HttpRequest, endpoint_id: int, delivery_id: int) -> HttpResponse:
     endpoint = _endpoint(request, endpoint_id)
     try:
-        delivery = services.webhook_delivery_redeliver(
+        services.webhook_delivery_redeliver(
             organization_id=_organization_id(request),
+            endpoint_id=endpoint.pk,
             delivery_id=delivery_id,
-            actor=request.user,  # type: ignore[arg-type]
+            actor=cast(User, request.user),
         )
     except ApplicationError:
         raise Http404("No such delivery.") from None
-    if delivery.endpoint_id != endpoint.pk:
-        raise Http404("No such delivery.")
     messages.success(request, "Sending the event again.")
     return HttpResponseRedirect(f"/settings/webhooks/{endpoint.pk}/")

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -22,7 +21,7 @@ from accounts.services import audit_record
 from billing.webhooks import transport
 from billing.webhooks.errors import NotFound
 from billing.webhooks.models import DeliveryStatus, EventType, WebhookAttempt, WebhookDelivery
-from billing.webhooks.services.endpoints import endpoint_of
+from billing.webhooks.services.endpoints import Actor, endpoint_of
 from billing.webhooks.services.events import delivery_enqueue, webhook_test_event_record
 from billing.webhooks.signing import SIGNATURE_HEADER, signature_header
 
@@ -105,10 +104,10 @@ def _outcome_record(delivery: WebhookDelivery, answer: transport.Answer, *, star
     return delivery
 
 
-def _delivery_of(*, organization_id: int, delivery_id: int) -> WebhookDelivery:
+def _delivery_of(*, organization_id: int, endpoint_id: int, delivery_id: int) -> WebhookDelivery:
     delivery = (
         WebhookDelivery.objects.select_for_update()
-        .filter(pk=delivery_id, endpoint__organization_id=organization_id)
+        .filter(pk=delivery_id, endpoint_id=endpoint_id, endpoint__organization_id=organization_id)
         .first()
     )
     if delivery is None:
@@ -117,10 +116,12 @@ def _delivery_of(*, organization_id: int, delivery_id: int) -> WebhookDelivery:
 
 
 @transaction.atomic
-def webhook_delivery_redeliver(*, organization_id: int, delivery_id: int, actor: User | None) -> WebhookDelivery:
-    """Send a delivery again now (whatever its state), with a new retry window; the same event, the same id, so a
-    receiver that already has it can tell."""
-    delivery = _delivery_of(organization_id=organization_id, delivery_id=delivery_id)
+def webhook_delivery_redeliver(
+    *, organization_id: int, endpoint_id: int, delivery_id: int, actor: Actor
+) -> WebhookDelivery:
+    """Send a delivery of the endpoint again now (whatever its state), with a new retry window; the same event, the
+    same id, so a receiver that already has it can tell. NotFound for another endpoint's or organization's."""
+    delivery = _delivery_of(organization_id=organization_id, endpoint_id=endpoint_id, delivery_id=delivery_id)
     now = timezone.now()
     delivery.status = DeliveryStatus.PENDING
     delivery.next_attempt_at = now
@@ -138,10 +139,18 @@ def webhook_delivery_redeliver(*, organization_id: int, delivery_id: int, actor:
 
 
 @transaction.atomic
-def webhook_test_send(*, organization_id: int, endpoint_id: int, actor: User | None) -> WebhookDelivery:
+def webhook_test_send(*, organization_id: int, endpoint_id: int, actor: Actor) -> WebhookDelivery:
     """A webhook.test event to one endpoint (enabled or not), sent after commit like any other delivery."""
-    endpoint_of(organization_id=organization_id, endpoint_id=endpoint_id)
-    return webhook_test_event_record(organization_id=organization_id, endpoint_id=endpoint_id)
+    endpoint = endpoint_of(organization_id=organization_id, endpoint_id=endpoint_id)
+    delivery = webhook_test_event_record(organization_id=organization_id, endpoint_id=endpoint_id)
+    audit_record(
+        actor=actor,
+        action="webhook.test",
+        organization_id=organization_id,
+        target=f"WebhookEndpoint:{endpoint.pk}",
+        detail={"event_id": delivery.event.event_id},
+    )
+    return delivery
 
 
 def webhook_deliveries_due(*, now: datetime | None = None, limit: int = 500) -> list[int]:

@@ -27,6 +27,8 @@ class _Unset:
 
 
 UNSET: Final = _Unset()
+# Who acts: a person, or a label for a program (the API names the API key), or None for the system.
+Actor = User | str | None
 
 
 def url_clean(value: object) -> str:
@@ -102,7 +104,7 @@ def endpoint_of(*, organization_id: int, endpoint_id: int, lock: bool = False) -
     return endpoint
 
 
-def _audit(endpoint: WebhookEndpoint, *, action: str, actor: User | None, **detail: object) -> None:
+def _audit(endpoint: WebhookEndpoint, *, action: str, actor: Actor, **detail: object) -> None:
     audit_record(
         actor=actor,
         action=f"webhook.{action}",
@@ -117,7 +119,7 @@ def _audit(endpoint: WebhookEndpoint, *, action: str, actor: User | None, **deta
 def webhook_endpoint_create(
     *,
     organization_id: int,
-    actor: User | None,
+    actor: Actor,
     url: object,
     event_types: object,
     description: object = "",
@@ -139,7 +141,10 @@ def webhook_endpoint_create(
             code="too_many_endpoints",
         )
     endpoint = WebhookEndpoint.objects.create(
-        organization_id=organization_id, secret=secret_generate(), created_by=actor, **values
+        organization_id=organization_id,
+        secret=secret_generate(),
+        created_by=actor if isinstance(actor, User) else None,
+        **values,
     )
     _audit(endpoint, action="create", actor=actor, **values)
     return endpoint
@@ -150,7 +155,7 @@ def webhook_endpoint_update(
     *,
     organization_id: int,
     endpoint_id: int,
-    actor: User | None,
+    actor: Actor,
     url: object = UNSET,
     event_types: object = UNSET,
     description: object = UNSET,
@@ -180,7 +185,7 @@ def webhook_endpoint_update(
 
 
 @transaction.atomic
-def webhook_endpoint_secret_rotate(*, organization_id: int, endpoint_id: int, actor: User | None) -> WebhookEndpoint:
+def webhook_endpoint_secret_rotate(*, organization_id: int, endpoint_id: int, actor: Actor) -> WebhookEndpoint:
     """A new secret; deliveries from now on (retries included) are signed with it."""
     endpoint = endpoint_of(organization_id=organization_id, endpoint_id=endpoint_id, lock=True)
     endpoint.secret = secret_generate()
@@ -190,7 +195,7 @@ def webhook_endpoint_secret_rotate(*, organization_id: int, endpoint_id: int, ac
 
 
 @transaction.atomic
-def webhook_endpoint_delete(*, organization_id: int, endpoint_id: int, actor: User | None) -> None:
+def webhook_endpoint_delete(*, organization_id: int, endpoint_id: int, actor: Actor) -> None:
     """Delete an endpoint with its delivery log (the events stay: other endpoints may have received them)."""
     endpoint = endpoint_of(organization_id=organization_id, endpoint_id=endpoint_id, lock=True)
     _audit(endpoint, action="delete", actor=actor, url=endpoint.url)

@@ -126,7 +126,9 @@ def test_backoff_doubles_and_gives_up_after_a_day(org_a, endpoint, receiver, set
     assert 10 < delivery.attempts < 20
     # A redelivery by hand sends it again now, and it goes through.
     receiver.status = 200
-    services.webhook_delivery_redeliver(organization_id=org_a.pk, delivery_id=delivery.pk, actor=None)
+    services.webhook_delivery_redeliver(
+        organization_id=org_a.pk, endpoint_id=endpoint.pk, delivery_id=delivery.pk, actor=None
+    )
     assert services.webhook_delivery_attempt(delivery_id=delivery.pk).delivery.status == DeliveryStatus.SUCCEEDED
 
 

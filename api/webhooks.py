@@ -1,50 +1,82 @@
 """The webhooks REST API, /api/webhooks/...: JSON, in the public OpenAPI schema.
 
-Authenticated by the web session (with its CSRF token) for a member whose role may manage webhooks (owners,
-billing admins, developers), acting for the organization the session has chosen. Views are thin: read the body,
-call one service or selector, answer JSON; errors come out in the one error shape (api.errors), e.g. an unknown or
-another organization's endpoint is a 404, a bad URL or event type a 400 naming the field.
+Authenticated by an API key of the organization (`Authorization: Bearer sk-tb-...`) whose scopes allow the
+`webhooks` endpoint (a key with no endpoint scopes allows every endpoint). People use the Webhooks page instead.
+Views are thin: read the body, call one service or selector, answer JSON; errors come out in the one error shape
+(api.errors), e.g. an unknown or another organization's endpoint is a 404, a bad URL or event type a 400 naming
+the field.
 """
 
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
-from rest_framework import serializers, status
-from rest_framework.authentication import SessionAuthentication
+from rest_framework import exceptions, serializers, status
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.ids import is_id_text
+from accounts.models import ApiKeyEndpoint
 from api.pagination import StrictLimitOffsetPagination
 from api.parsers import SafeJSONParser
+from billing.metering.callers import AuthenticatedKey, apikey_authenticate
 from billing.webhooks import selectors, services
 from billing.webhooks.errors import NotFound
 from billing.webhooks.models import SUBSCRIBABLE, WebhookDelivery, WebhookEndpoint
 from core.errors import ApplicationError
-from web.context import current_membership
-from web.views.webhooks import WEBHOOK_ROLES
 
 TAG = "webhooks"
 ERRORS = {
     400: OpenApiResponse(description="Invalid input; `error.param` names the field and the message says why."),
-    403: OpenApiResponse(description="Not logged in, or the role may not manage webhooks (viewers)."),
+    401: OpenApiResponse(description="No API key, or a wrong, revoked or expired one."),
+    403: OpenApiResponse(description="The key's scopes do not allow the webhooks endpoint."),
     404: OpenApiResponse(description="No such endpoint or delivery in this organization."),
 }
 
 
+class ApiKeyAuthentication(BaseAuthentication):
+    """An API key in the Authorization header, as the metered API takes it; the request acts for its organization."""
+
+    def authenticate(self, request: Request) -> tuple[AnonymousUser, AuthenticatedKey] | None:
+        parts = get_authorization_header(request).split()
+        if not parts:
+            return None
+        if len(parts) != 2 or parts[0].lower() != b"bearer":
+            raise exceptions.AuthenticationFailed("Send the API key as `Authorization: Bearer sk-tb-...`.")
+        try:
+            secret = parts[1].decode("ascii")
+        except UnicodeDecodeError:
+            secret = ""
+        key = apikey_authenticate(secret=secret)
+        if key is None:
+            raise exceptions.AuthenticationFailed("Incorrect API key provided, or the key was revoked or has expired.")
+        return AnonymousUser(), key
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """The same scheme as the metered API's (its definition is merged in from api.gateway.schema)."""
+
+    target_class = ApiKeyAuthentication
+    name = "apiKeyAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer"}
+
+
 class ManagesWebhooks(BasePermission):
-    message = "Your role in this organization does not allow managing webhooks (owners, billing admins, developers)."
+    message = "This API key's scopes do not allow the webhooks endpoint."
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        if not request.user or not request.user.is_authenticated:
-            return False
-        membership = current_membership(request._request)
-        if membership is None or membership.role not in WEBHOOK_ROLES:
-            return False
-        request.membership = membership  # type: ignore[attr-defined]
-        return True
+        if not isinstance(request.auth, AuthenticatedKey):
+            raise exceptions.NotAuthenticated("Send an API key as `Authorization: Bearer sk-tb-...`.")
+        return request.auth.allows_endpoint(ApiKeyEndpoint.WEBHOOKS)
 
 
 class EndpointInputSerializer(serializers.Serializer):
@@ -121,7 +153,17 @@ def _body(request: Request) -> dict[str, Any]:
 
 
 def _organization_id(request: Request) -> int:
-    return int(request.membership.organization_id)  # type: ignore[attr-defined]
+    return _key(request).organization_id
+
+
+def _key(request: Request) -> AuthenticatedKey:
+    assert isinstance(request.auth, AuthenticatedKey)  # ManagesWebhooks let only keys through
+    return request.auth
+
+
+def _actor(request: Request) -> str:
+    """Who the audit log names: the key (a program acts, not a person)."""
+    return f"api key {_key(request).key_id}"
 
 
 def _endpoint_json(endpoint: WebhookEndpoint) -> dict[str, Any]:
@@ -134,7 +176,7 @@ def _delivery_json(delivery: WebhookDelivery) -> dict[str, Any]:
 
 
 class WebhooksApi(APIView):
-    authentication_classes = [SessionAuthentication]
+    authentication_classes = [ApiKeyAuthentication]
     permission_classes = [ManagesWebhooks]
     parser_classes = [SafeJSONParser]
 
@@ -164,7 +206,7 @@ class EndpointListApi(WebhooksApi):
             raise ApplicationError(f"unknown field {unknown[0][:60]!r}", param=unknown[0][:60])
         endpoint = services.webhook_endpoint_create(
             organization_id=_organization_id(request),
-            actor=request.user,  # type: ignore[arg-type]
+            actor=_actor(request),
             url=body.get("url"),
             event_types=body.get("event_types"),
             description=body.get("description", ""),
@@ -202,7 +244,7 @@ class EndpointApi(WebhooksApi):
         endpoint = services.webhook_endpoint_update(
             organization_id=_organization_id(request),
             endpoint_id=_id(endpoint_id, "endpoint"),
-            actor=request.user,  # type: ignore[arg-type]
+            actor=_actor(request),
             **{name: body[name] for name in fields if name in body},
         )
         return Response(_endpoint_json(endpoint))
@@ -217,7 +259,7 @@ class EndpointApi(WebhooksApi):
         services.webhook_endpoint_delete(
             organization_id=_organization_id(request),
             endpoint_id=_id(endpoint_id, "endpoint"),
-            actor=request.user,  # type: ignore[arg-type]
+            actor=_actor(request),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -234,7 +276,7 @@ class EndpointSecretRotateApi(WebhooksApi):
         endpoint = services.webhook_endpoint_secret_rotate(
             organization_id=_organization_id(request),
             endpoint_id=_id(endpoint_id, "endpoint"),
-            actor=request.user,  # type: ignore[arg-type]
+            actor=_actor(request),
         )
         return Response(_endpoint_json(endpoint))
 
@@ -251,7 +293,7 @@ class EndpointTestApi(WebhooksApi):
         delivery = services.webhook_test_send(
             organization_id=_organization_id(request),
             endpoint_id=_id(endpoint_id, "endpoint"),
-            actor=request.user,  # type: ignore[arg-type]
+            actor=_actor(request),
         )
         return Response(_delivery_json(delivery), status=status.HTTP_202_ACCEPTED)
 
@@ -285,14 +327,10 @@ class DeliveryRedeliverApi(WebhooksApi):
         responses={202: DeliveryOutputSerializer, **ERRORS},
     )
     def post(self, request: Request, endpoint_id: str, delivery_id: str) -> Response:
-        organization_id = _organization_id(request)
-        endpoint = selectors.endpoint_of(organization_id=organization_id, endpoint_id=_id(endpoint_id, "endpoint"))
-        delivery_pk = _id(delivery_id, "delivery")
-        if not WebhookDelivery.objects.filter(pk=delivery_pk, endpoint_id=endpoint.pk).exists():
-            raise NotFound("webhook delivery not found", param="delivery_id")
         delivery = services.webhook_delivery_redeliver(
-            organization_id=organization_id,
-            delivery_id=delivery_pk,
-            actor=request.user,  # type: ignore[arg-type]
+            organization_id=_organization_id(request),
+            endpoint_id=_id(endpoint_id, "endpoint"),
+            delivery_id=_id(delivery_id, "delivery"),
+            actor=_actor(request),
         )
         return Response(_delivery_json(delivery), status=status.HTTP_202_ACCEPTED)
