@@ -16,6 +16,8 @@ def webhook_delivery_task(self: Task, delivery_id: int) -> str:  # type: ignore[
     """One attempt; when it failed and the window allows, the same task again at the delivery's next time. A call
     that sent nothing (not due, or another worker's) stops here, so one delivery has one chain of retries."""
     attempted = services.webhook_delivery_attempt(delivery_id=delivery_id)
+    if attempted is None:
+        return "gone"
     delivery = attempted.delivery
     if attempted.sent and delivery.status == DeliveryStatus.PENDING and delivery.next_attempt_at is not None:
         countdown = max((delivery.next_attempt_at - timezone.now()).total_seconds(), 0.0)

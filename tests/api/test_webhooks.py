@@ -89,10 +89,17 @@ def test_create_list_change_and_delete_through_the_api(as_bob, org_a):
     ("body", "param", "message"),
     [
         ({"url": "ftp://hooks.example.com", "event_types": ["balance.low"]}, "url", "http:// or https://"),
-        ({"url": "not a url", "event_types": ["balance.low"]}, "url", "http:// or https://"),
+        ({"url": "hooks.example.com/in", "event_types": ["balance.low"]}, "url", "http:// or https://"),
+        ({"url": "not a url", "event_types": ["balance.low"]}, "url", "spaces"),
         ({"url": "https://user:pw@hooks.example.com", "event_types": ["balance.low"]}, "url", "user name"),
         ({"url": "https://hooks.example.com:99999/", "event_types": ["balance.low"]}, "url", "port"),
         ({"url": 12, "event_types": ["balance.low"]}, "url", "URL"),
+        ({"url": "https://hooks.example.com/a\x00b", "event_types": ["balance.low"]}, "url", "control characters"),
+        (
+            {"url": "https://hooks.example.com", "event_types": ["balance.low"], "description": "a\x00"},
+            "description",
+            "text",
+        ),
         ({"url": "https://hooks.example.com", "event_types": ["balance.lo"]}, "event_types", "unknown event type"),
         ({"url": "https://hooks.example.com", "event_types": ["webhook.test"]}, "event_types", "unknown event type"),
         ({"url": "https://hooks.example.com", "event_types": []}, "event_types", "at least one"),

@@ -24,7 +24,7 @@ def test_register_an_endpoint_and_send_a_test_event(live_url, page, org_a, bob, 
 
     page.goto(f"{live_url}/settings/notifications/")
     page.get_by_role("link", name="Webhooks").click()
-    page.get_by_label("Endpoint URL").fill("not a url")
+    page.get_by_label("Endpoint URL").fill("hooks.example.com/in")
     page.get_by_label("balance.low — Balance low").check()
     page.get_by_role("button", name="Add endpoint").click()
     expect(page.locator(".has-error")).to_contain_text("http:// or https://")

@@ -28,6 +28,8 @@ from billing.webhooks.signing import SIGNATURE_HEADER, signature_header
 MAX_RETRY_DELAY = timedelta(hours=4)
 # How long after it fell due the sweep takes a pending delivery as lost (its task never ran).
 SWEEP_GRACE = timedelta(minutes=2)
+# A retry's task may run a moment before the time it was scheduled for (another clock): it still counts as due.
+CLAIM_SLACK = timedelta(seconds=1)
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -48,14 +50,16 @@ class Attempted:
     sent: bool
 
 
-def webhook_delivery_attempt(*, delivery_id: int) -> Attempted:
+def webhook_delivery_attempt(*, delivery_id: int) -> Attempted | None:
     """Send a due delivery once and record the outcome: succeeded, pending again (with the next time), or failed
-    (the retry window is over, or the endpoint was disabled)."""
+    (the retry window is over, or the endpoint was disabled). None when the delivery no longer exists."""
     started_at = timezone.now()
     claimed = WebhookDelivery.objects.filter(
-        pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=started_at
+        pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=started_at + CLAIM_SLACK
     ).update(attempts=F("attempts") + 1, next_attempt_at=started_at + _lease())
-    delivery = WebhookDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
+    delivery = WebhookDelivery.objects.select_related("event", "endpoint").filter(pk=delivery_id).first()
+    if delivery is None:  # its endpoint was deleted
+        return None
     if not claimed:
         return Attempted(delivery, sent=False)
     endpoint, event = delivery.endpoint, delivery.event

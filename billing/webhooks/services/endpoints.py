@@ -37,6 +37,8 @@ def url_clean(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ApplicationError("url must be an http:// or https:// URL", param="url")
     url = value.strip()
+    if any(ord(char) < 33 or ord(char) == 127 for char in url):
+        raise ApplicationError("url must not contain spaces or control characters", param="url")
     if len(url) > MAX_URL_LENGTH:
         raise ApplicationError(f"url must be at most {MAX_URL_LENGTH} characters", param="url")
     try:
@@ -85,7 +87,7 @@ def event_types_clean(value: object) -> list[str]:
 def _description_clean(value: object) -> str:
     if value is None:
         return ""
-    if not isinstance(value, str) or len(value) > 200:
+    if not isinstance(value, str) or len(value) > 200 or "\x00" in value:
         raise ApplicationError("description must be text of at most 200 characters", param="description")
     return value.strip()
 

@@ -12,7 +12,7 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
-from billing.webhooks import services, transport
+from billing.webhooks import services, tasks, transport
 from billing.webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEvent
 from billing.webhooks.services.deliveries import retry_delay
 from billing.webhooks.services.events import webhook_test_event_record
@@ -269,3 +269,36 @@ def test_disabling_an_endpoint_gives_up_its_pending_deliveries(org_a, endpoint, 
     assert delivery.status == DeliveryStatus.FAILED
     assert not services.webhook_delivery_attempt(delivery_id=delivery.pk).sent
     assert receiver.requests == []
+
+
+def test_the_sweep_sends_deliveries_whose_task_was_lost(org_a, endpoint, receiver, settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    delivery = WebhookDelivery.objects.get(event=emit(org_a))  # its task was never queued (no commit here)
+    assert tasks.webhooks_sweep_task.apply().get() == 0  # not lost yet: just due
+    with time_machine.travel(timezone.now() + timedelta(minutes=3)):
+        assert tasks.webhooks_sweep_task.apply().get() == 1
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.SUCCEEDED and len(receiver.requests) == 1
+
+
+def test_the_task_of_a_deleted_endpoint_ends_quietly(org_a, endpoint, receiver, settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    delivery = WebhookDelivery.objects.get(event=emit(org_a))
+    services.webhook_endpoint_delete(organization_id=org_a.pk, endpoint_id=endpoint.pk, actor=None)
+    assert tasks.webhook_delivery_task.apply(args=[delivery.pk]).get() == "gone"
+    assert receiver.requests == []
+
+
+def test_a_failed_attempt_queues_the_task_again_for_the_next_time(org_a, endpoint, receiver, monkeypatch):
+    receiver.status = 500
+    delivery = WebhookDelivery.objects.get(event=emit(org_a))
+    scheduled = []
+    monkeypatch.setattr(
+        tasks.webhook_delivery_task, "retry", lambda **kw: scheduled.append(kw) or RuntimeError("retry")
+    )
+    with pytest.raises(RuntimeError):
+        tasks.webhook_delivery_task.run(delivery.pk)
+    delivery.refresh_from_db()
+    (retry,) = scheduled
+    assert 25 < retry["countdown"] <= 30  # the first backoff step
+    assert delivery.attempts == 1 and delivery.status == DeliveryStatus.PENDING
