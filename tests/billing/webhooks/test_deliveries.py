@@ -302,3 +302,33 @@ def test_a_failed_attempt_queues_the_task_again_for_the_next_time(org_a, endpoin
     (retry,) = scheduled
     assert 25 < retry["countdown"] <= 30  # the first backoff step
     assert delivery.attempts == 1 and delivery.status == DeliveryStatus.PENDING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_workers_racing_for_one_delivery_send_it_once(org_a, receiver):
+    """Eight workers given the same delivery at once (a task delivered twice, the sweep, a retry): the claim lets one
+    of them send it."""
+    receiver.delay = 0.2  # the winner is still sending while the others try
+    endpoint = services.webhook_endpoint_create(
+        organization_id=org_a.pk, actor=None, url=receiver.url, event_types=["balance.low"]
+    )
+    delivery = WebhookDelivery.objects.get(event=emit(org_a, event_type="balance.low"))
+    barrier = threading.Barrier(8)
+    sent = []
+
+    def worker():
+        try:
+            barrier.wait()
+            sent.append(services.webhook_delivery_attempt(delivery_id=delivery.pk).sent)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(sent) == [False] * 7 + [True]
+    assert len(receiver.requests) == 1
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, endpoint.pk) == (DeliveryStatus.SUCCEEDED, 1, delivery.endpoint_id)
