@@ -3,9 +3,9 @@
 answered with a 5xx.
 
 Staff operations go out as a logged-in staff member (a session cookie, with the CSRF token that writes need),
-/v1 and /api/webhooks/ operations with an API key of a funded organization, so all get past authentication into the code that
-reads their input. Bounded (a few examples per operation and generation mode) and derandomized, so a run takes
-about a minute on two cores and repeats itself.
+/v1 and /api/webhooks/ operations with an API key of a funded organization, so all get past authentication into
+the code that reads their input. Bounded (a few examples per operation and generation mode) and derandomized, so
+a run takes about a minute on two cores and repeats itself.
 """
 
 import json
