@@ -43,7 +43,7 @@ class Membership(models.Model):
 
 
 class ApiKeyEndpoint(models.TextChoices):
-    """The metered API's endpoints a key can be limited to (an empty scope list allows all of them)."""
+    """The API endpoints a key can be limited to (an empty scope list allows all of them)."""
 
     CHAT = "chat", "Chat completions"
     EMBEDDINGS = "embeddings", "Embeddings"
@@ -51,6 +51,8 @@ class ApiKeyEndpoint(models.TextChoices):
     MODELS = "models", "Models"
     BALANCE = "balance", "Balance"
     USAGE = "usage", "Usage reporting"
+    # The webhooks REST API (/api/webhooks/): register endpoints, read their secrets and delivery logs.
+    WEBHOOKS = "webhooks", "Webhooks"
 
 
 class SpendPeriod(models.TextChoices):

@@ -2,7 +2,7 @@
 
 from django.urls import include, path
 
-from api import docs, stripe_webhook
+from api import docs, stripe_webhook, webhooks
 
 urlpatterns = [
     path("v1/", include("api.gateway.urls")),
@@ -21,4 +21,23 @@ urlpatterns = [
     path("api/staff/", include("api.staff.pricing.urls")),
     # Staff: model servers (upstreams) per model.
     path("api/staff/", include("api.staff.upstreams")),
+    # Customers' webhook endpoints, their delivery logs, test events and redelivery (API keys).
+    path("api/webhooks/endpoints/", webhooks.EndpointListApi.as_view(), name="api_webhook_endpoints"),
+    path("api/webhooks/endpoints/<str:endpoint_id>/", webhooks.EndpointApi.as_view(), name="api_webhook_endpoint"),
+    path(
+        "api/webhooks/endpoints/<str:endpoint_id>/rotate_secret/",
+        webhooks.EndpointSecretRotateApi.as_view(),
+        name="api_webhook_endpoint_rotate",
+    ),
+    path("api/webhooks/endpoints/<str:endpoint_id>/test/", webhooks.EndpointTestApi.as_view(), name="api_webhook_test"),
+    path(
+        "api/webhooks/endpoints/<str:endpoint_id>/deliveries/",
+        webhooks.DeliveryListApi.as_view(),
+        name="api_webhook_deliveries",
+    ),
+    path(
+        "api/webhooks/endpoints/<str:endpoint_id>/deliveries/<str:delivery_id>/redeliver/",
+        webhooks.DeliveryRedeliverApi.as_view(),
+        name="api_webhook_redeliver",
+    ),
 ]

@@ -132,6 +132,7 @@ INSTALLED_APPS = [
     "billing.notifications",
     "billing.metering",
     "billing.invoicing",
+    "billing.webhooks",
     "api",
     # The web UI: customer pages and the staff console (HTML), and their template tags.
     "web",
@@ -490,6 +491,29 @@ CELERY_BEAT_SCHEDULE["notifications-check"] = {
     "task": "billing.notifications.tasks.notifications_check_task",
     "schedule": float(NOTIFICATIONS_CHECK_SECONDS),
 }
+# --- Outbound webhooks (billing.webhooks) ---
+# Deliveries to private, loopback, link-local and other non-public addresses are refused unless this is true
+# (a receiver on the same network as the product, or tests).
+WEBHOOKS_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", False)
+# Seconds each delivery may take to connect, and to send and read (each step), before it counts as failed.
+WEBHOOKS_TIMEOUT_SECONDS = env_int("WEBHOOKS_TIMEOUT_SECONDS", 10, minimum=1, maximum=30)
+# A failed delivery is tried again after 30 s, 1 min, 2 min, ... (doubling, at most 4 hours apart) until this many
+# seconds have passed since the event; then it is given up (it can still be redelivered by hand).
+WEBHOOKS_RETRY_BASE_SECONDS = env_int("WEBHOOKS_RETRY_BASE_SECONDS", 30, minimum=1, maximum=3600)
+WEBHOOKS_RETRY_WINDOW_SECONDS = env_int("WEBHOOKS_RETRY_WINDOW_SECONDS", 86400, minimum=60, maximum=7 * 86400)
+# How often Celery beat sends the deliveries that are due and whose task was lost (a worker died).
+WEBHOOKS_SWEEP_SECONDS = env_int("WEBHOOKS_SWEEP_SECONDS", 60, minimum=10)
+# api_key.expiring goes out once per key and expiry, when the key expires within this many days (checked hourly).
+WEBHOOKS_KEY_EXPIRING_DAYS = env_int("WEBHOOKS_KEY_EXPIRING_DAYS", 7, minimum=1, maximum=90)
+CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {
+    "task": "billing.webhooks.tasks.webhooks_sweep_task",
+    "schedule": float(WEBHOOKS_SWEEP_SECONDS),
+}
+CELERY_BEAT_SCHEDULE["webhooks-keys-expiring"] = {
+    "task": "billing.webhooks.tasks.webhooks_keys_expiring_task",
+    "schedule": 3600.0,
+}
+
 # Reverse proxies in front of the web server that append to X-Forwarded-For. The login rate limits key on the
 # client address: 0 (no proxy) uses the socket's address; behind one load balancer set 1, or every visitor
 # would share the proxy's address and its limits.

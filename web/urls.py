@@ -3,7 +3,7 @@
 from django.urls import path
 
 from web import context
-from web.views import dashboard, invitations, keys, members, notifications, organizations, pricing, usage
+from web.views import dashboard, invitations, keys, members, notifications, organizations, pricing, usage, webhooks
 
 urlpatterns = [
     path("organization/switch/", context.organization_switch, name="organization_switch"),
@@ -33,4 +33,18 @@ urlpatterns = [
     path("settings/notifications/", notifications.notification_settings, name="notification_settings"),
     path("organizations/new/", organizations.organization_new, name="organization_new"),
     path("pricing/", pricing.pricing, name="pricing"),
+]
+
+# Outbound webhooks: the organization's endpoints, their delivery logs, test events and redelivery.
+urlpatterns += [
+    path("settings/webhooks/", webhooks.webhook_list, name="webhooks"),
+    path("settings/webhooks/<int:endpoint_id>/", webhooks.webhook_detail, name="webhook_detail"),
+    path("settings/webhooks/<int:endpoint_id>/test/", webhooks.webhook_test, name="webhook_test"),
+    path("settings/webhooks/<int:endpoint_id>/rotate/", webhooks.webhook_rotate, name="webhook_rotate"),
+    path("settings/webhooks/<int:endpoint_id>/delete/", webhooks.webhook_delete, name="webhook_delete"),
+    path(
+        "settings/webhooks/<int:endpoint_id>/deliveries/<int:delivery_id>/redeliver/",
+        webhooks.webhook_redeliver,
+        name="webhook_redeliver",
+    ),
 ]

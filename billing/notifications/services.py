@@ -20,7 +20,9 @@ from django.utils import timezone
 from accounts.models import Organization
 from accounts.services import audit_record
 from billing.notifications import selectors
-from billing.notifications.models import MAX_EXPIRY_WINDOW_DAYS, Notice, NotificationSettings
+from billing.notifications.models import MAX_EXPIRY_WINDOW_DAYS, Notice, NoticeKind, NotificationSettings
+from billing.webhooks.models import EventType
+from billing.webhooks.services import webhook_event_emit
 from core.errors import ApplicationError
 from core.money import MAX_AMOUNT_NANO, format_amount, money_display
 
@@ -97,9 +99,32 @@ def notices_send(*, organization_id: int, now: datetime | None = None) -> list[N
         )
         if is_new:
             created.append(notice)
+            if notice.kind == NoticeKind.LOW_BALANCE:
+                _balance_low_emit(notice)
         if notice.emailed_at is None and prefs.email_enabled:
             transaction.on_commit(partial(notice_email_send, notice_id=notice.pk), robust=True)
     return created
+
+
+def _balance_low_emit(notice: Notice) -> None:
+    """balance.low to the organization's webhooks, once per notice (at most once a day)."""
+    currency = notice.detail.get("currency", "USD")
+    available, threshold = int(notice.detail["available_nano"]), int(notice.detail["threshold_nano"])
+    webhook_event_emit(
+        organization_id=notice.organization_id,
+        event_type=EventType.BALANCE_LOW,
+        data={
+            "balance": {
+                "available": format_amount(available),
+                "available_nano": available,
+                "threshold": format_amount(threshold),
+                "threshold_nano": threshold,
+                "currency": currency,
+            },
+            "top_up_url": f"{settings.SITE_URL.rstrip('/')}/billing/top-up/",
+        },
+        idempotency_key=f"balance.low:{notice.dedupe_key}",
+    )
 
 
 def _email_context(notice: Notice) -> dict[str, object]:

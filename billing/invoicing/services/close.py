@@ -32,7 +32,9 @@ from billing.invoicing.models import (
 )
 from billing.invoicing.selectors import billed_to_of, periods_next
 from billing.invoicing.services.emails import billing_email_queue
+from billing.invoicing.services.events import invoice_event_emit
 from billing.ledger.services import wallet_get_or_create
+from billing.webhooks.models import EventType
 from core.errors import ApplicationError
 
 
@@ -255,6 +257,10 @@ def invoices_finalize(*, invoice_ids: list[int]) -> None:
         for invoice in (d for d in drafts if d.charges_nano or d.total_minor):
             billing_email_queue(
                 organization_id=invoice.organization_id, kind=BillingEmailKind.INVOICE_ISSUED, object_id=invoice.pk
+            )
+        for invoice in drafts:
+            invoice_event_emit(
+                invoice=invoice, event_type=EventType.INVOICE_ISSUED, idempotency_key=f"invoice.issued:{invoice.pk}"
             )
 
 

@@ -15,7 +15,9 @@ from django.utils import timezone
 from billing.invoicing.models import NANO_PER_MINOR, BillingEmailKind, Invoice, InvoiceStatus
 from billing.invoicing.services.dunning import dunning_start, postpaid_restore
 from billing.invoicing.services.emails import billing_email_queue
+from billing.invoicing.services.events import invoice_event_emit
 from billing.ledger import services as ledger
+from billing.webhooks.models import EventType
 
 
 def _ours(stripe_invoice: dict[str, Any]) -> Invoice | None:
@@ -118,6 +120,11 @@ def _payment_failed(stripe_invoice: dict[str, Any]) -> str | None:
     )
     invoice.payment_error = (error or invoice.payment_error or "The payment failed.")[:1000]
     invoice.save(update_fields=["payment_attempts", "payment_error"])
+    invoice_event_emit(
+        invoice=invoice,
+        event_type=EventType.INVOICE_PAYMENT_FAILED,
+        idempotency_key=f"invoice.payment_failed:{invoice.pk}:{invoice.payment_attempts}",
+    )
     dunning_start(invoice_id=invoice.pk)
     return None
 

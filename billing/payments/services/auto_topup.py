@@ -34,6 +34,7 @@ from billing.payments.services.common import (
     error_payment_intent_id,
     top_up_metadata,
 )
+from billing.payments.services.events import topup_event_emit
 from billing.payments.services.topups import payment_error, topup_fail
 from billing.payments.stripe_client import (
     intent_options,
@@ -41,6 +42,7 @@ from billing.payments.stripe_client import (
     stripe_error_is_transient,
     stripe_error_message,
 )
+from billing.webhooks.models import EventType
 from core.money import money_display
 
 logger = logging.getLogger(__name__)
@@ -217,6 +219,7 @@ def auto_topup_failed(*, top_up_id: int, message: str, code: str, payment_intent
         top_up = TopUp.objects.get(pk=top_up_id)
         auto_topup_disable(organization_id=top_up.organization_id, reason=message)
         auto_topup_settled(top_up=top_up)
+        topup_event_emit(top_up=top_up, event_type=EventType.AUTO_TOP_UP_FAILED)
         transaction.on_commit(lambda: _notify_later(top_up_id))
     return True
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import stripe
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -33,7 +34,9 @@ from billing.payments.services.common import (
     topup_amount_clean,
 )
 from billing.payments.services.customers import with_stripe_customer
+from billing.payments.services.events import topup_event_emit
 from billing.payments.stripe_client import intent_options, stripe_client, stripe_error_message
+from billing.webhooks.models import EventType
 from core.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -290,12 +293,17 @@ def topup_sync(*, organization_id: int, top_up_id: int) -> TopUp:
 
 def _fail_unconfirmed(top_up: TopUp) -> None:
     """A saved-card top-up never charged (the page was left before the pay step): nothing can be charged any more."""
-    TopUp.objects.filter(pk=top_up.pk, status=TopUp.Status.PENDING, stripe_payment_intent_id__isnull=True).update(
-        status=TopUp.Status.FAILED,
-        failure_message=CARD_NOT_CONFIRMED[0],
-        failure_code=CARD_NOT_CONFIRMED[1],
-        updated_at=timezone.now(),
-    )
+    with transaction.atomic():
+        failed = TopUp.objects.filter(
+            pk=top_up.pk, status=TopUp.Status.PENDING, stripe_payment_intent_id__isnull=True
+        ).update(
+            status=TopUp.Status.FAILED,
+            failure_message=CARD_NOT_CONFIRMED[0],
+            failure_code=CARD_NOT_CONFIRMED[1],
+            updated_at=timezone.now(),
+        )
+        if failed:
+            topup_event_emit(top_up=TopUp.objects.get(pk=top_up.pk), event_type=EventType.TOP_UP_FAILED)
 
 
 def topup_fail(*, top_up_id: int, message: str, code: str, payment_intent_id: str | None = None) -> bool:
@@ -314,7 +322,13 @@ def topup_fail(*, top_up_id: int, message: str, code: str, payment_intent_id: st
         in_flight = in_flight.filter(
             Q(stripe_payment_intent_id__isnull=True) | Q(stripe_payment_intent_id=payment_intent_id)
         )
-    return bool(in_flight.update(**changes))
+    with transaction.atomic():
+        failed = bool(in_flight.update(**changes))
+        top_up = TopUp.objects.get(pk=top_up_id) if failed else None
+        # An automatic top-up's failure is announced as auto_top_up.failed (by auto_topup_failed).
+        if top_up is not None and top_up.kind == TopUp.Kind.MANUAL:
+            topup_event_emit(top_up=top_up, event_type=EventType.TOP_UP_FAILED)
+    return failed
 
 
 def topup_for_payment_intent(payment_intent: dict[str, Any], *, lock: bool = True) -> TopUp | None:
@@ -402,4 +416,5 @@ def topup_paid(*, payment_intent: dict[str, Any]) -> TopUp | None:
     billing_email_queue(
         organization_id=top_up.organization_id, kind=BillingEmailKind.TOP_UP_RECEIPT, object_id=top_up.pk
     )
+    topup_event_emit(top_up=top_up, event_type=EventType.TOP_UP_SUCCEEDED)
     return top_up
