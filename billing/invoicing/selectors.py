@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Max, Min, Q, QuerySet
+from django.db.models import Max, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
 from billing.invoicing.errors import InvoiceNotFound
@@ -20,6 +20,17 @@ def invoices_list(*, organization_id: int | None = None, status: str | None = No
     if status is not None:
         invoices = invoices.filter(status=status)
     return invoices.order_by("-period_start", "-id")
+
+
+def amount_due_minor(*, invoice: Invoice) -> int:
+    """What the invoice still asks for, in minor units: its total less its credit notes (never below zero)."""
+    notes = Invoice.objects.filter(corrects=invoice, status=InvoiceStatus.ISSUED)
+    credited = notes.aggregate(total=Sum("total_minor"))["total"] or 0
+    return max(0, invoice.total_minor + credited)
+
+
+def credit_notes_of(*, invoice_id: int) -> QuerySet[Invoice]:
+    return Invoice.objects.filter(corrects_id=invoice_id, status=InvoiceStatus.ISSUED).order_by("id")
 
 
 def invoice_get(*, invoice_id: int) -> Invoice:

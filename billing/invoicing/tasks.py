@@ -6,6 +6,7 @@ run)."""
 from celery import shared_task
 
 from billing.invoicing import selectors, services
+from billing.invoicing.services.credit_notes import credit_note_stripe_push
 from billing.invoicing.services.dunning import invoices_dunning
 from billing.invoicing.services.progressive import invoice_progressive_close, organizations_over_threshold
 from billing.invoicing.services.stripe_push import invoices_push_pending
@@ -36,3 +37,9 @@ def invoices_close_organizations_task(organization_ids: list[int]) -> list[int]:
 @shared_task(acks_late=True)
 def invoices_dunning_task() -> dict[str, int]:
     return invoices_dunning()
+
+
+@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=30, max_retries=8)
+def credit_note_stripe_push_task(credit_note_id: int) -> None:
+    """Lower Stripe's open invoice by a credit note (idempotent: keyed by the credit note)."""
+    credit_note_stripe_push(credit_note_id=credit_note_id)
