@@ -13,12 +13,24 @@ from billing.invoicing.periods import period_after, period_containing
 from billing.ledger.models import Wallet
 
 
-def invoices_list(*, organization_id: int | None = None, status: str | None = None) -> QuerySet[Invoice]:
+def invoices_list(
+    *,
+    organization_id: int | None = None,
+    status: str | None = None,
+    kind: str | None = None,
+    period_start: datetime | None = None,
+) -> QuerySet[Invoice]:
+    """Invoices and credit notes, newest period first; `period_start`: the documents of periods starting in that
+    month (an organization's period may start on its anchor day)."""
     invoices = Invoice.objects.all()
     if organization_id is not None:
         invoices = invoices.filter(organization_id=organization_id)
     if status is not None:
         invoices = invoices.filter(status=status)
+    if kind is not None:
+        invoices = invoices.filter(kind=kind)
+    if period_start is not None:
+        invoices = invoices.filter(period_start__year=period_start.year, period_start__month=period_start.month)
     return invoices.order_by("-period_start", "-id")
 
 

@@ -183,7 +183,7 @@ def _write(
             organization_id=invoice.organization_id,
             kind="refund",
             amount_nano=given_back,
-            idempotency_key=f"credit-note:{invoice.pk}:{key}",
+            idempotency_key=f"credit-note:{note.pk}",
             actor=actor,
             reason=f"credit note {note.number} for invoice {invoice.number}: {reason}"[:500],
             source_ref=f"credit_note:{note.number}",
