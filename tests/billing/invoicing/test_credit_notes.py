@@ -122,7 +122,7 @@ def test_a_line_is_never_credited_beyond_its_amount_and_bad_requests_write_nothi
             credit_note_issue(invoice_id=invoice.pk, lines=lines, reason=reason, idempotency_key=key, actor="s")
         assert raised.value.param == param, (lines, key, reason)
     with pytest.raises(InvoiceNotFound):
-        issue(Invoice(pk=987654))
+        issue(Invoice(pk=987654), LineCredit(1))
     assert Invoice.objects.filter(kind="credit_note").count() == 1
     # What is left of the line can still be credited, whole.
     rest = issue(invoice, LineCredit(plan.position), key="k3")
