@@ -19,6 +19,7 @@ urlpatterns = [
     path("admin/", admin_urls),
     path("accounts/", include("allauth.urls")),
     path("staff/pricing/", include("web.staff.urls")),
+    path("staff/invoices/", include("web.staff.invoice_urls")),
     path("", include("api.urls")),
     path("", include("web.urls")),
     # Payments: /billing/ pages (top up, auto top-up, receipts).

@@ -45,6 +45,16 @@ def credit_notes_of(*, invoice_id: int) -> QuerySet[Invoice]:
     return Invoice.objects.filter(corrects_id=invoice_id, status=InvoiceStatus.ISSUED).order_by("id")
 
 
+def credited_by_line(*, invoice_id: int) -> dict[int, int]:
+    """How much of each line of the invoice its credit notes reversed so far (the line's sign), by line id."""
+    rows = (
+        InvoiceLine.objects.filter(reverses__invoice_id=invoice_id, invoice__status=InvoiceStatus.ISSUED)
+        .values("reverses_id")
+        .annotate(reversed=Sum("amount_nano"))
+    )
+    return {row["reverses_id"]: -row["reversed"] for row in rows}
+
+
 def invoice_get(*, invoice_id: int) -> Invoice:
     invoice = Invoice.objects.filter(pk=invoice_id).first()
     if invoice is None:

@@ -23,7 +23,6 @@ import stripe
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.services.audit import audit_record
@@ -38,6 +37,7 @@ from billing.invoicing.models import (
     InvoiceStatus,
     LineKind,
 )
+from billing.invoicing.selectors import credited_by_line
 from billing.invoicing.services.close import minor_round, sequence_locked
 from billing.invoicing.services.dunning import postpaid_restore
 from billing.ledger import services as ledger
@@ -100,16 +100,6 @@ def invoice_locked(invoice_id: int) -> Invoice:
     if invoice is None:
         raise InvoiceNotFound(f"No invoice {invoice_id}.", param="invoice")
     return invoice
-
-
-def credited_by_line(*, invoice_id: int) -> dict[int, int]:
-    """How much of each line of the invoice its credit notes reversed so far (the line's sign), by line id."""
-    rows = (
-        InvoiceLine.objects.filter(reverses__invoice_id=invoice_id, invoice__status=InvoiceStatus.ISSUED)
-        .values("reverses_id")
-        .annotate(reversed=Sum("amount_nano"))
-    )
-    return {row["reverses_id"]: -row["reversed"] for row in rows}
 
 
 def _reversal(line: InvoiceLine, amount_nano: int, position: int) -> InvoiceLine:
