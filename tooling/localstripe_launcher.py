@@ -103,7 +103,7 @@ class CreditNote(resources.StripeObject):
             raise UserError(400, "invoice and lines are required")
         target = Invoice._api_retrieve(invoice)
         try:
-            items = [
+            items: list[dict[str, Any]] = [
                 {
                     "type": "custom_line_item",
                     "description": str(line.get("description") or ""),
@@ -115,7 +115,7 @@ class CreditNote(resources.StripeObject):
             ]
         except (KeyError, TypeError, ValueError):
             raise UserError(400, "Invalid lines") from None
-        amount = sum(item["quantity"] * item["unit_amount"] for item in items)
+        amount = sum(int(item["quantity"]) * int(item["unit_amount"]) for item in items)
         if len(items) != len(lines) or amount <= 0:
             raise UserError(400, "Invalid lines")
         if target.status not in ("open", "uncollectible"):

@@ -247,7 +247,7 @@ class CreditNoteCreateApi(APIView):
     permission_classes = [IsAdminUser]
 
     class InputSerializer(serializers.Serializer):
-        lines = CreditNoteLineInputSerializer(many=True, allow_empty=False, max_length=1000)
+        lines = CreditNoteLineInputSerializer(many=True, allow_empty=False)
         reason = StrictCharField(max_length=credit_notes.REASON_MAX_LENGTH)
         idempotency_key = IdempotencyKeyField()
 

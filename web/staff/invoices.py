@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.selectors import audit_events
 from billing.invoicing import selectors
-from billing.invoicing.models import CHARGE_KINDS, NANO_PER_MINOR, DocumentKind, Invoice, InvoiceStatus
+from billing.invoicing.models import CHARGE_KINDS, NANO_PER_MINOR, DocumentKind, Invoice, InvoiceLine, InvoiceStatus
 from billing.invoicing.services import actions, credit_notes
 from core.errors import ApplicationError, ErrorKind
 from core.money import format_amount
@@ -58,6 +58,11 @@ def _invoice_or_404(invoice_id: int) -> Invoice:
     return invoice
 
 
+def _left(line: InvoiceLine, credited: dict[int, int]) -> int:
+    """What is left of the line to credit after earlier credit notes."""
+    return line.amount_nano - credited.get(line.pk, 0)
+
+
 def _detail(
     request: HttpRequest,
     invoice: Invoice,
@@ -72,8 +77,7 @@ def _detail(
         {
             "line": line,
             "amount": _money(line.amount_nano),
-            "left": _money(line.amount_nano - credited.get(line.pk, 0)) if line.kind in CHARGE_KINDS else "",
-            "creditable": line.kind in CHARGE_KINDS and line.amount_nano - credited.get(line.pk, 0) > 0,
+            "left": _money(_left(line, credited)) if line.kind in CHARGE_KINDS else "",
         }
         for line in lines
     ]
@@ -95,7 +99,7 @@ def _detail(
         "credit_form": forms.get("credit-note")
         or CreditNoteForm(
             initial={"idempotency_key": uuid.uuid4().hex},
-            lines=[row["line"] for row in rows if row["creditable"]],
+            lines=[line for line in lines if _left(line, credited) > 0 and line.kind in CHARGE_KINDS],
         ),
         "action_list": [
             ("void", "Void (with a credit note)", is_invoice and invoice.status in credit_notes.VOIDABLE),
@@ -172,6 +176,8 @@ def invoice_action(request: HttpRequest, invoice_id: int, action: str) -> HttpRe
 
 
 def _errors(form: ReasonForm) -> str:
-    return "; ".join(
-        " ".join(errors) if name == "__all__" else f"{name}: {' '.join(errors)}" for name, errors in form.errors.items()
-    )
+    parts = []
+    for name, errors in form.errors.items():
+        text = " ".join(map(str, errors))
+        parts.append(text if name == "__all__" else f"{name}: {text}")
+    return "; ".join(parts)
