@@ -37,7 +37,7 @@ from billing.invoicing.models import (
     InvoiceStatus,
     LineKind,
 )
-from billing.invoicing.selectors import credited_by_line
+from billing.invoicing.selectors import amount_due_minor, credited_by_line
 from billing.invoicing.services.close import minor_round, sequence_locked
 from billing.invoicing.services.dunning import postpaid_restore
 from billing.ledger import services as ledger
@@ -268,6 +268,11 @@ def credit_note_issue(
             )
         reversals.append((line, amount))
     note = _write(invoice, reversals, reason=reason, key=key, actor=actor)
+    if invoice.status in VOIDABLE and not invoice.stripe_invoice_id and amount_due_minor(invoice=invoice) == 0:
+        # Nothing is left due and Stripe never asked for it: settled, as Stripe settles an invoice credited in full.
+        from billing.invoicing.services.collection import invoice_paid
+
+        invoice_paid(invoice_id=invoice.pk, amount_paid_minor=0)
     if invoice.status in VOIDABLE and invoice.stripe_invoice_id and note.total_minor < 0:
         from billing.invoicing.tasks import credit_note_stripe_push_task
 

@@ -285,3 +285,13 @@ def test_concurrent_credit_notes_never_credit_a_line_twice(org):
     assert len(issued) == 3  # 3 x 0.03 <= 0.10 < 4 x 0.03
     assert all(isinstance(r, InvoiceConflict) for r in results if isinstance(r, Exception))
     assert sorted(r.credit_note.number for r in issued) == ["CN-2026-000001", "CN-2026-000002", "CN-2026-000003"]
+
+
+@pytest.mark.django_db
+def test_an_invoice_credited_in_full_before_stripe_ever_saw_it_is_settled(org):
+    invoice = closed(org)
+    usage = line_of(invoice, LineKind.USAGE, "gpt-4o", "output")  # 0.20, more than the 0.15 due
+    issue(invoice, LineCredit(usage.position))
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.payment_grant_id, selectors.amount_due_minor(invoice=invoice)) == ("paid", None, 0)
+    assert unfunded(org) == 0

@@ -109,3 +109,23 @@ def test_an_invoice_paid_at_stripe_cannot_be_voided(org, localstripe):
         invoice_void(invoice_id=invoice.pk, reason="too late", actor="s")
     assert not Invoice.objects.filter(kind="credit_note").exists()
     assert Invoice.objects.get(pk=invoice.pk).status == "finalized"
+
+
+def test_a_credit_note_issued_before_the_push_lowers_what_the_card_is_charged(org, localstripe):
+    save_card(org)
+    invoice = closed_october(org)
+    plan = line_of(invoice, LineKind.PLAN_FEE)
+    note = credit_note_issue(
+        invoice_id=invoice.pk,
+        lines=[LineCredit(plan.position, usd("0.05"))],
+        reason="r",
+        idempotency_key="k",
+        actor="s",
+    ).credit_note
+    invoice = stripe_push.invoice_stripe_push(invoice_id=invoice.pk)
+    remote = stripe_client().v1.invoices.retrieve(invoice.stripe_invoice_id)
+    assert (remote.total, remote.amount_paid, remote.status) == (15, 10, "paid")
+    assert Invoice.objects.get(pk=note.pk).stripe_credit_note_id
+    assert invoice.status == "paid"
+    assert Grant.objects.get(pk=invoice.payment_grant_id).amount_nano == usd("0.10")
+    assert Wallet.objects.get(organization=org).unfunded_nano == usd("0.00045")
