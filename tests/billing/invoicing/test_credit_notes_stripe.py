@@ -8,6 +8,7 @@ from billing.invoicing.models import BillingProfile, Invoice, LineKind
 from billing.invoicing.services import collection, stripe_push
 from billing.invoicing.services.credit_notes import LineCredit, credit_note_issue, invoice_void
 from billing.ledger.models import Grant, Wallet
+from billing.payments import services as payments
 from billing.payments.stripe_client import stripe_client
 from tests.billing.invoicing.conftest import usd
 from tests.billing.invoicing.test_credit_notes import line_of
@@ -129,3 +130,46 @@ def test_a_credit_note_issued_before_the_push_lowers_what_the_card_is_charged(or
     assert invoice.status == "paid"
     assert Grant.objects.get(pk=invoice.payment_grant_id).amount_nano == usd("0.10")
     assert Wallet.objects.get(organization=org).unfunded_nano == usd("0.00045")
+
+
+def test_collect_now_charges_the_new_card_once_and_marking_uncollectible_goes_to_stripe_first(org, localstripe):
+    from billing.invoicing.services import actions
+    from billing.payments.models import AutoTopUp
+    from tests.billing.payments.helpers import CARD_DECLINED_AT_CHARGE, CARD_OK
+
+    save_card(org, CARD_DECLINED_AT_CHARGE)
+    invoice = stripe_push.invoice_stripe_push(invoice_id=closed_october(org).pk)
+    assert (invoice.status, invoice.payment_attempts) == ("finalized", 1)
+    # The customer saves a card that works; staff collect now.
+    client = stripe_client()
+    card = client.v1.payment_methods.create(
+        params={"type": "card", "card": {"number": CARD_OK, "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+    )
+    client.v1.payment_methods.attach(
+        card.id, params={"customer": payments.stripe_customer_ensure(organization_id=org.pk)}
+    )
+    AutoTopUp.objects.filter(organization=org).update(stripe_payment_method_id=card.id)
+    collected = actions.invoice_collect_now(invoice_id=invoice.pk, reason="Card replaced", actor="staff")
+    assert (collected.status, collected.payment_attempts) == ("paid", 2)
+    assert Wallet.objects.get(organization=org).unfunded_nano == usd("0.00045")
+    from billing.invoicing.errors import InvoiceConflict
+
+    with pytest.raises(InvoiceConflict):  # paid: nothing to collect, nothing to mark
+        actions.invoice_collect_now(invoice_id=invoice.pk, reason="again", actor="staff")
+    with pytest.raises(InvoiceConflict):
+        actions.invoice_mark_uncollectible(invoice_id=invoice.pk, reason="x", actor="staff")
+
+
+def test_mark_uncollectible_marks_stripes_invoice_first(org, localstripe):
+    from billing.invoicing.services import actions
+
+    invoice = sent(org)
+    marked = actions.invoice_mark_uncollectible(invoice_id=invoice.pk, reason="Customer gone", actor="staff")
+    assert (marked.status, marked.stripe_status) == ("uncollectible", "uncollectible")
+    assert stripe_client().v1.invoices.retrieve(invoice.stripe_invoice_id).status == "uncollectible"
+    for event in stripe_events(invoice.stripe_invoice_id) * 2:
+        deliver(event)
+    assert Invoice.objects.get(pk=invoice.pk).status == "uncollectible"
+    # An uncollectible invoice can still be voided, with its credit note.
+    invoice_void(invoice_id=invoice.pk, reason="Written off", actor="staff")
+    assert Invoice.objects.get(pk=invoice.pk).status == "void"
