@@ -481,6 +481,21 @@ CELERY_BEAT_SCHEDULE["invoicing-periods-close"] = {
     "task": "billing.invoicing.tasks.invoices_close_due_task",
     "schedule": float(INVOICE_CLOSE_CHECK_SECONDS),
 }
+# A credit note's number, in a gapless series of its own per issuer and year ({year}, {number}); it must differ
+# from the invoice format, so a credit note's number is never an invoice's.
+CREDIT_NOTE_NUMBER_FORMAT = env.str("CREDIT_NOTE_NUMBER_FORMAT", default="CN-{year}-{number:06d}")
+try:
+    if (
+        "{number" not in CREDIT_NOTE_NUMBER_FORMAT
+        or len(CREDIT_NOTE_NUMBER_FORMAT.format(year=2026, number=1)) > 60
+        or CREDIT_NOTE_NUMBER_FORMAT.format(year=2026, number=1) == INVOICE_NUMBER_FORMAT.format(year=2026, number=1)
+    ):
+        raise ValueError
+except (KeyError, IndexError, ValueError):
+    raise environ.ImproperlyConfigured(
+        f"CREDIT_NOTE_NUMBER_FORMAT must use {{number}} (and may use {{year}}) and differ from INVOICE_NUMBER_FORMAT, "
+        f"e.g. CN-{{year}}-{{number:06d}}; got {CREDIT_NOTE_NUMBER_FORMAT!r}"
+    ) from None
 
 # --- Web UI: invitations, notifications, and the client address behind proxies ---
 # Days an emailed invitation link stays valid.

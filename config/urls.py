@@ -21,6 +21,7 @@ urlpatterns = [
     path("staff/pricing/", include("web.staff.urls")),
     # Staff console: an organization's billing (profile, overdraft, dunning, suspension).
     path("staff/organizations/", include("web.staff.billing_urls")),
+    path("staff/invoices/", include("web.staff.invoice_urls")),
     path("", include("api.urls")),
     path("", include("web.urls")),
     # Payments: /billing/ pages (top up, auto top-up, receipts).

@@ -11,6 +11,10 @@ and the product's invoicing relies on, so the product's code stays exactly what 
   uncollectible invoice; `/void` of an invoice that never had a payment;
 - the events Stripe sends and localstripe does not: `invoice.finalized`, `invoice.paid`, `invoice.voided`,
   `invoice.marked_uncollectible`, `invoice.sent`, signed like the others;
+- credit notes before payment (`POST /v1/credit_notes` on an open or uncollectible invoice, `GET
+  /v1/credit_notes/{id}`), which it lacks: they lower the invoice's `amount_due` and `amount_remaining` (its
+  `total` stays), and one that leaves nothing due marks the invoice paid (`invoice.paid`, with `amount_paid` 0), as
+  Stripe does; `credit_note.created` is sent;
 - the `Idempotency-Key` header (localstripe ignores it): a POST repeated with the same key gets the first answer
   and does nothing again, as Stripe does;
 - customer tax IDs of every type the product offers (localstripe knows only eu_vat, nz_gst, au_abn and es_cif, and
@@ -78,9 +82,83 @@ def _api_create(
     return invoice
 
 
+def _credited(invoice: Invoice) -> int:
+    return int(getattr(invoice, "_pre_credited", 0))
+
+
 def _status_with_uncollectible(self: Invoice) -> str:
     status = _status.fget(self)  # type: ignore[attr-defined]
+    if status == "open" and _credited(self) and self.total - _credited(self) <= 0:
+        return "paid"  # credit notes left nothing due
     return "uncollectible" if status == "open" and getattr(self, "_uncollectible", False) else status
+
+
+def _amount_due(self: Invoice) -> int:
+    return max(0, self.total - _credited(self))
+
+
+def _amount_remaining(self: Invoice) -> int:
+    return 0 if self.status in ("paid", "void") else self.amount_due
+
+
+class CreditNote(resources.StripeObject):
+    """A credit note before payment: it lowers what an open (or uncollectible) invoice asks for."""
+
+    object = "credit_note"
+    _id_prefix = "cn_"
+
+    def __init__(
+        self,
+        invoice: str | None = None,
+        lines: list[dict[str, Any]] | None = None,
+        memo: str | None = None,
+        metadata: dict[str, str] | None = None,
+        reason: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs:
+            raise UserError(400, "Unexpected " + ", ".join(kwargs))
+        if not isinstance(invoice, str) or not isinstance(lines, list) or not lines:
+            raise UserError(400, "invoice and lines are required")
+        target = Invoice._api_retrieve(invoice)
+        try:
+            items: list[dict[str, Any]] = [
+                {
+                    "type": "custom_line_item",
+                    "description": str(line.get("description") or ""),
+                    "quantity": int(line.get("quantity") or 1),
+                    "unit_amount": int(line["unit_amount"]),
+                }
+                for line in lines
+                if line.get("type") == "custom_line_item"
+            ]
+        except (KeyError, TypeError, ValueError):
+            raise UserError(400, "Invalid lines") from None
+        amount = sum(int(item["quantity"]) * int(item["unit_amount"]) for item in items)
+        if len(items) != len(lines) or amount <= 0:
+            raise UserError(400, "Invalid lines")
+        if target.status not in ("open", "uncollectible"):
+            raise UserError(400, "Only an open or uncollectible invoice can be credited before payment")
+        if amount > _amount_remaining(target):
+            raise UserError(400, "The credit note's amount is more than the invoice's amount_remaining")
+        super().__init__()
+        self.invoice = invoice
+        self.customer = target.customer
+        self.currency = target.currency
+        self.amount = amount
+        self.subtotal = self.total = amount
+        self.lines = items
+        self.memo = memo
+        self.metadata = metadata or {}
+        self.reason = reason
+        self.status = "issued"
+        self.type = "pre_payment"
+        target._pre_credited = _credited(target) + amount  # type: ignore[attr-defined]
+        schedule_webhook(Event("credit_note.created", self))
+        if target.status == "paid":
+            target._uncollectible = False  # type: ignore[attr-defined]
+            target.status_transitions["paid_at"] = int(resources.time.time())
+            schedule_webhook(Event("invoice.paid", target))
 
 
 def _on_payment_success_and_paid(self: Invoice) -> None:
@@ -105,11 +183,11 @@ def _api_pay(cls: type[Invoice], id: str, **data: Any) -> Invoice:
     invoice = Invoice._api_retrieve(id)
     invoice._uncollectible = False  # type: ignore[attr-defined]
     card = data.get("payment_method") or getattr(invoice, "default_payment_method", None)
-    if not card or invoice.status not in ("draft", "open") or invoice.total <= 0:
+    if not card or invoice.status not in ("draft", "open") or invoice.amount_due <= 0:
         return _pay(cls, id)
     invoice._draft = False
     payment = resources.PaymentIntent(
-        amount=invoice.total, currency=invoice.currency, customer=invoice.customer, payment_method=card
+        amount=invoice.amount_due, currency=invoice.currency, customer=invoice.customer, payment_method=card
     )
     invoice.payment_intent = payment.id
     payment.invoice = invoice.id
@@ -215,6 +293,8 @@ for index, (method, url, _func) in enumerate(extra_apis):
 Invoice._api_create = classmethod(_api_create)  # type: ignore[assignment]
 Invoice._api_pay_invoice = classmethod(_api_pay)  # type: ignore[assignment]
 Invoice.status = property(_status_with_uncollectible)  # type: ignore[assignment,method-assign]
+Invoice.amount_due = property(_amount_due)  # type: ignore[assignment,method-assign]
+Invoice.amount_remaining = property(_amount_remaining)  # type: ignore[attr-defined]
 Invoice._on_payment_success = _on_payment_success_and_paid  # type: ignore[method-assign]
 # Replace localstripe's own /pay and /void routes (extra routes are added in order; the first match wins).
 extra_apis[:] = [(method, url, func) for method, url, func in extra_apis if url not in ("/v1/invoices/{id}/void",)]
@@ -224,6 +304,8 @@ extra_apis.extend(
         ("POST", "/v1/invoices/{id}/send", _api_send),
         ("POST", "/v1/invoices/{id}/mark_uncollectible", _api_mark_uncollectible),
         ("POST", "/v1/invoices/{id}/void", _api_void),
+        ("POST", "/v1/credit_notes", CreditNote._api_create),
+        ("GET", "/v1/credit_notes/{id}", CreditNote._api_retrieve),
     ]
 )
 for index, (method, url, _func) in enumerate(extra_apis):

@@ -1,4 +1,6 @@
-"""Staff: invoices (read-only; they are written only by the close) and how an organization is invoiced.
+"""Staff: invoices and credit notes (an invoice is written only by the close; staff correct it with a credit note,
+void it, mark it uncollectible, email it again or collect it now, each with a reason, in the audit log) and how an
+organization is invoiced.
 
 Amounts are decimal strings in the currency's main unit with the exact integer `*_nano` beside them; `total` is
 the rounded amount due and `total_minor` the same in minor units (cents).
@@ -8,7 +10,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import generics, serializers
+from rest_framework import generics, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
@@ -17,10 +19,17 @@ from rest_framework.views import APIView
 
 from api.pagination import query_choice
 from api.staff.ledger import organization_check, staff_member
-from api.staff.ledger_fields import AmountField
+from api.staff.ledger_fields import (
+    IDEMPOTENCY_HEADER,
+    AmountField,
+    IdempotencyKeyField,
+    StrictCharField,
+    idempotency_key_resolve,
+)
 from billing.invoicing import selectors, services
 from billing.invoicing.errors import InvoiceNotFound
-from billing.invoicing.models import NANO_PER_MINOR, CollectionMethod, Invoice, InvoiceStatus
+from billing.invoicing.models import NANO_PER_MINOR, CollectionMethod, DocumentKind, Invoice, InvoiceStatus
+from billing.invoicing.services import actions, credit_notes
 from core.errors import ApplicationError
 from core.money import format_amount
 
@@ -68,6 +77,8 @@ class InvoiceLineOutputSerializer(serializers.Serializer):
 class InvoiceOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     organization_id = serializers.IntegerField()
+    kind = serializers.CharField(help_text="invoice or credit_note")
+    corrects_id = serializers.IntegerField(allow_null=True, help_text="A credit note's invoice.")
     number = serializers.CharField(allow_null=True)
     status = serializers.CharField()
     currency = serializers.CharField()
@@ -101,6 +112,13 @@ class InvoiceOutputSerializer(serializers.Serializer):
         "postal_code, region, country}, tax_id {type, value} or null, emails; {} when it had none or the invoice is "
         "not finalized yet."
     )
+    voided_at = serializers.DateTimeField(allow_null=True)
+    uncollectible_at = serializers.DateTimeField(allow_null=True)
+    reason = serializers.CharField(help_text="A credit note's reason.")
+    credit_grant_id = serializers.IntegerField(
+        allow_null=True, help_text="The ledger grant by which a credit note gave its amount back."
+    )
+    stripe_credit_note_id = serializers.CharField()
 
     class Meta:
         ref_name = "StaffInvoice"
@@ -116,9 +134,23 @@ class InvoiceOutputSerializer(serializers.Serializer):
 
 class InvoiceDetailOutputSerializer(InvoiceOutputSerializer):
     lines = serializers.SerializerMethodField()
+    amount_due = serializers.SerializerMethodField()
+    credit_notes = serializers.SerializerMethodField()
 
     class Meta:
         ref_name = "StaffInvoiceDetail"
+
+    def get_amount_due(self, invoice: Invoice) -> str:
+        """What the invoice still asks for: its total less its credit notes (zero once paid or void)."""
+        if invoice.status not in (InvoiceStatus.FINALIZED, InvoiceStatus.UNCOLLECTIBLE):
+            return format_amount(0)
+        return format_amount(selectors.amount_due_minor(invoice=invoice) * NANO_PER_MINOR)
+
+    def get_credit_notes(self, invoice: Invoice) -> list[dict[str, Any]]:
+        return [
+            {"id": note.pk, "number": note.number, "total": format_amount(note.total_minor * NANO_PER_MINOR)}
+            for note in selectors.credit_notes_of(invoice_id=invoice.pk)
+        ]
 
     def get_lines(self, invoice: Invoice) -> list[dict[str, Any]]:
         return InvoiceLineOutputSerializer(selectors.invoice_lines(invoice_id=invoice.pk), many=True).data  # type: ignore[return-value]
@@ -147,7 +179,8 @@ class InvoiceListApi(generics.ListAPIView):
                 raise ApplicationError("organization must be an organization id", param="organization")
             organization_id = int(raw_org)
             organization_check(organization_id)
-        return selectors.invoices_list(organization_id=organization_id, status=status)
+        kind = query_choice(self.request, "kind", DocumentKind.values)
+        return selectors.invoices_list(organization_id=organization_id, status=status, kind=kind)
 
     @extend_schema(
         tags=[TAG],
@@ -155,6 +188,7 @@ class InvoiceListApi(generics.ListAPIView):
         parameters=[
             OpenApiParameter("organization", int, required=False, description="Only this organization's invoices."),
             OpenApiParameter("status", str, required=False, enum=InvoiceStatus.values),
+            OpenApiParameter("kind", str, required=False, enum=DocumentKind.values),
         ],
         responses={200: InvoiceOutputSerializer(many=True), **ERRORS},
     )
@@ -173,6 +207,161 @@ class InvoiceDetailApi(APIView):
     )
     def get(self, request: Request, invoice_id: int) -> Response:
         invoice = selectors.invoice_get(invoice_id=invoice_id)
+        return Response(InvoiceDetailOutputSerializer(invoice).data)
+
+
+ACTION_ERRORS = {
+    **ERRORS,
+    409: OpenApiResponse(description="The invoice's state does not allow it; `error.message` says why."),
+    503: OpenApiResponse(description="Stripe did not answer; nothing was written; try again."),
+}
+
+
+class ReasonInputSerializer(serializers.Serializer):
+    reason = StrictCharField(max_length=credit_notes.REASON_MAX_LENGTH, help_text="Why (kept in the audit log).")
+
+    class Meta:
+        ref_name = "StaffInvoiceActionInput"
+
+
+def _reason(request: Request) -> str:
+    serializer = ReasonInputSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return str(serializer.validated_data["reason"])
+
+
+def _credit_note_response(result: credit_notes.CreditNoteResult) -> Response:
+    return Response(
+        InvoiceDetailOutputSerializer(result.credit_note).data,
+        status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+    )
+
+
+class CreditNoteLineInputSerializer(serializers.Serializer):
+    position = serializers.IntegerField(min_value=1, max_value=1_000_000, help_text="The invoice line's position.")
+    amount = AmountField(required=False, help_text="Part of the line to credit; all that is left of it if omitted.")
+
+    class Meta:
+        ref_name = "StaffCreditNoteLineInput"
+
+
+class CreditNoteCreateApi(APIView):
+    """Issue a credit note for chosen charge lines of a finalized, paid or uncollectible invoice, each in full or in
+    part. The amount goes back to the customer as refund credit in the ledger (on an unpaid invoice it repays what
+    the invoice billed, and Stripe's invoice is lowered by a Stripe credit note)."""
+
+    permission_classes = [IsAdminUser]
+
+    class InputSerializer(serializers.Serializer):
+        lines = CreditNoteLineInputSerializer(many=True, allow_empty=False)
+        reason = StrictCharField(max_length=credit_notes.REASON_MAX_LENGTH)
+        idempotency_key = IdempotencyKeyField()
+
+        class Meta:
+            ref_name = "StaffCreditNoteInput"
+
+    @extend_schema(
+        tags=[TAG],
+        operation_id="staff_credit_notes_create",
+        parameters=[IDEMPOTENCY_HEADER],
+        request=InputSerializer,
+        responses={
+            201: InvoiceDetailOutputSerializer,
+            200: OpenApiResponse(InvoiceDetailOutputSerializer, description="A replay: the first credit note."),
+            **ACTION_ERRORS,
+        },
+    )
+    def post(self, request: Request, invoice_id: int) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        result = credit_notes.credit_note_issue(
+            invoice_id=invoice_id,
+            lines=[credit_notes.LineCredit(line["position"], line.get("amount")) for line in data["lines"]],
+            reason=data["reason"],
+            idempotency_key=idempotency_key_resolve(request, data.get("idempotency_key")),
+            actor=staff_member(request),
+        )
+        return _credit_note_response(result)
+
+
+class InvoiceVoidApi(APIView):
+    """Void a finalized or uncollectible invoice: voided at Stripe first, then a credit note of all its lines (what
+    earlier credit notes left of them). Repeating it returns the same credit note (200)."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        tags=[TAG],
+        operation_id="staff_invoice_void",
+        request=ReasonInputSerializer,
+        responses={
+            201: InvoiceDetailOutputSerializer,
+            200: OpenApiResponse(InvoiceDetailOutputSerializer, description="Already void: its credit note."),
+            **ACTION_ERRORS,
+        },
+    )
+    def post(self, request: Request, invoice_id: int) -> Response:
+        reason = _reason(request)
+        result = credit_notes.invoice_void(invoice_id=invoice_id, reason=reason, actor=staff_member(request))
+        return _credit_note_response(result)
+
+
+class InvoiceUncollectibleApi(APIView):
+    """Mark a finalized invoice uncollectible (at Stripe first); payment retries stop. Idempotent."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        tags=[TAG],
+        operation_id="staff_invoice_mark_uncollectible",
+        request=ReasonInputSerializer,
+        responses={200: InvoiceDetailOutputSerializer, **ACTION_ERRORS},
+    )
+    def post(self, request: Request, invoice_id: int) -> Response:
+        reason = _reason(request)
+        invoice = actions.invoice_mark_uncollectible(invoice_id=invoice_id, reason=reason, actor=staff_member(request))
+        return Response(InvoiceDetailOutputSerializer(invoice).data)
+
+
+class InvoiceResendApi(APIView):
+    """Email a finalized invoice again to the organization's owners and billing admins."""
+
+    permission_classes = [IsAdminUser]
+
+    class OutputSerializer(serializers.Serializer):
+        recipients = serializers.ListField(child=serializers.CharField())
+
+        class Meta:
+            ref_name = "StaffInvoiceResend"
+
+    @extend_schema(
+        tags=[TAG],
+        operation_id="staff_invoice_resend",
+        request=ReasonInputSerializer,
+        responses={200: OutputSerializer, **ACTION_ERRORS},
+    )
+    def post(self, request: Request, invoice_id: int) -> Response:
+        reason = _reason(request)
+        recipients = actions.invoice_resend(invoice_id=invoice_id, reason=reason, actor=staff_member(request))
+        return Response({"recipients": recipients})
+
+
+class InvoiceCollectApi(APIView):
+    """Collect a finalized invoice now: push it to Stripe if it is not there yet, else charge the saved card again.
+    A decline is not an error: the answer shows `payment_error`."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        tags=[TAG],
+        operation_id="staff_invoice_collect",
+        request=ReasonInputSerializer,
+        responses={200: InvoiceDetailOutputSerializer, **ACTION_ERRORS},
+    )
+    def post(self, request: Request, invoice_id: int) -> Response:
+        reason = _reason(request)
+        invoice = actions.invoice_collect_now(invoice_id=invoice_id, reason=reason, actor=staff_member(request))
         return Response(InvoiceDetailOutputSerializer(invoice).data)
 
 

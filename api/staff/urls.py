@@ -48,3 +48,15 @@ urlpatterns += [
         name="staff-billing-details",
     ),
 ]
+# Staff actions on an invoice, each with a reason (in the audit log).
+urlpatterns += [
+    path("invoices/<int:invoice_id>/credit-notes/", invoices.CreditNoteCreateApi.as_view(), name="staff-credit-notes"),
+    path("invoices/<int:invoice_id>/void/", invoices.InvoiceVoidApi.as_view(), name="staff-invoice-void"),
+    path(
+        "invoices/<int:invoice_id>/mark-uncollectible/",
+        invoices.InvoiceUncollectibleApi.as_view(),
+        name="staff-invoice-uncollectible",
+    ),
+    path("invoices/<int:invoice_id>/resend/", invoices.InvoiceResendApi.as_view(), name="staff-invoice-resend"),
+    path("invoices/<int:invoice_id>/collect/", invoices.InvoiceCollectApi.as_view(), name="staff-invoice-collect"),
+]

@@ -66,6 +66,14 @@ class InvoiceStatus(models.TextChoices):
     PAID = "paid", "Paid"
     UNCOLLECTIBLE = "uncollectible", "Uncollectible"
     VOID = "void", "Void"
+    # A credit note's only status once written: it is never collected, so it never moves again.
+    ISSUED = "issued", "Issued"
+
+
+class DocumentKind(models.TextChoices):
+    INVOICE = "invoice", "Invoice"
+    # A negative document that reverses named lines of one finalized invoice (issued by staff, or by a void).
+    CREDIT_NOTE = "credit_note", "Credit note"
 
 
 # Statuses in which an invoice is still being built, and may change.
@@ -73,7 +81,11 @@ OPEN_STATUSES = (InvoiceStatus.CLOSING, InvoiceStatus.DRAFT)
 
 
 class Invoice(models.Model):
+    """An invoice, or a credit note (kind): both are documents of the organization with a number, lines and totals,
+    so one list shows them. A credit note's totals are the negative of what it reverses, its period the invoice's."""
+
     organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="invoices")
+    kind = models.CharField(max_length=20, choices=DocumentKind.choices, default=DocumentKind.INVOICE)
     wallet = models.ForeignKey("ledger.Wallet", on_delete=models.PROTECT, related_name="invoices")
     currency = models.CharField(max_length=3)
     period_start = models.DateTimeField()
@@ -124,6 +136,14 @@ class Invoice(models.Model):
     # address {line1, line2, city, postal_code, region, country}, tax_id {type, value}, emails); {} when it had
     # none. Frozen with the rest once finalized (trigger in migration 0006), so later edits reach the next invoice.
     billed_to = models.JSONField(default=dict, blank=True)
+    # Credit notes: the invoice corrected, why (staff's reason), the caller's idempotency key (one credit note per
+    # key and invoice; a void's is "void"), the ledger grant that gave the amount back (None when nothing is owed
+    # back: the credit note cancels only credit applied), and Stripe's credit note when Stripe's invoice was open.
+    corrects = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="credit_notes")
+    reason = models.CharField(max_length=1000, blank=True, default="")
+    idempotency_key = models.CharField(max_length=200, blank=True, default="")
+    credit_grant_id = models.BigIntegerField(null=True, blank=True, unique=True)
+    stripe_credit_note_id = models.CharField(max_length=255, blank=True, default="")
 
     class Meta:
         indexes = [
@@ -135,7 +155,29 @@ class Invoice(models.Model):
             ),
         ]
         constraints = [
-            models.UniqueConstraint(fields=["organization", "period_start"], name="invoicing_one_per_period"),
+            models.UniqueConstraint(
+                fields=["organization", "period_start"],
+                condition=Q(kind=DocumentKind.INVOICE),
+                name="invoicing_one_per_period",
+            ),
+            models.UniqueConstraint(
+                fields=["corrects", "idempotency_key"],
+                condition=Q(kind=DocumentKind.CREDIT_NOTE),
+                name="invoicing_credit_note_key_unique",
+            ),
+            models.CheckConstraint(condition=Q(kind__in=DocumentKind.values), name="invoicing_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(kind=DocumentKind.INVOICE, corrects__isnull=True, idempotency_key="")
+                & ~Q(status=InvoiceStatus.ISSUED)
+                | Q(
+                    kind=DocumentKind.CREDIT_NOTE,
+                    corrects__isnull=False,
+                    status__in=(InvoiceStatus.CLOSING, InvoiceStatus.ISSUED),
+                )
+                & ~Q(idempotency_key="")
+                & ~Q(reason=""),
+                name="invoicing_credit_note_shape",
+            ),
             models.UniqueConstraint(
                 fields=["issuer", "number"], condition=~Q(number=""), name="invoicing_number_unique"
             ),
@@ -159,9 +201,23 @@ class Invoice(models.Model):
             models.CheckConstraint(
                 condition=~Q(status=InvoiceStatus.PAID) | Q(paid_at__isnull=False), name="invoicing_paid_has_paid_at"
             ),
-            models.CheckConstraint(condition=Q(charges_nano__gte=0), name="invoicing_charges_not_negative"),
-            models.CheckConstraint(condition=Q(credit_applied_nano__lte=0), name="invoicing_credit_not_positive"),
-            models.CheckConstraint(condition=Q(total_minor__gte=0), name="invoicing_total_not_negative"),
+            # An invoice charges and applies credit; a credit note reverses that, with every sign turned.
+            models.CheckConstraint(
+                condition=Q(kind=DocumentKind.CREDIT_NOTE) | Q(charges_nano__gte=0),
+                name="invoicing_charges_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind=DocumentKind.CREDIT_NOTE) | Q(credit_applied_nano__lte=0),
+                name="invoicing_credit_not_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind=DocumentKind.CREDIT_NOTE) | Q(total_minor__gte=0), name="invoicing_total_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind=DocumentKind.INVOICE)
+                | Q(charges_nano__lte=0, credit_applied_nano__gte=0, total_minor__lte=0),
+                name="invoicing_credit_note_signs",
+            ),
             models.CheckConstraint(
                 condition=Q(total_exact_nano=F("charges_nano") + F("credit_applied_nano") + F("carry_in_nano")),
                 name="invoicing_total_adds_up",
@@ -173,21 +229,23 @@ class Invoice(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.number or f"invoice {self.pk} ({self.status})"
+        return self.number or f"{self.kind} {self.pk} ({self.status})"
 
 
 class InvoiceSequence(models.Model):
-    """The last number given per (issuer, year); locked while a number is given, so numbers are gapless."""
+    """The last number given per (issuer, year, kind of document); locked while a number is given, so numbers are
+    gapless. Invoices and credit notes are numbered in series of their own."""
 
     issuer = models.CharField(max_length=40)
     year = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=20, choices=DocumentKind.choices, default=DocumentKind.INVOICE)
     last_value = models.PositiveIntegerField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["issuer", "year"], name="invoicing_sequence_unique")]
+        constraints = [models.UniqueConstraint(fields=["issuer", "year", "kind"], name="invoicing_sequence_unique")]
 
     def __str__(self) -> str:
-        return f"{self.issuer} {self.year}: {self.last_value}"
+        return f"{self.issuer} {self.kind} {self.year}: {self.last_value}"
 
 
 class LineKind(models.TextChoices):
@@ -204,6 +262,8 @@ class LineKind(models.TextChoices):
     # Shown for the record, not part of the total (credit that left the wallet is not a charge):
     REFUND = "refund", "Credit refunded to the card"
     DISPUTE = "dispute", "Credit withdrawn by a card dispute"
+    # A credit note's line: minus (all or part of) the line it names on the invoice corrected.
+    REVERSAL = "reversal", "Reversal of an invoice line"
 
 
 CREDIT_KINDS = (
@@ -214,6 +274,14 @@ CREDIT_KINDS = (
 )
 # Lines that record a movement of the period without being part of the invoice's total.
 RECORD_KINDS = (LineKind.REFUND, LineKind.DISPUTE)
+# Lines a staff credit note may reverse in part: what the invoice charged.
+CHARGE_KINDS = (
+    LineKind.USAGE,
+    LineKind.PLAN_FEE,
+    LineKind.COMMITMENT_FEE,
+    LineKind.TIER_TRUEUP,
+    LineKind.CHARGE,
+)
 
 
 class InvoiceLine(models.Model):
@@ -246,9 +314,16 @@ class InvoiceLine(models.Model):
     usage_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     transaction_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     draw_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    # A credit note's line: the invoice line it reverses (its amount is minus all or part of that line's).
+    reverses = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversals")
 
     class Meta:
         constraints = [
+            models.CheckConstraint(
+                condition=Q(kind=LineKind.REVERSAL, reverses__isnull=False)
+                | (~Q(kind=LineKind.REVERSAL) & Q(reverses__isnull=True)),
+                name="invoicing_reversal_names_its_line",
+            ),
             models.UniqueConstraint(fields=["invoice", "position"], name="invoicing_line_position_unique"),
             models.CheckConstraint(condition=Q(kind__in=LineKind.values), name="invoicing_line_kind_valid"),
             models.CheckConstraint(

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Max, Min, Q, QuerySet
+from django.db.models import Max, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
 from billing.invoicing.errors import InvoiceNotFound
@@ -23,13 +23,46 @@ from billing.ledger.models import Wallet
 from billing.notifications.selectors import notice_recipients
 
 
-def invoices_list(*, organization_id: int | None = None, status: str | None = None) -> QuerySet[Invoice]:
+def invoices_list(
+    *,
+    organization_id: int | None = None,
+    status: str | None = None,
+    kind: str | None = None,
+    period_start: datetime | None = None,
+) -> QuerySet[Invoice]:
+    """Invoices and credit notes, newest period first; `period_start`: the documents of periods starting in that
+    month (an organization's period may start on its anchor day)."""
     invoices = Invoice.objects.all()
     if organization_id is not None:
         invoices = invoices.filter(organization_id=organization_id)
     if status is not None:
         invoices = invoices.filter(status=status)
+    if kind is not None:
+        invoices = invoices.filter(kind=kind)
+    if period_start is not None:
+        invoices = invoices.filter(period_start__year=period_start.year, period_start__month=period_start.month)
     return invoices.order_by("-period_start", "-id")
+
+
+def amount_due_minor(*, invoice: Invoice) -> int:
+    """What the invoice still asks for, in minor units: its total less its credit notes (never below zero)."""
+    notes = Invoice.objects.filter(corrects=invoice, status=InvoiceStatus.ISSUED)
+    credited = notes.aggregate(total=Sum("total_minor"))["total"] or 0
+    return max(0, invoice.total_minor + credited)
+
+
+def credit_notes_of(*, invoice_id: int) -> QuerySet[Invoice]:
+    return Invoice.objects.filter(corrects_id=invoice_id, status=InvoiceStatus.ISSUED).order_by("id")
+
+
+def credited_by_line(*, invoice_id: int) -> dict[int, int]:
+    """How much of each line of the invoice its credit notes reversed so far (the line's sign), by line id."""
+    rows = (
+        InvoiceLine.objects.filter(reverses__invoice_id=invoice_id, invoice__status=InvoiceStatus.ISSUED)
+        .values("reverses_id")
+        .annotate(reversed=Sum("amount_nano"))
+    )
+    return {row["reverses_id"]: -row["reversed"] for row in rows}
 
 
 def invoice_get(*, invoice_id: int) -> Invoice:
@@ -109,7 +142,8 @@ SELECT l.invoice_id, l.position, 'amount ' || l.amount_nano || ' is not its tran
   FROM invoicing_invoiceline l
   LEFT JOIN LATERAL unnest(l.transaction_ids) AS tid ON true
   LEFT JOIN ledger_journalentry e ON e.transaction_id = tid AND e.account = 'spent'
- WHERE l.invoice_id IN (SELECT id FROM invoicing_invoice WHERE organization_id = %(org)s AND status <> 'closing')
+ WHERE l.invoice_id IN (SELECT id FROM invoicing_invoice
+                         WHERE organization_id = %(org)s AND status <> 'closing' AND kind = 'invoice')
    AND l.kind IN ('plan_fee', 'commitment_fee', 'tier_trueup', 'charge')
  GROUP BY l.id HAVING l.amount_nano <> coalesce(sum(e.amount_nano), 0)
 """
@@ -120,7 +154,8 @@ SELECT l.invoice_id, l.position, 'amount ' || l.amount_nano || ' is not minus it
   FROM invoicing_invoiceline l
   LEFT JOIN LATERAL unnest(l.transaction_ids) AS tid ON true
   LEFT JOIN ledger_journalentry e ON e.transaction_id = tid AND e.account = 'refunded'
- WHERE l.invoice_id IN (SELECT id FROM invoicing_invoice WHERE organization_id = %(org)s AND status <> 'closing')
+ WHERE l.invoice_id IN (SELECT id FROM invoicing_invoice
+                         WHERE organization_id = %(org)s AND status <> 'closing' AND kind = 'invoice')
    AND l.kind IN ('refund', 'dispute')
  GROUP BY l.id HAVING l.amount_nano <> -coalesce(sum(e.amount_nano), 0)
 """
@@ -132,7 +167,8 @@ SELECT l.invoice_id, l.position, 'amount ' || l.amount_nano || ' is not minus it
   LEFT JOIN LATERAL unnest(l.draw_ids) AS did ON true
   LEFT JOIN ledger_grantdraw d ON d.id = did
   LEFT JOIN ledger_grant g ON g.id = d.grant_id AND g.kind = l.source
- WHERE l.invoice_id IN (SELECT id FROM invoicing_invoice WHERE organization_id = %(org)s AND status <> 'closing')
+ WHERE l.invoice_id IN (SELECT id FROM invoicing_invoice
+                         WHERE organization_id = %(org)s AND status <> 'closing' AND kind = 'invoice')
    AND l.kind LIKE 'credit_%%'
  GROUP BY l.id HAVING l.amount_nano <> -coalesce(sum(d.amount_nano), 0) OR count(d.id) <> count(g.id)
 """
@@ -149,7 +185,8 @@ SELECT l.invoice_id, l.position, 'amount ' || l.amount_nano || ' is not its usag
         AND (l.rate_micro_per_mtok IS NULL OR coalesce((x->>'rate_micro_per_mtok')::bigint, 0) = l.rate_micro_per_mtok)
         AND (l.factor_bps IS NULL OR coalesce((x->>'factor_bps')::bigint, 10000) = l.factor_bps)
         AND (l.discount_bps IS NULL OR coalesce((x->>'discount_bps')::bigint, 0) = l.discount_bps)
- WHERE l.invoice_id IN (SELECT id FROM invoicing_invoice WHERE organization_id = %(org)s AND status <> 'closing')
+ WHERE l.invoice_id IN (SELECT id FROM invoicing_invoice
+                         WHERE organization_id = %(org)s AND status <> 'closing' AND kind = 'invoice')
    AND l.kind = 'usage'
  GROUP BY l.id HAVING l.amount_nano <> coalesce(sum((x->>'amount_nano')::bigint), 0)
 """
@@ -158,7 +195,7 @@ _TOTALS = """
 SELECT i.id, NULL::int, 'totals do not add up to the lines'
   FROM invoicing_invoice i
   LEFT JOIN invoicing_invoiceline l ON l.invoice_id = i.id
- WHERE i.organization_id = %(org)s AND i.status <> 'closing'
+ WHERE i.organization_id = %(org)s AND i.status <> 'closing' AND i.kind = 'invoice'
  GROUP BY i.id
 HAVING i.charges_nano <> coalesce(
            sum(l.amount_nano)
@@ -174,7 +211,7 @@ HAVING i.charges_nano <> coalesce(
 _COVERAGE = """
 WITH inv AS (
     SELECT id, wallet_id, period_start, period_end FROM invoicing_invoice
-     WHERE organization_id = %(org)s AND status <> 'closing'
+     WHERE organization_id = %(org)s AND status <> 'closing' AND kind = 'invoice'
 ),
 spent AS (
     SELECT i.id AS invoice_id, t.id AS txn_id
@@ -217,7 +254,49 @@ SELECT min(l.invoice_id), NULL::int, 'transaction ' || l.txn_id || ' is on ' || 
   FROM listed_charges l GROUP BY l.txn_id HAVING count(*) > 1
 """
 
-RECONCILE_CHECKS = (_CHARGE_LINES, _RECORD_LINES, _CREDIT_LINES, _USAGE_LINES, _TOTALS, _COVERAGE)
+# Credit notes: each reversal names a line of the invoice its credit note corrects, and no line is reversed beyond
+# its amount (in its sign) by all credit notes together.
+_REVERSALS = """
+SELECT r.invoice_id, r.position, 'reverses line ' || coalesce(l.position::text, 'of another invoice')
+       || ' beyond what it charged'
+  FROM invoicing_invoiceline r
+  JOIN invoicing_invoice n ON n.id = r.invoice_id AND n.kind = 'credit_note' AND n.status = 'issued'
+  LEFT JOIN invoicing_invoiceline l ON l.id = r.reverses_id AND l.invoice_id = n.corrects_id
+ WHERE n.organization_id = %(org)s
+   AND (l.id IS NULL OR sign(r.amount_nano) = sign(l.amount_nano) OR r.amount_nano = 0
+        OR abs((SELECT sum(x.amount_nano) FROM invoicing_invoiceline x
+                  JOIN invoicing_invoice xn ON xn.id = x.invoice_id AND xn.status = 'issued'
+                 WHERE x.reverses_id = l.id)) > abs(l.amount_nano))
+"""
+
+# A credit note's totals are its lines (by the kind of line each reverses), and its ledger grant gives back exactly
+# the charges it reverses net of the credit applied to them (none when that is zero).
+_CREDIT_NOTE_TOTALS = """
+SELECT n.id, NULL::int, 'totals do not add up to the lines, or its grant is not what it gives back'
+  FROM invoicing_invoice n
+  LEFT JOIN invoicing_invoiceline r ON r.invoice_id = n.id
+  LEFT JOIN invoicing_invoiceline l ON l.id = r.reverses_id
+  LEFT JOIN ledger_grant g ON g.id = n.credit_grant_id
+ WHERE n.organization_id = %(org)s AND n.kind = 'credit_note' AND n.status = 'issued'
+ GROUP BY n.id, g.amount_nano, g.kind
+HAVING n.charges_nano <> coalesce(
+           sum(r.amount_nano) FILTER (WHERE l.kind NOT LIKE 'credit_%%' AND l.kind <> 'carry'), 0)
+    OR n.credit_applied_nano <> coalesce(sum(r.amount_nano) FILTER (WHERE l.kind LIKE 'credit_%%'), 0)
+    OR n.carry_in_nano <> coalesce(sum(r.amount_nano) FILTER (WHERE l.kind = 'carry'), 0)
+    OR coalesce(g.amount_nano, 0) <> -(n.charges_nano + n.credit_applied_nano)
+    OR (g.kind IS NOT NULL AND g.kind <> 'refund')
+"""
+
+RECONCILE_CHECKS = (
+    _CHARGE_LINES,
+    _RECORD_LINES,
+    _CREDIT_LINES,
+    _USAGE_LINES,
+    _TOTALS,
+    _COVERAGE,
+    _REVERSALS,
+    _CREDIT_NOTE_TOTALS,
+)
 
 
 def invoices_reconcile(*, organization_id: int) -> list[str]:

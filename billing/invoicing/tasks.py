@@ -7,6 +7,7 @@ import stripe
 from celery import shared_task
 
 from billing.invoicing import selectors, services
+from billing.invoicing.services.credit_notes import credit_note_stripe_push
 from billing.invoicing.services.details import billing_details_stripe_sync
 from billing.invoicing.services.dunning import invoices_dunning
 from billing.invoicing.services.emails import billing_email_send
@@ -50,3 +51,9 @@ def billing_details_stripe_sync_task(organization_id: int) -> bool:
 @shared_task(acks_late=True, autoretry_for=(OSError,), retry_backoff=30, max_retries=5)
 def billing_email_send_task(email_id: int) -> bool:
     return billing_email_send(email_id=email_id)
+
+
+@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=30, max_retries=8)
+def credit_note_stripe_push_task(credit_note_id: int) -> None:
+    """Lower Stripe's open invoice by a credit note (idempotent: keyed by the credit note)."""
+    credit_note_stripe_push(credit_note_id=credit_note_id)

@@ -24,6 +24,7 @@ from billing.invoicing.models import (
     BillingDetails,
     BillingEmailKind,
     BillingProfile,
+    DocumentKind,
     Invoice,
     InvoiceLine,
     InvoiceSequence,
@@ -46,6 +47,16 @@ def minor_round(total_exact_nano: int) -> tuple[int, int]:
     return minor, total_exact_nano - minor * NANO_PER_MINOR
 
 
+# The periods' invoices (credit notes share their invoice's period, and are no step of a close).
+_invoices = Invoice.objects.filter(kind=DocumentKind.INVOICE)
+
+
+def sequence_locked(*, issuer: str, year: int, kind: str) -> InvoiceSequence:
+    """The numbering row of a series, locked until commit (created at its first number)."""
+    InvoiceSequence.objects.get_or_create(issuer=issuer, year=year, kind=kind)
+    return InvoiceSequence.objects.select_for_update().get(issuer=issuer, year=year, kind=kind)
+
+
 def profile_get(*, organization_id: int) -> BillingProfile:
     """The organization's billing profile (unsaved defaults when staff never set one)."""
     return BillingProfile.objects.filter(organization_id=organization_id).first() or BillingProfile(
@@ -66,7 +77,7 @@ def invoice_open(
     """Step 1: claim the period with an invoice in `closing` (or return the one already there). A progressive
     invoice cuts the running period at `period_end` (see services.progressive); any other waits for its end and
     the grace window."""
-    existing = Invoice.objects.filter(organization_id=organization_id, period_start=period_start).first()
+    existing = _invoices.filter(organization_id=organization_id, period_start=period_start).first()
     if existing is not None:
         return existing
     grace = settings.INVOICE_PROGRESSIVE_SETTLE_SECONDS if progressive else settings.INVOICE_CLOSE_GRACE_SECONDS
@@ -77,7 +88,7 @@ def invoice_open(
             param="period",
         )
     earlier = (
-        Invoice.objects.filter(organization_id=organization_id, period_start__lt=period_start)
+        _invoices.filter(organization_id=organization_id, period_start__lt=period_start)
         .order_by("-period_start")
         .first()
     )
@@ -98,7 +109,7 @@ def invoice_open(
                 progressive=progressive,
             )
     except IntegrityError:  # claimed by a concurrent close
-        return Invoice.objects.get(organization_id=organization_id, period_start=period_start)
+        return _invoices.get(organization_id=organization_id, period_start=period_start)
 
 
 def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]:
@@ -116,7 +127,7 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
         # Each invoice's previous one ends where it starts (invoice_open keeps periods contiguous).
         previous = {
             (p.organization_id, p.period_end): p
-            for p in Invoice.objects.filter(
+            for p in _invoices.filter(
                 organization_id__in={i.organization_id for i in invoices},
                 period_end__in={i.period_start for i in invoices},
             )
@@ -222,8 +233,7 @@ def invoices_finalize(*, invoice_ids: list[int]) -> None:
             return
         now = timezone.now()
         issuer = settings.INVOICE_ISSUER
-        InvoiceSequence.objects.get_or_create(issuer=issuer, year=now.year)
-        sequence = InvoiceSequence.objects.select_for_update().get(issuer=issuer, year=now.year)
+        sequence = sequence_locked(issuer=issuer, year=now.year, kind=DocumentKind.INVOICE)
         organization_ids = {d.organization_id for d in drafts}
         profiles = {p.organization_id: p for p in BillingProfile.objects.filter(organization_id__in=organization_ids)}
         details = {d.organization_id: d for d in BillingDetails.objects.filter(organization_id__in=organization_ids)}
@@ -277,7 +287,7 @@ CLOSE_STEPS = (invoice_aggregate, invoice_finalize)
 def invoice_close(*, organization_id: int, period_start: datetime) -> Invoice:
     """Close the organization's period starting at `period_start` up to a finalized invoice, resuming wherever an
     earlier run stopped. The period must be the next one (or one already claimed) and over, grace included."""
-    invoice = Invoice.objects.filter(organization_id=organization_id, period_start=period_start).first()
+    invoice = _invoices.filter(organization_id=organization_id, period_start=period_start).first()
     if invoice is None:
         start, end = period_next(organization_id=organization_id)
         if start != period_start:
@@ -301,7 +311,7 @@ def invoices_close_due(*, organization_ids: list[int], now: datetime | None = No
     for _ in range(MAX_PERIODS_PER_RUN):
         pending = set(organization_ids) - stuck_orgs
         open_ids = list(
-            Invoice.objects.filter(organization_id__in=pending, status__in=OPEN_STATUSES).values_list("id", flat=True)
+            _invoices.filter(organization_id__in=pending, status__in=OPEN_STATUSES).values_list("id", flat=True)
         )
         busy = set(Invoice.objects.filter(pk__in=open_ids).values_list("organization_id", flat=True))
         for organization_id, (start, end) in periods_next(organization_ids=list(pending - busy)).items():

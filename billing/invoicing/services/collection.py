@@ -13,6 +13,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.invoicing.models import NANO_PER_MINOR, BillingEmailKind, Invoice, InvoiceStatus
+from billing.invoicing.selectors import amount_due_minor
+from billing.invoicing.services.credit_notes import VOIDABLE, invoice_void_record, void_reversible
 from billing.invoicing.services.dunning import dunning_start, postpaid_restore
 from billing.invoicing.services.emails import billing_email_queue
 from billing.invoicing.services.events import invoice_event_emit
@@ -48,7 +50,10 @@ def invoice_paid(*, invoice_id: int, amount_paid_minor: int | None = None) -> In
     invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
     if invoice.status not in (InvoiceStatus.FINALIZED, InvoiceStatus.UNCOLLECTIBLE):
         return invoice
-    amount_nano = (invoice.total_minor if amount_paid_minor is None else amount_paid_minor) * NANO_PER_MINOR
+    # Without Stripe's figure, what the invoice still asked for: its total less its credit notes (their credit is
+    # already booked, so it must not be booked again as payment).
+    due = amount_due_minor(invoice=invoice) if amount_paid_minor is None else amount_paid_minor
+    amount_nano = due * NANO_PER_MINOR
     if amount_nano > 0:
         result = ledger.grant_create(
             organization_id=invoice.organization_id,
@@ -143,11 +148,30 @@ def _moved(to: str, stamp: str, allowed_from: tuple[str, ...]) -> Any:
         setattr(invoice, stamp, timezone.now())
         invoice.next_payment_attempt_at = None
         invoice.save(update_fields=["status", "stripe_status", stamp, "next_payment_attempt_at"])
-        if to == InvoiceStatus.VOID:  # a cancelled invoice no longer holds the organization's postpaid use
-            postpaid_restore(organization_id=invoice.organization_id)
         return None
 
     return handle
+
+
+def _voided(stripe_invoice: dict[str, Any]) -> str | None:
+    """Voided at Stripe (its dashboard, or our own void whose write is done or waits on the invoice's lock): void
+    here too, with the credit note of what was left on it, as a staff void does."""
+    invoice = _ours(stripe_invoice)
+    if invoice is None:
+        return "not an invoice of this product"
+    if invoice.status == InvoiceStatus.VOID:
+        return "already void"
+    if invoice.status not in VOIDABLE:
+        return f"the invoice is {invoice.status}"
+    if not void_reversible(invoice):
+        # Earlier credit notes gave back more than it left due: void, with nothing more to give back.
+        invoice.status, invoice.stripe_status, invoice.voided_at = InvoiceStatus.VOID, "void", timezone.now()
+        invoice.next_payment_attempt_at = None
+        invoice.save(update_fields=["status", "stripe_status", "voided_at", "next_payment_attempt_at"])
+        postpaid_restore(organization_id=invoice.organization_id)
+        return None
+    invoice_void_record(invoice=invoice, reason="Voided at Stripe.", actor="stripe")
+    return None
 
 
 HANDLERS = {
@@ -157,5 +181,5 @@ HANDLERS = {
     "invoice.payment_succeeded": _paid,
     "invoice.payment_failed": _payment_failed,
     "invoice.marked_uncollectible": _moved(InvoiceStatus.UNCOLLECTIBLE, "uncollectible_at", (InvoiceStatus.FINALIZED,)),
-    "invoice.voided": _moved(InvoiceStatus.VOID, "voided_at", (InvoiceStatus.FINALIZED, InvoiceStatus.UNCOLLECTIBLE)),
+    "invoice.voided": _voided,
 }

@@ -25,6 +25,8 @@ from billing.invoicing.models import (
     InvoiceLine,
     InvoiceStatus,
 )
+from billing.invoicing.selectors import credit_notes_of
+from billing.invoicing.services.credit_notes import credit_note_stripe_push
 from billing.payments.models import AutoTopUp
 from billing.payments.services.customers import with_stripe_customer
 from billing.payments.stripe_client import stripe_client
@@ -132,6 +134,13 @@ def invoice_stripe_push(*, invoice_id: int) -> Invoice:
             params={"auto_advance": False},
             options={"idempotency_key": f"invoice-{invoice.pk}-finalize"},
         )
+    if remote.status == "open":
+        # Credit notes issued before the push lower Stripe's invoice before it is sent or charged.
+        notes = credit_notes_of(invoice_id=invoice.pk).filter(stripe_credit_note_id="", total_minor__lt=0)
+        for note_id in notes.values_list("id", flat=True):
+            credit_note_stripe_push(credit_note_id=note_id)
+        if invoice.credit_notes.exists():
+            remote = client.v1.invoices.retrieve(invoice.stripe_invoice_id)
     if remote.status == "open":
         if invoice.collection_method == CollectionMethod.SEND_INVOICE:
             remote = client.v1.invoices.send_invoice(
