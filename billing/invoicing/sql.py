@@ -11,10 +11,16 @@ Lines, in order:
 1. usage: per model x price version x service tier x token kind x source (credit, quota, commitment) x rate x
    factor x discount, summed from the usage records' rating lines (billing.pricing.rating.ChargeLine);
 2. charges: every other spent transaction of the period, one line each (plan fees and prorations, commitment
-   fees, tier true-ups, and any charge with no usage record);
+   fees, tier true-ups, and any charge with no usage record); and the plan and commitment fees prepaid credit
+   could not pay (billing.pricing.services.fees), one line each with its fee's own period, not yet in the ledger:
+   the invoice's payment pays each with a debit under the fee's own key, which belongs to this invoice and so is
+   left out of the period it is booked in;
 3. credit applied: the grant draws of the period's charges, per grant kind, negative;
-4. for the record, not in the total: credit refunded to the card and credit withdrawn by card disputes.
-What no grant covered (the unfunded draws: overdraft) is what the invoice asks to be paid.
+4. for the record, not in the total: credit refunded to the card, credit withdrawn by card disputes, credit
+   returned by volume-tier true-ups (a refund grant, spent later as credit), and the committed tokens a
+   commitment month left unused (use-or-lose: its fee paid for them, nothing more is charged).
+What no grant covered (the unfunded draws: overdraft) and the fees credit could not pay are what the invoice asks
+to be paid.
 """
 
 # The invoices being built: %(invoices)s is an array of invoice ids (all in `closing`).
@@ -23,6 +29,14 @@ inv AS (
     SELECT id, wallet_id, organization_id, period_start, period_end FROM invoicing_invoice
      WHERE id = ANY(%(invoices)s::bigint[])
 ),
+-- Debits that paid fees an earlier invoice listed (see the module's doc): on that invoice, not this one.
+settled_fees AS (
+    SELECT debit_transaction_id FROM pricing_subscriptionperiod
+     WHERE invoiced_at IS NOT NULL AND debit_transaction_id IS NOT NULL
+    UNION ALL
+    SELECT debit_transaction_id FROM pricing_commitmentcharge
+     WHERE invoiced_at IS NOT NULL AND debit_transaction_id IS NOT NULL
+),
 txn AS (
     SELECT i.id AS invoice_id, t.id, t.kind, t.category, t.hold_id, t.idempotency_key, t.reason,
            coalesce(e.amount_nano, 0) AS spent
@@ -30,7 +44,9 @@ txn AS (
       JOIN ledger_journaltransaction t
         ON t.wallet_id = i.wallet_id AND t.created_at >= i.period_start AND t.created_at < i.period_end
       LEFT JOIN ledger_journalentry e ON e.transaction_id = t.id AND e.account = 'spent'
-     WHERE t.kind IN ('capture', 'release', 'expiry', 'debit', 'refund')
+     WHERE (t.kind IN ('capture', 'release', 'expiry', 'debit', 'refund')
+            OR (t.kind = 'grant' AND t.idempotency_key LIKE 'grant:tier-trueup:%%'))
+       AND NOT (t.category IN ('plan_fee', 'commitment') AND t.id IN (SELECT debit_transaction_id FROM settled_fees))
 )"""
 
 LINES_INSERT = (
@@ -77,6 +93,36 @@ refunds AS (
       FROM txn t JOIN ledger_journalentry e ON e.transaction_id = t.id AND e.account = 'refunded'
      WHERE t.kind = 'refund'
 ),
+trueups AS (
+    SELECT t.invoice_id, t.id, t.reason, e.amount_nano
+      FROM txn t JOIN ledger_journalentry e ON e.transaction_id = t.id AND e.account = 'funding_refund'
+     WHERE t.kind = 'grant'
+),
+fees AS (
+    SELECT i.id AS invoice_id, 'plan_fee' AS kind, 'subscription_period:' || f.id AS fee_ref, f.fee_nano AS amount,
+           p.name || ' plan, ' || to_char(f.period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD') || ' to '
+               || to_char(f.period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS description,
+           f.period_start, f.period_end
+      FROM inv i JOIN pricing_subscriptionperiod f ON f.organization_id = i.organization_id
+      JOIN pricing_plan p ON p.id = f.plan_id
+     WHERE f.invoiced_at IS NOT NULL AND f.debit_transaction_id IS NULL AND f.fee_nano > 0
+       AND f.period_start < i.period_end
+    UNION ALL
+    SELECT i.id, 'commitment_fee', 'commitment_charge:' || f.id, f.amount_nano,
+           'reserved commitment ' || f.commitment_id || ', '
+               || to_char(f.period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD') || ' to '
+               || to_char(f.period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
+           f.period_start, f.period_end
+      FROM inv i JOIN pricing_commitmentcharge f ON f.organization_id = i.organization_id
+     WHERE f.status = 'due' AND f.amount_nano > 0 AND f.period_start < i.period_end
+),
+shortfalls AS (
+    SELECT i.id AS invoice_id, c.id, c.owner_id, c.limit_tokens - c.used_tokens AS unused, c.period_start,
+           c.period_end
+      FROM inv i JOIN pricing_periodcounter c ON c.organization_id = i.organization_id
+     WHERE c.kind = 'commitment' AND c.period_end > i.period_start AND c.period_end <= i.period_end
+       AND c.limit_tokens > c.used_tokens
+),
 all_lines AS (
     SELECT ul.invoice_id, 1 AS section,
            concat_ws(' ', m.slug, ul.service_tier) || ': ' || replace(ul.token_kind, '_', ' ')
@@ -90,39 +136,62 @@ all_lines AS (
            CASE WHEN ul.tokens = 0 THEN ul.amount / ul.requests END AS unit_price,
            ul.amount, ul.usage_ids, '{}'::bigint[] AS transaction_ids, '{}'::bigint[] AS draw_ids,
            concat_ws('|', m.slug, ul.price_version_id, ul.service_tier, ul.token_kind, ul.source, ul.rate, ul.factor,
-                     ul.discount) AS sort_key
+                     ul.discount) AS sort_key,
+           '' AS fee_ref, NULL::timestamptz AS line_start, NULL::timestamptz AS line_end
       FROM usage_lines ul JOIN pricing_aimodel m ON m.id = ul.model_id
     UNION ALL
     SELECT c.invoice_id, 2, left(coalesce(nullif(c.reason, ''), c.kind || ' ' || c.id), 500),
            CASE c.category WHEN 'plan_fee' THEN 'plan_fee' WHEN 'commitment' THEN 'commitment_fee'
                            WHEN 'tier_trueup' THEN 'tier_trueup' ELSE 'charge' END,
            NULL, NULL, '', '', 'credit', 1, 'item', NULL, NULL, NULL, c.spent, c.spent,
-           '{}'::bigint[], ARRAY[c.id], '{}'::bigint[], lpad(c.id::text, 20, '0')
+           '{}'::bigint[], ARRAY[c.id], '{}'::bigint[], '0' || lpad(c.id::text, 20, '0'), '', NULL, NULL
       FROM charges c
+    UNION ALL
+    SELECT f.invoice_id, 2, f.description, f.kind, NULL, NULL, '', '', 'invoice', 1, 'item', NULL, NULL, NULL,
+           f.amount, f.amount, '{}'::bigint[], '{}'::bigint[], '{}'::bigint[],
+           '1' || to_char(f.period_start AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') || f.fee_ref, f.fee_ref,
+           f.period_start, f.period_end
+      FROM fees f
+     WHERE NOT EXISTS (SELECT 1 FROM invoicing_invoiceline l WHERE l.fee_ref = f.fee_ref)
     UNION ALL
     SELECT d.invoice_id, 3,
            CASE d.kind WHEN 'paid' THEN 'Paid credit applied' WHEN 'promotional' THEN 'Promotional credit applied'
                        WHEN 'refund' THEN 'Refund credit applied' ELSE 'Plan credit applied' END,
            'credit_' || d.kind, NULL, NULL, '', '', d.kind, 1, 'item', NULL, NULL, NULL, d.amount, d.amount,
            '{}'::bigint[], '{}'::bigint[], d.draw_ids,
-           CASE d.kind WHEN 'plan_allowance' THEN '0' WHEN 'promotional' THEN '1' WHEN 'refund' THEN '2' ELSE '3' END
+           CASE d.kind WHEN 'plan_allowance' THEN '0' WHEN 'promotional' THEN '1' WHEN 'refund' THEN '2' ELSE '3' END,
+           '', NULL, NULL
       FROM draws d
     UNION ALL
     SELECT r.invoice_id, 4, left(coalesce(nullif(r.reason, ''), 'refund ' || r.id), 500),
            CASE WHEN r.idempotency_key LIKE 'refund:dispute-%%' THEN 'dispute' ELSE 'refund' END,
            NULL, NULL, '', '', '', 1, 'item', NULL, NULL, NULL, -r.amount_nano, -r.amount_nano,
-           '{}'::bigint[], ARRAY[r.id], '{}'::bigint[], lpad(r.id::text, 20, '0')
+           '{}'::bigint[], ARRAY[r.id], '{}'::bigint[], '0' || lpad(r.id::text, 20, '0'), '', NULL, NULL
       FROM refunds r
+    UNION ALL
+    SELECT t.invoice_id, 4, left(coalesce(nullif(t.reason, ''), 'volume-tier true-up ' || t.id), 500),
+           'tier_trueup_credit', NULL, NULL, '', '', '', 1, 'item', NULL, NULL, NULL, t.amount_nano, t.amount_nano,
+           '{}'::bigint[], ARRAY[t.id], '{}'::bigint[], '1' || lpad(t.id::text, 20, '0'), '', NULL, NULL
+      FROM trueups t
+    UNION ALL
+    SELECT s.invoice_id, 4,
+           'reserved commitment ' || s.owner_id || ', ' || to_char(s.period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD')
+               || ' to ' || to_char(s.period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD')
+               || ': committed tokens not used (use-or-lose; paid by its fee)',
+           'commitment_shortfall', NULL, NULL, '', '', '', s.unused, 'tokens', NULL, NULL, NULL, NULL, 0,
+           '{}'::bigint[], '{}'::bigint[], '{}'::bigint[], '2' || lpad(s.id::text, 20, '0'), '', s.period_start,
+           s.period_end
+      FROM shortfalls s
 )
 INSERT INTO invoicing_invoiceline (
     invoice_id, position, kind, description, model_id, price_version_id, token_kind, service_tier, source,
     quantity, unit, rate_micro_per_mtok, factor_bps, discount_bps, unit_price_nano, amount_nano,
-    period_start, period_end, usage_ids, transaction_ids, draw_ids
+    period_start, period_end, usage_ids, transaction_ids, draw_ids, fee_ref
 )
 SELECT l.invoice_id, row_number() OVER (PARTITION BY l.invoice_id ORDER BY l.section, l.sort_key), l.kind,
        l.description, l.model_id, l.price_version_id, l.token_kind, l.service_tier, l.source, l.quantity, l.unit,
-       l.rate, l.factor, l.discount, l.unit_price, l.amount, i.period_start, i.period_end, l.usage_ids,
-       l.transaction_ids, l.draw_ids
+       l.rate, l.factor, l.discount, l.unit_price, l.amount, coalesce(l.line_start, i.period_start),
+       coalesce(l.line_end, i.period_end), l.usage_ids, l.transaction_ids, l.draw_ids, l.fee_ref
   FROM all_lines l JOIN inv i ON i.id = l.invoice_id
 """
 )

@@ -30,6 +30,9 @@ from billing.invoicing.models import (
 )
 from billing.invoicing.selectors import periods_next
 from billing.ledger.services import wallet_get_or_create
+from billing.pricing.models import Subscription, SubscriptionStatus
+from billing.pricing.services import subscription_renew_invoiced
+from billing.pricing.services.fees import fees_invoice
 from core.errors import ApplicationError
 
 
@@ -102,6 +105,7 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
     stay `closing`, with why: an earlier period not finalized yet, or lines that do not add up to the ledger (their
     lines are not kept). Invoices already past this step are left alone."""
     refused: dict[int, ApplicationError] = {}
+    _renewals_invoice(invoice_ids=invoice_ids)
     with transaction.atomic():
         invoices = list(
             Invoice.objects.select_for_update().filter(pk__in=invoice_ids, status=InvoiceStatus.CLOSING).order_by("pk")
@@ -143,6 +147,7 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
                 count=Count("id"),
                 credit=Sum("amount_nano", filter=Q(kind__in=CREDIT_KINDS)),
                 charges=Sum("amount_nano", filter=~Q(kind__in=(*CREDIT_KINDS, *RECORD_KINDS))),
+                invoiced=Sum("amount_nano", filter=~Q(fee_ref="")),
             )
         }
         carries, drafted, now = [], [], timezone.now()
@@ -150,10 +155,13 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
             row: dict[str, Any] = sums.get(invoice.pk, {})
             charges, credit = row.get("charges") or 0, row.get("credit") or 0
             spent, unfunded = ledger_totals[invoice.pk]
-            if charges != spent or charges + credit != unfunded:
+            # The fees credit could not pay are charged here before the ledger books them (at payment).
+            invoiced = row.get("invoiced") or 0
+            if charges != spent + invoiced or charges + credit != unfunded + invoiced:
                 refused[invoice.pk] = InvoiceUnbalanced(
                     f"The period's lines do not add up to its ledger (lines charge {charges} nano, the journal "
-                    f"spent {spent}; credit applied {-credit}, unfunded {unfunded}); run invoices_reconcile.",
+                    f"spent {spent} and fees invoiced {invoiced}; credit applied {-credit}, unfunded {unfunded}); "
+                    "run invoices_reconcile.",
                     param="period",
                 )
                 continue
@@ -183,7 +191,30 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
         InvoiceLine.objects.filter(invoice_id__in=[pk for pk in refused if pk in params["invoices"]]).delete()
         InvoiceLine.objects.bulk_create(carries)
         Invoice.objects.bulk_update(drafted, [*TOTAL_FIELDS, "status", "drafted_at"])
+        fees_invoice(
+            fee_refs=list(
+                InvoiceLine.objects.filter(invoice__in=drafted).exclude(fee_ref="").values_list("fee_ref", flat=True)
+            ),
+            now=now,
+        )
     return refused
+
+
+def _renewals_invoice(*, invoice_ids: list[int]) -> None:
+    """Before the lines: each plan renewal credit could not pay (its subscription past due) that starts before the
+    end of the invoice's period is renewed with its fee left to the invoice (the plan stays in force while it is
+    collected). Its own transaction per subscription: a close resumed after it finds the fee invoiced-to-be."""
+    closing = dict(
+        Invoice.objects.filter(pk__in=invoice_ids, status=InvoiceStatus.CLOSING).values_list(
+            "organization_id", "period_end"
+        )
+    )
+    past_due = Subscription.objects.filter(organization_id__in=closing, status=SubscriptionStatus.PAST_DUE)
+    for subscription_id, organization_id, current_end in past_due.values_list(
+        "id", "organization_id", "current_period_end"
+    ):
+        if current_end < closing[organization_id]:
+            subscription_renew_invoiced(subscription_id=subscription_id)
 
 
 AGGREGATE_WORK_MEM = "256MB"

@@ -7,14 +7,19 @@ changes nothing. A payment books the amount paid in the ledger as paid credit, w
 the invoice billed (billing.ledger settles unfunded draws out of the next grant).
 """
 
+import logging
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
-from billing.invoicing.models import NANO_PER_MINOR, Invoice, InvoiceStatus
+from billing.invoicing.models import NANO_PER_MINOR, Invoice, InvoiceLine, InvoiceStatus
 from billing.invoicing.services.dunning import dunning_start, postpaid_restore
 from billing.ledger import services as ledger
+from billing.ledger.errors import InsufficientCredit
+from billing.pricing.services.fees import fee_settle
+
+logger = logging.getLogger(__name__)
 
 
 def _ours(stripe_invoice: dict[str, Any]) -> Invoice | None:
@@ -57,6 +62,7 @@ def invoice_paid(*, invoice_id: int, amount_paid_minor: int | None = None) -> In
             source_ref=f"invoice:{invoice.number}",
         )
         invoice.payment_grant_id = result.grant.pk
+    _fees_settle(invoice)
     invoice.status = InvoiceStatus.PAID
     invoice.paid_at = timezone.now()
     invoice.stripe_status = "paid"
@@ -74,6 +80,19 @@ def invoice_paid(*, invoice_id: int, amount_paid_minor: int | None = None) -> In
     )
     postpaid_restore(organization_id=invoice.organization_id)
     return invoice
+
+
+def _fees_settle(invoice: Invoice) -> None:
+    """The fees credit could not pay, listed on the invoice, are paid out of its payment (just granted), each with
+    the debit credit would have made. One the credit cannot cover (a partial payment) stays unpaid, and the
+    reconcile names it (a paid invoice whose fee has no debit) for an operator."""
+    refs = InvoiceLine.objects.filter(invoice=invoice).exclude(fee_ref="").order_by("position")
+    for fee_ref in refs.values_list("fee_ref", flat=True):
+        try:
+            with transaction.atomic():
+                fee_settle(fee_ref=fee_ref, now=timezone.now(), actor="stripe")
+        except InsufficientCredit:
+            logger.warning("invoice %s: fee %s not paid, the payment did not cover it", invoice.number, fee_ref)
 
 
 def _paid(stripe_invoice: dict[str, Any]) -> str | None:
