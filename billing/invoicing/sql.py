@@ -49,20 +49,31 @@ txn AS (
        AND NOT (t.category IN ('plan_fee', 'commitment') AND t.id IN (SELECT debit_transaction_id FROM settled_fees))
 )"""
 
+# One statement per batch: the lines are inserted (a data-modifying CTE), and the same scan of the period's ledger
+# returns, per invoice, the journal's spent credit and what no grant covered of it (the unfunded draws), to check
+# the lines against. Each big table is read once, by hash joins over the whole batch.
 LINES_INSERT = (
     "WITH"  # noqa: S608 (constant SQL text; every value is a parameter)
     + _INVOICES
     + """,
-usage AS (
-    SELECT t.invoice_id, u.id, u.model_id, u.service_tier, u.lines, t.id AS txn_id
-      FROM txn t JOIN usage_usagerecord u ON u.hold_id = t.hold_id
+-- Each transaction with the usage record it charged, if any: a hold's settle transaction and the record of that
+-- hold (one per hold), a reported event's debit ("debit:<request id>") and its record.
+txu AS (
+    SELECT t.*, u.id AS usage_id, u.model_id, u.service_tier, u.lines
+      FROM txn t LEFT JOIN usage_usagerecord u ON u.hold_id = t.hold_id
      WHERE t.hold_id IS NOT NULL
     UNION ALL
-    SELECT t.invoice_id, u.id, u.model_id, u.service_tier, u.lines, t.id
-      FROM txn t JOIN usage_usagerecord u ON u.request_id = substr(t.idempotency_key, 7)
-     WHERE t.kind = 'debit' AND t.category = 'usage' AND t.idempotency_key LIKE 'debit:%%'
+    SELECT t.*, u.id, u.model_id, u.service_tier, u.lines
+      FROM txn t
+      LEFT JOIN usage_usagerecord u
+        ON u.request_id = substr(t.idempotency_key, 7)
+       AND t.kind = 'debit' AND t.category = 'usage' AND t.idempotency_key LIKE 'debit:%%'
+     WHERE t.hold_id IS NULL
+),
+usage AS (
+    SELECT invoice_id, usage_id AS id, model_id, service_tier, lines FROM txu WHERE usage_id IS NOT NULL
     UNION ALL
-    SELECT i.id, u.id, u.model_id, u.service_tier, u.lines, NULL
+    SELECT i.id, u.id, u.model_id, u.service_tier, u.lines
       FROM inv i JOIN usage_usagerecord u
         ON u.organization_id = i.organization_id AND u.created_at >= i.period_start AND u.created_at < i.period_end
      WHERE u.hold_id IS NULL AND u.charge_nano = 0
@@ -78,15 +89,16 @@ usage_lines AS (
       FROM usage u CROSS JOIN LATERAL jsonb_array_elements(u.lines) l
      GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
 ),
-matched AS (SELECT DISTINCT txn_id FROM usage WHERE txn_id IS NOT NULL),
-charges AS (
-    SELECT t.* FROM txn t WHERE t.spent > 0 AND NOT EXISTS (SELECT 1 FROM matched m WHERE m.txn_id = t.id)
+charges AS (SELECT t.* FROM txu t WHERE t.spent > 0 AND t.usage_id IS NULL),
+all_draws AS (
+    SELECT t.invoice_id, d.id, d.grant_id, d.amount_nano
+      FROM txn t JOIN ledger_grantdraw d ON d.transaction_id = t.id
+     WHERE t.spent > 0
 ),
 draws AS (
-    SELECT t.invoice_id, g.kind, -sum(d.amount_nano) AS amount, array_agg(d.id) AS draw_ids
-      FROM txn t JOIN ledger_grantdraw d ON d.transaction_id = t.id JOIN ledger_grant g ON g.id = d.grant_id
-     WHERE t.spent > 0
-     GROUP BY t.invoice_id, g.kind
+    SELECT d.invoice_id, g.kind, -sum(d.amount_nano) AS amount, array_agg(d.id) AS draw_ids
+      FROM all_draws d JOIN ledger_grant g ON g.id = d.grant_id
+     GROUP BY d.invoice_id, g.kind
 ),
 refunds AS (
     SELECT t.invoice_id, t.id, t.idempotency_key, t.reason, e.amount_nano
@@ -182,33 +194,22 @@ all_lines AS (
            '{}'::bigint[], '{}'::bigint[], '{}'::bigint[], '2' || lpad(s.id::text, 20, '0'), '', s.period_start,
            s.period_end
       FROM shortfalls s
-)
-INSERT INTO invoicing_invoiceline (
-    invoice_id, position, kind, description, model_id, price_version_id, token_kind, service_tier, source,
-    quantity, unit, rate_micro_per_mtok, factor_bps, discount_bps, unit_price_nano, amount_nano,
-    period_start, period_end, usage_ids, transaction_ids, draw_ids, fee_ref
-)
-SELECT l.invoice_id, row_number() OVER (PARTITION BY l.invoice_id ORDER BY l.section, l.sort_key), l.kind,
-       l.description, l.model_id, l.price_version_id, l.token_kind, l.service_tier, l.source, l.quantity, l.unit,
-       l.rate, l.factor, l.discount, l.unit_price, l.amount, coalesce(l.line_start, i.period_start),
-       coalesce(l.line_end, i.period_end), l.usage_ids, l.transaction_ids, l.draw_ids, l.fee_ref
-  FROM all_lines l JOIN inv i ON i.id = l.invoice_id
-"""
-)
-
-# Per invoice: the journal's spent credit in its period, and what no grant covered of it (the unfunded draws), to
-# check the lines against.
-LEDGER_TOTALS = (
-    "WITH"  # noqa: S608 (constant SQL text; every value is a parameter)
-    + _INVOICES
-    + """
-,
+),
+inserted AS (
+    INSERT INTO invoicing_invoiceline (
+        invoice_id, position, kind, description, model_id, price_version_id, token_kind, service_tier, source,
+        quantity, unit, rate_micro_per_mtok, factor_bps, discount_bps, unit_price_nano, amount_nano,
+        period_start, period_end, usage_ids, transaction_ids, draw_ids, fee_ref
+    )
+    SELECT l.invoice_id, row_number() OVER (PARTITION BY l.invoice_id ORDER BY l.section, l.sort_key), l.kind,
+           l.description, l.model_id, l.price_version_id, l.token_kind, l.service_tier, l.source, l.quantity,
+           l.unit, l.rate, l.factor, l.discount, l.unit_price, l.amount, coalesce(l.line_start, i.period_start),
+           coalesce(l.line_end, i.period_end), l.usage_ids, l.transaction_ids, l.draw_ids, l.fee_ref
+      FROM all_lines l JOIN inv i ON i.id = l.invoice_id
+),
 spent AS (SELECT invoice_id, sum(spent) AS spent FROM txn GROUP BY invoice_id),
 unfunded AS (
-    SELECT t.invoice_id, sum(d.amount_nano) AS unfunded
-      FROM txn t JOIN ledger_grantdraw d ON d.transaction_id = t.id
-     WHERE d.grant_id IS NULL AND t.spent > 0
-     GROUP BY t.invoice_id
+    SELECT invoice_id, sum(amount_nano) AS unfunded FROM all_draws WHERE grant_id IS NULL GROUP BY invoice_id
 )
 SELECT i.id, coalesce(s.spent, 0), coalesce(u.unfunded, 0)
   FROM inv i LEFT JOIN spent s ON s.invoice_id = i.id LEFT JOIN unfunded u ON u.invoice_id = i.id

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from billing.invoicing import sql
@@ -29,6 +29,7 @@ from billing.invoicing.models import (
     LineKind,
 )
 from billing.invoicing.selectors import periods_next
+from billing.ledger.models import Wallet
 from billing.ledger.services import wallet_get_or_create
 from billing.pricing.models import Subscription, SubscriptionStatus
 from billing.pricing.services import subscription_renew_invoiced
@@ -46,9 +47,11 @@ def minor_round(total_exact_nano: int) -> tuple[int, int]:
 
 def profile_get(*, organization_id: int) -> BillingProfile:
     """The organization's billing profile (unsaved defaults when staff never set one)."""
-    return BillingProfile.objects.filter(organization_id=organization_id).first() or BillingProfile(
-        organization_id=organization_id, days_until_due=settings.INVOICE_DAYS_UNTIL_DUE
-    )
+    return BillingProfile.objects.filter(organization_id=organization_id).first() or _profile_default(organization_id)
+
+
+def _profile_default(organization_id: int) -> BillingProfile:
+    return BillingProfile(organization_id=organization_id, days_until_due=settings.INVOICE_DAYS_UNTIL_DUE)
 
 
 def period_next(*, organization_id: int) -> tuple[datetime, datetime]:
@@ -99,6 +102,34 @@ def invoice_open(
         return Invoice.objects.get(organization_id=organization_id, period_start=period_start)
 
 
+def _invoices_open(*, periods: dict[int, tuple[datetime, datetime]]) -> list[int]:
+    """Step 1 for many organizations at once, their next periods (from periods_next: contiguous, and over): one
+    INSERT claims them all, in each organization's wallet of its currency; a period a concurrent close claimed
+    first is kept as it is. Returns the periods' invoice ids."""
+    if not periods:
+        return []
+    wallets = Wallet.objects.filter(organization_id__in=periods, currency=F("organization__currency")).values_list(
+        "organization_id", "id", "currency"
+    )
+    Invoice.objects.bulk_create(
+        [
+            Invoice(
+                organization_id=organization_id,
+                wallet_id=wallet_id,
+                currency=currency,
+                period_start=periods[organization_id][0],
+                period_end=periods[organization_id][1],
+            )
+            for organization_id, wallet_id, currency in wallets
+        ],
+        ignore_conflicts=True,  # claimed by a concurrent close (the one-per-period constraint)
+    )
+    claimed = Invoice.objects.filter(
+        organization_id__in=periods, period_start__in={start for start, _ in periods.values()}
+    ).values_list("id", "organization_id", "period_start")
+    return [pk for pk, organization_id, start in claimed if periods[organization_id][0] == start]
+
+
 def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]:
     """Step 2, for any number of invoices at once (a whole day's closes in one statement): their lines, aggregated
     in SQL, and their totals, written together in one transaction; `closing` -> `draft`. Returns the invoices that
@@ -137,7 +168,6 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
             # A batch groups a few hundred thousand rating lines: in memory, for this transaction only.
             cursor.execute(f"SET LOCAL work_mem = '{AGGREGATE_WORK_MEM}'")
             cursor.execute(sql.LINES_INSERT, params)
-            cursor.execute(sql.LEDGER_TOTALS, params)
             ledger_totals = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
         sums: dict[int, dict[str, Any]] = {
             row["invoice_id"]: dict(row)
@@ -255,7 +285,7 @@ def invoices_finalize(*, invoice_ids: list[int]) -> None:
             for p in BillingProfile.objects.filter(organization_id__in={d.organization_id for d in drafts})
         }
         for invoice in drafts:
-            profile = profiles.get(invoice.organization_id) or profile_get(organization_id=invoice.organization_id)
+            profile = profiles.get(invoice.organization_id) or _profile_default(invoice.organization_id)
             sequence.last_value += 1
             invoice.issuer = issuer
             invoice.sequence = sequence.last_value
@@ -311,9 +341,12 @@ def invoices_close_due(*, organization_ids: list[int], now: datetime | None = No
             Invoice.objects.filter(organization_id__in=pending, status__in=OPEN_STATUSES).values_list("id", flat=True)
         )
         busy = set(Invoice.objects.filter(pk__in=open_ids).values_list("organization_id", flat=True))
-        for organization_id, (start, end) in periods_next(organization_ids=list(pending - busy)).items():
-            if end <= cutoff:
-                open_ids.append(invoice_open(organization_id=organization_id, period_start=start, period_end=end).pk)
+        ended = {
+            organization_id: period
+            for organization_id, period in periods_next(organization_ids=list(pending - busy)).items()
+            if period[1] <= cutoff
+        }
+        open_ids += _invoices_open(periods=ended)
         if not open_ids:
             break
         refused = invoices_aggregate(invoice_ids=open_ids)
