@@ -214,13 +214,13 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
             invoice.credit_applied_nano = credit
             invoice.total_exact_nano = charges + credit + invoice.carry_in_nano
             invoice.total_minor, invoice.carry_out_nano = minor_round(invoice.total_exact_nano)
-            invoice.status = InvoiceStatus.DRAFT
-            invoice.drafted_at = now
             drafted.append(invoice)
         # The lines of an invoice that does not add up are not kept: it stays `closing` until the books agree.
         InvoiceLine.objects.filter(invoice_id__in=[pk for pk in refused if pk in params["invoices"]]).delete()
         InvoiceLine.objects.bulk_create(carries)
-        Invoice.objects.bulk_update(drafted, [*TOTAL_FIELDS, "status", "drafted_at"])
+        columns = {name: [getattr(invoice, field) for invoice in drafted] for name, field in DRAFT_COLUMNS.items()}
+        with connection.cursor() as cursor:
+            cursor.execute(sql.DRAFTS_SET, {"now": now, **columns})
         fees_invoice(
             fee_refs=list(
                 InvoiceLine.objects.filter(invoice__in=drafted).exclude(fee_ref="").values_list("fee_ref", flat=True)
@@ -248,14 +248,16 @@ def _renewals_invoice(*, invoice_ids: list[int]) -> None:
 
 
 AGGREGATE_WORK_MEM = "256MB"
-TOTAL_FIELDS = (
-    "charges_nano",
-    "credit_applied_nano",
-    "carry_in_nano",
-    "total_exact_nano",
-    "total_minor",
-    "carry_out_nano",
-)
+# sql.DRAFTS_SET's arrays and the invoice fields they are read from.
+DRAFT_COLUMNS = {
+    "ids": "pk",
+    "charges": "charges_nano",
+    "credit": "credit_applied_nano",
+    "carry_in": "carry_in_nano",
+    "total_exact": "total_exact_nano",
+    "total_minor": "total_minor",
+    "carry_out": "carry_out_nano",
+}
 
 
 def invoice_aggregate(*, invoice_id: int) -> Invoice:
@@ -287,18 +289,24 @@ def invoices_finalize(*, invoice_ids: list[int]) -> None:
         for invoice in drafts:
             profile = profiles.get(invoice.organization_id) or _profile_default(invoice.organization_id)
             sequence.last_value += 1
-            invoice.issuer = issuer
             invoice.sequence = sequence.last_value
             invoice.number = settings.INVOICE_NUMBER_FORMAT.format(year=now.year, number=sequence.last_value)
             invoice.collection_method = profile.collection_method
             invoice.days_until_due = profile.days_until_due
-            invoice.status = InvoiceStatus.FINALIZED
-            invoice.finalized_at = now
         sequence.save(update_fields=["last_value"])
-        Invoice.objects.bulk_update(
-            drafts,
-            ["issuer", "sequence", "number", "collection_method", "days_until_due", "status", "finalized_at"],
-        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                sql.FINALIZE_SET,
+                {
+                    "now": now,
+                    "issuer": issuer,
+                    "ids": [invoice.pk for invoice in drafts],
+                    "sequences": [invoice.sequence for invoice in drafts],
+                    "numbers": [invoice.number for invoice in drafts],
+                    "methods": [invoice.collection_method for invoice in drafts],
+                    "days": [invoice.days_until_due for invoice in drafts],
+                },
+            )
 
 
 def invoice_finalize(*, invoice_id: int) -> Invoice:
