@@ -2,10 +2,15 @@
 payment left due is listed once, no longer retried from credit, and paid by the invoice's payment with the debit
 credit would have made, which no later invoice lists again."""
 
+from datetime import datetime
+
+import pytest
 import time_machine
+from django.db import DatabaseError
 
 from billing.invoicing import selectors, services
-from billing.invoicing.models import InvoiceLine
+from billing.invoicing.models import Invoice, InvoiceLine
+from billing.invoicing.services import close as close_module
 from billing.invoicing.services.collection import invoice_paid
 from billing.ledger.models import JournalTransaction, Wallet
 from billing.pricing import services as pricing
@@ -76,3 +81,34 @@ def test_a_commitment_payment_credit_could_not_pay_is_invoiced_then_paid_by_the_
     assert not InvoiceLine.objects.filter(invoice=december, kind="commitment_fee").exists()
     assert december.charges_nano == 0
     assert InvoiceLine.objects.filter(fee_ref=f"commitment_charge:{due.pk}").count() == 1
+
+
+def test_a_close_killed_after_the_invoiced_renewal_lists_its_fee_once_when_resumed(org, monkeypatch):
+    pricing.plan_create(slug="starter", name="Starter", fee_nano=usd("31.00"))
+    with moment("2026-10-01 00:00"):
+        fund(org, "31.00")
+        subscription = pricing.subscription_create(organization_id=org.pk, plan_slug="starter")
+    with moment("2026-11-01 00:00"):
+        assert pricing.subscriptions_renew() == {"past_due": 1}
+    with time_machine.travel(at("2026-12-01 01:00"), tick=False):
+        real = close_module.fees_invoice
+
+        def dying(*, fee_refs: list[str], now: datetime) -> None:
+            if fee_refs:  # November's: the worker dies before its lines commit
+                raise DatabaseError("killed")
+            real(fee_refs=fee_refs, now=now)
+
+        with monkeypatch.context() as patch, pytest.raises(DatabaseError):
+            patch.setattr(close_module, "fees_invoice", dying)
+            services.invoices_close_due(organization_ids=[org.pk])
+        # October was finalized, and the renewal committed in its own transaction; November has no lines.
+        subscription.refresh_from_db()
+        assert subscription.status == "active"
+        assert not InvoiceLine.objects.filter(kind="plan_fee", source="invoice").exists()
+        [november] = services.invoices_close_due(organization_ids=[org.pk])  # resumed: November only
+    october = Invoice.objects.get(organization=org, period_start=at("2026-10-01 00:00"))
+    fees = InvoiceLine.objects.filter(kind="plan_fee", source="invoice")
+    assert [(line.invoice_id, line.description, line.amount_nano) for line in fees] == [
+        (november.pk, "Starter plan, 2026-11-01 to 2026-12-01", usd("31.00"))
+    ]
+    assert (october.total_minor, november.total_minor) == (0, 3100)
