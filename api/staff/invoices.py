@@ -54,7 +54,8 @@ class InvoiceLineOutputSerializer(serializers.Serializer):
     token_kind = serializers.CharField()
     service_tier = serializers.CharField()
     paid_by = serializers.CharField(
-        source="source", help_text="credit, quota or commitment; a grant kind on a credit line"
+        source="source",
+        help_text="credit, quota or commitment; a grant kind on a credit line; invoice for a fee credit could not pay",
     )
     quantity = serializers.IntegerField()
     unit = serializers.CharField()
@@ -69,6 +70,11 @@ class InvoiceLineOutputSerializer(serializers.Serializer):
     usage_ids = serializers.ListField(child=serializers.IntegerField())
     transaction_ids = serializers.ListField(child=serializers.IntegerField())
     draw_ids = serializers.ListField(child=serializers.IntegerField())
+    fee = serializers.CharField(
+        source="fee_ref",
+        help_text="a fee credit could not pay (subscription_period:<id> or commitment_charge:<id>), paid with the "
+        "invoice; empty otherwise",
+    )
 
     class Meta:
         ref_name = "StaffInvoiceLine"

@@ -264,6 +264,11 @@ class LineKind(models.TextChoices):
     DISPUTE = "dispute", "Credit withdrawn by a card dispute"
     # A credit note's line: minus (all or part of) the line it names on the invoice corrected.
     REVERSAL = "reversal", "Reversal of an invoice line"
+    # A volume-tier schedule re-priced the period below what was charged as it went: the difference came back as
+    # refund credit (spent later like any credit, so it is shown here, not counted twice).
+    TIER_TRUEUP_CREDIT = "tier_trueup_credit", "Volume-tier true-up credited"
+    # Committed tokens a commitment month did not use: lost (use-or-lose), and already paid by its fee.
+    COMMITMENT_SHORTFALL = "commitment_shortfall", "Unused committed tokens"
 
 
 CREDIT_KINDS = (
@@ -273,7 +278,7 @@ CREDIT_KINDS = (
     LineKind.CREDIT_PLAN_ALLOWANCE,
 )
 # Lines that record a movement of the period without being part of the invoice's total.
-RECORD_KINDS = (LineKind.REFUND, LineKind.DISPUTE)
+RECORD_KINDS = (LineKind.REFUND, LineKind.DISPUTE, LineKind.TIER_TRUEUP_CREDIT, LineKind.COMMITMENT_SHORTFALL)
 # Lines a staff credit note may reverse in part: what the invoice charged.
 CHARGE_KINDS = (
     LineKind.USAGE,
@@ -316,6 +321,9 @@ class InvoiceLine(models.Model):
     draw_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     # A credit note's line: the invoice line it reverses (its amount is minus all or part of that line's).
     reverses = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversals")
+    # A plan or commitment fee that prepaid credit could not pay (billing.pricing.services.fees): its reference.
+    # The invoice's payment pays it, with a debit outside any invoice period (this line is its invoice).
+    fee_ref = models.CharField(max_length=60, blank=True, default="")
 
     class Meta:
         constraints = [
@@ -325,6 +333,12 @@ class InvoiceLine(models.Model):
                 name="invoicing_reversal_names_its_line",
             ),
             models.UniqueConstraint(fields=["invoice", "position"], name="invoicing_line_position_unique"),
+            # A fee is invoiced once.
+            models.UniqueConstraint(fields=["fee_ref"], condition=~Q(fee_ref=""), name="invoicing_line_fee_once"),
+            models.CheckConstraint(
+                condition=~Q(kind=LineKind.COMMITMENT_SHORTFALL) | Q(amount_nano=0),
+                name="invoicing_shortfall_costs_nothing_more",
+            ),
             models.CheckConstraint(condition=Q(kind__in=LineKind.values), name="invoicing_line_kind_valid"),
             models.CheckConstraint(
                 condition=~Q(kind__in=(*CREDIT_KINDS, *RECORD_KINDS)) | Q(amount_nano__lte=0),

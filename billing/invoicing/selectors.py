@@ -144,7 +144,41 @@ SELECT l.invoice_id, l.position, 'amount ' || l.amount_nano || ' is not its tran
   LEFT JOIN ledger_journalentry e ON e.transaction_id = tid AND e.account = 'spent'
  WHERE l.invoice_id IN (SELECT id FROM invoicing_invoice
                          WHERE organization_id = %(org)s AND status <> 'closing' AND kind = 'invoice')
-   AND l.kind IN ('plan_fee', 'commitment_fee', 'tier_trueup', 'charge')
+   AND l.kind IN ('plan_fee', 'commitment_fee', 'tier_trueup', 'charge') AND l.fee_ref = ''
+ GROUP BY l.id HAVING l.amount_nano <> coalesce(sum(e.amount_nano), 0)
+"""
+
+# A fee credit could not pay (billing.pricing.services.fees): the line is the fee, and once the invoice is paid, the
+# debit that paid it out of the payment.
+_FEE_LINES = """
+WITH fee AS (
+    SELECT l.invoice_id, l.position, l.amount_nano, i.status, coalesce(p.fee_nano, c.amount_nano) AS fee,
+           coalesce(p.debit_transaction_id, c.debit_transaction_id) AS debit_id
+      FROM invoicing_invoiceline l JOIN invoicing_invoice i ON i.id = l.invoice_id
+      LEFT JOIN pricing_subscriptionperiod p
+        ON l.fee_ref = 'subscription_period:' || p.id AND p.invoiced_at IS NOT NULL
+      LEFT JOIN pricing_commitmentcharge c
+        ON l.fee_ref = 'commitment_charge:' || c.id AND c.invoiced_at IS NOT NULL
+     WHERE i.organization_id = %(org)s AND i.status <> 'closing' AND l.fee_ref <> ''
+)
+SELECT f.invoice_id, f.position, CASE
+           WHEN f.fee IS DISTINCT FROM f.amount_nano THEN 'amount ' || f.amount_nano || ' is not its fee ' || f.fee
+           WHEN f.debit_id IS NULL THEN 'the invoice is paid but its fee is not'
+           ELSE 'amount ' || f.amount_nano || ' is not its debit''s spent ' || coalesce(e.amount_nano, 0) END
+  FROM fee f LEFT JOIN ledger_journalentry e ON e.transaction_id = f.debit_id AND e.account = 'spent'
+ WHERE f.fee IS DISTINCT FROM f.amount_nano
+    OR (f.debit_id IS NULL AND f.status = 'paid')
+    OR (f.debit_id IS NOT NULL AND e.amount_nano IS DISTINCT FROM f.amount_nano)
+"""
+
+_TRUEUP_LINES = """
+SELECT l.invoice_id, l.position, 'amount ' || l.amount_nano || ' is not its grants'' refund credit '
+       || -coalesce(sum(e.amount_nano), 0)
+  FROM invoicing_invoiceline l
+  LEFT JOIN LATERAL unnest(l.transaction_ids) AS tid ON true
+  LEFT JOIN ledger_journalentry e ON e.transaction_id = tid AND e.account = 'funding_refund'
+ WHERE l.invoice_id IN (SELECT id FROM invoicing_invoice WHERE organization_id = %(org)s AND status <> 'closing')
+   AND l.kind = 'tier_trueup_credit'
  GROUP BY l.id HAVING l.amount_nano <> coalesce(sum(e.amount_nano), 0)
 """
 
@@ -199,7 +233,9 @@ SELECT i.id, NULL::int, 'totals do not add up to the lines'
  GROUP BY i.id
 HAVING i.charges_nano <> coalesce(
            sum(l.amount_nano)
-               FILTER (WHERE l.kind NOT LIKE 'credit_%%' AND l.kind NOT IN ('carry', 'refund', 'dispute')),
+               FILTER (WHERE l.kind NOT LIKE 'credit_%%' AND l.kind NOT IN (
+                   'carry', 'refund', 'dispute', 'tier_trueup_credit', 'commitment_shortfall'
+               )),
            0
        )
     OR i.credit_applied_nano <> coalesce(sum(l.amount_nano) FILTER (WHERE l.kind LIKE 'credit_%%'), 0)
@@ -207,11 +243,19 @@ HAVING i.charges_nano <> coalesce(
 """
 
 # The period's charges (journal transactions with a spent leg, by the ledger's clock) against the transactions the
-# lines name (directly, or through their usage records): each charge must be on its period's invoice, once.
+# lines name (directly, or through their usage records): each charge must be on its period's invoice, once. A debit
+# that paid an invoiced fee is on that fee's line (checked by _FEE_LINES), not in the period it was booked in.
 _COVERAGE = """
 WITH inv AS (
     SELECT id, wallet_id, period_start, period_end FROM invoicing_invoice
      WHERE organization_id = %(org)s AND status <> 'closing' AND kind = 'invoice'
+),
+settled_fees AS (
+    SELECT debit_transaction_id FROM pricing_subscriptionperiod
+     WHERE invoiced_at IS NOT NULL AND debit_transaction_id IS NOT NULL
+    UNION ALL
+    SELECT debit_transaction_id FROM pricing_commitmentcharge
+     WHERE invoiced_at IS NOT NULL AND debit_transaction_id IS NOT NULL
 ),
 spent AS (
     SELECT i.id AS invoice_id, t.id AS txn_id
@@ -219,6 +263,7 @@ spent AS (
       JOIN ledger_journaltransaction t
         ON t.wallet_id = i.wallet_id AND t.created_at >= i.period_start AND t.created_at < i.period_end
       JOIN ledger_journalentry e ON e.transaction_id = t.id AND e.account = 'spent'
+     WHERE t.id NOT IN (SELECT debit_transaction_id FROM settled_fees)
 ),
 usage_of AS (
     SELECT DISTINCT l.invoice_id, uid
@@ -289,7 +334,9 @@ HAVING n.charges_nano <> coalesce(
 
 RECONCILE_CHECKS = (
     _CHARGE_LINES,
+    _FEE_LINES,
     _RECORD_LINES,
+    _TRUEUP_LINES,
     _CREDIT_LINES,
     _USAGE_LINES,
     _TOTALS,

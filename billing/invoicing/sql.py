@@ -11,10 +11,16 @@ Lines, in order:
 1. usage: per model x price version x service tier x token kind x source (credit, quota, commitment) x rate x
    factor x discount, summed from the usage records' rating lines (billing.pricing.rating.ChargeLine);
 2. charges: every other spent transaction of the period, one line each (plan fees and prorations, commitment
-   fees, tier true-ups, and any charge with no usage record);
+   fees, tier true-ups, and any charge with no usage record); and the plan and commitment fees prepaid credit
+   could not pay (billing.pricing.services.fees), one line each with its fee's own period, not yet in the ledger:
+   the invoice's payment pays each with a debit under the fee's own key, which belongs to this invoice and so is
+   left out of the period it is booked in;
 3. credit applied: the grant draws of the period's charges, per grant kind, negative;
-4. for the record, not in the total: credit refunded to the card and credit withdrawn by card disputes.
-What no grant covered (the unfunded draws: overdraft) is what the invoice asks to be paid.
+4. for the record, not in the total: credit refunded to the card, credit withdrawn by card disputes, credit
+   returned by volume-tier true-ups (a refund grant, spent later as credit), and the committed tokens a
+   commitment month left unused (use-or-lose: its fee paid for them, nothing more is charged).
+What no grant covered (the unfunded draws: overdraft) and the fees credit could not pay are what the invoice asks
+to be paid.
 """
 
 # The invoices being built: %(invoices)s is an array of invoice ids (all in `closing`).
@@ -23,6 +29,14 @@ inv AS (
     SELECT id, wallet_id, organization_id, period_start, period_end FROM invoicing_invoice
      WHERE id = ANY(%(invoices)s::bigint[])
 ),
+-- Debits that paid fees an earlier invoice listed (see the module's doc): on that invoice, not this one.
+settled_fees AS (
+    SELECT debit_transaction_id FROM pricing_subscriptionperiod
+     WHERE invoiced_at IS NOT NULL AND debit_transaction_id IS NOT NULL
+    UNION ALL
+    SELECT debit_transaction_id FROM pricing_commitmentcharge
+     WHERE invoiced_at IS NOT NULL AND debit_transaction_id IS NOT NULL
+),
 txn AS (
     SELECT i.id AS invoice_id, t.id, t.kind, t.category, t.hold_id, t.idempotency_key, t.reason,
            coalesce(e.amount_nano, 0) AS spent
@@ -30,52 +44,97 @@ txn AS (
       JOIN ledger_journaltransaction t
         ON t.wallet_id = i.wallet_id AND t.created_at >= i.period_start AND t.created_at < i.period_end
       LEFT JOIN ledger_journalentry e ON e.transaction_id = t.id AND e.account = 'spent'
-     WHERE t.kind IN ('capture', 'release', 'expiry', 'debit', 'refund')
+     WHERE (t.kind IN ('capture', 'release', 'expiry', 'debit', 'refund')
+            OR (t.kind = 'grant' AND t.idempotency_key LIKE 'grant:tier-trueup:%%'))
+       AND NOT (t.category IN ('plan_fee', 'commitment') AND t.id IN (SELECT debit_transaction_id FROM settled_fees))
 )"""
 
+# One statement per batch: the lines are inserted (a data-modifying CTE), and the same scan of the period's ledger
+# returns, per invoice, the journal's spent credit and what no grant covered of it (the unfunded draws), to check
+# the lines against. Each big table is read once, by hash joins over the whole batch.
 LINES_INSERT = (
     "WITH"  # noqa: S608 (constant SQL text; every value is a parameter)
     + _INVOICES
     + """,
-usage AS (
-    SELECT t.invoice_id, u.id, u.model_id, u.service_tier, u.lines, t.id AS txn_id
-      FROM txn t JOIN usage_usagerecord u ON u.hold_id = t.hold_id
+-- Each transaction with the usage record it charged, if any: a hold's settle transaction and the record of that
+-- hold (one per hold), a reported event's debit ("debit:<request id>") and its record.
+txu AS (
+    SELECT t.*, u.id AS usage_id, u.model_id, u.service_tier, u.lines
+      FROM txn t LEFT JOIN usage_usagerecord u ON u.hold_id = t.hold_id
      WHERE t.hold_id IS NOT NULL
     UNION ALL
-    SELECT t.invoice_id, u.id, u.model_id, u.service_tier, u.lines, t.id
-      FROM txn t JOIN usage_usagerecord u ON u.request_id = substr(t.idempotency_key, 7)
-     WHERE t.kind = 'debit' AND t.category = 'usage' AND t.idempotency_key LIKE 'debit:%%'
+    SELECT t.*, u.id, u.model_id, u.service_tier, u.lines
+      FROM txn t
+      LEFT JOIN usage_usagerecord u
+        ON u.request_id = substr(t.idempotency_key, 7)
+       AND t.kind = 'debit' AND t.category = 'usage' AND t.idempotency_key LIKE 'debit:%%'
+     WHERE t.hold_id IS NULL
+),
+usage AS (
+    SELECT invoice_id, usage_id AS id, model_id, service_tier, lines FROM txu WHERE usage_id IS NOT NULL
     UNION ALL
-    SELECT i.id, u.id, u.model_id, u.service_tier, u.lines, NULL
+    SELECT i.id, u.id, u.model_id, u.service_tier, u.lines
       FROM inv i JOIN usage_usagerecord u
         ON u.organization_id = i.organization_id AND u.created_at >= i.period_start AND u.created_at < i.period_end
      WHERE u.hold_id IS NULL AND u.charge_nano = 0
 ),
+-- Each rating line is read once into typed columns (jsonb_to_recordset), not field by field.
 usage_lines AS (
-    SELECT u.invoice_id, u.model_id, nullif(l->>'price_version_id', '')::bigint AS price_version_id,
-           u.service_tier, l->>'kind' AS token_kind, l->>'source' AS source,
-           coalesce((l->>'rate_micro_per_mtok')::bigint, 0) AS rate,
-           coalesce((l->>'factor_bps')::bigint, 10000) AS factor,
-           coalesce((l->>'discount_bps')::bigint, 0) AS discount,
-           sum((l->>'tokens')::bigint) AS tokens, sum((l->>'amount_nano')::bigint) AS amount,
-           count(*) AS requests, array_agg(u.id) AS usage_ids
-      FROM usage u CROSS JOIN LATERAL jsonb_array_elements(u.lines) l
+    SELECT u.invoice_id, u.model_id, nullif(l.price_version_id, '')::bigint AS price_version_id,
+           u.service_tier, l.kind AS token_kind, l.source, coalesce(l.rate_micro_per_mtok, 0) AS rate,
+           coalesce(l.factor_bps, 10000) AS factor, coalesce(l.discount_bps, 0) AS discount,
+           sum(l.tokens) AS tokens, sum(l.amount_nano) AS amount, count(*) AS requests, array_agg(u.id) AS usage_ids
+      FROM usage u
+     CROSS JOIN LATERAL jsonb_to_recordset(u.lines) AS l(
+               kind text, source text, tokens bigint, rate_micro_per_mtok bigint, factor_bps bigint,
+               discount_bps bigint, amount_nano bigint, price_version_id text)
      GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
 ),
-matched AS (SELECT DISTINCT txn_id FROM usage WHERE txn_id IS NOT NULL),
-charges AS (
-    SELECT t.* FROM txn t WHERE t.spent > 0 AND NOT EXISTS (SELECT 1 FROM matched m WHERE m.txn_id = t.id)
+charges AS (SELECT t.* FROM txu t WHERE t.spent > 0 AND t.usage_id IS NULL),
+all_draws AS (
+    SELECT t.invoice_id, d.id, d.grant_id, d.amount_nano
+      FROM txn t JOIN ledger_grantdraw d ON d.transaction_id = t.id
+     WHERE t.spent > 0
 ),
 draws AS (
-    SELECT t.invoice_id, g.kind, -sum(d.amount_nano) AS amount, array_agg(d.id) AS draw_ids
-      FROM txn t JOIN ledger_grantdraw d ON d.transaction_id = t.id JOIN ledger_grant g ON g.id = d.grant_id
-     WHERE t.spent > 0
-     GROUP BY t.invoice_id, g.kind
+    SELECT d.invoice_id, g.kind, -sum(d.amount_nano) AS amount, array_agg(d.id) AS draw_ids
+      FROM all_draws d JOIN ledger_grant g ON g.id = d.grant_id
+     GROUP BY d.invoice_id, g.kind
 ),
 refunds AS (
     SELECT t.invoice_id, t.id, t.idempotency_key, t.reason, e.amount_nano
       FROM txn t JOIN ledger_journalentry e ON e.transaction_id = t.id AND e.account = 'refunded'
      WHERE t.kind = 'refund'
+),
+trueups AS (
+    SELECT t.invoice_id, t.id, t.reason, e.amount_nano
+      FROM txn t JOIN ledger_journalentry e ON e.transaction_id = t.id AND e.account = 'funding_refund'
+     WHERE t.kind = 'grant'
+),
+fees AS (
+    SELECT i.id AS invoice_id, 'plan_fee' AS kind, 'subscription_period:' || f.id AS fee_ref, f.fee_nano AS amount,
+           p.name || ' plan, ' || to_char(f.period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD') || ' to '
+               || to_char(f.period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS description,
+           f.period_start, f.period_end
+      FROM inv i JOIN pricing_subscriptionperiod f ON f.organization_id = i.organization_id
+      JOIN pricing_plan p ON p.id = f.plan_id
+     WHERE f.invoiced_at IS NOT NULL AND f.debit_transaction_id IS NULL AND f.fee_nano > 0
+       AND f.period_start < i.period_end
+    UNION ALL
+    SELECT i.id, 'commitment_fee', 'commitment_charge:' || f.id, f.amount_nano,
+           'reserved commitment ' || f.commitment_id || ', '
+               || to_char(f.period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD') || ' to '
+               || to_char(f.period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
+           f.period_start, f.period_end
+      FROM inv i JOIN pricing_commitmentcharge f ON f.organization_id = i.organization_id
+     WHERE f.status = 'due' AND f.amount_nano > 0 AND f.period_start < i.period_end
+),
+shortfalls AS (
+    SELECT i.id AS invoice_id, c.id, c.owner_id, c.limit_tokens - c.used_tokens AS unused, c.period_start,
+           c.period_end
+      FROM inv i JOIN pricing_periodcounter c ON c.organization_id = i.organization_id
+     WHERE c.kind = 'commitment' AND c.period_end > i.period_start AND c.period_end <= i.period_end
+       AND c.limit_tokens > c.used_tokens
 ),
 all_lines AS (
     SELECT ul.invoice_id, 1 AS section,
@@ -90,56 +149,68 @@ all_lines AS (
            CASE WHEN ul.tokens = 0 THEN ul.amount / ul.requests END AS unit_price,
            ul.amount, ul.usage_ids, '{}'::bigint[] AS transaction_ids, '{}'::bigint[] AS draw_ids,
            concat_ws('|', m.slug, ul.price_version_id, ul.service_tier, ul.token_kind, ul.source, ul.rate, ul.factor,
-                     ul.discount) AS sort_key
+                     ul.discount) AS sort_key,
+           '' AS fee_ref, NULL::timestamptz AS line_start, NULL::timestamptz AS line_end
       FROM usage_lines ul JOIN pricing_aimodel m ON m.id = ul.model_id
     UNION ALL
     SELECT c.invoice_id, 2, left(coalesce(nullif(c.reason, ''), c.kind || ' ' || c.id), 500),
            CASE c.category WHEN 'plan_fee' THEN 'plan_fee' WHEN 'commitment' THEN 'commitment_fee'
                            WHEN 'tier_trueup' THEN 'tier_trueup' ELSE 'charge' END,
            NULL, NULL, '', '', 'credit', 1, 'item', NULL, NULL, NULL, c.spent, c.spent,
-           '{}'::bigint[], ARRAY[c.id], '{}'::bigint[], lpad(c.id::text, 20, '0')
+           '{}'::bigint[], ARRAY[c.id], '{}'::bigint[], '0' || lpad(c.id::text, 20, '0'), '', NULL, NULL
       FROM charges c
+    UNION ALL
+    SELECT f.invoice_id, 2, f.description, f.kind, NULL, NULL, '', '', 'invoice', 1, 'item', NULL, NULL, NULL,
+           f.amount, f.amount, '{}'::bigint[], '{}'::bigint[], '{}'::bigint[],
+           '1' || to_char(f.period_start AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') || f.fee_ref, f.fee_ref,
+           f.period_start, f.period_end
+      FROM fees f
+     WHERE NOT EXISTS (SELECT 1 FROM invoicing_invoiceline l WHERE l.fee_ref = f.fee_ref)
     UNION ALL
     SELECT d.invoice_id, 3,
            CASE d.kind WHEN 'paid' THEN 'Paid credit applied' WHEN 'promotional' THEN 'Promotional credit applied'
                        WHEN 'refund' THEN 'Refund credit applied' ELSE 'Plan credit applied' END,
            'credit_' || d.kind, NULL, NULL, '', '', d.kind, 1, 'item', NULL, NULL, NULL, d.amount, d.amount,
            '{}'::bigint[], '{}'::bigint[], d.draw_ids,
-           CASE d.kind WHEN 'plan_allowance' THEN '0' WHEN 'promotional' THEN '1' WHEN 'refund' THEN '2' ELSE '3' END
+           CASE d.kind WHEN 'plan_allowance' THEN '0' WHEN 'promotional' THEN '1' WHEN 'refund' THEN '2' ELSE '3' END,
+           '', NULL, NULL
       FROM draws d
     UNION ALL
     SELECT r.invoice_id, 4, left(coalesce(nullif(r.reason, ''), 'refund ' || r.id), 500),
            CASE WHEN r.idempotency_key LIKE 'refund:dispute-%%' THEN 'dispute' ELSE 'refund' END,
            NULL, NULL, '', '', '', 1, 'item', NULL, NULL, NULL, -r.amount_nano, -r.amount_nano,
-           '{}'::bigint[], ARRAY[r.id], '{}'::bigint[], lpad(r.id::text, 20, '0')
+           '{}'::bigint[], ARRAY[r.id], '{}'::bigint[], '0' || lpad(r.id::text, 20, '0'), '', NULL, NULL
       FROM refunds r
-)
-INSERT INTO invoicing_invoiceline (
-    invoice_id, position, kind, description, model_id, price_version_id, token_kind, service_tier, source,
-    quantity, unit, rate_micro_per_mtok, factor_bps, discount_bps, unit_price_nano, amount_nano,
-    period_start, period_end, usage_ids, transaction_ids, draw_ids
-)
-SELECT l.invoice_id, row_number() OVER (PARTITION BY l.invoice_id ORDER BY l.section, l.sort_key), l.kind,
-       l.description, l.model_id, l.price_version_id, l.token_kind, l.service_tier, l.source, l.quantity, l.unit,
-       l.rate, l.factor, l.discount, l.unit_price, l.amount, i.period_start, i.period_end, l.usage_ids,
-       l.transaction_ids, l.draw_ids
-  FROM all_lines l JOIN inv i ON i.id = l.invoice_id
-"""
-)
-
-# Per invoice: the journal's spent credit in its period, and what no grant covered of it (the unfunded draws), to
-# check the lines against.
-LEDGER_TOTALS = (
-    "WITH"  # noqa: S608 (constant SQL text; every value is a parameter)
-    + _INVOICES
-    + """
-,
+    UNION ALL
+    SELECT t.invoice_id, 4, left(coalesce(nullif(t.reason, ''), 'volume-tier true-up ' || t.id), 500),
+           'tier_trueup_credit', NULL, NULL, '', '', '', 1, 'item', NULL, NULL, NULL, t.amount_nano, t.amount_nano,
+           '{}'::bigint[], ARRAY[t.id], '{}'::bigint[], '1' || lpad(t.id::text, 20, '0'), '', NULL, NULL
+      FROM trueups t
+    UNION ALL
+    SELECT s.invoice_id, 4,
+           'reserved commitment ' || s.owner_id || ', ' || to_char(s.period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD')
+               || ' to ' || to_char(s.period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD')
+               || ': committed tokens not used (use-or-lose; paid by its fee)',
+           'commitment_shortfall', NULL, NULL, '', '', '', s.unused, 'tokens', NULL, NULL, NULL, NULL, 0,
+           '{}'::bigint[], '{}'::bigint[], '{}'::bigint[], '2' || lpad(s.id::text, 20, '0'), '', s.period_start,
+           s.period_end
+      FROM shortfalls s
+),
+inserted AS (
+    INSERT INTO invoicing_invoiceline (
+        invoice_id, position, kind, description, model_id, price_version_id, token_kind, service_tier, source,
+        quantity, unit, rate_micro_per_mtok, factor_bps, discount_bps, unit_price_nano, amount_nano,
+        period_start, period_end, usage_ids, transaction_ids, draw_ids, fee_ref
+    )
+    SELECT l.invoice_id, row_number() OVER (PARTITION BY l.invoice_id ORDER BY l.section, l.sort_key), l.kind,
+           l.description, l.model_id, l.price_version_id, l.token_kind, l.service_tier, l.source, l.quantity,
+           l.unit, l.rate, l.factor, l.discount, l.unit_price, l.amount, coalesce(l.line_start, i.period_start),
+           coalesce(l.line_end, i.period_end), l.usage_ids, l.transaction_ids, l.draw_ids, l.fee_ref
+      FROM all_lines l JOIN inv i ON i.id = l.invoice_id
+),
 spent AS (SELECT invoice_id, sum(spent) AS spent FROM txn GROUP BY invoice_id),
 unfunded AS (
-    SELECT t.invoice_id, sum(d.amount_nano) AS unfunded
-      FROM txn t JOIN ledger_grantdraw d ON d.transaction_id = t.id
-     WHERE d.grant_id IS NULL AND t.spent > 0
-     GROUP BY t.invoice_id
+    SELECT invoice_id, sum(amount_nano) AS unfunded FROM all_draws WHERE grant_id IS NULL GROUP BY invoice_id
 )
 SELECT i.id, coalesce(s.spent, 0), coalesce(u.unfunded, 0)
   FROM inv i LEFT JOIN spent s ON s.invoice_id = i.id LEFT JOIN unfunded u ON u.invoice_id = i.id
@@ -152,4 +223,27 @@ SELECT coalesce(sum(d.amount_nano), 0)
   FROM ledger_journaltransaction t JOIN ledger_grantdraw d ON d.transaction_id = t.id
  WHERE t.wallet_id = %(wallet)s AND t.created_at >= %(start)s AND t.created_at < %(end)s
    AND t.kind IN ('capture', 'debit') AND d.grant_id IS NULL
+"""
+
+# A batch's drafts, in one statement (Django's bulk_update builds a CASE per field and row, slow for hundreds): the
+# arrays are parallel, one element per invoice.
+DRAFTS_SET = """
+UPDATE invoicing_invoice i
+   SET charges_nano = v.charges, credit_applied_nano = v.credit, carry_in_nano = v.carry_in,
+       total_exact_nano = v.total_exact, total_minor = v.total_minor, carry_out_nano = v.carry_out,
+       status = 'draft', drafted_at = %(now)s
+  FROM unnest(%(ids)s::bigint[], %(charges)s::bigint[], %(credit)s::bigint[], %(carry_in)s::bigint[],
+              %(total_exact)s::bigint[], %(total_minor)s::bigint[], %(carry_out)s::bigint[])
+       AS v(id, charges, credit, carry_in, total_exact, total_minor, carry_out)
+ WHERE i.id = v.id
+"""
+
+# A batch's finalization, in one statement: the arrays are parallel, one element per invoice.
+FINALIZE_SET = """
+UPDATE invoicing_invoice i
+   SET issuer = %(issuer)s, sequence = v.sequence, number = v.number, collection_method = v.method,
+       days_until_due = v.days, billed_to = v.billed_to::jsonb, status = 'finalized', finalized_at = %(now)s
+  FROM unnest(%(ids)s::bigint[], %(sequences)s::bigint[], %(numbers)s::text[], %(methods)s::text[],
+              %(days)s::int[], %(billed_to)s::text[]) AS v(id, sequence, number, method, days, billed_to)
+ WHERE i.id = v.id
 """

@@ -6,12 +6,13 @@ constraint), its lines are written with its totals in one transaction, and its n
 transaction that finalizes it. Running the close again after any step does the remaining steps only.
 """
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from billing.invoicing import sql
@@ -34,7 +35,11 @@ from billing.invoicing.models import (
 from billing.invoicing.selectors import billed_to_of, periods_next
 from billing.invoicing.services.emails import billing_email_queue
 from billing.invoicing.services.events import invoice_event_emit
+from billing.ledger.models import Wallet
 from billing.ledger.services import wallet_get_or_create
+from billing.pricing.models import Subscription, SubscriptionStatus
+from billing.pricing.services import subscription_renew_invoiced
+from billing.pricing.services.fees import fees_invoice
 from billing.webhooks.models import EventType
 from core.errors import ApplicationError
 
@@ -59,9 +64,11 @@ def sequence_locked(*, issuer: str, year: int, kind: str) -> InvoiceSequence:
 
 def profile_get(*, organization_id: int) -> BillingProfile:
     """The organization's billing profile (unsaved defaults when staff never set one)."""
-    return BillingProfile.objects.filter(organization_id=organization_id).first() or BillingProfile(
-        organization_id=organization_id, days_until_due=settings.INVOICE_DAYS_UNTIL_DUE
-    )
+    return BillingProfile.objects.filter(organization_id=organization_id).first() or _profile_default(organization_id)
+
+
+def _profile_default(organization_id: int) -> BillingProfile:
+    return BillingProfile(organization_id=organization_id, days_until_due=settings.INVOICE_DAYS_UNTIL_DUE)
 
 
 def period_next(*, organization_id: int) -> tuple[datetime, datetime]:
@@ -112,12 +119,41 @@ def invoice_open(
         return _invoices.get(organization_id=organization_id, period_start=period_start)
 
 
+def _invoices_open(*, periods: dict[int, tuple[datetime, datetime]]) -> list[int]:
+    """Step 1 for many organizations at once, their next periods (from periods_next: contiguous, and over): one
+    INSERT claims them all, in each organization's wallet of its currency; a period a concurrent close claimed
+    first is kept as it is. Returns the periods' invoice ids."""
+    if not periods:
+        return []
+    wallets = Wallet.objects.filter(organization_id__in=periods, currency=F("organization__currency")).values_list(
+        "organization_id", "id", "currency"
+    )
+    Invoice.objects.bulk_create(
+        [
+            Invoice(
+                organization_id=organization_id,
+                wallet_id=wallet_id,
+                currency=currency,
+                period_start=periods[organization_id][0],
+                period_end=periods[organization_id][1],
+            )
+            for organization_id, wallet_id, currency in wallets
+        ],
+        ignore_conflicts=True,  # claimed by a concurrent close (the one-per-period constraint)
+    )
+    claimed = Invoice.objects.filter(
+        organization_id__in=periods, period_start__in={start for start, _ in periods.values()}
+    ).values_list("id", "organization_id", "period_start")
+    return [pk for pk, organization_id, start in claimed if periods[organization_id][0] == start]
+
+
 def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]:
     """Step 2, for any number of invoices at once (a whole day's closes in one statement): their lines, aggregated
     in SQL, and their totals, written together in one transaction; `closing` -> `draft`. Returns the invoices that
     stay `closing`, with why: an earlier period not finalized yet, or lines that do not add up to the ledger (their
     lines are not kept). Invoices already past this step are left alone."""
     refused: dict[int, ApplicationError] = {}
+    _renewals_invoice(invoice_ids=invoice_ids)
     with transaction.atomic():
         invoices = list(
             Invoice.objects.select_for_update().filter(pk__in=invoice_ids, status=InvoiceStatus.CLOSING).order_by("pk")
@@ -149,7 +185,6 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
             # A batch groups a few hundred thousand rating lines: in memory, for this transaction only.
             cursor.execute(f"SET LOCAL work_mem = '{AGGREGATE_WORK_MEM}'")
             cursor.execute(sql.LINES_INSERT, params)
-            cursor.execute(sql.LEDGER_TOTALS, params)
             ledger_totals = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
         sums: dict[int, dict[str, Any]] = {
             row["invoice_id"]: dict(row)
@@ -159,6 +194,7 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
                 count=Count("id"),
                 credit=Sum("amount_nano", filter=Q(kind__in=CREDIT_KINDS)),
                 charges=Sum("amount_nano", filter=~Q(kind__in=(*CREDIT_KINDS, *RECORD_KINDS))),
+                invoiced=Sum("amount_nano", filter=~Q(fee_ref="")),
             )
         }
         carries, drafted, now = [], [], timezone.now()
@@ -166,10 +202,13 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
             row: dict[str, Any] = sums.get(invoice.pk, {})
             charges, credit = row.get("charges") or 0, row.get("credit") or 0
             spent, unfunded = ledger_totals[invoice.pk]
-            if charges != spent or charges + credit != unfunded:
+            # The fees credit could not pay are charged here before the ledger books them (at payment).
+            invoiced = row.get("invoiced") or 0
+            if charges != spent + invoiced or charges + credit != unfunded + invoiced:
                 refused[invoice.pk] = InvoiceUnbalanced(
                     f"The period's lines do not add up to its ledger (lines charge {charges} nano, the journal "
-                    f"spent {spent}; credit applied {-credit}, unfunded {unfunded}); run invoices_reconcile.",
+                    f"spent {spent} and fees invoiced {invoiced}; credit applied {-credit}, unfunded {unfunded}); "
+                    "run invoices_reconcile.",
                     param="period",
                 )
                 continue
@@ -192,25 +231,50 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
             invoice.credit_applied_nano = credit
             invoice.total_exact_nano = charges + credit + invoice.carry_in_nano
             invoice.total_minor, invoice.carry_out_nano = minor_round(invoice.total_exact_nano)
-            invoice.status = InvoiceStatus.DRAFT
-            invoice.drafted_at = now
             drafted.append(invoice)
         # The lines of an invoice that does not add up are not kept: it stays `closing` until the books agree.
         InvoiceLine.objects.filter(invoice_id__in=[pk for pk in refused if pk in params["invoices"]]).delete()
         InvoiceLine.objects.bulk_create(carries)
-        Invoice.objects.bulk_update(drafted, [*TOTAL_FIELDS, "status", "drafted_at"])
+        columns = {name: [getattr(invoice, field) for invoice in drafted] for name, field in DRAFT_COLUMNS.items()}
+        with connection.cursor() as cursor:
+            cursor.execute(sql.DRAFTS_SET, {"now": now, **columns})
+        fees_invoice(
+            fee_refs=list(
+                InvoiceLine.objects.filter(invoice__in=drafted).exclude(fee_ref="").values_list("fee_ref", flat=True)
+            ),
+            now=now,
+        )
     return refused
 
 
+def _renewals_invoice(*, invoice_ids: list[int]) -> None:
+    """Before the lines: each plan renewal credit could not pay (its subscription past due) that starts before the
+    end of the invoice's period is renewed with its fee left to the invoice (the plan stays in force while it is
+    collected). Its own transaction per subscription: a close resumed after it finds the fee invoiced-to-be."""
+    closing = dict(
+        Invoice.objects.filter(pk__in=invoice_ids, status=InvoiceStatus.CLOSING).values_list(
+            "organization_id", "period_end"
+        )
+    )
+    past_due = Subscription.objects.filter(organization_id__in=closing, status=SubscriptionStatus.PAST_DUE)
+    for subscription_id, organization_id, current_end in past_due.values_list(
+        "id", "organization_id", "current_period_end"
+    ):
+        if current_end < closing[organization_id]:
+            subscription_renew_invoiced(subscription_id=subscription_id)
+
+
 AGGREGATE_WORK_MEM = "256MB"
-TOTAL_FIELDS = (
-    "charges_nano",
-    "credit_applied_nano",
-    "carry_in_nano",
-    "total_exact_nano",
-    "total_minor",
-    "carry_out_nano",
-)
+# sql.DRAFTS_SET's arrays and the invoice fields they are read from.
+DRAFT_COLUMNS = {
+    "ids": "pk",
+    "charges": "charges_nano",
+    "credit": "credit_applied_nano",
+    "carry_in": "carry_in_nano",
+    "total_exact": "total_exact_nano",
+    "total_minor": "total_minor",
+    "carry_out": "carry_out_nano",
+}
 
 
 def invoice_aggregate(*, invoice_id: int) -> Invoice:
@@ -238,31 +302,32 @@ def invoices_finalize(*, invoice_ids: list[int]) -> None:
         profiles = {p.organization_id: p for p in BillingProfile.objects.filter(organization_id__in=organization_ids)}
         details = {d.organization_id: d for d in BillingDetails.objects.filter(organization_id__in=organization_ids)}
         for invoice in drafts:
-            profile = profiles.get(invoice.organization_id) or profile_get(organization_id=invoice.organization_id)
+            profile = profiles.get(invoice.organization_id) or _profile_default(invoice.organization_id)
             sequence.last_value += 1
-            invoice.issuer = issuer
             invoice.sequence = sequence.last_value
             invoice.number = settings.INVOICE_NUMBER_FORMAT.format(year=now.year, number=sequence.last_value)
             invoice.collection_method = profile.collection_method
             invoice.days_until_due = profile.days_until_due
             # Who it is addressed to, as of now: frozen with the invoice (a later edit reaches the next one).
             invoice.billed_to = billed_to_of(details.get(invoice.organization_id))
+            invoice.issuer = issuer
             invoice.status = InvoiceStatus.FINALIZED
             invoice.finalized_at = now
         sequence.save(update_fields=["last_value"])
-        Invoice.objects.bulk_update(
-            drafts,
-            [
-                "issuer",
-                "sequence",
-                "number",
-                "collection_method",
-                "days_until_due",
-                "billed_to",
-                "status",
-                "finalized_at",
-            ],
-        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                sql.FINALIZE_SET,
+                {
+                    "now": now,
+                    "issuer": issuer,
+                    "ids": [invoice.pk for invoice in drafts],
+                    "sequences": [invoice.sequence for invoice in drafts],
+                    "numbers": [invoice.number for invoice in drafts],
+                    "methods": [invoice.collection_method for invoice in drafts],
+                    "days": [invoice.days_until_due for invoice in drafts],
+                    "billed_to": [json.dumps(invoice.billed_to) for invoice in drafts],
+                },
+            )
         # An invoice of a period with nothing charged (no usage, no fee) is kept, but nobody is emailed about it.
         for invoice in (d for d in drafts if d.charges_nano or d.total_minor):
             billing_email_queue(
@@ -314,9 +379,12 @@ def invoices_close_due(*, organization_ids: list[int], now: datetime | None = No
             _invoices.filter(organization_id__in=pending, status__in=OPEN_STATUSES).values_list("id", flat=True)
         )
         busy = set(Invoice.objects.filter(pk__in=open_ids).values_list("organization_id", flat=True))
-        for organization_id, (start, end) in periods_next(organization_ids=list(pending - busy)).items():
-            if end <= cutoff:
-                open_ids.append(invoice_open(organization_id=organization_id, period_start=start, period_end=end).pk)
+        ended = {
+            organization_id: period
+            for organization_id, period in periods_next(organization_ids=list(pending - busy)).items()
+            if period[1] <= cutoff
+        }
+        open_ids += _invoices_open(periods=ended)
         if not open_ids:
             break
         refused = invoices_aggregate(invoice_ids=open_ids)

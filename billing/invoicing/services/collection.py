@@ -7,19 +7,24 @@ changes nothing. A payment books the amount paid in the ledger as paid credit, w
 the invoice billed (billing.ledger settles unfunded draws out of the next grant).
 """
 
+import logging
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
-from billing.invoicing.models import NANO_PER_MINOR, BillingEmailKind, Invoice, InvoiceStatus
+from billing.invoicing.models import NANO_PER_MINOR, BillingEmailKind, Invoice, InvoiceLine, InvoiceStatus
 from billing.invoicing.selectors import amount_due_minor
 from billing.invoicing.services.credit_notes import VOIDABLE, invoice_void_record, void_reversible
 from billing.invoicing.services.dunning import dunning_start, postpaid_restore
 from billing.invoicing.services.emails import billing_email_queue
 from billing.invoicing.services.events import invoice_event_emit
 from billing.ledger import services as ledger
+from billing.ledger.errors import InsufficientCredit
+from billing.pricing.services.fees import fee_settle
 from billing.webhooks.models import EventType
+
+logger = logging.getLogger(__name__)
 
 
 def _ours(stripe_invoice: dict[str, Any]) -> Invoice | None:
@@ -65,6 +70,7 @@ def invoice_paid(*, invoice_id: int, amount_paid_minor: int | None = None) -> In
             source_ref=f"invoice:{invoice.number}",
         )
         invoice.payment_grant_id = result.grant.pk
+    _fees_settle(invoice)
     invoice.status = InvoiceStatus.PAID
     invoice.paid_at = timezone.now()
     invoice.stripe_status = "paid"
@@ -85,6 +91,19 @@ def invoice_paid(*, invoice_id: int, amount_paid_minor: int | None = None) -> In
         organization_id=invoice.organization_id, kind=BillingEmailKind.INVOICE_PAID, object_id=invoice.pk
     )
     return invoice
+
+
+def _fees_settle(invoice: Invoice) -> None:
+    """The fees credit could not pay, listed on the invoice, are paid out of its payment (just granted), each with
+    the debit credit would have made. One the credit cannot cover (a partial payment) stays unpaid, and the
+    reconcile names it (a paid invoice whose fee has no debit) for an operator."""
+    refs = InvoiceLine.objects.filter(invoice=invoice).exclude(fee_ref="").order_by("position")
+    for fee_ref in refs.values_list("fee_ref", flat=True):
+        try:
+            with transaction.atomic():
+                fee_settle(fee_ref=fee_ref, now=timezone.now(), actor="stripe")
+        except InsufficientCredit:
+            logger.warning("invoice %s: fee %s not paid, the payment did not cover it", invoice.number, fee_ref)
 
 
 def _paid(stripe_invoice: dict[str, Any]) -> str | None:

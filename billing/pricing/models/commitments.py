@@ -125,7 +125,7 @@ class Commitment(ScopedMixin):
 
 class ChargeStatus(models.TextChoices):
     PAID = "paid", "Paid from credit"
-    # Credit did not cover it when due: still owed (the invoice collects it); retried by the billing task.
+    # Credit did not cover it when due: still owed; retried by the billing task until an invoice collects it.
     DUE = "due", "Due"
 
 
@@ -141,6 +141,9 @@ class CommitmentCharge(models.Model):
     status = models.CharField(max_length=10, choices=ChargeStatus.choices)
     debit_transaction_id = models.BigIntegerField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=1)
+    # Set when a payment still due was put on the organization's invoice at its billing period's close: it is no
+    # longer retried from credit, and is paid (status paid) when the invoice is paid.
+    invoiced_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

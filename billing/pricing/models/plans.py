@@ -157,6 +157,9 @@ class SubscriptionPeriod(models.Model):
     debit_transaction_id = models.BigIntegerField(null=True, blank=True)
     credit_grant_id = models.BigIntegerField(null=True, blank=True)
     allowance_grant_id = models.BigIntegerField(null=True, blank=True)
+    # Set when credit did not cover the fee and the organization's billing period closed: the fee is a line of that
+    # invoice, and is paid (debit_transaction_id set) when the invoice is paid.
+    invoiced_at = models.DateTimeField(null=True, blank=True)
     # Set when a later change replaced this plan within the period.
     superseded_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(

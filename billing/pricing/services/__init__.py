@@ -31,6 +31,7 @@ from billing.pricing.services.plans import (
     subscription_cancel,
     subscription_create,
     subscription_renew,
+    subscription_renew_invoiced,
     subscriptions_renew,
 )
 from billing.pricing.services.preview import Preview, pricing_preview, window_usages
@@ -86,6 +87,7 @@ __all__ = [
     "subscription_change",
     "subscription_create",
     "subscription_renew",
+    "subscription_renew_invoiced",
     "subscriptions_renew",
     "tier_schedule_cancel",
     "tier_schedule_create",

@@ -152,6 +152,18 @@ def _month_bounds(commitment: Commitment, month_index: int) -> tuple[datetime, d
     )
 
 
+def commitment_fee_debit(*, charge: CommitmentCharge, actor: Any) -> JournalTransaction:
+    """Pay one payment of a commitment from credit (see _debit); InsufficientCredit propagates."""
+    return _debit(
+        charge.commitment,
+        month_index=charge.month_index,
+        amount=charge.amount_nano,
+        start=charge.period_start,
+        end=charge.period_end,
+        actor=actor,
+    )
+
+
 def _debit(
     commitment: Commitment, *, month_index: int, amount: int, start: datetime, end: datetime, actor: Any
 ) -> JournalTransaction:
@@ -362,7 +374,7 @@ def commitment_bill(*, commitment_id: int, now: datetime | None = None) -> str:
         if commitment.payment != CommitmentPayment.MONTHLY or not commitment.monthly_fee_nano:
             return outcome
     owed = CommitmentCharge.objects.filter(commitment_id=commitment_id, month_index__lte=last)
-    if owed.filter(status=ChargeStatus.PAID).count() == last + 1:
+    if owed.filter(Q(status=ChargeStatus.PAID) | Q(invoiced_at__isnull=False)).count() == last + 1:
         return outcome
     results = {_bill_month(commitment, month, now) for month in range(last + 1)}
     for result in ("due", "billed"):
@@ -395,7 +407,7 @@ def _bill_month(commitment: Commitment, month: int, now: datetime) -> str | None
             ignore_conflicts=True,
         )
         charge = CommitmentCharge.objects.select_for_update().get(commitment_id=commitment.pk, month_index=month)
-        if charge.status == ChargeStatus.PAID:
+        if charge.status == ChargeStatus.PAID or charge.invoiced_at is not None:  # an invoice collects it
             return None
         charge.attempts += 1
         try:
@@ -419,7 +431,11 @@ def commitments_bill(*, now: datetime | None = None, limit: int = 500) -> dict[s
     to_bill = (
         Commitment.objects.filter(
             Q(status=CommitmentStatus.ACTIVE, starts_at__lte=now)
-            | Q(status=CommitmentStatus.ENDED, charges__status=ChargeStatus.DUE)
+            | Q(
+                status=CommitmentStatus.ENDED,
+                charges__status=ChargeStatus.DUE,
+                charges__invoiced_at__isnull=True,
+            )
         )
         .distinct()
         .order_by("id")

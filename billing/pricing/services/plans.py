@@ -7,7 +7,7 @@ SubscriptionPeriod row with the fee and proration amounts, which invoicing reads
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -17,6 +17,7 @@ from accounts.models import Organization
 from accounts.services import audit_record
 from billing.ledger import services as ledger
 from billing.ledger.errors import InsufficientCredit
+from billing.ledger.models import JournalTransaction
 from billing.pricing import periods
 from billing.pricing.errors import PricingConflict, PricingNotFound
 from billing.pricing.models import (
@@ -36,8 +37,6 @@ from billing.pricing.services.catalog import _full_clean, _user
 from billing.pricing.services.scope import scope_resolve
 from core.errors import ApplicationError
 
-# A subscription whose renewal fee stays unpaid this long after its period ended is ended.
-PAST_DUE_DAYS = 7
 MONEY_TERMS = ("interval", "fee_nano", "currency", "included_credit_nano", "usage_discount_bps")
 OTHER_TERMS = ("name", "description", "requests_per_minute", "tokens_per_minute", "is_active")
 
@@ -178,6 +177,19 @@ def _period_key(subscription: Subscription, period_start: datetime) -> str:
     return f"subscription:{subscription.pk}:period:{period_start.isoformat()}"
 
 
+def plan_fee_debit(*, record: SubscriptionPeriod, actor: Any) -> JournalTransaction:
+    """Pay a started or renewed period's fee from credit, under the period's key (a retry never pays twice);
+    InsufficientCredit propagates."""
+    return ledger.wallet_debit(
+        organization_id=record.organization_id,
+        amount_nano=record.fee_nano,
+        idempotency_key=f"plan-fee:{_period_key(record.subscription, record.period_start)}",
+        actor=actor,
+        reason=f"{record.plan.name} plan, {record.period_start:%Y-%m-%d} to {record.period_end:%Y-%m-%d}",
+        category="plan_fee",
+    )
+
+
 def _quota_counters_open(
     subscription: Subscription,
     plan: Plan,
@@ -210,8 +222,10 @@ def _open_period(
     period_end: datetime,
     rollovers: dict[str, int],
     actor: Any,
+    fee_invoiced_at: datetime | None = None,
 ) -> SubscriptionPeriod:
-    """Counters, fee and included credit of a new period, in lock order (counters before the wallet)."""
+    """Counters, fee and included credit of a new period, in lock order (counters before the wallet). With
+    `fee_invoiced_at` the fee is not taken from credit: it is on the organization's invoice (see services.fees)."""
     _quota_counters_open(subscription, plan, period_start, period_end, rollovers)
     record = SubscriptionPeriod(
         subscription=subscription,
@@ -224,18 +238,11 @@ def _open_period(
         plan_fee_nano=plan.fee_nano,
         fee_nano=plan.fee_nano,
         created_by=_user(actor),
+        invoiced_at=fee_invoiced_at if plan.fee_nano else None,
     )
     key = _period_key(subscription, period_start)
-    if plan.fee_nano:
-        debit = ledger.wallet_debit(
-            organization_id=subscription.organization_id,
-            amount_nano=plan.fee_nano,
-            idempotency_key=f"plan-fee:{key}",
-            actor=actor,
-            reason=f"{plan.name} plan, {period_start:%Y-%m-%d} to {period_end:%Y-%m-%d}",
-            category="plan_fee",
-        )
-        record.debit_transaction_id = debit.pk
+    if plan.fee_nano and fee_invoiced_at is None:
+        record.debit_transaction_id = plan_fee_debit(record=record, actor=actor).pk
     if plan.included_credit_nano and period_end > timezone.now():  # a period renewed late may be over already
         grant = ledger.grant_create(
             organization_id=subscription.organization_id,
@@ -329,12 +336,34 @@ def _end(subscription: Subscription, *, now: datetime, reason: str) -> None:
     )
 
 
-def subscription_renew(*, subscription_id: int, now: datetime | None = None) -> str:
-    """Start the next period of a subscription whose period has ended: close the old period's quota (unused
-    tokens expire, up to each allowance's rollover cap carry over), open the new one, collect the fee.
+def _renew(subscription: Subscription, *, now: datetime, fee_invoiced_at: datetime | None = None) -> None:
+    """Start the next period of `subscription` (locked): the old period's quota closes (unused tokens expire, up to
+    each allowance's rollover cap carry over), the new one opens, and its fee is paid (or invoiced)."""
+    plan = subscription.plan
+    start = subscription.current_period_end
+    _, end = periods.anchored_period(subscription.billing_anchor, _step_months(plan), start)
+    rollovers = _close_quota_counters(subscription, subscription.current_period_start, now, plan)
+    _open_period(
+        subscription=subscription,
+        plan=plan,
+        kind=PeriodKind.RENEWAL,
+        period_start=start,
+        period_end=end,
+        rollovers=rollovers,
+        actor=None,
+        fee_invoiced_at=fee_invoiced_at,
+    )
+    subscription.current_period_start, subscription.current_period_end = start, end
+    subscription.status = SubscriptionStatus.ACTIVE
+    subscription.save(update_fields=["current_period_start", "current_period_end", "status"])
 
-    Returns what happened: "renewed", "ended" (cancelled at period end, or unpaid for PAST_DUE_DAYS),
-    "past_due" (credit did not cover the fee; retried on the next run) or "not_due".
+
+def subscription_renew(*, subscription_id: int, now: datetime | None = None) -> str:
+    """Start the next period of a subscription whose period has ended, paying its fee from credit.
+
+    Returns what happened: "renewed", "ended" (cancelled at period end), "past_due" (credit did not cover the fee:
+    retried on the next run, and put on the invoice when the organization's billing period closes, see
+    subscription_renew_invoiced) or "not_due".
     """
     now = now or timezone.now()
     try:
@@ -347,29 +376,11 @@ def subscription_renew(*, subscription_id: int, now: datetime | None = None) -> 
             if subscription.cancel_at_period_end:
                 _end(subscription, now=now, reason="cancelled at the end of its period")
                 return "ended"
-            plan = subscription.plan
-            start = subscription.current_period_end
-            _, end = periods.anchored_period(subscription.billing_anchor, _step_months(plan), start)
-            rollovers = _close_quota_counters(subscription, subscription.current_period_start, now, plan)
-            _open_period(
-                subscription=subscription,
-                plan=plan,
-                kind=PeriodKind.RENEWAL,
-                period_start=start,
-                period_end=end,
-                rollovers=rollovers,
-                actor=None,
-            )
-            subscription.current_period_start, subscription.current_period_end = start, end
-            subscription.status = SubscriptionStatus.ACTIVE
-            subscription.save(update_fields=["current_period_start", "current_period_end", "status"])
+            _renew(subscription, now=now)
             return "renewed"
     except InsufficientCredit:
         with transaction.atomic():
             subscription = Subscription.objects.select_for_update().get(pk=subscription_id)
-            if now >= subscription.current_period_end + timedelta(days=PAST_DUE_DAYS):
-                _end(subscription, now=now, reason=f"renewal fee unpaid for {PAST_DUE_DAYS} days")
-                return "ended"
             if subscription.status != SubscriptionStatus.PAST_DUE:
                 subscription.status = SubscriptionStatus.PAST_DUE
                 subscription.save(update_fields=["status"])
@@ -381,6 +392,28 @@ def subscription_renew(*, subscription_id: int, now: datetime | None = None) -> 
                     reason="not enough credit for the renewal fee",
                 )
             return "past_due"
+
+
+def subscription_renew_invoiced(*, subscription_id: int, now: datetime | None = None) -> bool:
+    """The organization's billing period closes: a subscription past due for its renewal fee is renewed with the
+    fee left to its invoice (paid when the invoice is, see services.fees.fee_settle), so the plan stays in force
+    while the invoice is collected instead of lapsing. True if it was renewed so."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        subscription = (
+            Subscription.objects.select_for_update(of=("self",)).select_related("plan").get(pk=subscription_id)
+        )
+        if subscription.status != SubscriptionStatus.PAST_DUE or subscription.current_period_end > now:
+            return False
+        _renew(subscription, now=now, fee_invoiced_at=now)
+        audit_record(
+            actor=None,
+            action="pricing.subscription.renew_invoiced",
+            organization_id=subscription.organization_id,
+            target=f"Subscription:{subscription.pk}",
+            reason="renewal fee not covered by credit: put on the invoice",
+        )
+        return True
 
 
 def subscriptions_renew(*, now: datetime | None = None, limit: int = 500) -> dict[str, int]:

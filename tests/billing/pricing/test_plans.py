@@ -93,7 +93,7 @@ def test_without_rollover_unused_tokens_are_lost(plans, org_a):
     assert _quota(org_a, APRIL).limit_tokens == 3_100
 
 
-def test_an_unpaid_renewal_is_past_due_then_ends(plans, org_a):
+def test_an_unpaid_renewal_is_past_due_until_paid_or_invoiced(plans, org_a):
     fund(org_a, "31.00")
     with time_machine.travel(MARCH, tick=False):
         subscription = services.subscription_create(organization_id=org_a.pk, plan_slug="starter")
@@ -108,10 +108,20 @@ def test_an_unpaid_renewal_is_past_due_then_ends(plans, org_a):
         assert services.subscriptions_renew() == {"renewed": 1}
     subscription.refresh_from_db()
     assert (subscription.status, subscription.current_period_start) == ("active", APRIL)
+    # Unpaid again in May: past due, and it no longer lapses (the close of the billing period puts the fee on the
+    # invoice and renews the plan; tests/billing/invoicing/test_scenario.py).
     with time_machine.travel(at("2026-05-08 00:00"), tick=False):
-        assert services.subscriptions_renew() == {"ended": 1}
+        assert services.subscriptions_renew() == {"past_due": 1}
     subscription.refresh_from_db()
-    assert subscription.status == "ended"
+    assert (subscription.status, subscription.current_period_start) == ("past_due", APRIL)
+    with time_machine.travel(at("2026-05-08 00:00"), tick=False):
+        assert services.subscription_renew_invoiced(subscription_id=subscription.pk)
+        assert services.subscription_renew_invoiced(subscription_id=subscription.pk) is False  # once
+    subscription.refresh_from_db()
+    period = subscription.periods.get(period_start=subscription.current_period_start)
+    assert (subscription.status, period.fee_nano, period.debit_transaction_id) == ("active", usd("31.00"), None)
+    assert period.invoiced_at == at("2026-05-08 00:00")
+    assert available(org_a) == 0  # nothing taken from credit: the invoice collects it
 
 
 def test_cancel_ends_at_period_end(plans, org_a):
