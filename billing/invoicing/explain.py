@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from django.db import connection
 
-from billing.invoicing.models import Invoice, InvoiceLine, InvoiceStatus, LineKind
+from billing.invoicing.models import DocumentKind, Invoice, InvoiceLine, InvoiceStatus, LineKind
 from billing.ledger.models import JournalTransaction
 
 Breakdown = Literal["day", "key", "workflow"]
@@ -216,7 +216,10 @@ def records_invoices(*, organization_id: int, created: list[datetime]) -> list[I
         return []
     invoices = list(
         Invoice.objects.filter(
-            organization_id=organization_id, period_start__lte=max(created), period_end__gt=min(created)
+            organization_id=organization_id,
+            kind=DocumentKind.INVOICE,  # credit notes share their invoice's period
+            period_start__lte=max(created),
+            period_end__gt=min(created),
         ).only("id", "number", "status", "period_start", "period_end")
     )
     return [_containing(invoices, at) for at in created]

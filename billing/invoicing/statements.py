@@ -14,7 +14,14 @@ from django.db.models import QuerySet
 
 from accounts.models import Organization
 from billing.invoicing.errors import InvoiceNotFound
-from billing.invoicing.models import NANO_PER_MINOR, BillingProfile, CollectionMethod, Invoice, InvoiceStatus
+from billing.invoicing.models import (
+    NANO_PER_MINOR,
+    BillingProfile,
+    CollectionMethod,
+    DocumentKind,
+    Invoice,
+    InvoiceStatus,
+)
 from billing.invoicing.periods import period_after
 from billing.invoicing.selectors import periods_next
 from billing.invoicing.services.close import minor_round
@@ -30,6 +37,8 @@ class CustomerStatus:
     PAID = "paid"
     UNCOLLECTIBLE = "uncollectible"
     VOID = "void"
+    # A credit note: a negative document, never collected.
+    CREDIT_NOTE = "credit note"
 
 
 def invoice_due_at(invoice: Invoice) -> datetime | None:
@@ -54,6 +63,7 @@ def invoice_customer_status(invoice: Invoice, *, now: datetime) -> str:
         late = invoice.collection_method == CollectionMethod.SEND_INVOICE and due_at is not None and due_at < now
         return CustomerStatus.PAST_DUE if failed or late else CustomerStatus.OPEN
     return {
+        InvoiceStatus.ISSUED: CustomerStatus.CREDIT_NOTE,
         InvoiceStatus.PAID: CustomerStatus.PAID,
         InvoiceStatus.UNCOLLECTIBLE: CustomerStatus.UNCOLLECTIBLE,
         InvoiceStatus.VOID: CustomerStatus.VOID,
@@ -61,7 +71,7 @@ def invoice_customer_status(invoice: Invoice, *, now: datetime) -> str:
 
 
 def organization_invoices(*, organization_id: int) -> QuerySet[Invoice]:
-    """The organization's invoices, newest period first (the list page paginates this)."""
+    """The organization's invoices and credit notes, newest period first (the list page paginates this)."""
     return Invoice.objects.filter(organization_id=organization_id).order_by("-period_start", "-id")
 
 
@@ -134,7 +144,9 @@ def running_periods(*, organization_id: int, now: datetime) -> list[RunningPerio
     # The rounding carried from the invoice before, as the close carries it (none from a voided one), and from
     # each running period to the next.
     previous = (
-        Invoice.objects.filter(organization_id=organization_id, period_end__lte=periods[organization_id][0])
+        Invoice.objects.filter(
+            organization_id=organization_id, kind=DocumentKind.INVOICE, period_end__lte=periods[organization_id][0]
+        )
         .order_by("-period_end")
         .values_list("status", "carry_out_nano")
         .first()
