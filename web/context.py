@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.ids import is_id_text
 from accounts.models import Membership
+from accounts.permissions import Capability, membership_can
 from billing.invoicing.selectors import invoice_in_dunning
 
 SESSION_KEY = "web_organization_id"
@@ -118,6 +119,7 @@ def web(request: HttpRequest) -> dict[str, Any]:
         context["current_membership"] = current_membership(request)
         context["memberships"] = getattr(request, "_memberships", [])
         membership = context["current_membership"]
-        if membership is not None:  # the unpaid-invoice banner (dunning)
+        if membership is not None:  # the unpaid-invoice banner (dunning); its payment links for who may pay
             context["unpaid_invoice"] = invoice_in_dunning(organization_id=membership.organization_id)
+            context["can_manage_billing"] = membership_can(membership, Capability.MANAGE_BILLING)
     return context

@@ -146,6 +146,19 @@ def test_the_web_ui_shows_a_banner_while_an_invoice_is_unpaid(org, owner, locals
     assert "unpaid-invoice-banner" not in client.get("/billing/auto-top-up/").content.decode()
 
 
+def test_the_banner_offers_payment_only_to_who_may_pay(org, owner, localstripe, client):
+    developer = UserFactory(username="dev@acme.example")
+    MembershipFactory(user=developer, organization=org, role=Role.DEVELOPER)
+    pushed_with_declined_card(org)
+    client.force_login(owner)
+    page = client.get("/").content.decode()
+    assert "unpaid-invoice-banner" in page and "update the saved card" in page
+    client.force_login(developer)
+    page = client.get("/").content.decode()
+    assert "unpaid-invoice-banner" in page and "An owner or billing admin of the organization can pay it." in page
+    assert "update the saved card" not in page and "Pay the invoice" not in page
+
+
 def test_a_sent_invoice_unpaid_past_its_due_date_and_the_grace_suspends_too(org, localstripe):
     BillingProfile.objects.create(organization=org, collection_method="send_invoice", days_until_due=15)
     invoice = closed_october(org)  # finalized 2026-11-01 01:00:01: due 2026-11-16, suspended 10 days later
