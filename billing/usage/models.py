@@ -48,6 +48,8 @@ class UsageRecord(models.Model):
     input_tokens = models.BigIntegerField(default=0)
     cached_input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
+    # Of the output tokens, those the model server reported as reasoning (billed at the reasoning price).
+    reasoning_tokens = models.BigIntegerField(default=0)
     # tiktoken's own counts, kept beside the billed figures; a large difference sets `drift_flagged`.
     estimated_input_tokens = models.BigIntegerField(default=0)
     estimated_output_tokens = models.BigIntegerField(default=0)
@@ -80,6 +82,7 @@ class UsageRecord(models.Model):
                     input_tokens__gte=0,
                     cached_input_tokens__gte=0,
                     output_tokens__gte=0,
+                    reasoning_tokens__gte=0,
                     estimated_input_tokens__gte=0,
                     estimated_output_tokens__gte=0,
                     quota_tokens__gte=0,
@@ -89,6 +92,9 @@ class UsageRecord(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(cached_input_tokens__lte=models.F("input_tokens")), name="usage_cached_within_input"
+            ),
+            models.CheckConstraint(
+                condition=Q(reasoning_tokens__lte=models.F("output_tokens")), name="usage_reasoning_within_output"
             ),
             models.CheckConstraint(condition=Q(charge_nano__gte=0), name="usage_charge_not_negative"),
             # Failed upstream calls are never charged.

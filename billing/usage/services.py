@@ -30,6 +30,7 @@ class UsageRow:
     input_tokens: int = 0
     cached_input_tokens: int = 0
     output_tokens: int = 0
+    reasoning_tokens: int = 0
     estimated_input_tokens: int = 0
     estimated_output_tokens: int = 0
     usage_reported: bool = False
@@ -50,16 +51,17 @@ class UsageRow:
 USAGE_INSERT = """
 INSERT INTO usage_usagerecord (
     organization_id, api_key_id, source, request_id, endpoint, workflow, model_id, service_tier, status,
-    input_tokens, cached_input_tokens, output_tokens, estimated_input_tokens, estimated_output_tokens,
-    usage_reported, drift_flagged, price_version_id, charge_nano, quota_tokens, commitment_tokens, lines, hold_id,
-    latency_ms, created_at
+    input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, estimated_input_tokens,
+    estimated_output_tokens, usage_reported, drift_flagged, price_version_id, charge_nano, quota_tokens,
+    commitment_tokens, lines, hold_id, latency_ms, created_at
 )
 VALUES (
     %(organization_id)s::bigint, %(api_key_id)s::bigint, %(source)s::text, %(request_id)s::text,
     %(endpoint)s::text, %(workflow)s::text, (SELECT m.id FROM pricing_aimodel m WHERE m.slug = %(model_slug)s::text),
     %(service_tier)s::text, %(status)s::text,
     %(input_tokens)s::bigint, %(cached_input_tokens)s::bigint, %(output_tokens)s::bigint,
-    %(estimated_input_tokens)s::bigint, %(estimated_output_tokens)s::bigint, %(usage_reported)s::boolean,
+    %(reasoning_tokens)s::bigint, %(estimated_input_tokens)s::bigint, %(estimated_output_tokens)s::bigint,
+    %(usage_reported)s::boolean,
     %(drift_flagged)s::boolean, %(price_version_id)s::bigint, %(charge_nano)s::bigint, %(quota_tokens)s::bigint,
     %(commitment_tokens)s::bigint, %(lines)s::jsonb, %(hold_id)s::bigint, %(latency_ms)s::integer,
     coalesce(%(created_at)s::timestamptz, now())
