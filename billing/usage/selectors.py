@@ -65,6 +65,7 @@ class UsageTotals:
     input_tokens: int
     cached_input_tokens: int
     output_tokens: int
+    reasoning_tokens: int
     charge_nano: int
 
     @property
@@ -79,6 +80,7 @@ def usage_totals(*, filters: UsageFilter) -> UsageTotals:
         input_tokens=Coalesce(Sum("input_tokens"), 0),
         cached_input_tokens=Coalesce(Sum("cached_input_tokens"), 0),
         output_tokens=Coalesce(Sum("output_tokens"), 0),
+        reasoning_tokens=Coalesce(Sum("reasoning_tokens"), 0),
         charge_nano=Coalesce(Sum("charge_nano"), 0),
     )
     return UsageTotals(**row)
@@ -189,6 +191,8 @@ def usage_list(*, filters: UsageFilter) -> QuerySet[UsageRecord]:
             "input_tokens",
             "cached_input_tokens",
             "output_tokens",
+            "reasoning_tokens",
+            "drift_flagged",
             "charge_nano",
             "latency_ms",
             "model__slug",
@@ -234,9 +238,11 @@ EXPORT_FIELDS = (
     "input_tokens",
     "cached_input_tokens",
     "output_tokens",
+    "reasoning_tokens",
     "charge_nano",
     "price_version_id",
     "latency_ms",
+    "drift_flagged",
 )
 
 

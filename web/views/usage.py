@@ -35,12 +35,15 @@ CSV_HEADER = (
     "input_tokens",
     "cached_input_tokens",
     "output_tokens",
+    "reasoning_tokens",
     "total_tokens",
     "charge",
     "charge_nano",
     "currency",
     "price_version_id",
     "latency_ms",
+    # "true" when tiktoken's estimate and the model server's figures differ by more than the tolerance.
+    "drift_flagged",
 )
 # A cell starting with one of these is a formula to a spreadsheet; key names and workflow tags are typed by
 # people, so such cells get a leading apostrophe.
@@ -136,9 +139,11 @@ def _csv_lines(rows: list[tuple[Any, ...]], currency: str) -> str:
         input_tokens,
         cached,
         output_tokens,
+        reasoning_tokens,
         charge_nano,
         price_version_id,
         latency_ms,
+        drift_flagged,
     ) in rows:
         lines.append(
             writer.writerow(
@@ -156,12 +161,14 @@ def _csv_lines(rows: list[tuple[Any, ...]], currency: str) -> str:
                     input_tokens,
                     cached,
                     output_tokens,
+                    reasoning_tokens,
                     input_tokens + output_tokens,
                     format_amount(charge_nano, places=2),
                     charge_nano,
                     currency,
                     price_version_id or "",
                     latency_ms,
+                    "true" if drift_flagged else "false",
                 ]
             )
         )
