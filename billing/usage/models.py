@@ -111,3 +111,34 @@ class UsageRecord(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+
+class RefusalCount(models.Model):
+    """Calls refused for money or rate (402, 429) per UTC day, key, workflow and reason, so a customer sees why
+    calls failed beside their usage. A counter, not a log: the gateway adds to it after answering, in batches
+    (api.gateway.refusals), with REFUSALS_UPSERT."""
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="refusals")
+    day = models.DateField()
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.CASCADE, related_name="refusals"
+    )
+    workflow = models.CharField(max_length=100, blank=True, default="")
+    status = models.PositiveSmallIntegerField()  # 402 | 429
+    # The error's code: insufficient_credit, key_spend_limit_reached, rate_limit_exceeded, request_too_large, ...
+    reason = models.CharField(max_length=50)
+    count = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "day", "api_key", "workflow", "status", "reason"],
+                nulls_distinct=False,
+                name="refusal_count_unique",
+            ),
+            models.CheckConstraint(condition=Q(count__gt=0), name="refusal_count_positive"),
+            models.CheckConstraint(condition=Q(status__in=[402, 429]), name="refusal_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.count} x {self.status} {self.reason} on {self.day}"

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 
-from billing.usage.models import UsageRecord
+from billing.usage.models import RefusalCount, UsageRecord
 
 Dimension = Literal["model", "key", "workflow"]
 DIMENSIONS: tuple[Dimension, ...] = ("model", "key", "workflow")
@@ -266,3 +266,29 @@ def usage_export_batches(*, filters: UsageFilter, batch_size: int) -> Iterator[l
         if len(rows) < batch_size:
             return
         after = (rows[-1][1], rows[-1][0])
+
+
+@dataclass(frozen=True)
+class RefusalSummary:
+    """Calls refused on one UTC day for one reason (summed over keys and workflows unless filtered)."""
+
+    day: date
+    status: int
+    reason: str
+    count: int
+
+
+def refusals_by_day(*, filters: UsageFilter) -> list[RefusalSummary]:
+    """Refused calls (402, 429) in the filtered days, by day and reason, newest first. A refused call used no model,
+    so the model filter does not apply; the key and workflow filters do."""
+    rows = RefusalCount.objects.filter(
+        organization_id=filters.organization_id,
+        day__gte=filters.start.date(),
+        day__lt=filters.end.date(),
+    )
+    if filters.api_key_id is not None:
+        rows = rows.filter(api_key_id=filters.api_key_id)
+    if filters.workflow is not None:
+        rows = rows.filter(workflow=filters.workflow)
+    grouped = rows.values("day", "status", "reason").annotate(total=Sum("count")).order_by("-day", "status", "reason")
+    return [RefusalSummary(r["day"], r["status"], r["reason"], r["total"]) for r in grouped]

@@ -90,3 +90,18 @@ def usage_record_create(*, row: UsageRow) -> UsageRecord:
     """Write `row` with USAGE_INSERT on Django's connection, inside the caller's transaction; the record written."""
     (record,) = UsageRecord.objects.raw(f"{USAGE_INSERT} RETURNING *", usage_insert_params(row))
     return record
+
+
+# Adds a batch of refusal counts (parallel arrays: one element per (organization, day, key, workflow, status,
+# reason)) in one statement; a key deleted meanwhile is counted without it rather than failing the batch.
+REFUSALS_UPSERT = """
+INSERT INTO usage_refusalcount AS r (organization_id, day, api_key_id, workflow, status, reason, count)
+SELECT b.organization_id, b.day, k.id, b.workflow, b.status, b.reason, sum(b.count)
+  FROM unnest(%(organization_ids)s::bigint[], %(days)s::date[], %(api_key_ids)s::bigint[], %(workflows)s::text[],
+              %(statuses)s::smallint[], %(reasons)s::text[], %(counts)s::bigint[])
+       AS b(organization_id, day, api_key_id, workflow, status, reason, count)
+  LEFT JOIN accounts_apikey k ON k.id = b.api_key_id
+ GROUP BY 1, 2, 3, 4, 5, 6
+    ON CONFLICT (organization_id, day, api_key_id, workflow, status, reason)
+    DO UPDATE SET count = r.count + excluded.count
+"""

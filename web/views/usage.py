@@ -98,6 +98,7 @@ def usage_page(request: HttpRequest) -> HttpResponse:
     context.update(
         {
             "totals": usage.usage_totals(filters=filters),
+            "refusals": usage.refusals_by_day(filters=filters),
             "currency": currency,
             "charts": [spend_chart, tokens_chart],
             "page": paginator.get_page(request.GET.get("page")),
