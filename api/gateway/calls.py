@@ -103,6 +103,7 @@ class Call:
             model_slug=self.model.slug,
             service_tier=self.service_tier,
             status=status,
+            served_by=upstreams.served_by(self.route) if self.route is not None else "",
             estimated_input_tokens=self.prompt_tokens,
             latency_ms=self.latency_ms(),
         )

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from api.staff import invoices, ledger, organizations, tokens
+from api.staff import invoices, ledger, organizations, tokens, usage
 
 # Organizations and their credit.
 urlpatterns = [
@@ -40,3 +40,5 @@ urlpatterns += [
         name="staff-billing-profile",
     ),
 ]
+# Usage reports.
+urlpatterns += [path("usage/drift/", usage.DriftReportApi.as_view(), name="staff-usage-drift")]

@@ -43,6 +43,8 @@ class UsageRecord(models.Model):
     workflow = models.CharField(max_length=100, blank=True, default="")
     model = models.ForeignKey("pricing.AIModel", on_delete=models.PROTECT, related_name="usage")
     service_tier = models.CharField(max_length=10, default="default")
+    # Who answered (api.gateway.upstreams.served_by: "demo" or the model server's host name); "" for reported events.
+    served_by = models.CharField(max_length=200, blank=True, default="")
     status = models.CharField(max_length=24, choices=UsageStatus.choices)
     # What was billed: the upstream's figures when it reported them, else tiktoken's.
     input_tokens = models.BigIntegerField(default=0)

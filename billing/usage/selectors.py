@@ -292,3 +292,53 @@ def refusals_by_day(*, filters: UsageFilter) -> list[RefusalSummary]:
         rows = rows.filter(workflow=filters.workflow)
     grouped = rows.values("day", "status", "reason").annotate(total=Sum("count")).order_by("-day", "status", "reason")
     return [RefusalSummary(r["day"], r["status"], r["reason"], r["total"]) for r in grouped]
+
+
+@dataclass(frozen=True)
+class DriftRow:
+    """How far tiktoken's estimates and a model server's reported counts were apart, for one model and server."""
+
+    model: str
+    served_by: str
+    requests: int
+    reported: int  # requests whose server reported usage
+    flagged: int  # requests whose drift passed the tolerance (or whose report was incomplete)
+    estimated_input_tokens: int
+    input_tokens: int
+    estimated_output_tokens: int
+    # The output billed without reasoning (which never shows in the delivered text tiktoken counts).
+    visible_output_tokens: int
+
+
+def usage_drift_report(*, start: datetime, end: datetime) -> list[DriftRow]:
+    """Gateway usage in [start, end) by model and model server, most flagged first (for staff: a server whose
+    counts drift from tiktoken's is misreporting, or the model's encoding is wrong in the catalogue)."""
+    rows = (
+        UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end, source="gateway")
+        .exclude(status__in=["upstream_error", "upstream_timeout"])
+        .values("model__slug", "served_by")
+        .annotate(
+            requests=Count("id"),
+            reported=Count("id", filter=Q(usage_reported=True)),
+            flagged=Count("id", filter=Q(drift_flagged=True)),
+            estimated_input=Coalesce(Sum("estimated_input_tokens"), 0),
+            billed_input=Coalesce(Sum("input_tokens"), 0),
+            estimated_output=Coalesce(Sum("estimated_output_tokens"), 0),
+            visible_output=Coalesce(Sum(F("output_tokens") - F("reasoning_tokens")), 0),
+        )
+        .order_by("-flagged", "model__slug", "served_by")
+    )
+    return [
+        DriftRow(
+            model=r["model__slug"],
+            served_by=r["served_by"],
+            requests=r["requests"],
+            reported=r["reported"],
+            flagged=r["flagged"],
+            estimated_input_tokens=r["estimated_input"],
+            input_tokens=r["billed_input"],
+            estimated_output_tokens=r["estimated_output"],
+            visible_output_tokens=r["visible_output"],
+        )
+        for r in rows
+    ]

@@ -27,6 +27,7 @@ class UsageRow:
     model_slug: str
     service_tier: str
     status: str
+    served_by: str = ""
     input_tokens: int = 0
     cached_input_tokens: int = 0
     output_tokens: int = 0
@@ -50,7 +51,7 @@ class UsageRow:
 # transaction it is part of (a settle), rather than inserting nothing and letting a charge go unrecorded.
 USAGE_INSERT = """
 INSERT INTO usage_usagerecord (
-    organization_id, api_key_id, source, request_id, endpoint, workflow, model_id, service_tier, status,
+    organization_id, api_key_id, source, request_id, endpoint, workflow, model_id, service_tier, status, served_by,
     input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, estimated_input_tokens,
     estimated_output_tokens, usage_reported, drift_flagged, price_version_id, charge_nano, quota_tokens,
     commitment_tokens, lines, hold_id, latency_ms, created_at
@@ -58,7 +59,7 @@ INSERT INTO usage_usagerecord (
 VALUES (
     %(organization_id)s::bigint, %(api_key_id)s::bigint, %(source)s::text, %(request_id)s::text,
     %(endpoint)s::text, %(workflow)s::text, (SELECT m.id FROM pricing_aimodel m WHERE m.slug = %(model_slug)s::text),
-    %(service_tier)s::text, %(status)s::text,
+    %(service_tier)s::text, %(status)s::text, %(served_by)s::text,
     %(input_tokens)s::bigint, %(cached_input_tokens)s::bigint, %(output_tokens)s::bigint,
     %(reasoning_tokens)s::bigint, %(estimated_input_tokens)s::bigint, %(estimated_output_tokens)s::bigint,
     %(usage_reported)s::boolean,
