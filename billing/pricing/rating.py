@@ -146,7 +146,8 @@ class ChargeLine(NamedTuple):
     """One line of a charge: `tokens` of one kind paid from one source at one rate. (An immutable named tuple:
     a rating makes several per request, and a tuple is built several times faster than a frozen dataclass.)"""
 
-    kind: str  # "input" | "cached_input" | "output" | "reasoning" | "request_fee" | "priority_surcharge" | "volume_discount"
+    # "input" | "cached_input" | "output" | "reasoning" | "request_fee" | "priority_surcharge" | "volume_discount"
+    kind: str
     source: str  # "credit" (the wallet) | "quota" (a plan's included tokens) | "commitment"
     tokens: int
     rate_micro_per_mtok: int  # the list (or negotiated) rate of this kind, before factor and discount
