@@ -53,6 +53,7 @@ def call(
     cached_input_tokens: int = 0,
     output_tokens: int = 500,
     service_tier: str = "default",
+    reasoning_tokens: int = 0,
 ) -> UsageRecord:
     """One metered call, as the gateway books it: rated, held, captured, recorded."""
     usage = rating.Usage(
@@ -61,6 +62,7 @@ def call(
         cached_input_tokens=cached_input_tokens,
         output_tokens=output_tokens,
         service_tier=service_tier,
+        reasoning_tokens=reasoning_tokens,
     )
     rated = pricing.usage_rate(organization_id=organization.pk, usage=usage, at=datetime.now(UTC))
     wallet = ledger.wallet_get_or_create(organization_id=organization.pk)
@@ -83,6 +85,7 @@ def call(
             input_tokens=input_tokens,
             cached_input_tokens=cached_input_tokens,
             output_tokens=output_tokens,
+            reasoning_tokens=reasoning_tokens,
             price_version_id=rated.price_version_id,
             charge_nano=rated.credit_nano,
             quota_tokens=rated.quota_tokens,
