@@ -81,7 +81,10 @@ class ApiKey(models.Model):
     # Scopes: lists of allowed endpoints (ApiKeyEndpoint values) and model slugs; an empty list allows all.
     scope_endpoints = models.JSONField(default=list, blank=True)
     scope_models = models.JSONField(default=list, blank=True)
-    access = models.CharField(max_length=10, choices=ApiKeyAccess.choices, default=ApiKeyAccess.METERED)
+    # (db_default: keys created by a process still running the code before this column are metered keys.)
+    access = models.CharField(
+        max_length=10, choices=ApiKeyAccess.choices, default=ApiKeyAccess.METERED, db_default=ApiKeyAccess.METERED
+    )
     # Optional spending cap over a calendar period (UTC), enforced by the gateway from usage records.
     spend_limit_nano = models.BigIntegerField(null=True, blank=True)
     spend_limit_period = models.CharField(max_length=5, choices=SpendPeriod.choices, blank=True, default="")

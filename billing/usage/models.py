@@ -44,14 +44,15 @@ class UsageRecord(models.Model):
     model = models.ForeignKey("pricing.AIModel", on_delete=models.PROTECT, related_name="usage")
     service_tier = models.CharField(max_length=10, default="default")
     # Who answered (api.gateway.upstreams.served_by: "demo" or the model server's host name); "" for reported events.
-    served_by = models.CharField(max_length=200, blank=True, default="")
+    served_by = models.CharField(max_length=200, blank=True, default="", db_default="")
     status = models.CharField(max_length=24, choices=UsageStatus.choices)
     # What was billed: the upstream's figures when it reported them, else tiktoken's.
     input_tokens = models.BigIntegerField(default=0)
     cached_input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
     # Of the output tokens, those the model server reported as reasoning (billed at the reasoning price).
-    reasoning_tokens = models.BigIntegerField(default=0)
+    # (db_default: a process still running the code before this column writes records too, during a deploy.)
+    reasoning_tokens = models.BigIntegerField(default=0, db_default=0)
     # tiktoken's own counts, kept beside the billed figures; a large difference sets `drift_flagged`.
     estimated_input_tokens = models.BigIntegerField(default=0)
     estimated_output_tokens = models.BigIntegerField(default=0)
