@@ -44,7 +44,8 @@ def refusal_count(call: Call, refusal: GatewayError) -> None:
         (refusal.code or "refused")[:50],
     )
     _pending[group] += 1
-    if _flush is None or _flush.done():
+    # (A flush of another event loop, one that stopped, would never run: this loop starts its own.)
+    if _flush is None or _flush.done() or _flush.get_loop() is not asyncio.get_running_loop():
         _flush = background(_flush_later())
 
 
