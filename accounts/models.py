@@ -55,6 +55,15 @@ class ApiKeyEndpoint(models.TextChoices):
     WEBHOOKS = "webhooks", "Webhooks"
 
 
+class ApiKeyAccess(models.TextChoices):
+    """What a key is for. A metered key calls models (within its scopes); an admin key only reads the
+    organization's billing data (the /v1/organization/* costs, usage and balance endpoints) and calls no model,
+    and no metered key can read those endpoints, whatever its scopes."""
+
+    METERED = "metered", "Metered API"
+    ADMIN = "admin", "Admin (reads billing data only)"
+
+
 class SpendPeriod(models.TextChoices):
     DAY = "day", "Per day"
     WEEK = "week", "Per week"
@@ -74,6 +83,10 @@ class ApiKey(models.Model):
     # Scopes: lists of allowed endpoints (ApiKeyEndpoint values) and model slugs; an empty list allows all.
     scope_endpoints = models.JSONField(default=list, blank=True)
     scope_models = models.JSONField(default=list, blank=True)
+    # (db_default: keys created by a process still running the code before this column are metered keys.)
+    access = models.CharField(
+        max_length=10, choices=ApiKeyAccess.choices, default=ApiKeyAccess.METERED, db_default=ApiKeyAccess.METERED
+    )
     # Optional spending cap over a calendar period (UTC), enforced by the gateway from usage records.
     spend_limit_nano = models.BigIntegerField(null=True, blank=True)
     spend_limit_period = models.CharField(max_length=5, choices=SpendPeriod.choices, blank=True, default="")
@@ -105,6 +118,12 @@ class ApiKey(models.Model):
             models.CheckConstraint(
                 condition=models.Q(replaced_by__isnull=True) | models.Q(rotated_at__isnull=False),
                 name="apikey_rotation_has_time",
+            ),
+            # An admin key spends nothing: model scopes and spend limits mean nothing for it.
+            models.CheckConstraint(
+                condition=models.Q(access="metered")
+                | models.Q(access="admin", scope_endpoints=[], scope_models=[], spend_limit_nano__isnull=True),
+                name="apikey_access_valid",
             ),
         ]
         indexes = [models.Index(fields=["organization", "-created_at"], name="apikey_org_created")]

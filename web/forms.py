@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.ids import is_id_text
-from accounts.models import ApiKey, ApiKeyEndpoint, Role, SpendPeriod
+from accounts.models import ApiKey, ApiKeyAccess, ApiKeyEndpoint, Role, SpendPeriod
 from accounts.services.apikeys import MAX_ROTATION_OVERLAP
 from accounts.services.organizations import NAME_MAX_LENGTH
 from billing.notifications.models import MAX_EXPIRY_WINDOW_DAYS
@@ -46,6 +46,14 @@ class ApiKeyForm(forms.Form):
     """Create or edit a key. Empty scope lists allow everything."""
 
     name = forms.CharField(max_length=200, help_text="For you: what or who uses this key.")
+    access = forms.ChoiceField(
+        choices=ApiKeyAccess.choices,
+        initial=ApiKeyAccess.METERED,
+        required=False,  # absent: a metered key
+        label="Kind",
+        help_text="An admin key reads the organization's costs, usage and balance (/v1/organization/...) for your "
+        "programs and calls no model; it takes no scopes or limit. Only owners create admin keys.",
+    )
     workflow = forms.CharField(
         max_length=100,
         required=False,
@@ -100,6 +108,8 @@ class ApiKeyForm(forms.Form):
         if api_key is not None and api_key.replaced_by_id is not None:
             # A rotated key expires at the end of its overlap window; that is not editable.
             del self.fields["expires_at"]
+        if api_key is not None:
+            del self.fields["access"]  # chosen at creation, for good
 
     def clean_spend_limit(self) -> int | None:
         raw = self.cleaned_data["spend_limit"].strip()
@@ -131,6 +141,8 @@ class ApiKeyForm(forms.Form):
             arguments["spend_limit_period"] = data["spend_limit_period"] if data["spend_limit"] is not None else ""
         if "expires_at" in self.fields and (not changed_only or "expires_at" in changed):
             arguments["expires_at"] = data["expires_at"]
+        if "access" in self.fields and not changed_only:
+            arguments["access"] = data.get("access") or ApiKeyAccess.METERED
         return arguments
 
 

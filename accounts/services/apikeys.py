@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import keyformat
-from accounts.models import ApiKey, ApiKeyEndpoint, Organization, SpendPeriod
+from accounts.models import ApiKey, ApiKeyAccess, ApiKeyEndpoint, Organization, SpendPeriod
 from accounts.selectors.apikeys import apikey_cache_invalidate
 from accounts.services.audit import audit_record
 from accounts.services.organizations import name_clean
@@ -123,11 +123,14 @@ def apikey_create(
     spend_limit_nano: int | None = None,
     spend_limit_period: str | None = None,
     expires_at: datetime | None = None,
+    access: str = ApiKeyAccess.METERED,
 ) -> tuple[ApiKey, str]:
-    """Create a key; the returned secret exists nowhere else and cannot be recovered later."""
+    """Create a key; the returned secret exists nowhere else and cannot be recovered later. An admin key
+    (`access="admin"`) reads the organization's billing data and calls no model: it takes no scopes or limit."""
     clean_name = name_clean(name)
     endpoints, models = scopes_clean(scopes)
     limit_nano, period = spend_limit_clean(spend_limit_nano, spend_limit_period)
+    _access_check(access, endpoints=endpoints, models=models, limit_nano=limit_nano)
     expiry = expires_at_clean(expires_at)
     if not Organization.objects.filter(pk=organization_id).exists():
         raise ApplicationError("organization not found", param="organization_id", code="not_found")
@@ -144,9 +147,23 @@ def apikey_create(
         spend_limit_period=period,
         expires_at=expiry,
         created_by=created_by,
+        access=access,
     )
-    _audit(api_key, action="create", actor=created_by)
+    _audit(api_key, action="create", actor=created_by, access=access)
     return api_key, secret
+
+
+def _access_check(access: str, *, endpoints: list[str], models: list[str], limit_nano: int | None) -> None:
+    if access not in ApiKeyAccess.values:
+        raise ApplicationError(
+            f"access must be one of {', '.join(ApiKeyAccess.values)}.", param="access", code="invalid_value"
+        )
+    if access == ApiKeyAccess.ADMIN and (endpoints or models or limit_nano is not None):
+        raise ApplicationError(
+            "an admin key reads billing data only and calls no model: it takes no scopes and no spend limit",
+            param="access",
+            code="invalid_value",
+        )
 
 
 def _locked(api_key_id: int) -> ApiKey:
@@ -212,6 +229,7 @@ def apikey_rotate(
         spend_limit_period=old.spend_limit_period,
         expires_at=old.expires_at,
         created_by=actor,
+        access=old.access,
     )
     overlap_end = now + overlap
     old.expires_at = overlap_end if old.expires_at is None else min(old.expires_at, overlap_end)
@@ -259,6 +277,12 @@ def apikey_update(
                 "this key was rotated; its expiry is the end of the overlap window", param="expires_at"
             )
         api_key.expires_at = expires_at_clean(expires_at)
+    _access_check(
+        api_key.access,
+        endpoints=api_key.scope_endpoints,
+        models=api_key.scope_models,
+        limit_nano=api_key.spend_limit_nano,
+    )
     api_key.save()
     _invalidate_on_commit(api_key)
     _audit(api_key, action="update", actor=actor)

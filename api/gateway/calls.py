@@ -103,6 +103,7 @@ class Call:
             model_slug=self.model.slug,
             service_tier=self.service_tier,
             status=status,
+            served_by=upstreams.served_by(self.route) if self.route is not None else "",
             estimated_input_tokens=self.prompt_tokens,
             latency_ms=self.latency_ms(),
         )
@@ -133,6 +134,8 @@ class Measured:
     drift: bool
     # The server reported more output than the call allowed: billed (and to be recorded as cut) at the allowance.
     capped: bool = False
+    # Of the output tokens, those the server reported as reasoning (completion_tokens_details.reasoning_tokens).
+    reasoning_tokens: int = 0
 
     def usage_object(self) -> dict[str, Any]:
         """OpenAI's usage object with the billed figures."""
@@ -143,6 +146,8 @@ class Measured:
         }
         if self.cached_input_tokens:
             usage["prompt_tokens_details"] = {"cached_tokens": self.cached_input_tokens}
+        if self.reasoning_tokens:
+            usage["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
         return usage
 
 
@@ -169,9 +174,15 @@ def measure(reported: Any, *, estimated_input: int, estimated_output: int, outpu
     cached = _count(details.get("cached_tokens")) if isinstance(details, dict) and prompt is not None else None
     cached = min(cached or 0, input_tokens)
     output = output_tokens if output_cap is None else min(output_tokens, output_cap)
-    drift = not complete or drifted(estimated_input, input_tokens) or drifted(estimated_output, output_tokens)
+    # Reasoning tokens are part of the completion tokens but never in the text delivered (which is what tiktoken
+    # counts): the drift check compares the text with the rest.
+    out_details = usage.get("completion_tokens_details")
+    reasoning = _count(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) and completion else None
+    reasoning = min(reasoning or 0, output)
+    visible = output_tokens - min(reasoning, output_tokens)
+    drift = not complete or drifted(estimated_input, input_tokens) or drifted(estimated_output, visible)
     capped = completion is not None and output < completion
-    return Measured(input_tokens, cached, output, complete, estimated_input, estimated_output, drift, capped)
+    return Measured(input_tokens, cached, output, complete, estimated_input, estimated_output, drift, capped, reasoning)
 
 
 def measured_row(call: Call, measured: Measured, status: str) -> UsageRow:
@@ -179,6 +190,7 @@ def measured_row(call: Call, measured: Measured, status: str) -> UsageRow:
     row.input_tokens = measured.input_tokens
     row.cached_input_tokens = measured.cached_input_tokens
     row.output_tokens = measured.output_tokens
+    row.reasoning_tokens = measured.reasoning_tokens
     row.estimated_input_tokens = measured.estimated_input_tokens
     row.estimated_output_tokens = measured.estimated_output_tokens
     row.usage_reported = measured.reported
@@ -193,6 +205,7 @@ def usage_of(call: Call, measured: Measured) -> rating.Usage:
         cached_input_tokens=measured.cached_input_tokens,
         output_tokens=measured.output_tokens,
         service_tier=call.service_tier,
+        reasoning_tokens=measured.reasoning_tokens,
     )
 
 

@@ -5,7 +5,7 @@ from typing import Any, TypeVar
 
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
-from api.gateway import calls, demo, params, streaming, upstreams
+from api.gateway import calls, demo, params, refusals, streaming, upstreams
 from api.gateway.calls import Call
 from api.gateway.http import GatewayError, gateway_view, key_authenticate
 from api.gateway.params import ChatParams
@@ -154,7 +154,11 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     call.hold_nano = hold_size(call)
     calls.prepare_route(call, await upstreams.route_get(call.model.slug))
     forward = _forward_body(body, chat, call)
-    await calls.admit_and_hold(call)
+    try:
+        await calls.admit_and_hold(call)
+    except GatewayError as refused:
+        refusals.refusal_count(call, refused)
+        raise
     try:
         if chat.stream:
             return await streaming.stream(call, chat, forward)

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
-from api.gateway import calls, demo, params, upstreams
+from api.gateway import calls, demo, params, refusals, upstreams
 from api.gateway.calls import Call
 from api.gateway.http import GatewayError, gateway_view, key_authenticate
 from billing import tokens
@@ -82,7 +82,11 @@ async def embeddings(request: HttpRequest) -> HttpResponseBase:
     forward = dict(body) | {"model": call.route.upstream_model}
     # Embeddings are priced at the default tier, and OpenAI's embeddings endpoint knows no service_tier.
     forward.pop("service_tier", None)
-    await calls.admit_and_hold(call)
+    try:
+        await calls.admit_and_hold(call)
+    except GatewayError as refused:
+        refusals.refusal_count(call, refused)
+        raise
     answer = await calls.upstream_answer(call, _answer(call, forward, len(embedding.inputs)))
     try:
         measured = calls.measure(

@@ -8,6 +8,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from accounts.models import ApiKeyAccess
 from api.errors import http_of
 from api.gateway.cache import TTLCache
 from billing.metering.callers import AuthenticatedKey, aapikey_authenticate
@@ -64,8 +65,7 @@ def bearer_secret(request: HttpRequest) -> str:
 _authenticating: "TTLCache[AuthenticatedKey | None]" = TTLCache("api-keys", keep=False)
 
 
-async def key_authenticate(request: HttpRequest, *, endpoint: str) -> AuthenticatedKey:
-    """The API key of the request, allowed to call `endpoint`; GatewayError 401/403 otherwise."""
+async def _key_of(request: HttpRequest) -> AuthenticatedKey:
     secret = bearer_secret(request)
     key = await _authenticating.get(secret, lambda: aapikey_authenticate(secret=secret))
     if key is None:
@@ -75,12 +75,40 @@ async def key_authenticate(request: HttpRequest, *, endpoint: str) -> Authentica
             "You can find your API keys on the API keys page.",
             code="invalid_api_key",
         )
+    return key
+
+
+async def key_authenticate(request: HttpRequest, *, endpoint: str) -> AuthenticatedKey:
+    """The API key of the request, allowed to call `endpoint`; GatewayError 401/403 otherwise."""
+    key = await _key_of(request)
+    if key.access != ApiKeyAccess.METERED:
+        raise GatewayError(
+            403,
+            "This is an admin key: it reads the organization's billing data (/v1/organization/...) and cannot call "
+            f"the {endpoint} endpoint. Use a metered API key.",
+            error_type="permission_error",
+            code="admin_key_not_metered",
+        )
     if not key.allows_endpoint(endpoint):
         raise GatewayError(
             403,
             f"This API key is not allowed to call the {endpoint} endpoint; allowed: {', '.join(key.scope_endpoints)}.",
             error_type="permission_error",
             code="endpoint_not_allowed",
+        )
+    return key
+
+
+async def admin_key_authenticate(request: HttpRequest) -> AuthenticatedKey:
+    """The admin key of the request (the organization's billing data); GatewayError 401/403 otherwise."""
+    key = await _key_of(request)
+    if key.access != ApiKeyAccess.ADMIN:
+        raise GatewayError(
+            403,
+            "This endpoint reads the organization's billing data and needs an admin API key; a metered key cannot "
+            "read it. An owner or billing admin creates admin keys on the API keys page.",
+            error_type="permission_error",
+            code="admin_key_required",
         )
     return key
 

@@ -1,6 +1,6 @@
 from django.urls import URLPattern, path, re_path
 
-from api.gateway import balance, chat, embeddings, events, listing, tokenize
+from api.gateway import balance, chat, embeddings, events, listing, organization, tokenize
 from api.gateway.http import unknown_endpoint
 
 ROUTES = [
@@ -11,6 +11,11 @@ ROUTES = [
     ("tokenize", tokenize.tokenize, "v1-tokenize"),
     ("balance", balance.balance, "v1-balance"),
     ("usage/events", events.usage_events, "v1-usage-events"),
+    # Admin keys only: the organization's billing data.
+    ("organization/costs", organization.costs, "v1-organization-costs"),
+    ("organization/usage/completions", organization.usage_completions, "v1-organization-usage-completions"),
+    ("organization/usage/embeddings", organization.usage_embeddings, "v1-organization-usage-embeddings"),
+    ("organization/balance", organization.balance, "v1-organization-balance"),
 ]
 
 urlpatterns: list[URLPattern] = [path(route, view, name=name) for route, view, name in ROUTES]

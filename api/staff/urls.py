@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from api.staff import invoices, ledger, organizations, tokens
+from api.staff import invoices, ledger, organizations, tokens, usage
 
 # Organizations and their credit.
 urlpatterns = [
@@ -60,3 +60,5 @@ urlpatterns += [
     path("invoices/<int:invoice_id>/resend/", invoices.InvoiceResendApi.as_view(), name="staff-invoice-resend"),
     path("invoices/<int:invoice_id>/collect/", invoices.InvoiceCollectApi.as_view(), name="staff-invoice-collect"),
 ]
+# Usage reports.
+urlpatterns += [path("usage/drift/", usage.DriftReportApi.as_view(), name="staff-usage-drift")]

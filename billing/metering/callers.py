@@ -35,6 +35,7 @@ _FIELDS = (
     "workflow",
     "scope_endpoints",
     "scope_models",
+    "access",
     "spend_limit_nano",
     "spend_limit_period",
     "expires_at",
@@ -55,6 +56,7 @@ class AuthenticatedKey:
     spend_limit_nano: int | None
     spend_limit_period: str | None  # "day" | "week" | "month" when spend_limit_nano is set
     expires_at: datetime | None
+    access: str = "metered"  # accounts.models.ApiKeyAccess: "admin" keys only read billing data
 
     def allows_endpoint(self, endpoint: str) -> bool:
         return not self.scope_endpoints or endpoint in self.scope_endpoints
@@ -112,6 +114,8 @@ def _record_check(record: dict[str, Any], secret: str, now: datetime) -> Authent
         spend_limit_nano=record["spend_limit_nano"],
         spend_limit_period=record["spend_limit_period"] or None,
         expires_at=record["expires_at"],
+        # A record cached before keys had an access kind is a metered key.
+        access=record.get("access", "metered"),
     )
 
 

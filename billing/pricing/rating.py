@@ -9,6 +9,7 @@ volume, so the tier lines of a period add up to F(period volume) with no roundin
 totals to the currency's minor unit once, at the end (core.money.round_to_minor).
 
 Drawdown order (DESIGN decision 4): the usage's tokens are taken, in the order input, cached input, output,
+reasoning (reasoning tokens are part of the completion tokens: the output line bills the others),
 first from the plan's included quota (a model's own allowance before its group's), then from reserved
 commitments (in the order the context lists them), because those are use-or-lose; what is left is paid from
 credit. Tokens drawn from a quota or commitment cost no credit, except the surcharge of a priority request
@@ -47,6 +48,8 @@ class Prices:
     long_input_price_micro_per_mtok: int | None = None
     long_cached_input_price_micro_per_mtok: int | None = None
     long_output_price_micro_per_mtok: int | None = None
+    # Reasoning tokens (part of the completion tokens in OpenAI's accounting); None: the output price.
+    reasoning_price_micro_per_mtok: int | None = None
     # The organization's negotiated price (billing.pricing.models.PriceOverride) these prices come from, if any.
     override_id: int | None = None
 
@@ -130,6 +133,8 @@ class Usage:
     output_tokens: int = 0
     service_tier: str = "default"
     requests: int = 1
+    # Of the output tokens, those the model spent reasoning (OpenAI counts them in completion_tokens).
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -141,7 +146,8 @@ class ChargeLine(NamedTuple):
     """One line of a charge: `tokens` of one kind paid from one source at one rate. (An immutable named tuple:
     a rating makes several per request, and a tuple is built several times faster than a frozen dataclass.)"""
 
-    kind: str  # "input" | "cached_input" | "output" | "request_fee" | "priority_surcharge" | "volume_discount"
+    # "input" | "cached_input" | "output" | "reasoning" | "request_fee" | "priority_surcharge" | "volume_discount"
+    kind: str
     source: str  # "credit" (the wallet) | "quota" (a plan's included tokens) | "commitment"
     tokens: int
     rate_micro_per_mtok: int  # the list (or negotiated) rate of this kind, before factor and discount
@@ -211,6 +217,17 @@ def kind_rates(prices: Prices, prompt_tokens: int) -> tuple[int, int, int]:
     )
 
 
+def reasoning_rate(prices: Prices, prompt_tokens: int) -> int:
+    """The rate of reasoning tokens: the version's reasoning price, or its output price when it has none. Past the
+    long-context threshold the whole request is at the long prices, reasoning at the long output price."""
+    threshold = prices.long_context_threshold_tokens
+    if threshold is not None and prompt_tokens > threshold:
+        return prices.long_output_price_micro_per_mtok or 0
+    if prices.reasoning_price_micro_per_mtok is None:
+        return prices.output_price_micro_per_mtok
+    return prices.reasoning_price_micro_per_mtok
+
+
 def line_cost_nano(tokens: int, price_micro_per_mtok: int, factor_bps: int = BPS, discount_bps: int = 0) -> int:
     """tokens x price (micro-units per million tokens) x factor x (1 - discount), in nano-units, rounded up once.
 
@@ -228,10 +245,12 @@ def max_charge_nano(*, prices: Prices, prompt_tokens: int, max_tokens: int, serv
     """The most a request can cost in credit: every prompt token uncached, every allowed output token produced.
 
     Quota, commitments, plan discounts and tiers can only lower the real charge, so they are ignored here; the
-    service-tier factor (a priority request may cost more than list price) and long-context prices apply.
+    service-tier factor (a priority request may cost more than list price) and long-context prices apply. Any
+    output token may be a reasoning token, so output is held at the dearer of the two rates.
     """
     factor = service_tier_factor_bps(prices, service_tier)
     input_rate, _, output_rate = kind_rates(prices, prompt_tokens)
+    output_rate = max(output_rate, reasoning_rate(prices, prompt_tokens))
     return (
         line_cost_nano(prompt_tokens, input_rate, factor)
         + line_cost_nano(max_tokens, output_rate, factor)
@@ -240,10 +259,13 @@ def max_charge_nano(*, prices: Prices, prompt_tokens: int, max_tokens: int, serv
 
 
 def _usage_check(usage: Usage) -> None:
-    if usage.input_tokens < 0 or usage.cached_input_tokens < 0 or usage.output_tokens < 0 or usage.requests < 0:
+    counts = (usage.input_tokens, usage.cached_input_tokens, usage.output_tokens, usage.reasoning_tokens)
+    if min(counts) < 0 or usage.requests < 0:
         raise ValueError("token and request counts cannot be negative")
     if usage.cached_input_tokens > usage.input_tokens:
         raise ValueError("cached input tokens are part of the input tokens and cannot exceed them")
+    if usage.reasoning_tokens > usage.output_tokens:
+        raise ValueError("reasoning tokens are part of the output tokens and cannot exceed them")
 
 
 def _lines_before_tiers(usage: Usage, context: PricingContext, state: PeriodState) -> list[ChargeLine]:
@@ -252,16 +274,21 @@ def _lines_before_tiers(usage: Usage, context: PricingContext, state: PeriodStat
     prices = context.prices
     version = prices.price_version_id
     factor = service_tier_factor_bps(prices, usage.service_tier)
-    input_rate, cached_rate, output_rate = kind_rates(prices, usage.input_tokens)
-    kinds = ("input", "cached_input", "output")
-    rates = (input_rate, cached_rate, output_rate)
-    left = [usage.input_tokens - usage.cached_input_tokens, usage.cached_input_tokens, usage.output_tokens]
+    rates = (*kind_rates(prices, usage.input_tokens), reasoning_rate(prices, usage.input_tokens))
+    kinds = ("input", "cached_input", "output", "reasoning")
+    # Reasoning tokens are part of the completion tokens: the output line bills the rest, never both.
+    left = [
+        usage.input_tokens - usage.cached_input_tokens,
+        usage.cached_input_tokens,
+        usage.output_tokens - usage.reasoning_tokens,
+        usage.reasoning_tokens,
+    ]
     lines: list[ChargeLine] = []
     granted = state.granted_tokens
     if granted and (sum(granted) > usage.total_tokens or min(granted) < 0 or len(granted) > len(context.allowances)):
         raise ValueError("the period state grants more tokens than the usage has, or to allowances it lacks")
     for allowance, grant in zip(context.allowances, granted, strict=False):
-        for index in range(3):
+        for index in range(len(kinds)):
             take = min(grant, left[index])
             if not take:
                 continue
@@ -285,7 +312,7 @@ def _lines_before_tiers(usage: Usage, context: PricingContext, state: PeriodStat
                 )
     discount = context.plan_discount_bps
     override_ref = f"override:{prices.override_id}" if prices.override_id is not None else ""
-    for index in range(3):
+    for index in range(len(kinds)):
         tokens = left[index]
         if tokens:
             lines.append(

@@ -43,11 +43,16 @@ class UsageRecord(models.Model):
     workflow = models.CharField(max_length=100, blank=True, default="")
     model = models.ForeignKey("pricing.AIModel", on_delete=models.PROTECT, related_name="usage")
     service_tier = models.CharField(max_length=10, default="default")
+    # Who answered (api.gateway.upstreams.served_by: "demo" or the model server's host name); "" for reported events.
+    served_by = models.CharField(max_length=200, blank=True, default="", db_default="")
     status = models.CharField(max_length=24, choices=UsageStatus.choices)
     # What was billed: the upstream's figures when it reported them, else tiktoken's.
     input_tokens = models.BigIntegerField(default=0)
     cached_input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
+    # Of the output tokens, those the model server reported as reasoning (billed at the reasoning price).
+    # (db_default: a process still running the code before this column writes records too, during a deploy.)
+    reasoning_tokens = models.BigIntegerField(default=0, db_default=0)
     # tiktoken's own counts, kept beside the billed figures; a large difference sets `drift_flagged`.
     estimated_input_tokens = models.BigIntegerField(default=0)
     estimated_output_tokens = models.BigIntegerField(default=0)
@@ -80,6 +85,7 @@ class UsageRecord(models.Model):
                     input_tokens__gte=0,
                     cached_input_tokens__gte=0,
                     output_tokens__gte=0,
+                    reasoning_tokens__gte=0,
                     estimated_input_tokens__gte=0,
                     estimated_output_tokens__gte=0,
                     quota_tokens__gte=0,
@@ -89,6 +95,9 @@ class UsageRecord(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(cached_input_tokens__lte=models.F("input_tokens")), name="usage_cached_within_input"
+            ),
+            models.CheckConstraint(
+                condition=Q(reasoning_tokens__lte=models.F("output_tokens")), name="usage_reasoning_within_output"
             ),
             models.CheckConstraint(condition=Q(charge_nano__gte=0), name="usage_charge_not_negative"),
             # Failed upstream calls are never charged.
@@ -105,3 +114,34 @@ class UsageRecord(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+
+class RefusalCount(models.Model):
+    """Calls refused for money or rate (402, 429) per UTC day, key, workflow and reason, so a customer sees why
+    calls failed beside their usage. A counter, not a log: the gateway adds to it after answering, in batches
+    (api.gateway.refusals), with REFUSALS_UPSERT."""
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="refusals")
+    day = models.DateField()
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.CASCADE, related_name="refusals"
+    )
+    workflow = models.CharField(max_length=100, blank=True, default="")
+    status = models.PositiveSmallIntegerField()  # 402 | 429
+    # The error's code: insufficient_credit, key_spend_limit_reached, rate_limit_exceeded, request_too_large, ...
+    reason = models.CharField(max_length=50)
+    count = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "day", "api_key", "workflow", "status", "reason"],
+                nulls_distinct=False,
+                name="refusal_count_unique",
+            ),
+            models.CheckConstraint(condition=Q(count__gt=0), name="refusal_count_positive"),
+            models.CheckConstraint(condition=Q(status__in=[402, 429]), name="refusal_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.count} x {self.status} {self.reason} on {self.day}"

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 
-from billing.usage.models import UsageRecord
+from billing.usage.models import RefusalCount, UsageRecord
 
 Dimension = Literal["model", "key", "workflow"]
 DIMENSIONS: tuple[Dimension, ...] = ("model", "key", "workflow")
@@ -65,6 +65,7 @@ class UsageTotals:
     input_tokens: int
     cached_input_tokens: int
     output_tokens: int
+    reasoning_tokens: int
     charge_nano: int
 
     @property
@@ -79,6 +80,7 @@ def usage_totals(*, filters: UsageFilter) -> UsageTotals:
         input_tokens=Coalesce(Sum("input_tokens"), 0),
         cached_input_tokens=Coalesce(Sum("cached_input_tokens"), 0),
         output_tokens=Coalesce(Sum("output_tokens"), 0),
+        reasoning_tokens=Coalesce(Sum("reasoning_tokens"), 0),
         charge_nano=Coalesce(Sum("charge_nano"), 0),
     )
     return UsageTotals(**row)
@@ -189,6 +191,8 @@ def usage_list(*, filters: UsageFilter) -> QuerySet[UsageRecord]:
             "input_tokens",
             "cached_input_tokens",
             "output_tokens",
+            "reasoning_tokens",
+            "drift_flagged",
             "charge_nano",
             "latency_ms",
             "model__slug",
@@ -234,9 +238,11 @@ EXPORT_FIELDS = (
     "input_tokens",
     "cached_input_tokens",
     "output_tokens",
+    "reasoning_tokens",
     "charge_nano",
     "price_version_id",
     "latency_ms",
+    "drift_flagged",
 )
 
 
@@ -260,3 +266,79 @@ def usage_export_batches(*, filters: UsageFilter, batch_size: int) -> Iterator[l
         if len(rows) < batch_size:
             return
         after = (rows[-1][1], rows[-1][0])
+
+
+@dataclass(frozen=True)
+class RefusalSummary:
+    """Calls refused on one UTC day for one reason (summed over keys and workflows unless filtered)."""
+
+    day: date
+    status: int
+    reason: str
+    count: int
+
+
+def refusals_by_day(*, filters: UsageFilter) -> list[RefusalSummary]:
+    """Refused calls (402, 429) in the filtered days, by day and reason, newest first. A refused call used no model,
+    so the model filter does not apply; the key and workflow filters do."""
+    rows = RefusalCount.objects.filter(
+        organization_id=filters.organization_id,
+        day__gte=filters.start.date(),
+        day__lt=filters.end.date(),
+    )
+    if filters.api_key_id is not None:
+        rows = rows.filter(api_key_id=filters.api_key_id)
+    if filters.workflow is not None:
+        rows = rows.filter(workflow=filters.workflow)
+    grouped = rows.values("day", "status", "reason").annotate(total=Sum("count")).order_by("-day", "status", "reason")
+    return [RefusalSummary(r["day"], r["status"], r["reason"], r["total"]) for r in grouped]
+
+
+@dataclass(frozen=True)
+class DriftRow:
+    """How far tiktoken's estimates and a model server's reported counts were apart, for one model and server."""
+
+    model: str
+    served_by: str
+    requests: int
+    reported: int  # requests whose server reported usage
+    flagged: int  # requests whose drift passed the tolerance (or whose report was incomplete)
+    estimated_input_tokens: int
+    input_tokens: int
+    estimated_output_tokens: int
+    # The output billed without reasoning (which never shows in the delivered text tiktoken counts).
+    visible_output_tokens: int
+
+
+def usage_drift_report(*, start: datetime, end: datetime) -> list[DriftRow]:
+    """Gateway usage in [start, end) by model and model server, most flagged first (for staff: a server whose
+    counts drift from tiktoken's is misreporting, or the model's encoding is wrong in the catalogue)."""
+    rows = (
+        UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end, source="gateway")
+        .exclude(status__in=["upstream_error", "upstream_timeout"])
+        .values("model__slug", "served_by")
+        .annotate(
+            requests=Count("id"),
+            reported=Count("id", filter=Q(usage_reported=True)),
+            flagged=Count("id", filter=Q(drift_flagged=True)),
+            estimated_input=Coalesce(Sum("estimated_input_tokens"), 0),
+            billed_input=Coalesce(Sum("input_tokens"), 0),
+            estimated_output=Coalesce(Sum("estimated_output_tokens"), 0),
+            visible_output=Coalesce(Sum(F("output_tokens") - F("reasoning_tokens")), 0),
+        )
+        .order_by("-flagged", "model__slug", "served_by")
+    )
+    return [
+        DriftRow(
+            model=r["model__slug"],
+            served_by=r["served_by"],
+            requests=r["requests"],
+            reported=r["reported"],
+            flagged=r["flagged"],
+            estimated_input_tokens=r["estimated_input"],
+            input_tokens=r["billed_input"],
+            estimated_output_tokens=r["estimated_output"],
+            visible_output_tokens=r["visible_output"],
+        )
+        for r in rows
+    ]

@@ -48,7 +48,8 @@ def test_the_public_schema_documents_the_metered_api_and_no_staff_operation(clie
     assert set(V1_OPERATIONS) <= set(schema["paths"])
     assert not [path for path in schema["paths"] if path.startswith("/api/staff/")]
     assert "staff" not in json.dumps(schema.get("tags", [])).lower()
-    assert set(schema["components"]["securitySchemes"]) == {"apiKeyAuth"}
+    # Metered keys, and admin keys (the organization's billing data only).
+    assert set(schema["components"]["securitySchemes"]) == {"apiKeyAuth", "adminKeyAuth"}
     # The YAML a browser gets by default is the same document.
     assert client.get("/api/schema/").status_code == 200
 
@@ -83,6 +84,23 @@ def test_every_v1_operation_has_its_body_errors_and_headers_documented(client):
     assert components["responses"]["PaymentRequired"]["content"]["application/json"]["examples"]["insufficient_credit"][
         "value"
     ]["error"]["code"] == ("insufficient_credit")
+
+
+def test_the_organization_operations_need_an_admin_key_and_document_their_parameters(client):
+    schema = schema_of(client.get("/api/schema/?format=json"))
+    for path in (
+        "/v1/organization/costs",
+        "/v1/organization/usage/completions",
+        "/v1/organization/usage/embeddings",
+        "/v1/organization/balance",
+    ):
+        operation = schema["paths"][path]["get"]
+        assert operation["security"] == [{"adminKeyAuth": []}], path
+        assert {"200", "401", "403", "500"} <= set(operation["responses"]), path
+    costs = schema["paths"]["/v1/organization/costs"]["get"]
+    parameters = {p["name"]: p for p in costs["parameters"]}
+    assert parameters["start_time"]["required"] and "400" in costs["responses"]
+    assert parameters["group_by"]["schema"]["items"]["enum"] == ["model", "api_key_id", "workflow", "line_item"]
 
 
 def test_the_documented_limits_are_the_ones_the_gateway_enforces(client, settings):

@@ -93,6 +93,8 @@ def record(
     output_tokens: int = 50,
     charge_nano: int = 1_000_000,
     status: str = "ok",
+    reasoning_tokens: int = 0,
+    drift_flagged: bool = False,
 ) -> UsageRecord:
     """A usage record made by hand (the gateway writes the real ones)."""
     return UsageRecord.objects.create(
@@ -106,6 +108,8 @@ def record(
         input_tokens=input_tokens,
         cached_input_tokens=cached_input_tokens,
         output_tokens=output_tokens,
+        reasoning_tokens=reasoning_tokens,
+        drift_flagged=drift_flagged,
         charge_nano=charge_nano,
         created_at=at,
     )

@@ -84,6 +84,17 @@ class TestCreate:
         assert message in response.content.decode()
         assert not ApiKey.objects.exists()
 
+    def test_an_owner_creates_an_admin_key_and_a_developer_cannot(self, as_alice, as_bob, org_a, book):
+        assert as_bob.post("/keys/new/", {**VALID, "workflow": "", "access": "admin"}).status_code == 403
+        assert not ApiKey.objects.exists()
+        refused = as_alice.post("/keys/new/", {**VALID, "access": "admin", "endpoints": ["chat"]})
+        assert refused.status_code == 400 and "takes no scopes" in refused.content.decode()
+        response = as_alice.post("/keys/new/", {**VALID, "access": "admin"})
+        secret = secret_in(response)
+        key = ApiKey.objects.get(organization=org_a)
+        assert key.access == "admin" and apikey_authenticate(secret=secret).access == "admin"
+        assert ">admin</span>" in as_alice.get("/keys/").content.decode()
+
     def test_viewers_and_billing_admins_cannot_create_keys(self, as_vera, as_bill, book):
         for client in (as_vera, as_bill):
             assert client.get("/keys/new/").status_code == 403

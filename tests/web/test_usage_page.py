@@ -38,6 +38,15 @@ class TestPage:
         # The export link carries the same filters.
         assert f"/usage/export.csv?start={(today - timedelta(days=29)).isoformat()}&amp;end={today.isoformat()}" in page
 
+    def test_reasoning_and_drift_are_shown(self, as_vera, org_a, book):
+        now = timezone.now()
+        record(org_a, at=now - timedelta(hours=1), output_tokens=700, reasoning_tokens=654, drift_flagged=True)
+        record(org_a, at=now - timedelta(hours=2), output_tokens=50)
+        page = as_vera.get("/usage/").content.decode()
+        assert "<dt>Of which reasoning</dt><dd>654</dd>" in page
+        assert '<td class="num">654</td>' in page
+        assert page.count('<span class="badge warn" title="The count billed differs') == 1
+
     def test_filters_and_chart_grouping(self, as_vera, org_a, book):
         key = apikey_create(organization_id=org_a.pk, name="etl-key")[0]
         day = datetime(2026, 2, 10, 12, tzinfo=UTC)
@@ -111,6 +120,8 @@ class TestCsv:
             input_tokens=1200,
             cached_input_tokens=200,
             output_tokens=300,
+            reasoning_tokens=120,
+            drift_flagged=True,
             charge_nano=4_250_000,
         )
         record(org_a, at=at + timedelta(days=1), model="gpt-4o-mini", charge_nano=1)
@@ -135,12 +146,14 @@ class TestCsv:
             "input_tokens": "1200",
             "cached_input_tokens": "200",
             "output_tokens": "300",
+            "reasoning_tokens": "120",
             "total_tokens": "1500",
             "charge": "0.00425",
             "charge_nano": "4250000",
             "currency": "USD",
             "price_version_id": "",
             "latency_ms": "0",
+            "drift_flagged": "true",
         }
         assert (rows[1]["model"], rows[1]["api_key_id"], rows[1]["charge"], rows[1]["charge_nano"]) == (
             "gpt-4o-mini",

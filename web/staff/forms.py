@@ -106,6 +106,7 @@ class PriceVersionForm(forms.Form):
     input_price = PriceInput()
     cached_input_price = PriceInput(required=False, help_text="per million tokens; empty: the input price")
     output_price = PriceInput()
+    reasoning_price = PriceInput(required=False, help_text="per million tokens; empty: the output price")
     start = forms.ChoiceField(
         choices=START_CHOICES, required=False, widget=forms.RadioSelect, label="Effective from", initial="now"
     )

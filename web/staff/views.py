@@ -89,6 +89,7 @@ def _version_arguments(data: dict[str, Any]) -> dict[str, Any]:
         "input_price_micro_per_mtok": data["input_price"],
         "cached_input_price_micro_per_mtok": data["cached_input_price"],
         "output_price_micro_per_mtok": data["output_price"],
+        "reasoning_price_micro_per_mtok": data.get("reasoning_price"),
         "effective_from": data["effective_from"],
         "note": data["note"],
     }
@@ -133,11 +134,28 @@ def _confirm_page(
                 "hint": hint,
             }
         )
+    # Reasoning: no price of its own means the output price (the row says so rather than showing a number).
+    old_reasoning = replaces.reasoning_price_micro_per_mtok if replaces else None
+    new_reasoning = review.values.get("reasoning_price_micro_per_mtok")
+    rows.append(
+        {
+            "kind": "Reasoning",
+            "current": "—"
+            if replaces is None
+            else ("output price" if old_reasoning is None else price_format(old_reasoning)),
+            "new": "output price" if new_reasoning is None else price_format(new_reasoning),
+            "change": ""
+            if new_reasoning is None or old_reasoning is None
+            else _change_percent(old_reasoning, new_reasoning),
+            "hint": "",
+        }
+    )
     hidden = {
         "input_price": price_format(review.values["input_price_micro_per_mtok"]),
         # Sent back as typed: empty stays empty (the input price), so "Change" shows the form as it was filled.
         "cached_input_price": "" if data["cached_input_price"] is None else price_format(data["cached_input_price"]),
         "output_price": price_format(review.values["output_price_micro_per_mtok"]),
+        "reasoning_price": "" if new_reasoning is None else price_format(new_reasoning),
         "start": "now" if review.starts_now else "at",
         "effective_from": "" if review.starts_now else f"{review.effective_from:%Y-%m-%d %H:%M:%S}",
         "note": data["note"],

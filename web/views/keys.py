@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, ApiKeyAccess
 from accounts.permissions import Capability
 from accounts.selectors import apikey_get, apikey_list
 from accounts.services import apikey_create, apikey_revoke, apikey_rotate, apikey_update
@@ -67,6 +67,9 @@ def key_create(request: HttpRequest) -> HttpResponse:
     membership = membership_of(request)
     form = ApiKeyForm(request.POST or None, model_slugs=_model_slugs())
     if request.method == "POST" and form.is_valid():
+        if form.cleaned_data.get("access") == ApiKeyAccess.ADMIN:
+            # An admin key reads the organization's billing data: who creates it must also manage billing (owners).
+            require(request, Capability.MANAGE_BILLING)
         try:
             api_key, secret = apikey_create(
                 organization_id=membership.organization_id,

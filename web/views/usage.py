@@ -37,12 +37,15 @@ CSV_HEADER = (
     "input_tokens",
     "cached_input_tokens",
     "output_tokens",
+    "reasoning_tokens",
     "total_tokens",
     "charge",
     "charge_nano",
     "currency",
     "price_version_id",
     "latency_ms",
+    # "true" when tiktoken's estimate and the model server's figures differ by more than the tolerance.
+    "drift_flagged",
 )
 
 
@@ -102,6 +105,7 @@ def usage_page(request: HttpRequest) -> HttpResponse:
     context.update(
         {
             "totals": usage.usage_totals(filters=filters),
+            "refusals": usage.refusals_by_day(filters=filters),
             "currency": currency,
             "charts": [spend_chart, tokens_chart],
             "page": page,
@@ -138,9 +142,11 @@ def _csv_lines(rows: list[tuple[Any, ...]], currency: str) -> str:
         input_tokens,
         cached,
         output_tokens,
+        reasoning_tokens,
         charge_nano,
         price_version_id,
         latency_ms,
+        drift_flagged,
     ) in rows:
         lines.append(
             writer.writerow(
@@ -158,12 +164,14 @@ def _csv_lines(rows: list[tuple[Any, ...]], currency: str) -> str:
                     input_tokens,
                     cached,
                     output_tokens,
+                    reasoning_tokens,
                     input_tokens + output_tokens,
                     format_amount(charge_nano, places=2),
                     charge_nano,
                     currency,
                     price_version_id or "",
                     latency_ms,
+                    "true" if drift_flagged else "false",
                 ]
             )
         )

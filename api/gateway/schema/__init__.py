@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 
+from api.gateway.schema import organization
 from api.gateway.schema.bodies import SCHEMAS
 from api.gateway.schema.paths import PATHS, TAGS
 from api.gateway.schema.responses import HEADERS, RESPONSES
@@ -21,11 +22,12 @@ COMPONENTS: dict[str, Any] = {
             "scheme": "bearer",
             "description": "An API key (`sk-tb-...`) from the API keys page: `Authorization: Bearer sk-tb-...`. Its "
             "scopes may limit the endpoints and models it can call.",
-        }
+        },
+        "adminKeyAuth": organization.SECURITY_SCHEME,
     },
     "headers": HEADERS,
     "responses": RESPONSES,
-    "schemas": SCHEMAS,
+    "schemas": {**SCHEMAS, **organization.SCHEMAS},
 }
 
 DESCRIPTION = """\
@@ -36,6 +38,9 @@ credit; no call can spend credit the organization does not have.
 ## Authentication
 
 `Authorization: Bearer sk-tb-...`, an API key from the API keys page.
+
+Admin keys (`adminKeyAuth`) read the organization's costs, usage and balance (/v1/organization/...) and call no
+model; metered keys cannot read those.
 
 ## Errors
 
@@ -55,11 +60,11 @@ the charge, which comes in the last chunk.
 
 def gateway_paths_add(result: dict[str, Any], generator: Any, **kwargs: Any) -> dict[str, Any]:
     """drf-spectacular postprocessing hook: the /v1 paths, their components and tags, merged into the schema."""
-    result["paths"] = {**PATHS, **result.get("paths", {})}
+    result["paths"] = {**PATHS, **organization.PATHS, **result.get("paths", {})}
     components = result.setdefault("components", {})
     for section, entries in COMPONENTS.items():
         components[section] = {**components.get(section, {}), **entries}
-    result["tags"] = [*TAGS, *result.get("tags", [])]
+    result["tags"] = [*TAGS, organization.TAG, *result.get("tags", [])]
     # The servers' limit on the body, as configured (the default is 8 MiB).
     components["responses"]["RequestTooLarge"] = RESPONSES["RequestTooLarge"] | {
         "description": f"The body is larger than {settings.GATEWAY_MAX_BODY_BYTES} bytes (GATEWAY_MAX_BODY_BYTES)."

@@ -39,6 +39,8 @@ class PriceVersionPatchInput(StrictSerializer):
     input_price = PriceField(required=False)
     cached_input_price = PriceField(required=False)
     output_price = PriceField(required=False)
+    # Reasoning tokens' price; null (or absent): the output price.
+    reasoning_price = PriceField(required=False, allow_null=True)
     request_fee = AmountField(required=False)
     currency = serializers.RegexField(r"^[A-Z]{3}$", required=False)
     priority_factor_bps = WholeNumberField(required=False, min_value=10_000, max_value=100_000)
@@ -61,6 +63,7 @@ def price_values(data: dict[str, Any]) -> dict[str, Any]:
         "input_price": "input_price_micro_per_mtok",
         "cached_input_price": "cached_input_price_micro_per_mtok",
         "output_price": "output_price_micro_per_mtok",
+        "reasoning_price": "reasoning_price_micro_per_mtok",
         "request_fee": "request_fee_nano",
     }
     values = {names.get(key, key): value for key, value in data.items() if key not in ("long_context", "model")}
@@ -95,6 +98,8 @@ class PriceVersionOutput(serializers.Serializer):
     cached_input_price_micro_per_mtok = serializers.IntegerField()
     output_price = PriceField(source="output_price_micro_per_mtok")
     output_price_micro_per_mtok = serializers.IntegerField()
+    reasoning_price = PriceField(source="reasoning_price_micro_per_mtok", allow_null=True)
+    reasoning_price_micro_per_mtok = serializers.IntegerField(allow_null=True)
     request_fee = AmountField(source="request_fee_nano")
     request_fee_nano = serializers.IntegerField()
     currency = serializers.CharField()

@@ -79,6 +79,8 @@ class PriceVersion(models.Model):
     input_price_micro_per_mtok = models.BigIntegerField()
     cached_input_price_micro_per_mtok = models.BigIntegerField()
     output_price_micro_per_mtok = models.BigIntegerField()
+    # Reasoning tokens (reported by the model server as part of the completion tokens); null: the output price.
+    reasoning_price_micro_per_mtok = models.BigIntegerField(null=True, blank=True)
     request_fee_nano = models.BigIntegerField(default=0)
     currency = models.CharField(max_length=3, default="USD")
     # Service tiers chosen per request, as factors of the list price in basis points (10_000 = list price).
@@ -110,6 +112,10 @@ class PriceVersion(models.Model):
             models.CheckConstraint(condition=Q(cached_input_price_micro_per_mtok__gte=0), name="pv_cached_nonneg"),
             models.CheckConstraint(condition=Q(output_price_micro_per_mtok__gte=0), name="pv_output_nonneg"),
             models.CheckConstraint(condition=Q(request_fee_nano__gte=0), name="pv_request_fee_nonneg"),
+            models.CheckConstraint(
+                condition=Q(reasoning_price_micro_per_mtok__isnull=True) | Q(reasoning_price_micro_per_mtok__gte=0),
+                name="pv_reasoning_nonneg",
+            ),
             models.CheckConstraint(
                 condition=Q(cached_input_price_micro_per_mtok__lte=F("input_price_micro_per_mtok")),
                 name="pv_cached_le_input",

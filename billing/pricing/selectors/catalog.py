@@ -31,6 +31,7 @@ def prices_of(version: PriceVersion) -> rating.Prices:
         input_price_micro_per_mtok=version.input_price_micro_per_mtok,
         cached_input_price_micro_per_mtok=version.cached_input_price_micro_per_mtok,
         output_price_micro_per_mtok=version.output_price_micro_per_mtok,
+        reasoning_price_micro_per_mtok=version.reasoning_price_micro_per_mtok,
         request_fee_nano=version.request_fee_nano,
         priority_factor_bps=version.priority_factor_bps,
         flex_factor_bps=version.flex_factor_bps,

@@ -67,6 +67,8 @@ def prices_apply_override(prices: rating.Prices, override: PriceOverride | None)
     if cached is None:
         cached = min(prices.cached_input_price_micro_per_mtok * (BPS - d) // BPS, input_price)
     output = override.output_price_micro_per_mtok
+    # A negotiated output price covers reasoning too (the override has no reasoning price of its own).
+    reasoning = None if output is not None else _discounted(prices.reasoning_price_micro_per_mtok, d)
     if output is None:
         output = prices.output_price_micro_per_mtok * (BPS - d) // BPS
     return dataclasses.replace(
@@ -74,6 +76,7 @@ def prices_apply_override(prices: rating.Prices, override: PriceOverride | None)
         input_price_micro_per_mtok=input_price,
         cached_input_price_micro_per_mtok=cached,
         output_price_micro_per_mtok=output,
+        reasoning_price_micro_per_mtok=reasoning,
         request_fee_nano=prices.request_fee_nano * (BPS - d) // BPS,
         long_input_price_micro_per_mtok=_discounted(prices.long_input_price_micro_per_mtok, d),
         long_cached_input_price_micro_per_mtok=_discounted(prices.long_cached_input_price_micro_per_mtok, d),

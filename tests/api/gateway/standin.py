@@ -21,6 +21,10 @@ A small ASGI app (no framework) served by uvicorn in a thread, with switchable b
   "slow_first" (the status and headers at once, the first chunk `delay` seconds later);
 - embeddings work in every other behaviour (8 numbers per input, usage reported).
 
+`reasoning_tokens` adds that many hidden reasoning tokens to the completion tokens it reports (as
+`completion_tokens_details.reasoning_tokens`, as OpenAI's reasoning models do), and `cached_tokens` reports that
+many of the prompt tokens as cached (`prompt_tokens_details.cached_tokens`).
+
 `usage_omit` names a figure ("prompt_tokens", "completion_tokens") left out of the usage it reports, and
 `usage_without_choices` sends a stream's usage chunk with no `choices` key at all (OpenAI sends `choices: []`).
 
@@ -78,6 +82,8 @@ class StandIn:
         self.chunk_padding = 0  # bytes of an extra field in each streamed chunk (as logprobs would add)
         self.usage_omit = ""
         self.usage_without_choices = False
+        self.reasoning_tokens = 0
+        self.cached_tokens = 0
 
     def release(self) -> None:
         self.released.set()
@@ -166,10 +172,18 @@ class StandIn:
             return int(limit) * 3
         return min(self.reply_tokens, int(limit))
 
-    def _usage(self, body: dict[str, Any], completion: int) -> dict[str, int]:
+    def _usage(self, body: dict[str, Any], completion: int) -> dict[str, Any]:
         prompt = tokens.chat_prompt_tokens(body["messages"], self.encoding) + self.inflate_prompt
-        completion += self.inflate_completion
-        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        completion += self.inflate_completion + self.reasoning_tokens
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        if self.reasoning_tokens:
+            usage["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        if self.cached_tokens:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
         usage.pop(self.usage_omit, None)
         return usage
 

@@ -135,6 +135,24 @@ def test_schedule_edit_and_cancel_a_price_version(api, staff):
     assert post(api, f"/api/staff/price-versions/{version['id']}/cancel/", {}).status_code == 404
 
 
+def test_a_reasoning_price_is_set_read_and_cleared(api):
+    body = {
+        "model": "gpt-4o",
+        "input_price": "1",
+        "output_price": "4",
+        "reasoning_price": "16",
+        "effective_from": FUTURE,
+    }
+    created = post(api, "/api/staff/price-versions/", body)
+    assert created.status_code == 201, created.json()
+    version = created.json()
+    assert (version["reasoning_price"], version["reasoning_price_micro_per_mtok"]) == ("16.00", 16_000_000)
+    cleared = post(api, f"/api/staff/price-versions/{version['id']}/", {"reasoning_price": None}, method="patch")
+    assert cleared.status_code == 200, cleared.json()
+    assert (cleared.json()["reasoning_price"], cleared.json()["reasoning_price_micro_per_mtok"]) == (None, None)
+    assert PriceVersion.objects.get(pk=version["id"]).reasoning_price_micro_per_mtok is None
+
+
 def test_publishing_now_and_editing_an_effective_version_is_refused(api):
     created = post(api, "/api/staff/price-versions/", {"model": "demo", "input_price": "0.2", "output_price": "0.4"})
     assert created.status_code == 201 and created.json()["status"] == "effective"
@@ -188,6 +206,11 @@ FUTURE = "2099-01-01T00:00:00Z"
             {"model": "gpt-4o", "input_price": "1", "output_price": "1", "long_context": {"threshold_tokens": 5}},
             400,
             "long_context.input_price",
+        ),
+        (
+            {"model": "gpt-4o", "input_price": "1", "output_price": "1", "reasoning_price": "-1"},
+            400,
+            "reasoning_price",
         ),
         ("{not json", 400, None),
         ("[1, 2]", 400, None),

@@ -55,6 +55,7 @@ def call(
     service_tier: str = "default",
     api_key_id: int | None = None,
     workflow: str = "",
+    reasoning_tokens: int = 0,
 ) -> UsageRecord:
     """One metered call, as the gateway books it: rated, held, captured, recorded."""
     usage = rating.Usage(
@@ -63,6 +64,7 @@ def call(
         cached_input_tokens=cached_input_tokens,
         output_tokens=output_tokens,
         service_tier=service_tier,
+        reasoning_tokens=reasoning_tokens,
     )
     rated = pricing.usage_rate(organization_id=organization.pk, usage=usage, at=datetime.now(UTC))
     wallet = ledger.wallet_get_or_create(organization_id=organization.pk)
@@ -85,6 +87,7 @@ def call(
             input_tokens=input_tokens,
             cached_input_tokens=cached_input_tokens,
             output_tokens=output_tokens,
+            reasoning_tokens=reasoning_tokens,
             price_version_id=rated.price_version_id,
             charge_nano=rated.credit_nano,
             quota_tokens=rated.quota_tokens,

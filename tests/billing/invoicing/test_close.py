@@ -76,6 +76,20 @@ def test_a_period_closes_into_lines_that_add_up_by_hand(org):
     assert fee.description == "Starter plan, October"
 
 
+def test_reasoning_tokens_get_an_invoice_line_of_their_own(org):
+    with booked_at(at("2026-10-05 09:00")):
+        fund(org, "1.00")
+        # gpt-4o has no reasoning price: reasoning at the output price (10.00 per million), on a line of its own.
+        call(org, model="gpt-4o", input_tokens=1_000, output_tokens=5_000, reasoning_tokens=4_000)
+    with time_machine.travel(at("2026-11-01 01:00:01")):
+        invoice = services.invoice_close(organization_id=org.pk, period_start=OCT)
+    lines = lines_by(invoice)
+    assert lines[("gpt-4o", "output")] == (1_000, usd("0.01"))
+    assert lines[("gpt-4o", "reasoning")] == (4_000, usd("0.04"))
+    line = InvoiceLine.objects.get(invoice=invoice, token_kind="reasoning")
+    assert line.description.endswith(": reasoning")
+
+
 def test_the_rounding_is_carried_to_the_next_invoice(org):
     october(org)
     with booked_at(at("2026-11-10 12:00")):

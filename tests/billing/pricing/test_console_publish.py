@@ -67,6 +67,20 @@ def test_publish_now_after_confirming(console, staff):
     assert "take effect now" in console.get(MODEL).content.decode()
 
 
+def test_a_reasoning_price_is_reviewed_and_published(console):
+    html = review(console, start="now", reasoning_price="1.92").content.decode()
+    row = re.search(r'<tr data-kind="Reasoning">(.*?)</tr>', html, re.S).group(1)
+    assert "output price" in row and "$1.92" in row
+    assert hidden_fields(html)["reasoning_price"] == "1.92"
+    assert console.post(PUBLISH, hidden_fields(html)).status_code == 302
+    assert PriceVersion.objects.get(note="spring price cut").reasoning_price_micro_per_mtok == 1_920_000
+    # Left empty: no reasoning price of its own (the output price).
+    html = review(console, start="now", note="again").content.decode()
+    assert hidden_fields(html)["reasoning_price"] == ""
+    assert console.post(PUBLISH, hidden_fields(html)).status_code == 302
+    assert PriceVersion.objects.get(note="again").reasoning_price_micro_per_mtok is None
+
+
 def test_publish_from_a_future_start(console):
     when = (timezone.now() + timedelta(days=14)).replace(second=0, microsecond=0)
     html = review(console, start="at", effective_from=f"{when:%Y-%m-%d %H:%M}").content.decode()

@@ -1,5 +1,6 @@
 """The pure rating function: drawdown order, discounts, service tiers, long context, tiers, rounding."""
 
+import dataclasses
 from datetime import UTC, datetime
 from fractions import Fraction
 
@@ -196,3 +197,72 @@ def test_a_request_fee_is_rounded_up_once_from_the_exact_amount(fee, requests, f
     exact = Fraction(fee * requests * factor * (10_000 - discount), 10_000 * 10_000)
     amount = rating.fee_cost_nano(fee, requests, factor, discount)
     assert 0 <= amount - exact < 1
+
+
+# o-series style: reasoning dearer than visible output ($10/M output, $40/M reasoning).
+REASONING = dataclasses.replace(PRICES, reasoning_price_micro_per_mtok=40_000_000)
+
+
+def test_reasoning_tokens_are_billed_at_the_reasoning_price_and_not_again_as_output():
+    ctx = PricingContext(1, "gpt-4o", "gpt-4o", "USD", REASONING)
+    usage = Usage("gpt-4o", 1_000, 0, 1_000, reasoning_tokens=900)
+    rated = rating.rate(usage=usage, context=ctx, state=PeriodState())
+    # 100 visible output x $10/M = 1,000,000 nano; 900 reasoning x $40/M = 36,000,000.
+    assert summary(rated) == [
+        ("input", "credit", 1_000, 2_500_000),
+        ("output", "credit", 100, 1_000_000),
+        ("reasoning", "credit", 900, 36_000_000),
+    ]
+    assert sum(line.tokens for line in rated.lines) == usage.input_tokens + usage.output_tokens
+
+
+def test_without_a_reasoning_price_reasoning_costs_what_output_costs():
+    ctx = context()
+    with_reasoning = rating.rate(
+        usage=Usage("gpt-4o", 10, 0, 1_000, reasoning_tokens=999), context=ctx, state=PeriodState()
+    )
+    without = rating.rate(usage=Usage("gpt-4o", 10, 0, 1_000), context=ctx, state=PeriodState())
+    assert with_reasoning.credit_nano == without.credit_nano
+    assert [line.kind for line in with_reasoning.lines] == ["input", "output", "reasoning"]
+
+
+def test_reasoning_cannot_exceed_the_output_it_is_part_of():
+    with pytest.raises(ValueError, match="reasoning tokens are part of the output"):
+        rating.rate(usage=Usage("gpt-4o", 1, 0, 5, reasoning_tokens=6), context=context(), state=PeriodState())
+    with pytest.raises(ValueError, match="negative"):
+        rating.rate(usage=Usage("gpt-4o", 1, 0, 5, reasoning_tokens=-1), context=context(), state=PeriodState())
+
+
+def test_the_hold_covers_output_at_the_dearer_of_output_and_reasoning():
+    # 1,000 prompt tokens at $2.50/M + 500 output tokens at $40/M (any of them may be reasoning).
+    assert rating.max_charge_nano(prices=REASONING, prompt_tokens=1_000, max_tokens=500) == 2_500_000 + 20_000_000
+    cheap = dataclasses.replace(PRICES, reasoning_price_micro_per_mtok=1_000_000)
+    assert rating.max_charge_nano(prices=cheap, prompt_tokens=1_000, max_tokens=500) == 2_500_000 + 5_000_000
+
+
+def test_reasoning_is_drawn_from_quota_after_visible_output():
+    ctx = PricingContext(1, "gpt-4o", "gpt-4o", "USD", REASONING, allowances=(QUOTA_MODEL,), subscription_id=3)
+    usage = Usage("gpt-4o", 500, 0, 800, reasoning_tokens=600)
+    rated = rating.rate(usage=usage, context=ctx, state=PeriodState(granted_tokens=(1_000,)))
+    assert summary(rated) == [
+        ("input", "quota", 500, 0),
+        ("output", "quota", 200, 0),
+        ("reasoning", "quota", 300, 0),
+        ("reasoning", "credit", 300, 12_000_000),
+    ]
+
+
+def test_long_context_reasoning_is_at_the_long_output_price():
+    long = dataclasses.replace(
+        REASONING,
+        long_context_threshold_tokens=100,
+        long_input_price_micro_per_mtok=5_000_000,
+        long_cached_input_price_micro_per_mtok=2_500_000,
+        long_output_price_micro_per_mtok=15_000_000,
+    )
+    rated = rating.rate(
+        usage=Usage("gpt-4o", 1_000, 0, 100, reasoning_tokens=100),
+        context=PricingContext(1, "gpt-4o", "gpt-4o", "USD", long),
+        state=PeriodState(),
+    )
+    assert summary(rated) == [("input", "credit", 1_000, 5_000_000), ("reasoning", "credit", 100, 1_500_000)]
