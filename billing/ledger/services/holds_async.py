@@ -41,8 +41,14 @@ async def ahold_place(
     actor: str,
     ttl_seconds: int = DEFAULT_TTL_SECONDS,
     reason: str = "",
+    budgeted: Mapping[str, Any] | None = None,
 ) -> HoldPlaced:
-    """hold_place in one statement on an async connection."""
+    """hold_place in one statement on an async connection.
+
+    With `budgeted` (organization_id, api_key_id, workflow, request_id of a gateway call), the same statement claims
+    the hold from the budgets that cover the call (HoldPlaced.budgets says how many); a hard budget that refuses
+    raises psycopg's error with SQLSTATE MB001 (sql.BUDGET_SQLSTATE), the hold undone.
+    """
     params = place_params(
         wallet_id=wallet_id,
         amount_nano=amount_nano,
@@ -51,8 +57,11 @@ async def ahold_place(
         ttl_seconds=ttl_seconds,
         reason=reason,
     )
+    statement = sql.HOLD_PLACE
+    if budgeted is not None:
+        statement, params = sql.HOLD_PLACE_BUDGETED, params | dict(budgeted)
     try:
-        cursor = await conn.execute(sql.HOLD_PLACE, params)
+        cursor = await conn.execute(statement, params)
         row = await cursor.fetchone()
     except psycopg.errors.UniqueViolation:  # a concurrent first use of the same key won
         if in_transaction(conn):
