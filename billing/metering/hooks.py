@@ -12,6 +12,7 @@ import logging
 
 from django.db import close_old_connections
 
+from billing.metering.budgets import services as budget_services
 from billing.payments import services as payments
 from core.background import background
 
@@ -28,6 +29,7 @@ _pending: dict[asyncio.AbstractEventLoop, dict[int, int]] = {}
 def after_debit(*, organization_id: int, available_nano: int) -> None:
     """Hooks that follow a debit of `organization_id`'s credit, leaving `available_nano` available."""
     payments.auto_topup_check(organization_id=organization_id, available_nano=available_nano)
+    budget_services.budget_thresholds_crossed(organization_id=organization_id)
 
 
 def _run(batch: dict[int, int]) -> None:
