@@ -47,8 +47,9 @@ def spend_of(budget) -> tuple[int, int]:
 
 @pytest.mark.slow
 def test_300_concurrent_calls_never_pass_a_hard_workflow_budget_of_five_cents(live_url, secret, org_a, funded, standin):
-    # Each call holds (its prompt + 2000 tokens) x 0.18 USD per 1M; the stand-in answers max_tokens tokens, so each costs its hold and
-    # 0.05 admits only as many calls as fit, whatever the interleaving. The credit (10 USD) is far more.
+    # Each call holds (its prompt + 2000 tokens) x 0.18 USD per 1M; the stand-in answers max_tokens tokens, so each
+    # costs its hold and 0.05 admits only as many calls as fit, whatever the interleaving. The credit (10 USD) is
+    # far more.
     standin.reply_tokens, standin.delay, standin.behaviour = 2000, 0.05, "slow"
     each = hold_of(2000)
     budget = budget_create(
