@@ -5,12 +5,13 @@ Everyone sees them; who changes which is web.billing.budgets_api.budget_change_a
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
 from accounts.models import ApiKey
 from billing.metering.budgets import selectors, services
+from billing.metering.errors import BudgetNotFound
 from billing.metering.models import DEFAULT_THRESHOLDS, BudgetMode, BudgetPeriod, BudgetScope
 from core.errors import ApplicationError
 from core.money import format_amount
@@ -105,7 +106,10 @@ def budget_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def budget_detail(request: HttpRequest, budget_id: int) -> HttpResponse:
     organization = membership_of(request).organization
-    state = selectors.budget_get(organization_id=organization.pk, budget_id=budget_id)
+    try:
+        state = selectors.budget_get(organization_id=organization.pk, budget_id=budget_id)
+    except BudgetNotFound:
+        raise Http404("budget not found") from None
     budget = state.budget
     editable = budget_change_allowed(membership_of(request), budget.scope)
     initial = {

@@ -5,6 +5,7 @@ nothing held."""
 import asyncio
 from datetime import UTC, timedelta
 
+import httpx
 import openai
 import pytest
 from asgiref.sync import sync_to_async
@@ -299,3 +300,26 @@ def test_a_crashed_calls_budget_claim_is_freed_once_its_hold_expires(live_url, s
     assert budget_spend_sweep() == 1
     assert spend_of(budget) == (0, 0) and not BudgetSpendHold.objects.exists()
     assert budget_spend_sweep() == 0
+
+
+def test_a_key_reads_its_organizations_budgets_at_v1_budgets(live_url, secret, org_a, org_b, funded, standin):
+    budget = budget_create(
+        organization_id=org_a.pk,
+        actor="t",
+        scope="workflow",
+        workflow="agents",
+        amount_nano=usd("1"),
+        period="day",
+        mode="hard",
+    )
+    budget_create(organization_id=org_b.pk, actor="t", scope="organization", amount_nano=usd("1"), period="day")
+    workflow_client(live_url, secret, "agents").chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5)
+    charge = UsageRecord.objects.get().charge_nano
+    response = httpx.get(f"{live_url}/v1/budgets", headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == 200
+    [item] = response.json()["data"]
+    assert (item["id"], item["mode"], item["workflow"]) == (budget.pk, "hard", "agents")
+    assert item["current_period"]["spent_nano"] == charge
+    assert item["current_period"]["left_nano"] == usd("1") - charge
+    assert httpx.post(f"{live_url}/v1/budgets", headers={"Authorization": f"Bearer {secret}"}).status_code == 405
+    assert httpx.get(f"{live_url}/v1/budgets").status_code == 401
