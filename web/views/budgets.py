@@ -78,7 +78,7 @@ def budget_list(request: HttpRequest) -> HttpResponse:
             try:
                 services.budget_create(
                     organization_id=organization.pk,
-                    actor=request.user,  # type: ignore[arg-type]
+                    actor=request.user,
                     scope=data["scope"],
                     workflow=data["workflow"],
                     api_key_id=data["api_key"],
@@ -122,7 +122,7 @@ def budget_detail(request: HttpRequest, budget_id: int) -> HttpResponse:
     if request.method == "POST":
         _deny_unless(request, budget.scope)
         if "delete" in request.POST:
-            services.budget_delete(organization_id=organization.pk, budget_id=budget.pk, actor=request.user)  # type: ignore[arg-type]
+            services.budget_delete(organization_id=organization.pk, budget_id=budget.pk, actor=request.user)
             messages.success(request, "Removed the budget.")
             return HttpResponseRedirect("/budgets/")
         if form.is_valid():
@@ -131,7 +131,7 @@ def budget_detail(request: HttpRequest, budget_id: int) -> HttpResponse:
                 services.budget_update(
                     organization_id=organization.pk,
                     budget_id=budget.pk,
-                    actor=request.user,  # type: ignore[arg-type]
+                    actor=request.user,
                     amount_nano=data["amount"],
                     period=data["period"],
                     mode=data["mode"],

@@ -11,7 +11,7 @@ from datetime import datetime
 from functools import partial
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
 from django.db.models.functions import Now
@@ -29,6 +29,9 @@ from core.errors import ApplicationError
 from core.money import MAX_AMOUNT_NANO, format_amount, money_display
 
 logger = logging.getLogger(__name__)
+
+# Who changes a budget, as the audit log records it: a person, or a name for a script or a test.
+Actor = AbstractBaseUser | AnonymousUser | str | None
 
 MAX_THRESHOLDS = 10
 MAX_THRESHOLD_PERCENT = 1000
@@ -103,7 +106,7 @@ def _saved(budget: Budget) -> Budget:
 def budget_create(
     *,
     organization_id: int,
-    actor: AbstractBaseUser | str | None,
+    actor: Actor,
     scope: object,
     amount_nano: object,
     period: object,
@@ -156,7 +159,7 @@ def budget_update(
     *,
     organization_id: int,
     budget_id: int,
-    actor: AbstractBaseUser | str | None,
+    actor: Actor,
     amount_nano: object,
     period: object,
     mode: object,
@@ -185,7 +188,7 @@ def budget_update(
 
 
 @transaction.atomic
-def budget_delete(*, organization_id: int, budget_id: int, actor: AbstractBaseUser | str | None) -> None:
+def budget_delete(*, organization_id: int, budget_id: int, actor: Actor) -> None:
     """Remove a budget: calls in flight settle without it (their parts go with its counters)."""
     budget = _locked(organization_id=organization_id, budget_id=budget_id)
     before = _snapshot(budget)
@@ -246,7 +249,10 @@ def budget_alerts_announce(*, alert_ids: list[int]) -> None:
 def _email_context(alert: BudgetAlert) -> dict[str, object]:
     budget = alert.budget
     currency = budget.organization.currency
-    target = {BudgetScope.ORGANIZATION: "the organization", BudgetScope.WORKFLOW: f"workflow '{budget.workflow}'"}
+    target: dict[str, str] = {
+        BudgetScope.ORGANIZATION: "the organization",
+        BudgetScope.WORKFLOW: f"workflow '{budget.workflow}'",
+    }
     _start, resets_at = budget_window(period=budget.period, at=alert.window_start)
     return {
         "organization_name": budget.organization.name,
