@@ -48,7 +48,8 @@ def test_the_public_schema_documents_the_metered_api_and_no_staff_operation(clie
     assert set(V1_OPERATIONS) <= set(schema["paths"])
     assert not [path for path in schema["paths"] if path.startswith("/api/staff/")]
     assert "staff" not in json.dumps(schema.get("tags", [])).lower()
-    assert set(schema["components"]["securitySchemes"]) == {"apiKeyAuth"}
+    # API keys for /v1, the web session for the customer endpoints under /api/ (budgets).
+    assert set(schema["components"]["securitySchemes"]) == {"apiKeyAuth", "cookieAuth"}
     # The YAML a browser gets by default is the same document.
     assert client.get("/api/schema/").status_code == 200
 

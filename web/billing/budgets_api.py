@@ -24,7 +24,7 @@ from api.budgets import budget_json
 from api.parsers import SafeJSONParser
 from billing.metering.budgets import selectors, services
 from billing.metering.errors import BudgetNotFound
-from billing.metering.models import BudgetScope
+from billing.metering.models import BudgetMode, BudgetPeriod, BudgetScope
 from core.errors import ApplicationError
 from core.money import AmountError, parse_amount
 from web.context import current_membership
@@ -91,10 +91,10 @@ def _organization(request: Request) -> tuple[int, str]:
 
 
 PERIOD = serializers.ChoiceField(
-    choices=["day", "week", "month"], help_text="Calendar period in UTC (weeks start Monday)."
+    choices=BudgetPeriod.choices, help_text="Calendar period in UTC (weeks start Monday)."
 )
 MODE = serializers.ChoiceField(
-    choices=["alert", "hard"], help_text="alert: only alerts; hard: calls that could pass it are refused (402)."
+    choices=BudgetMode.choices, help_text="alert: only alerts; hard: calls that could pass it are refused (402)."
 )
 THRESHOLDS = serializers.ListField(
     child=serializers.IntegerField(min_value=1, max_value=1000),
@@ -112,7 +112,7 @@ CHANGE = inline_serializer(
 CREATE = inline_serializer(
     "BudgetCreate",
     {
-        "scope": serializers.ChoiceField(choices=["organization", "workflow", "api_key"]),
+        "scope": serializers.ChoiceField(choices=BudgetScope.choices),
         "workflow": serializers.CharField(required=False, help_text="The workflow tag, for scope workflow."),
         "api_key_id": serializers.IntegerField(required=False, help_text="The key's id, for scope api_key."),
         "amount": serializers.CharField(help_text='e.g. "25.00"'),
@@ -162,13 +162,16 @@ class BudgetsApiBase(APIView):
 
 
 class BudgetListApi(BudgetsApiBase):
-    @extend_schema(tags=["budgets"], summary="List the organization's budgets", responses={200: LIST})
+    @extend_schema(
+        operation_id="budgets_list", tags=["budgets"], summary="List the organization's budgets", responses={200: LIST}
+    )
     def get(self, request: Request) -> Response:
         organization_id, currency = _organization(request)
         states = selectors.budget_list(organization_id=organization_id)
         return Response({"object": "list", "data": [budget_json(state, currency=currency) for state in states]})
 
     @extend_schema(
+        operation_id="budgets_create",
         tags=["budgets"],
         summary="Create a budget for the organization, a workflow or an API key",
         request=CREATE,
@@ -209,13 +212,19 @@ class BudgetListApi(BudgetsApiBase):
 
 
 class BudgetDetailApi(BudgetsApiBase):
-    @extend_schema(tags=["budgets"], summary="A budget and its current period", responses={200: BUDGET})
+    @extend_schema(
+        operation_id="budgets_retrieve",
+        tags=["budgets"],
+        summary="A budget and its current period",
+        responses={200: BUDGET},
+    )
     def get(self, request: Request, budget_id: str) -> Response:
         organization_id, currency = _organization(request)
         state = selectors.budget_get(organization_id=organization_id, budget_id=_budget_id(budget_id))
         return Response(budget_json(state, currency=currency))
 
     @extend_schema(
+        operation_id="budgets_update",
         tags=["budgets"],
         summary="Change a budget's amount, period, mode and thresholds (all of them)",
         request=CHANGE,
@@ -238,7 +247,7 @@ class BudgetDetailApi(BudgetsApiBase):
         state = selectors.budget_get(organization_id=organization_id, budget_id=state.budget.pk)
         return Response(budget_json(state, currency=currency))
 
-    @extend_schema(tags=["budgets"], summary="Remove a budget", responses={204: None})
+    @extend_schema(operation_id="budgets_destroy", tags=["budgets"], summary="Remove a budget", responses={204: None})
     def delete(self, request: Request, budget_id: str) -> Response:
         organization_id, _currency = _organization(request)
         state = selectors.budget_get(organization_id=organization_id, budget_id=_budget_id(budget_id))
