@@ -108,10 +108,12 @@ def bench_database() -> Iterator[str]:
 
 
 def seed(organizations: int) -> list[tuple[str, int]]:
-    """The price book, and organizations with plenty of credit and an API key each; [(secret, wallet id)]."""
+    """The price book, and organizations with plenty of credit, an API key and two budgets each; [(secret, wallet
+    id)]."""
     from accounts.models import Organization
     from accounts.services import apikey_create
     from billing.ledger import services as ledger
+    from billing.metering.budgets.services import budget_create
     from billing.pricing.services import price_book_seed
 
     price_book_seed()
@@ -125,7 +127,26 @@ def seed(organizations: int) -> list[tuple[str, int]]:
             idempotency_key=f"bench-{index}",
             actor="bench",
         )
-        _, secret = apikey_create(organization_id=organization.pk, name="bench")
+        key, secret = apikey_create(organization_id=organization.pk, name="bench")
+        # Budgets as a customer would set them, out of the calls' way: every call is claimed from both (a hard one
+        # for the organization, an alert-only one for its key) in the statement that places its hold.
+        budget_create(
+            organization_id=organization.pk,
+            actor="bench",
+            scope="organization",
+            amount_nano=10**6 * 10**9,
+            period="month",
+            mode="hard",
+        )
+        budget_create(
+            organization_id=organization.pk,
+            actor="bench",
+            scope="api_key",
+            api_key_id=key.pk,
+            amount_nano=10**6 * 10**9,
+            period="day",
+            mode="alert",
+        )
         seeded.append((secret, ledger.wallet_get_or_create(organization_id=organization.pk).pk))
     return seeded
 
