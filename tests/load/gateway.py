@@ -153,8 +153,11 @@ def seed(organizations: int) -> list[tuple[str, int]]:
 
 def verify(wallet_ids: list[int]) -> str:
     """No hold is left open, every call settled left its usage record, and every wallet reconciles."""
+    from django.db.models import Sum
+
     from billing.ledger.models import Hold, Wallet
     from billing.ledger.selectors import wallet_reconcile
+    from billing.metering.models import BudgetSpend, BudgetSpendHold
     from billing.usage.models import UsageRecord
 
     deadline = time.monotonic() + 30
@@ -164,9 +167,11 @@ def verify(wallet_ids: list[int]) -> str:
     records = UsageRecord.objects.count()
     held = sum(Wallet.objects.filter(pk__in=wallet_ids).values_list("held_nano", flat=True))
     problems = [p for wallet_id in wallet_ids for p in wallet_reconcile(wallet_id=wallet_id)]
+    budgets = BudgetSpend.objects.aggregate(spent=Sum("spent_nano"), held=Sum("held_nano"))
     return (
         f"{holds} holds placed, {records} usage records, {held} nano still held, "
-        f"journal reconciles: {'yes' if not problems else problems[:3]}"
+        f"journal reconciles: {'yes' if not problems else problems[:3]}; budgets: {budgets['spent'] or 0} nano "
+        f"spent, {budgets['held'] or 0} held, {BudgetSpendHold.objects.count()} claims open"
     )
 
 
