@@ -45,3 +45,10 @@ urlpatterns += [
     path("api/budgets/", budgets_api.BudgetListApi.as_view(), name="api_budgets"),
     path("api/budgets/<str:budget_id>/", budgets_api.BudgetDetailApi.as_view(), name="api_budget"),
 ]
+
+# A key's own rate limits as JSON (session auth).
+from web import keys_api  # noqa: E402
+
+urlpatterns += [
+    path("api/keys/<str:api_key_id>/rate-limits/", keys_api.KeyRateLimitsApi.as_view(), name="api_key_rate_limits"),
+]

@@ -37,6 +37,8 @@ _FIELDS = (
     "scope_models",
     "spend_limit_nano",
     "spend_limit_period",
+    "requests_per_minute",
+    "tokens_per_minute",
     "expires_at",
     "revoked_at",
 )
@@ -55,6 +57,9 @@ class AuthenticatedKey:
     spend_limit_nano: int | None
     spend_limit_period: str | None  # "day" | "week" | "month" when spend_limit_nano is set
     expires_at: datetime | None
+    # The key's own rate limits (None: the operator's GATEWAY_KEY_* defaults).
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
 
     def allows_endpoint(self, endpoint: str) -> bool:
         return not self.scope_endpoints or endpoint in self.scope_endpoints
@@ -112,6 +117,9 @@ def _record_check(record: dict[str, Any], secret: str, now: datetime) -> Authent
         spend_limit_nano=record["spend_limit_nano"],
         spend_limit_period=record["spend_limit_period"] or None,
         expires_at=record["expires_at"],
+        # .get: a record cached before these fields existed has none.
+        requests_per_minute=record.get("requests_per_minute"),
+        tokens_per_minute=record.get("tokens_per_minute"),
     )
 
 

@@ -164,3 +164,50 @@ class TestPage:
     def test_another_organizations_budget_page_is_404(self, as_charlie, org_a):
         budget = budget_create(organization_id=org_a.pk, actor="t", scope="organization", amount_nano=1, period="day")
         assert as_charlie.get(f"/budgets/{budget.pk}/").status_code == 404
+
+
+class TestKeyRateLimits:
+    def test_a_developer_sets_and_removes_a_keys_limits_as_json(self, as_bob, org_a):
+        key, _ = apikey_create(organization_id=org_a.pk, name="k")
+        url = f"/api/keys/{key.pk}/rate-limits/"
+        response = post_json(as_bob, url, {"requests_per_minute": 30, "tokens_per_minute": 9000}, method="put")
+        assert response.status_code == 200, response.content
+        assert response.json() == {"api_key_id": key.pk, "requests_per_minute": 30, "tokens_per_minute": 9000}
+        assert as_bob.get(url).json()["tokens_per_minute"] == 9000
+        post_json(as_bob, url, {"requests_per_minute": None, "tokens_per_minute": None}, method="put")
+        key.refresh_from_db()
+        assert (key.requests_per_minute, key.tokens_per_minute) == (None, None)
+
+    def test_bad_input_roles_and_other_organizations(self, as_bob, as_vera, as_charlie, org_a):
+        key, _ = apikey_create(organization_id=org_a.pk, name="k")
+        url = f"/api/keys/{key.pk}/rate-limits/"
+        bad = post_json(as_bob, url, {"requests_per_minute": 0, "tokens_per_minute": None}, method="put")
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "requests_per_minute"
+        missing = post_json(as_bob, url, {"requests_per_minute": 5}, method="put")
+        assert missing.status_code == 400 and missing.json()["error"]["param"] == "tokens_per_minute"
+        body = {"requests_per_minute": 5, "tokens_per_minute": None}
+        assert post_json(as_vera, url, body, method="put").status_code == 403
+        assert post_json(as_charlie, url, body, method="put").status_code == 404
+        assert as_charlie.get(url).status_code == 404
+        key.refresh_from_db()
+        assert key.requests_per_minute is None
+
+    def test_the_keys_page_sets_them(self, as_bob, org_a, book):
+        key, _ = apikey_create(organization_id=org_a.pk, name="k")
+        page = as_bob.get(f"/keys/{key.pk}/").content.decode()
+        assert 'name="requests_per_minute"' in page
+        response = as_bob.post(
+            f"/keys/{key.pk}/",
+            {
+                "name": "k",
+                "workflow": "",
+                "spend_limit": "",
+                "spend_limit_period": "",
+                "expires_at": "",
+                "requests_per_minute": "12",
+                "tokens_per_minute": "",
+            },
+        )
+        assert response.status_code == 302
+        key.refresh_from_db()
+        assert (key.requests_per_minute, key.tokens_per_minute) == (12, None)

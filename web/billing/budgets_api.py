@@ -90,9 +90,7 @@ def _organization(request: Request) -> tuple[int, str]:
     return membership.organization_id, membership.organization.currency
 
 
-PERIOD = serializers.ChoiceField(
-    choices=BudgetPeriod.choices, help_text="Calendar period in UTC (weeks start Monday)."
-)
+PERIOD = serializers.ChoiceField(choices=BudgetPeriod.choices, help_text="Calendar period in UTC (weeks start Monday).")
 MODE = serializers.ChoiceField(
     choices=BudgetMode.choices, help_text="alert: only alerts; hard: calls that could pass it are refused (402)."
 )
