@@ -239,7 +239,9 @@ async def _settle(
         logger.error("hold %s of request %s closed before its settle", ticket.hold_id, ticket.request_id)
         return await _record_only(replace(row, charge_nano=0, lines=[], drift_flagged=True))
     if charge.charge_nano > 0 and charge.available_nano is not None:
-        hooks.after_debit_soon(organization_id=row.organization_id, available_nano=charge.available_nano)
+        hooks.after_debit_soon(
+            organization_id=row.organization_id, available_nano=charge.available_nano, budgeted=ticket.budgets > 0
+        )
     return charge
 
 

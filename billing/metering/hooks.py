@@ -23,20 +23,24 @@ logger = logging.getLogger(__name__)
 # of its Python work).
 BATCH_SECONDS = 0.05
 
-_pending: dict[asyncio.AbstractEventLoop, dict[int, int]] = {}
+# Per event loop, per organization: (the latest available credit, whether any debit of the batch was budgeted).
+_pending: dict[asyncio.AbstractEventLoop, dict[int, tuple[int, bool]]] = {}
 
 
-def after_debit(*, organization_id: int, available_nano: int) -> None:
-    """Hooks that follow a debit of `organization_id`'s credit, leaving `available_nano` available."""
+def after_debit(*, organization_id: int, available_nano: int, budgeted: bool = False) -> None:
+    """Hooks that follow a debit of `organization_id`'s credit, leaving `available_nano` available; `budgeted`:
+    some of the debits counted against budgets (whose thresholds are then checked; an organization without
+    budgets costs no query for them)."""
     payments.auto_topup_check(organization_id=organization_id, available_nano=available_nano)
-    budget_services.budget_thresholds_crossed(organization_id=organization_id)
+    if budgeted:
+        budget_services.budget_thresholds_crossed(organization_id=organization_id)
 
 
-def _run(batch: dict[int, int]) -> None:
+def _run(batch: dict[int, tuple[int, bool]]) -> None:
     try:
-        for organization_id, available_nano in batch.items():
+        for organization_id, (available_nano, budgeted) in batch.items():
             try:
-                after_debit(organization_id=organization_id, available_nano=available_nano)
+                after_debit(organization_id=organization_id, available_nano=available_nano, budgeted=budgeted)
             except Exception:
                 logger.exception("after-debit hooks failed for organization %s", organization_id)
     finally:
@@ -50,11 +54,12 @@ async def _flush(loop: asyncio.AbstractEventLoop) -> None:
         await loop.run_in_executor(None, _run, batch)
 
 
-def after_debit_soon(*, organization_id: int, available_nano: int) -> None:
+def after_debit_soon(*, organization_id: int, available_nano: int, budgeted: bool = False) -> None:
     """Note a debit; `after_debit` runs for it within BATCH_SECONDS on a worker thread, off the request's path."""
     loop = asyncio.get_running_loop()
     batch = _pending.get(loop)
     if batch is None:
         batch = _pending[loop] = {}
         background(_flush(loop))
-    batch[organization_id] = available_nano
+    _, earlier = batch.get(organization_id, (0, False))
+    batch[organization_id] = (available_nano, budgeted or earlier)

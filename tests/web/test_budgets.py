@@ -211,3 +211,18 @@ class TestKeyRateLimits:
         assert response.status_code == 302
         key.refresh_from_db()
         assert (key.requests_per_minute, key.tokens_per_minute) == (12, None)
+
+
+def test_a_keys_page_shows_its_budgets(as_vera, org_a, book):
+    key, _ = apikey_create(organization_id=org_a.pk, name="robot")
+    budget_create(
+        organization_id=org_a.pk,
+        actor="t",
+        scope="api_key",
+        api_key_id=key.pk,
+        amount_nano=parse_amount("4"),
+        period="day",
+        mode="hard",
+    )
+    page = as_vera.get(f"/keys/{key.pk}/").content.decode()
+    assert "Budgets of this key" in page and "$4.00 per day" in page and "(hard limit)" in page

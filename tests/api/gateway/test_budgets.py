@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 from asgiref.sync import sync_to_async
+from django.core import mail
 from django.db import connections
 from django.db.models import Sum
 from django.utils import timezone
@@ -18,7 +19,7 @@ from billing.ledger import services as ledger
 from billing.metering import holds
 from billing.metering.budgets.services import budget_create, budget_spend_sweep
 from billing.metering.callers import aapikey_authenticate
-from billing.metering.models import BudgetSpend, BudgetSpendHold
+from billing.metering.models import BudgetAlert, BudgetSpend, BudgetSpendHold
 from billing.pricing import rating
 from billing.tokens import chat_prompt_tokens
 from billing.usage.models import UsageRecord
@@ -216,7 +217,10 @@ def test_a_key_spend_limit_refusal_carries_the_object(live_url, funded, org_a):
     assert details["key_spend_limit"]["limit"]["amount_nano"] == usd("0.00001")
 
 
-def test_alert_only_and_other_workflows_budgets_count_but_never_refuse(live_url, secret, org_a, funded, standin):
+def test_alert_only_and_other_workflows_budgets_count_but_never_refuse(
+    live_url, secret, org_a, alice, funded, standin, settings
+):
+    settings.CELERY_TASK_ALWAYS_EAGER = True
     alert = budget_create(
         organization_id=org_a.pk,
         actor="t",
@@ -250,6 +254,14 @@ def test_alert_only_and_other_workflows_budgets_count_but_never_refuse(live_url,
     assert spend_of(key_budget) == (record.charge_nano, 0)
     assert spend_of(other) == (0, 0)
     assert not BudgetSpendHold.objects.exists()
+    # Past every threshold of the alert-only budget (and of none other): each recorded once and emailed once.
+    wait_for(lambda: BudgetAlert.objects.exclude(emailed_at=None).count() == 3)
+    assert set(BudgetAlert.objects.values_list("budget_id", "threshold_percent")) == {
+        (alert.pk, 50),
+        (alert.pk, 80),
+        (alert.pk, 100),
+    }
+    assert sorted(message.to[0] for message in mail.outbox) == ["alice@example.com"] * 3
 
 
 def funded_key_id(secret: str) -> int:
