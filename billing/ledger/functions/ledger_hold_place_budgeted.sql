@@ -47,7 +47,9 @@ BEGIN
                 RAISE EXCEPTION USING MESSAGE = 'budget_exceeded', ERRCODE = 'MB001', DETAIL = json_build_object(
                     'budget_id', b.id, 'scope', b.scope, 'workflow', b.workflow, 'api_key_id', b.api_key_id,
                     'period', b.period, 'amount_nano', b.amount_nano, 'used_nano', coalesce(used, 0),
-                    'window_start', start, 'resets_at', start + ('1 ' || b.period)::interval
+                    'window_start', start,
+                    -- In UTC, whatever the session's time zone (a month or a day added there could be off).
+                    'resets_at', (start AT TIME ZONE 'UTC' + ('1 ' || b.period)::interval) AT TIME ZONE 'UTC'
                 )::text;
             END IF;
             INSERT INTO metering_budgetspendhold (budget_spend_id, request_id, amount_nano, created_at)

@@ -6,7 +6,7 @@ from django.db import migrations
 from billing.ledger.sql import functions_install
 
 # The digest of the function files this migration was written for (tests/billing/ledger/test_functions.py).
-FUNCTIONS_DIGEST = "67e1af00177b7138cb54c10d6dea7db448a6a4f66a4a1daefeb05d19fb56e07b"
+FUNCTIONS_DIGEST = "e9e0415c4ad65901b55cfc0089bfa0bda1f0b8bebbc29ac424b61d64f580f7de"
 
 
 def install(apps, schema_editor):
