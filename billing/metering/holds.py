@@ -160,7 +160,7 @@ async def _withdraw(ticket: Ticket, *, actor: str, reason: str) -> None:
     assert ticket.hold_id is not None
     pool = await pg.pool()
     async with pool.connection() as conn:
-        also = _also(ticket, captured_nano=0)
+        also = _also(ticket, captured_nano=0, budgets_joined=False)
         await ledger.ahold_settle(
             conn, hold_id=ticket.hold_id, status="released", captured_nano=0, actor=actor, reason=reason, also=also
         )
@@ -245,10 +245,11 @@ async def _settle(
     return charge
 
 
-def _also(ticket: Ticket, *, captured_nano: int) -> list[tuple[str, dict[str, Any]]]:
-    """The corrections that settle with the ledger hold, in lock order: the budgets' counters, then the key's."""
+def _also(ticket: Ticket, *, captured_nano: int, budgets_joined: bool) -> list[tuple[str, dict[str, Any]]]:
+    """The corrections that settle after the ledger hold, in lock order: the budgets' counters (unless they joined
+    the settle's own statement: `budgets_joined`), then the key's."""
     also: list[tuple[str, dict[str, Any]]] = []
-    if ticket.budgets:
+    if ticket.budgets and not budgets_joined:
         also.append((budgets.SETTLE, budgets.settle_params(request_id=ticket.request_id, captured_nano=captured_nano)))
     if ticket.claim is not None:
         also.append((spend.SETTLE, spend.settle_params(request_id=ticket.request_id, captured_nano=captured_nano)))
@@ -298,7 +299,13 @@ async def _capture_pg(conn: psycopg.AsyncConnection[Any], ticket: Ticket, row: U
         actor=actor,
         reason=reason,
         attached=(usage_services.USAGE_INSERT, usage_services.usage_insert_params(row)),
-        also=_also(ticket, captured_nano=row.charge_nano),
+        # The budgets' counters join the settle's statement: no statement more for budgets.
+        attached_more=(
+            (budgets.SETTLE_WITH, budgets.settle_params(request_id=ticket.request_id, captured_nano=row.charge_nano))
+            if ticket.budgets
+            else None
+        ),
+        also=_also(ticket, captured_nano=row.charge_nano, budgets_joined=True),
     )
     return Charge(row.charge_nano, settled.available_nano, row)
 

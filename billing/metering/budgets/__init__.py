@@ -4,7 +4,7 @@ The claim is made by the statement that places the call's credit hold (ledger_ho
 billing/ledger/functions): for each budget of the organization that covers the call (the organization's own, its
 workflow's, its API key's), the hold is added to the counter of the budget's current period (BudgetSpend.held_nano)
 and remembered per call (BudgetSpendHold); a hard budget refuses, undoing the hold, when spent + held + this hold
-would pass its amount. The settle (SETTLE, in the transaction that settles the ledger hold) moves the captured part
+would pass its amount. The settle (SETTLE_WITH, in the statement that settles the ledger hold) moves the captured part
 to `spent` and frees the rest; the sweeper (SWEEP) frees the parts of calls whose ledger hold expired unsettled.
 Whoever deletes a BudgetSpendHold row applies its correction, so it happens exactly once.
 
@@ -22,19 +22,21 @@ import psycopg
 from billing.ledger.sql import BUDGET_SQLSTATE
 
 # Settle a call's parts: drop its rows and move `captured` of each to spent (the rest is freed). Nothing happens
-# if the rows are gone (the sweeper freed them after the ledger hold expired).
-SETTLE = """
-WITH r AS (
-    DELETE FROM metering_budgetspendhold WHERE request_id = %(request_id)s::text
+# if the rows are gone (the sweeper freed them after the ledger hold expired). Written as WITH queries that join
+# the ledger settle's own statement (ledger.ahold_settle's `attached_more`): no statement of its own, and they run
+# after the settle has locked the wallet row. Parameters: budget_request_id, budget_captured.
+SETTLE_WITH = """,
+budget_parts AS (
+    DELETE FROM metering_budgetspendhold WHERE request_id = %(budget_request_id)s::text
  RETURNING budget_spend_id, amount_nano
-)
-UPDATE metering_budgetspend s
-   SET held_nano = s.held_nano - r.amount_nano,
-       spent_nano = s.spent_nano + LEAST(%(captured)s::bigint, r.amount_nano),
-       updated_at = now()
-  FROM r
- WHERE s.id = r.budget_spend_id
-"""
+), budget_counters AS (
+    UPDATE metering_budgetspend s
+       SET held_nano = s.held_nano - r.amount_nano,
+           spent_nano = s.spent_nano + LEAST(%(budget_captured)s::bigint, r.amount_nano),
+           updated_at = now()
+      FROM budget_parts r
+     WHERE s.id = r.budget_spend_id
+)"""
 
 # Free the parts of calls whose ledger hold is no longer open but that never settled here (the ledger's sweeper
 # expired them): the gateway's own settle deletes the parts in the transaction that closes the hold, so a part still
@@ -74,6 +76,10 @@ class BudgetShort(Exception):
         return max(0, self.amount_nano - self.used_nano)
 
 
+# The same as a statement of its own, for a settle that has no statement to join (a withdrawn hold).
+SETTLE = f"WITH {SETTLE_WITH.removeprefix(',').strip()} SELECT 1"
+
+
 def covered_params(*, organization_id: int, api_key_id: int, workflow: str, request_id: str) -> dict[str, Any]:
     """What the budgeted hold statement needs to find the budgets covering a call (ledger.ahold_place's
     `budgeted`)."""
@@ -86,7 +92,7 @@ def covered_params(*, organization_id: int, api_key_id: int, workflow: str, requ
 
 
 def settle_params(*, request_id: str, captured_nano: int) -> dict[str, Any]:
-    return {"request_id": request_id, "captured": captured_nano}
+    return {"budget_request_id": request_id, "budget_captured": captured_nano}
 
 
 def is_budget_error(exc: BaseException) -> bool:
