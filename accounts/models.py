@@ -90,6 +90,10 @@ class ApiKey(models.Model):
     # Optional spending cap over a calendar period (UTC), enforced by the gateway from usage records.
     spend_limit_nano = models.BigIntegerField(null=True, blank=True)
     spend_limit_period = models.CharField(max_length=5, choices=SpendPeriod.choices, blank=True, default="")
+    # Optional rate limits of the key's own (null: the operator's GATEWAY_KEY_* defaults). They apply inside the
+    # organization's: a call draws on the key's buckets and on the organization's alike.
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_minute = models.PositiveIntegerField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -124,6 +128,14 @@ class ApiKey(models.Model):
                 condition=models.Q(access="metered")
                 | models.Q(access="admin", scope_endpoints=[], scope_models=[], spend_limit_nano__isnull=True),
                 name="apikey_access_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(requests_per_minute__isnull=True) | models.Q(requests_per_minute__gt=0),
+                name="apikey_requests_per_minute_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(tokens_per_minute__isnull=True) | models.Q(tokens_per_minute__gt=0),
+                name="apikey_tokens_per_minute_positive",
             ),
         ]
         indexes = [models.Index(fields=["organization", "-created_at"], name="apikey_org_created")]

@@ -581,6 +581,11 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ModelKindEnum": "billing.pricing.models.catalog.ModelKind",
         "ModelStatusEnum": "billing.pricing.models.catalog.ModelStatus",
+        "BudgetModeEnum": "billing.metering.models.BudgetMode",
+        "BudgetPeriodEnum": "billing.metering.models.BudgetPeriod",
+        "BudgetScopeEnum": "billing.metering.models.BudgetScope",
+        # The staff API's tier mode, named now that budgets have a "mode" too.
+        "TierModeEnum": ["graduated", "volume"],
     },
 }
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.ids import is_id_text
 from accounts.models import ApiKey, ApiKeyAccess, ApiKeyEndpoint, Role, SpendPeriod
-from accounts.services.apikeys import MAX_ROTATION_OVERLAP
+from accounts.services.apikeys import MAX_KEY_REQUESTS_PER_MINUTE, MAX_KEY_TOKENS_PER_MINUTE, MAX_ROTATION_OVERLAP
 from accounts.services.organizations import NAME_MAX_LENGTH
 from billing.notifications.models import MAX_EXPIRY_WINDOW_DAYS
 from billing.pricing.models import AIModel
@@ -83,6 +83,20 @@ class ApiKeyForm(forms.Form):
     spend_limit_period = forms.ChoiceField(
         choices=[("", "—"), *SpendPeriod.choices], required=False, label="Limit period (UTC calendar)"
     )
+    requests_per_minute = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_KEY_REQUESTS_PER_MINUTE,
+        label="Requests per minute",
+        help_text="Optional: this key's own limit, inside the organization's (which still applies).",
+    )
+    tokens_per_minute = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_KEY_TOKENS_PER_MINUTE,
+        label="Tokens per minute",
+        help_text="Optional: prompt plus max_tokens of the calls in a minute, inside the organization's limit.",
+    )
     expires_at = forms.DateTimeField(
         required=False,
         label="Expires at (UTC)",
@@ -100,6 +114,8 @@ class ApiKeyForm(forms.Form):
                 "models": api_key.scope_models,
                 "spend_limit": _amount_text(api_key.spend_limit_nano),
                 "spend_limit_period": api_key.spend_limit_period,
+                "requests_per_minute": api_key.requests_per_minute,
+                "tokens_per_minute": api_key.tokens_per_minute,
                 "expires_at": api_key.expires_at.replace(second=0, microsecond=0) if api_key.expires_at else None,
             }
         super().__init__(*args, **kwargs)
@@ -139,6 +155,9 @@ class ApiKeyForm(forms.Form):
         if not changed_only or changed & {"spend_limit", "spend_limit_period"}:
             arguments["spend_limit_nano"] = data["spend_limit"]
             arguments["spend_limit_period"] = data["spend_limit_period"] if data["spend_limit"] is not None else ""
+        for limit in ("requests_per_minute", "tokens_per_minute"):
+            if not changed_only or limit in changed:
+                arguments[limit] = data[limit]
         if "expires_at" in self.fields and (not changed_only or "expires_at" in changed):
             arguments["expires_at"] = data["expires_at"]
         if "access" in self.fields and not changed_only:

@@ -48,3 +48,21 @@ urlpatterns += [
         name="webhook_redeliver",
     ),
 ]
+
+# Budgets: the page, each budget's page, and the JSON endpoints under /api/budgets/ (session auth).
+from web.billing import budgets_api  # noqa: E402
+from web.views import budgets  # noqa: E402
+
+urlpatterns += [
+    path("budgets/", budgets.budget_list, name="budgets"),
+    path("budgets/<int:budget_id>/", budgets.budget_detail, name="budget_detail"),
+    path("api/budgets/", budgets_api.BudgetListApi.as_view(), name="api_budgets"),
+    path("api/budgets/<str:budget_id>/", budgets_api.BudgetDetailApi.as_view(), name="api_budget"),
+]
+
+# A key's own rate limits as JSON (session auth).
+from web import keys_api  # noqa: E402
+
+urlpatterns += [
+    path("api/keys/<str:api_key_id>/rate-limits/", keys_api.KeyRateLimitsApi.as_view(), name="api_key_rate_limits"),
+]

@@ -94,6 +94,21 @@ def spend_limit_clean(limit_nano: object, period: object) -> tuple[int | None, s
     return limit_nano, str(period)
 
 
+# Bounds of a key's own rate limits (per minute); what the organization allows bounds them at admission too.
+MAX_KEY_REQUESTS_PER_MINUTE = 1_000_000
+MAX_KEY_TOKENS_PER_MINUTE = 1_000_000_000
+
+
+def rate_limit_clean(value: object, *, param: str, maximum: int) -> int | None:
+    """A key's own requests or tokens per minute: a whole number from 1 to `maximum`, or None (no limit of its
+    own)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise ApplicationError(f"{param} must be a whole number from 1 to {maximum:,}, or none", param=param)
+    return value
+
+
 def expires_at_clean(value: object) -> datetime | None:
     if value is None:
         return None
@@ -124,10 +139,14 @@ def apikey_create(
     spend_limit_period: str | None = None,
     expires_at: datetime | None = None,
     access: str = ApiKeyAccess.METERED,
+    requests_per_minute: int | None = None,
+    tokens_per_minute: int | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; the returned secret exists nowhere else and cannot be recovered later. An admin key
     (`access="admin"`) reads the organization's billing data and calls no model: it takes no scopes or limit."""
     clean_name = name_clean(name)
+    rpm = rate_limit_clean(requests_per_minute, param="requests_per_minute", maximum=MAX_KEY_REQUESTS_PER_MINUTE)
+    tpm = rate_limit_clean(tokens_per_minute, param="tokens_per_minute", maximum=MAX_KEY_TOKENS_PER_MINUTE)
     endpoints, models = scopes_clean(scopes)
     limit_nano, period = spend_limit_clean(spend_limit_nano, spend_limit_period)
     _access_check(access, endpoints=endpoints, models=models, limit_nano=limit_nano)
@@ -145,6 +164,8 @@ def apikey_create(
         scope_models=models,
         spend_limit_nano=limit_nano,
         spend_limit_period=period,
+        requests_per_minute=rpm,
+        tokens_per_minute=tpm,
         expires_at=expiry,
         created_by=created_by,
         access=access,
@@ -227,6 +248,8 @@ def apikey_rotate(
         scope_models=old.scope_models,
         spend_limit_nano=old.spend_limit_nano,
         spend_limit_period=old.spend_limit_period,
+        requests_per_minute=old.requests_per_minute,
+        tokens_per_minute=old.tokens_per_minute,
         expires_at=old.expires_at,
         created_by=actor,
         access=old.access,
@@ -254,8 +277,11 @@ def apikey_update(
     spend_limit_nano: int | _Unset | None = UNSET,
     spend_limit_period: str | _Unset | None = UNSET,
     expires_at: datetime | _Unset | None = UNSET,
+    requests_per_minute: int | _Unset | None = UNSET,
+    tokens_per_minute: int | _Unset | None = UNSET,
 ) -> ApiKey:
-    """Change a key's name, label, scopes, spend limit or expiry; arguments left out keep their value."""
+    """Change a key's name, label, scopes, spend limit, rate limits or expiry; arguments left out keep their
+    value."""
     api_key = _locked(api_key_id)
     if api_key.revoked_at is not None:
         raise ApplicationError("this key is revoked and can no longer be changed", code="key_revoked")
@@ -271,6 +297,14 @@ def apikey_update(
         if limit is None:
             period = ""  # removing the limit removes its period
         api_key.spend_limit_nano, api_key.spend_limit_period = spend_limit_clean(limit, period)
+    if not isinstance(requests_per_minute, _Unset):
+        api_key.requests_per_minute = rate_limit_clean(
+            requests_per_minute, param="requests_per_minute", maximum=MAX_KEY_REQUESTS_PER_MINUTE
+        )
+    if not isinstance(tokens_per_minute, _Unset):
+        api_key.tokens_per_minute = rate_limit_clean(
+            tokens_per_minute, param="tokens_per_minute", maximum=MAX_KEY_TOKENS_PER_MINUTE
+        )
     if not isinstance(expires_at, _Unset):
         if api_key.replaced_by_id is not None:
             raise ApplicationError(

@@ -4,8 +4,8 @@ admit (rate limits) -> hold (credit, key spend limit) -> forward -> measure -> s
 (admission and hold at once when the rate limits have room: admit_and_hold).
 
 A `Call` carries what the steps share. Money steps live in billing.metering.holds; this module turns their
-outcomes into OpenAI-shaped errors (402 naming the affordable max_tokens, 429 with x-ratelimit-* headers) and the
-billing headers every answer carries.
+outcomes into OpenAI-shaped errors (402 naming the affordable max_tokens, with a machine-readable object:
+api.gateway.refusals; 429 with x-ratelimit-* headers) and the billing headers every answer carries.
 """
 
 import asyncio
@@ -20,12 +20,12 @@ from django.conf import settings
 from django.http import HttpResponseBase
 from django.utils import timezone
 
-from api.gateway import catalog, ratelimit, upstreams
+from api.gateway import catalog, ratelimit, refusals, upstreams
 from api.gateway.catalog import ModelInfo
 from api.gateway.http import GatewayError
 from billing.invoicing import selectors as invoicing_selectors
-from billing.invoicing.models import NANO_PER_MINOR, Invoice
 from billing.metering import holds, spend
+from billing.metering.budgets import BudgetShort
 from billing.metering.callers import AuthenticatedKey
 from billing.pricing import rating
 from billing.usage.models import UsageSource, UsageStatus
@@ -255,33 +255,6 @@ async def admit(call: Call, draw: ratelimit.Draw | None = None) -> None:
         )
 
 
-def _short_of_credit(call: Call, budget_nano: int, *, what: str) -> str:
-    """A 402 message: what the request can cost, what is left, and the largest max_tokens that fits."""
-    currency = call.context.currency
-    left = f"{format_amount(budget_nano)} {currency} is left"
-    if call.endpoint != "chat":
-        return f"{what}: this input costs up to {format_amount(call.hold_nano)} {currency} and {left}."
-    ceiling = min(call.model.max_output_tokens, call.model.context_window - call.prompt_tokens)
-    # The hold covers max_tokens for each of the n choices: find the largest total, then share it.
-    affordable_total = holds.affordable_max_tokens(
-        prices=call.context.prices,
-        prompt_tokens=call.prompt_tokens,
-        budget_nano=budget_nano,
-        service_tier=call.service_tier,
-        ceiling=ceiling * call.n,
-    )
-    affordable = affordable_total // call.n
-    message = (
-        f"{what}: this request can cost up to {format_amount(call.hold_nano)} {currency} ({call.prompt_tokens} "
-        f"prompt tokens and max_tokens={call.max_tokens}"
-        + (f" for each of n={call.n} choices" if call.n > 1 else "")
-        + f") and {left}."
-    )
-    if affordable:
-        return f"{message} The largest max_tokens it affords is {affordable}."
-    return f"{message} It does not cover this prompt even with max_tokens=1; shorten the prompt."
-
-
 async def hold(call: Call) -> None:
     """Reserve the call's hold; GatewayError 402 if the credit or the key's spend limit does not cover it (the
     rate-limit tokens the call was admitted with are then given back)."""
@@ -301,6 +274,7 @@ def _hold_start(call: Call) -> "asyncio.Task[holds.Ticket]":
             ttl_seconds=ttl,
             reason=f"{call.endpoint} {call.model.slug}",
             at=call.at,
+            workflow=call.workflow,
         )
     )
 
@@ -308,56 +282,18 @@ def _hold_start(call: Call) -> "asyncio.Task[holds.Ticket]":
 async def _hold_finish(call: Call, task: "asyncio.Task[holds.Ticket]") -> None:
     try:
         call.ticket = await asyncio.shield(task)
-    except (holds.CreditShort, spend.KeyLimitShort) as exc:
+    except (holds.CreditShort, spend.KeyLimitShort, BudgetShort) as exc:
         refund_tokens(call, used_tokens=0)  # refused: the call used none of the tokens it was admitted with
-        refusal = _refusal(call, exc)
+        refusal = refusals.refusal(call, exc)
         if isinstance(exc, holds.CreditShort):  # off the hot path: only refused calls read this
             suspension = await orm_call(invoicing_selectors.suspension_of, organization_id=call.key.organization_id)
             if suspension is not None:
-                refusal = _suspended_refusal(refusal, suspension.invoice)
+                refusal = refusals.suspended_refusal(refusal, suspension.invoice)
         raise refusal from None
     except asyncio.CancelledError:
         # The client left while the hold was being placed: release it once placed, and record the call.
         task.add_done_callback(lambda done: _release_abandoned(call, done))
         raise
-
-
-def _refusal(call: Call, short: holds.CreditShort | spend.KeyLimitShort) -> GatewayError:
-    """The 402 of a refused hold: short of the organization's credit, or of the key's spend limit."""
-    if isinstance(short, holds.CreditShort):
-        message = _short_of_credit(call, short.spendable_nano, what="Not enough credit")
-        message, code = f"{message} Add credit to continue.", "insufficient_credit"
-    else:
-        what = f"This API key's spend limit per {short.period} is reached"
-        message = _short_of_credit(call, short.left_nano, what=what)
-        limit = f"{format_amount(short.limit_nano)} {call.context.currency} per {short.period}"
-        message, code = f"{message} The limit is {limit}.", "key_spend_limit_reached"
-    return GatewayError(
-        402,
-        message,
-        error_type="insufficient_quota",
-        code=code,
-        param="max_tokens" if call.endpoint == "chat" else None,
-        headers={"x-request-id": call.request_id, "x-should-retry": "false"},
-    )
-
-
-def _suspended_refusal(refusal: GatewayError, invoice: Invoice | None) -> GatewayError:
-    """The 402 of an organization whose postpaid use is suspended: it names the unpaid invoice (also in the
-    x-billing-unpaid-invoice header, for machines); a suspension staff made by hand names none."""
-    headers = dict(refusal.headers)
-    if invoice is None:
-        message = f"{refusal.message} Postpaid use is suspended; prepaid credit still pays for calls. Contact support."
-    else:
-        amount = f"{format_amount(invoice.total_minor * NANO_PER_MINOR)} {invoice.currency}"
-        message = (
-            f"{refusal.message} Postpaid use is suspended until invoice {invoice.number} ({amount}) is paid; "
-            "prepaid credit still pays for calls."
-        )
-        headers["x-billing-unpaid-invoice"] = invoice.number
-    return GatewayError(
-        402, message, error_type=refusal.error_type, code="postpaid_suspended", param=refusal.param, headers=headers
-    )
 
 
 def _release_abandoned(call: Call, done: "asyncio.Task[holds.Ticket]") -> None:

@@ -5,7 +5,7 @@ from typing import Any, TypeVar
 
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
-from api.gateway import calls, demo, params, refusals, streaming, upstreams
+from api.gateway import calls, demo, params, refusal_counts, streaming, upstreams
 from api.gateway.calls import Call
 from api.gateway.http import GatewayError, gateway_view, key_authenticate
 from api.gateway.params import ChatParams
@@ -157,7 +157,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     try:
         await calls.admit_and_hold(call)
     except GatewayError as refused:
-        refusals.refusal_count(call, refused)
+        refusal_counts.refusal_count(call, refused)
         raise
     try:
         if chat.stream:

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
-from api.gateway import calls, demo, params, refusals, upstreams
+from api.gateway import calls, demo, params, refusal_counts, upstreams
 from api.gateway.calls import Call
 from api.gateway.http import GatewayError, gateway_view, key_authenticate
 from billing import tokens
@@ -85,7 +85,7 @@ async def embeddings(request: HttpRequest) -> HttpResponseBase:
     try:
         await calls.admit_and_hold(call)
     except GatewayError as refused:
-        refusals.refusal_count(call, refused)
+        refusal_counts.refusal_count(call, refused)
         raise
     answer = await calls.upstream_answer(call, _answer(call, forward, len(embedding.inputs)))
     try:

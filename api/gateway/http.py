@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 class GatewayError(Exception):
-    """An error answered in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
+    """An error answered in OpenAI's shape: {"error": {"message", "type", "param", "code"}} (and "details")."""
 
     def __init__(
         self,
@@ -29,6 +29,7 @@ class GatewayError(Exception):
         code: str | None = None,
         param: str | None = None,
         headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
     ):
         super().__init__(message)
         self.status = status
@@ -37,11 +38,19 @@ class GatewayError(Exception):
         self.code = code
         self.param = param
         self.headers = headers or {}
+        # A machine-readable object beside the message (the 402s of api.gateway.refusals): error.details.
+        self.details = details
 
     def response(self) -> JsonResponse:
-        body: dict[str, Any] = {
-            "error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}
+        error: dict[str, Any] = {
+            "message": self.message,
+            "type": self.error_type,
+            "param": self.param,
+            "code": self.code,
         }
+        if self.details is not None:
+            error["details"] = self.details
+        body: dict[str, Any] = {"error": error}
         response = JsonResponse(body, status=self.status)
         for name, value in self.headers.items():
             response[name] = value

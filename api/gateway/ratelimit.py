@@ -7,7 +7,8 @@ overshoot. The token cost of a request is counted as OpenAI does: prompt tokens 
 use); what it did not use is given back after it settles (`refund`).
 
 Limits: the organization's from its plan (PricingContext.requests_per_minute / tokens_per_minute), else the
-GATEWAY_ORG_* settings; a key's from GATEWAY_KEY_* (0: none of its own). Throughput reserved by a commitment
+GATEWAY_ORG_* settings; a key's its own (ApiKey.requests_per_minute / tokens_per_minute, set per key), else
+GATEWAY_KEY_* (0: none). Throughput reserved by a commitment
 (PricingContext.reserved_tokens_per_minute) is a bucket of its own per organization and model group, used first:
 a request it covers does not count against the organization's shared token limit.
 
@@ -151,10 +152,14 @@ def draw_for(*, key: AuthenticatedKey, context: PricingContext, tokens: int) -> 
         Bucket(f"rl:o:{org}:r", context.requests_per_minute or settings.GATEWAY_ORG_REQUESTS_PER_MINUTE, 1, "requests"),
         Bucket(f"rl:o:{org}:t", context.tokens_per_minute or settings.GATEWAY_ORG_TOKENS_PER_MINUTE, tokens, "tokens"),
     ]
-    if settings.GATEWAY_KEY_REQUESTS_PER_MINUTE:
-        buckets.append(Bucket(f"rl:k:{key.id}:r", settings.GATEWAY_KEY_REQUESTS_PER_MINUTE, 1, "requests"))
-    if settings.GATEWAY_KEY_TOKENS_PER_MINUTE:
-        buckets.append(Bucket(f"rl:k:{key.id}:t", settings.GATEWAY_KEY_TOKENS_PER_MINUTE, tokens, "tokens"))
+    # The key's own limits, else the operator's defaults for every key; inside the organization's, since a call
+    # draws on both.
+    key_requests = key.requests_per_minute or settings.GATEWAY_KEY_REQUESTS_PER_MINUTE
+    key_tokens = key.tokens_per_minute or settings.GATEWAY_KEY_TOKENS_PER_MINUTE
+    if key_requests:
+        buckets.append(Bucket(f"rl:k:{key.id}:r", key_requests, 1, "requests"))
+    if key_tokens:
+        buckets.append(Bucket(f"rl:k:{key.id}:t", key_tokens, tokens, "tokens"))
     reserved = fallback = 0
     if context.reserved_tokens_per_minute > 0:
         group = context.model_group or context.model_slug

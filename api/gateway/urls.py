@@ -1,6 +1,6 @@
 from django.urls import URLPattern, path, re_path
 
-from api.gateway import balance, chat, embeddings, events, listing, organization, tokenize
+from api.gateway import balance, budgets, chat, embeddings, events, listing, organization, tokenize
 from api.gateway.http import unknown_endpoint
 
 ROUTES = [
@@ -10,6 +10,7 @@ ROUTES = [
     ("models/<path:model>", listing.model_retrieve, "v1-model"),
     ("tokenize", tokenize.tokenize, "v1-tokenize"),
     ("balance", balance.balance, "v1-balance"),
+    ("budgets", budgets.budgets, "v1-budgets"),
     ("usage/events", events.usage_events, "v1-usage-events"),
     # Admin keys only: the organization's billing data.
     ("organization/costs", organization.costs, "v1-organization-costs"),

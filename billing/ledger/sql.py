@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent / "functions"
-# In dependency order: ledger_settle calls ledger_allocate.
+# In dependency order: ledger_settle calls ledger_allocate, ledger_hold_place_budgeted calls ledger_hold_place.
 FUNCTION_FILES = (
     "ledger_append_only.sql",
     "ledger_entries_balanced.sql",
     "ledger_allocate.sql",
     "ledger_hold_place.sql",
     "ledger_settle.sql",
+    "ledger_hold_place_budgeted.sql",
 )
 
 
@@ -55,6 +56,16 @@ SELECT hold_id, expires_at, available_nano, held_nano, replayed, hold_wallet_id,
                          %(ttl_seconds)s::double precision, %(reason)s::text)
 """
 INSUFFICIENT_SQLSTATE = "LD002"
+
+# HOLD_PLACE, and the hold claimed from the budgets that cover the call (billing.metering.budgets), with the number
+# of budgets claimed as an eighth column. Raises MB001 when a hard budget refuses (its detail: a JSON object).
+HOLD_PLACE_BUDGETED = """
+SELECT hold_id, expires_at, available_nano, held_nano, replayed, hold_wallet_id, hold_amount_nano, budgets
+  FROM ledger_hold_place_budgeted(%(wallet_id)s::bigint, %(amount)s::bigint, %(key)s::text, %(actor)s::text,
+                                  %(ttl_seconds)s::double precision, %(reason)s::text, %(organization_id)s::bigint,
+                                  %(api_key_id)s::bigint, %(workflow)s::text, %(request_id)s::text)
+"""
+BUDGET_SQLSTATE = "MB001"
 
 # Capture `captured` of an open hold (status 'captured') or none of it (status 'released' / 'expired').
 # Raises LD001 when the hold is not open any more; the caller then reads what happened.

@@ -38,6 +38,8 @@ _FIELDS = (
     "access",
     "spend_limit_nano",
     "spend_limit_period",
+    "requests_per_minute",
+    "tokens_per_minute",
     "expires_at",
     "revoked_at",
 )
@@ -57,6 +59,9 @@ class AuthenticatedKey:
     spend_limit_period: str | None  # "day" | "week" | "month" when spend_limit_nano is set
     expires_at: datetime | None
     access: str = "metered"  # accounts.models.ApiKeyAccess: "admin" keys only read billing data
+    # The key's own rate limits (None: the operator's GATEWAY_KEY_* defaults).
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
 
     def allows_endpoint(self, endpoint: str) -> bool:
         return not self.scope_endpoints or endpoint in self.scope_endpoints
@@ -116,6 +121,9 @@ def _record_check(record: dict[str, Any], secret: str, now: datetime) -> Authent
         expires_at=record["expires_at"],
         # A record cached before keys had an access kind is a metered key.
         access=record.get("access", "metered"),
+        # .get: a record cached before these fields existed has none.
+        requests_per_minute=record.get("requests_per_minute"),
+        tokens_per_minute=record.get("tokens_per_minute"),
     )
 
 

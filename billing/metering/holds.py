@@ -1,7 +1,8 @@
 """Hold, then settle (DESIGN decision 3): the money steps of every metered request.
 
-`hold_open` reserves the most a request can cost (and, for a key with a spend limit, claims it from the key's
-period counter in the same transaction); `settle` rates what was used, captures it from the hold (never more
+`hold_open` reserves the most a request can cost, claims it from the budgets that cover the request in the same
+statement (billing.metering.budgets), and, for a key with a spend limit, from the key's period counter in the same
+transaction; `settle` rates what was used, captures it from the hold (never more
 than the hold), releases the rest, writes the request's usage record and moves the key's counter, all in ONE
 transaction, or releases everything when the upstream failed.
 
@@ -22,7 +23,7 @@ import psycopg
 
 from billing.ledger import services as ledger
 from billing.ledger.errors import HoldNotOpen, InsufficientCredit
-from billing.metering import hooks, spend
+from billing.metering import budgets, hooks, spend
 from billing.metering.callers import AuthenticatedKey
 from billing.pricing import rating
 from billing.pricing import services as pricing
@@ -38,13 +39,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
-    """A request's hold (None when it can cost nothing) and its claim on the key's spend limit."""
+    """A request's hold (None when it can cost nothing), its claim on the key's spend limit, and the number of
+    budgets it was claimed from."""
 
     request_id: str
     hold_id: int | None
     amount_nano: int
     claim: spend.SpendClaim | None
     available_nano: int | None
+    budgets: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +75,19 @@ def hold_key(request_id: str) -> str:
 
 
 async def hold_open(
-    *, key: AuthenticatedKey, request_id: str, amount_nano: int, ttl_seconds: int, reason: str, at: datetime
+    *,
+    key: AuthenticatedKey,
+    request_id: str,
+    amount_nano: int,
+    ttl_seconds: int,
+    reason: str,
+    at: datetime,
+    workflow: str,
 ) -> Ticket:
-    """Reserve `amount_nano` of the key's organization's credit (and of the key's spend limit).
+    """Reserve `amount_nano` of the key's organization's credit (and of the budgets covering the request, and of
+    the key's spend limit).
 
-    Raises CreditShort or spend.KeyLimitShort, having reserved nothing.
+    Raises CreditShort, budgets.BudgetShort or spend.KeyLimitShort, having reserved nothing.
     """
     if amount_nano <= 0:
         return Ticket(request_id, None, 0, None, None)
@@ -88,6 +99,9 @@ async def hold_open(
         "actor": f"key:{key.id}",
         "ttl_seconds": ttl_seconds,
         "reason": reason,
+        "budgeted": budgets.covered_params(
+            organization_id=key.organization_id, api_key_id=key.id, workflow=workflow, request_id=request_id
+        ),
     }
     try:
         placed = await _hold_pg(place, claim)
@@ -95,14 +109,19 @@ async def hold_open(
         # What the wallet can spend includes any overdraft: close enough for the auto top-up's threshold.
         hooks.after_debit_soon(organization_id=key.organization_id, available_nano=exc.spendable_nano)
         raise CreditShort(spendable_nano=exc.spendable_nano) from None
-    return Ticket(request_id, placed.hold_id, amount_nano, claim, placed.available_nano)
+    return Ticket(request_id, placed.hold_id, amount_nano, claim, placed.available_nano, placed.budgets)
 
 
 async def _hold_pg(place: dict[str, Any], claim: spend.SpendClaim | None) -> ledger.HoldPlaced:
     pool = await pg.pool()
     async with pool.connection() as conn:
         if claim is None:
-            return await ledger.ahold_place(conn, **place)
+            try:
+                return await ledger.ahold_place(conn, **place)
+            except psycopg.Error as exc:
+                if budgets.is_budget_error(exc):
+                    raise budgets.short_of(exc) from None
+                raise
         # Two round trips: BEGIN and the hold (whose answer ahold_place reads), then the key's claim and COMMIT.
         # The transaction is opened with plain statements: psycopg's transaction() would add a sync (a round
         # trip) at each of its boundaries in pipeline mode. The claim comes after the hold so that placing and
@@ -118,6 +137,8 @@ async def _hold_pg(place: dict[str, Any], claim: spend.SpendClaim | None) -> led
                 await conn.execute("ROLLBACK")
             if isinstance(exc, psycopg.Error) and spend.is_limit_error(exc):
                 raise await spend.ashort(conn, claim) from None
+            if isinstance(exc, psycopg.Error) and budgets.is_budget_error(exc):
+                raise budgets.short_of(exc) from None
             raise
         return placed
 
@@ -137,10 +158,9 @@ async def hold_withdraw(ticket: Ticket, *, actor: str, reason: str) -> None:
 
 async def _withdraw(ticket: Ticket, *, actor: str, reason: str) -> None:
     assert ticket.hold_id is not None
-    unclaim = spend.settle_params(request_id=ticket.request_id, captured_nano=0)
     pool = await pg.pool()
     async with pool.connection() as conn:
-        also = [(spend.SETTLE, unclaim)] if ticket.claim is not None else []
+        also = _also(ticket, captured_nano=0, budgets_joined=False)
         await ledger.ahold_settle(
             conn, hold_id=ticket.hold_id, status="released", captured_nano=0, actor=actor, reason=reason, also=also
         )
@@ -219,14 +239,21 @@ async def _settle(
         logger.error("hold %s of request %s closed before its settle", ticket.hold_id, ticket.request_id)
         return await _record_only(replace(row, charge_nano=0, lines=[], drift_flagged=True))
     if charge.charge_nano > 0 and charge.available_nano is not None:
-        hooks.after_debit_soon(organization_id=row.organization_id, available_nano=charge.available_nano)
+        hooks.after_debit_soon(
+            organization_id=row.organization_id, available_nano=charge.available_nano, budgeted=ticket.budgets > 0
+        )
     return charge
 
 
-def _also(row: UsageRow, ticket: Ticket) -> list[tuple[str, dict[str, Any]]]:
-    if ticket.claim is None:
-        return []
-    return [(spend.SETTLE, spend.settle_params(request_id=ticket.request_id, captured_nano=row.charge_nano))]
+def _also(ticket: Ticket, *, captured_nano: int, budgets_joined: bool) -> list[tuple[str, dict[str, Any]]]:
+    """The corrections that settle after the ledger hold, in lock order: the budgets' counters (unless they joined
+    the settle's own statement: `budgets_joined`), then the key's."""
+    also: list[tuple[str, dict[str, Any]]] = []
+    if ticket.budgets and not budgets_joined:
+        also.append((budgets.SETTLE, budgets.settle_params(request_id=ticket.request_id, captured_nano=captured_nano)))
+    if ticket.claim is not None:
+        also.append((spend.SETTLE, spend.settle_params(request_id=ticket.request_id, captured_nano=captured_nano)))
+    return also
 
 
 async def _settle_pg(
@@ -272,7 +299,13 @@ async def _capture_pg(conn: psycopg.AsyncConnection[Any], ticket: Ticket, row: U
         actor=actor,
         reason=reason,
         attached=(usage_services.USAGE_INSERT, usage_services.usage_insert_params(row)),
-        also=_also(row, ticket),
+        # The budgets' counters join the settle's statement: no statement more for budgets.
+        attached_more=(
+            (budgets.SETTLE_WITH, budgets.settle_params(request_id=ticket.request_id, captured_nano=row.charge_nano))
+            if ticket.budgets
+            else None
+        ),
+        also=_also(ticket, captured_nano=row.charge_nano, budgets_joined=True),
     )
     return Charge(row.charge_nano, settled.available_nano, row)
 

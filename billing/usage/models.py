@@ -119,7 +119,7 @@ class UsageRecord(models.Model):
 class RefusalCount(models.Model):
     """Calls refused for money or rate (402, 429) per UTC day, key, workflow and reason, so a customer sees why
     calls failed beside their usage. A counter, not a log: the gateway adds to it after answering, in batches
-    (api.gateway.refusals), with REFUSALS_UPSERT."""
+    (api.gateway.refusal_counts), with REFUSALS_UPSERT."""
 
     organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="refusals")
     day = models.DateField()

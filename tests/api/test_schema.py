@@ -48,8 +48,9 @@ def test_the_public_schema_documents_the_metered_api_and_no_staff_operation(clie
     assert set(V1_OPERATIONS) <= set(schema["paths"])
     assert not [path for path in schema["paths"] if path.startswith("/api/staff/")]
     assert "staff" not in json.dumps(schema.get("tags", [])).lower()
-    # Metered keys, and admin keys (the organization's billing data only).
-    assert set(schema["components"]["securitySchemes"]) == {"apiKeyAuth", "adminKeyAuth"}
+    # Metered keys and admin keys (the organization's billing data only) for /v1, the web session for the customer
+    # endpoints under /api/ (budgets).
+    assert set(schema["components"]["securitySchemes"]) == {"apiKeyAuth", "adminKeyAuth", "cookieAuth"}
     # The YAML a browser gets by default is the same document.
     assert client.get("/api/schema/").status_code == 200
 

@@ -108,10 +108,12 @@ def bench_database() -> Iterator[str]:
 
 
 def seed(organizations: int) -> list[tuple[str, int]]:
-    """The price book, and organizations with plenty of credit and an API key each; [(secret, wallet id)]."""
+    """The price book, and organizations with plenty of credit, an API key and two budgets each; [(secret, wallet
+    id)]."""
     from accounts.models import Organization
     from accounts.services import apikey_create
     from billing.ledger import services as ledger
+    from billing.metering.budgets.services import budget_create
     from billing.pricing.services import price_book_seed
 
     price_book_seed()
@@ -125,15 +127,37 @@ def seed(organizations: int) -> list[tuple[str, int]]:
             idempotency_key=f"bench-{index}",
             actor="bench",
         )
-        _, secret = apikey_create(organization_id=organization.pk, name="bench")
+        key, secret = apikey_create(organization_id=organization.pk, name="bench")
+        # Budgets as a customer would set them, out of the calls' way: every call is claimed from both (a hard one
+        # for the organization, an alert-only one for its key) in the statement that places its hold.
+        budget_create(
+            organization_id=organization.pk,
+            actor="bench",
+            scope="organization",
+            amount_nano=10**6 * 10**9,
+            period="month",
+            mode="hard",
+        )
+        budget_create(
+            organization_id=organization.pk,
+            actor="bench",
+            scope="api_key",
+            api_key_id=key.pk,
+            amount_nano=10**6 * 10**9,
+            period="day",
+            mode="alert",
+        )
         seeded.append((secret, ledger.wallet_get_or_create(organization_id=organization.pk).pk))
     return seeded
 
 
 def verify(wallet_ids: list[int]) -> str:
     """No hold is left open, every call settled left its usage record, and every wallet reconciles."""
+    from django.db.models import Sum
+
     from billing.ledger.models import Hold, Wallet
     from billing.ledger.selectors import wallet_reconcile
+    from billing.metering.models import BudgetSpend, BudgetSpendHold
     from billing.usage.models import UsageRecord
 
     deadline = time.monotonic() + 30
@@ -143,9 +167,11 @@ def verify(wallet_ids: list[int]) -> str:
     records = UsageRecord.objects.count()
     held = sum(Wallet.objects.filter(pk__in=wallet_ids).values_list("held_nano", flat=True))
     problems = [p for wallet_id in wallet_ids for p in wallet_reconcile(wallet_id=wallet_id)]
+    budgets = BudgetSpend.objects.aggregate(spent=Sum("spent_nano"), held=Sum("held_nano"))
     return (
         f"{holds} holds placed, {records} usage records, {held} nano still held, "
-        f"journal reconciles: {'yes' if not problems else problems[:3]}"
+        f"journal reconciles: {'yes' if not problems else problems[:3]}; budgets: {budgets['spent'] or 0} nano "
+        f"spent, {budgets['held'] or 0} held, {BudgetSpendHold.objects.count()} claims open"
     )
 
 

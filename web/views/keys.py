@@ -17,6 +17,7 @@ from accounts.models import ApiKey, ApiKeyAccess
 from accounts.permissions import Capability
 from accounts.selectors import apikey_get, apikey_list
 from accounts.services import apikey_create, apikey_revoke, apikey_rotate, apikey_update
+from billing.metering.budgets import selectors as budget_selectors
 from billing.pricing.models import AIModel
 from core.errors import ApplicationError
 from web.context import membership_required
@@ -113,6 +114,11 @@ def key_detail(request: HttpRequest, key_id: int) -> HttpResponse:
         "badge": badge,
         "can": capabilities(request),
         "editable": api_key.revoked_at is None,
+        "budgets": [
+            state
+            for state in budget_selectors.budget_list(organization_id=organization_id)
+            if state.budget.api_key_id == api_key.pk
+        ],
     }
     return render(request, "web/keys/detail.html", context, status=400 if request.method == "POST" else 200)
 

@@ -45,7 +45,9 @@ model; metered keys cannot read those.
 ## Errors
 
 Every error has OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`: 400 bad input, 401 bad key,
-402 not enough credit (the message names the largest `max_tokens` that fits), 403 key not allowed, 404 unknown
+402 not enough credit, a key's spend limit or a hard budget reached (the message names the largest `max_tokens`
+that fits, and `error.details` says which limit refused, what is left, what the call needed, the affordable
+`max_tokens`, the model's prices, when a budget resets and where to add credit), 403 key not allowed, 404 unknown
 model or path, 413 body too large, 429 rate limited (with `retry-after` and `x-ratelimit-*`), 502 / 504 the model
 server failed or timed out. Nothing is charged for a call that fails.
 

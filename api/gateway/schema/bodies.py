@@ -138,6 +138,130 @@ SCHEMAS: dict[str, Any] = {
             "type": {"type": "string", "example": "invalid_request_error"},
             "param": {"type": "string", "nullable": True, "description": "The field at fault."},
             "code": {"type": "string", "nullable": True, "example": "invalid_value"},
+            "details": ref("RefusalDetails"),
+        },
+    },
+    "Money": {
+        "type": "object",
+        "properties": {
+            "amount": {"type": "string", "description": "In the currency's main unit", "example": "0.0012"},
+            "amount_nano": {"type": "integer", "description": "In nano-units (1e-9 of the unit)", "example": 1200000},
+        },
+    },
+    "RefusalDetails": {
+        "type": "object",
+        "description": "Only on a 402: why the call was refused, in a form a program can act on. The official "
+        "SDKs expose it as `APIStatusError.body['details']`. To go on: send again with `max_tokens` at most "
+        "`affordable_max_tokens` (when it is above 0), wait until `resets_at` (a budget or key limit), or add "
+        "credit at `add_credit_url`.",
+        "properties": {
+            "reason": {"type": "string", "enum": ["credit", "key_spend_limit", "budget", "postpaid_suspended"]},
+            "currency": {"type": "string", "example": "USD"},
+            "available": {**ref("Money"), "description": "What the refusing limit has left."},
+            "required": {**ref("Money"), "description": "The most the call could cost (its hold)."},
+            "prompt_tokens": {"type": "integer"},
+            "max_tokens": {"type": "integer", "nullable": True, "description": "As asked (per choice)."},
+            "n": {"type": "integer"},
+            "affordable_max_tokens": {
+                "type": "integer",
+                "nullable": True,
+                "description": "The largest max_tokens (per choice) whose hold fits in `available` for this prompt; "
+                "0 when not even 1 fits; null for embeddings.",
+            },
+            "prices": {
+                "type": "object",
+                "description": "The model's prices per million tokens for this prompt (long-context prices past "
+                "the threshold), before the service tier's factor (basis points: 10000 is list price).",
+                "properties": {
+                    "model": {"type": "string"},
+                    "unit": {"type": "string", "enum": ["per_million_tokens"]},
+                    "input": {"type": "string"},
+                    "cached_input": {"type": "string"},
+                    "output": {"type": "string"},
+                    "request_fee": {"type": "string"},
+                    "service_tier": {"type": "string"},
+                    "service_tier_factor_bps": {"type": "integer"},
+                },
+            },
+            "resets_at": {
+                "type": "string",
+                "format": "date-time",
+                "nullable": True,
+                "description": "When the refusing budget starts its next period (null for credit).",
+            },
+            "add_credit_url": {"type": "string", "format": "uri"},
+            "budget": {
+                "type": "object",
+                "description": "reason budget: the budget that refused.",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "scope": {"type": "string", "enum": ["organization", "workflow", "api_key"]},
+                    "workflow": {"type": "string", "nullable": True},
+                    "api_key_id": {"type": "integer", "nullable": True},
+                    "period": {"type": "string", "enum": ["day", "week", "month"]},
+                    "mode": {"type": "string", "enum": ["hard"]},
+                    "amount": ref("Money"),
+                    "used": {**ref("Money"), "description": "Spent plus held by calls in flight this period."},
+                    "resets_at": {"type": "string", "format": "date-time"},
+                },
+            },
+            "key_spend_limit": {
+                "type": "object",
+                "description": "reason key_spend_limit: the key's spend limit.",
+                "properties": {
+                    "api_key_id": {"type": "integer"},
+                    "period": {"type": "string"},
+                    "limit": ref("Money"),
+                    "used": ref("Money"),
+                },
+            },
+            "unpaid_invoice": {
+                "type": "object",
+                "description": "reason postpaid_suspended: the invoice whose payment lifts the suspension.",
+                "properties": {
+                    "number": {"type": "string"},
+                    "amount": {"type": "string"},
+                    "amount_nano": {"type": "integer"},
+                },
+            },
+        },
+    },
+    "BudgetList": {
+        "type": "object",
+        "properties": {
+            "object": {"type": "string", "enum": ["list"]},
+            "data": {"type": "array", "items": ref("Budget")},
+        },
+    },
+    "Budget": {
+        "type": "object",
+        "description": "A budget and its current period (UTC calendar day, week from Monday, or month).",
+        "properties": {
+            "object": {"type": "string", "enum": ["budget"]},
+            "id": {"type": "integer"},
+            "scope": {"type": "string", "enum": ["organization", "workflow", "api_key"]},
+            "workflow": {"type": "string", "nullable": True},
+            "api_key_id": {"type": "integer", "nullable": True},
+            "period": {"type": "string", "enum": ["day", "week", "month"]},
+            "mode": {"type": "string", "enum": ["alert", "hard"]},
+            "thresholds": {"type": "array", "items": {"type": "integer"}},
+            "currency": {"type": "string"},
+            "amount": {"type": "string"},
+            "amount_nano": {"type": "integer"},
+            "current_period": {
+                "type": "object",
+                "properties": {
+                    "start": {"type": "string", "format": "date-time"},
+                    "resets_at": {"type": "string", "format": "date-time"},
+                    "spent": {"type": "string"},
+                    "spent_nano": {"type": "integer"},
+                    "held": {"type": "string"},
+                    "held_nano": {"type": "integer"},
+                    "left": {"type": "string"},
+                    "left_nano": {"type": "integer"},
+                    "percent_spent": {"type": "integer"},
+                },
+            },
         },
     },
     "Workflow": {

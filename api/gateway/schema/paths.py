@@ -156,6 +156,18 @@ PATHS: dict[str, Any] = {
             responses={"200": ok("The balance.", "Balance"), **errors(401, 403, 405, 500)},
         )
     },
+    "/v1/budgets": {
+        "get": operation(
+            "v1_budgets",
+            "balance",
+            "Read the budgets",
+            "The organization's budgets (its own, its workflows', its keys') with what each spent, holds and has "
+            "left in its current period, and when it resets. Read-only: a key cannot change the budgets that cap "
+            "it (people change them in the web UI or at /api/budgets/). Keys allowed the balance endpoint may "
+            "read it.",
+            responses={"200": ok("The budgets.", "BudgetList"), **errors(401, 403, 405, 500)},
+        )
+    },
     "/v1/usage/events": {
         "post": operation(
             "v1_usage_events",

@@ -115,9 +115,57 @@ RESPONSES: dict[str, dict[str, Any]] = {
         },
     ),
     "PaymentRequired": error(
-        "Not enough credit for the call's hold, or the key's spend limit for its period is reached. The message "
-        "names the largest `max_tokens` that fits. Nothing is held or charged.",
+        "Not enough credit for the call's hold, the key's spend limit for its period is reached, or a hard budget "
+        "(the organization's, the workflow's, the key's) would be passed (`budget_exceeded`). The message names "
+        "the largest `max_tokens` that fits; `error.details` (RefusalDetails) says the same for programs. Nothing "
+        "is held or charged.",
         {
+            "budget_exceeded": {
+                "value": {
+                    "error": {
+                        "message": "The workflow 'agents's budget per day is reached: this request can cost up to "
+                        "0.00074052 USD (14 prompt tokens and max_tokens=4100) and 0.0002 USD is left. The largest "
+                        "max_tokens it affords is 1097. The budget is 0.05 USD per day; it resets at "
+                        "2026-12-07T00:00:00Z.",
+                        "type": "insufficient_quota",
+                        "param": "max_tokens",
+                        "code": "budget_exceeded",
+                        "details": {
+                            "reason": "budget",
+                            "currency": "USD",
+                            "available": {"amount": "0.0002", "amount_nano": 200000},
+                            "required": {"amount": "0.00074052", "amount_nano": 740520},
+                            "prompt_tokens": 14,
+                            "max_tokens": 4100,
+                            "n": 1,
+                            "affordable_max_tokens": 1097,
+                            "prices": {
+                                "model": "llama-3.1-8b-instruct",
+                                "unit": "per_million_tokens",
+                                "input": "0.18",
+                                "cached_input": "0.18",
+                                "output": "0.18",
+                                "request_fee": "0.00",
+                                "service_tier": "default",
+                                "service_tier_factor_bps": 10000,
+                            },
+                            "resets_at": "2026-12-07T00:00:00Z",
+                            "add_credit_url": "https://billing.example.com/billing/top-up/",
+                            "budget": {
+                                "id": 7,
+                                "scope": "workflow",
+                                "workflow": "agents",
+                                "api_key_id": None,
+                                "period": "day",
+                                "mode": "hard",
+                                "amount": {"amount": "0.05", "amount_nano": 50000000},
+                                "used": {"amount": "0.0498", "amount_nano": 49800000},
+                                "resets_at": "2026-12-07T00:00:00Z",
+                            },
+                        },
+                    }
+                }
+            },
             "insufficient_credit": error_example(
                 "Not enough credit: this request can cost up to 0.0409875 USD (11 prompt tokens and "
                 "max_tokens=4096) and 0.001 USD is left. The largest max_tokens it affords is 97. Add credit to "
@@ -125,7 +173,7 @@ RESPONSES: dict[str, dict[str, Any]] = {
                 "insufficient_quota",
                 "insufficient_credit",
                 "max_tokens",
-            )
+            ),
         },
         header_refs("x-request-id", "x-should-retry"),
     ),

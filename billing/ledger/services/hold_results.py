@@ -29,6 +29,8 @@ class HoldPlaced:
     available_nano: int
     held_nano: int
     replayed: bool = False
+    # How many budgets the hold was claimed from (HOLD_PLACE_BUDGETED), so that the settle corrects them.
+    budgets: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +84,12 @@ def place_params(
 
 
 def placed(row: Sequence[Any], params: Mapping[str, Any]) -> HoldPlaced:
-    hold_id, expires_at, available, held, replayed, wallet_id, amount = row
+    hold_id, expires_at, available, held, replayed, wallet_id, amount, *budgets = row
     if replayed and (wallet_id, amount) != (params["wallet_id"], params["amount"]):
         raise key_conflict(amount)
-    return HoldPlaced(hold_id, wallet_id, amount, expires_at, available, held, replayed=replayed)
+    return HoldPlaced(
+        hold_id, wallet_id, amount, expires_at, available, held, replayed=replayed, budgets=budgets[0] if budgets else 0
+    )
 
 
 def key_conflict(amount_nano: int) -> IdempotencyConflict:

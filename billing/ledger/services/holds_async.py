@@ -41,8 +41,14 @@ async def ahold_place(
     actor: str,
     ttl_seconds: int = DEFAULT_TTL_SECONDS,
     reason: str = "",
+    budgeted: Mapping[str, Any] | None = None,
 ) -> HoldPlaced:
-    """hold_place in one statement on an async connection."""
+    """hold_place in one statement on an async connection.
+
+    With `budgeted` (organization_id, api_key_id, workflow, request_id of a gateway call), the same statement claims
+    the hold from the budgets that cover the call (HoldPlaced.budgets says how many); a hard budget that refuses
+    raises psycopg's error with SQLSTATE MB001 (sql.BUDGET_SQLSTATE), the hold undone.
+    """
     params = place_params(
         wallet_id=wallet_id,
         amount_nano=amount_nano,
@@ -51,8 +57,11 @@ async def ahold_place(
         ttl_seconds=ttl_seconds,
         reason=reason,
     )
+    statement = sql.HOLD_PLACE
+    if budgeted is not None:
+        statement, params = sql.HOLD_PLACE_BUDGETED, params | dict(budgeted)
     try:
-        cursor = await conn.execute(sql.HOLD_PLACE, params)
+        cursor = await conn.execute(statement, params)
         row = await cursor.fetchone()
     except psycopg.errors.UniqueViolation:  # a concurrent first use of the same key won
         if in_transaction(conn):
@@ -68,10 +77,10 @@ async def ahold_place(
     return placed(row, params)
 
 
-def _with_attached(statement: str) -> str:
+def _with_attached(statement: str, more: str = "") -> str:
     """The settle with `statement` as a data-modifying WITH of it; `statement`'s parameters are renamed
-    (attached_...) so that they cannot meet the settle's."""
-    return f"WITH attached AS ({statement.replace('%(', '%(attached_')}) {sql.HOLD_SETTLE}"
+    (attached_...) so that they cannot meet the settle's. `more`: further WITH queries (", name AS (...)")."""
+    return f"WITH attached AS ({statement.replace('%(', '%(attached_')}){more} {sql.HOLD_SETTLE}"
 
 
 async def ahold_settle(
@@ -83,6 +92,7 @@ async def ahold_settle(
     actor: str,
     reason: str = "",
     attached: tuple[str, Mapping[str, Any]] | None = None,
+    attached_more: tuple[str, Mapping[str, Any]] | None = None,
     also: Sequence[tuple[str, Mapping[str, Any]]] = (),
 ) -> HoldSettled:
     """Capture (status "captured"), release or expire a hold: one statement, one round trip.
@@ -90,18 +100,22 @@ async def ahold_settle(
     `attached` is one more write (an INSERT, UPDATE or DELETE without a WITH of its own: the gateway's usage
     record) made by the settle's own statement, as a data-modifying WITH: PostgreSQL runs it once the settle has
     succeeded, and a settle that fails (the hold is not open) makes none of it. It costs less than a statement of
-    its own. `also` are statements to run in the same transaction after the settle (the key's spend counter). They
-    are sent in one pipeline with the settle and no transaction block, so they form one implicit transaction that
-    ends at the pipeline's single sync: all land, or none. `conn` must be in autocommit mode. A settle that finds
-    the hold not open writes nothing and returns the first settle's result (or raises HoldNotOpen), like the
-    synchronous functions; inside a transaction of the caller's (the statements then join it), it raises
-    HoldNotOpen and the caller rolls back.
+    its own. `attached_more` (only with `attached`) are further data-modifying WITH queries of the same statement
+    (text starting with ", name AS (", parameters named apart from the settle's), run the same way after the
+    settle (the gateway's budget counters). `also` are statements to run in the same transaction after the settle
+    (the key's spend counter). They are sent in one pipeline with the settle and no transaction block, so they
+    form one implicit transaction that ends at the pipeline's single sync: all land, or none. `conn` must be in
+    autocommit mode. A settle that finds the hold not open writes nothing and returns the first settle's result (or
+    raises HoldNotOpen), like the synchronous functions; inside a transaction of the caller's (the statements then
+    join it), it raises HoldNotOpen and the caller rolls back.
     """
     params = settle_params(hold_id=hold_id, status=status, captured_nano=captured_nano, actor=actor, reason=reason)
     statement = sql.HOLD_SETTLE
     if attached is not None:
-        statement = _with_attached(attached[0])
+        statement = _with_attached(attached[0], attached_more[0] if attached_more else "")
         params = params | {f"attached_{name}": value for name, value in attached[1].items()}
+        if attached_more is not None:
+            params = params | dict(attached_more[1])
     try:
         if also:
             async with conn.pipeline():

@@ -160,7 +160,9 @@ class Limits:
 
     def __init__(self, **limits: int):
         self.organization_id = secrets.randbelow(10**9) + 10**9
-        self.key = SimpleNamespace(id=secrets.randbelow(10**9) + 10**9)
+        self.key = SimpleNamespace(
+            id=secrets.randbelow(10**9) + 10**9, requests_per_minute=None, tokens_per_minute=None
+        )
         self.context = rating.PricingContext(
             organization_id=self.organization_id,
             model_slug=MODEL,

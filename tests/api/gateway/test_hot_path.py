@@ -15,7 +15,10 @@ from django.db import connections
 from django.db.backends import utils as db_utils
 from psycopg.conninfo import make_conninfo
 
+from accounts.models import ApiKey
 from accounts.services import apikey_create
+from billing.metering.budgets.services import budget_create
+from billing.metering.models import BudgetSpend
 from core import pg
 from tests.api.gateway.conftest import MODEL, _server_loop, usd
 from tests.harness import free_port
@@ -174,3 +177,19 @@ def test_a_key_with_a_spend_limit_costs_one_round_trip_more(live_url, org_a, fun
     # BEGIN with the hold, then the key's claim with COMMIT; then the settle (with the key's correction).
     assert round_trips == 2 + settle
     assert queries <= 1  # as above
+
+
+def test_budgets_cost_no_round_trip_more(client, org_a, funded, proxied, standin):
+    # A hard budget for the organization and an alert-only one for the key: each call is claimed from both in the
+    # statement that places its hold, and settled against both in the settle's pipeline.
+    place, settle = ledger_round_trips(proxied, funded.pk)
+    budget_create(
+        organization_id=org_a.pk, actor="t", scope="organization", amount_nano=usd("5"), period="day", mode="hard"
+    )
+    key_id = ApiKey.objects.get(organization=org_a).pk
+    budget_create(
+        organization_id=org_a.pk, actor="t", scope="api_key", api_key_id=key_id, amount_nano=usd("5"), period="month"
+    )
+    round_trips, _, _ = measure(client, proxied, 10)
+    assert round_trips == place + settle
+    assert BudgetSpend.objects.filter(budget__organization=org_a, held_nano=0, spent_nano__gt=0).count() == 2

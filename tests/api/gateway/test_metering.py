@@ -54,6 +54,7 @@ def test_a_crashed_requests_key_reservation_is_freed_once_its_hold_expires(live_
                 ttl_seconds=60,
                 reason="t",
                 at=timezone.now(),
+                workflow="",
             )
         finally:
             await pg.pool_close()
@@ -154,7 +155,13 @@ def test_a_settle_on_a_plan_that_finds_its_hold_expired_records_the_call_and_cla
     async def place() -> holds.Ticket:
         key = await authenticated()
         return await holds.hold_open(
-            key=key, request_id="req_late", amount_nano=usd("0.01"), ttl_seconds=60, reason="t", at=timezone.now()
+            key=key,
+            request_id="req_late",
+            amount_nano=usd("0.01"),
+            ttl_seconds=60,
+            reason="t",
+            at=timezone.now(),
+            workflow="",
         )
 
     ticket = asyncio.run(run(place))

@@ -1,0 +1,114 @@
+"""Budgets on the hot path: how a gateway call is claimed from, and settled against, the budgets that cover it.
+
+The claim is made by the statement that places the call's credit hold (ledger_hold_place_budgeted, in
+billing/ledger/functions): for each budget of the organization that covers the call (the organization's own, its
+workflow's, its API key's), the hold is added to the counter of the budget's current period (BudgetSpend.held_nano)
+and remembered per call (BudgetSpendHold); a hard budget refuses, undoing the hold, when spent + held + this hold
+would pass its amount. The settle (SETTLE_WITH, in the statement that settles the ledger hold) moves the captured part
+to `spent` and frees the rest; the sweeper (SWEEP) frees the parts of calls whose ledger hold expired unsettled.
+Whoever deletes a BudgetSpendHold row applies its correction, so it happens exactly once.
+
+Lock order, everywhere: the wallet row, then the budgets' counters by id. Every budget of an organization is spent
+through its one wallet, so no two writers of its counters can wait on each other in the other order.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from billing.ledger.sql import BUDGET_SQLSTATE
+
+# Settle a call's parts: drop its rows and move `captured` of each to spent (the rest is freed). Nothing happens
+# if the rows are gone (the sweeper freed them after the ledger hold expired). Written as WITH queries that join
+# the ledger settle's own statement (ledger.ahold_settle's `attached_more`): no statement of its own, and they run
+# after the settle has locked the wallet row. Parameters: budget_request_id, budget_captured.
+SETTLE_WITH = """,
+budget_parts AS (
+    DELETE FROM metering_budgetspendhold WHERE request_id = %(budget_request_id)s::text
+ RETURNING budget_spend_id, amount_nano
+), budget_counters AS (
+    UPDATE metering_budgetspend s
+       SET held_nano = s.held_nano - r.amount_nano,
+           spent_nano = s.spent_nano + LEAST(%(budget_captured)s::bigint, r.amount_nano),
+           updated_at = now()
+      FROM budget_parts r
+     WHERE s.id = r.budget_spend_id
+)"""
+
+# Free the parts of calls whose ledger hold is no longer open but that never settled here (the ledger's sweeper
+# expired them): the gateway's own settle deletes the parts in the transaction that closes the hold, so a part still
+# present with a closed hold is such an orphan. The counters are locked by id first (the order the hold takes).
+SWEEP = """
+WITH gone AS (
+    DELETE FROM metering_budgetspendhold r
+     USING ledger_hold h
+     WHERE h.idempotency_key = 'gw:' || r.request_id AND h.status <> 'open'
+ RETURNING r.budget_spend_id, r.amount_nano
+), per AS (
+    SELECT budget_spend_id, sum(amount_nano) AS amount FROM gone GROUP BY budget_spend_id
+), locked AS (
+    SELECT s.id FROM metering_budgetspend s JOIN per ON per.budget_spend_id = s.id ORDER BY s.id FOR UPDATE OF s
+)
+UPDATE metering_budgetspend s SET held_nano = s.held_nano - per.amount, updated_at = now()
+  FROM per, locked
+ WHERE s.id = per.budget_spend_id AND locked.id = s.id
+"""
+
+
+@dataclass
+class BudgetShort(Exception):
+    """A hard budget does not leave room for the call: which one, and what it has left in its period."""
+
+    budget_id: int
+    scope: str
+    workflow: str
+    api_key_id: int | None
+    period: str
+    amount_nano: int
+    used_nano: int
+    resets_at: datetime
+
+    @property
+    def left_nano(self) -> int:
+        return max(0, self.amount_nano - self.used_nano)
+
+
+# The same as a statement of its own, for a settle that has no statement to join (a withdrawn hold).
+SETTLE = f"WITH {SETTLE_WITH.removeprefix(',').strip()} SELECT 1"
+
+
+def covered_params(*, organization_id: int, api_key_id: int, workflow: str, request_id: str) -> dict[str, Any]:
+    """What the budgeted hold statement needs to find the budgets covering a call (ledger.ahold_place's
+    `budgeted`)."""
+    return {
+        "organization_id": organization_id,
+        "api_key_id": api_key_id,
+        "workflow": workflow,
+        "request_id": request_id,
+    }
+
+
+def settle_params(*, request_id: str, captured_nano: int) -> dict[str, Any]:
+    return {"budget_request_id": request_id, "budget_captured": captured_nano}
+
+
+def is_budget_error(exc: BaseException) -> bool:
+    return isinstance(exc, psycopg.Error) and getattr(exc, "sqlstate", None) == BUDGET_SQLSTATE
+
+
+def short_of(exc: psycopg.Error) -> BudgetShort:
+    """The BudgetShort of the hold statement's MB001 error, from its detail (a JSON object)."""
+    detail = json.loads(exc.diag.message_detail or "{}")
+    return BudgetShort(
+        budget_id=int(detail["budget_id"]),
+        scope=str(detail["scope"]),
+        workflow=str(detail["workflow"] or ""),
+        api_key_id=detail["api_key_id"],
+        period=str(detail["period"]),
+        amount_nano=int(detail["amount_nano"]),
+        used_nano=int(detail["used_nano"]),
+        resets_at=datetime.fromisoformat(detail["resets_at"]),
+    )
