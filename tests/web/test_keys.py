@@ -11,7 +11,10 @@ from django.utils import timezone
 from accounts import keyformat
 from accounts.models import ApiKey
 from accounts.services import apikey_create, apikey_revoke, apikey_rotate
+from billing.metering.budgets.selectors import budget_window
+from billing.metering.budgets.services import budget_create
 from billing.metering.callers import apikey_authenticate
+from billing.metering.models import BudgetSpend
 from core.money import parse_amount
 
 
@@ -203,6 +206,25 @@ class TestRotate:
         # Both work during the overlap.
         assert apikey_authenticate(secret=old_secret).id == key.pk
         assert apikey_authenticate(secret=new_secret).id == new.pk
+
+    def test_a_rotated_keys_budgets_and_what_they_spent_follow_the_replacement(self, as_bob, org_a):
+        key, _ = apikey_create(organization_id=org_a.pk, name="backend")
+        budget = budget_create(
+            organization_id=org_a.pk,
+            actor="t",
+            scope="api_key",
+            api_key_id=key.pk,
+            amount_nano=parse_amount("5"),
+            period="month",
+            mode="hard",
+        )
+        start, _ = budget_window(period="month", at=timezone.now())
+        BudgetSpend.objects.create(budget=budget, window_start=start, spent_nano=parse_amount("2"))
+        assert as_bob.post(f"/keys/{key.pk}/rotate/", {"overlap_hours": "1"}).status_code == 200
+        key.refresh_from_db()
+        budget.refresh_from_db()
+        assert budget.api_key_id == key.replaced_by_id
+        assert BudgetSpend.objects.get(budget=budget).spent_nano == parse_amount("2")
 
     @pytest.mark.parametrize(
         ("overlap", "message"),

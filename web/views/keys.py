@@ -7,6 +7,7 @@ hash), so it cannot be shown again; the response is marked no-store so no cache 
 from datetime import datetime, timedelta
 
 from django.contrib import messages
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import timezone
@@ -18,6 +19,7 @@ from accounts.permissions import Capability
 from accounts.selectors import apikey_get, apikey_list
 from accounts.services import apikey_create, apikey_revoke, apikey_rotate, apikey_update
 from billing.metering.budgets import selectors as budget_selectors
+from billing.metering.budgets.services import budgets_follow_rotation
 from billing.pricing.models import AIModel
 from core.errors import ApplicationError
 from web.context import membership_required
@@ -132,11 +134,15 @@ def key_rotate(request: HttpRequest, key_id: int) -> HttpResponse:
     form = RotateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            new_key, secret = apikey_rotate(
-                api_key_id=api_key.pk,
-                actor=request.user,  # type: ignore[arg-type]
-                overlap=timedelta(hours=form.cleaned_data["overlap_hours"]),
-            )
+            with transaction.atomic():  # the key and its budgets move together
+                new_key, secret = apikey_rotate(
+                    api_key_id=api_key.pk,
+                    actor=request.user,  # type: ignore[arg-type]
+                    overlap=timedelta(hours=form.cleaned_data["overlap_hours"]),
+                )
+                budgets_follow_rotation(
+                    organization_id=api_key.organization_id, old_key_id=api_key.pk, new_key_id=new_key.pk
+                )
         except ApplicationError as error:
             form_error_from(form, error, APIKEY_ERROR_FIELDS)
         else:

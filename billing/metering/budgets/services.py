@@ -204,6 +204,16 @@ def budget_delete(*, organization_id: int, budget_id: int, actor: Actor) -> None
     )
 
 
+@transaction.atomic
+def budgets_follow_rotation(*, organization_id: int, old_key_id: int, new_key_id: int) -> int:
+    """A rotated key's budgets move to its replacement, with their counters (what the period spent still counts):
+    the replacement is the key from now on. Calls still made with the old key during the overlap count against the
+    organization's and workflows' budgets only. Returns how many budgets moved."""
+    return Budget.objects.filter(
+        organization_id=organization_id, scope=BudgetScope.API_KEY, api_key_id=old_key_id
+    ).update(api_key_id=new_key_id, updated_at=Now())
+
+
 # --- thresholds ---------------------------------------------------------------------------------------------------
 
 # Every threshold that the current period's spending has reached, recorded unless it was before: the rows this
