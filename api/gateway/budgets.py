@@ -1,6 +1,9 @@
 """GET /v1/budgets: the budgets of the caller's organization and what each has left in its current period, so a
 program can pace itself before a 402. Read-only: a key cannot change the budgets that cap it (people do, in the web
-UI or through /api/budgets/). A key allowed the balance endpoint may read them."""
+UI or through /api/budgets/). A key allowed the balance endpoint may read them; an admin key reads the same list at
+GET /v1/organization/budgets."""
+
+from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 
@@ -12,13 +15,19 @@ from billing.metering.budgets.selectors import BudgetState
 from core.orm import orm_call
 
 
-def _listed(organization_id: int) -> tuple[list[BudgetState], str]:
+def _listed(organization_id: int, scope: str | None) -> tuple[list[BudgetState], str]:
     currency = Organization.objects.values_list("currency", flat=True).get(pk=organization_id)
-    return selectors.budget_list(organization_id=organization_id), currency
+    states = selectors.budget_list(organization_id=organization_id)
+    return [state for state in states if scope is None or state.budget.scope == scope], currency
+
+
+async def budgets_body(organization_id: int, *, scope: str | None = None) -> dict[str, Any]:
+    """The list of the organization's budgets (of one scope if given), each with its current period."""
+    states, currency = await orm_call(_listed, organization_id, scope)
+    return {"object": "list", "data": [budget_json(state, currency=currency) for state in states]}
 
 
 @gateway_view("GET")
 async def budgets(request: HttpRequest) -> JsonResponse:
     key = await key_authenticate(request, endpoint="balance")
-    states, currency = await orm_call(_listed, key.organization_id)
-    return JsonResponse({"object": "list", "data": [budget_json(state, currency=currency) for state in states]})
+    return JsonResponse(await budgets_body(key.organization_id))

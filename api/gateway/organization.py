@@ -4,7 +4,9 @@ shape of OpenAI's organization endpoints:
 - GET /v1/organization/costs: credit spent per time bucket, grouped by model, api_key_id, workflow, line_item;
 - GET /v1/organization/usage/completions and /usage/embeddings: tokens and requests per time bucket, grouped by
   model, api_key_id, workflow;
-- GET /v1/organization/balance: the organization's credit.
+- GET /v1/organization/balance: the organization's credit;
+- GET /v1/organization/budgets: its budgets with their current period's consumption (as GET /v1/budgets), optionally
+  only one scope (scope=organization, workflow or api_key).
 
 Query parameters: start_time (unix seconds, required), end_time (unix seconds, exclusive; default now),
 bucket_width (1h or 1d; default 1d), group_by (repeated or comma-separated), models / api_key_ids / workflows
@@ -19,8 +21,10 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse, QueryDict
 
 from api.gateway.balance import balance_body
+from api.gateway.budgets import budgets_body
 from api.gateway.http import GatewayError, admin_key_authenticate, gateway_view
 from billing.ledger import selectors as ledger_selectors
+from billing.metering.models import BudgetScope
 from billing.usage import reports
 from core.money import format_amount
 from core.orm import orm_call
@@ -195,3 +199,15 @@ async def balance(request: HttpRequest) -> JsonResponse:
     key = await admin_key_authenticate(request)
     state = await orm_call(ledger_selectors.wallet_balance, organization_id=key.organization_id)
     return JsonResponse(balance_body(state))
+
+
+@gateway_view("GET")
+async def budgets(request: HttpRequest) -> JsonResponse:
+    key = await admin_key_authenticate(request)
+    unknown = sorted(set(request.GET) - {"scope"})
+    if unknown:
+        raise _invalid(f"Unknown query parameter {unknown[0]!r}; this endpoint takes scope.", unknown[0])
+    scope = request.GET.get("scope") or None
+    if scope is not None and scope not in BudgetScope.values:
+        raise _invalid(f"scope must be one of {', '.join(BudgetScope.values)}; got {scope!r}.", "scope")
+    return JsonResponse(await budgets_body(key.organization_id, scope=scope))

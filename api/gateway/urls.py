@@ -17,6 +17,7 @@ ROUTES = [
     ("organization/usage/completions", organization.usage_completions, "v1-organization-usage-completions"),
     ("organization/usage/embeddings", organization.usage_embeddings, "v1-organization-usage-embeddings"),
     ("organization/balance", organization.balance, "v1-organization-balance"),
+    ("organization/budgets", organization.budgets, "v1-organization-budgets"),
 ]
 
 urlpatterns: list[URLPattern] = [path(route, view, name=name) for route, view, name in ROUTES]

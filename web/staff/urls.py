@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from web.staff import views
+from web.staff import drift, views
 
 urlpatterns = [
     path("", views.models_list, name="staff-pricing"),
@@ -17,4 +17,5 @@ urlpatterns = [
     path("overrides/", views.overrides, name="staff-pricing-overrides"),
     path("overrides/<int:override_id>/end/", views.override_end, name="staff-pricing-override-end"),
     path("audit/", views.audit, name="staff-pricing-audit"),
+    path("drift/", drift.drift_report, name="staff-pricing-drift"),
 ]

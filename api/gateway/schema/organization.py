@@ -4,18 +4,19 @@ from typing import Any
 
 from api.gateway import organization
 from api.gateway.schema.responses import amount, errors, nano, ref
+from billing.metering.models import BudgetScope
 
 TAG = {
     "name": "organization",
-    "description": "Costs, token usage and balance of the organization, for programs, read with an admin API key "
-    "(one that calls no model); a metered key gets 403.",
+    "description": "Costs, token usage, balance and budgets of the organization, for programs, read with an admin "
+    "API key (one that calls no model); a metered key gets 403.",
 }
 ADMIN_SECURITY: list[dict[str, list[str]]] = [{"adminKeyAuth": []}]
 SECURITY_SCHEME = {
     "type": "http",
     "scheme": "bearer",
     "description": "An admin API key (created as 'Admin: reads billing data' on the API keys page): it reads the "
-    "organization's costs, usage and balance, and cannot call models.",
+    "organization's costs, usage, balance and budgets, and cannot call models.",
 }
 
 
@@ -121,8 +122,15 @@ SCHEMAS: dict[str, Any] = {
 
 
 def _get(
-    operation_id: str, summary: str, description: str, schema: str, groups: tuple[str, ...] | None
+    operation_id: str,
+    summary: str,
+    description: str,
+    schema: str,
+    groups: tuple[str, ...] | None,
+    *,
+    parameters: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    parameters = _parameters(groups) if groups else parameters or []
     return {
         "get": {
             "operationId": operation_id,
@@ -130,10 +138,10 @@ def _get(
             "summary": summary,
             "description": description,
             "security": ADMIN_SECURITY,
-            "parameters": _parameters(groups) if groups else [],
+            "parameters": parameters,
             "responses": {
                 "200": {"description": summary, "content": {"application/json": {"schema": ref(schema)}}},
-                **errors(*((400,) if groups else ()), 401, 403, 405, 500),
+                **errors(*((400,) if parameters else ()), 401, 403, 405, 500),
             },
         }
     }
@@ -173,5 +181,16 @@ PATHS: dict[str, Any] = {
         "The organization's available, held and soon-expiring credit (as GET /v1/balance).",
         "Balance",
         None,
+    ),
+    "/v1/organization/budgets": _get(
+        "v1_organization_budgets",
+        "Budgets",
+        "The organization's budgets (its own, its workflows', its keys') with what each spent, holds and has left in "
+        "its current period, and when it resets (as GET /v1/budgets); `scope` keeps one kind.",
+        "BudgetList",
+        None,
+        parameters=[
+            _query("scope", {"type": "string", "enum": list(BudgetScope.values)}, "Only the budgets of this scope.")
+        ],
     ),
 }

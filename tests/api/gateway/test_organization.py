@@ -1,18 +1,20 @@
-"""The organization's costs, usage and balance for programs (/v1/organization/*), read with an admin key over real
-HTTP: buckets, grouping, paging, bad parameters, key kinds, and another organization's data never seen."""
+"""The organization's costs, usage, balance and budgets for programs (/v1/organization/*), read with an admin key
+over real HTTP: buckets, grouping, paging, bad parameters, key kinds, and another organization's data never seen."""
 
 import itertools
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import openai
 import pytest
 
 from accounts.models import ApiKey
 from accounts.services import apikey_create
+from billing.metering.budgets.services import budget_create
 from billing.pricing.models import AIModel
 from billing.usage.models import UsageRecord
 from core.errors import ApplicationError
-from tests.api.gateway.conftest import MODEL, records
+from tests.api.gateway.conftest import MODEL, records, usd
 
 pytestmark = pytest.mark.usefixtures("standin")
 
@@ -181,3 +183,62 @@ def test_an_admin_key_takes_no_scopes_or_limits(org_a):
         apikey_create(organization_id=org_a.pk, name="x", access="admin", spend_limit_nano=10, spend_limit_period="day")
     with pytest.raises(ApplicationError, match="access must be"):
         apikey_create(organization_id=org_a.pk, name="x", access="root")
+
+
+def test_budgets_with_their_consumption_through_the_sdk_and_only_this_organizations(
+    live_url, admin_secret, client, funded, org_a, org_b, secret
+):
+    whole = budget_create(
+        organization_id=org_a.pk, actor="t", scope="organization", amount_nano=usd("5"), period="month"
+    )
+    agents = budget_create(
+        organization_id=org_a.pk,
+        actor="t",
+        scope="workflow",
+        workflow="agents",
+        amount_nano=usd("1"),
+        period="day",
+        mode="hard",
+    )
+    budget_create(organization_id=org_b.pk, actor="t", scope="organization", amount_nano=usd("1"), period="day")
+    client.with_options(default_headers={"X-Workflow": "agents"}).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=20
+    )
+    (record,) = records()
+    admin_sdk = openai.OpenAI(base_url=f"{live_url}/v1", api_key=admin_secret, max_retries=0, timeout=30)
+
+    listed = admin_sdk.get("/organization/budgets", cast_to=object)
+    assert listed["object"] == "list"
+    by_id = {item["id"]: item for item in listed["data"]}
+    assert set(by_id) == {whole.pk, agents.pk}
+    item = by_id[agents.pk]
+    assert (item["scope"], item["workflow"], item["mode"], item["period"]) == ("workflow", "agents", "hard", "day")
+    current = item["current_period"]
+    assert current["spent_nano"] == record.charge_nano > 0 and current["held_nano"] == 0
+    assert current["left_nano"] == usd("1") - record.charge_nano
+    assert current["percent_spent"] == record.charge_nano * 100 // usd("1")
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert datetime.fromisoformat(current["resets_at"]) == day + timedelta(days=1)
+    assert by_id[whole.pk]["current_period"]["spent_nano"] == record.charge_nano
+
+    workflows = admin_sdk.get("/organization/budgets", cast_to=object, options={"params": {"scope": "workflow"}})
+    assert [item["id"] for item in workflows["data"]] == [agents.pk]
+    # The same list a metered key reads at /v1/budgets.
+    assert client.get("/budgets", cast_to=object) == listed
+
+
+@pytest.mark.parametrize(("params", "param"), [({"scope": "team"}, "scope"), ({"workflow": "agents"}, "workflow")])
+def test_bad_budget_parameters_are_a_400_naming_the_parameter(admin, priced, params, param):
+    answer = admin.get("/organization/budgets", params=params)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert (error["param"], error["code"]) == (param, "invalid_value") and error["message"]
+
+
+def test_a_metered_key_cannot_read_the_budgets_at_the_admin_path(live_url, secret, priced):
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        openai.OpenAI(base_url=f"{live_url}/v1", api_key=secret, max_retries=0).get(
+            "/organization/budgets", cast_to=object
+        )
+    assert refused.value.code == "admin_key_required"
+    assert httpx.get(f"{live_url}/v1/organization/budgets").status_code == 401
