@@ -10,6 +10,7 @@ from django.urls import reverse
 from pypdf import PdfReader
 
 from billing.invoicing.models import Invoice, InvoiceLine, LineKind
+from billing.invoicing.services.credit_notes import LineCredit, credit_note_issue
 from tests.billing.invoicing.conftest import call
 from tests.billing.invoicing.explained import october_invoiced
 
@@ -173,3 +174,21 @@ def test_the_list_and_the_invoice_read_in_a_fixed_number_of_queries(month, as_al
         assert as_alice.get(reverse("billing_invoices")).status_code == 200
     with django_assert_max_num_queries(10):
         assert as_alice.get(reverse("billing_invoice", args=[month.invoice.pk])).status_code == 200
+
+
+def test_a_credit_note_is_listed_and_reads_as_a_credit_note_for_its_invoice(month, as_alice):
+    line = usage_line(month.invoice)
+    note = credit_note_issue(
+        invoice_id=month.invoice.pk,
+        lines=[LineCredit(position=line.position)],
+        reason="the model answered badly",
+        idempotency_key="cn-1",
+        actor="staff",
+    ).credit_note
+    listing = as_alice.get(reverse("billing_invoices"))
+    assert listing.status_code == 200
+    assert note.number in listing.content.decode() and "(credit note)" in listing.content.decode()
+    page = as_alice.get(reverse("billing_invoice", args=[note.pk]))
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert f"Credit note {note.number}" in body and month.invoice.number in body
