@@ -12,6 +12,7 @@ from billing.invoicing.services.details import billing_details_stripe_sync
 from billing.invoicing.services.dunning import invoices_dunning
 from billing.invoicing.services.emails import billing_email_send
 from billing.invoicing.services.progressive import invoice_progressive_close, organizations_over_threshold
+from billing.invoicing.services.rollup import rollups_run
 from billing.invoicing.services.stripe_push import invoices_push_pending
 from billing.payments.errors import PaymentsUnavailable
 
@@ -36,6 +37,12 @@ def invoices_close_organizations_task(organization_ids: list[int]) -> list[int]:
             closed.append(progressive.pk)
         invoices_push_pending(organization_id=organization_id)
     return closed
+
+
+@shared_task(acks_late=True)
+def invoices_rollup_task() -> int:
+    """The days whose grace window is over, summed for the closes (billing.invoicing.services.rollup)."""
+    return rollups_run()
 
 
 @shared_task(acks_late=True)

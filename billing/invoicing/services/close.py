@@ -7,7 +7,8 @@ transaction that finalizes it. Running the close again after any step does the r
 """
 
 import json
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -31,6 +32,7 @@ from billing.invoicing.models import (
     InvoiceSequence,
     InvoiceStatus,
     LineKind,
+    RollupDay,
 )
 from billing.invoicing.selectors import billed_to_of, periods_next
 from billing.invoicing.services.emails import billing_email_queue
@@ -180,7 +182,7 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
             invoice.carry_in_nano = before.carry_out_nano if before and before.status != InvoiceStatus.VOID else 0
             invoice.carry_from = before.number if before is not None else ""  # type: ignore[attr-defined]
             ready.append(invoice)
-        params = {"invoices": [invoice.pk for invoice in ready]}
+        params = {"invoices": [invoice.pk for invoice in ready], **_stretches(ready)}
         with connection.cursor() as cursor:
             # A batch groups a few hundred thousand rating lines: in memory, for this transaction only.
             cursor.execute(f"SET LOCAL work_mem = '{AGGREGATE_WORK_MEM}'")
@@ -245,6 +247,58 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
             now=now,
         )
     return refused
+
+
+def _stretches(invoices: list[Invoice]) -> dict[str, Any]:
+    """sql.LINES_INSERT's parameters for where each invoice's pieces come from: the days of its period a daily
+    rollup covers (whole UTC days inside the period, rolled up: read from DailyRollup), and the stretches between
+    them (read from the ledger). The days are read here once, so a day rolled up while the statement runs is read
+    from the ledger, never from both."""
+    stretches: dict[str, Any] = {
+        "raw_invoices": [],
+        "raw_starts": [],
+        "raw_ends": [],
+        "rolled_invoices": [],
+        "rolled_days": [],
+    }
+    if not invoices:
+        return {**stretches, "lo": None, "hi": None}
+    rolled = set(
+        RollupDay.objects.filter(
+            day__gte=min(i.period_start for i in invoices).astimezone(UTC).date(),
+            day__lt=max(i.period_end for i in invoices).astimezone(UTC).date(),
+        ).values_list("day", flat=True)
+    )
+    for invoice in invoices:
+        cursor = invoice.period_start
+        for day in _whole_days(invoice.period_start, invoice.period_end):
+            if day not in rolled:
+                continue
+            day_start = datetime.combine(day, time.min, tzinfo=UTC)
+            if cursor < day_start:
+                stretches["raw_invoices"].append(invoice.pk)
+                stretches["raw_starts"].append(cursor)
+                stretches["raw_ends"].append(day_start)
+            stretches["rolled_invoices"].append(invoice.pk)
+            stretches["rolled_days"].append(day)
+            cursor = day_start + timedelta(days=1)
+        if cursor < invoice.period_end:
+            stretches["raw_invoices"].append(invoice.pk)
+            stretches["raw_starts"].append(cursor)
+            stretches["raw_ends"].append(invoice.period_end)
+    # The bounds of every stretch read from the ledger (nothing is read when there is none).
+    stretches["lo"] = min(stretches["raw_starts"], default=invoices[0].period_start)
+    stretches["hi"] = max(stretches["raw_ends"], default=invoices[0].period_start)
+    return stretches
+
+
+def _whole_days(start: datetime, end: datetime) -> Iterator[date]:
+    """The UTC days wholly inside [start, end), in order."""
+    start = start.astimezone(UTC)
+    day = start.date() if start.time() == time.min else start.date() + timedelta(days=1)
+    while datetime.combine(day, time.min, tzinfo=UTC) + timedelta(days=1) <= end:
+        yield day
+        day += timedelta(days=1)
 
 
 def _renewals_invoice(*, invoice_ids: list[int]) -> None:
