@@ -89,7 +89,7 @@ def seed(organizations: int, records: int) -> list[int]:
         "lines": json.dumps(lines),
     }
     with connection.cursor() as cursor:
-        # A captured hold per request, spread over the month (one a few seconds apart per organization).
+        # A captured hold per request, spread evenly over the month (each organization's at the same times).
         cursor.execute(
             """
             INSERT INTO ledger_hold (wallet_id, amount_nano, captured_nano, status, idempotency_key, actor,
@@ -97,7 +97,7 @@ def seed(organizations: int, records: int) -> list[int]:
             SELECT w.id, %(charge)s, %(charge)s, 'captured', 'bench:' || w.id || ':' || g, 'bench',
                    ts, ts, ts
               FROM ledger_wallet w CROSS JOIN generate_series(1, %(per_org)s) g
-             CROSS JOIN LATERAL (SELECT %(start)s::timestamptz + g * interval '2 seconds' AS ts) t
+             CROSS JOIN LATERAL (SELECT %(start)s::timestamptz + (g - 1) * (interval '31 days' / %(per_org)s) AS ts) t
              ORDER BY ts, w.id
             """,
             params,

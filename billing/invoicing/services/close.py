@@ -35,14 +35,14 @@ from billing.invoicing.models import (
     RollupDay,
 )
 from billing.invoicing.selectors import billed_to_of, periods_next
-from billing.invoicing.services.emails import billing_email_queue
+from billing.invoicing.services.emails import billing_emails_queue
 from billing.invoicing.services.events import invoice_event_emit
 from billing.ledger.models import Wallet
 from billing.ledger.services import wallet_get_or_create
 from billing.pricing.models import Subscription, SubscriptionStatus
 from billing.pricing.services import subscription_renew_invoiced
 from billing.pricing.services.fees import fees_invoice
-from billing.webhooks.models import EventType
+from billing.webhooks.models import EventType, WebhookEndpoint
 from core.errors import ApplicationError
 
 
@@ -383,11 +383,17 @@ def invoices_finalize(*, invoice_ids: list[int]) -> None:
                 },
             )
         # An invoice of a period with nothing charged (no usage, no fee) is kept, but nobody is emailed about it.
-        for invoice in (d for d in drafts if d.charges_nano or d.total_minor):
-            billing_email_queue(
-                organization_id=invoice.organization_id, kind=BillingEmailKind.INVOICE_ISSUED, object_id=invoice.pk
-            )
-        for invoice in drafts:
+        billing_emails_queue(
+            kind=BillingEmailKind.INVOICE_ISSUED,
+            objects={d.pk: d.organization_id for d in drafts if d.charges_nano or d.total_minor},
+        )
+        # Only the organizations with an endpoint listening are looked at one by one.
+        listening = set(
+            WebhookEndpoint.objects.filter(
+                organization_id__in=organization_ids, enabled=True, event_types__contains=[EventType.INVOICE_ISSUED]
+            ).values_list("organization_id", flat=True)
+        )
+        for invoice in (d for d in drafts if d.organization_id in listening):
             invoice_event_emit(
                 invoice=invoice, event_type=EventType.INVOICE_ISSUED, idempotency_key=f"invoice.issued:{invoice.pk}"
             )

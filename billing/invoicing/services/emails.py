@@ -35,6 +35,25 @@ def billing_email_queue(*, organization_id: int, kind: BillingEmailKind, object_
     return email
 
 
+def billing_emails_queue(*, kind: BillingEmailKind, objects: dict[int, int]) -> None:
+    """billing_email_queue for many objects at once ({object id: organization id}): one INSERT for the rows (the
+    keys already there are kept as they are), and each unsent one sent after the caller's transaction commits."""
+    if not objects:
+        return
+    BillingEmail.objects.bulk_create(
+        [
+            BillingEmail(key=f"{kind}:{object_id}", organization_id=organization_id, kind=kind)
+            for object_id, organization_id in objects.items()
+        ],
+        ignore_conflicts=True,
+    )
+    unsent = BillingEmail.objects.filter(
+        key__in=[f"{kind}:{object_id}" for object_id in objects], sent_at__isnull=True
+    ).values_list("pk", flat=True)
+    for email_id in unsent:
+        transaction.on_commit(lambda email_id=email_id: _send_later(email_id), robust=True)
+
+
 def _send_later(email_id: int) -> None:
     from billing.invoicing.tasks import billing_email_send_task
 
