@@ -1,5 +1,7 @@
 """The close's aggregation, in PostgreSQL: one statement turns the periods of any number of invoices (one, or a
-whole batch of organizations closing the same day) into their lines, and one more sets their totals.
+whole batch of organizations closing the same day) into their lines, and one more sets their totals. The same
+pieces are summed per UTC day by the daily rollup (services.rollup), and a close adds up the rolled-up days of its
+period with what it reads from the ledger for the rest (see PIECES).
 
 What belongs to a period is decided by the ledger's clock: a charge is in the period its journal transaction was
 booked in (`created_at` in [start, end)), so usage reported late (an event whose `occurred_at` is in a closed
