@@ -29,11 +29,12 @@ to be paid.
 # the daily rollup). The statement that uses them defines two CTEs first: `rng` (bucket, wallet_id,
 # organization_id, range_start, range_end), the wallets' time ranges to read, and `orng` (bucket, organization_id,
 # range_start, range_end), the organizations' ranges for the usage that went by its organization (see the module's
-# doc); %(lo)s and %(hi)s bound every range (so the journal is read by time, one stretch for the whole batch, with
-# its BRIN index). Each piece is one of: a usage key's sums (kind "usage"); a charge, refund or true-up
-# transaction (one piece each); a grant kind's draws ("credit_<grant kind>"); the bucket's spent credit and what
-# no grant covered of it ("ledger": amount and unfunded). Pieces of the same key add up, whatever the stretches
-# they were read from: a period's lines are the sum of its days' pieces.
+# doc); %(lo)s and %(hi)s bound every range and %(wallets)s lists the wallets (NULL: all), so the journal is read
+# by time, one stretch for the whole batch, with its BRIN index (a join on rng instead makes the planner read each
+# wallet's whole history by its wallet index). Each piece is one of: a usage key's sums (kind "usage"); a charge,
+# refund or true-up transaction (one piece each); a grant kind's draws ("credit_<grant kind>"); the bucket's spent
+# credit and what no grant covered of it ("ledger": amount and unfunded). Pieces of the same key add up, whatever
+# the stretches they were read from: a period's lines are the sum of its days' pieces.
 PIECES = """
 settled_fees AS (
     -- Debits that paid fees an earlier invoice listed (see the module's doc): on that invoice, not this one.
@@ -47,7 +48,7 @@ journal AS MATERIALIZED (
     SELECT t.id, t.wallet_id, t.created_at, t.kind, t.category, t.hold_id, t.idempotency_key, t.reason
       FROM ledger_journaltransaction t
      WHERE t.created_at >= %(lo)s AND t.created_at < %(hi)s
-       AND t.wallet_id IN (SELECT wallet_id FROM rng)
+       AND (%(wallets)s::bigint[] IS NULL OR t.wallet_id = ANY(%(wallets)s::bigint[]))
        AND (t.kind IN ('capture', 'release', 'expiry', 'debit', 'refund')
             OR (t.kind = 'grant' AND t.idempotency_key LIKE 'grant:tier-trueup:%%'))
 ),

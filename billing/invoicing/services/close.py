@@ -262,7 +262,7 @@ def _stretches(invoices: list[Invoice]) -> dict[str, Any]:
         "rolled_days": [],
     }
     if not invoices:
-        return {**stretches, "lo": None, "hi": None}
+        return {**stretches, "lo": None, "hi": None, "wallets": []}
     rolled = set(
         RollupDay.objects.filter(
             day__gte=min(i.period_start for i in invoices).astimezone(UTC).date(),
@@ -289,6 +289,7 @@ def _stretches(invoices: list[Invoice]) -> dict[str, Any]:
     # The bounds of every stretch read from the ledger (nothing is read when there is none).
     stretches["lo"] = min(stretches["raw_starts"], default=invoices[0].period_start)
     stretches["hi"] = max(stretches["raw_ends"], default=invoices[0].period_start)
+    stretches["wallets"] = sorted({invoice.wallet_id for invoice in invoices})
     return stretches
 
 

@@ -37,7 +37,7 @@ def rollup_day(*, day: date) -> bool:
         if cursor.fetchone() is None:
             return False
         cursor.execute(f"SET LOCAL work_mem = '{ROLLUP_WORK_MEM}'")
-        cursor.execute(sql.ROLLUP_INSERT, {"day": day, "lo": start, "hi": start + timedelta(days=1)})
+        cursor.execute(sql.ROLLUP_INSERT, {"day": day, "lo": start, "hi": start + timedelta(days=1), "wallets": None})
         RollupDay.objects.filter(day=day).update(rows=cursor.rowcount)
     return True
 
