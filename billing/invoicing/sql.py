@@ -47,7 +47,8 @@ settled_fees AS (
 journal AS MATERIALIZED (
     SELECT t.id, t.wallet_id, t.created_at, t.kind, t.category, t.hold_id, t.idempotency_key, t.reason
       FROM ledger_journaltransaction t
-     WHERE t.created_at >= %(lo)s AND t.created_at < %(hi)s
+     WHERE %(lo)s::timestamptz < %(hi)s::timestamptz  -- no stretch to read (every day rolled up): nothing planned
+       AND t.created_at >= %(lo)s AND t.created_at < %(hi)s
        AND (%(wallets)s::bigint[] IS NULL OR t.wallet_id = ANY(%(wallets)s::bigint[]))
        AND (t.kind IN ('capture', 'release', 'expiry', 'debit', 'refund')
             OR (t.kind = 'grant' AND t.idempotency_key LIKE 'grant:tier-trueup:%%'))
@@ -81,7 +82,8 @@ usage AS (
     SELECT r.bucket, false, u.id, u.model_id, u.service_tier, u.lines
       FROM orng r JOIN usage_usagerecord u
         ON u.organization_id = r.organization_id AND u.created_at >= r.range_start AND u.created_at < r.range_end
-     WHERE u.hold_id IS NULL AND u.charge_nano = 0 AND u.created_at >= %(lo)s AND u.created_at < %(hi)s
+     WHERE %(lo)s::timestamptz < %(hi)s::timestamptz
+       AND u.hold_id IS NULL AND u.charge_nano = 0 AND u.created_at >= %(lo)s AND u.created_at < %(hi)s
 ),
 -- Each rating line is read once into typed columns (jsonb_to_recordset), not field by field.
 usage_pieces AS (
@@ -179,7 +181,7 @@ SELECT %(day)s, CASE WHEN p.by_wallet THEN w.organization_id ELSE p.bucket END,
 
 # One statement per batch of invoices (all in `closing`: %(invoices)s): their pieces, read from the ledger for the
 # stretches of their periods no rollup covers (%(raw_invoices)s, %(raw_starts)s, %(raw_ends)s: parallel arrays)
-# and from DailyRollup for the days that one does (%(rolled_invoices)s, %(rolled_days)s), added up into their lines
+# and from DailyRollup for the rolled-up days (%(rolled_days)s) wholly inside their periods, added up into their lines
 # (inserted by a data-modifying CTE); the statement returns, per invoice, the journal's spent credit and what no
 # grant covered of it (the unfunded draws), summed the same way, to check the lines against.
 LINES_INSERT = (
@@ -199,14 +201,15 @@ orng AS (SELECT bucket, organization_id, range_start, range_end FROM rng),"""
     + PIECES
     + """,
 rolled AS (
-    SELECT x.bucket, r.kind, r.description, r.model_id, r.price_version_id, r.token_kind, r.service_tier, r.source,
-           r.rate_micro_per_mtok, r.factor_bps, r.discount_bps, r.tokens, r.requests, r.amount_nano, r.unfunded_nano,
-           r.usage_ids, r.transaction_ids, r.draw_ids, r.sort_key
-      FROM unnest(%(rolled_invoices)s::bigint[], %(rolled_days)s::date[]) AS x(bucket, day)
-      JOIN inv i ON i.id = x.bucket
+    SELECT i.id AS bucket, r.kind, r.description, r.model_id, r.price_version_id, r.token_kind, r.service_tier,
+           r.source, r.rate_micro_per_mtok, r.factor_bps, r.discount_bps, r.tokens, r.requests, r.amount_nano,
+           r.unfunded_nano, r.usage_ids, r.transaction_ids, r.draw_ids, r.sort_key
+      FROM inv i
       JOIN invoicing_dailyrollup r
-        ON r.organization_id = i.organization_id AND r.day = x.day
-       AND (r.wallet_id = i.wallet_id OR r.wallet_id IS NULL)
+        ON r.organization_id = i.organization_id AND (r.wallet_id = i.wallet_id OR r.wallet_id IS NULL)
+     WHERE r.day = ANY(%(rolled_days)s::date[])
+       AND r.day::timestamp AT TIME ZONE 'UTC' >= i.period_start
+       AND (r.day + 1)::timestamp AT TIME ZONE 'UTC' <= i.period_end
 ),
 merged AS (
     SELECT bucket, kind, description, model_id, price_version_id, token_kind, service_tier, source, rate, factor,
