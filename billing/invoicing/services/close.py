@@ -162,7 +162,7 @@ def _invoice_defaults() -> dict[str, Any]:
     default as the database stores it (the id and created_at are left to the database)."""
     given = {"id", "organization_id", "wallet_id", "currency", "period_start", "period_end", "created_at"}
     return {
-        field.column: field.get_db_prep_save(field.get_default(), connection)
+        str(field.column): field.get_db_prep_save(field.get_default(), connection)
         for field in Invoice._meta.concrete_fields
         if field.column not in given
     }
