@@ -336,6 +336,8 @@ def _renewals_invoice(*, invoice_ids: list[int]) -> None:
 
 
 AGGREGATE_WORK_MEM = "256MB"
+# The fields of a draft invoice its finalization reads.
+FINALIZE_FIELDS = ("id", "organization_id", "status", "charges_nano", "total_minor")
 # The fields of a closing invoice the aggregation reads.
 AGGREGATE_FIELDS = ("id", "organization_id", "wallet_id", "period_start", "period_end", "status")
 # sql.DRAFTS_SET's arrays and the invoice fields they are read from.
@@ -364,7 +366,10 @@ def invoices_finalize(*, invoice_ids: list[int]) -> None:
     are given one transaction at a time, and a rolled-back finalization gives its numbers back."""
     with transaction.atomic():
         drafts = list(
-            Invoice.objects.select_for_update().filter(pk__in=invoice_ids, status=InvoiceStatus.DRAFT).order_by("pk")
+            Invoice.objects.select_for_update()
+            .filter(pk__in=invoice_ids, status=InvoiceStatus.DRAFT)
+            .only(*FINALIZE_FIELDS)  # the rest are written by sql.FINALIZE_SET, or read back for the events below
+            .order_by("pk")
         )
         if not drafts:
             return
@@ -412,7 +417,9 @@ def invoices_finalize(*, invoice_ids: list[int]) -> None:
                 organization_id__in=organization_ids, enabled=True, event_types__contains=[EventType.INVOICE_ISSUED]
             ).values_list("organization_id", flat=True)
         )
-        for invoice in (d for d in drafts if d.organization_id in listening):
+        # Read back whole (the event carries most fields) for the few organizations that listen.
+        emitted = Invoice.objects.filter(pk__in=[d.pk for d in drafts if d.organization_id in listening])
+        for invoice in emitted.order_by("pk"):
             invoice_event_emit(
                 invoice=invoice, event_type=EventType.INVOICE_ISSUED, idempotency_key=f"invoice.issued:{invoice.pk}"
             )
@@ -469,7 +476,11 @@ def invoices_close_due(*, organization_ids: list[int], now: datetime | None = No
         refused = invoices_aggregate(invoice_ids=open_ids)
         stuck_orgs |= set(Invoice.objects.filter(pk__in=refused).values_list("organization_id", flat=True))
         invoices_finalize(invoice_ids=open_ids)
-        closed += Invoice.objects.filter(pk__in=open_ids, status=InvoiceStatus.FINALIZED).order_by("pk")
+        closed += (
+            Invoice.objects.filter(pk__in=open_ids, status=InvoiceStatus.FINALIZED)
+            .only(*FINALIZE_FIELDS, "number", "period_start", "period_end")  # any other field is read on use
+            .order_by("pk")
+        )
     return closed
 
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from billing.invoicing import sql
 from billing.invoicing.models import RollupDay
-from billing.ledger.models import JournalTransaction
+from billing.invoicing.selectors import periods_next
 
 # The same memory as a close's batch: a busy day of every wallet is grouped in memory.
 ROLLUP_WORK_MEM = "256MB"
@@ -43,18 +43,19 @@ def rollup_day(*, day: date) -> bool:
 
 
 def rollup_days_due(*, now: datetime | None = None) -> list[date]:
-    """The days to roll up, oldest first: from the day after the last one rolled up (or the journal's first day)
-    to the last day whose grace window is over, at most INVOICE_ROLLUP_DAYS_PER_RUN of them."""
+    """The days to roll up, oldest first: from the day after the last one rolled up (on the first run: the first
+    day of the earliest period still to close, so years of closed periods are not rolled up for nothing) to the
+    last day whose grace window is over, at most INVOICE_ROLLUP_DAYS_PER_RUN of them."""
     cutoff = (now or timezone.now()) - timedelta(seconds=settings.INVOICE_CLOSE_GRACE_SECONDS)
     last = (cutoff - timedelta(days=1)).astimezone(UTC).date()  # the last day wholly before the cutoff
     latest = RollupDay.objects.aggregate(latest=Max("day"))["latest"]
     if latest is not None:
         first = latest + timedelta(days=1)
     else:
-        opened = JournalTransaction.objects.order_by("id").values_list("created_at", flat=True).first()
-        if opened is None:
-            return []
-        first = opened.astimezone(UTC).date()
+        starts = [start for start, _ in periods_next().values()]
+        if not starts:
+            return []  # no wallet yet: nothing to roll up
+        first = min(starts).astimezone(UTC).date()
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     return days[: settings.INVOICE_ROLLUP_DAYS_PER_RUN]
 

@@ -129,14 +129,15 @@ def test_usage_booked_after_its_days_were_rolled_up_lands_on_the_next_invoice(or
 
 def test_a_day_is_rolled_up_once_its_grace_window_is_over(org, settings):
     settings.INVOICE_CLOSE_GRACE_SECONDS = 3600
-    october(org)  # the journal's first day is October's 5th
-    assert rollup_days_due(now=at("2026-10-06 00:59:59")) == []
-    assert rollup_days_due(now=at("2026-10-06 01:00:00")) == [date(2026, 10, 5)]
+    assert rollup_days_due(now=CLOSED) == []  # no wallet yet
+    october(org)  # its wallet opened on October's 5th: its first period to close is October
+    assert rollup_days_due(now=at("2026-10-02 00:59:59")) == []
+    assert rollup_days_due(now=at("2026-10-02 01:00:00")) == [date(2026, 10, 1)]
     settings.INVOICE_ROLLUP_DAYS_PER_RUN = 3
-    assert rollup_days_due(now=CLOSED) == _days(date(2026, 10, 5), date(2026, 10, 7))
+    assert rollup_days_due(now=CLOSED) == _days(date(2026, 10, 1), date(2026, 10, 3))
     with time_machine.travel(CLOSED):
         assert rollups_run() == 3
-    assert rollup_days_due(now=CLOSED) == _days(date(2026, 10, 8), date(2026, 10, 10))
+    assert rollup_days_due(now=CLOSED) == _days(date(2026, 10, 4), date(2026, 10, 6))
 
 
 def test_a_period_cut_inside_a_day_reads_that_day_raw(org):
