@@ -16,11 +16,10 @@ from django.db.backends import utils as db_utils
 from psycopg.conninfo import make_conninfo
 
 from accounts.models import ApiKey
-from accounts.services import apikey_create
 from billing.metering.budgets.services import budget_create
 from billing.metering.models import BudgetSpend
 from core import pg
-from tests.api.gateway.conftest import MODEL, _server_loop, usd
+from tests.api.gateway.conftest import MODEL, _server_loop, key_limit, limited_key, usd
 from tests.harness import free_port
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -167,16 +166,16 @@ def test_a_call_costs_the_ledgers_round_trips_no_orm_query_and_one_redis_call(cl
     assert 10 <= commands <= 20  # one rate-limit check per call; refunds are batched after the answers
 
 
-def test_a_key_with_a_spend_limit_costs_one_round_trip_more(live_url, org_a, funded, proxied, standin):
-    _, settle = ledger_round_trips(proxied, funded.pk)
-    _, secret = apikey_create(
-        organization_id=org_a.pk, name="capped", spend_limit_nano=usd("5"), spend_limit_period="day"
-    )
+def test_a_key_with_a_spend_limit_costs_no_round_trip_more(live_url, org_a, funded, proxied, standin):
+    # The key's limit is its hard budget: claimed in the statement that places the hold, settled in the settle's.
+    place, settle = ledger_round_trips(proxied, funded.pk)
+    key, secret = limited_key(organization_id=org_a.pk, amount_nano=usd("5"), period="day")
     client = openai.OpenAI(base_url=f"{live_url}/v1", api_key=secret, max_retries=0)
     round_trips, queries, _ = measure(client, proxied, 10)
-    # BEGIN with the hold, then the key's claim with COMMIT; then the settle (with the key's correction).
-    assert round_trips == 2 + settle
+    assert round_trips == place + settle
     assert queries <= 1  # as above
+    spend = BudgetSpend.objects.get(budget=key_limit(key))
+    assert spend.spent_nano > 0 and spend.held_nano == 0
 
 
 def test_budgets_cost_no_round_trip_more(client, org_a, funded, proxied, standin):
