@@ -1,6 +1,6 @@
 """Hold, then settle (DESIGN decision 3): the money steps of every metered request.
 
-`hold_open` reserves the most a request can cost, claims it from the budgets that cover the request in the same
+`hold_open` reserves the most a request can cost, claims it from the hard budgets that cover the request in the same
 statement (billing.metering.budgets), and, for a key with a spend limit, from the key's period counter in the same
 transaction; `settle` rates what was used, captures it from the hold (never more
 than the hold), releases the rest, writes the request's usage record and moves the key's counter, all in ONE
@@ -15,7 +15,7 @@ Settles run in their own task: a client that disconnects cancels its request, ne
 """
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -39,8 +39,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
-    """A request's hold (None when it can cost nothing), its claim on the key's spend limit, and the number of
-    budgets it was claimed from."""
+    """A request's hold (None when it can cost nothing), its claim on the key's spend limit, the number of budgets
+    that cover it, and what identifies it to them (budgets.covered_params)."""
 
     request_id: str
     hold_id: int | None
@@ -48,6 +48,7 @@ class Ticket:
     claim: spend.SpendClaim | None
     available_nano: int | None
     budgets: int = 0
+    covered: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,9 @@ async def hold_open(
     if amount_nano <= 0:
         return Ticket(request_id, None, 0, None, None)
     claim = spend.claim_for(key=key, amount_nano=amount_nano, request_id=request_id, at=at)
+    covered = budgets.covered_params(
+        organization_id=key.organization_id, api_key_id=key.id, workflow=workflow, request_id=request_id
+    )
     place = {
         "wallet_id": key.wallet_id,
         "amount_nano": amount_nano,
@@ -99,9 +103,7 @@ async def hold_open(
         "actor": f"key:{key.id}",
         "ttl_seconds": ttl_seconds,
         "reason": reason,
-        "budgeted": budgets.covered_params(
-            organization_id=key.organization_id, api_key_id=key.id, workflow=workflow, request_id=request_id
-        ),
+        "budgeted": covered,
     }
     try:
         placed = await _hold_pg(place, claim)
@@ -109,7 +111,7 @@ async def hold_open(
         # What the wallet can spend includes any overdraft: close enough for the auto top-up's threshold.
         hooks.after_debit_soon(organization_id=key.organization_id, available_nano=exc.spendable_nano)
         raise CreditShort(spendable_nano=exc.spendable_nano) from None
-    return Ticket(request_id, placed.hold_id, amount_nano, claim, placed.available_nano, placed.budgets)
+    return Ticket(request_id, placed.hold_id, amount_nano, claim, placed.available_nano, placed.budgets, covered)
 
 
 async def _hold_pg(place: dict[str, Any], claim: spend.SpendClaim | None) -> ledger.HoldPlaced:
@@ -250,7 +252,7 @@ def _also(ticket: Ticket, *, captured_nano: int, budgets_joined: bool) -> list[t
     the settle's own statement: `budgets_joined`), then the key's."""
     also: list[tuple[str, dict[str, Any]]] = []
     if ticket.budgets and not budgets_joined:
-        also.append((budgets.SETTLE, budgets.settle_params(request_id=ticket.request_id, captured_nano=captured_nano)))
+        also.append((budgets.SETTLE, budgets.settle_params(covered=ticket.covered, captured_nano=captured_nano)))
     if ticket.claim is not None:
         also.append((spend.SETTLE, spend.settle_params(request_id=ticket.request_id, captured_nano=captured_nano)))
     return also
@@ -301,7 +303,7 @@ async def _capture_pg(conn: psycopg.AsyncConnection[Any], ticket: Ticket, row: U
         attached=(usage_services.USAGE_INSERT, usage_services.usage_insert_params(row)),
         # The budgets' counters join the settle's statement: no statement more for budgets.
         attached_more=(
-            (budgets.SETTLE_WITH, budgets.settle_params(request_id=ticket.request_id, captured_nano=row.charge_nano))
+            (budgets.SETTLE_WITH, budgets.settle_params(covered=ticket.covered, captured_nano=row.charge_nano))
             if ticket.budgets
             else None
         ),
