@@ -1,9 +1,9 @@
 """Hold, then settle (DESIGN decision 3): the money steps of every metered request.
 
-`hold_open` reserves the most a request can cost and claims it from the budgets that cover the request (a key's
-spend limit is one: a hard budget of the key) in the same statement (billing.metering.budgets); `settle` rates what
-was used, captures it from the hold (never more than the hold), releases the rest, writes the request's usage record
-and settles the budgets' counters, all in ONE transaction, or releases everything when the upstream failed.
+`hold_open` reserves the most a request can cost and claims it from the hard budgets that cover the request (a
+key's spend limit is one: a hard budget of the key) in the same statement (billing.metering.budgets); `settle` rates
+what was used, captures it from the hold (never more than the hold), releases the rest, writes the request's usage
+record and settles the budgets' counters, all in ONE transaction, or releases everything when the upstream failed.
 
 Each step is one round trip on the async pool (core.pg): `ahold_place`; `ahold_settle` with the usage record
 `attached` to its statement and the budgets' counters joined to it. When rating needs period-to-date state (plan
@@ -13,7 +13,7 @@ Settles run in their own task: a client that disconnects cancels its request, ne
 """
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -37,13 +37,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
-    """A request's hold (None when it can cost nothing) and the number of budgets it was claimed from."""
+    """A request's hold (None when it can cost nothing), the number of budgets that cover it, and what identifies
+    it to them (budgets.covered_params)."""
 
     request_id: str
     hold_id: int | None
     amount_nano: int
     available_nano: int | None
     budgets: int = 0
+    covered: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,9 @@ async def hold_open(
     """
     if amount_nano <= 0:
         return Ticket(request_id, None, 0, None)
+    covered = budgets.covered_params(
+        organization_id=key.organization_id, api_key_id=key.id, workflow=workflow, request_id=request_id
+    )
     place = {
         "wallet_id": key.wallet_id,
         "amount_nano": amount_nano,
@@ -93,9 +98,7 @@ async def hold_open(
         "actor": f"key:{key.id}",
         "ttl_seconds": ttl_seconds,
         "reason": reason,
-        "budgeted": budgets.covered_params(
-            organization_id=key.organization_id, api_key_id=key.id, workflow=workflow, request_id=request_id
-        ),
+        "budgeted": covered,
     }
     try:
         placed = await _hold_pg(place)
@@ -103,7 +106,7 @@ async def hold_open(
         # What the wallet can spend includes any overdraft: close enough for the auto top-up's threshold.
         hooks.after_debit_soon(organization_id=key.organization_id, available_nano=exc.spendable_nano)
         raise CreditShort(spendable_nano=exc.spendable_nano) from None
-    return Ticket(request_id, placed.hold_id, amount_nano, placed.available_nano, placed.budgets)
+    return Ticket(request_id, placed.hold_id, amount_nano, placed.available_nano, placed.budgets, covered)
 
 
 async def _hold_pg(place: dict[str, Any]) -> ledger.HoldPlaced:
@@ -224,7 +227,7 @@ def _also(ticket: Ticket, *, captured_nano: int, budgets_joined: bool) -> list[t
     statement (`budgets_joined`)."""
     also: list[tuple[str, dict[str, Any]]] = []
     if ticket.budgets and not budgets_joined:
-        also.append((budgets.SETTLE, budgets.settle_params(request_id=ticket.request_id, captured_nano=captured_nano)))
+        also.append((budgets.SETTLE, budgets.settle_params(covered=ticket.covered, captured_nano=captured_nano)))
     return also
 
 
@@ -273,7 +276,7 @@ async def _capture_pg(conn: psycopg.AsyncConnection[Any], ticket: Ticket, row: U
         attached=(usage_services.USAGE_INSERT, usage_services.usage_insert_params(row)),
         # The budgets' counters join the settle's statement: no statement more for budgets.
         attached_more=(
-            (budgets.SETTLE_WITH, budgets.settle_params(request_id=ticket.request_id, captured_nano=row.charge_nano))
+            (budgets.SETTLE_WITH, budgets.settle_params(covered=ticket.covered, captured_nano=row.charge_nano))
             if ticket.budgets
             else None
         ),

@@ -3,6 +3,7 @@ concurrency, in the statement that places the hold; alert-only budgets count; se
 nothing held."""
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, timedelta
 
 import httpx
@@ -17,7 +18,7 @@ from django.utils import timezone
 from billing.ledger import services as ledger
 from billing.metering import holds
 from billing.metering.budgets.selectors import budget_window
-from billing.metering.budgets.services import budget_create, budget_spend_sweep
+from billing.metering.budgets.services import budget_create, budget_spend_sweep, budget_update
 from billing.metering.callers import aapikey_authenticate
 from billing.metering.models import BudgetAlert, BudgetSpend, BudgetSpendHold
 from billing.pricing import rating
@@ -268,6 +269,58 @@ def test_alert_only_and_other_workflows_budgets_count_but_never_refuse(
     }
     wait_for(lambda: len(mail.outbox) == 3)  # each claimed (emailed_at) just before its send
     assert [message.to for message in mail.outbox] == [["alice@example.com"]] * 3
+
+
+def test_alert_only_budgets_are_counted_at_the_settle_and_budgets_changed_mid_call_once(
+    live_url, secret, org_a, funded, standin
+):
+    # Only a hard budget is claimed with the hold; the settle counts the call against every other budget covering
+    # it: an alert-only one, one set while the call was in flight, and one switched from hard to alert in flight
+    # (its claim settles it; it is not counted a second time).
+    standin.delay, standin.behaviour = 1.0, "slow"
+    alert = budget_create(
+        organization_id=org_a.pk, actor="t", scope="organization", amount_nano=usd("1"), period="month", mode="alert"
+    )
+    switched = budget_create(
+        organization_id=org_a.pk,
+        actor="t",
+        scope="workflow",
+        workflow="agents",
+        amount_nano=usd("1"),
+        period="day",
+        mode="hard",
+    )
+    client = workflow_client(live_url, secret, "agents")
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(client.chat.completions.create, model=MODEL, messages=MESSAGES, max_tokens=5)
+        wait_for(lambda: BudgetSpendHold.objects.exists())
+        assert list(BudgetSpendHold.objects.values_list("budget_spend__budget_id", flat=True)) == [switched.pk]
+        assert spend_of(alert) == (0, 0) and spend_of(switched) == (0, hold_of(5))
+        budget_update(
+            organization_id=org_a.pk,
+            budget_id=switched.pk,
+            actor="t",
+            amount_nano=usd("1"),
+            period="day",
+            mode="alert",
+            thresholds=[],
+        )
+        late = budget_create(
+            organization_id=org_a.pk,
+            actor="t",
+            scope="api_key",
+            api_key_id=funded_key_id(secret),
+            amount_nano=usd("1"),
+            period="week",
+            mode="hard",
+        )
+        call.result(timeout=30)
+    charge = UsageRecord.objects.get().charge_nano
+    assert charge > 0
+    wait_for(lambda: spend_of(alert) == (charge, 0))
+    assert spend_of(switched) == (charge, 0)
+    assert spend_of(late) == (charge, 0)
+    assert not BudgetSpendHold.objects.exists()
 
 
 def funded_key_id(secret: str) -> int:

@@ -219,6 +219,9 @@ def test_the_migration_moves_limits_their_spending_and_requests_in_flight_onto_k
 
     # The request in flight settles against the budget now: its part is freed and what it cost is spent.
     with connection.cursor() as cursor:
-        cursor.execute(budgets.SETTLE, budgets.settle_params(request_id="req-plain", captured_nano=usd("0.2")))
+        covered = budgets.covered_params(
+            organization_id=org.pk, api_key_id=plain.pk, workflow="", request_id="req-plain"
+        )
+        cursor.execute(budgets.SETTLE, budgets.settle_params(covered=covered, captured_nano=usd("0.2")))
     assert counter_of(plain_limit, "day") == (usd("1.2"), 0)
     assert not BudgetSpendHold.objects.filter(request_id="req-plain").exists()
