@@ -24,6 +24,7 @@ from accounts.services import apikey_create, apikey_revoke, apikey_rotate, apike
 from billing.metering.budgets import selectors as budget_selectors
 from billing.metering.budgets.selectors import BudgetState
 from billing.metering.budgets.services import (
+    Actor,
     budget_delete,
     budgets_follow_rotation,
     key_spend_limit_set,
@@ -73,7 +74,7 @@ def key_list(request: HttpRequest) -> HttpResponse:
 
 
 def _limit_apply(
-    form: ApiKeyForm, *, api_key: ApiKey, actor: object, shown: list[BudgetState], changed_only: bool
+    form: ApiKeyForm, *, api_key: ApiKey, actor: Actor, shown: list[BudgetState], changed_only: bool
 ) -> None:
     """Apply the form's spend limit to the key's hard budgets: set the one for the chosen period, or (emptied)
     remove them all. When the form showed the key's one limit and its period changed, that limit is replaced, not
@@ -84,17 +85,17 @@ def _limit_apply(
     amount_nano, period = change
     organization_id = api_key.organization_id
     if amount_nano is None:
-        key_spend_limits_clear(organization_id=organization_id, api_key_id=api_key.pk, actor=actor)  # type: ignore[arg-type]
+        key_spend_limits_clear(organization_id=organization_id, api_key_id=api_key.pk, actor=actor)
         return
     key_spend_limit_set(
         organization_id=organization_id,
         api_key_id=api_key.pk,
-        actor=actor,  # type: ignore[arg-type]
+        actor=actor,
         amount_nano=amount_nano,
         period=period,
     )
     if len(shown) == 1 and shown[0].budget.period != period:
-        budget_delete(organization_id=organization_id, budget_id=shown[0].budget.pk, actor=actor)  # type: ignore[arg-type]
+        budget_delete(organization_id=organization_id, budget_id=shown[0].budget.pk, actor=actor)
 
 
 def _limits_of(api_key: ApiKey) -> list[BudgetState]:
