@@ -3,10 +3,10 @@
 Each event is rated (billing.pricing.services.usage_rate), paid from credit (ledger wallet_debit) and counted
 against every budget that covers it (billing.metering.budgets.services.budget_charge: a hard one refuses an event
 that would pass it, a key's spend limit among them) like a gateway call, and recorded as a usage record (source
-"metering"), all in one transaction per event: an event is
-recorded entirely or not at all, and the batch answers with a result per event. Event ids are idempotency keys
-within the organization: a replayed event is answered "duplicate" with its first charge and never charged twice
-(the usage record's request_id "metering:<organization>:<event id>" is unique, and so is the debit's key).
+"metering"), all in one transaction per event: an event is recorded entirely or not at all, and the batch answers
+with a result per event. Event ids are idempotency keys within the organization: a replayed event is answered
+"duplicate" with its first charge and never charged twice (the usage record's request_id
+"metering:<organization>:<event id>" is unique, and so is the debit's key).
 """
 
 import re
