@@ -132,3 +132,50 @@ def short_of(exc: psycopg.Error) -> BudgetShort:
         used_nano=int(detail["used_nano"]),
         resets_at=datetime.fromisoformat(detail["resets_at"]),
     )
+
+
+# Count a charge that has no hold (a reported usage event) against every budget that covers it (the organization's,
+# its workflow's, its API key's), each in its period containing %(at)s: claimed and settled at once, straight into
+# `spent`. A hard budget whose spent + held would pass its amount is not counted; its row comes back with
+# `counted` false, and the caller rolls the statement back with the rest of the event (budget_charge). Runs after
+# the event's debit has locked the wallet row, and takes the counters in id order: the hold's lock order.
+CHARGE = """
+WITH covering AS (
+    SELECT mb.id, mb.scope, mb.workflow, mb.api_key_id, mb.period, mb.mode, mb.amount_nano,
+           date_trunc(mb.period, %(at)s::timestamptz, 'UTC') AS window_start
+      FROM metering_budget mb
+     WHERE mb.organization_id = %(organization_id)s::bigint
+       AND (mb.scope = 'organization'
+            OR (mb.scope = 'workflow' AND mb.workflow = %(workflow)s::text)
+            OR (mb.scope = 'api_key' AND mb.api_key_id = %(api_key_id)s::bigint))
+), counted AS (
+    INSERT INTO metering_budgetspend AS s (budget_id, window_start, spent_nano, held_nano, updated_at)
+    SELECT c.id, c.window_start, %(amount)s::bigint, 0, now()
+      FROM covering c
+     WHERE c.mode = 'alert' OR %(amount)s::bigint <= c.amount_nano
+     ORDER BY c.id
+        ON CONFLICT (budget_id, window_start) DO UPDATE
+       SET spent_nano = s.spent_nano + EXCLUDED.spent_nano, updated_at = now()
+     WHERE EXISTS (
+               SELECT 1 FROM metering_budget b
+                WHERE b.id = s.budget_id
+                  AND (b.mode = 'alert' OR s.spent_nano + s.held_nano + EXCLUDED.spent_nano <= b.amount_nano))
+ RETURNING s.budget_id
+)
+SELECT c.id, c.scope, c.workflow, c.api_key_id, c.period, c.amount_nano, c.window_start,
+       c.id IN (SELECT budget_id FROM counted) AS counted
+  FROM covering c
+ ORDER BY c.id
+"""
+
+
+def charge_params(
+    *, organization_id: int, api_key_id: int, workflow: str, amount_nano: int, at: datetime
+) -> dict[str, Any]:
+    return {
+        "organization_id": organization_id,
+        "api_key_id": api_key_id,
+        "workflow": workflow,
+        "amount": amount_nano,
+        "at": at,
+    }

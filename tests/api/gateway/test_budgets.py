@@ -15,9 +15,9 @@ from django.db import connections
 from django.db.models import Sum
 from django.utils import timezone
 
-from accounts.services import apikey_create
 from billing.ledger import services as ledger
 from billing.metering import holds
+from billing.metering.budgets.selectors import budget_window
 from billing.metering.budgets.services import budget_create, budget_spend_sweep, budget_update
 from billing.metering.callers import aapikey_authenticate
 from billing.metering.models import BudgetAlert, BudgetSpend, BudgetSpendHold
@@ -25,7 +25,7 @@ from billing.pricing import rating
 from billing.tokens import chat_prompt_tokens
 from billing.usage.models import UsageRecord
 from core import pg
-from tests.api.gateway.conftest import MODEL, balances, reconciled, usd, wait_for
+from tests.api.gateway.conftest import MODEL, balances, key_limit, limited_key, reconciled, usd, wait_for
 
 MESSAGES = [{"role": "user", "content": "Count to five."}]
 MAX_TOKENS = 10
@@ -207,15 +207,20 @@ def test_credit_refusals_carry_the_object_too(client, org_a, wallet):
 
 
 def test_a_key_spend_limit_refusal_carries_the_object(live_url, funded, org_a):
-    key, secret = apikey_create(
-        organization_id=org_a.pk, name="capped", spend_limit_nano=usd("0.00001"), spend_limit_period="day"
-    )
+    key, secret = limited_key(organization_id=org_a.pk, amount_nano=usd("0.00001"), period="day")
     client = openai.OpenAI(base_url=f"{live_url}/v1", api_key=secret, max_retries=0)
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=1000)
+    assert caught.value.code == "key_spend_limit_reached"
     details = caught.value.body["details"]
     assert (details["reason"], details["key_spend_limit"]["api_key_id"]) == ("key_spend_limit", key.pk)
     assert details["key_spend_limit"]["limit"]["amount_nano"] == usd("0.00001")
+    # The limit is the key's hard budget, named like any other budget, with its period's end.
+    budget = key_limit(key)
+    _, resets_at = budget_window(period="day", at=timezone.now())
+    assert details["budget"]["id"] == budget.pk
+    assert (details["budget"]["scope"], details["budget"]["period"]) == ("api_key", "day")
+    assert details["resets_at"] == details["budget"]["resets_at"] == resets_at.isoformat().replace("+00:00", "Z")
 
 
 def test_alert_only_and_other_workflows_budgets_count_but_never_refuse(
@@ -352,7 +357,6 @@ def test_a_crashed_calls_budget_claim_is_freed_once_its_hold_expires(live_url, s
                 amount_nano=usd("0.30"),
                 ttl_seconds=60,
                 reason="t",
-                at=timezone.now(),
                 workflow="",
             )
         finally:
