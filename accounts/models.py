@@ -64,12 +64,6 @@ class ApiKeyAccess(models.TextChoices):
     ADMIN = "admin", "Admin (reads billing data only)"
 
 
-class SpendPeriod(models.TextChoices):
-    DAY = "day", "Per day"
-    WEEK = "week", "Per week"
-    MONTH = "month", "Per month"
-
-
 class ApiKey(models.Model):
     """An API key. Only a hash of the secret is stored; the secret is shown once, at creation."""
 
@@ -87,9 +81,6 @@ class ApiKey(models.Model):
     access = models.CharField(
         max_length=10, choices=ApiKeyAccess.choices, default=ApiKeyAccess.METERED, db_default=ApiKeyAccess.METERED
     )
-    # Optional spending cap over a calendar period (UTC), enforced by the gateway from usage records.
-    spend_limit_nano = models.BigIntegerField(null=True, blank=True)
-    spend_limit_period = models.CharField(max_length=5, choices=SpendPeriod.choices, blank=True, default="")
     # Optional rate limits of the key's own (null: the operator's GATEWAY_KEY_* defaults). They apply inside the
     # organization's: a call draws on the key's buckets and on the organization's alike.
     requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
@@ -115,18 +106,12 @@ class ApiKey(models.Model):
         constraints = [
             models.CheckConstraint(condition=~models.Q(name=""), name="apikey_name_not_empty"),
             models.CheckConstraint(
-                condition=models.Q(spend_limit_nano__isnull=True, spend_limit_period="")
-                | models.Q(spend_limit_nano__gt=0, spend_limit_period__in=SpendPeriod.values),
-                name="apikey_spend_limit_with_period",
-            ),
-            models.CheckConstraint(
                 condition=models.Q(replaced_by__isnull=True) | models.Q(rotated_at__isnull=False),
                 name="apikey_rotation_has_time",
             ),
-            # An admin key spends nothing: model scopes and spend limits mean nothing for it.
+            # An admin key spends nothing: model scopes mean nothing for it (nor do budgets: billing.metering).
             models.CheckConstraint(
-                condition=models.Q(access="metered")
-                | models.Q(access="admin", scope_endpoints=[], scope_models=[], spend_limit_nano__isnull=True),
+                condition=models.Q(access="metered") | models.Q(access="admin", scope_endpoints=[], scope_models=[]),
                 name="apikey_access_valid",
             ),
             models.CheckConstraint(

@@ -346,8 +346,8 @@ GATEWAY_UPSTREAM_MAX_CONNECTIONS = env_int("GATEWAY_UPSTREAM_MAX_CONNECTIONS", 2
 # Server-to-server usage events: events per request, and how old an event's occurred_at may be.
 GATEWAY_USAGE_EVENTS_MAX_BATCH = env_int("GATEWAY_USAGE_EVENTS_MAX_BATCH", 500, minimum=1)
 GATEWAY_USAGE_EVENTS_MAX_AGE_HOURS = env_int("GATEWAY_USAGE_EVENTS_MAX_AGE_HOURS", 24, minimum=1)
-CELERY_BEAT_SCHEDULE["gateway-key-spend-sweep"] = {
-    "task": "billing.metering.tasks.key_spend_sweep_task",
+CELERY_BEAT_SCHEDULE["budget-spend-sweep"] = {
+    "task": "billing.metering.tasks.budget_spend_sweep_task",
     "schedule": 60.0,
 }
 

@@ -9,9 +9,10 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.ids import is_id_text
-from accounts.models import ApiKey, ApiKeyAccess, ApiKeyEndpoint, Role, SpendPeriod
+from accounts.models import ApiKey, ApiKeyAccess, ApiKeyEndpoint, Role
 from accounts.services.apikeys import MAX_KEY_REQUESTS_PER_MINUTE, MAX_KEY_TOKENS_PER_MINUTE, MAX_ROTATION_OVERLAP
 from accounts.services.organizations import NAME_MAX_LENGTH
+from billing.metering.models import BudgetPeriod
 from billing.notifications.models import MAX_EXPIRY_WINDOW_DAYS
 from billing.pricing.models import AIModel
 from billing.usage.selectors import DIMENSION_LABELS, DIMENSIONS, NO_WORKFLOW_LABEL
@@ -43,7 +44,8 @@ def amount_clean(raw: str, *, field_label: str) -> int:
 
 
 class ApiKeyForm(forms.Form):
-    """Create or edit a key. Empty scope lists allow everything."""
+    """Create or edit a key. Empty scope lists allow everything. The spend limit is a shortcut onto the key's hard
+    budget (billing.metering.budgets.services.key_spend_limit_set): `spend_limit_change` says what to do with it."""
 
     name = forms.CharField(max_length=200, help_text="For you: what or who uses this key.")
     access = forms.ChoiceField(
@@ -78,10 +80,11 @@ class ApiKeyForm(forms.Form):
         max_length=30,
         required=False,
         label="Spend limit",
-        help_text="Optional, in your currency, e.g. 25.00. Requests beyond it are refused until the period ends.",
+        help_text="Optional, in your currency, e.g. 25.00. Requests beyond it are refused until the period ends. "
+        "It is the key's hard budget for the period: change or remove it here or on the budgets page.",
     )
     spend_limit_period = forms.ChoiceField(
-        choices=[("", "—"), *SpendPeriod.choices], required=False, label="Limit period (UTC calendar)"
+        choices=[("", "—"), *BudgetPeriod.choices], required=False, label="Limit period (UTC calendar)"
     )
     requests_per_minute = forms.IntegerField(
         required=False,
@@ -105,15 +108,23 @@ class ApiKeyForm(forms.Form):
         help_text="Optional. The key stops working at this time.",
     )
 
-    def __init__(self, *args: Any, api_key: ApiKey | None = None, model_slugs: list[str], **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        api_key: ApiKey | None = None,
+        limit: tuple[int, str] | None = None,
+        model_slugs: list[str],
+        **kwargs: Any,
+    ):
+        """`limit`: the key's spend limit (amount in nano-units, period) when it has exactly one."""
         if api_key is not None and "initial" not in kwargs:
             kwargs["initial"] = {
                 "name": api_key.name,
                 "workflow": api_key.workflow,
                 "endpoints": api_key.scope_endpoints,
                 "models": api_key.scope_models,
-                "spend_limit": _amount_text(api_key.spend_limit_nano),
-                "spend_limit_period": api_key.spend_limit_period,
+                "spend_limit": _amount_text(limit[0] if limit else None),
+                "spend_limit_period": limit[1] if limit else "",
                 "requests_per_minute": api_key.requests_per_minute,
                 "tokens_per_minute": api_key.tokens_per_minute,
                 "expires_at": api_key.expires_at.replace(second=0, microsecond=0) if api_key.expires_at else None,
@@ -139,7 +150,19 @@ class ApiKeyForm(forms.Form):
             self.add_error("spend_limit_period", "Choose the period the spend limit applies to.")
         if period and limit is None and "spend_limit" not in self.errors:
             self.add_error("spend_limit", "Enter the amount of the limit, or choose no period.")
+        if limit is not None and data.get("access") == ApiKeyAccess.ADMIN:
+            self.add_error("spend_limit", "An admin key calls no model: it takes no spend limit.")
         return data
+
+    def spend_limit_change(self, *, changed_only: bool) -> tuple[int | None, str] | None:
+        """(amount in nano-units, period) to set the key's limit to, (None, "") to remove its limits, or None to
+        leave them as they are (nothing given at creation, nothing changed when editing)."""
+        data = self.cleaned_data
+        if changed_only and not set(self.changed_data) & {"spend_limit", "spend_limit_period"}:
+            return None
+        if data["spend_limit"] is None:
+            return None if not changed_only else (None, "")
+        return data["spend_limit"], data["spend_limit_period"]
 
     def service_arguments(self, *, changed_only: bool) -> dict[str, Any]:
         """Keyword arguments for apikey_create / apikey_update (only what changed, when editing)."""
@@ -152,9 +175,6 @@ class ApiKeyForm(forms.Form):
             arguments["workflow"] = data["workflow"].strip()
         if not changed_only or changed & {"endpoints", "models"}:
             arguments["scopes"] = {"endpoints": data["endpoints"], "models": data["models"]}
-        if not changed_only or changed & {"spend_limit", "spend_limit_period"}:
-            arguments["spend_limit_nano"] = data["spend_limit"]
-            arguments["spend_limit_period"] = data["spend_limit_period"] if data["spend_limit"] is not None else ""
         for limit in ("requests_per_minute", "tokens_per_minute"):
             if not changed_only or limit in changed:
                 arguments[limit] = data[limit]
@@ -171,6 +191,10 @@ APIKEY_ERROR_FIELDS = {
     "scopes.endpoints": "endpoints",
     "scopes.models": "models",
     "overlap_seconds": "overlap_hours",
+    # key_spend_limit_set's (budget) errors
+    "amount": "spend_limit",
+    "period": "spend_limit_period",
+    "api_key_id": "spend_limit",
 }
 
 

@@ -4,7 +4,6 @@ from accounts.selectors.apikeys import (
     apikey_cache_invalidate,
     apikey_get,
     apikey_list,
-    apikey_spend_window,
 )
 from accounts.selectors.audit import audit_events
 from accounts.selectors.members import (
@@ -20,7 +19,6 @@ __all__ = [
     "apikey_cache_invalidate",
     "apikey_get",
     "apikey_list",
-    "apikey_spend_window",
     "audit_events",
     "invitation_by_token",
     "invitation_get",

@@ -10,15 +10,12 @@ Redis only saves database reads here: when it fails, keys are read from the data
 for LOCAL_CACHE_SECONDS), so authentication keeps working through an outage (see core.caching).
 """
 
-from calendar import monthrange
-from datetime import UTC, datetime, timedelta
-
 from django.core.cache import cache
 from django.core.cache.backends.locmem import LocMemCache
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
-from accounts.models import ApiKey, SpendPeriod
+from accounts.models import ApiKey
 from core.caching import shared_cache_outage
 from core.outage import REDIS_ERRORS
 
@@ -41,21 +38,6 @@ def apikey_cache_invalidate(*, key_id: str) -> None:
     except REDIS_ERRORS as exc:
         # Redis is down: what it held of the key is gone with it or lapses within CACHE_SECONDS.
         shared_cache_outage.failed(exc)
-
-
-def apikey_spend_window(*, period: str, at: datetime) -> tuple[datetime, datetime]:
-    """The calendar period (UTC) containing `at` that a key's spend limit applies to: [start, end)."""
-    at = at.astimezone(UTC)
-    day = at.replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == SpendPeriod.DAY:
-        return day, day + timedelta(days=1)
-    if period == SpendPeriod.WEEK:
-        start = day - timedelta(days=day.weekday())  # weeks start on Monday
-        return start, start + timedelta(days=7)
-    if period == SpendPeriod.MONTH:
-        start = day.replace(day=1)
-        return start, start + timedelta(days=monthrange(start.year, start.month)[1])
-    raise ValueError(f"unknown spend period {period!r}")
 
 
 def apikey_list(*, organization_id: int) -> QuerySet[ApiKey]:

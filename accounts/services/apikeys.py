@@ -10,12 +10,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import keyformat
-from accounts.models import ApiKey, ApiKeyAccess, ApiKeyEndpoint, Organization, SpendPeriod
+from accounts.models import ApiKey, ApiKeyAccess, ApiKeyEndpoint, Organization
 from accounts.selectors.apikeys import apikey_cache_invalidate
 from accounts.services.audit import audit_record
 from accounts.services.organizations import name_clean
 from core.errors import ApplicationError
-from core.money import MAX_AMOUNT_NANO, format_amount
 
 WORKFLOW_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$")
 MODEL_SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,99}$")
@@ -31,7 +30,7 @@ class Scopes(TypedDict, total=False):
 
 
 class _Unset:
-    """Marks an apikey_update argument that was not given (None is a meaningful value: "no limit")."""
+    """Marks an apikey_update argument that was not given (None is a meaningful value: "no expiry")."""
 
 
 UNSET: Final = _Unset()
@@ -78,22 +77,6 @@ def scopes_clean(scopes: object) -> tuple[list[str], list[str]]:
     return sorted(set(endpoints)), sorted(set(models))
 
 
-def spend_limit_clean(limit_nano: object, period: object) -> tuple[int | None, str]:
-    if limit_nano is None and not period:
-        return None, ""
-    if isinstance(limit_nano, bool) or not isinstance(limit_nano, int):
-        raise ApplicationError("spend limit must be a whole number of nano-units", param="spend_limit")
-    if limit_nano <= 0:
-        raise ApplicationError("spend limit must be greater than zero", param="spend_limit")
-    if limit_nano > MAX_AMOUNT_NANO:
-        raise ApplicationError(f"spend limit must be at most {format_amount(MAX_AMOUNT_NANO)}", param="spend_limit")
-    if period not in SpendPeriod.values:
-        raise ApplicationError(
-            f"spend limit period must be one of {', '.join(SpendPeriod.values)}", param="spend_limit_period"
-        )
-    return limit_nano, str(period)
-
-
 # Bounds of a key's own rate limits (per minute); what the organization allows bounds them at admission too.
 MAX_KEY_REQUESTS_PER_MINUTE = 1_000_000
 MAX_KEY_TOKENS_PER_MINUTE = 1_000_000_000
@@ -135,21 +118,19 @@ def apikey_create(
     created_by: User | None = None,
     workflow: str = "",
     scopes: Scopes | None = None,
-    spend_limit_nano: int | None = None,
-    spend_limit_period: str | None = None,
     expires_at: datetime | None = None,
     access: str = ApiKeyAccess.METERED,
     requests_per_minute: int | None = None,
     tokens_per_minute: int | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; the returned secret exists nowhere else and cannot be recovered later. An admin key
-    (`access="admin"`) reads the organization's billing data and calls no model: it takes no scopes or limit."""
+    (`access="admin"`) reads the organization's billing data and calls no model: it takes no scopes. A key's spend
+    limit is a budget of the key (billing.metering.budgets.services.key_spend_limit_set)."""
     clean_name = name_clean(name)
     rpm = rate_limit_clean(requests_per_minute, param="requests_per_minute", maximum=MAX_KEY_REQUESTS_PER_MINUTE)
     tpm = rate_limit_clean(tokens_per_minute, param="tokens_per_minute", maximum=MAX_KEY_TOKENS_PER_MINUTE)
     endpoints, models = scopes_clean(scopes)
-    limit_nano, period = spend_limit_clean(spend_limit_nano, spend_limit_period)
-    _access_check(access, endpoints=endpoints, models=models, limit_nano=limit_nano)
+    _access_check(access, endpoints=endpoints, models=models)
     expiry = expires_at_clean(expires_at)
     if not Organization.objects.filter(pk=organization_id).exists():
         raise ApplicationError("organization not found", param="organization_id", code="not_found")
@@ -162,8 +143,6 @@ def apikey_create(
         secret_hash=hashed,
         scope_endpoints=endpoints,
         scope_models=models,
-        spend_limit_nano=limit_nano,
-        spend_limit_period=period,
         requests_per_minute=rpm,
         tokens_per_minute=tpm,
         expires_at=expiry,
@@ -174,14 +153,14 @@ def apikey_create(
     return api_key, secret
 
 
-def _access_check(access: str, *, endpoints: list[str], models: list[str], limit_nano: int | None) -> None:
+def _access_check(access: str, *, endpoints: list[str], models: list[str]) -> None:
     if access not in ApiKeyAccess.values:
         raise ApplicationError(
             f"access must be one of {', '.join(ApiKeyAccess.values)}.", param="access", code="invalid_value"
         )
-    if access == ApiKeyAccess.ADMIN and (endpoints or models or limit_nano is not None):
+    if access == ApiKeyAccess.ADMIN and (endpoints or models):
         raise ApplicationError(
-            "an admin key reads billing data only and calls no model: it takes no scopes and no spend limit",
+            "an admin key reads billing data only and calls no model: it takes no scopes",
             param="access",
             code="invalid_value",
         )
@@ -246,8 +225,6 @@ def apikey_rotate(
         secret_hash=hashed,
         scope_endpoints=old.scope_endpoints,
         scope_models=old.scope_models,
-        spend_limit_nano=old.spend_limit_nano,
-        spend_limit_period=old.spend_limit_period,
         requests_per_minute=old.requests_per_minute,
         tokens_per_minute=old.tokens_per_minute,
         expires_at=old.expires_at,
@@ -274,14 +251,12 @@ def apikey_update(
     name: str | _Unset = UNSET,
     workflow: str | _Unset = UNSET,
     scopes: Scopes | _Unset | None = UNSET,
-    spend_limit_nano: int | _Unset | None = UNSET,
-    spend_limit_period: str | _Unset | None = UNSET,
     expires_at: datetime | _Unset | None = UNSET,
     requests_per_minute: int | _Unset | None = UNSET,
     tokens_per_minute: int | _Unset | None = UNSET,
 ) -> ApiKey:
-    """Change a key's name, label, scopes, spend limit, rate limits or expiry; arguments left out keep their
-    value."""
+    """Change a key's name, label, scopes, rate limits or expiry; arguments left out keep their value. (Its spend
+    limits are budgets: billing.metering.budgets.services.)"""
     api_key = _locked(api_key_id)
     if api_key.revoked_at is not None:
         raise ApplicationError("this key is revoked and can no longer be changed", code="key_revoked")
@@ -291,12 +266,6 @@ def apikey_update(
         api_key.workflow = _workflow_clean(workflow)
     if not isinstance(scopes, _Unset):
         api_key.scope_endpoints, api_key.scope_models = scopes_clean(scopes)
-    if not isinstance(spend_limit_nano, _Unset) or not isinstance(spend_limit_period, _Unset):
-        limit = api_key.spend_limit_nano if isinstance(spend_limit_nano, _Unset) else spend_limit_nano
-        period = api_key.spend_limit_period if isinstance(spend_limit_period, _Unset) else spend_limit_period
-        if limit is None:
-            period = ""  # removing the limit removes its period
-        api_key.spend_limit_nano, api_key.spend_limit_period = spend_limit_clean(limit, period)
     if not isinstance(requests_per_minute, _Unset):
         api_key.requests_per_minute = rate_limit_clean(
             requests_per_minute, param="requests_per_minute", maximum=MAX_KEY_REQUESTS_PER_MINUTE
@@ -311,12 +280,7 @@ def apikey_update(
                 "this key was rotated; its expiry is the end of the overlap window", param="expires_at"
             )
         api_key.expires_at = expires_at_clean(expires_at)
-    _access_check(
-        api_key.access,
-        endpoints=api_key.scope_endpoints,
-        models=api_key.scope_models,
-        limit_nano=api_key.spend_limit_nano,
-    )
+    _access_check(api_key.access, endpoints=api_key.scope_endpoints, models=api_key.scope_models)
     api_key.save()
     _invalidate_on_commit(api_key)
     _audit(api_key, action="update", actor=actor)

@@ -1,6 +1,6 @@
 """The life of one metered call, shared by chat completions and embeddings:
 
-admit (rate limits) -> hold (credit, key spend limit) -> forward -> measure -> settle -> answer with headers
+admit (rate limits) -> hold (credit, budgets) -> forward -> measure -> settle -> answer with headers
 (admission and hold at once when the rate limits have room: admit_and_hold).
 
 A `Call` carries what the steps share. Money steps live in billing.metering.holds; this module turns their
@@ -24,7 +24,7 @@ from api.gateway import catalog, ratelimit, refusals, upstreams
 from api.gateway.catalog import ModelInfo
 from api.gateway.http import GatewayError
 from billing.invoicing import selectors as invoicing_selectors
-from billing.metering import holds, spend
+from billing.metering import holds
 from billing.metering.budgets import BudgetShort
 from billing.metering.callers import AuthenticatedKey
 from billing.pricing import rating
@@ -256,8 +256,8 @@ async def admit(call: Call, draw: ratelimit.Draw | None = None) -> None:
 
 
 async def hold(call: Call) -> None:
-    """Reserve the call's hold; GatewayError 402 if the credit or the key's spend limit does not cover it (the
-    rate-limit tokens the call was admitted with are then given back)."""
+    """Reserve the call's hold; GatewayError 402 if the credit or a hard budget (a key's spend limit is one) does
+    not cover it (the rate-limit tokens the call was admitted with are then given back)."""
     await _hold_finish(call, _hold_start(call))
 
 
@@ -273,7 +273,6 @@ def _hold_start(call: Call) -> "asyncio.Task[holds.Ticket]":
             amount_nano=call.hold_nano,
             ttl_seconds=ttl,
             reason=f"{call.endpoint} {call.model.slug}",
-            at=call.at,
             workflow=call.workflow,
         )
     )
@@ -282,7 +281,7 @@ def _hold_start(call: Call) -> "asyncio.Task[holds.Ticket]":
 async def _hold_finish(call: Call, task: "asyncio.Task[holds.Ticket]") -> None:
     try:
         call.ticket = await asyncio.shield(task)
-    except (holds.CreditShort, spend.KeyLimitShort, BudgetShort) as exc:
+    except (holds.CreditShort, BudgetShort) as exc:
         refund_tokens(call, used_tokens=0)  # refused: the call used none of the tokens it was admitted with
         refusal = refusals.refusal(call, exc)
         if isinstance(exc, holds.CreditShort):  # off the hot path: only refused calls read this

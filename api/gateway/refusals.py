@@ -1,8 +1,9 @@
 """The 402 of a call refused for money, in OpenAI's error shape with a machine-readable object beside the message.
 
-`error.details` says which limit refused (`reason`: "credit", "key_spend_limit", "budget", "postpaid_suspended"),
+`error.details` says which limit refused (`reason`: "credit", "key_spend_limit", "budget", "postpaid_suspended"; a
+key's spend limit is a hard budget of the key, named as such),
 what is available, what the call needed at most, the largest max_tokens that fits for this prompt, the model's
-prices, the currency, when a budget or key limit resets, and where credit is added, so that a program can act on
+prices, the currency, when a budget resets, and where credit is added, so that a program can act on
 it (lower max_tokens, wait for the reset, top up) without reading prose. Amounts come twice: a decimal string in
 the currency's main unit and an integer in nano-units (1e-9 of the unit). The official SDK exposes the object as
 `APIStatusError.body["details"]`.
@@ -15,7 +16,7 @@ from django.conf import settings
 
 from api.gateway.http import GatewayError
 from billing.invoicing.models import NANO_PER_MINOR, Invoice
-from billing.metering import holds, spend
+from billing.metering import holds
 from billing.metering.budgets import BudgetShort
 from billing.pricing import rating
 from core.money import format_amount
@@ -113,40 +114,37 @@ def _iso(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
 
-def refusal(call: "Call", short: holds.CreditShort | spend.KeyLimitShort | BudgetShort) -> GatewayError:
-    """The 402 of a refused hold: short of the organization's credit, of the key's spend limit, or of a budget."""
+def refusal(call: "Call", short: holds.CreditShort | BudgetShort) -> GatewayError:
+    """The 402 of a refused hold: short of the organization's credit or of a hard budget. A hard budget of the API
+    key is the key's spend limit, and says so (`key_spend_limit_reached`, `details.key_spend_limit`)."""
     currency = call.context.currency
     if isinstance(short, holds.CreditShort):
         left = max(0, short.spendable_nano)
         affordable = _affordable(call, left)
         message = _message(call, left, affordable, what="Not enough credit") + " Add credit to continue."
         return _error(call, message, "insufficient_credit", _details(call, "credit", left, affordable))
-    if isinstance(short, spend.KeyLimitShort):
-        left = short.left_nano
-        affordable = _affordable(call, left)
-        what = f"This API key's spend limit per {short.period} is reached"
-        limit = f"{format_amount(short.limit_nano)} {currency} per {short.period}"
-        message = f"{_message(call, left, affordable, what=what)} The limit is {limit}."
-        details = _details(call, "key_spend_limit", left, affordable)
-        details["key_spend_limit"] = {
-            "api_key_id": call.key.id,
-            "period": short.period,
-            "limit": _money(short.limit_nano),
-            "used": _money(short.used_nano),
-        }
-        return _error(call, message, "key_spend_limit_reached", details)
     left = short.left_nano
     affordable = _affordable(call, left)
-    target = {"organization": "The organization's", "workflow": f"The workflow '{short.workflow}'s"}.get(
-        short.scope, "This API key's"
-    )
-    what = f"{target} budget per {short.period} is reached"
-    message = (
-        f"{_message(call, left, affordable, what=what)} The budget is {format_amount(short.amount_nano)} {currency} "
-        f"per {short.period}; it resets at {_iso(short.resets_at)}."
-    )
-    details = _details(call, "budget", left, affordable)
+    amount = f"{format_amount(short.amount_nano)} {currency} per {short.period}"
+    if short.scope == "api_key":
+        what = f"This API key's spend limit per {short.period} is reached"
+        message = f"{_message(call, left, affordable, what=what)} The limit is {amount}; it resets at "
+        reason, code = "key_spend_limit", "key_spend_limit_reached"
+    else:
+        target = {"organization": "The organization's", "workflow": f"The workflow '{short.workflow}'s"}[short.scope]
+        what = f"{target} budget per {short.period} is reached"
+        message = f"{_message(call, left, affordable, what=what)} The budget is {amount}; it resets at "
+        reason, code = "budget", "budget_exceeded"
+    message += f"{_iso(short.resets_at)}."
+    details = _details(call, reason, left, affordable)
     details["resets_at"] = _iso(short.resets_at)
+    if short.scope == "api_key":
+        details["key_spend_limit"] = {
+            "api_key_id": short.api_key_id,
+            "period": short.period,
+            "limit": _money(short.amount_nano),
+            "used": _money(short.used_nano),
+        }
     details["budget"] = {
         "id": short.budget_id,
         "scope": short.scope,
@@ -158,7 +156,7 @@ def refusal(call: "Call", short: holds.CreditShort | spend.KeyLimitShort | Budge
         "used": _money(short.used_nano),
         "resets_at": _iso(short.resets_at),
     }
-    return _error(call, message, "budget_exceeded", details)
+    return _error(call, message, code, details)
 
 
 def suspended_refusal(refusal: GatewayError, invoice: Invoice | None) -> GatewayError:

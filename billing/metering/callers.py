@@ -36,8 +36,6 @@ _FIELDS = (
     "scope_endpoints",
     "scope_models",
     "access",
-    "spend_limit_nano",
-    "spend_limit_period",
     "requests_per_minute",
     "tokens_per_minute",
     "expires_at",
@@ -55,8 +53,6 @@ class AuthenticatedKey:
     workflow: str
     scope_endpoints: tuple[str, ...]  # empty: every endpoint
     scope_models: tuple[str, ...]  # empty: every model
-    spend_limit_nano: int | None
-    spend_limit_period: str | None  # "day" | "week" | "month" when spend_limit_nano is set
     expires_at: datetime | None
     access: str = "metered"  # accounts.models.ApiKeyAccess: "admin" keys only read billing data
     # The key's own rate limits (None: the operator's GATEWAY_KEY_* defaults).
@@ -116,8 +112,6 @@ def _record_check(record: dict[str, Any], secret: str, now: datetime) -> Authent
         workflow=record["workflow"],
         scope_endpoints=tuple(record["scope_endpoints"]),
         scope_models=tuple(record["scope_models"]),
-        spend_limit_nano=record["spend_limit_nano"],
-        spend_limit_period=record["spend_limit_period"] or None,
         expires_at=record["expires_at"],
         # A record cached before keys had an access kind is a metered key.
         access=record.get("access", "metered"),

@@ -1,10 +1,12 @@
 """Usage reported server-to-server (POST /v1/usage/events), by providers that run inference elsewhere.
 
-Each event is rated (billing.pricing.services.usage_rate) and paid from credit (ledger wallet_debit) like a
-gateway call, and recorded as a usage record (source "metering"), all in one transaction per event: an event is
-recorded entirely or not at all, and the batch answers with a result per event. Event ids are idempotency keys
-within the organization: a replayed event is answered "duplicate" with its first charge and never charged twice
-(the usage record's request_id "metering:<organization>:<event id>" is unique, and so is the debit's key).
+Each event is rated (billing.pricing.services.usage_rate), paid from credit (ledger wallet_debit) and counted
+against every budget that covers it (billing.metering.budgets.services.budget_charge: a hard one refuses an event
+that would pass it, a key's spend limit among them) like a gateway call, and recorded as a usage record (source
+"metering"), all in one transaction per event: an event is recorded entirely or not at all, and the batch answers
+with a result per event. Event ids are idempotency keys within the organization: a replayed event is answered
+"duplicate" with its first charge and never charged twice (the usage record's request_id
+"metering:<organization>:<event id>" is unique, and so is the debit's key).
 """
 
 import re
@@ -21,7 +23,9 @@ from accounts.services.apikeys import WORKFLOW_RE
 from billing.ledger import services as ledger
 from billing.ledger.errors import InsufficientCredit
 from billing.ledger.models import Wallet
-from billing.metering import hooks, spend
+from billing.metering import hooks
+from billing.metering.budgets import BudgetShort
+from billing.metering.budgets.services import budget_charge
 from billing.metering.callers import AuthenticatedKey
 from billing.pricing import rating, selectors
 from billing.pricing import services as pricing
@@ -180,8 +184,8 @@ def _replay(key: AuthenticatedKey, event: Event, currency: str) -> dict[str, Any
     return _result(event.id, "duplicate", record=record, currency=currency)
 
 
-def _record(key: AuthenticatedKey, event: Event) -> tuple[dict[str, Any], int]:
-    """Rate, charge and record one event in one transaction; (result, credit charged)."""
+def _record(key: AuthenticatedKey, event: Event) -> tuple[dict[str, Any], int, int]:
+    """Rate, charge and record one event in one transaction; (result, credit charged, budgets that counted it)."""
     request_id = _request_id(key, event.id)
     try:
         context = selectors.pricing_context_get(
@@ -191,7 +195,7 @@ def _record(key: AuthenticatedKey, event: Event) -> tuple[dict[str, Any], int]:
         raise EventRejected(exc.message, param="model", code="model_not_found") from None
     replay = _replay(key, event, context.currency)
     if replay is not None:
-        return replay, 0
+        return replay, 0, 0
     usage = rating.Usage(
         model_slug=event.model_slug,
         input_tokens=event.input_tokens,
@@ -199,6 +203,7 @@ def _record(key: AuthenticatedKey, event: Event) -> tuple[dict[str, Any], int]:
         output_tokens=event.output_tokens,
         service_tier=event.service_tier,
     )
+    budgeted = 0
     try:
         with transaction.atomic():
             rated = pricing.usage_rate(
@@ -214,9 +219,13 @@ def _record(key: AuthenticatedKey, event: Event) -> tuple[dict[str, Any], int]:
                     reason=f"usage event {event.id} ({event.model_slug})",
                     category="usage",
                 )
-                claim = spend.claim_for(key=key, amount_nano=charge, request_id=request_id, at=event.occurred_at)
-                if claim is not None:
-                    spend.spend_charge(claim=claim)
+                budgeted = budget_charge(
+                    organization_id=key.organization_id,
+                    api_key_id=key.id,
+                    workflow=event.workflow,
+                    amount_nano=charge,
+                    at=event.occurred_at,
+                )
             record = usage_record_create(
                 row=UsageRow(
                     organization_id=key.organization_id,
@@ -247,36 +256,52 @@ def _record(key: AuthenticatedKey, event: Event) -> tuple[dict[str, Any], int]:
         replay = _replay(key, event, context.currency)
         if replay is None:
             raise
-        return replay, 0
+        return replay, 0, 0
     except InsufficientCredit as exc:
         raise EventRejected(exc.message, code="insufficient_credit") from None
-    except spend.KeyLimitShort as exc:
-        raise EventRejected(
-            f"This API key's spend limit per {exc.period} ({format_amount(exc.limit_nano)} {context.currency}) "
-            f"does not leave room for this event; {format_amount(exc.left_nano)} {context.currency} is left.",
+    except BudgetShort as exc:
+        raise _budget_rejected(exc, context.currency) from None
+    return _result(event.id, "recorded", record=record, currency=context.currency), charge, budgeted
+
+
+def _budget_rejected(short: BudgetShort, currency: str) -> EventRejected:
+    """A hard budget refused the event: a key's spend limit (a hard budget of the key) says so, as at the gateway."""
+    amount = f"{format_amount(short.amount_nano)} {currency}"
+    left = f"{format_amount(short.left_nano)} {currency} is left; it resets at {short.resets_at.isoformat()}"
+    if short.scope == "api_key":
+        return EventRejected(
+            f"This API key's spend limit per {short.period} ({amount}) does not leave room for this event; {left}.",
             code="key_spend_limit_reached",
-        ) from None
-    return _result(event.id, "recorded", record=record, currency=context.currency), charge
+        )
+    target = "The organization's" if short.scope == "organization" else f"The workflow '{short.workflow}'s"
+    return EventRejected(
+        f"{target} budget per {short.period} ({amount}, budget {short.budget_id}) does not leave room for this "
+        f"event; {left}.",
+        code="budget_exceeded",
+    )
 
 
 def usage_events_record(*, key: AuthenticatedKey, events: list[Any], now: datetime) -> list[dict[str, Any]]:
     """Record each event on its own (all of it or nothing of it); a result per event, in order."""
     results = []
     charged = 0
+    budgeted = False
     for index, raw in enumerate(events):
         event_id = raw.get("id") if isinstance(raw, dict) else None
         # Echo the id so the caller can match results, if it is a reasonable string.
         event_id = event_id if isinstance(event_id, str) and len(event_id) <= 200 else None
         try:
-            result, charge = _record(key, event_clean(raw, key=key, now=now))
+            result, charge, counted = _record(key, event_clean(raw, key=key, now=now))
         except EventRejected as rejected:
-            result, charge = _rejected(event_id, rejected), 0
+            result, charge, counted = _rejected(event_id, rejected), 0, 0
         # The event's position in the batch: a rejected event without a usable id is still found.
         result["index"] = index
         results.append(result)
         charged += charge
+        budgeted = budgeted or counted > 0
     if charged:
         available = Wallet.objects.filter(pk=key.wallet_id).values_list("available_nano", flat=True).first()
         if available is not None:
-            hooks.after_debit(organization_id=key.organization_id, available_nano=available)
+            # Budgets that counted an event have their thresholds checked, as after gateway calls.
+            hooks.after_debit(organization_id=key.organization_id, available_nano=available, budgeted=budgeted)
     return results

@@ -1,21 +1,19 @@
 """Hold, then settle (DESIGN decision 3): the money steps of every metered request.
 
-`hold_open` reserves the most a request can cost, claims it from the budgets that cover the request in the same
-statement (billing.metering.budgets), and, for a key with a spend limit, from the key's period counter in the same
-transaction; `settle` rates what was used, captures it from the hold (never more
-than the hold), releases the rest, writes the request's usage record and moves the key's counter, all in ONE
-transaction, or releases everything when the upstream failed.
+`hold_open` reserves the most a request can cost and claims it from the hard budgets that cover the request (a
+key's spend limit is one: a hard budget of the key) in the same statement (billing.metering.budgets); `settle` rates
+what was used, captures it from the hold (never more than the hold), releases the rest, writes the request's usage
+record and settles the budgets' counters, all in ONE transaction, or releases everything when the upstream failed.
 
-Each step is one round trip on the async pool (core.pg): `ahold_place` alone, or a pipeline of
-the hold and the key's claim; `ahold_settle` with the usage record `attached` to its statement and the key's
-correction as `also`. When rating needs period-to-date state (plan quotas, commitments, tiers) it runs in that
-same transaction (`ausage_rate`) before the settle.
+Each step is one round trip on the async pool (core.pg): `ahold_place`; `ahold_settle` with the usage record
+`attached` to its statement and the budgets' counters joined to it. When rating needs period-to-date state (plan
+quotas, commitments, tiers) it runs in that same transaction (`ausage_rate`) before the settle.
 
 Settles run in their own task: a client that disconnects cancels its request, never the settle.
 """
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -23,7 +21,7 @@ import psycopg
 
 from billing.ledger import services as ledger
 from billing.ledger.errors import HoldNotOpen, InsufficientCredit
-from billing.metering import budgets, hooks, spend
+from billing.metering import budgets, hooks
 from billing.metering.callers import AuthenticatedKey
 from billing.pricing import rating
 from billing.pricing import services as pricing
@@ -39,15 +37,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
-    """A request's hold (None when it can cost nothing), its claim on the key's spend limit, and the number of
-    budgets it was claimed from."""
+    """A request's hold (None when it can cost nothing), the number of budgets that cover it, and what identifies
+    it to them (budgets.covered_params)."""
 
     request_id: str
     hold_id: int | None
     amount_nano: int
-    claim: spend.SpendClaim | None
     available_nano: int | None
     budgets: int = 0
+    covered: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,17 +79,18 @@ async def hold_open(
     amount_nano: int,
     ttl_seconds: int,
     reason: str,
-    at: datetime,
     workflow: str,
 ) -> Ticket:
-    """Reserve `amount_nano` of the key's organization's credit (and of the budgets covering the request, and of
-    the key's spend limit).
+    """Reserve `amount_nano` of the key's organization's credit (and of the budgets covering the request, the
+    key's spend limits among them).
 
-    Raises CreditShort, budgets.BudgetShort or spend.KeyLimitShort, having reserved nothing.
+    Raises CreditShort or budgets.BudgetShort, having reserved nothing.
     """
     if amount_nano <= 0:
-        return Ticket(request_id, None, 0, None, None)
-    claim = spend.claim_for(key=key, amount_nano=amount_nano, request_id=request_id, at=at)
+        return Ticket(request_id, None, 0, None)
+    covered = budgets.covered_params(
+        organization_id=key.organization_id, api_key_id=key.id, workflow=workflow, request_id=request_id
+    )
     place = {
         "wallet_id": key.wallet_id,
         "amount_nano": amount_nano,
@@ -99,48 +98,26 @@ async def hold_open(
         "actor": f"key:{key.id}",
         "ttl_seconds": ttl_seconds,
         "reason": reason,
-        "budgeted": budgets.covered_params(
-            organization_id=key.organization_id, api_key_id=key.id, workflow=workflow, request_id=request_id
-        ),
+        "budgeted": covered,
     }
     try:
-        placed = await _hold_pg(place, claim)
+        placed = await _hold_pg(place)
     except InsufficientCredit as exc:
         # What the wallet can spend includes any overdraft: close enough for the auto top-up's threshold.
         hooks.after_debit_soon(organization_id=key.organization_id, available_nano=exc.spendable_nano)
         raise CreditShort(spendable_nano=exc.spendable_nano) from None
-    return Ticket(request_id, placed.hold_id, amount_nano, claim, placed.available_nano, placed.budgets)
+    return Ticket(request_id, placed.hold_id, amount_nano, placed.available_nano, placed.budgets, covered)
 
 
-async def _hold_pg(place: dict[str, Any], claim: spend.SpendClaim | None) -> ledger.HoldPlaced:
+async def _hold_pg(place: dict[str, Any]) -> ledger.HoldPlaced:
     pool = await pg.pool()
     async with pool.connection() as conn:
-        if claim is None:
-            try:
-                return await ledger.ahold_place(conn, **place)
-            except psycopg.Error as exc:
-                if budgets.is_budget_error(exc):
-                    raise budgets.short_of(exc) from None
-                raise
-        # Two round trips: BEGIN and the hold (whose answer ahold_place reads), then the key's claim and COMMIT.
-        # The transaction is opened with plain statements: psycopg's transaction() would add a sync (a round
-        # trip) at each of its boundaries in pipeline mode. The claim comes after the hold so that placing and
-        # settling lock the wallet row before the key's counter: the same order, no deadlock.
         try:
-            async with conn.pipeline():
-                await conn.execute("BEGIN")
-                placed = await ledger.ahold_place(conn, **place)
-                await conn.execute(spend.RESERVE, claim.params())
-                await conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                await conn.execute("ROLLBACK")
-            if isinstance(exc, psycopg.Error) and spend.is_limit_error(exc):
-                raise await spend.ashort(conn, claim) from None
-            if isinstance(exc, psycopg.Error) and budgets.is_budget_error(exc):
+            return await ledger.ahold_place(conn, **place)
+        except psycopg.Error as exc:
+            if budgets.is_budget_error(exc):
                 raise budgets.short_of(exc) from None
             raise
-        return placed
 
 
 async def hold_cancel(ticket: Ticket, *, row: UsageRow) -> Charge:
@@ -150,7 +127,7 @@ async def hold_cancel(ticket: Ticket, *, row: UsageRow) -> Charge:
 
 async def hold_withdraw(ticket: Ticket, *, actor: str, reason: str) -> None:
     """Release a hold whose request was refused before it started (rate limited while its hold was being placed):
-    its credit and its claim on the key's spend limit come back, and no usage record is written, as for any
+    its credit and its claims on budgets come back, and no usage record is written, as for any
     refused request. Runs to completion even if the caller is cancelled."""
     if ticket.hold_id is not None:
         await shielded(_withdraw(ticket, actor=actor, reason=reason))
@@ -246,13 +223,11 @@ async def _settle(
 
 
 def _also(ticket: Ticket, *, captured_nano: int, budgets_joined: bool) -> list[tuple[str, dict[str, Any]]]:
-    """The corrections that settle after the ledger hold, in lock order: the budgets' counters (unless they joined
-    the settle's own statement: `budgets_joined`), then the key's."""
+    """The corrections that settle after the ledger hold: the budgets' counters, unless they joined the settle's own
+    statement (`budgets_joined`)."""
     also: list[tuple[str, dict[str, Any]]] = []
     if ticket.budgets and not budgets_joined:
-        also.append((budgets.SETTLE, budgets.settle_params(request_id=ticket.request_id, captured_nano=captured_nano)))
-    if ticket.claim is not None:
-        also.append((spend.SETTLE, spend.settle_params(request_id=ticket.request_id, captured_nano=captured_nano)))
+        also.append((budgets.SETTLE, budgets.settle_params(covered=ticket.covered, captured_nano=captured_nano)))
     return also
 
 
@@ -301,7 +276,7 @@ async def _capture_pg(conn: psycopg.AsyncConnection[Any], ticket: Ticket, row: U
         attached=(usage_services.USAGE_INSERT, usage_services.usage_insert_params(row)),
         # The budgets' counters join the settle's statement: no statement more for budgets.
         attached_more=(
-            (budgets.SETTLE_WITH, budgets.settle_params(request_id=ticket.request_id, captured_nano=row.charge_nano))
+            (budgets.SETTLE_WITH, budgets.settle_params(covered=ticket.covered, captured_nano=row.charge_nano))
             if ticket.budgets
             else None
         ),

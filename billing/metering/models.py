@@ -1,62 +1,11 @@
 """Budgets and their counters per period (Budget, BudgetSpend, BudgetSpendHold, BudgetAlert: see
-billing.metering.budgets); and each API key's spending per period: the per-key spend limit (ApiKey.spend_limit_nano
-per day/week/month) as a counter per key and period, moved by one conditional statement in the same transaction as
-the request's ledger hold, and corrected in the transaction that settles it (see billing.metering.holds and
-billing.metering.spend).
+billing.metering.budgets). An API key's spend limit is one kind of budget: a hard budget of the key.
 """
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
-
-
-class KeySpend(models.Model):
-    """What one API key spent (captured) and holds (requests in flight) in one spend-limit period.
-
-    spent + held never exceeds the key's limit when a request is admitted: the gateway raises `held` with one
-    conditional statement in the transaction that places the ledger hold, and moves the settled part to `spent`
-    in the transaction that settles it.
-    """
-
-    api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.CASCADE, related_name="spend_periods")
-    # Start of the calendar period (UTC) of the key's spend_limit_period (accounts.selectors.apikey_spend_window).
-    window_start = models.DateTimeField()
-    spent_nano = models.BigIntegerField(default=0)
-    held_nano = models.BigIntegerField(default=0)
-    updated_at = models.DateTimeField(db_default=Now())
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["api_key", "window_start"], name="keyspend_one_per_period"),
-            models.CheckConstraint(condition=Q(spent_nano__gte=0), name="keyspend_spent_not_negative"),
-            models.CheckConstraint(condition=Q(held_nano__gte=0), name="keyspend_held_not_negative"),
-        ]
-        # The table was made when the gateway owned it; its SQL (billing.metering.spend) names it.
-        db_table = "api_keyspend"
-
-    def __str__(self) -> str:
-        return f"key {self.api_key_id} from {self.window_start:%Y-%m-%d}: {self.spent_nano} spent"
-
-
-class KeySpendHold(models.Model):
-    """One request's part of KeySpend.held_nano, until its settle (or the sweeper, when its ledger hold expired
-    unsettled) removes it. Whoever deletes the row applies the correction, so it is applied exactly once."""
-
-    key_spend = models.ForeignKey(KeySpend, on_delete=models.CASCADE, related_name="holds")
-    # The gateway request id; its ledger hold's idempotency key is "gw:<request_id>".
-    request_id = models.CharField(max_length=200, unique=True)
-    amount_nano = models.BigIntegerField()
-    created_at = models.DateTimeField(db_default=Now())
-
-    class Meta:
-        constraints = [
-            models.CheckConstraint(condition=Q(amount_nano__gt=0), name="keyspendhold_amount_positive"),
-        ]
-        db_table = "api_keyspendhold"
-
-    def __str__(self) -> str:
-        return f"{self.amount_nano} held for {self.request_id}"
 
 
 class BudgetScope(models.TextChoices):
@@ -89,8 +38,10 @@ class Budget(models.Model):
 
     Every gateway call is claimed against each budget that covers it (its organization's, its workflow's, its
     key's) in the statement that places its credit hold (ledger_hold_place_budgeted): a hard budget refuses a call
-    whose hold would take spent + held past the amount, an alert-only budget only counts it. Crossing a threshold
-    (a percentage of the amount, spent) is recorded once per period (BudgetAlert) and emailed.
+    whose hold would take spent + held past the amount, an alert-only budget only counts it. A reported usage event
+    is counted the same way when it is charged (billing.metering.budgets.CHARGE). Crossing a threshold (a percentage
+    of the amount, spent) is recorded once per period (BudgetAlert) and emailed. A hard budget of an API key is
+    the key's spend limit (its refusals say so: `key_spend_limit_reached`).
     """
 
     organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="budgets")

@@ -2,14 +2,14 @@
 
 from celery import shared_task
 
-from billing.metering import spend
 from billing.metering.budgets import services as budget_services
 
 
 @shared_task(acks_late=True)
-def key_spend_sweep_task() -> int:
-    """Free the spend-limit and budget reservations of requests whose ledger hold expired without a settle."""
-    return spend.key_spend_sweep() + budget_services.budget_spend_sweep()
+def budget_spend_sweep_task() -> int:
+    """Free the budget reservations (key spend limits included) of requests whose ledger hold expired without a
+    settle."""
+    return budget_services.budget_spend_sweep()
 
 
 @shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=8)

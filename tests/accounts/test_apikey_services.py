@@ -14,7 +14,6 @@ from accounts.services import (
     organization_create,
 )
 from core.errors import ApplicationError
-from core.money import MAX_AMOUNT_NANO
 
 
 def test_organization_create_with_owner(db, django_user_model):
@@ -49,14 +48,12 @@ def test_apikey_create_stores_only_the_hash(org_a, alice):
         created_by=alice,
         workflow="nightly-evals",
         scopes={"endpoints": ["chat", "chat", "balance"], "models": ["gpt-4o-mini"]},
-        spend_limit_nano=5 * 10**9,
-        spend_limit_period="day",
     )
     key.refresh_from_db()
     assert key.secret_hash == keyformat.secret_hash(secret)
     assert secret not in str(ApiKey.objects.filter(pk=key.pk).values().get())
     assert key.scope_endpoints == ["balance", "chat"] and key.scope_models == ["gpt-4o-mini"]
-    assert (key.spend_limit_nano, key.spend_limit_period, key.created_by) == (5 * 10**9, "day", alice)
+    assert key.created_by == alice
 
 
 @pytest.mark.parametrize(
@@ -67,11 +64,6 @@ def test_apikey_create_stores_only_the_hash(org_a, alice):
         ({"scopes": {"endpoints": "chat"}}, "list of strings"),
         ({"scopes": {"colour": []}}, "scopes must be an object"),
         ({"scopes": {"models": ["bad model"]}}, "not a model id"),
-        ({"spend_limit_nano": -1, "spend_limit_period": "day"}, "greater than zero"),
-        ({"spend_limit_nano": MAX_AMOUNT_NANO + 1, "spend_limit_period": "day"}, "at most"),
-        ({"spend_limit_nano": 10, "spend_limit_period": "year"}, "period must be one of"),
-        ({"spend_limit_nano": 10}, "period must be one of"),
-        ({"spend_limit_nano": 1.5, "spend_limit_period": "day"}, "whole number"),
         ({"workflow": "has space"}, "workflow must be"),
         ({"expires_at": timezone.now() - timedelta(seconds=1)}, "in the future"),
     ],
@@ -99,14 +91,13 @@ def test_apikey_rotate_copies_settings_and_shortens_the_old_key(org_a, alice):
         organization_id=org_a.pk,
         name="k",
         scopes={"endpoints": ["chat"]},
-        spend_limit_nano=10,
-        spend_limit_period="week",
     )
     new, secret = apikey_rotate(api_key_id=old.pk, actor=alice, overlap=timedelta(hours=1))
     old.refresh_from_db()
     assert old.replaced_by == new and old.rotated_at is not None
     assert timedelta(minutes=59) < old.expires_at - timezone.now() <= timedelta(hours=1)
-    assert (new.scope_endpoints, new.spend_limit_nano, new.spend_limit_period) == (["chat"], 10, "week")
+    # (Its spend limits are budgets of the key: they follow it, tests/billing/metering/test_key_limits.py.)
+    assert new.scope_endpoints == ["chat"]
     assert keyformat.secret_key_id(secret) == new.key_id
     with pytest.raises(ApplicationError, match="already rotated"):
         apikey_rotate(api_key_id=old.pk, actor=alice)
@@ -124,19 +115,17 @@ def test_apikey_rotate_rejects_bad_overlap_and_revoked_keys(org_a):
 
 
 def test_apikey_update_changes_only_what_is_given(org_a):
-    key, _ = apikey_create(
-        organization_id=org_a.pk, name="k", workflow="wf", spend_limit_nano=10, spend_limit_period="day"
-    )
+    key, _ = apikey_create(organization_id=org_a.pk, name="k", workflow="wf", requests_per_minute=10)
     apikey_update(api_key_id=key.pk, actor=None, name="renamed")
     key.refresh_from_db()
-    assert (key.name, key.workflow, key.spend_limit_nano) == ("renamed", "wf", 10)
-    apikey_update(api_key_id=key.pk, actor=None, spend_limit_nano=None)
+    assert (key.name, key.workflow, key.requests_per_minute) == ("renamed", "wf", 10)
+    apikey_update(api_key_id=key.pk, actor=None, requests_per_minute=None)
     key.refresh_from_db()
-    assert (key.spend_limit_nano, key.spend_limit_period) == (None, "")
-    with pytest.raises(ApplicationError, match="greater than zero"):
-        apikey_update(api_key_id=key.pk, actor=None, spend_limit_nano=0, spend_limit_period="day")
+    assert (key.name, key.requests_per_minute) == ("renamed", None)
+    with pytest.raises(ApplicationError, match="requests_per_minute must be"):
+        apikey_update(api_key_id=key.pk, actor=None, requests_per_minute=0)
     key.refresh_from_db()
-    assert key.spend_limit_nano is None
+    assert key.requests_per_minute is None
 
 
 def test_every_key_change_is_audited(org_a, alice):

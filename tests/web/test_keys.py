@@ -12,9 +12,9 @@ from accounts import keyformat
 from accounts.models import ApiKey
 from accounts.services import apikey_create, apikey_revoke, apikey_rotate
 from billing.metering.budgets.selectors import budget_window
-from billing.metering.budgets.services import budget_create
+from billing.metering.budgets.services import budget_create, key_spend_limit_set
 from billing.metering.callers import apikey_authenticate
-from billing.metering.models import BudgetSpend
+from billing.metering.models import Budget, BudgetSpend
 from core.money import parse_amount
 
 
@@ -29,6 +29,23 @@ def in_days(days: int) -> str:
 
 
 VALID = {"name": "backend", "workflow": "support-bot", "spend_limit": "", "spend_limit_period": "", "expires_at": ""}
+
+
+def limits_of(key: ApiKey) -> list[tuple[int, str]]:
+    """The key's spend limits: its hard budgets, (amount, period)."""
+    return list(
+        Budget.objects.filter(scope="api_key", api_key=key, mode="hard")
+        .order_by("period")
+        .values_list("amount_nano", "period")
+    )
+
+
+def limited(org, name: str, amount: str, period: str, **kwargs) -> ApiKey:
+    key = apikey_create(organization_id=org.pk, name=name, **kwargs)[0]
+    key_spend_limit_set(
+        organization_id=org.pk, api_key_id=key.pk, actor="t", amount_nano=parse_amount(amount), period=period
+    )
+    return key
 
 
 class TestCreate:
@@ -51,7 +68,8 @@ class TestCreate:
         assert key.secret_hash == keyformat.secret_hash(secret) and secret not in key.secret_hash
         assert (key.name, key.workflow, key.created_by.username) == ("backend", "support-bot", "bob@example.com")
         assert (key.scope_endpoints, key.scope_models) == (["balance", "chat"], ["gpt-4o-mini"])
-        assert (key.spend_limit_nano, key.spend_limit_period) == (parse_amount("25.50"), "month")
+        # The limit is the key's hard budget, made with it.
+        assert limits_of(key) == [(parse_amount("25.50"), "month")]
         assert key.expires_at.strftime("%Y-%m-%dT%H:%M") == in_days(365)
         assert apikey_authenticate(secret=secret).id == key.pk
         # Never again: neither the list nor the key's page holds the secret.
@@ -86,6 +104,14 @@ class TestCreate:
         assert response.status_code == 400
         assert message in response.content.decode()
         assert not ApiKey.objects.exists()
+        assert not Budget.objects.exists()
+
+    def test_an_admin_key_takes_no_limit(self, as_alice, org_a, book):
+        response = as_alice.post(
+            "/keys/new/", {**VALID, "workflow": "", "access": "admin", "spend_limit": "5", "spend_limit_period": "day"}
+        )
+        assert response.status_code == 400 and "takes no spend limit" in response.content.decode()
+        assert not ApiKey.objects.exists() and not Budget.objects.exists()
 
     def test_an_owner_creates_an_admin_key_and_a_developer_cannot(self, as_alice, as_bob, org_a, book):
         assert as_bob.post("/keys/new/", {**VALID, "workflow": "", "access": "admin"}).status_code == 403
@@ -136,21 +162,43 @@ class TestEdit:
             ["embeddings"],
             ["text-embedding-3-small"],
         )
-        assert (key.spend_limit_nano, key.spend_limit_period) == (parse_amount("3"), "week")
+        assert limits_of(key) == [(parse_amount("3"), "week")]
         assert key.expires_at.strftime("%Y-%m-%dT%H:%M") == in_days(800)
 
+    def test_the_form_shows_the_limit_and_changes_it_in_place(self, as_bob, org_a, book):
+        key = limited(org_a, "k", "1", "day")
+        budget = Budget.objects.get(api_key=key)
+        page = as_bob.get(f"/keys/{key.pk}/").content.decode()
+        assert 'value="1.00"' in page or 'value="1"' in page
+        response = as_bob.post(
+            f"/keys/{key.pk}/", {**VALID, "name": "k", "spend_limit": "2", "spend_limit_period": "day"}
+        )
+        assert response.status_code == 302
+        assert limits_of(key) == [(parse_amount("2"), "day")] and Budget.objects.get(api_key=key).pk == budget.pk
+        # Another period replaces the limit the form showed: the key does not gain a second one.
+        response = as_bob.post(
+            f"/keys/{key.pk}/", {**VALID, "name": "k", "spend_limit": "2", "spend_limit_period": "week"}
+        )
+        assert response.status_code == 302
+        assert limits_of(key) == [(parse_amount("2"), "week")]
+
     def test_removing_the_limit_and_expiry(self, as_bob, org_a, book):
-        key = apikey_create(
-            organization_id=org_a.pk,
-            name="k",
-            spend_limit_nano=parse_amount("1"),
-            spend_limit_period="day",
-            expires_at=timezone.now() + timedelta(days=3),
-        )[0]
+        key = limited(org_a, "k", "1", "day", expires_at=timezone.now() + timedelta(days=3))
         response = as_bob.post(f"/keys/{key.pk}/", {**VALID, "name": "k", "workflow": ""})
         assert response.status_code == 302
         key.refresh_from_db()
-        assert (key.spend_limit_nano, key.spend_limit_period, key.expires_at) == (None, "", None)
+        assert (limits_of(key), key.expires_at) == ([], None)
+
+    def test_a_key_with_several_limits_keeps_them_when_the_form_leaves_the_limit_alone(self, as_bob, org_a, book):
+        key = limited(org_a, "k", "1", "day")
+        key_spend_limit_set(
+            organization_id=org_a.pk, api_key_id=key.pk, actor="t", amount_nano=parse_amount("5"), period="month"
+        )
+        page = as_bob.get(f"/keys/{key.pk}/").content.decode()
+        assert 'data-testid="several-limits"' in page
+        response = as_bob.post(f"/keys/{key.pk}/", {**VALID, "name": "renamed", "workflow": ""})
+        assert response.status_code == 302
+        assert limits_of(key) == [(parse_amount("1"), "day"), (parse_amount("5"), "month")]
 
     def test_bad_input_changes_nothing(self, as_bob, key, book):
         response = as_bob.post(
@@ -159,7 +207,7 @@ class TestEdit:
         assert response.status_code == 400
         assert "greater than zero" in response.content.decode()
         key.refresh_from_db()
-        assert key.name == "backend"
+        assert key.name == "backend" and limits_of(key) == []
 
     def test_an_expired_key_can_still_be_renamed(self, as_bob, org_a, book):
         key = apikey_create(organization_id=org_a.pk, name="old", expires_at=timezone.now() + timedelta(days=1))[0]
@@ -264,14 +312,19 @@ class TestRevoke:
 
 
 def test_the_list_shows_every_column(as_vera, org_a, book):
-    apikey_create(
-        organization_id=org_a.pk,
-        name="limited",
+    key = limited(
+        org_a,
+        "limited",
+        "12.5",
+        "day",
         workflow="etl",
         scopes={"endpoints": ["chat"], "models": ["gpt-4o"]},
-        spend_limit_nano=parse_amount("12.5"),
-        spend_limit_period="day",
         expires_at=timezone.now() + timedelta(days=10),
+    )
+    budget = Budget.objects.get(api_key=key)
+    start, _ = budget_window(period="day", at=timezone.now())
+    BudgetSpend.objects.create(
+        budget=budget, window_start=start, spent_nano=parse_amount("3"), held_nano=parse_amount("1")
     )
     page = as_vera.get("/keys/").content.decode()
     for text in (
@@ -280,6 +333,8 @@ def test_the_list_shows_every_column(as_vera, org_a, book):
         "<span>chat</span>",
         '<span class="muted">gpt-4o</span>',
         "$12.50 per day",
+        "$4.00 used",  # spent and held in the period
+        f'href="/budgets/{budget.pk}/"',  # changed on the budgets page
         ">active<",
     ):
         assert text in page
@@ -293,9 +348,12 @@ def test_the_list_costs_the_same_queries_for_two_keys_or_twenty(as_bob, org_a):
 
     for n in range(2):
         apikey_create(organization_id=org_a.pk, name=f"k{n}")
+    limited(org_a, "capped", "1", "day")
     two = queries()
     for n in range(18):
         key = apikey_create(organization_id=org_a.pk, name=f"more{n}")[0]
         if n % 3 == 0:
             apikey_rotate(api_key_id=key.pk, actor=None)
+        if n % 2 == 0:  # each key's limit and its use come from the budgets, in the same queries for all
+            key_spend_limit_set(organization_id=org_a.pk, api_key_id=key.pk, actor="t", amount_nano=10, period="week")
     assert queries() == two

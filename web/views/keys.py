@@ -1,5 +1,8 @@
 """API keys: list, create (the secret shown once), edit, rotate (the new secret shown once), revoke.
 
+A key's spend limit is its hard budget (billing.metering): the key form sets it as a shortcut, in the same
+transaction as the key's other changes, and the list shows it with what the period has used.
+
 A new secret is rendered in the response to the POST that made it and stored nowhere (the database keeps its
 hash), so it cannot be shown again; the response is marked no-store so no cache keeps it either.
 """
@@ -19,7 +22,14 @@ from accounts.permissions import Capability
 from accounts.selectors import apikey_get, apikey_list
 from accounts.services import apikey_create, apikey_revoke, apikey_rotate, apikey_update
 from billing.metering.budgets import selectors as budget_selectors
-from billing.metering.budgets.services import budgets_follow_rotation
+from billing.metering.budgets.selectors import BudgetState
+from billing.metering.budgets.services import (
+    Actor,
+    budget_delete,
+    budgets_follow_rotation,
+    key_spend_limit_set,
+    key_spend_limits_clear,
+)
 from billing.pricing.models import AIModel
 from core.errors import ApplicationError
 from web.context import membership_required
@@ -58,8 +68,38 @@ def key_list(request: HttpRequest) -> HttpResponse:
     organization_id = membership_of(request).organization_id
     now = timezone.now()
     keys = list(apikey_list(organization_id=organization_id).select_related("replaced_by"))
-    rows = [(key, *key_status(key, now=now)) for key in keys]
+    limits = budget_selectors.key_spend_limits(organization_id=organization_id, now=now)
+    rows = [(key, *key_status(key, now=now), limits.get(key.pk, [])) for key in keys]
     return render(request, "web/keys/list.html", {"rows": rows, "can": capabilities(request), "now": now})
+
+
+def _limit_apply(
+    form: ApiKeyForm, *, api_key: ApiKey, actor: Actor, shown: list[BudgetState], changed_only: bool
+) -> None:
+    """Apply the form's spend limit to the key's hard budgets: set the one for the chosen period, or (emptied)
+    remove them all. When the form showed the key's one limit and its period changed, that limit is replaced, not
+    kept beside the new one."""
+    change = form.spend_limit_change(changed_only=changed_only)
+    if change is None:
+        return
+    amount_nano, period = change
+    organization_id = api_key.organization_id
+    if amount_nano is None:
+        key_spend_limits_clear(organization_id=organization_id, api_key_id=api_key.pk, actor=actor)
+        return
+    key_spend_limit_set(
+        organization_id=organization_id,
+        api_key_id=api_key.pk,
+        actor=actor,
+        amount_nano=amount_nano,
+        period=period,
+    )
+    if len(shown) == 1 and shown[0].budget.period != period:
+        budget_delete(organization_id=organization_id, budget_id=shown[0].budget.pk, actor=actor)
+
+
+def _limits_of(api_key: ApiKey) -> list[BudgetState]:
+    return budget_selectors.key_spend_limits(organization_id=api_key.organization_id).get(api_key.pk, [])
 
 
 @never_cache
@@ -74,11 +114,13 @@ def key_create(request: HttpRequest) -> HttpResponse:
             # An admin key reads the organization's billing data: who creates it must also manage billing (owners).
             require(request, Capability.MANAGE_BILLING)
         try:
-            api_key, secret = apikey_create(
-                organization_id=membership.organization_id,
-                created_by=request.user,  # type: ignore[arg-type]
-                **form.service_arguments(changed_only=False),
-            )
+            with transaction.atomic():  # the key and its spend limit (its hard budget) together, or neither
+                api_key, secret = apikey_create(
+                    organization_id=membership.organization_id,
+                    created_by=request.user,  # type: ignore[arg-type]
+                    **form.service_arguments(changed_only=False),
+                )
+                _limit_apply(form, api_key=api_key, actor=request.user, shown=[], changed_only=False)
         except ApplicationError as error:
             form_error_from(form, error, APIKEY_ERROR_FIELDS)
         else:
@@ -95,14 +137,18 @@ def key_detail(request: HttpRequest, key_id: int) -> HttpResponse:
     api_key = apikey_get(organization_id=organization_id, api_key_id=key_id)
     if request.method == "POST":
         require(request, Capability.MANAGE_KEYS)
-    form = ApiKeyForm(request.POST or None, api_key=api_key, model_slugs=_model_slugs())
+    limits = _limits_of(api_key)
+    shown = (limits[0].budget.amount_nano, limits[0].budget.period) if len(limits) == 1 else None
+    form = ApiKeyForm(request.POST or None, api_key=api_key, limit=shown, model_slugs=_model_slugs())
     if request.method == "POST" and form.is_valid():
         try:
-            apikey_update(
-                api_key_id=api_key.pk,
-                actor=request.user,  # type: ignore[arg-type]
-                **form.service_arguments(changed_only=True),
-            )
+            with transaction.atomic():  # the key's settings and its spend limit together, or neither
+                apikey_update(
+                    api_key_id=api_key.pk,
+                    actor=request.user,  # type: ignore[arg-type]
+                    **form.service_arguments(changed_only=True),
+                )
+                _limit_apply(form, api_key=api_key, actor=request.user, shown=limits, changed_only=True)
         except ApplicationError as error:
             form_error_from(form, error, APIKEY_ERROR_FIELDS)
         else:
@@ -116,6 +162,7 @@ def key_detail(request: HttpRequest, key_id: int) -> HttpResponse:
         "badge": badge,
         "can": capabilities(request),
         "editable": api_key.revoked_at is None,
+        "limits": limits,
         "budgets": [
             state
             for state in budget_selectors.budget_list(organization_id=organization_id)

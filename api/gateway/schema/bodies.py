@@ -152,8 +152,8 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "description": "Only on a 402: why the call was refused, in a form a program can act on. The official "
         "SDKs expose it as `APIStatusError.body['details']`. To go on: send again with `max_tokens` at most "
-        "`affordable_max_tokens` (when it is above 0), wait until `resets_at` (a budget or key limit), or add "
-        "credit at `add_credit_url`.",
+        "`affordable_max_tokens` (when it is above 0), wait until `resets_at` (a budget; a key's spend limit is "
+        "a hard budget of the key), or add credit at `add_credit_url`.",
         "properties": {
             "reason": {"type": "string", "enum": ["credit", "key_spend_limit", "budget", "postpaid_suspended"]},
             "currency": {"type": "string", "example": "USD"},
@@ -192,7 +192,7 @@ SCHEMAS: dict[str, Any] = {
             "add_credit_url": {"type": "string", "format": "uri"},
             "budget": {
                 "type": "object",
-                "description": "reason budget: the budget that refused.",
+                "description": "reason budget or key_spend_limit: the hard budget that refused.",
                 "properties": {
                     "id": {"type": "integer"},
                     "scope": {"type": "string", "enum": ["organization", "workflow", "api_key"]},
@@ -207,10 +207,11 @@ SCHEMAS: dict[str, Any] = {
             },
             "key_spend_limit": {
                 "type": "object",
-                "description": "reason key_spend_limit: the key's spend limit.",
+                "description": "reason key_spend_limit: the key's spend limit (the key's hard budget, also in "
+                "`budget`).",
                 "properties": {
                     "api_key_id": {"type": "integer"},
-                    "period": {"type": "string"},
+                    "period": {"type": "string", "enum": ["day", "week", "month"]},
                     "limit": ref("Money"),
                     "used": ref("Money"),
                 },

@@ -1,13 +1,13 @@
 """Reads of budgets: an organization's budgets with what they spent and hold in their current period."""
 
+from calendar import monthrange
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 
-from accounts.selectors import apikey_spend_window
 from billing.metering.errors import BudgetNotFound
-from billing.metering.models import Budget, BudgetSpend
+from billing.metering.models import Budget, BudgetMode, BudgetPeriod, BudgetScope, BudgetSpend
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +35,18 @@ class BudgetState:
 
 def budget_window(*, period: str, at: datetime) -> tuple[datetime, datetime]:
     """The calendar period (UTC) containing `at`: [start, end); weeks start on Monday. The same periods as the SQL
-    of ledger_hold_place_budgeted (date_trunc in UTC) and as API keys' spend limits."""
-    return apikey_spend_window(period=period, at=at)
+    of ledger_hold_place_budgeted (date_trunc in UTC)."""
+    at = at.astimezone(UTC)
+    day = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == BudgetPeriod.DAY:
+        return day, day + timedelta(days=1)
+    if period == BudgetPeriod.WEEK:
+        start = day - timedelta(days=day.weekday())
+        return start, start + timedelta(days=7)
+    if period == BudgetPeriod.MONTH:
+        start = day.replace(day=1)
+        return start, start + timedelta(days=monthrange(start.year, start.month)[1])
+    raise ValueError(f"unknown budget period {period!r}")
 
 
 def budget_list(*, organization_id: int, now: datetime | None = None) -> list[BudgetState]:
@@ -70,3 +80,14 @@ def budget_get(*, organization_id: int, budget_id: int, now: datetime | None = N
         if state.budget.pk == budget_id:
             return state
     raise BudgetNotFound("budget not found", param="budget_id")
+
+
+def key_spend_limits(*, organization_id: int, now: datetime | None = None) -> dict[int, list[BudgetState]]:
+    """Each API key's spend limits (its hard budgets) with their current period, by key id: what the key list
+    shows beside each key."""
+    limits: dict[int, list[BudgetState]] = {}
+    for state in budget_list(organization_id=organization_id, now=now):
+        budget = state.budget
+        if budget.scope == BudgetScope.API_KEY and budget.mode == BudgetMode.HARD and budget.api_key_id is not None:
+            limits.setdefault(budget.api_key_id, []).append(state)
+    return limits

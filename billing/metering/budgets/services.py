@@ -9,6 +9,7 @@ BudgetAlert, and what it returns (the crossings new to this call) is what anythi
 import logging
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -18,12 +19,12 @@ from django.db.models.functions import Now
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from accounts.models import ApiKey, Organization
+from accounts.models import ApiKey, ApiKeyAccess, Organization
 from accounts.services import audit_record
 from billing.metering import budgets
 from billing.metering.budgets.selectors import budget_window
 from billing.metering.errors import BudgetConflict, BudgetNotFound
-from billing.metering.models import Budget, BudgetAlert, BudgetMode, BudgetPeriod, BudgetScope
+from billing.metering.models import Budget, BudgetAlert, BudgetMode, BudgetPeriod, BudgetScope, BudgetSpend
 from billing.notifications.selectors import notice_recipients
 from billing.webhooks.models import EventType
 from billing.webhooks.services import webhook_event_emit
@@ -135,8 +136,13 @@ def budget_create(
         if isinstance(api_key_id, bool) or not isinstance(api_key_id, int):
             raise ApplicationError("an API key budget needs the key's id", param="api_key_id")
         # Another organization's key reads exactly like an unknown one.
-        if not ApiKey.objects.filter(pk=api_key_id, organization_id=organization_id).exists():
+        access = ApiKey.objects.filter(pk=api_key_id, organization_id=organization_id).values_list("access", flat=True)
+        if not access:
             raise BudgetNotFound("API key not found", param="api_key_id")
+        if access[0] == ApiKeyAccess.ADMIN:
+            raise ApplicationError(
+                "an admin key reads billing data only and calls no model: it takes no budget", param="api_key_id"
+            )
         budget.api_key_id = api_key_id
     _saved(budget)
     audit_record(
@@ -205,6 +211,57 @@ def budget_delete(*, organization_id: int, budget_id: int, actor: Actor) -> None
 
 
 @transaction.atomic
+def key_spend_limit_set(
+    *, organization_id: int, api_key_id: int, actor: Actor, amount_nano: object, period: object
+) -> Budget:
+    """Set an API key's spend limit for a period: its hard budget for that period, made or changed (an alert-only
+    budget of the key for that period becomes hard, keeping its thresholds). A new limit sends no alerts (no
+    thresholds), as key limits never did; the budgets page adds some if wanted."""
+    period = _choice(period, BudgetPeriod, param="period")
+    existing = (
+        Budget.objects.select_for_update()
+        .filter(organization_id=organization_id, scope=BudgetScope.API_KEY, api_key_id=api_key_id, period=period)
+        .first()
+    )
+    if existing is None:
+        return budget_create(
+            organization_id=organization_id,
+            actor=actor,
+            scope=BudgetScope.API_KEY,
+            api_key_id=api_key_id,
+            amount_nano=amount_nano,
+            period=period,
+            mode=BudgetMode.HARD,
+            thresholds=[],
+        )
+    return budget_update(
+        organization_id=organization_id,
+        budget_id=existing.pk,
+        actor=actor,
+        amount_nano=amount_nano,
+        period=period,
+        mode=BudgetMode.HARD,
+        thresholds=list(existing.thresholds),
+    )
+
+
+@transaction.atomic
+def key_spend_limits_clear(*, organization_id: int, api_key_id: int, actor: Actor) -> int:
+    """Remove an API key's spend limits (its hard budgets, every period); its alert-only budgets stay. Returns how
+    many were removed."""
+    ids = list(
+        Budget.objects.filter(
+            organization_id=organization_id, scope=BudgetScope.API_KEY, api_key_id=api_key_id, mode=BudgetMode.HARD
+        )
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    for budget_id in ids:
+        budget_delete(organization_id=organization_id, budget_id=budget_id, actor=actor)
+    return len(ids)
+
+
+@transaction.atomic
 def budgets_follow_rotation(*, organization_id: int, old_key_id: int, new_key_id: int) -> int:
     """A rotated key's budgets move to its replacement, with their counters (what the period spent still counts):
     the replacement is the key from now on. Calls still made with the old key during the overlap count against the
@@ -212,6 +269,52 @@ def budgets_follow_rotation(*, organization_id: int, old_key_id: int, new_key_id
     return Budget.objects.filter(
         organization_id=organization_id, scope=BudgetScope.API_KEY, api_key_id=old_key_id
     ).update(api_key_id=new_key_id, updated_at=Now())
+
+
+# --- charges without a hold -----------------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    def __init__(self, row: tuple[Any, ...]):
+        super().__init__("budget refused")
+        self.row = row
+
+
+def budget_charge(*, organization_id: int, api_key_id: int, workflow: str, amount_nano: int, at: datetime) -> int:
+    """Count a charge that has no hold (a reported usage event, occurring at `at`) against every budget that covers
+    it, inside the caller's transaction, after its debit. Returns how many budgets counted it; raises
+    budgets.BudgetShort, having written nothing, when a hard budget does not leave room for it."""
+    if amount_nano <= 0:
+        return 0
+    params = budgets.charge_params(
+        organization_id=organization_id, api_key_id=api_key_id, workflow=workflow, amount_nano=amount_nano, at=at
+    )
+    try:
+        with transaction.atomic():  # a savepoint: a refusal undoes what the statement counted, the caller's work stands
+            with connection.cursor() as cursor:
+                cursor.execute(budgets.CHARGE, params)
+                rows = cursor.fetchall()
+            refused = next((row for row in rows if not row[7]), None)
+            if refused is not None:
+                raise _Refused(refused)
+    except _Refused as exc:
+        budget_id, scope, budget_workflow, budget_key_id, period, amount, start, _counted = exc.row
+        used = (
+            BudgetSpend.objects.filter(budget_id=budget_id, window_start=start)
+            .values_list("spent_nano", "held_nano")
+            .first()
+        )
+        raise budgets.BudgetShort(
+            budget_id=budget_id,
+            scope=scope,
+            workflow=budget_workflow,
+            api_key_id=budget_key_id,
+            period=period,
+            amount_nano=amount,
+            used_nano=sum(used) if used else 0,
+            resets_at=budget_window(period=period, at=start)[1],
+        ) from None
+    return len(rows)
 
 
 # --- thresholds ---------------------------------------------------------------------------------------------------

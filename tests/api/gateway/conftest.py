@@ -13,12 +13,15 @@ import psycopg
 import pytest
 from django.db import connection
 
+from accounts.models import ApiKey
 from accounts.services import apikey_create
 from api.gateway import ratelimit, upstreams
 from api.gateway.cache import caches_clear
 from billing.ledger import selectors as ledger_selectors
 from billing.ledger import services as ledger
 from billing.ledger.models import Wallet
+from billing.metering.budgets.services import key_spend_limit_set
+from billing.metering.models import Budget
 from billing.pricing import rating
 from billing.pricing.services import price_book_seed
 from billing.usage.models import UsageRecord
@@ -128,6 +131,20 @@ def client(live_url: str, secret: str) -> openai.OpenAI:
 @pytest.fixture
 def aclient(live_url: str, secret: str) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=f"{live_url}/v1", api_key=secret, max_retries=0, timeout=60)
+
+
+def limited_key(*, organization_id: int, amount_nano: int, period: str, name: str = "capped") -> tuple[ApiKey, str]:
+    """A key with a spend limit (its hard budget), as the key form makes it: (key, secret)."""
+    key, secret = apikey_create(organization_id=organization_id, name=name)
+    key_spend_limit_set(
+        organization_id=organization_id, api_key_id=key.pk, actor="test", amount_nano=amount_nano, period=period
+    )
+    return key, secret
+
+
+def key_limit(key: ApiKey) -> Budget:
+    """The key's spend limit (its one hard budget)."""
+    return Budget.objects.get(scope="api_key", api_key=key, mode="hard")
 
 
 def wait_for(predicate: Callable[[], object], *, timeout: float = 10.0) -> None:

@@ -1,6 +1,6 @@
 """Admission and hold asked at once: when this process last saw plenty of room in a call's rate limits, the call
 asks Redis and PostgreSQL together. A call the limits refuse after all gets the same 429 as ever, and everything
-its hold took comes back: credit, the key's spend claim, no usage record."""
+its hold took comes back: credit, the key's spend-limit claim, no usage record."""
 
 import asyncio
 
@@ -9,13 +9,22 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 
-from accounts.services import apikey_create
 from api.gateway import ratelimit
 from billing.ledger.models import Hold
-from billing.metering.models import KeySpend, KeySpendHold
+from billing.metering.models import BudgetSpend, BudgetSpendHold
 from billing.usage.models import UsageRecord
 from core import background
-from tests.api.gateway.conftest import MODEL, Limits, _server_loop, balances, reconciled, usd, wait_for
+from tests.api.gateway.conftest import (
+    MODEL,
+    Limits,
+    _server_loop,
+    balances,
+    key_limit,
+    limited_key,
+    reconciled,
+    usd,
+    wait_for,
+)
 
 MESSAGES = [{"role": "user", "content": "Hello there"}]
 
@@ -40,9 +49,7 @@ def drain(bucket_key: str) -> None:
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_call_refused_while_its_hold_was_placed_gets_everything_back(live_url, funded, org_a, settings, stream):
     settings.GATEWAY_ORG_REQUESTS_PER_MINUTE = 10
-    limited, secret = apikey_create(
-        organization_id=org_a.pk, name="capped", spend_limit_nano=usd("5"), spend_limit_period="day"
-    )
+    limited, secret = limited_key(organization_id=org_a.pk, amount_nano=usd("5"), period="day")
     client = openai.OpenAI(base_url=f"{live_url}/v1", api_key=secret, max_retries=0, timeout=30)
     answer = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5, stream=stream)
     if stream:
@@ -63,9 +70,9 @@ def test_a_call_refused_while_its_hold_was_placed_gets_everything_back(live_url,
     background_done()
     assert [hold.status for hold in Hold.objects.order_by("id")] == ["captured", "released"]
     assert balances(funded) == after_first
-    spend = KeySpend.objects.get(api_key=limited)
+    spend = BudgetSpend.objects.get(budget=key_limit(limited))
     assert (spend.spent_nano, spend.held_nano) == (charged, 0)
-    assert not KeySpendHold.objects.exists()
+    assert not BudgetSpendHold.objects.exists()
     assert UsageRecord.objects.count() == 1
     assert reconciled(funded) == []
 

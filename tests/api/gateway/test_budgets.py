@@ -3,6 +3,7 @@ concurrency, in the statement that places the hold; alert-only budgets count; se
 nothing held."""
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, timedelta
 
 import httpx
@@ -14,17 +15,17 @@ from django.db import connections
 from django.db.models import Sum
 from django.utils import timezone
 
-from accounts.services import apikey_create
 from billing.ledger import services as ledger
 from billing.metering import holds
-from billing.metering.budgets.services import budget_create, budget_spend_sweep
+from billing.metering.budgets.selectors import budget_window
+from billing.metering.budgets.services import budget_create, budget_spend_sweep, budget_update
 from billing.metering.callers import aapikey_authenticate
 from billing.metering.models import BudgetAlert, BudgetSpend, BudgetSpendHold
 from billing.pricing import rating
 from billing.tokens import chat_prompt_tokens
 from billing.usage.models import UsageRecord
 from core import pg
-from tests.api.gateway.conftest import MODEL, balances, reconciled, usd, wait_for
+from tests.api.gateway.conftest import MODEL, balances, key_limit, limited_key, reconciled, usd, wait_for
 
 MESSAGES = [{"role": "user", "content": "Count to five."}]
 MAX_TOKENS = 10
@@ -206,15 +207,20 @@ def test_credit_refusals_carry_the_object_too(client, org_a, wallet):
 
 
 def test_a_key_spend_limit_refusal_carries_the_object(live_url, funded, org_a):
-    key, secret = apikey_create(
-        organization_id=org_a.pk, name="capped", spend_limit_nano=usd("0.00001"), spend_limit_period="day"
-    )
+    key, secret = limited_key(organization_id=org_a.pk, amount_nano=usd("0.00001"), period="day")
     client = openai.OpenAI(base_url=f"{live_url}/v1", api_key=secret, max_retries=0)
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=1000)
+    assert caught.value.code == "key_spend_limit_reached"
     details = caught.value.body["details"]
     assert (details["reason"], details["key_spend_limit"]["api_key_id"]) == ("key_spend_limit", key.pk)
     assert details["key_spend_limit"]["limit"]["amount_nano"] == usd("0.00001")
+    # The limit is the key's hard budget, named like any other budget, with its period's end.
+    budget = key_limit(key)
+    _, resets_at = budget_window(period="day", at=timezone.now())
+    assert details["budget"]["id"] == budget.pk
+    assert (details["budget"]["scope"], details["budget"]["period"]) == ("api_key", "day")
+    assert details["resets_at"] == details["budget"]["resets_at"] == resets_at.isoformat().replace("+00:00", "Z")
 
 
 def test_alert_only_and_other_workflows_budgets_count_but_never_refuse(
@@ -265,6 +271,58 @@ def test_alert_only_and_other_workflows_budgets_count_but_never_refuse(
     assert [message.to for message in mail.outbox] == [["alice@example.com"]] * 3
 
 
+def test_alert_only_budgets_are_counted_at_the_settle_and_budgets_changed_mid_call_once(
+    live_url, secret, org_a, funded, standin
+):
+    # Only a hard budget is claimed with the hold; the settle counts the call against every other budget covering
+    # it: an alert-only one, one set while the call was in flight, and one switched from hard to alert in flight
+    # (its claim settles it; it is not counted a second time).
+    standin.delay, standin.behaviour = 1.0, "slow"
+    alert = budget_create(
+        organization_id=org_a.pk, actor="t", scope="organization", amount_nano=usd("1"), period="month", mode="alert"
+    )
+    switched = budget_create(
+        organization_id=org_a.pk,
+        actor="t",
+        scope="workflow",
+        workflow="agents",
+        amount_nano=usd("1"),
+        period="day",
+        mode="hard",
+    )
+    client = workflow_client(live_url, secret, "agents")
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(client.chat.completions.create, model=MODEL, messages=MESSAGES, max_tokens=5)
+        wait_for(lambda: BudgetSpendHold.objects.exists())
+        assert list(BudgetSpendHold.objects.values_list("budget_spend__budget_id", flat=True)) == [switched.pk]
+        assert spend_of(alert) == (0, 0) and spend_of(switched) == (0, hold_of(5))
+        budget_update(
+            organization_id=org_a.pk,
+            budget_id=switched.pk,
+            actor="t",
+            amount_nano=usd("1"),
+            period="day",
+            mode="alert",
+            thresholds=[],
+        )
+        late = budget_create(
+            organization_id=org_a.pk,
+            actor="t",
+            scope="api_key",
+            api_key_id=funded_key_id(secret),
+            amount_nano=usd("1"),
+            period="week",
+            mode="hard",
+        )
+        call.result(timeout=30)
+    charge = UsageRecord.objects.get().charge_nano
+    assert charge > 0
+    wait_for(lambda: spend_of(alert) == (charge, 0))
+    assert spend_of(switched) == (charge, 0)
+    assert spend_of(late) == (charge, 0)
+    assert not BudgetSpendHold.objects.exists()
+
+
 def funded_key_id(secret: str) -> int:
     from accounts import keyformat
     from accounts.models import ApiKey
@@ -299,7 +357,6 @@ def test_a_crashed_calls_budget_claim_is_freed_once_its_hold_expires(live_url, s
                 amount_nano=usd("0.30"),
                 ttl_seconds=60,
                 reason="t",
-                at=timezone.now(),
                 workflow="",
             )
         finally:

@@ -11,13 +11,12 @@ import openai
 import pytest
 from django.db.models import Sum
 
-from accounts.services import apikey_create
 from billing.ledger import services as ledger
-from billing.metering.models import KeySpend, KeySpendHold
+from billing.metering.models import BudgetSpend, BudgetSpendHold
 from billing.pricing import rating
 from billing.tokens import chat_prompt_tokens
 from billing.usage.models import UsageRecord
-from tests.api.gateway.conftest import MODEL, balances, reconciled, usd, wait_for
+from tests.api.gateway.conftest import MODEL, balances, key_limit, limited_key, reconciled, usd, wait_for
 
 MESSAGES = [{"role": "user", "content": "Count to five."}]
 MAX_TOKENS = 10
@@ -68,16 +67,15 @@ def test_300_concurrent_requests_against_credit_for_50_never_overspend(live_url,
 def test_a_key_spend_limit_holds_exactly_under_concurrency(live_url, funded, org_a, standin):
     standin.reply_tokens, standin.delay, standin.behaviour = MAX_TOKENS, 0.05, "slow"
     each = hold_of_one()
-    key, secret = apikey_create(
-        organization_id=org_a.pk, name="capped", spend_limit_nano=20 * each, spend_limit_period="month"
-    )
+    # The key's limit is its hard budget, claimed in the statement that places each hold.
+    key, secret = limited_key(organization_id=org_a.pk, amount_nano=20 * each, period="month")
     outcomes = asyncio.run(fire(f"{live_url}/v1", secret, 100))
     assert outcomes.count(200) == 20
     assert outcomes.count("key_spend_limit_reached") == 80
     wait_for(lambda: UsageRecord.objects.count() == 20)
-    spend = KeySpend.objects.get(api_key=key)
+    spend = BudgetSpend.objects.get(budget=key_limit(key))
     assert (spend.spent_nano, spend.held_nano) == (20 * each, 0)
-    assert not KeySpendHold.objects.exists()
+    assert not BudgetSpendHold.objects.exists()
     assert balances(funded) == (usd("10") - 20 * each, 0)
     assert reconciled(funded) == []
 

@@ -10,10 +10,11 @@ import pytest
 from accounts.services import apikey_create, apikey_revoke
 from api.gateway import ratelimit
 from billing.ledger import services as ledger
+from billing.metering.models import BudgetSpend, BudgetSpendHold
 from billing.pricing import rating
 from billing.tokens import chat_prompt_tokens
 from billing.usage.models import UsageRecord
-from tests.api.gateway.conftest import MODEL, balances, usd
+from tests.api.gateway.conftest import MODEL, balances, key_limit, limited_key, usd
 
 pytestmark = pytest.mark.usefixtures("standin")
 MESSAGES = [{"role": "user", "content": "Hello there"}]
@@ -161,21 +162,17 @@ def test_not_enough_credit_is_402_naming_the_largest_affordable_max_tokens(clien
 
 
 def test_an_exhausted_key_spend_limit_is_402_too(live_url, funded, org_a):
-    limited, secret = apikey_create(
-        organization_id=org_a.pk, name="capped", spend_limit_nano=usd("0.00001"), spend_limit_period="day"
-    )
+    limited, secret = limited_key(organization_id=org_a.pk, amount_nano=usd("0.00001"), period="day")
     client = openai.OpenAI(base_url=f"{live_url}/v1", api_key=secret, max_retries=0)
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=1000)
     assert (caught.value.status_code, caught.value.code) == (402, "key_spend_limit_reached")
     assert "The largest max_tokens it affords is" in caught.value.message
     client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5)
-    from billing.metering.models import KeySpend, KeySpendHold
-
-    spend = KeySpend.objects.get(api_key=limited)
+    spend = BudgetSpend.objects.get(budget=key_limit(limited))
     record = UsageRecord.objects.get()
     assert (spend.spent_nano, spend.held_nano) == (record.charge_nano, 0)
-    assert not KeySpendHold.objects.exists()
+    assert not BudgetSpendHold.objects.exists()
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -184,9 +181,7 @@ def test_a_key_with_a_spend_limit_whose_organization_lacks_the_credit_gets_402(l
     ledger.grant_create(
         organization_id=org_a.pk, kind="paid", amount_nano=usd("0.001"), idempotency_key="tiny", actor="t"
     )
-    limited, secret = apikey_create(
-        organization_id=org_a.pk, name="capped", spend_limit_nano=usd("5"), spend_limit_period="day"
-    )
+    limited, secret = limited_key(organization_id=org_a.pk, amount_nano=usd("5"), period="day")
     client = openai.OpenAI(base_url=f"{live_url}/v1", api_key=secret, max_retries=0)
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=500, stream=stream)
@@ -195,11 +190,9 @@ def test_a_key_with_a_spend_limit_whose_organization_lacks_the_credit_gets_402(l
     assert "Not enough credit" in error.message and "The largest max_tokens it affords is" in error.message
     assert error.response.headers["x-should-retry"] == "false"
     assert_nothing_happened(wallet, usd("0.001"))
-    from billing.metering.models import KeySpend, KeySpendHold
-
     # The key's claim went with the refused hold: nothing is held against its limit.
-    assert not KeySpend.objects.filter(api_key=limited, held_nano__gt=0).exists()
-    assert not KeySpendHold.objects.exists()
+    assert not BudgetSpend.objects.filter(budget=key_limit(limited), held_nano__gt=0).exists()
+    assert not BudgetSpendHold.objects.exists()
 
 
 def test_rate_limits_answer_429_with_retry_after_and_openai_headers(client, funded, settings):

@@ -4,6 +4,7 @@ TCP proxy between the gateway's pool and the server), ORM queries and Redis comm
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from unittest import mock
 
@@ -16,11 +17,11 @@ from django.db.backends import utils as db_utils
 from psycopg.conninfo import make_conninfo
 
 from accounts.models import ApiKey
-from accounts.services import apikey_create
+from billing.metering.budgets import services as budget_services
 from billing.metering.budgets.services import budget_create
 from billing.metering.models import BudgetSpend
 from core import pg
-from tests.api.gateway.conftest import MODEL, _server_loop, usd
+from tests.api.gateway.conftest import MODEL, _server_loop, key_limit, limited_key, usd
 from tests.harness import free_port
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -167,16 +168,30 @@ def test_a_call_costs_the_ledgers_round_trips_no_orm_query_and_one_redis_call(cl
     assert 10 <= commands <= 20  # one rate-limit check per call; refunds are batched after the answers
 
 
-def test_a_key_with_a_spend_limit_costs_one_round_trip_more(live_url, org_a, funded, proxied, standin):
-    _, settle = ledger_round_trips(proxied, funded.pk)
-    _, secret = apikey_create(
-        organization_id=org_a.pk, name="capped", spend_limit_nano=usd("5"), spend_limit_period="day"
-    )
+def test_a_key_with_a_spend_limit_costs_no_round_trip_more(live_url, org_a, funded, proxied, standin):
+    # The key's limit is its hard budget: claimed in the statement that places the hold, settled in the settle's.
+    place, settle = ledger_round_trips(proxied, funded.pk)
+    key, secret = limited_key(organization_id=org_a.pk, amount_nano=usd("5"), period="day")
     client = openai.OpenAI(base_url=f"{live_url}/v1", api_key=secret, max_retries=0)
-    round_trips, queries, _ = measure(client, proxied, 10)
-    # BEGIN with the hold, then the key's claim with COMMIT; then the settle (with the key's correction).
-    assert round_trips == 2 + settle
-    assert queries <= 1  # as above
+    checks = 0
+    crossed = budget_services.budget_thresholds_crossed
+
+    def counted_check(**kwargs):  # type: ignore[no-untyped-def]
+        nonlocal checks
+        checks += 1
+        return crossed(**kwargs)
+
+    started = time.monotonic()
+    with mock.patch.object(budget_services, "budget_thresholds_crossed", counted_check):
+        round_trips, queries, _ = measure(client, proxied, 10)
+    elapsed = time.monotonic() - started
+    assert round_trips == place + settle
+    # No ORM on the request's path, as above; off it, what any budget costs: its thresholds are checked after
+    # debits, one query at most once a second per organization (and once at the end of a burst).
+    assert queries <= 1 + checks
+    assert checks <= elapsed + 2
+    spend = BudgetSpend.objects.get(budget=key_limit(key))
+    assert spend.spent_nano > 0 and spend.held_nano == 0
 
 
 def test_budgets_cost_no_round_trip_more(client, org_a, funded, proxied, standin):

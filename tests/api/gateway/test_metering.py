@@ -1,4 +1,4 @@
-"""The money steps below the HTTP layer: drift flags, the sweeper of key spend reservations left by a crash, and
+"""The money steps below the HTTP layer: drift flags, the sweeper of a key limit's reservations left by a crash, and
 rate-limit buckets with reserved throughput (real Redis)."""
 
 import asyncio
@@ -9,12 +9,12 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 from django.utils import timezone
 
-from accounts.services import apikey_create
 from api.gateway import catalog, ratelimit
 from billing.ledger import services as ledger
-from billing.metering import holds, spend
+from billing.metering import holds
+from billing.metering.budgets.services import budget_spend_sweep
 from billing.metering.callers import aapikey_authenticate
-from billing.metering.models import KeySpend, KeySpendHold
+from billing.metering.models import BudgetSpend, BudgetSpendHold
 from billing.pricing import rating
 from billing.pricing import services as pricing_services
 from billing.pricing.models import PeriodCounter
@@ -22,7 +22,7 @@ from billing.tokens import chat_prompt_tokens
 from billing.usage.models import UsageSource, UsageStatus
 from billing.usage.services import UsageRow
 from core import background, pg
-from tests.api.gateway.conftest import MODEL, Limits, balances, reconciled, records, usd
+from tests.api.gateway.conftest import MODEL, Limits, balances, key_limit, limited_key, reconciled, records, usd
 
 MESSAGES = [{"role": "user", "content": "Summarise the news."}]
 
@@ -39,9 +39,7 @@ def test_a_large_gap_between_estimate_and_report_is_flagged(client, funded, stan
 
 
 def test_a_crashed_requests_key_reservation_is_freed_once_its_hold_expires(live_url, funded, org_a):
-    key_row, secret = apikey_create(
-        organization_id=org_a.pk, name="crashy", spend_limit_nano=usd("1"), spend_limit_period="day"
-    )
+    key_row, secret = limited_key(organization_id=org_a.pk, name="crashy", amount_nano=usd("1"), period="day")
 
     async def place() -> holds.Ticket:
         key = await aapikey_authenticate(secret=secret)
@@ -53,7 +51,6 @@ def test_a_crashed_requests_key_reservation_is_freed_once_its_hold_expires(live_
                 amount_nano=usd("0.30"),
                 ttl_seconds=60,
                 reason="t",
-                at=timezone.now(),
                 workflow="",
             )
         finally:
@@ -61,14 +58,14 @@ def test_a_crashed_requests_key_reservation_is_freed_once_its_hold_expires(live_
             await sync_to_async(connections.close_all)()
 
     ticket = asyncio.run(place())
-    spent = KeySpend.objects.get(api_key=key_row)
-    assert (spent.held_nano, KeySpendHold.objects.count()) == (usd("0.30"), 1)
-    assert spend.key_spend_sweep() == 0  # its hold is still open: nothing to free
+    spent = BudgetSpend.objects.get(budget=key_limit(key_row))
+    assert (spent.held_nano, BudgetSpendHold.objects.count()) == (usd("0.30"), 1)
+    assert budget_spend_sweep() == 0  # its hold is still open: nothing to free
     ledger.holds_expire(now=timezone.now() + timedelta(minutes=5))
-    assert spend.key_spend_sweep() == 1
+    assert budget_spend_sweep() == 1
     spent.refresh_from_db()
-    assert (spent.spent_nano, spent.held_nano, KeySpendHold.objects.count()) == (0, 0, 0)
-    assert spend.key_spend_sweep() == 0
+    assert (spent.spent_nano, spent.held_nano, BudgetSpendHold.objects.count()) == (0, 0, 0)
+    assert budget_spend_sweep() == 0
     assert ticket.hold_id is not None and balances(funded) == (usd("10"), 0)
 
 
@@ -160,7 +157,6 @@ def test_a_settle_on_a_plan_that_finds_its_hold_expired_records_the_call_and_cla
             amount_nano=usd("0.01"),
             ttl_seconds=60,
             reason="t",
-            at=timezone.now(),
             workflow="",
         )
 

@@ -10,7 +10,8 @@ import pytest
 
 from accounts.models import ApiKey
 from accounts.services import apikey_create
-from billing.metering.budgets.services import budget_create
+from billing.metering.budgets.services import budget_create, key_spend_limit_set
+from billing.metering.models import Budget
 from billing.pricing.models import AIModel
 from billing.usage.models import UsageRecord
 from core.errors import ApplicationError
@@ -179,8 +180,11 @@ def test_a_metered_key_cannot_read_billing_data_and_an_admin_key_cannot_call_mod
 def test_an_admin_key_takes_no_scopes_or_limits(org_a):
     with pytest.raises(ApplicationError, match="admin key"):
         apikey_create(organization_id=org_a.pk, name="x", access="admin", scopes={"models": ["gpt-4o"]})
+    # A spend limit is a hard budget of the key: an admin key takes none.
+    admin_key, _ = apikey_create(organization_id=org_a.pk, name="x", access="admin")
     with pytest.raises(ApplicationError, match="admin key"):
-        apikey_create(organization_id=org_a.pk, name="x", access="admin", spend_limit_nano=10, spend_limit_period="day")
+        key_spend_limit_set(organization_id=org_a.pk, api_key_id=admin_key.pk, actor="t", amount_nano=10, period="day")
+    assert not Budget.objects.exists()
     with pytest.raises(ApplicationError, match="access must be"):
         apikey_create(organization_id=org_a.pk, name="x", access="root")
 

@@ -7,11 +7,14 @@ import httpx
 import pytest
 from django.utils import timezone
 
+from accounts.models import ApiKey
 from accounts.services import apikey_create
 from billing.ledger import services as ledger
+from billing.metering.budgets.services import budget_create
+from billing.metering.models import Budget, BudgetAlert, BudgetSpend
 from billing.pricing import rating
 from billing.usage.models import UsageRecord
-from tests.api.gateway.conftest import balances, reconciled, usd
+from tests.api.gateway.conftest import balances, key_limit, limited_key, reconciled, usd
 
 
 @pytest.fixture
@@ -175,4 +178,79 @@ def test_the_same_batch_sent_several_times_at_once_is_charged_once(live_url, rep
         assert sorted(a["data"][index]["status"] for a in answers) == ["duplicate"] * 5 + ["recorded"]
     assert UsageRecord.objects.count() == 5
     assert balances(funded) == (usd("10") - 5 * gpt4o(100, 0, 10), 0)
+    assert reconciled(funded) == []
+
+
+def spent(budget: Budget) -> tuple[int, int]:
+    counter = BudgetSpend.objects.filter(budget=budget).first()
+    return (counter.spent_nano, counter.held_nano) if counter else (0, 0)
+
+
+def test_events_count_against_every_budget_covering_them_and_a_hard_one_refuses_crossing_it(
+    live_url, reporter, org_a, funded
+):
+    each = gpt4o(1000, 0, 0)
+    reporter_id = ApiKey.objects.get(name="meter").pk
+    indexer = budget_create(
+        organization_id=org_a.pk,
+        actor="t",
+        scope="workflow",
+        workflow="indexer",
+        amount_nano=each + each // 2,
+        period="month",
+        mode="hard",
+    )
+    whole = budget_create(
+        organization_id=org_a.pk, actor="t", scope="organization", amount_nano=each, period="day", mode="alert"
+    )
+    key_alert = budget_create(
+        organization_id=org_a.pk,
+        actor="t",
+        scope="api_key",
+        api_key_id=reporter_id,
+        amount_nano=usd("1"),
+        period="week",
+        mode="alert",
+    )
+    event = {"model": "gpt-4o", "input_tokens": 1000, "workflow": "indexer"}
+    assert post(live_url, reporter, [{"id": "e1", **event}]).json()["data"][0]["status"] == "recorded"
+    assert (spent(indexer), spent(whole), spent(key_alert)) == ((each, 0), (each, 0), (each, 0))
+    # The organization's alert-only budget is used up: its thresholds fire, as after gateway calls.
+    assert sorted(BudgetAlert.objects.filter(budget=whole).values_list("threshold_percent", flat=True)) == [
+        50,
+        80,
+        100,
+    ]
+
+    refused = post(live_url, reporter, [{"id": "e2", **event}]).json()["data"][0]
+    assert (refused["status"], refused["error"]["code"]) == ("rejected", "budget_exceeded")
+    assert "workflow 'indexer'" in refused["error"]["message"]
+    # Nothing of it was written: no record, no debit, and no budget counted it (the alert-only ones neither).
+    assert UsageRecord.objects.count() == 1
+    assert balances(funded) == (usd("10") - each, 0)
+    assert (spent(indexer), spent(whole), spent(key_alert)) == ((each, 0), (each, 0), (each, 0))
+
+    # Another workflow's event is not the indexer's to refuse; alert-only budgets never refuse.
+    other = post(live_url, reporter, [{"id": "e3", **event, "workflow": "crawler"}]).json()["data"][0]
+    assert other["status"] == "recorded"
+    assert (spent(indexer), spent(whole), spent(key_alert)) == ((each, 0), (2 * each, 0), (2 * each, 0))
+    assert reconciled(funded) == []
+
+
+def test_a_keys_spend_limit_holds_exactly_for_events_sent_at_once(live_url, org_a, funded):
+    each = gpt4o(1000, 0, 0)
+    key, secret = limited_key(organization_id=org_a.pk, amount_nano=5 * each, period="day")
+
+    def one(index: int) -> dict:
+        event = {"id": f"k-{index}", "model": "gpt-4o", "input_tokens": 1000}
+        return post(live_url, secret, [event]).json()["data"][0]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(12)))
+    statuses = sorted((r["status"], (r["error"] or {}).get("code")) for r in results)
+    # The limit (5 events' worth) is reached exactly: the last event that fits is taken, none past it.
+    assert statuses == [("recorded", None)] * 5 + [("rejected", "key_spend_limit_reached")] * 7
+    assert UsageRecord.objects.count() == 5
+    assert spent(key_limit(key)) == (5 * each, 0)
+    assert balances(funded) == (usd("10") - 5 * each, 0)
     assert reconciled(funded) == []
