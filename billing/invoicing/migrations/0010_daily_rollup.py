@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('accounts', '0008_apikey_rate_limits'),
         ('invoicing', '0009_line_kinds_of_credit_notes_and_fees'),
-        ('ledger', '0005_journal_by_time'),
+        ('ledger', '0006_journal_by_time'),
         ('pricing', '0006_price_version_reasoning_price'),
     ]
 

@@ -7,7 +7,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ledger', '0004_hold_place_budgeted'),
+        ('ledger', '0005_hold_place_claims_hard_budgets'),
     ]
 
     operations = [
