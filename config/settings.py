@@ -481,6 +481,14 @@ CELERY_BEAT_SCHEDULE["invoicing-periods-close"] = {
     "task": "billing.invoicing.tasks.invoices_close_due_task",
     "schedule": float(INVOICE_CLOSE_CHECK_SECONDS),
 }
+# The daily rollup (billing.invoicing.services.rollup): each UTC day's ledger summed per wallet once its grace window
+# is over, so a close sums days instead of reading the month's rows again; checked as often as the closes. A run
+# rolls up at most this many days (a first run, or one after an outage, catches up over runs).
+INVOICE_ROLLUP_DAYS_PER_RUN = env_int("INVOICE_ROLLUP_DAYS_PER_RUN", 7, minimum=1, maximum=366)
+CELERY_BEAT_SCHEDULE["invoicing-daily-rollup"] = {
+    "task": "billing.invoicing.tasks.invoices_rollup_task",
+    "schedule": float(INVOICE_CLOSE_CHECK_SECONDS),
+}
 # A credit note's number, in a gapless series of its own per issuer and year ({year}, {number}); it must differ
 # from the invoice format, so a credit note's number is never an invoice's.
 CREDIT_NOTE_NUMBER_FORMAT = env.str("CREDIT_NOTE_NUMBER_FORMAT", default="CN-{year}-{number:06d}")

@@ -452,3 +452,60 @@ class BillingEmail(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class RollupDay(models.Model):
+    """A UTC day whose ledger movements are summed in DailyRollup, for every wallet at once (written in the same
+    transaction as its rows, so a day is rolled up once: the primary key refuses a second)."""
+
+    day = models.DateField(primary_key=True)
+    rolled_at = models.DateTimeField(db_default=Now())
+    rows = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"rollup of {self.day}"
+
+
+class DailyRollup(models.Model):
+    """What one UTC day adds to an invoice, per wallet, summed once after the day (and the close's grace window)
+    is over: the pieces the close would compute from that day's raw rows (billing.invoicing.sql.PIECES), which a
+    close sums for the days of its period instead of reading the rows again. Each piece names what it sums, as
+    the invoice line made of it does: usage records, journal transactions, grant draws."""
+
+    day = models.DateField()
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    # NULL for the usage that cost no credit and went by its organization, not a wallet (see sql.PIECES).
+    wallet = models.ForeignKey(
+        "ledger.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    # An invoice line kind, or "ledger": the day's spent credit (amount) and what no grant covered (unfunded).
+    kind = models.CharField(max_length=30)
+    description = models.CharField(max_length=500, blank=True, default="")
+    model = models.ForeignKey(
+        "pricing.AIModel", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    price_version = models.ForeignKey(
+        "pricing.PriceVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    token_kind = models.CharField(max_length=30, blank=True, default="")
+    service_tier = models.CharField(max_length=10, blank=True, default="")
+    source = models.CharField(max_length=12, blank=True, default="")
+    rate_micro_per_mtok = models.BigIntegerField(null=True, blank=True)
+    factor_bps = models.BigIntegerField(null=True, blank=True)
+    discount_bps = models.BigIntegerField(null=True, blank=True)
+    tokens = models.BigIntegerField(default=0)
+    requests = models.BigIntegerField(default=0)
+    amount_nano = models.BigIntegerField(default=0)
+    unfunded_nano = models.BigIntegerField(default=0)
+    usage_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    transaction_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    draw_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    sort_key = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "day"], name="invoicing_rollup_org_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.kind} {self.amount_nano}"

@@ -1,5 +1,7 @@
 """The close's aggregation, in PostgreSQL: one statement turns the periods of any number of invoices (one, or a
-whole batch of organizations closing the same day) into their lines, and one more sets their totals.
+whole batch of organizations closing the same day) into their lines, and one more sets their totals. The same
+pieces are summed per UTC day by the daily rollup (services.rollup), and a close adds up the rolled-up days of its
+period with what it reads from the ledger for the rest (see PIECES).
 
 What belongs to a period is decided by the ledger's clock: a charge is in the period its journal transaction was
 booked in (`created_at` in [start, end)), so usage reported late (an event whose `occurred_at` is in a closed
@@ -23,39 +25,42 @@ What no grant covered (the unfunded draws: overdraft) and the fees credit could 
 to be paid.
 """
 
-# The invoices being built: %(invoices)s is an array of invoice ids (all in `closing`).
-_INVOICES = """
-inv AS (
-    SELECT id, wallet_id, organization_id, period_start, period_end FROM invoicing_invoice
-     WHERE id = ANY(%(invoices)s::bigint[])
-),
--- Debits that paid fees an earlier invoice listed (see the module's doc): on that invoice, not this one.
+# The pieces of invoice lines that a stretch of the ledger adds up to, per bucket (an invoice, or a wallet's day in
+# the daily rollup). The statement that uses them defines two CTEs first: `rng` (bucket, wallet_id,
+# organization_id, range_start, range_end), the wallets' time ranges to read, and `orng` (bucket, organization_id,
+# range_start, range_end), the organizations' ranges for the usage that went by its organization (see the module's
+# doc); %(lo)s and %(hi)s bound every range and %(wallets)s lists the wallets (NULL: all), so the journal is read
+# by time, one stretch for the whole batch, with its BRIN index (a join on rng instead makes the planner read each
+# wallet's whole history by its wallet index). Each piece is one of: a usage key's sums (kind "usage"); a charge,
+# refund or true-up transaction (one piece each); a grant kind's draws ("credit_<grant kind>"); the bucket's spent
+# credit and what no grant covered of it ("ledger": amount and unfunded). Pieces of the same key add up, whatever
+# the stretches they were read from: a period's lines are the sum of its days' pieces.
+PIECES = """
 settled_fees AS (
+    -- Debits that paid fees an earlier invoice listed (see the module's doc): on that invoice, not this one.
     SELECT debit_transaction_id FROM pricing_subscriptionperiod
      WHERE invoiced_at IS NOT NULL AND debit_transaction_id IS NOT NULL
     UNION ALL
     SELECT debit_transaction_id FROM pricing_commitmentcharge
      WHERE invoiced_at IS NOT NULL AND debit_transaction_id IS NOT NULL
 ),
-txn AS (
-    SELECT i.id AS invoice_id, t.id, t.kind, t.category, t.hold_id, t.idempotency_key, t.reason,
-           coalesce(e.amount_nano, 0) AS spent
-      FROM inv i
-      JOIN ledger_journaltransaction t
-        ON t.wallet_id = i.wallet_id AND t.created_at >= i.period_start AND t.created_at < i.period_end
-      LEFT JOIN ledger_journalentry e ON e.transaction_id = t.id AND e.account = 'spent'
-     WHERE (t.kind IN ('capture', 'release', 'expiry', 'debit', 'refund')
+journal AS MATERIALIZED (
+    SELECT t.id, t.wallet_id, t.created_at, t.kind, t.category, t.hold_id, t.idempotency_key, t.reason
+      FROM ledger_journaltransaction t
+     WHERE %(lo)s::timestamptz < %(hi)s::timestamptz  -- no stretch to read (every day rolled up): nothing planned
+       AND t.created_at >= %(lo)s AND t.created_at < %(hi)s
+       AND (%(wallets)s::bigint[] IS NULL OR t.wallet_id = ANY(%(wallets)s::bigint[]))
+       AND (t.kind IN ('capture', 'release', 'expiry', 'debit', 'refund')
             OR (t.kind = 'grant' AND t.idempotency_key LIKE 'grant:tier-trueup:%%'))
-       AND NOT (t.category IN ('plan_fee', 'commitment') AND t.id IN (SELECT debit_transaction_id FROM settled_fees))
-)"""
-
-# One statement per batch: the lines are inserted (a data-modifying CTE), and the same scan of the period's ledger
-# returns, per invoice, the journal's spent credit and what no grant covered of it (the unfunded draws), to check
-# the lines against. Each big table is read once, by hash joins over the whole batch.
-LINES_INSERT = (
-    "WITH"  # noqa: S608 (constant SQL text; every value is a parameter)
-    + _INVOICES
-    + """,
+),
+txn AS MATERIALIZED (
+    SELECT r.bucket, t.id, t.kind, t.category, t.hold_id, t.idempotency_key, t.reason,
+           coalesce(e.amount_nano, 0) AS spent
+      FROM journal t
+      JOIN rng r ON t.wallet_id = r.wallet_id AND t.created_at >= r.range_start AND t.created_at < r.range_end
+      LEFT JOIN ledger_journalentry e ON e.transaction_id = t.id AND e.account = 'spent'
+     WHERE NOT (t.category IN ('plan_fee', 'commitment') AND t.id IN (SELECT debit_transaction_id FROM settled_fees))
+),
 -- Each transaction with the usage record it charged, if any: a hold's settle transaction and the record of that
 -- hold (one per hold), a reported event's debit ("debit:<request id>") and its record.
 txu AS (
@@ -71,16 +76,18 @@ txu AS (
      WHERE t.hold_id IS NULL
 ),
 usage AS (
-    SELECT invoice_id, usage_id AS id, model_id, service_tier, lines FROM txu WHERE usage_id IS NOT NULL
+    SELECT bucket, true AS by_wallet, usage_id AS id, model_id, service_tier, lines FROM txu
+     WHERE usage_id IS NOT NULL
     UNION ALL
-    SELECT i.id, u.id, u.model_id, u.service_tier, u.lines
-      FROM inv i JOIN usage_usagerecord u
-        ON u.organization_id = i.organization_id AND u.created_at >= i.period_start AND u.created_at < i.period_end
-     WHERE u.hold_id IS NULL AND u.charge_nano = 0
+    SELECT r.bucket, false, u.id, u.model_id, u.service_tier, u.lines
+      FROM orng r JOIN usage_usagerecord u
+        ON u.organization_id = r.organization_id AND u.created_at >= r.range_start AND u.created_at < r.range_end
+     WHERE %(lo)s::timestamptz < %(hi)s::timestamptz
+       AND u.hold_id IS NULL AND u.charge_nano = 0 AND u.created_at >= %(lo)s AND u.created_at < %(hi)s
 ),
 -- Each rating line is read once into typed columns (jsonb_to_recordset), not field by field.
-usage_lines AS (
-    SELECT u.invoice_id, u.model_id, nullif(l.price_version_id, '')::bigint AS price_version_id,
+usage_pieces AS (
+    SELECT u.bucket, u.by_wallet, u.model_id, nullif(l.price_version_id, '')::bigint AS price_version_id,
            u.service_tier, l.kind AS token_kind, l.source, coalesce(l.rate_micro_per_mtok, 0) AS rate,
            coalesce(l.factor_bps, 10000) AS factor, coalesce(l.discount_bps, 0) AS discount,
            sum(l.tokens) AS tokens, sum(l.amount_nano) AS amount, count(*) AS requests, array_agg(u.id) AS usage_ids
@@ -88,28 +95,139 @@ usage_lines AS (
      CROSS JOIN LATERAL jsonb_to_recordset(u.lines) AS l(
                kind text, source text, tokens bigint, rate_micro_per_mtok bigint, factor_bps bigint,
                discount_bps bigint, amount_nano bigint, price_version_id text)
-     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
 ),
-charges AS (SELECT t.* FROM txu t WHERE t.spent > 0 AND t.usage_id IS NULL),
 all_draws AS (
-    SELECT t.invoice_id, d.id, d.grant_id, d.amount_nano
+    SELECT t.bucket, d.id, d.grant_id, d.amount_nano
       FROM txn t JOIN ledger_grantdraw d ON d.transaction_id = t.id
      WHERE t.spent > 0
 ),
-draws AS (
-    SELECT d.invoice_id, g.kind, -sum(d.amount_nano) AS amount, array_agg(d.id) AS draw_ids
+pieces AS (
+    SELECT bucket, by_wallet, 'usage' AS kind, '' AS description, model_id, price_version_id, token_kind,
+           service_tier, source, rate, factor, discount, tokens, requests, amount, 0::bigint AS unfunded, usage_ids,
+           '{}'::bigint[] AS transaction_ids, '{}'::bigint[] AS draw_ids, '' AS sort_key
+      FROM usage_pieces
+    UNION ALL
+    -- Every other spent transaction: a charge line of its own.
+    SELECT c.bucket, true,
+           CASE c.category WHEN 'plan_fee' THEN 'plan_fee' WHEN 'commitment' THEN 'commitment_fee'
+                           WHEN 'tier_trueup' THEN 'tier_trueup' ELSE 'charge' END,
+           left(coalesce(nullif(c.reason, ''), c.kind || ' ' || c.id), 500), NULL, NULL, '', '', 'credit', NULL,
+           NULL, NULL, 0, 0, c.spent, 0, '{}'::bigint[], ARRAY[c.id], '{}'::bigint[], '0' || lpad(c.id::text, 20, '0')
+      FROM txu c
+     WHERE c.spent > 0 AND c.usage_id IS NULL
+    UNION ALL
+    SELECT d.bucket, true, 'credit_' || g.kind,
+           CASE g.kind WHEN 'paid' THEN 'Paid credit applied' WHEN 'promotional' THEN 'Promotional credit applied'
+                       WHEN 'refund' THEN 'Refund credit applied' ELSE 'Plan credit applied' END,
+           NULL, NULL, '', '', g.kind, NULL, NULL, NULL, 0, 0, -sum(d.amount_nano), 0, '{}'::bigint[],
+           '{}'::bigint[], array_agg(d.id),
+           CASE g.kind WHEN 'plan_allowance' THEN '0' WHEN 'promotional' THEN '1' WHEN 'refund' THEN '2' ELSE '3' END
       FROM all_draws d JOIN ledger_grant g ON g.id = d.grant_id
-     GROUP BY d.invoice_id, g.kind
-),
-refunds AS (
-    SELECT t.invoice_id, t.id, t.idempotency_key, t.reason, e.amount_nano
+     GROUP BY d.bucket, g.kind
+    UNION ALL
+    SELECT t.bucket, true,
+           CASE WHEN t.idempotency_key LIKE 'refund:dispute-%%' THEN 'dispute' ELSE 'refund' END,
+           left(coalesce(nullif(t.reason, ''), 'refund ' || t.id), 500), NULL, NULL, '', '', '', NULL, NULL, NULL,
+           0, 0, -e.amount_nano, 0, '{}'::bigint[], ARRAY[t.id], '{}'::bigint[], '0' || lpad(t.id::text, 20, '0')
       FROM txn t JOIN ledger_journalentry e ON e.transaction_id = t.id AND e.account = 'refunded'
      WHERE t.kind = 'refund'
-),
-trueups AS (
-    SELECT t.invoice_id, t.id, t.reason, e.amount_nano
+    UNION ALL
+    SELECT t.bucket, true, 'tier_trueup_credit',
+           left(coalesce(nullif(t.reason, ''), 'volume-tier true-up ' || t.id), 500), NULL, NULL, '', '', '', NULL,
+           NULL, NULL, 0, 0, e.amount_nano, 0, '{}'::bigint[], ARRAY[t.id], '{}'::bigint[],
+           '1' || lpad(t.id::text, 20, '0')
       FROM txn t JOIN ledger_journalentry e ON e.transaction_id = t.id AND e.account = 'funding_refund'
      WHERE t.kind = 'grant'
+    UNION ALL
+    SELECT s.bucket, true, 'ledger', '', NULL, NULL, '', '', '', NULL, NULL, NULL, 0, 0, s.spent,
+           coalesce(u.unfunded, 0), '{}'::bigint[], '{}'::bigint[], '{}'::bigint[], ''
+      FROM (SELECT bucket, sum(spent) AS spent FROM txn GROUP BY bucket) s
+      LEFT JOIN (SELECT bucket, sum(amount_nano) AS unfunded FROM all_draws WHERE grant_id IS NULL GROUP BY bucket) u
+        ON u.bucket = s.bucket
+)"""
+
+# The pieces' columns, in order (after bucket and by_wallet), as DailyRollup stores them.
+_PIECE_COLUMNS = """kind, description, model_id, price_version_id, token_kind, service_tier, source,
+rate_micro_per_mtok, factor_bps, discount_bps, tokens, requests, amount_nano, unfunded_nano, usage_ids,
+transaction_ids, draw_ids, sort_key"""
+
+# One UTC day of every wallet, summed into DailyRollup (%(day)s; %(lo)s and %(hi)s its start and end).
+ROLLUP_INSERT = (
+    "WITH"  # noqa: S608 (constant SQL text; every value is a parameter)
+    + """
+rng AS (
+    SELECT w.id AS bucket, w.id AS wallet_id, w.organization_id, %(lo)s::timestamptz AS range_start,
+           %(hi)s::timestamptz AS range_end
+      FROM ledger_wallet w
+),
+orng AS (
+    SELECT o.id AS bucket, o.id AS organization_id, %(lo)s::timestamptz AS range_start,
+           %(hi)s::timestamptz AS range_end
+      FROM accounts_organization o
+),"""
+    + PIECES
+    + """
+INSERT INTO invoicing_dailyrollup (day, organization_id, wallet_id, """
+    + _PIECE_COLUMNS
+    + """)
+SELECT %(day)s, CASE WHEN p.by_wallet THEN w.organization_id ELSE p.bucket END,
+       CASE WHEN p.by_wallet THEN p.bucket END, p.kind, p.description, p.model_id, p.price_version_id, p.token_kind,
+       p.service_tier, p.source, p.rate, p.factor, p.discount, p.tokens, p.requests, p.amount, p.unfunded,
+       p.usage_ids, p.transaction_ids, p.draw_ids, p.sort_key
+  FROM pieces p LEFT JOIN ledger_wallet w ON p.by_wallet AND w.id = p.bucket
+"""
+)
+
+# One statement per batch of invoices (all in `closing`: %(invoices)s): their pieces, read from the ledger for the
+# stretches of their periods no rollup covers (%(raw_invoices)s, %(raw_starts)s, %(raw_ends)s: parallel arrays)
+# and from DailyRollup for the rolled-up days (%(rolled_days)s) wholly inside their periods, added up into their lines
+# (inserted by a data-modifying CTE); the statement returns, per invoice, the journal's spent credit and what no
+# grant covered of it (the unfunded draws), summed the same way, to check the lines against.
+LINES_INSERT = (
+    "WITH"  # noqa: S608 (constant SQL text; every value is a parameter)
+    + """
+inv AS (
+    SELECT id, wallet_id, organization_id, period_start, period_end FROM invoicing_invoice
+     WHERE id = ANY(%(invoices)s::bigint[])
+),
+rng AS (
+    SELECT x.bucket, i.wallet_id, i.organization_id, x.range_start, x.range_end
+      FROM unnest(%(raw_invoices)s::bigint[], %(raw_starts)s::timestamptz[], %(raw_ends)s::timestamptz[])
+           AS x(bucket, range_start, range_end)
+      JOIN inv i ON i.id = x.bucket
+),
+orng AS (SELECT bucket, organization_id, range_start, range_end FROM rng),"""
+    + PIECES
+    + """,
+rolled AS (
+    SELECT i.id AS bucket, r.kind, r.description, r.model_id, r.price_version_id, r.token_kind, r.service_tier,
+           r.source, r.rate_micro_per_mtok, r.factor_bps, r.discount_bps, r.tokens, r.requests, r.amount_nano,
+           r.unfunded_nano, r.usage_ids, r.transaction_ids, r.draw_ids, r.sort_key
+      FROM inv i
+      JOIN invoicing_dailyrollup r
+        ON r.organization_id = i.organization_id AND (r.wallet_id = i.wallet_id OR r.wallet_id IS NULL)
+     WHERE r.day = ANY(%(rolled_days)s::date[])
+       AND r.day::timestamp AT TIME ZONE 'UTC' >= i.period_start
+       AND (r.day + 1)::timestamp AT TIME ZONE 'UTC' <= i.period_end
+),
+merged AS (
+    SELECT bucket, kind, description, model_id, price_version_id, token_kind, service_tier, source, rate, factor,
+           discount, tokens, requests, amount, unfunded, usage_ids, transaction_ids, draw_ids, sort_key
+      FROM pieces
+    UNION ALL
+    SELECT * FROM rolled
+),
+-- The pieces of one key added up (a charge, refund or true-up is one transaction, so one piece: nothing to add).
+sums AS (
+    SELECT bucket AS invoice_id, kind, description, model_id, price_version_id, token_kind, service_tier, source,
+           rate, factor, discount, sum(tokens) AS tokens, sum(requests) AS requests, sum(amount) AS amount,
+           invoicing_ids_cat(usage_ids) AS usage_ids, invoicing_ids_cat(transaction_ids) AS transaction_ids,
+           invoicing_ids_cat(draw_ids) AS draw_ids, sort_key
+      FROM merged
+     WHERE kind <> 'ledger'
+     GROUP BY bucket, kind, description, model_id, price_version_id, token_kind, service_tier, source, rate, factor,
+              discount, sort_key
 ),
 fees AS (
     SELECT i.id AS invoice_id, 'plan_fee' AS kind, 'subscription_period:' || f.id AS fee_ref, f.fee_nano AS amount,
@@ -151,14 +269,17 @@ all_lines AS (
            concat_ws('|', m.slug, ul.price_version_id, ul.service_tier, ul.token_kind, ul.source, ul.rate, ul.factor,
                      ul.discount) AS sort_key,
            '' AS fee_ref, NULL::timestamptz AS line_start, NULL::timestamptz AS line_end
-      FROM usage_lines ul JOIN pricing_aimodel m ON m.id = ul.model_id
+      FROM sums ul JOIN pricing_aimodel m ON m.id = ul.model_id
+     WHERE ul.kind = 'usage'
     UNION ALL
-    SELECT c.invoice_id, 2, left(coalesce(nullif(c.reason, ''), c.kind || ' ' || c.id), 500),
-           CASE c.category WHEN 'plan_fee' THEN 'plan_fee' WHEN 'commitment' THEN 'commitment_fee'
-                           WHEN 'tier_trueup' THEN 'tier_trueup' ELSE 'charge' END,
-           NULL, NULL, '', '', 'credit', 1, 'item', NULL, NULL, NULL, c.spent, c.spent,
-           '{}'::bigint[], ARRAY[c.id], '{}'::bigint[], '0' || lpad(c.id::text, 20, '0'), '', NULL, NULL
-      FROM charges c
+    -- Charges (2), credit applied (3), and refunds, disputes and true-ups credited (4): one item each.
+    SELECT s.invoice_id,
+           CASE WHEN s.kind IN ('credit_paid', 'credit_promotional', 'credit_refund', 'credit_plan_allowance') THEN 3
+                WHEN s.kind IN ('refund', 'dispute', 'tier_trueup_credit') THEN 4 ELSE 2 END,
+           s.description, s.kind, NULL, NULL, '', '', s.source, 1, 'item', NULL, NULL, NULL, s.amount, s.amount,
+           '{}'::bigint[], s.transaction_ids, s.draw_ids, s.sort_key, '', NULL, NULL
+      FROM sums s
+     WHERE s.kind <> 'usage'
     UNION ALL
     SELECT f.invoice_id, 2, f.description, f.kind, NULL, NULL, '', '', 'invoice', 1, 'item', NULL, NULL, NULL,
            f.amount, f.amount, '{}'::bigint[], '{}'::bigint[], '{}'::bigint[],
@@ -166,26 +287,6 @@ all_lines AS (
            f.period_start, f.period_end
       FROM fees f
      WHERE NOT EXISTS (SELECT 1 FROM invoicing_invoiceline l WHERE l.fee_ref = f.fee_ref)
-    UNION ALL
-    SELECT d.invoice_id, 3,
-           CASE d.kind WHEN 'paid' THEN 'Paid credit applied' WHEN 'promotional' THEN 'Promotional credit applied'
-                       WHEN 'refund' THEN 'Refund credit applied' ELSE 'Plan credit applied' END,
-           'credit_' || d.kind, NULL, NULL, '', '', d.kind, 1, 'item', NULL, NULL, NULL, d.amount, d.amount,
-           '{}'::bigint[], '{}'::bigint[], d.draw_ids,
-           CASE d.kind WHEN 'plan_allowance' THEN '0' WHEN 'promotional' THEN '1' WHEN 'refund' THEN '2' ELSE '3' END,
-           '', NULL, NULL
-      FROM draws d
-    UNION ALL
-    SELECT r.invoice_id, 4, left(coalesce(nullif(r.reason, ''), 'refund ' || r.id), 500),
-           CASE WHEN r.idempotency_key LIKE 'refund:dispute-%%' THEN 'dispute' ELSE 'refund' END,
-           NULL, NULL, '', '', '', 1, 'item', NULL, NULL, NULL, -r.amount_nano, -r.amount_nano,
-           '{}'::bigint[], ARRAY[r.id], '{}'::bigint[], '0' || lpad(r.id::text, 20, '0'), '', NULL, NULL
-      FROM refunds r
-    UNION ALL
-    SELECT t.invoice_id, 4, left(coalesce(nullif(t.reason, ''), 'volume-tier true-up ' || t.id), 500),
-           'tier_trueup_credit', NULL, NULL, '', '', '', 1, 'item', NULL, NULL, NULL, t.amount_nano, t.amount_nano,
-           '{}'::bigint[], ARRAY[t.id], '{}'::bigint[], '1' || lpad(t.id::text, 20, '0'), '', NULL, NULL
-      FROM trueups t
     UNION ALL
     SELECT s.invoice_id, 4,
            'reserved commitment ' || s.owner_id || ', ' || to_char(s.period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD')
@@ -208,12 +309,10 @@ inserted AS (
            coalesce(l.line_end, i.period_end), l.usage_ids, l.transaction_ids, l.draw_ids, l.fee_ref
       FROM all_lines l JOIN inv i ON i.id = l.invoice_id
 ),
-spent AS (SELECT invoice_id, sum(spent) AS spent FROM txn GROUP BY invoice_id),
-unfunded AS (
-    SELECT invoice_id, sum(amount_nano) AS unfunded FROM all_draws WHERE grant_id IS NULL GROUP BY invoice_id
+totals AS (
+    SELECT bucket, sum(amount) AS spent, sum(unfunded) AS unfunded FROM merged WHERE kind = 'ledger' GROUP BY bucket
 )
-SELECT i.id, coalesce(s.spent, 0), coalesce(u.unfunded, 0)
-  FROM inv i LEFT JOIN spent s ON s.invoice_id = i.id LEFT JOIN unfunded u ON u.invoice_id = i.id
+SELECT i.id, coalesce(t.spent, 0), coalesce(t.unfunded, 0) FROM inv i LEFT JOIN totals t ON t.bucket = i.id
 """
 )
 

@@ -1,15 +1,17 @@
-"""Invoicing benchmark: close the billing period of 1,000 organizations holding 1,000,000 usage records in total,
-up to finalized invoices, beside the bare GROUP BY over the same rows in the same run; then the Stripe push of
-those invoices against localstripe (through tooling/localstripe_launcher.py), as its own figure.
+"""Invoicing benchmark: close the billing period of 1,000 organizations holding 1,000,000 usage records in total, up to
+finalized invoices, beside the bare GROUP BY over the same rows in the same run; then the Stripe push of those
+invoices against localstripe (through tooling/localstripe_launcher.py), as its own figure.
 
     python -m tests.load.invoicing [--organizations 1000] [--records 1000000] [--skip-stripe]
 
-The rows are written straight in SQL, as the gateway leaves them (a captured hold, its settle transaction with
-its legs and grant draw, the usage record with its rating lines), all in October 2026: half the organizations
-have paid credit that covered their usage, half used an overdraft. The close runs as beat's tasks run it, one
-batch of organizations (tasks.BATCH_SIZE, closed together: one statement per step) after another, in this
-process; the bare query is the period's usage grouped per organization, model, price version and service tier,
-with nothing else.
+The rows are written straight in SQL, as the gateway leaves them (a captured hold, its settle transaction with its
+legs and grant draw, the usage record with its rating lines), all in October 2026, in time order as they are booked:
+half the organizations have paid credit that covered their usage, half used an overdraft. Then what beat did through
+the month: each day's rollup (billing.invoicing.services.rollup), timed as its own figure, and the rollup of the
+period's last day (whose grace window ends with the period's: the close task rolls it up before it queues the
+closes), timed as another. The close runs as beat's tasks run it, one batch of organizations (tasks.BATCH_SIZE,
+closed together: one statement per step) after another, in this process; the bare query is the period's usage
+grouped per organization, model, price version and service tier, with nothing else.
 """
 
 import argparse
@@ -18,7 +20,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from tests.load.benchdb import bench_database
@@ -87,7 +89,7 @@ def seed(organizations: int, records: int) -> list[int]:
         "lines": json.dumps(lines),
     }
     with connection.cursor() as cursor:
-        # A captured hold per request, spread over the month (one a few seconds apart per organization).
+        # A captured hold per request, spread evenly over the month (each organization's at the same times).
         cursor.execute(
             """
             INSERT INTO ledger_hold (wallet_id, amount_nano, captured_nano, status, idempotency_key, actor,
@@ -95,7 +97,8 @@ def seed(organizations: int, records: int) -> list[int]:
             SELECT w.id, %(charge)s, %(charge)s, 'captured', 'bench:' || w.id || ':' || g, 'bench',
                    ts, ts, ts
               FROM ledger_wallet w CROSS JOIN generate_series(1, %(per_org)s) g
-             CROSS JOIN LATERAL (SELECT %(start)s::timestamptz + g * interval '2 seconds' AS ts) t
+             CROSS JOIN LATERAL (SELECT %(start)s::timestamptz + (g - 1) * (interval '31 days' / %(per_org)s) AS ts) t
+             ORDER BY ts, w.id
             """,
             params,
         )
@@ -105,6 +108,7 @@ def seed(organizations: int, records: int) -> list[int]:
                                                    hold_id, created_at)
             SELECT h.wallet_id, 'capture', 'hold:' || h.id || ':settle', 'bench', '', '', h.id, h.created_at
               FROM ledger_hold h
+             ORDER BY h.id
             """
         )
         cursor.execute(
@@ -114,6 +118,7 @@ def seed(organizations: int, records: int) -> list[int]:
               FROM ledger_journaltransaction t
              CROSS JOIN (VALUES ('held', -%(charge)s::bigint), ('spent', %(charge)s::bigint)) AS leg(account, amount)
              WHERE t.kind = 'capture'
+             ORDER BY t.id
             """,
             params,
         )
@@ -124,6 +129,7 @@ def seed(organizations: int, records: int) -> list[int]:
               FROM ledger_journaltransaction t
               LEFT JOIN ledger_grant g ON g.wallet_id = t.wallet_id
              WHERE t.kind = 'capture'
+             ORDER BY t.id
             """,
             params,
         )
@@ -138,10 +144,12 @@ def seed(organizations: int, records: int) -> list[int]:
                    1000, 0, 500, 1000, 500, true, false, %(version)s, %(charge)s, 0, 0, %(lines)s::jsonb, h.id,
                    100, h.created_at
               FROM ledger_hold h JOIN ledger_wallet w ON w.id = h.wallet_id
+             ORDER BY h.id
             """,
             params,
         )
-        cursor.execute("ANALYZE")
+    with connection.cursor() as cursor:  # VACUUM runs outside a transaction: a month's autovacuum, at once
+        cursor.execute("VACUUM ANALYZE")
     Grant.objects.update(remaining_nano=0)  # spent by the captures above
     return ids
 
@@ -158,6 +166,17 @@ def bare_group_by() -> int:
     with connection.cursor() as cursor:
         cursor.execute(BARE_GROUP_BY, {"start": PERIOD_START, "end": PERIOD_END})
         return len(cursor.fetchall())
+
+
+def rollup_days(first: date, last: date) -> int:
+    """What beat's rollup task does: each day summed once its grace window is over."""
+    from billing.invoicing.services.rollup import rollup_day
+
+    day, rolled = first, 0
+    while day <= last:
+        rolled += rollup_day(day=day)
+        day += timedelta(days=1)
+    return rolled
 
 
 def close_all(ids: list[int]) -> list[int]:
@@ -185,12 +204,16 @@ def main() -> None:
     parser.add_argument("--skip-stripe", action="store_true", help="Do not measure the Stripe push.")
     args = parser.parse_args()
     with bench_database("billing_bench_invoicing"):
-        from billing.invoicing import selectors
+        from billing.invoicing import selectors, services, tasks  # noqa: F401 (imported before the clock starts)
         from billing.invoicing.models import Invoice
 
         ids, seed_seconds = timed(seed, args.organizations, args.records)
         print(f"\nInvoicing: {args.organizations:,} organizations, {args.records:,} usage records in October 2026")
         print(f"(seeded in {seed_seconds:.1f} s)")
+        last_day = (PERIOD_END - timedelta(days=1)).date()
+        # Through the month, then the period's last day, rolled up by the close task before it queues the closes.
+        days, rollup_seconds = timed(rollup_days, PERIOD_START.date(), last_day - timedelta(days=1))
+        _, last_day_seconds = timed(rollup_days, last_day, last_day)
         bare_group_by()  # warm the cache, as the close will find it
         groups, bare_seconds = timed(bare_group_by)
         invoice_ids, close_seconds = timed(close_all, ids)
@@ -199,6 +222,14 @@ def main() -> None:
         print("|------|--------:|--------------------:|-----------------:|")
         per_org_ms = 1000 * bare_seconds / args.organizations
         print(f"| bare GROUP BY ({groups:,} groups) | {bare_seconds:.2f} | {per_org_ms:.2f} | 1.0x |")
+        print(
+            f"| daily rollups through the month ({days} days, each after its grace window) | {rollup_seconds:.2f} | "
+            f"{1000 * rollup_seconds / args.organizations:.2f} | {rollup_seconds / bare_seconds:.1f}x |"
+        )
+        print(
+            f"| rollup of the period's last day (by the close task, before the closes) | {last_day_seconds:.2f} | "
+            f"{1000 * last_day_seconds / args.organizations:.2f} | {last_day_seconds / bare_seconds:.1f}x |"
+        )
         print(
             f"| close to finalized ({finalized:,} invoices) | {close_seconds:.2f} | "
             f"{1000 * close_seconds / args.organizations:.2f} | {close_seconds / bare_seconds:.1f}x |"

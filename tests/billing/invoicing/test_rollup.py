@@ -1,0 +1,158 @@
+"""The daily rollup: a close that sums rolled-up days finds exactly the lines a close reading the raw ledger
+finds; a day is summed once however often it is rolled up; usage booked after its day was rolled up is on the
+invoice of the day it was booked in, never nowhere."""
+
+from datetime import date, timedelta
+
+import pytest
+import time_machine
+from django.db import transaction
+
+from billing.invoicing import services
+from billing.invoicing.models import DailyRollup, InvoiceLine, RollupDay
+from billing.invoicing.services.rollup import rollup_day, rollup_days_due, rollups_run
+from tests.billing.invoicing.conftest import at, booked_at, call, fund
+from tests.billing.invoicing.test_close import NOV, OCT, lines_by, october
+
+CLOSED = at("2026-11-01 01:00:01")
+
+
+@pytest.fixture(autouse=True)
+def _month_per_run(settings):
+    settings.INVOICE_ROLLUP_DAYS_PER_RUN = 40
+
+
+def _month(org):
+    """October's calls (test_close.october) on the 5th, more on the 17th and the evening of the 31st."""
+    october(org)
+    with booked_at(at("2026-10-17 12:00")):
+        fund(org, "0.01", kind="promotional")
+        call(org, model="gpt-4o-mini", input_tokens=2000, output_tokens=100)
+    with booked_at(at("2026-10-31 23:30")):
+        call(org, model="gpt-4o", input_tokens=3000, output_tokens=300)
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def _lines(invoice):
+    """An invoice's lines, each as everything it says (its id arrays in order: their order carries no meaning)."""
+    return [
+        (
+            line.position,
+            line.kind,
+            line.description,
+            line.model_id,
+            line.price_version_id,
+            line.token_kind,
+            line.service_tier,
+            line.source,
+            line.quantity,
+            line.unit,
+            line.rate_micro_per_mtok,
+            line.factor_bps,
+            line.discount_bps,
+            line.unit_price_nano,
+            line.amount_nano,
+            line.period_start,
+            line.period_end,
+            sorted(line.usage_ids),
+            sorted(line.transaction_ids),
+            sorted(line.draw_ids),
+        )
+        for line in InvoiceLine.objects.filter(invoice=invoice).order_by("position")
+    ]
+
+
+class _Undo(Exception):
+    pass
+
+
+def _close_and_undo(org):
+    """Close October and return its lines and totals, then roll it all back (numbers included)."""
+    try:
+        with transaction.atomic(), time_machine.travel(CLOSED):
+            invoice = services.invoice_close(organization_id=org.pk, period_start=OCT)
+            seen = (_lines(invoice), invoice.charges_nano, invoice.credit_applied_nano, invoice.total_exact_nano)
+            raise _Undo
+    except _Undo:
+        return seen
+
+
+def test_a_close_over_rolled_up_days_finds_the_lines_a_close_over_the_raw_ledger_finds(org):
+    _month(org)
+    raw = _close_and_undo(org)
+    # Every day but the last rolled up (its grace window ends with the period's: the close reads it raw) ...
+    for day in _days(date(2026, 10, 1), date(2026, 10, 30)):
+        assert rollup_day(day=day)
+    assert DailyRollup.objects.filter(organization=org).exists()
+    assert _close_and_undo(org) == raw
+    # ... and every day of it rolled up.
+    assert rollup_day(day=date(2026, 10, 31))
+    assert _close_and_undo(org) == raw
+    # The later days' usage added to the lines of the same keys (five usage lines, the plan fee, two credits).
+    assert len(raw[0]) == 8
+    quantities = {line[2]: line[8] for line in raw[0]}
+    assert (quantities["gpt-4o default: input"], quantities["gpt-4o-mini default: output"]) == (163_000, 600)
+
+
+def test_a_day_rolled_up_twice_is_summed_once(org):
+    october(org)
+    assert rollup_day(day=date(2026, 10, 5))
+    rows = DailyRollup.objects.count()
+    assert not rollup_day(day=date(2026, 10, 5))
+    assert DailyRollup.objects.count() == rows
+    with time_machine.travel(CLOSED):
+        assert rollups_run() == 26  # the days after the 5th (the last rolled up): the 5th is left alone
+        invoice = services.invoice_close(organization_id=org.pk, period_start=OCT)
+    assert RollupDay.objects.count() == 27
+    assert lines_by(invoice)[("gpt-4o", "input")] == (160_000, 400_000_000)
+    assert invoice.charges_nano == 750_450_000
+
+
+def test_usage_booked_after_its_days_were_rolled_up_lands_on_the_next_invoice(org):
+    october(org)
+    with time_machine.travel(CLOSED):
+        rollups_run()
+    assert max(RollupDay.objects.values_list("day", flat=True)) == date(2026, 10, 31)
+    with booked_at(at("2026-11-01 01:30")):  # reported late for October: booked when it arrived
+        late = call(org, model="gpt-4o-mini", input_tokens=1000, output_tokens=0)
+    with time_machine.travel(at("2026-12-01 01:00:01")):
+        rollups_run()  # November's first days, the late call's among them
+        first = services.invoice_close(organization_id=org.pk, period_start=OCT)
+        second = services.invoice_close(organization_id=org.pk, period_start=NOV)
+    assert RollupDay.objects.filter(day=date(2026, 11, 1)).exists()
+    assert all(late.pk not in line.usage_ids for line in first.lines.all())
+    assert [line.usage_ids for line in second.lines.filter(kind="usage")] == [[late.pk]]
+
+
+def test_a_day_is_rolled_up_once_its_grace_window_is_over(org, settings):
+    settings.INVOICE_CLOSE_GRACE_SECONDS = 3600
+    assert rollup_days_due(now=CLOSED) == []  # no wallet yet
+    october(org)  # its wallet opened on October's 5th: its first period to close is October
+    assert rollup_days_due(now=at("2026-10-02 00:59:59")) == []
+    assert rollup_days_due(now=at("2026-10-02 01:00:00")) == [date(2026, 10, 1)]
+    settings.INVOICE_ROLLUP_DAYS_PER_RUN = 3
+    assert rollup_days_due(now=CLOSED) == _days(date(2026, 10, 1), date(2026, 10, 3))
+    with time_machine.travel(CLOSED):
+        assert rollups_run() == 3
+    assert rollup_days_due(now=CLOSED) == _days(date(2026, 10, 4), date(2026, 10, 6))
+
+
+def test_a_period_cut_inside_a_day_reads_that_day_raw(org):
+    """A progressive invoice cuts its period at any moment: the day it is cut in is read from the ledger on both
+    sides of the cut, even when it is rolled up."""
+    october(org)
+    with booked_at(at("2026-10-17 18:00")):
+        evening = call(org, model="gpt-4o-mini", input_tokens=1000, output_tokens=0)
+    with time_machine.travel(CLOSED):
+        rollups_run()
+        cut = services.invoice_open(
+            organization_id=org.pk, period_start=OCT, period_end=at("2026-10-17 12:00"), progressive=True
+        )
+        first = services.invoice_finalize(invoice_id=services.invoice_aggregate(invoice_id=cut.pk).pk)
+        rest = services.invoice_open(organization_id=org.pk, period_start=first.period_end, period_end=NOV)
+        second = services.invoice_finalize(invoice_id=services.invoice_aggregate(invoice_id=rest.pk).pk)
+    assert first.charges_nano == 750_450_000
+    assert [line.usage_ids for line in second.lines.filter(kind="usage")] == [[evening.pk]]
