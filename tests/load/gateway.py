@@ -537,7 +537,9 @@ def compare(args: argparse.Namespace, database_url: str, standin: tuple[int, int
             f"(rounds: {' '.join(f'{a:+.2f}' for a in added)}); "
             f"p99 median {statistics.median(r.p99_ms for r in measured) - direct.p99_ms:+.2f} ms; "
             f"{statistics.median(r.per_second for r in measured):.0f} settled calls/s; "
-            f"CPU {statistics.median(r.cpu_ms for r in measured):.2f} ms/call"
+            f"CPU {statistics.median(r.cpu_ms for r in measured):.2f} ms/call; "
+            # A checkout whose code does not fit this checkout's schema answers errors: its figures mean nothing.
+            f"errors {sum(r.errors for r in measured)}"
         )
     for percentile_name in ("p50", "p99"):
         ours, theirs = ([getattr(r, f"{percentile_name}_ms") for r in results[checkout]] for checkout in checkouts)
