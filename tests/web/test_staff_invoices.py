@@ -48,6 +48,10 @@ def test_staff_read_one_invoice_and_issue_a_credit_note_from_the_page(staff_clie
         response = staff_client.post(action, bad)
         assert response.status_code == status, bad
     assert not Invoice.objects.filter(kind="credit_note").exists()
+    # The page shown again keeps what was entered: the ticked line, its amount, the reason.
+    again = staff_client.post(action, {**form, f"amount_{plan.position}": "5.00"}).content.decode()
+    assert f'name="line_{plan.position}" data-testid="credit-line-{plan.position}" checked' in again
+    assert f'name="amount_{plan.position}" value="5.00"' in again and ">Overcharged</textarea>" in again
     response = staff_client.post(action, {**form, f"amount_{plan.position}": "0.04"})
     note = Invoice.objects.get(kind="credit_note")
     assert response.status_code == 302 and response["Location"] == reverse("staff-invoices-detail", args=[note.pk])

@@ -52,6 +52,14 @@ class CreditNoteForm(ReasonForm):
                 required=False, label=f"Amount of line {line.position}"
             )
 
+    def rows(self) -> list[tuple[InvoiceLine, bool, str]]:
+        """Each line with what the form holds for it (ticked, the amount typed), so that a page shown again for an
+        error keeps what the person entered."""
+        return [
+            (line, bool(self[f"line_{line.position}"].value()), self[f"amount_{line.position}"].value() or "")
+            for line in self.lines
+        ]
+
     def credits(self) -> list[LineCredit]:
         # An empty amount is None (all that is left); a zero stays zero, for the service to refuse.
         return [
