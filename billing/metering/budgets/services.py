@@ -9,7 +9,6 @@ BudgetAlert, and what it returns (the crossings new to this call) is what anythi
 import logging
 from datetime import datetime
 from functools import partial
-from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -274,12 +273,6 @@ def budgets_follow_rotation(*, organization_id: int, old_key_id: int, new_key_id
 # --- charges without a hold -----------------------------------------------------------------------------------
 
 
-class _Refused(Exception):
-    def __init__(self, row: tuple[Any, ...]):
-        super().__init__("budget refused")
-        self.row = row
-
-
 def budget_charge(*, organization_id: int, api_key_id: int, workflow: str, amount_nano: int, at: datetime) -> int:
     """Count a charge that has no hold (a reported usage event, occurring at `at`) against every budget that covers
     it, inside the caller's transaction, after its debit. Returns how many budgets counted it; raises
@@ -289,31 +282,29 @@ def budget_charge(*, organization_id: int, api_key_id: int, workflow: str, amoun
     params = budgets.charge_params(
         organization_id=organization_id, api_key_id=api_key_id, workflow=workflow, amount_nano=amount_nano, at=at
     )
-    try:
-        with transaction.atomic():  # a savepoint: a refusal undoes what the statement counted, the caller's work stands
-            with connection.cursor() as cursor:
-                cursor.execute(budgets.CHARGE, params)
-                rows = cursor.fetchall()
-            refused = next((row for row in rows if not row[7]), None)
-            if refused is not None:
-                raise _Refused(refused)
-    except _Refused as exc:
-        budget_id, scope, budget_workflow, budget_key_id, period, amount, start, _counted = exc.row
-        used = (
-            BudgetSpend.objects.filter(budget_id=budget_id, window_start=start)
-            .values_list("spent_nano", "held_nano")
-            .first()
-        )
-        raise budgets.BudgetShort(
-            budget_id=budget_id,
-            scope=scope,
-            workflow=budget_workflow,
-            api_key_id=budget_key_id,
-            period=period,
-            amount_nano=amount,
-            used_nano=sum(used) if used else 0,
-            resets_at=budget_window(period=period, at=start)[1],
-        ) from None
+    # A savepoint: raising BudgetShort undoes what the statement counted on the other budgets; the caller's work
+    # stands. The refused budget's counter was not touched, so it is read as it was.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(budgets.CHARGE, params)
+        rows = cursor.fetchall()
+        refused = next((row for row in rows if not row[7]), None)
+        if refused is not None:
+            budget_id, scope, budget_workflow, budget_key_id, period, amount, start, _counted = refused
+            used = (
+                BudgetSpend.objects.filter(budget_id=budget_id, window_start=start)
+                .values_list("spent_nano", "held_nano")
+                .first()
+            )
+            raise budgets.BudgetShort(
+                budget_id=budget_id,
+                scope=scope,
+                workflow=budget_workflow,
+                api_key_id=budget_key_id,
+                period=period,
+                amount_nano=amount,
+                used_nano=sum(used) if used else 0,
+                resets_at=budget_window(period=period, at=start)[1],
+            )
     return len(rows)
 
 
