@@ -127,7 +127,7 @@ def _invoices_open(*, periods: dict[int, tuple[datetime, datetime]]) -> list[int
     first is kept as it is. Returns the periods' invoice ids."""
     if not periods:
         return []
-    wallets = Wallet.objects.filter(organization_id__in=periods, currency=F("organization__currency")).values_list(
+    wallets = Wallet.objects.filter(organization_id__any=periods, currency=F("organization__currency")).values_list(
         "organization_id", "id", "currency"
     )
     rows = list(wallets)
@@ -152,7 +152,7 @@ def _invoices_open(*, periods: dict[int, tuple[datetime, datetime]]) -> list[int
             ],
         )
     claimed = Invoice.objects.filter(
-        organization_id__in=periods, period_start__in={start for start, _ in periods.values()}
+        organization_id__any=periods, period_start__any={start for start, _ in periods.values()}
     ).values_list("id", "organization_id", "period_start")
     return [pk for pk, organization_id, start in claimed if periods[organization_id][0] == start]
 
@@ -178,7 +178,7 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
     with transaction.atomic():
         invoices = list(
             Invoice.objects.select_for_update()
-            .filter(pk__in=invoice_ids, status=InvoiceStatus.CLOSING)
+            .filter(pk__any=invoice_ids, status=InvoiceStatus.CLOSING)
             .only(*AGGREGATE_FIELDS)  # the rest are written by sql.DRAFTS_SET (a thousand full rows: a second)
             .order_by("pk")
         )
@@ -188,8 +188,8 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
         previous = {
             (p.organization_id, p.period_end): p
             for p in _invoices.filter(
-                organization_id__in={i.organization_id for i in invoices},
-                period_end__in={i.period_start for i in invoices},
+                organization_id__any={i.organization_id for i in invoices},
+                period_end__any={i.period_start for i in invoices},
             )
         }
         ready = []
@@ -212,7 +212,7 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
             ledger_totals = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
         sums: dict[int, dict[str, Any]] = {
             row["invoice_id"]: dict(row)
-            for row in InvoiceLine.objects.filter(invoice_id__in=params["invoices"])
+            for row in InvoiceLine.objects.filter(invoice_id__any=params["invoices"])
             .values("invoice_id")
             .annotate(
                 count=Count("id"),
@@ -257,14 +257,16 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
             invoice.total_minor, invoice.carry_out_nano = minor_round(invoice.total_exact_nano)
             drafted.append(invoice)
         # The lines of an invoice that does not add up are not kept: it stays `closing` until the books agree.
-        InvoiceLine.objects.filter(invoice_id__in=[pk for pk in refused if pk in params["invoices"]]).delete()
+        InvoiceLine.objects.filter(invoice_id__any=[pk for pk in refused if pk in params["invoices"]]).delete()
         InvoiceLine.objects.bulk_create(carries)
         columns = {name: [getattr(invoice, field) for invoice in drafted] for name, field in DRAFT_COLUMNS.items()}
         with connection.cursor() as cursor:
             cursor.execute(sql.DRAFTS_SET, {"now": now, **columns})
         fees_invoice(
             fee_refs=list(
-                InvoiceLine.objects.filter(invoice__in=drafted).exclude(fee_ref="").values_list("fee_ref", flat=True)
+                InvoiceLine.objects.filter(invoice_id__any=[invoice.pk for invoice in drafted])
+                .exclude(fee_ref="")
+                .values_list("fee_ref", flat=True)
             ),
             now=now,
         )
@@ -287,26 +289,39 @@ def _stretches(invoices: list[Invoice]) -> dict[str, Any]:
     )
     # The statement reads, for each invoice, these of its days wholly inside its period from DailyRollup.
     stretches["rolled_days"] = sorted(rolled)
+    # A batch's invoices nearly always share one period: its stretches are worked out once.
+    by_period: dict[tuple[datetime, datetime], list[tuple[datetime, datetime]]] = {}
     for invoice in invoices:
-        cursor = invoice.period_start
-        for day in _whole_days(invoice.period_start, invoice.period_end):
-            if day not in rolled:
-                continue
-            day_start = datetime.combine(day, time.min, tzinfo=UTC)
-            if cursor < day_start:
-                stretches["raw_invoices"].append(invoice.pk)
-                stretches["raw_starts"].append(cursor)
-                stretches["raw_ends"].append(day_start)
-            cursor = day_start + timedelta(days=1)
-        if cursor < invoice.period_end:
+        period = (invoice.period_start, invoice.period_end)
+        if period not in by_period:
+            by_period[period] = _raw_stretches(*period, rolled=rolled)
+        for start, end in by_period[period]:
             stretches["raw_invoices"].append(invoice.pk)
-            stretches["raw_starts"].append(cursor)
-            stretches["raw_ends"].append(invoice.period_end)
+            stretches["raw_starts"].append(start)
+            stretches["raw_ends"].append(end)
     # The bounds of every stretch read from the ledger (nothing is read when there is none).
     stretches["lo"] = min(stretches["raw_starts"], default=invoices[0].period_start)
     stretches["hi"] = max(stretches["raw_ends"], default=invoices[0].period_start)
     stretches["wallets"] = sorted({invoice.wallet_id for invoice in invoices})
     return stretches
+
+
+def _raw_stretches(
+    period_start: datetime, period_end: datetime, *, rolled: set[date]
+) -> list[tuple[datetime, datetime]]:
+    """The stretches [start, end) of the period between its rolled-up days, in order."""
+    raw = []
+    cursor = period_start
+    for day in _whole_days(period_start, period_end):
+        if day not in rolled:
+            continue
+        day_start = datetime.combine(day, time.min, tzinfo=UTC)
+        if cursor < day_start:
+            raw.append((cursor, day_start))
+        cursor = day_start + timedelta(days=1)
+    if cursor < period_end:
+        raw.append((cursor, period_end))
+    return raw
 
 
 def _whole_days(start: datetime, end: datetime) -> Iterator[date]:
@@ -323,11 +338,11 @@ def _renewals_invoice(*, invoice_ids: list[int]) -> None:
     end of the invoice's period is renewed with its fee left to the invoice (the plan stays in force while it is
     collected). Its own transaction per subscription: a close resumed after it finds the fee invoiced-to-be."""
     closing = dict(
-        Invoice.objects.filter(pk__in=invoice_ids, status=InvoiceStatus.CLOSING).values_list(
+        Invoice.objects.filter(pk__any=invoice_ids, status=InvoiceStatus.CLOSING).values_list(
             "organization_id", "period_end"
         )
     )
-    past_due = Subscription.objects.filter(organization_id__in=closing, status=SubscriptionStatus.PAST_DUE)
+    past_due = Subscription.objects.filter(organization_id__any=closing, status=SubscriptionStatus.PAST_DUE)
     for subscription_id, organization_id, current_end in past_due.values_list(
         "id", "organization_id", "current_period_end"
     ):
@@ -367,7 +382,7 @@ def invoices_finalize(*, invoice_ids: list[int]) -> None:
     with transaction.atomic():
         drafts = list(
             Invoice.objects.select_for_update()
-            .filter(pk__in=invoice_ids, status=InvoiceStatus.DRAFT)
+            .filter(pk__any=invoice_ids, status=InvoiceStatus.DRAFT)
             .only(*FINALIZE_FIELDS)  # the rest are written by sql.FINALIZE_SET, or read back for the events below
             .order_by("pk")
         )
@@ -377,8 +392,8 @@ def invoices_finalize(*, invoice_ids: list[int]) -> None:
         issuer = settings.INVOICE_ISSUER
         sequence = sequence_locked(issuer=issuer, year=now.year, kind=DocumentKind.INVOICE)
         organization_ids = {d.organization_id for d in drafts}
-        profiles = {p.organization_id: p for p in BillingProfile.objects.filter(organization_id__in=organization_ids)}
-        details = {d.organization_id: d for d in BillingDetails.objects.filter(organization_id__in=organization_ids)}
+        profiles = {p.organization_id: p for p in BillingProfile.objects.filter(organization_id__any=organization_ids)}
+        details = {d.organization_id: d for d in BillingDetails.objects.filter(organization_id__any=organization_ids)}
         for invoice in drafts:
             profile = profiles.get(invoice.organization_id) or _profile_default(invoice.organization_id)
             sequence.last_value += 1
@@ -414,11 +429,11 @@ def invoices_finalize(*, invoice_ids: list[int]) -> None:
         # Only the organizations with an endpoint listening are looked at one by one.
         listening = set(
             WebhookEndpoint.objects.filter(
-                organization_id__in=organization_ids, enabled=True, event_types__contains=[EventType.INVOICE_ISSUED]
+                organization_id__any=organization_ids, enabled=True, event_types__contains=[EventType.INVOICE_ISSUED]
             ).values_list("organization_id", flat=True)
         )
         # Read back whole (the event carries most fields) for the few organizations that listen.
-        emitted = Invoice.objects.filter(pk__in=[d.pk for d in drafts if d.organization_id in listening])
+        emitted = Invoice.objects.filter(pk__any=[d.pk for d in drafts if d.organization_id in listening])
         for invoice in emitted.order_by("pk"):
             invoice_event_emit(
                 invoice=invoice, event_type=EventType.INVOICE_ISSUED, idempotency_key=f"invoice.issued:{invoice.pk}"
@@ -459,12 +474,17 @@ def invoices_close_due(*, organization_ids: list[int], now: datetime | None = No
     cutoff = (now or timezone.now()) - timedelta(seconds=settings.INVOICE_CLOSE_GRACE_SECONDS)
     closed: list[Invoice] = []
     stuck_orgs: set[int] = set()
+    pending = set(organization_ids)
     for _ in range(MAX_PERIODS_PER_RUN):
-        pending = set(organization_ids) - stuck_orgs
-        open_ids = list(
-            _invoices.filter(organization_id__in=pending, status__in=OPEN_STATUSES).values_list("id", flat=True)
+        if not pending:
+            break
+        open_rows = list(
+            _invoices.filter(organization_id__any=pending, status__in=OPEN_STATUSES).values_list(
+                "id", "organization_id"
+            )
         )
-        busy = set(Invoice.objects.filter(pk__in=open_ids).values_list("organization_id", flat=True))
+        open_ids = [pk for pk, _ in open_rows]
+        busy = {organization_id for _, organization_id in open_rows}
         ended = {
             organization_id: period
             for organization_id, period in periods_next(organization_ids=list(pending - busy)).items()
@@ -474,14 +494,26 @@ def invoices_close_due(*, organization_ids: list[int], now: datetime | None = No
         if not open_ids:
             break
         refused = invoices_aggregate(invoice_ids=open_ids)
-        stuck_orgs |= set(Invoice.objects.filter(pk__in=refused).values_list("organization_id", flat=True))
+        stuck_orgs |= set(Invoice.objects.filter(pk__any=refused).values_list("organization_id", flat=True))
         invoices_finalize(invoice_ids=open_ids)
-        closed += (
-            Invoice.objects.filter(pk__in=open_ids, status=InvoiceStatus.FINALIZED)
+        finalized = list(
+            Invoice.objects.filter(pk__any=open_ids, status=InvoiceStatus.FINALIZED)
             .only(*FINALIZE_FIELDS, "number", "period_start", "period_end")  # any other field is read on use
             .order_by("pk")
         )
+        closed += finalized
+        # Another period can be over only for an organization that just closed one (the others had none over, or
+        # are stuck), and only if a UTC midnight after its end has passed: every period ends on one (its anchor
+        # day's), after it starts. So a batch that closed last month's periods is done without asking again.
+        pending = {
+            invoice.organization_id for invoice in finalized if _midnight_after(invoice.period_end) <= cutoff
+        } - stuck_orgs
     return closed
+
+
+def _midnight_after(moment: datetime) -> datetime:
+    """The first UTC midnight strictly after `moment`."""
+    return datetime.combine(moment.astimezone(UTC).date() + timedelta(days=1), time.min, tzinfo=UTC)
 
 
 # Periods one run catches up at most per organization (an organization months behind catches up over runs).

@@ -50,7 +50,7 @@ def billing_emails_queue(*, kind: BillingEmailKind, objects: dict[int, int]) -> 
             "ON CONFLICT (key) DO NOTHING",
             [kind.value, list(objects.values()), keys],
         )
-    unsent = list(BillingEmail.objects.filter(key__in=keys, sent_at__isnull=True).values_list("pk", flat=True))
+    unsent = list(BillingEmail.objects.filter(key__any=keys, sent_at__isnull=True).values_list("pk", flat=True))
     if unsent:
         # One task for them all: a message per email cost a close of 1,000 invoices seconds of broker round trips.
         transaction.on_commit(lambda: _send_many_later(unsent), robust=True)
