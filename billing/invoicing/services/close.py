@@ -69,8 +69,13 @@ def profile_get(*, organization_id: int) -> BillingProfile:
     return BillingProfile.objects.filter(organization_id=organization_id).first() or _profile_default(organization_id)
 
 
-def _profile_default(organization_id: int) -> BillingProfile:
-    return BillingProfile(organization_id=organization_id, days_until_due=settings.INVOICE_DAYS_UNTIL_DUE)
+def _profile_default(organization_id: int | None = None) -> BillingProfile:
+    """The defaults (unsaved): the organization's, or, without one, those shared by every organization without a
+    profile."""
+    profile = BillingProfile(days_until_due=settings.INVOICE_DAYS_UNTIL_DUE)
+    if organization_id is not None:
+        profile.organization_id = organization_id
+    return profile
 
 
 def period_next(*, organization_id: int) -> tuple[datetime, datetime]:
@@ -141,7 +146,7 @@ def _invoices_open(*, periods: dict[int, tuple[datetime, datetime]]) -> list[int
             f"{', '.join(defaults)}) "
             f"SELECT v.*, {', '.join(['%s'] * len(defaults))} "
             "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::timestamptz[], %s::timestamptz[]) AS v "
-            "ON CONFLICT DO NOTHING",
+            "ON CONFLICT DO NOTHING RETURNING id",
             [
                 *defaults.values(),
                 [organization_id for organization_id, _, _ in rows],
@@ -151,6 +156,11 @@ def _invoices_open(*, periods: dict[int, tuple[datetime, datetime]]) -> list[int
                 [periods[organization_id][1] for organization_id, _, _ in rows],
             ],
         )
+        inserted = [pk for (pk,) in cursor.fetchall()]
+    if len(inserted) == len(periods):
+        return inserted
+    # A period claimed by a concurrent close (or an organization with no wallet of its currency): the invoices that
+    # hold the periods, whoever inserted them.
     claimed = Invoice.objects.filter(
         organization_id__any=periods, period_start__any={start for start, _ in periods.values()}
     ).values_list("id", "organization_id", "period_start")
@@ -190,7 +200,7 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
             for p in _invoices.filter(
                 organization_id__any={i.organization_id for i in invoices},
                 period_end__any={i.period_start for i in invoices},
-            )
+            ).only("organization_id", "period_start", "period_end", "status", "carry_out_nano", "number")
         }
         ready = []
         for invoice in invoices:
@@ -351,8 +361,17 @@ def _renewals_invoice(*, invoice_ids: list[int]) -> None:
 
 
 AGGREGATE_WORK_MEM = "256MB"
-# The fields of a draft invoice its finalization reads.
-FINALIZE_FIELDS = ("id", "organization_id", "status", "charges_nano", "total_minor")
+# The fields of the finalized invoices invoices_close_due returns, loaded (any other is read on use).
+CLOSED_FIELDS = (
+    "id",
+    "organization_id",
+    "status",
+    "charges_nano",
+    "total_minor",
+    "number",
+    "period_start",
+    "period_end",
+)
 # The fields of a closing invoice the aggregation reads.
 AGGREGATE_FIELDS = ("id", "organization_id", "wallet_id", "period_start", "period_end", "status")
 # sql.DRAFTS_SET's arrays and the invoice fields they are read from.
@@ -380,32 +399,27 @@ def invoices_finalize(*, invoice_ids: list[int]) -> None:
     transaction that finalizes them; `draft` -> `finalized`. The sequence row is locked until commit, so numbers
     are given one transaction at a time, and a rolled-back finalization gives its numbers back."""
     with transaction.atomic():
+        # (id, organization, charges, total) of each: the rest is written by sql.FINALIZE_SET, or read back for the
+        # events below (a thousand model instances cost more than the statement).
         drafts = list(
             Invoice.objects.select_for_update()
             .filter(pk__any=invoice_ids, status=InvoiceStatus.DRAFT)
-            .only(*FINALIZE_FIELDS)  # the rest are written by sql.FINALIZE_SET, or read back for the events below
             .order_by("pk")
+            .values_list("id", "organization_id", "charges_nano", "total_minor")
         )
         if not drafts:
             return
         now = timezone.now()
         issuer = settings.INVOICE_ISSUER
         sequence = sequence_locked(issuer=issuer, year=now.year, kind=DocumentKind.INVOICE)
-        organization_ids = {d.organization_id for d in drafts}
+        organization_ids = {organization_id for _, organization_id, _, _ in drafts}
         profiles = {p.organization_id: p for p in BillingProfile.objects.filter(organization_id__any=organization_ids)}
         details = {d.organization_id: d for d in BillingDetails.objects.filter(organization_id__any=organization_ids)}
-        for invoice in drafts:
-            profile = profiles.get(invoice.organization_id) or _profile_default(invoice.organization_id)
-            sequence.last_value += 1
-            invoice.sequence = sequence.last_value
-            invoice.number = settings.INVOICE_NUMBER_FORMAT.format(year=now.year, number=sequence.last_value)
-            invoice.collection_method = profile.collection_method
-            invoice.days_until_due = profile.days_until_due
-            # Who it is addressed to, as of now: frozen with the invoice (a later edit reaches the next one).
-            invoice.billed_to = billed_to_of(details.get(invoice.organization_id))
-            invoice.issuer = issuer
-            invoice.status = InvoiceStatus.FINALIZED
-            invoice.finalized_at = now
+        default = _profile_default()  # for every organization staff never set a profile for
+        profile_of = [profiles.get(organization_id, default) for _, organization_id, _, _ in drafts]
+        # The next numbers of the series, in the order of the ids.
+        sequences = list(range(sequence.last_value + 1, sequence.last_value + 1 + len(drafts)))
+        sequence.last_value = sequences[-1]
         sequence.save(update_fields=["last_value"])
         with connection.cursor() as cursor:
             cursor.execute(
@@ -413,18 +427,21 @@ def invoices_finalize(*, invoice_ids: list[int]) -> None:
                 {
                     "now": now,
                     "issuer": issuer,
-                    "ids": [invoice.pk for invoice in drafts],
-                    "sequences": [invoice.sequence for invoice in drafts],
-                    "numbers": [invoice.number for invoice in drafts],
-                    "methods": [invoice.collection_method for invoice in drafts],
-                    "days": [invoice.days_until_due for invoice in drafts],
-                    "billed_to": [json.dumps(invoice.billed_to) for invoice in drafts],
+                    "ids": [pk for pk, _, _, _ in drafts],
+                    "sequences": sequences,
+                    "numbers": [settings.INVOICE_NUMBER_FORMAT.format(year=now.year, number=n) for n in sequences],
+                    "methods": [profile.collection_method for profile in profile_of],
+                    "days": [profile.days_until_due for profile in profile_of],
+                    # Who it is addressed to, as of now: frozen with the invoice (a later edit reaches the next one).
+                    "billed_to": [
+                        json.dumps(billed_to_of(details.get(organization_id))) for _, organization_id, _, _ in drafts
+                    ],
                 },
             )
         # An invoice of a period with nothing charged (no usage, no fee) is kept, but nobody is emailed about it.
         billing_emails_queue(
             kind=BillingEmailKind.INVOICE_ISSUED,
-            objects={d.pk: d.organization_id for d in drafts if d.charges_nano or d.total_minor},
+            objects={pk: organization_id for pk, organization_id, charges, total in drafts if charges or total},
         )
         # Only the organizations with an endpoint listening are looked at one by one.
         listening = set(
@@ -433,7 +450,9 @@ def invoices_finalize(*, invoice_ids: list[int]) -> None:
             ).values_list("organization_id", flat=True)
         )
         # Read back whole (the event carries most fields) for the few organizations that listen.
-        emitted = Invoice.objects.filter(pk__any=[d.pk for d in drafts if d.organization_id in listening])
+        emitted = Invoice.objects.filter(
+            pk__any=[pk for pk, organization_id, _, _ in drafts if organization_id in listening]
+        )
         for invoice in emitted.order_by("pk"):
             invoice_event_emit(
                 invoice=invoice, event_type=EventType.INVOICE_ISSUED, idempotency_key=f"invoice.issued:{invoice.pk}"
@@ -497,9 +516,7 @@ def invoices_close_due(*, organization_ids: list[int], now: datetime | None = No
         stuck_orgs |= set(Invoice.objects.filter(pk__any=refused).values_list("organization_id", flat=True))
         invoices_finalize(invoice_ids=open_ids)
         finalized = list(
-            Invoice.objects.filter(pk__any=open_ids, status=InvoiceStatus.FINALIZED)
-            .only(*FINALIZE_FIELDS, "number", "period_start", "period_end")  # any other field is read on use
-            .order_by("pk")
+            Invoice.objects.filter(pk__any=open_ids, status=InvoiceStatus.FINALIZED).only(*CLOSED_FIELDS).order_by("pk")
         )
         closed += finalized
         # Another period can be over only for an organization that just closed one (the others had none over, or
