@@ -15,18 +15,17 @@ from django.db.models import Field, ForeignObject, Lookup
 
 class AnyOf(Lookup):
     lookup_name = "any"
-    # The values are prepared one by one below (the field's get_prep_value takes one value, not a list).
+    # The values are prepared one by one, in one pass, below (a field's get_prep_value takes one value, not a list).
     prepare_rhs = False
 
     def get_prep_lookup(self) -> list[Any]:
-        return [self.lhs.output_field.get_prep_value(value) for value in self.rhs]
+        return list(self.rhs)
 
     def process_rhs(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
         if not self.rhs:
             raise EmptyResultSet  # as `__in=[]`: matches nothing, and no query is sent when nothing else can match
         field = self.lhs.output_field
-        values = [field.get_db_prep_value(value, connection, prepared=True) for value in self.rhs]
-        return "%s", (values,)
+        return "%s", ([field.get_db_prep_value(value, connection, prepared=False) for value in self.rhs],)
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
         lhs_sql, lhs_params = self.process_lhs(compiler, connection)

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
 from billing.invoicing import sql
@@ -347,17 +347,16 @@ def _renewals_invoice(*, invoice_ids: list[int]) -> None:
     """Before the lines: each plan renewal credit could not pay (its subscription past due) that starts before the
     end of the invoice's period is renewed with its fee left to the invoice (the plan stays in force while it is
     collected). Its own transaction per subscription: a close resumed after it finds the fee invoiced-to-be."""
-    closing = dict(
-        Invoice.objects.filter(pk__any=invoice_ids, status=InvoiceStatus.CLOSING).values_list(
-            "organization_id", "period_end"
-        )
+    # Asked of the few past-due subscriptions, not of the batch's thousand invoices.
+    renewal_due = Invoice.objects.filter(
+        pk__any=invoice_ids,
+        status=InvoiceStatus.CLOSING,
+        organization_id=OuterRef("organization_id"),
+        period_end__gt=OuterRef("current_period_end"),
     )
-    past_due = Subscription.objects.filter(organization_id__any=closing, status=SubscriptionStatus.PAST_DUE)
-    for subscription_id, organization_id, current_end in past_due.values_list(
-        "id", "organization_id", "current_period_end"
-    ):
-        if current_end < closing[organization_id]:
-            subscription_renew_invoiced(subscription_id=subscription_id)
+    past_due = Subscription.objects.filter(Exists(renewal_due), status=SubscriptionStatus.PAST_DUE)
+    for subscription_id in past_due.values_list("id", flat=True):
+        subscription_renew_invoiced(subscription_id=subscription_id)
 
 
 AGGREGATE_WORK_MEM = "256MB"
