@@ -185,7 +185,7 @@ SELECT %(day)s, CASE WHEN p.by_wallet THEN w.organization_id ELSE p.bucket END,
 # (inserted by a data-modifying CTE). A line names the rollup rows it adds up (rollup_ids) rather than copying the
 # ids they name: copying two million ids into a thousand invoices' lines was half the close. The statement returns,
 # per invoice, the journal's spent credit and what no grant covered of it (the unfunded draws), summed the same
-# way, to check the lines against.
+# way, to check the lines against, and what its lines add up to.
 LINES_INSERT = (
     "WITH"  # noqa: S608 (constant SQL text; every value is a parameter)
     + """
@@ -314,11 +314,24 @@ inserted AS (
            l.unit, l.rate, l.factor, l.discount, l.unit_price, l.amount, coalesce(l.line_start, i.period_start),
            coalesce(l.line_end, i.period_end), l.usage_ids, l.transaction_ids, l.draw_ids, l.rollup_ids, l.fee_ref
       FROM all_lines l JOIN inv i ON i.id = l.invoice_id
+    RETURNING invoice_id, kind, amount_nano, fee_ref
+),
+-- What each invoice's totals are made of: its lines, their credit applied, their charges (lines neither credit nor
+-- for the record) and the fees credit could not pay among them.
+written AS (
+    SELECT invoice_id, count(*) AS lines,
+           sum(amount_nano) FILTER (WHERE kind = ANY(%(credit_kinds)s::text[])) AS credit,
+           sum(amount_nano) FILTER (WHERE kind <> ALL(%(credit_kinds)s::text[] || %(record_kinds)s::text[])) AS charges,
+           sum(amount_nano) FILTER (WHERE fee_ref <> '') AS invoiced
+      FROM inserted
+     GROUP BY invoice_id
 ),
 totals AS (
     SELECT bucket, sum(amount) AS spent, sum(unfunded) AS unfunded FROM merged WHERE kind = 'ledger' GROUP BY bucket
 )
-SELECT i.id, coalesce(t.spent, 0), coalesce(t.unfunded, 0) FROM inv i LEFT JOIN totals t ON t.bucket = i.id
+SELECT i.id, coalesce(t.spent, 0), coalesce(t.unfunded, 0), coalesce(w.lines, 0), coalesce(w.charges, 0),
+       coalesce(w.credit, 0), coalesce(w.invoiced, 0)
+  FROM inv i LEFT JOIN totals t ON t.bucket = i.id LEFT JOIN written w ON w.invoice_id = i.id
 """
 )
 
