@@ -67,9 +67,9 @@ class InvoiceLineOutputSerializer(serializers.Serializer):
     amount_nano = serializers.IntegerField()
     period_start = serializers.DateTimeField()
     period_end = serializers.DateTimeField()
-    usage_ids = serializers.ListField(child=serializers.IntegerField())
-    transaction_ids = serializers.ListField(child=serializers.IntegerField())
-    draw_ids = serializers.ListField(child=serializers.IntegerField())
+    usage_ids = serializers.ListField(child=serializers.IntegerField(), source="traced_usage_ids")
+    transaction_ids = serializers.ListField(child=serializers.IntegerField(), source="traced_transaction_ids")
+    draw_ids = serializers.ListField(child=serializers.IntegerField(), source="traced_draw_ids")
     fee = serializers.CharField(
         source="fee_ref",
         help_text="a fee credit could not pay (subscription_period:<id> or commitment_charge:<id>), paid with the "

@@ -8,12 +8,13 @@ Grouping and paging happen in PostgreSQL; a page is one query, whatever the numb
 """
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from django.db import connection
+from django.db.models import Q
 
-from billing.invoicing.models import DocumentKind, Invoice, InvoiceLine, InvoiceStatus, LineKind
+from billing.invoicing.models import DailyRollup, DocumentKind, Invoice, InvoiceLine, InvoiceStatus, LineKind
 from billing.ledger.models import JournalTransaction
 
 Breakdown = Literal["day", "key", "workflow"]
@@ -27,7 +28,7 @@ m AS (
            (x->>'tokens')::bigint AS tokens, (x->>'amount_nano')::bigint AS amount,
            x->>'ref' AS ref, x->>'detail' AS detail
       FROM l
-      CROSS JOIN LATERAL unnest(l.usage_ids) AS uid
+      CROSS JOIN LATERAL unnest(invoicing_traced(l.usage_ids, l.rollup_ids, 'usage')) AS uid
       JOIN usage_usagerecord u ON u.id = uid AND u.model_id = l.model_id AND u.service_tier = l.service_tier
       CROSS JOIN LATERAL jsonb_array_elements(u.lines) AS x
      WHERE x->>'kind' = l.token_kind AND x->>'source' = l.source
@@ -231,8 +232,17 @@ def record_place(*, organization_id: int, usage_id: int, created_at: datetime) -
     (invoice,) = records_invoices(organization_id=organization_id, created=[created_at])
     if invoice is None or invoice.status == InvoiceStatus.CLOSING:
         return RequestPlace(invoice=invoice, lines=[])
+    # A line names the record itself (read from the ledger) or through a daily rollup row of its period naming it.
+    rollups = DailyRollup.objects.filter(
+        organization_id=organization_id,
+        day__gte=invoice.period_start.astimezone(UTC).date(),
+        day__lte=invoice.period_end.astimezone(UTC).date(),
+        kind=LineKind.USAGE,
+        usage_ids__contains=[usage_id],
+    ).values_list("id", flat=True)
     rows = (
-        InvoiceLine.objects.filter(invoice_id=invoice.pk, kind=LineKind.USAGE, usage_ids__contains=[usage_id])
+        InvoiceLine.objects.filter(invoice_id=invoice.pk, kind=LineKind.USAGE)
+        .filter(Q(usage_ids__contains=[usage_id]) | Q(rollup_ids__overlap=list(rollups)))
         .order_by("position")
         .values_list("id", "position", "description")
     )

@@ -319,6 +319,11 @@ class InvoiceLine(models.Model):
     usage_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     transaction_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     draw_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    # The daily rollup rows (DailyRollup) the line adds up, for the days of its period the rollup summed: what they
+    # name is the line's too, so a month's line names 31 rows instead of copying their thousands of ids. The three
+    # arrays above hold what the line read from the ledger itself; the whole is selectors.line_traced (in SQL, the
+    # function invoicing_traced).
+    rollup_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     # A credit note's line: the invoice line it reverses (its amount is minus all or part of that line's).
     reverses = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversals")
     # A plan or commitment fee that prepaid credit could not pay (billing.pricing.services.fees): its reference.
@@ -470,7 +475,8 @@ class DailyRollup(models.Model):
     """What one UTC day adds to an invoice, per wallet, summed once after the day (and the close's grace window)
     is over: the pieces the close would compute from that day's raw rows (billing.invoicing.sql.PIECES), which a
     close sums for the days of its period instead of reading the rows again. Each piece names what it sums, as
-    the invoice line made of it does: usage records, journal transactions, grant draws."""
+    the invoice line made of it does: usage records, journal transactions, grant draws. Lines name the rows they
+    add up (InvoiceLine.rollup_ids), so a row never changes and is never deleted (a trigger refuses it)."""
 
     day = models.DateField()
     organization = models.ForeignKey(

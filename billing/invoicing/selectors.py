@@ -4,8 +4,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import connection
-from django.db.models import Max, Min, Q, QuerySet, Sum
+from django.db.models import BigIntegerField, F, Func, Max, Min, Q, QuerySet, Sum, Value
 from django.utils import timezone
 
 from billing.invoicing.errors import InvoiceNotFound
@@ -129,8 +130,28 @@ def invoice_in_dunning(*, organization_id: int) -> Invoice | None:
     return invoice
 
 
+def _traced(field: str, what: str) -> Func:
+    return Func(
+        F(field), F("rollup_ids"), Value(what), function="invoicing_traced", output_field=ArrayField(BigIntegerField())
+    )
+
+
+# A line's whole trace: the ids it names itself and those its daily rollup rows name (see InvoiceLine.rollup_ids).
+LINE_TRACED = {
+    "traced_usage_ids": _traced("usage_ids", "usage"),
+    "traced_transaction_ids": _traced("transaction_ids", "transaction"),
+    "traced_draw_ids": _traced("draw_ids", "draw"),
+}
+
+
+def lines_traced(lines: QuerySet[InvoiceLine]) -> QuerySet[InvoiceLine]:
+    """The lines with their whole trace as traced_usage_ids, traced_transaction_ids and traced_draw_ids."""
+    return lines.annotate(**LINE_TRACED)
+
+
 def invoice_lines(*, invoice_id: int) -> QuerySet[InvoiceLine]:
-    return InvoiceLine.objects.filter(invoice_id=invoice_id).select_related("model").order_by("position")
+    lines = InvoiceLine.objects.filter(invoice_id=invoice_id).select_related("model").order_by("position")
+    return lines_traced(lines)
 
 
 # Every check below returns one row per problem: (invoice id, line position or NULL, what is wrong). Only invoices
@@ -140,7 +161,7 @@ _CHARGE_LINES = """
 SELECT l.invoice_id, l.position, 'amount ' || l.amount_nano || ' is not its transactions'' spent '
        || coalesce(sum(e.amount_nano), 0)
   FROM invoicing_invoiceline l
-  LEFT JOIN LATERAL unnest(l.transaction_ids) AS tid ON true
+  LEFT JOIN LATERAL unnest(invoicing_traced(l.transaction_ids, l.rollup_ids, 'transaction')) AS tid ON true
   LEFT JOIN ledger_journalentry e ON e.transaction_id = tid AND e.account = 'spent'
  WHERE l.invoice_id IN (SELECT id FROM invoicing_invoice
                          WHERE organization_id = %(org)s AND status <> 'closing' AND kind = 'invoice')
@@ -175,7 +196,7 @@ _TRUEUP_LINES = """
 SELECT l.invoice_id, l.position, 'amount ' || l.amount_nano || ' is not its grants'' refund credit '
        || -coalesce(sum(e.amount_nano), 0)
   FROM invoicing_invoiceline l
-  LEFT JOIN LATERAL unnest(l.transaction_ids) AS tid ON true
+  LEFT JOIN LATERAL unnest(invoicing_traced(l.transaction_ids, l.rollup_ids, 'transaction')) AS tid ON true
   LEFT JOIN ledger_journalentry e ON e.transaction_id = tid AND e.account = 'funding_refund'
  WHERE l.invoice_id IN (SELECT id FROM invoicing_invoice WHERE organization_id = %(org)s AND status <> 'closing')
    AND l.kind = 'tier_trueup_credit'
@@ -186,7 +207,7 @@ _RECORD_LINES = """
 SELECT l.invoice_id, l.position, 'amount ' || l.amount_nano || ' is not minus its transactions'' refunded '
        || coalesce(sum(e.amount_nano), 0)
   FROM invoicing_invoiceline l
-  LEFT JOIN LATERAL unnest(l.transaction_ids) AS tid ON true
+  LEFT JOIN LATERAL unnest(invoicing_traced(l.transaction_ids, l.rollup_ids, 'transaction')) AS tid ON true
   LEFT JOIN ledger_journalentry e ON e.transaction_id = tid AND e.account = 'refunded'
  WHERE l.invoice_id IN (SELECT id FROM invoicing_invoice
                          WHERE organization_id = %(org)s AND status <> 'closing' AND kind = 'invoice')
@@ -198,7 +219,7 @@ _CREDIT_LINES = """
 SELECT l.invoice_id, l.position, 'amount ' || l.amount_nano || ' is not minus its draws '
        || coalesce(sum(d.amount_nano), 0) || ' of ' || l.source || ' grants'
   FROM invoicing_invoiceline l
-  LEFT JOIN LATERAL unnest(l.draw_ids) AS did ON true
+  LEFT JOIN LATERAL unnest(invoicing_traced(l.draw_ids, l.rollup_ids, 'draw')) AS did ON true
   LEFT JOIN ledger_grantdraw d ON d.id = did
   LEFT JOIN ledger_grant g ON g.id = d.grant_id AND g.kind = l.source
  WHERE l.invoice_id IN (SELECT id FROM invoicing_invoice
@@ -211,7 +232,7 @@ _USAGE_LINES = """
 SELECT l.invoice_id, l.position, 'amount ' || l.amount_nano || ' is not its usage records'' '
        || coalesce(sum((x->>'amount_nano')::bigint), 0)
   FROM invoicing_invoiceline l
-  LEFT JOIN LATERAL unnest(l.usage_ids) AS uid ON true
+  LEFT JOIN LATERAL unnest(invoicing_traced(l.usage_ids, l.rollup_ids, 'usage')) AS uid ON true
   LEFT JOIN usage_usagerecord u ON u.id = uid AND u.model_id = l.model_id AND u.service_tier = l.service_tier
   LEFT JOIN LATERAL jsonb_array_elements(u.lines) AS x
          ON x->>'kind' = l.token_kind AND x->>'source' = l.source
@@ -267,12 +288,14 @@ spent AS (
 ),
 usage_of AS (
     SELECT DISTINCT l.invoice_id, uid
-      FROM invoicing_invoiceline l CROSS JOIN LATERAL unnest(l.usage_ids) AS uid
+      FROM invoicing_invoiceline l
+     CROSS JOIN LATERAL unnest(invoicing_traced(l.usage_ids, l.rollup_ids, 'usage')) AS uid
      WHERE l.invoice_id IN (SELECT id FROM inv)
 ),
 listed AS (
     SELECT l.invoice_id, tid AS txn_id
-      FROM invoicing_invoiceline l CROSS JOIN LATERAL unnest(l.transaction_ids) AS tid
+      FROM invoicing_invoiceline l
+     CROSS JOIN LATERAL unnest(invoicing_traced(l.transaction_ids, l.rollup_ids, 'transaction')) AS tid
      WHERE l.invoice_id IN (SELECT id FROM inv)
     UNION ALL
     SELECT uo.invoice_id, t.id

@@ -10,6 +10,7 @@ from django.urls import reverse
 from pypdf import PdfReader
 
 from billing.invoicing.models import Invoice, InvoiceLine, LineKind
+from billing.invoicing.selectors import lines_traced
 from billing.invoicing.services.credit_notes import LineCredit, credit_note_issue
 from tests.billing.invoicing.conftest import call
 from tests.billing.invoicing.explained import october_invoiced
@@ -162,7 +163,8 @@ def test_the_usage_table_links_each_request_to_its_invoice_or_says_it_is_not_inv
     assert body.count(month.invoice.number) == 4
     assert body.count("not invoiced yet: current period") == 1
     request_page = as_bob.get(reverse("billing_request", args=[month.records[0].pk])).content.decode()
-    for line in InvoiceLine.objects.filter(invoice=month.invoice, usage_ids__contains=[month.records[0].pk]):
+    lines = lines_traced(InvoiceLine.objects.filter(invoice=month.invoice))
+    for line in lines.filter(traced_usage_ids__contains=[month.records[0].pk]):
         assert reverse("billing_invoice_line", args=[month.invoice.pk, line.pk]) in request_page
     assert "gpt-4o default: output" in request_page
 

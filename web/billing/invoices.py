@@ -22,7 +22,7 @@ from accounts.ids import is_id_text
 from accounts.permissions import Capability
 from billing.invoicing import explain, statements
 from billing.invoicing.errors import InvoiceNotFound
-from billing.invoicing.models import NANO_PER_MINOR, Invoice, InvoiceLine, LineKind
+from billing.invoicing.models import NANO_PER_MINOR, Invoice, LineKind
 from billing.invoicing.selectors import invoice_lines
 from billing.usage.models import UsageRecord
 from core.money import format_amount
@@ -218,7 +218,7 @@ def _request_filter(request: HttpRequest) -> explain.RequestFilter:
 def invoice_line_page(request: HttpRequest, invoice_id: int, line_id: int) -> HttpResponse:
     """Explain one line: a usage line by day, key or workflow, and the requests behind it (filtered by a group)."""
     invoice = _invoice(request, invoice_id)
-    line = InvoiceLine.objects.select_related("model").filter(pk=line_id, invoice_id=invoice.pk).first()
+    line = invoice_lines(invoice_id=invoice.pk).filter(pk=line_id).first()
     if line is None:
         raise Http404("No such line on this invoice.")
     raw_by = request.GET.get("by") or "day"

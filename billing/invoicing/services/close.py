@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Sum
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from billing.invoicing import sql
@@ -214,30 +214,21 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
             invoice.carry_in_nano = before.carry_out_nano if before and before.status != InvoiceStatus.VOID else 0
             invoice.carry_from = before.number if before is not None else ""  # type: ignore[attr-defined]
             ready.append(invoice)
-        params = {"invoices": [invoice.pk for invoice in ready], **_stretches(ready)}
+        params = {
+            "invoices": [invoice.pk for invoice in ready],
+            "credit_kinds": [str(kind) for kind in CREDIT_KINDS],
+            "record_kinds": [str(kind) for kind in RECORD_KINDS],
+            **_stretches(ready),
+        }
         with connection.cursor() as cursor:
             # A batch groups a few hundred thousand rating lines: in memory, for this transaction only.
             cursor.execute(f"SET LOCAL work_mem = '{AGGREGATE_WORK_MEM}'")
             cursor.execute(sql.LINES_INSERT, params)
-            ledger_totals = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
-        sums: dict[int, dict[str, Any]] = {
-            row["invoice_id"]: dict(row)
-            for row in InvoiceLine.objects.filter(invoice_id__any=params["invoices"])
-            .values("invoice_id")
-            .annotate(
-                count=Count("id"),
-                credit=Sum("amount_nano", filter=Q(kind__in=CREDIT_KINDS)),
-                charges=Sum("amount_nano", filter=~Q(kind__in=(*CREDIT_KINDS, *RECORD_KINDS))),
-                invoiced=Sum("amount_nano", filter=~Q(fee_ref="")),
-            )
-        }
+            written = {row[0]: row[1:] for row in cursor.fetchall()}
         carries, drafted, now = [], [], timezone.now()
         for invoice in ready:
-            row: dict[str, Any] = sums.get(invoice.pk, {})
-            charges, credit = row.get("charges") or 0, row.get("credit") or 0
-            spent, unfunded = ledger_totals[invoice.pk]
-            # The fees credit could not pay are charged here before the ledger books them (at payment).
-            invoiced = row.get("invoiced") or 0
+            # The fees credit could not pay (invoiced) are charged here before the ledger books them (at payment).
+            spent, unfunded, count, charges, credit, invoiced = written[invoice.pk]
             if charges != spent + invoiced or charges + credit != unfunded + invoiced:
                 refused[invoice.pk] = InvoiceUnbalanced(
                     f"The period's lines do not add up to its ledger (lines charge {charges} nano, the journal "
@@ -250,7 +241,7 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
                 carries.append(
                     InvoiceLine(
                         invoice=invoice,
-                        position=(row.get("count") or 0) + 1,
+                        position=count + 1,
                         kind=LineKind.CARRY,
                         description=f"Rounding carried from {invoice.carry_from}",  # type: ignore[attr-defined]
                         quantity=1,

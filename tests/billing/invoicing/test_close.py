@@ -9,6 +9,7 @@ from django.db import DatabaseError, connection, transaction
 from billing.invoicing import selectors, services
 from billing.invoicing.errors import InvoiceConflict
 from billing.invoicing.models import Invoice, InvoiceLine, InvoiceStatus
+from billing.invoicing.selectors import lines_traced
 from billing.invoicing.services import close
 from billing.ledger import services as ledger
 from billing.pricing import services as pricing
@@ -126,8 +127,8 @@ def test_usage_booked_after_the_period_ends_lands_on_the_next_invoice(org):
     with time_machine.travel(at("2026-12-01 01:00:01")):
         first = services.invoice_close(organization_id=org.pk, period_start=OCT)
         second = services.invoice_close(organization_id=org.pk, period_start=NOV)
-    assert all(late.pk not in line.usage_ids for line in first.lines.all())
-    assert [line.usage_ids for line in second.lines.filter(kind="usage")] == [[late.pk]]
+    assert all(late.pk not in line.traced_usage_ids for line in lines_traced(first.lines.all()))
+    assert [line.traced_usage_ids for line in lines_traced(second.lines.filter(kind="usage"))] == [[late.pk]]
 
 
 def test_a_period_that_has_not_ended_with_its_grace_is_not_closed(org, settings):

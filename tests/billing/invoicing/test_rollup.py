@@ -6,11 +6,13 @@ from datetime import date, timedelta
 
 import pytest
 import time_machine
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
-from billing.invoicing import services
+from billing.invoicing import explain, selectors, services
 from billing.invoicing.models import DailyRollup, InvoiceLine, RollupDay
+from billing.invoicing.selectors import lines_traced
 from billing.invoicing.services.rollup import rollup_day, rollup_days_due, rollups_run
+from billing.usage.models import UsageRecord
 from tests.billing.invoicing.conftest import at, booked_at, call, fund
 from tests.billing.invoicing.test_close import NOV, OCT, lines_by, october
 
@@ -37,7 +39,8 @@ def _days(first: date, last: date) -> list[date]:
 
 
 def _lines(invoice):
-    """An invoice's lines, each as everything it says (its id arrays in order: their order carries no meaning)."""
+    """An invoice's lines, each as everything it says (its whole trace, whether it names the ids itself or through
+    rollup rows; in order: their order carries no meaning)."""
     return [
         (
             line.position,
@@ -57,11 +60,11 @@ def _lines(invoice):
             line.amount_nano,
             line.period_start,
             line.period_end,
-            sorted(line.usage_ids),
-            sorted(line.transaction_ids),
-            sorted(line.draw_ids),
+            sorted(line.traced_usage_ids),
+            sorted(line.traced_transaction_ids),
+            sorted(line.traced_draw_ids),
         )
-        for line in InvoiceLine.objects.filter(invoice=invoice).order_by("position")
+        for line in lines_traced(InvoiceLine.objects.filter(invoice=invoice).order_by("position"))
     ]
 
 
@@ -123,8 +126,8 @@ def test_usage_booked_after_its_days_were_rolled_up_lands_on_the_next_invoice(or
         first = services.invoice_close(organization_id=org.pk, period_start=OCT)
         second = services.invoice_close(organization_id=org.pk, period_start=NOV)
     assert RollupDay.objects.filter(day=date(2026, 11, 1)).exists()
-    assert all(late.pk not in line.usage_ids for line in first.lines.all())
-    assert [line.usage_ids for line in second.lines.filter(kind="usage")] == [[late.pk]]
+    assert all(late.pk not in line.traced_usage_ids for line in lines_traced(first.lines.all()))
+    assert [line.traced_usage_ids for line in lines_traced(second.lines.filter(kind="usage"))] == [[late.pk]]
 
 
 def test_a_day_is_rolled_up_once_its_grace_window_is_over(org, settings):
@@ -155,4 +158,46 @@ def test_a_period_cut_inside_a_day_reads_that_day_raw(org):
         rest = services.invoice_open(organization_id=org.pk, period_start=first.period_end, period_end=NOV)
         second = services.invoice_finalize(invoice_id=services.invoice_aggregate(invoice_id=rest.pk).pk)
     assert first.charges_nano == 750_450_000
-    assert [line.usage_ids for line in second.lines.filter(kind="usage")] == [[evening.pk]]
+    assert [line.traced_usage_ids for line in lines_traced(second.lines.filter(kind="usage"))] == [[evening.pk]]
+
+
+def test_a_line_over_rolled_up_days_names_their_rows_and_is_traced_explained_and_reconciled_through_them(org):
+    _month(org)
+    for day in _days(date(2026, 10, 1), date(2026, 10, 31)):
+        assert rollup_day(day=day)
+    with time_machine.travel(CLOSED):
+        invoice = services.invoice_close(organization_id=org.pk, period_start=OCT)
+    lines = list(lines_traced(InvoiceLine.objects.filter(invoice=invoice).order_by("position")))
+    usage = [line for line in lines if line.kind == "usage"]
+    # The month was read from the rollup alone: the lines copy no id, they name the rows that do.
+    assert usage and all(line.rollup_ids and not line.usage_ids for line in usage)
+    assert all(not line.draw_ids for line in lines if line.kind.startswith("credit_"))
+    named = DailyRollup.objects.filter(id__in={pk for line in lines for pk in line.rollup_ids})
+    assert {row.organization_id for row in named} == {org.pk}
+    assert selectors.invoices_reconcile(organization_id=org.pk) == []
+    records = set()
+    for line in usage:
+        assert line.traced_usage_ids
+        for by in explain.BREAKDOWNS:
+            groups = explain.line_breakdown(line=line, by=by)
+            assert sum(g.amount_nano for g in groups) == line.amount_nano, (line.description, by)
+            assert sum(g.tokens for g in groups) == line.quantity, (line.description, by)
+        records |= set(line.traced_usage_ids)
+    for record in UsageRecord.objects.filter(pk__in=records):
+        place = explain.record_place(organization_id=org.pk, usage_id=record.pk, created_at=record.created_at)
+        assert place.invoice == invoice
+        assert {found.line_id for found in place.lines} == {
+            line.pk for line in usage if record.pk in line.traced_usage_ids
+        }
+
+
+def test_a_rollup_row_an_invoice_may_name_never_changes_and_is_never_deleted(org):
+    october(org)
+    assert rollup_day(day=date(2026, 10, 5))
+    row = DailyRollup.objects.filter(organization=org, kind="usage").first()
+    assert row is not None
+    with pytest.raises(IntegrityError, match="can never change"), transaction.atomic():
+        DailyRollup.objects.filter(pk=row.pk).update(amount_nano=0)
+    with pytest.raises(IntegrityError, match="can never change"), transaction.atomic():
+        DailyRollup.objects.filter(pk=row.pk).delete()
+    assert DailyRollup.objects.get(pk=row.pk).amount_nano == row.amount_nano

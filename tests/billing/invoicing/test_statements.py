@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from billing.invoicing import explain, services, statements
 from billing.invoicing.models import CollectionMethod, Invoice, InvoiceLine, InvoiceStatus, LineKind
+from billing.invoicing.selectors import lines_traced
 from billing.ledger import services as ledger
 from billing.ledger.models import JournalTransaction
 from billing.usage.models import UsageRecord
@@ -20,7 +21,7 @@ from tests.billing.invoicing.explained import october_invoiced
 
 
 def usage_lines(invoice: Invoice) -> list[InvoiceLine]:
-    return list(InvoiceLine.objects.filter(invoice=invoice, kind=LineKind.USAGE).order_by("position"))
+    return list(lines_traced(InvoiceLine.objects.filter(invoice=invoice, kind=LineKind.USAGE).order_by("position")))
 
 
 def test_every_usage_line_breaks_down_by_day_key_and_workflow_into_parts_that_add_up_to_it(org):
@@ -33,7 +34,7 @@ def test_every_usage_line_breaks_down_by_day_key_and_workflow_into_parts_that_ad
             groups = explain.line_breakdown(line=line, by=by)
             assert sum(g.amount_nano for g in groups) == line.amount_nano, (line.description, by)
             assert sum(g.tokens for g in groups) == line.quantity, (line.description, by)
-            assert sum(g.requests for g in groups) == len(line.usage_ids)
+            assert sum(g.requests for g in groups) == len(line.traced_usage_ids)
     gpt4o_input = next(line for line in lines if line.model.slug == "gpt-4o" and line.token_kind == "input")
     assert [(g.value, g.requests, g.amount_nano) for g in explain.line_breakdown(line=gpt4o_input, by="day")] == [
         ("2026-10-05", 2, usd("0.50")),
