@@ -1,5 +1,6 @@
 """`field__any=values`: the column equals one of the values, as `column = ANY(%s)` with the values in ONE array
-parameter (typed by the driver from the values; a string array is typed by the column, as a literal is).
+parameter (typed by the driver from the values; a string array is typed by the column, as a literal is). The
+values are plain values (any iterable of them), not a query or an expression.
 
 `field__in=values` writes a placeholder per value: a filter on a thousand ids is SQL text of several kilobytes
 that the driver (psycopg, binding on the client) parses again at every execution, since it caches only short
