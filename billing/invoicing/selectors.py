@@ -392,7 +392,7 @@ def periods_next(*, organization_ids: list[int] | None = None) -> dict[int, tupl
     wallets = (
         Wallet.objects.all()
         if organization_ids is None
-        else Wallet.objects.filter(organization_id__in=organization_ids)
+        else Wallet.objects.filter(organization_id__any=organization_ids)
     )
     rows = (
         wallets.values("organization_id")

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from billing.invoicing import sql
@@ -37,7 +37,6 @@ from billing.invoicing.models import (
 from billing.invoicing.selectors import billed_to_of, periods_next
 from billing.invoicing.services.emails import billing_emails_queue
 from billing.invoicing.services.events import invoice_event_emit
-from billing.ledger.models import Wallet
 from billing.ledger.services import wallet_get_or_create
 from billing.pricing.models import Subscription, SubscriptionStatus
 from billing.pricing.services import subscription_renew_invoiced
@@ -69,8 +68,13 @@ def profile_get(*, organization_id: int) -> BillingProfile:
     return BillingProfile.objects.filter(organization_id=organization_id).first() or _profile_default(organization_id)
 
 
-def _profile_default(organization_id: int) -> BillingProfile:
-    return BillingProfile(organization_id=organization_id, days_until_due=settings.INVOICE_DAYS_UNTIL_DUE)
+def _profile_default(organization_id: int | None = None) -> BillingProfile:
+    """The defaults (unsaved): the organization's, or, without one, those shared by every organization without a
+    profile."""
+    profile = BillingProfile(days_until_due=settings.INVOICE_DAYS_UNTIL_DUE)
+    if organization_id is not None:
+        profile.organization_id = organization_id
+    return profile
 
 
 def period_next(*, organization_id: int) -> tuple[datetime, datetime]:
@@ -127,32 +131,36 @@ def _invoices_open(*, periods: dict[int, tuple[datetime, datetime]]) -> list[int
     first is kept as it is. Returns the periods' invoice ids."""
     if not periods:
         return []
-    wallets = Wallet.objects.filter(organization_id__in=periods, currency=F("organization__currency")).values_list(
-        "organization_id", "id", "currency"
-    )
-    rows = list(wallets)
-    # One INSERT ... SELECT FROM unnest(...), every other column at its model default (Django's bulk_create
-    # prepares each of the invoice's forty-odd fields for each row: a third of a second per 200 invoices). A
-    # period claimed by a concurrent close (the one-per-period constraint) is left as it is.
+    # One INSERT ... SELECT FROM unnest(...), each organization's wallet of its currency joined in, every other
+    # column at its model default (Django's bulk_create prepares each of the invoice's forty-odd fields for each
+    # row: a third of a second per 200 invoices). A period claimed by a concurrent close (the one-per-period
+    # constraint) is left as it is.
     defaults = _invoice_defaults()
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO invoicing_invoice (organization_id, wallet_id, currency, period_start, period_end, "  # noqa: S608 (column names from the model; every value is a parameter)
             f"{', '.join(defaults)}) "
-            f"SELECT v.*, {', '.join(['%s'] * len(defaults))} "
-            "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::timestamptz[], %s::timestamptz[]) AS v "
-            "ON CONFLICT DO NOTHING",
+            f"SELECT w.organization_id, w.id, w.currency, v.period_start, v.period_end, "
+            f"{', '.join(['%s'] * len(defaults))} "
+            "FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS v(organization_id, period_start, "
+            "period_end) "
+            "JOIN accounts_organization o ON o.id = v.organization_id "
+            "JOIN ledger_wallet w ON w.organization_id = o.id AND w.currency = o.currency "
+            "ON CONFLICT DO NOTHING RETURNING id",
             [
                 *defaults.values(),
-                [organization_id for organization_id, _, _ in rows],
-                [wallet_id for _, wallet_id, _ in rows],
-                [currency for _, _, currency in rows],
-                [periods[organization_id][0] for organization_id, _, _ in rows],
-                [periods[organization_id][1] for organization_id, _, _ in rows],
+                list(periods),
+                [start for start, _ in periods.values()],
+                [end for _, end in periods.values()],
             ],
         )
+        inserted = [pk for (pk,) in cursor.fetchall()]
+    if len(inserted) == len(periods):
+        return inserted
+    # A period claimed by a concurrent close (or an organization with no wallet of its currency): the invoices that
+    # hold the periods, whoever inserted them.
     claimed = Invoice.objects.filter(
-        organization_id__in=periods, period_start__in={start for start, _ in periods.values()}
+        organization_id__any=periods, period_start__any={start for start, _ in periods.values()}
     ).values_list("id", "organization_id", "period_start")
     return [pk for pk, organization_id, start in claimed if periods[organization_id][0] == start]
 
@@ -178,7 +186,7 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
     with transaction.atomic():
         invoices = list(
             Invoice.objects.select_for_update()
-            .filter(pk__in=invoice_ids, status=InvoiceStatus.CLOSING)
+            .filter(pk__any=invoice_ids, status=InvoiceStatus.CLOSING)
             .only(*AGGREGATE_FIELDS)  # the rest are written by sql.DRAFTS_SET (a thousand full rows: a second)
             .order_by("pk")
         )
@@ -188,9 +196,9 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
         previous = {
             (p.organization_id, p.period_end): p
             for p in _invoices.filter(
-                organization_id__in={i.organization_id for i in invoices},
-                period_end__in={i.period_start for i in invoices},
-            )
+                organization_id__any={i.organization_id for i in invoices},
+                period_end__any={i.period_start for i in invoices},
+            ).only("organization_id", "period_start", "period_end", "status", "carry_out_nano", "number")
         }
         ready = []
         for invoice in invoices:
@@ -248,14 +256,16 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
             invoice.total_minor, invoice.carry_out_nano = minor_round(invoice.total_exact_nano)
             drafted.append(invoice)
         # The lines of an invoice that does not add up are not kept: it stays `closing` until the books agree.
-        InvoiceLine.objects.filter(invoice_id__in=[pk for pk in refused if pk in params["invoices"]]).delete()
+        InvoiceLine.objects.filter(invoice_id__any=[pk for pk in refused if pk in params["invoices"]]).delete()
         InvoiceLine.objects.bulk_create(carries)
         columns = {name: [getattr(invoice, field) for invoice in drafted] for name, field in DRAFT_COLUMNS.items()}
         with connection.cursor() as cursor:
             cursor.execute(sql.DRAFTS_SET, {"now": now, **columns})
         fees_invoice(
             fee_refs=list(
-                InvoiceLine.objects.filter(invoice__in=drafted).exclude(fee_ref="").values_list("fee_ref", flat=True)
+                InvoiceLine.objects.filter(invoice_id__any=[invoice.pk for invoice in drafted])
+                .exclude(fee_ref="")
+                .values_list("fee_ref", flat=True)
             ),
             now=now,
         )
@@ -278,26 +288,39 @@ def _stretches(invoices: list[Invoice]) -> dict[str, Any]:
     )
     # The statement reads, for each invoice, these of its days wholly inside its period from DailyRollup.
     stretches["rolled_days"] = sorted(rolled)
+    # A batch's invoices nearly always share one period: its stretches are worked out once.
+    by_period: dict[tuple[datetime, datetime], list[tuple[datetime, datetime]]] = {}
     for invoice in invoices:
-        cursor = invoice.period_start
-        for day in _whole_days(invoice.period_start, invoice.period_end):
-            if day not in rolled:
-                continue
-            day_start = datetime.combine(day, time.min, tzinfo=UTC)
-            if cursor < day_start:
-                stretches["raw_invoices"].append(invoice.pk)
-                stretches["raw_starts"].append(cursor)
-                stretches["raw_ends"].append(day_start)
-            cursor = day_start + timedelta(days=1)
-        if cursor < invoice.period_end:
+        period = (invoice.period_start, invoice.period_end)
+        if period not in by_period:
+            by_period[period] = _raw_stretches(*period, rolled=rolled)
+        for start, end in by_period[period]:
             stretches["raw_invoices"].append(invoice.pk)
-            stretches["raw_starts"].append(cursor)
-            stretches["raw_ends"].append(invoice.period_end)
+            stretches["raw_starts"].append(start)
+            stretches["raw_ends"].append(end)
     # The bounds of every stretch read from the ledger (nothing is read when there is none).
     stretches["lo"] = min(stretches["raw_starts"], default=invoices[0].period_start)
     stretches["hi"] = max(stretches["raw_ends"], default=invoices[0].period_start)
     stretches["wallets"] = sorted({invoice.wallet_id for invoice in invoices})
     return stretches
+
+
+def _raw_stretches(
+    period_start: datetime, period_end: datetime, *, rolled: set[date]
+) -> list[tuple[datetime, datetime]]:
+    """The stretches [start, end) of the period between its rolled-up days, in order."""
+    raw = []
+    cursor = period_start
+    for day in _whole_days(period_start, period_end):
+        if day not in rolled:
+            continue
+        day_start = datetime.combine(day, time.min, tzinfo=UTC)
+        if cursor < day_start:
+            raw.append((cursor, day_start))
+        cursor = day_start + timedelta(days=1)
+    if cursor < period_end:
+        raw.append((cursor, period_end))
+    return raw
 
 
 def _whole_days(start: datetime, end: datetime) -> Iterator[date]:
@@ -313,22 +336,30 @@ def _renewals_invoice(*, invoice_ids: list[int]) -> None:
     """Before the lines: each plan renewal credit could not pay (its subscription past due) that starts before the
     end of the invoice's period is renewed with its fee left to the invoice (the plan stays in force while it is
     collected). Its own transaction per subscription: a close resumed after it finds the fee invoiced-to-be."""
-    closing = dict(
-        Invoice.objects.filter(pk__in=invoice_ids, status=InvoiceStatus.CLOSING).values_list(
-            "organization_id", "period_end"
-        )
+    # Asked of the few past-due subscriptions, not of the batch's thousand invoices.
+    renewal_due = Invoice.objects.filter(
+        pk__any=invoice_ids,
+        status=InvoiceStatus.CLOSING,
+        organization_id=OuterRef("organization_id"),
+        period_end__gt=OuterRef("current_period_end"),
     )
-    past_due = Subscription.objects.filter(organization_id__in=closing, status=SubscriptionStatus.PAST_DUE)
-    for subscription_id, organization_id, current_end in past_due.values_list(
-        "id", "organization_id", "current_period_end"
-    ):
-        if current_end < closing[organization_id]:
-            subscription_renew_invoiced(subscription_id=subscription_id)
+    past_due = Subscription.objects.filter(Exists(renewal_due), status=SubscriptionStatus.PAST_DUE)
+    for subscription_id in past_due.values_list("id", flat=True):
+        subscription_renew_invoiced(subscription_id=subscription_id)
 
 
 AGGREGATE_WORK_MEM = "256MB"
-# The fields of a draft invoice its finalization reads.
-FINALIZE_FIELDS = ("id", "organization_id", "status", "charges_nano", "total_minor")
+# The fields of the finalized invoices invoices_close_due returns, loaded (any other is read on use).
+CLOSED_FIELDS = (
+    "id",
+    "organization_id",
+    "status",
+    "charges_nano",
+    "total_minor",
+    "number",
+    "period_start",
+    "period_end",
+)
 # The fields of a closing invoice the aggregation reads.
 AGGREGATE_FIELDS = ("id", "organization_id", "wallet_id", "period_start", "period_end", "status")
 # sql.DRAFTS_SET's arrays and the invoice fields they are read from.
@@ -356,32 +387,27 @@ def invoices_finalize(*, invoice_ids: list[int]) -> None:
     transaction that finalizes them; `draft` -> `finalized`. The sequence row is locked until commit, so numbers
     are given one transaction at a time, and a rolled-back finalization gives its numbers back."""
     with transaction.atomic():
+        # (id, organization, charges, total) of each: the rest is written by sql.FINALIZE_SET, or read back for the
+        # events below (a thousand model instances cost more than the statement).
         drafts = list(
             Invoice.objects.select_for_update()
-            .filter(pk__in=invoice_ids, status=InvoiceStatus.DRAFT)
-            .only(*FINALIZE_FIELDS)  # the rest are written by sql.FINALIZE_SET, or read back for the events below
+            .filter(pk__any=invoice_ids, status=InvoiceStatus.DRAFT)
             .order_by("pk")
+            .values_list("id", "organization_id", "charges_nano", "total_minor")
         )
         if not drafts:
             return
         now = timezone.now()
         issuer = settings.INVOICE_ISSUER
         sequence = sequence_locked(issuer=issuer, year=now.year, kind=DocumentKind.INVOICE)
-        organization_ids = {d.organization_id for d in drafts}
-        profiles = {p.organization_id: p for p in BillingProfile.objects.filter(organization_id__in=organization_ids)}
-        details = {d.organization_id: d for d in BillingDetails.objects.filter(organization_id__in=organization_ids)}
-        for invoice in drafts:
-            profile = profiles.get(invoice.organization_id) or _profile_default(invoice.organization_id)
-            sequence.last_value += 1
-            invoice.sequence = sequence.last_value
-            invoice.number = settings.INVOICE_NUMBER_FORMAT.format(year=now.year, number=sequence.last_value)
-            invoice.collection_method = profile.collection_method
-            invoice.days_until_due = profile.days_until_due
-            # Who it is addressed to, as of now: frozen with the invoice (a later edit reaches the next one).
-            invoice.billed_to = billed_to_of(details.get(invoice.organization_id))
-            invoice.issuer = issuer
-            invoice.status = InvoiceStatus.FINALIZED
-            invoice.finalized_at = now
+        organization_ids = {organization_id for _, organization_id, _, _ in drafts}
+        profiles = {p.organization_id: p for p in BillingProfile.objects.filter(organization_id__any=organization_ids)}
+        details = {d.organization_id: d for d in BillingDetails.objects.filter(organization_id__any=organization_ids)}
+        default = _profile_default()  # for every organization staff never set a profile for
+        profile_of = [profiles.get(organization_id, default) for _, organization_id, _, _ in drafts]
+        # The next numbers of the series, in the order of the ids.
+        sequences = list(range(sequence.last_value + 1, sequence.last_value + 1 + len(drafts)))
+        sequence.last_value = sequences[-1]
         sequence.save(update_fields=["last_value"])
         with connection.cursor() as cursor:
             cursor.execute(
@@ -389,27 +415,32 @@ def invoices_finalize(*, invoice_ids: list[int]) -> None:
                 {
                     "now": now,
                     "issuer": issuer,
-                    "ids": [invoice.pk for invoice in drafts],
-                    "sequences": [invoice.sequence for invoice in drafts],
-                    "numbers": [invoice.number for invoice in drafts],
-                    "methods": [invoice.collection_method for invoice in drafts],
-                    "days": [invoice.days_until_due for invoice in drafts],
-                    "billed_to": [json.dumps(invoice.billed_to) for invoice in drafts],
+                    "ids": [pk for pk, _, _, _ in drafts],
+                    "sequences": sequences,
+                    "numbers": [settings.INVOICE_NUMBER_FORMAT.format(year=now.year, number=n) for n in sequences],
+                    "methods": [profile.collection_method for profile in profile_of],
+                    "days": [profile.days_until_due for profile in profile_of],
+                    # Who it is addressed to, as of now: frozen with the invoice (a later edit reaches the next one).
+                    "billed_to": [
+                        json.dumps(billed_to_of(details.get(organization_id))) for _, organization_id, _, _ in drafts
+                    ],
                 },
             )
         # An invoice of a period with nothing charged (no usage, no fee) is kept, but nobody is emailed about it.
         billing_emails_queue(
             kind=BillingEmailKind.INVOICE_ISSUED,
-            objects={d.pk: d.organization_id for d in drafts if d.charges_nano or d.total_minor},
+            objects={pk: organization_id for pk, organization_id, charges, total in drafts if charges or total},
         )
         # Only the organizations with an endpoint listening are looked at one by one.
         listening = set(
             WebhookEndpoint.objects.filter(
-                organization_id__in=organization_ids, enabled=True, event_types__contains=[EventType.INVOICE_ISSUED]
+                organization_id__any=organization_ids, enabled=True, event_types__contains=[EventType.INVOICE_ISSUED]
             ).values_list("organization_id", flat=True)
         )
         # Read back whole (the event carries most fields) for the few organizations that listen.
-        emitted = Invoice.objects.filter(pk__in=[d.pk for d in drafts if d.organization_id in listening])
+        emitted = Invoice.objects.filter(
+            pk__any=[pk for pk, organization_id, _, _ in drafts if organization_id in listening]
+        )
         for invoice in emitted.order_by("pk"):
             invoice_event_emit(
                 invoice=invoice, event_type=EventType.INVOICE_ISSUED, idempotency_key=f"invoice.issued:{invoice.pk}"
@@ -450,12 +481,17 @@ def invoices_close_due(*, organization_ids: list[int], now: datetime | None = No
     cutoff = (now or timezone.now()) - timedelta(seconds=settings.INVOICE_CLOSE_GRACE_SECONDS)
     closed: list[Invoice] = []
     stuck_orgs: set[int] = set()
+    pending = set(organization_ids)
     for _ in range(MAX_PERIODS_PER_RUN):
-        pending = set(organization_ids) - stuck_orgs
-        open_ids = list(
-            _invoices.filter(organization_id__in=pending, status__in=OPEN_STATUSES).values_list("id", flat=True)
+        if not pending:
+            break
+        open_rows = list(
+            _invoices.filter(organization_id__any=pending, status__in=OPEN_STATUSES).values_list(
+                "id", "organization_id"
+            )
         )
-        busy = set(Invoice.objects.filter(pk__in=open_ids).values_list("organization_id", flat=True))
+        open_ids = [pk for pk, _ in open_rows]
+        busy = {organization_id for _, organization_id in open_rows}
         ended = {
             organization_id: period
             for organization_id, period in periods_next(organization_ids=list(pending - busy)).items()
@@ -465,14 +501,24 @@ def invoices_close_due(*, organization_ids: list[int], now: datetime | None = No
         if not open_ids:
             break
         refused = invoices_aggregate(invoice_ids=open_ids)
-        stuck_orgs |= set(Invoice.objects.filter(pk__in=refused).values_list("organization_id", flat=True))
+        stuck_orgs |= set(Invoice.objects.filter(pk__any=refused).values_list("organization_id", flat=True))
         invoices_finalize(invoice_ids=open_ids)
-        closed += (
-            Invoice.objects.filter(pk__in=open_ids, status=InvoiceStatus.FINALIZED)
-            .only(*FINALIZE_FIELDS, "number", "period_start", "period_end")  # any other field is read on use
-            .order_by("pk")
+        finalized = list(
+            Invoice.objects.filter(pk__any=open_ids, status=InvoiceStatus.FINALIZED).only(*CLOSED_FIELDS).order_by("pk")
         )
+        closed += finalized
+        # Another period can be over only for an organization that just closed one (the others had none over, or
+        # are stuck), and only if a UTC midnight after its end has passed: every period ends on one (its anchor
+        # day's), after it starts. So a batch that closed last month's periods is done without asking again.
+        pending = {
+            invoice.organization_id for invoice in finalized if _midnight_after(invoice.period_end) <= cutoff
+        } - stuck_orgs
     return closed
+
+
+def _midnight_after(moment: datetime) -> datetime:
+    """The first UTC midnight strictly after `moment`."""
+    return datetime.combine(moment.astimezone(UTC).date() + timedelta(days=1), time.min, tzinfo=UTC)
 
 
 # Periods one run catches up at most per organization (an organization months behind catches up over runs).

@@ -47,10 +47,12 @@ def billing_emails_queue(*, kind: BillingEmailKind, objects: dict[int, int]) -> 
             "INSERT INTO invoicing_billingemail (organization_id, kind, key, recipients) "
             "SELECT v.organization_id, %s, v.key, '{}' "
             "FROM unnest(%s::bigint[], %s::text[]) AS v(organization_id, key) "
-            "ON CONFLICT (key) DO NOTHING",
+            "ON CONFLICT (key) DO NOTHING RETURNING id",
             [kind.value, list(objects.values()), keys],
         )
-    unsent = list(BillingEmail.objects.filter(key__in=keys, sent_at__isnull=True).values_list("pk", flat=True))
+        unsent = [pk for (pk,) in cursor.fetchall()]
+    if len(unsent) < len(keys):  # some were there already (a replay): those not sent yet are sent too
+        unsent = list(BillingEmail.objects.filter(key__any=keys, sent_at__isnull=True).values_list("pk", flat=True))
     if unsent:
         # One task for them all: a message per email cost a close of 1,000 invoices seconds of broker round trips.
         transaction.on_commit(lambda: _send_many_later(unsent), robust=True)

@@ -337,3 +337,33 @@ def test_volume_tiers_show_as_a_usage_line_of_their_own(org):
         ("", 1, "item", -usd("1.64")),
     ]
     assert (invoice.charges_nano, invoice.total_minor) == (usd("1.64"), 0)
+
+
+def test_a_batch_asks_again_only_for_organizations_that_may_have_another_period_over(book, monkeypatch):
+    """Two months behind, one closes October then November; one month behind, one closes November and is not asked
+    for another period (December ends after the cutoff); one whose anchor day staff moved after October closes a
+    day's period, is asked again (a period may end a day after the last) and has nothing more over."""
+    behind, current, moved = (OrganizationFactory(name=name) for name in ("Behind", "Current", "Moved"))
+    for organization, opened in ((behind, "2026-10-02"), (current, "2026-11-02"), (moved, "2026-10-02")):
+        with booked_at(at(f"{opened} 00:00")):
+            ledger.wallet_get_or_create(organization_id=organization.pk)
+    with time_machine.travel(at("2026-11-01 01:00:01")):
+        services.invoice_close(organization_id=moved.pk, period_start=OCT)
+    from billing.invoicing.models import BillingProfile
+
+    BillingProfile.objects.create(organization=moved, anchor_day=2)  # next: November 1 to 2, then to December 2
+    asked = []
+    real = close.periods_next
+
+    def periods_next(*, organization_ids):
+        asked.append(set(organization_ids))
+        return real(organization_ids=organization_ids)
+
+    monkeypatch.setattr(close, "periods_next", periods_next)
+    with time_machine.travel(at("2026-12-01 01:00:01")):
+        closed = services.invoices_close_due(organization_ids=[behind.pk, current.pk, moved.pk])
+    periods = [(invoice.organization_id, invoice.period_start, invoice.period_end) for invoice in closed]
+    assert set(periods[:3]) == {(behind.pk, OCT, NOV), (current.pk, NOV, DEC), (moved.pk, NOV, at("2026-11-02 00:00"))}
+    assert periods[3:] == [(behind.pk, NOV, DEC)]
+    assert all(invoice.status == InvoiceStatus.FINALIZED and invoice.number for invoice in closed)
+    assert asked == [{behind.pk, current.pk, moved.pk}, {behind.pk, moved.pk}]
