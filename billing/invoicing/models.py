@@ -515,3 +515,69 @@ class DailyRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.kind} {self.amount_nano}"
+
+
+# The key of a piece (see billing.invoicing.sql.PIECES): pieces of the same key add up.
+PIECE_KEY = (
+    "organization",
+    "wallet",
+    "kind",
+    "description",
+    "model",
+    "price_version",
+    "token_kind",
+    "service_tier",
+    "source",
+    "rate_micro_per_mtok",
+    "factor_bps",
+    "discount_bps",
+    "sort_key",
+)
+
+
+class MonthRollup(models.Model):
+    """A calendar month's (UTC) rolled-up days added up per wallet and piece key, kept up to date by the daily rollup
+    in the transaction of each day it rolls up: a close of a calendar month whose days are all rolled up reads a
+    few rows per organization here instead of a row per day and key in DailyRollup. `rollup_ids` are the
+    DailyRollup rows summed; a line made of this row names them, not this row, so this table is a cache that
+    invoices never point at (but never deleted: a close trusts it once the month's days are all rolled up)."""
+
+    month = models.DateField()  # its first day
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    wallet = models.ForeignKey(
+        "ledger.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    kind = models.CharField(max_length=30)
+    description = models.CharField(max_length=500, blank=True, default="")
+    model = models.ForeignKey(
+        "pricing.AIModel", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    price_version = models.ForeignKey(
+        "pricing.PriceVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    token_kind = models.CharField(max_length=30, blank=True, default="")
+    service_tier = models.CharField(max_length=10, blank=True, default="")
+    source = models.CharField(max_length=12, blank=True, default="")
+    rate_micro_per_mtok = models.BigIntegerField(null=True, blank=True)
+    factor_bps = models.BigIntegerField(null=True, blank=True)
+    discount_bps = models.BigIntegerField(null=True, blank=True)
+    sort_key = models.CharField(max_length=200, blank=True, default="")
+    tokens = models.BigIntegerField(default=0)
+    requests = models.BigIntegerField(default=0)
+    amount_nano = models.BigIntegerField(default=0)
+    unfunded_nano = models.BigIntegerField(default=0)
+    rollup_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            # One row per month and piece key (NULL keys equal: a charge piece has no model), which the daily
+            # rollup adds its day to.
+            models.UniqueConstraint(
+                fields=["month", *PIECE_KEY], nulls_distinct=False, name="invoicing_month_rollup_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} {self.kind} {self.amount_nano}"

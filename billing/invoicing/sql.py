@@ -179,9 +179,29 @@ SELECT %(day)s, CASE WHEN p.by_wallet THEN w.organization_id ELSE p.bucket END,
 """
 )
 
+# A rolled-up day's rows (%(day)s) added to their calendar month's (MonthRollup), in the day's transaction.
+MONTH_ADD = """
+INSERT INTO invoicing_monthrollup AS m (
+    month, organization_id, wallet_id, kind, description, model_id, price_version_id, token_kind, service_tier,
+    source, rate_micro_per_mtok, factor_bps, discount_bps, sort_key, tokens, requests, amount_nano, unfunded_nano,
+    rollup_ids
+)
+SELECT date_trunc('month', r.day)::date, r.organization_id, r.wallet_id, r.kind, r.description, r.model_id,
+       r.price_version_id, r.token_kind, r.service_tier, r.source, r.rate_micro_per_mtok, r.factor_bps,
+       r.discount_bps, r.sort_key, r.tokens, r.requests, r.amount_nano, r.unfunded_nano, ARRAY[r.id]
+  FROM invoicing_dailyrollup r
+ WHERE r.day = %(day)s
+    ON CONFLICT ON CONSTRAINT invoicing_month_rollup_key DO UPDATE
+   SET tokens = m.tokens + EXCLUDED.tokens, requests = m.requests + EXCLUDED.requests,
+       amount_nano = m.amount_nano + EXCLUDED.amount_nano, unfunded_nano = m.unfunded_nano + EXCLUDED.unfunded_nano,
+       rollup_ids = m.rollup_ids || EXCLUDED.rollup_ids
+"""
+
 # One statement per batch of invoices (all in `closing`: %(invoices)s): their pieces, read from the ledger for the
-# stretches of their periods no rollup covers (%(raw_invoices)s, %(raw_starts)s, %(raw_ends)s: parallel arrays)
-# and from DailyRollup for the rolled-up days (%(rolled_days)s) wholly inside their periods, added up into their lines
+# stretches of their periods no rollup covers (%(raw_invoices)s, %(raw_starts)s, %(raw_ends)s: parallel arrays),
+# from MonthRollup for the invoices of a whole calendar month whose days are all rolled up (%(month_invoices)s),
+# and from DailyRollup for the other invoices' rolled-up days (%(rolled_days)s) wholly inside their periods, added
+# up into their lines
 # (inserted by a data-modifying CTE). A line names the rollup rows it adds up (rollup_ids) rather than copying the
 # ids they name: copying two million ids into a thousand invoices' lines was half the close. The statement returns,
 # per invoice, the journal's spent credit and what no grant covered of it (the unfunded draws), summed the same
@@ -205,18 +225,29 @@ orng AS (SELECT bucket, organization_id, range_start, range_end FROM rng),"""
 rolled AS (
     SELECT i.id AS bucket, r.kind, r.description, r.model_id, r.price_version_id, r.token_kind, r.service_tier,
            r.source, r.rate_micro_per_mtok, r.factor_bps, r.discount_bps, r.tokens, r.requests, r.amount_nano,
-           r.unfunded_nano, '{}'::bigint[], '{}'::bigint[], '{}'::bigint[], r.sort_key, r.id AS rollup_id
+           r.unfunded_nano, '{}'::bigint[], '{}'::bigint[], '{}'::bigint[], r.sort_key, ARRAY[r.id] AS rollup_ids
       FROM inv i
       JOIN invoicing_dailyrollup r
         ON r.organization_id = i.organization_id AND (r.wallet_id = i.wallet_id OR r.wallet_id IS NULL)
      WHERE r.day = ANY(%(rolled_days)s::date[])
        AND r.day::timestamp AT TIME ZONE 'UTC' >= i.period_start
        AND (r.day + 1)::timestamp AT TIME ZONE 'UTC' <= i.period_end
+       AND i.id <> ALL(%(month_invoices)s::bigint[])
+    UNION ALL
+    -- An invoice of a whole calendar month whose days are all rolled up: the month's sums of them.
+    SELECT i.id, r.kind, r.description, r.model_id, r.price_version_id, r.token_kind, r.service_tier, r.source,
+           r.rate_micro_per_mtok, r.factor_bps, r.discount_bps, r.tokens, r.requests, r.amount_nano,
+           r.unfunded_nano, '{}'::bigint[], '{}'::bigint[], '{}'::bigint[], r.sort_key, r.rollup_ids
+      FROM inv i
+      JOIN invoicing_monthrollup r
+        ON r.month = (i.period_start AT TIME ZONE 'UTC')::date AND r.organization_id = i.organization_id
+       AND (r.wallet_id = i.wallet_id OR r.wallet_id IS NULL)
+     WHERE i.id = ANY(%(month_invoices)s::bigint[])
 ),
 merged AS (
     SELECT bucket, kind, description, model_id, price_version_id, token_kind, service_tier, source, rate, factor,
            discount, tokens, requests, amount, unfunded, usage_ids, transaction_ids, draw_ids, sort_key,
-           NULL::bigint AS rollup_id
+           '{}'::bigint[] AS rollup_ids
       FROM pieces
     UNION ALL
     SELECT * FROM rolled
@@ -227,8 +258,7 @@ sums AS (
            rate, factor, discount, sum(tokens) AS tokens, sum(requests) AS requests, sum(amount) AS amount,
            invoicing_ids_cat(usage_ids) AS usage_ids, invoicing_ids_cat(transaction_ids) AS transaction_ids,
            invoicing_ids_cat(draw_ids) AS draw_ids,
-           -- Unordered (their order carries no meaning): ordered, each group was sorted (a quarter of the statement).
-           coalesce(array_agg(rollup_id) FILTER (WHERE rollup_id IS NOT NULL), '{}') AS rollup_ids,
+           invoicing_ids_cat(rollup_ids) AS rollup_ids,
            sort_key
       FROM merged
      WHERE kind <> 'ledger'

@@ -275,9 +275,16 @@ def invoices_aggregate(*, invoice_ids: list[int]) -> dict[int, ApplicationError]
 def _stretches(invoices: list[Invoice]) -> dict[str, Any]:
     """sql.LINES_INSERT's parameters for where each invoice's pieces come from: the days of its period a daily
     rollup covers (whole UTC days inside the period, rolled up: read from DailyRollup), and the stretches between
-    them (read from the ledger). The days are read here once, so a day rolled up while the statement runs is read
-    from the ledger, never from both."""
-    stretches: dict[str, Any] = {"raw_invoices": [], "raw_starts": [], "raw_ends": [], "rolled_days": []}
+    them (read from the ledger); or, for a whole calendar month whose days are all rolled up, the month's sums of
+    them (MonthRollup). The days are read here once, so a day rolled up while the statement runs is read from the
+    ledger, never from both (and a month whose days were all rolled up here gets no more of them)."""
+    stretches: dict[str, Any] = {
+        "raw_invoices": [],
+        "raw_starts": [],
+        "raw_ends": [],
+        "rolled_days": [],
+        "month_invoices": [],
+    }
     if not invoices:
         return {**stretches, "lo": None, "hi": None, "wallets": []}
     rolled = set(
@@ -294,6 +301,8 @@ def _stretches(invoices: list[Invoice]) -> dict[str, Any]:
         period = (invoice.period_start, invoice.period_end)
         if period not in by_period:
             by_period[period] = _raw_stretches(*period, rolled=rolled)
+        if not by_period[period] and _calendar_month(*period):
+            stretches["month_invoices"].append(invoice.pk)
         for start, end in by_period[period]:
             stretches["raw_invoices"].append(invoice.pk)
             stretches["raw_starts"].append(start)
@@ -321,6 +330,15 @@ def _raw_stretches(
     if cursor < period_end:
         raw.append((cursor, period_end))
     return raw
+
+
+def _calendar_month(start: datetime, end: datetime) -> bool:
+    """Whether [start, end) is one calendar month, UTC."""
+    start = start.astimezone(UTC)
+    if start.day != 1 or start.time() != time.min:
+        return False
+    next_month = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return end == next_month
 
 
 def _whole_days(start: datetime, end: datetime) -> Iterator[date]:

@@ -24,7 +24,8 @@ ROLLUP_WORK_MEM = "256MB"
 
 
 def rollup_day(*, day: date) -> bool:
-    """Roll up one UTC day for every wallet, in one transaction with its RollupDay row: True if this call did,
+    """Roll up one UTC day for every wallet, and add it to its calendar month's sums (MonthRollup), in one
+    transaction with its RollupDay row: True if this call did,
     False if the day was rolled up already (by an earlier run, or a concurrent one: the second waits for the first
     and then finds its row)."""
     start = datetime.combine(day, time.min, tzinfo=UTC)
@@ -39,6 +40,7 @@ def rollup_day(*, day: date) -> bool:
         cursor.execute(f"SET LOCAL work_mem = '{ROLLUP_WORK_MEM}'")
         cursor.execute(sql.ROLLUP_INSERT, {"day": day, "lo": start, "hi": start + timedelta(days=1), "wallets": None})
         RollupDay.objects.filter(day=day).update(rows=cursor.rowcount)
+        cursor.execute(sql.MONTH_ADD, {"day": day})
     return True
 
 

@@ -9,7 +9,8 @@ import time_machine
 from django.db import IntegrityError, transaction
 
 from billing.invoicing import explain, selectors, services
-from billing.invoicing.models import DailyRollup, InvoiceLine, RollupDay
+from billing.invoicing.errors import InvoiceUnbalanced
+from billing.invoicing.models import DailyRollup, InvoiceLine, MonthRollup, RollupDay
 from billing.invoicing.selectors import lines_traced
 from billing.invoicing.services.rollup import rollup_day, rollup_days_due, rollups_run
 from billing.usage.models import UsageRecord
@@ -201,3 +202,33 @@ def test_a_rollup_row_an_invoice_may_name_never_changes_and_is_never_deleted(org
     with pytest.raises(IntegrityError, match="can never change"), transaction.atomic():
         DailyRollup.objects.filter(pk=row.pk).delete()
     assert DailyRollup.objects.get(pk=row.pk).amount_nano == row.amount_nano
+
+
+def test_each_month_sums_its_rolled_up_days_once_and_a_whole_month_is_closed_from_its_sums(org):
+    _month(org)
+    raw = _close_and_undo(org)
+    for day in _days(date(2026, 10, 1), date(2026, 10, 31)):
+        assert rollup_day(day=day)
+    assert not rollup_day(day=date(2026, 10, 17))  # rolled up once: added to its month once
+    days = {row.pk: row for row in DailyRollup.objects.filter(organization=org)}
+    months = list(MonthRollup.objects.filter(organization=org))
+    assert {month.month for month in months} == {date(2026, 10, 1)}
+    # Every day's row is in exactly one month row, whose sums are its days'.
+    assert sorted(pk for month in months for pk in month.rollup_ids) == sorted(days)
+    for month in months:
+        summed = [days[pk] for pk in month.rollup_ids]
+        assert month.amount_nano == sum(row.amount_nano for row in summed)
+        assert month.tokens == sum(row.tokens for row in summed)
+        assert month.unfunded_nano == sum(row.unfunded_nano for row in summed)
+        assert {(row.kind, row.model_id, row.token_kind, row.source, row.sort_key) for row in summed} == {
+            (month.kind, month.model_id, month.token_kind, month.source, month.sort_key)
+        }
+    # The whole month is closed from its sums: the same lines, naming the same day rows.
+    assert _close_and_undo(org) == raw
+    # ... read from them indeed: a month's sums that disagree with the ledger leave the invoice unbuilt.
+    usage = next(month for month in months if month.kind == "usage")
+    MonthRollup.objects.filter(pk=usage.pk).update(amount_nano=usage.amount_nano + 1)
+    with time_machine.travel(CLOSED), pytest.raises(InvoiceUnbalanced):
+        services.invoice_close(organization_id=org.pk, period_start=OCT)
+    with pytest.raises(IntegrityError, match="never deleted"), transaction.atomic():
+        MonthRollup.objects.filter(pk=usage.pk).delete()
