@@ -6,7 +6,8 @@ from datetime import date, timedelta
 
 import pytest
 import time_machine
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 
 from billing.invoicing import explain, selectors, services
 from billing.invoicing.errors import InvoiceUnbalanced
@@ -232,3 +233,33 @@ def test_each_month_sums_its_rolled_up_days_once_and_a_whole_month_is_closed_fro
         services.invoice_close(organization_id=org.pk, period_start=OCT)
     with pytest.raises(IntegrityError, match="never deleted"), transaction.atomic():
         MonthRollup.objects.filter(pk=usage.pk).delete()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_sums_the_days_rolled_up_before_it_into_their_months():
+    before = [("invoicing", "0011_line_rollup_trace")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    org = old.get_model("accounts", "Organization").objects.create(name="Org")
+    Day = old.get_model("invoicing", "DailyRollup")
+
+    def day(on: date, kind: str, amount: int, tokens: int = 0, unfunded: int = 0) -> int:
+        row = Day.objects.create(
+            day=on, organization=org, kind=kind, token_kind="input" if kind == "usage" else "",
+            tokens=tokens, requests=1, amount_nano=amount, unfunded_nano=unfunded,
+        )  # fmt: skip
+        return row.pk
+
+    third = day(date(2026, 10, 3), "usage", 10, tokens=100)
+    fourth = day(date(2026, 10, 4), "usage", 5, tokens=50)
+    ledger = day(date(2026, 10, 4), "ledger", 15, unfunded=3)
+    november = day(date(2026, 11, 1), "usage", 7, tokens=70)
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    months = MonthRollup.objects.filter(organization_id=org.pk).order_by("month", "kind")
+    assert [(m.month, m.kind, m.tokens, m.requests, m.amount_nano, m.unfunded_nano, m.rollup_ids) for m in months] == [
+        (date(2026, 10, 1), "ledger", 0, 1, 15, 3, [ledger]),
+        (date(2026, 10, 1), "usage", 150, 2, 15, 0, [third, fourth]),
+        (date(2026, 11, 1), "usage", 70, 1, 7, 0, [november]),
+    ]
