@@ -466,6 +466,10 @@ class RollupDay(models.Model):
     day = models.DateField(primary_key=True)
     rolled_at = models.DateTimeField(db_default=Now())
     rows = models.PositiveIntegerField(default=0)
+    # Added to its month's sums (MonthRollup) in the same transaction. A close reads a month's sums only when every
+    # day of it was: a day rolled up by code that did not add it (during the deploy that brought MonthRollup) makes
+    # closes of its month sum the days instead, never miss it.
+    month_added = models.BooleanField(db_default=False)
 
     def __str__(self) -> str:
         return f"rollup of {self.day}"

@@ -287,23 +287,27 @@ def _stretches(invoices: list[Invoice]) -> dict[str, Any]:
     }
     if not invoices:
         return {**stretches, "lo": None, "hi": None, "wallets": []}
-    rolled = set(
-        RollupDay.objects.filter(
-            day__gte=min(i.period_start for i in invoices).astimezone(UTC).date(),
-            day__lt=max(i.period_end for i in invoices).astimezone(UTC).date(),
-        ).values_list("day", flat=True)
-    )
+    days = RollupDay.objects.filter(
+        day__gte=min(i.period_start for i in invoices).astimezone(UTC).date(),
+        day__lt=max(i.period_end for i in invoices).astimezone(UTC).date(),
+    ).values_list("day", "month_added")
+    rolled = {day for day, _ in days}
+    not_in_month = {day for day, month_added in days if not month_added}
     # The statement reads, for each invoice, these of its days wholly inside its period from DailyRollup.
     stretches["rolled_days"] = sorted(rolled)
-    # A batch's invoices nearly always share one period: its stretches are worked out once.
-    by_period: dict[tuple[datetime, datetime], list[tuple[datetime, datetime]]] = {}
+    # A batch's invoices nearly always share one period: its stretches are worked out once, and whether it is read
+    # from its month's sums (a calendar month with every day rolled up and added to them).
+    by_period: dict[tuple[datetime, datetime], tuple[list[tuple[datetime, datetime]], bool]] = {}
     for invoice in invoices:
         period = (invoice.period_start, invoice.period_end)
         if period not in by_period:
-            by_period[period] = _raw_stretches(*period, rolled=rolled)
-        if not by_period[period] and _calendar_month(*period):
+            raw = _raw_stretches(*period, rolled=rolled)
+            whole_month = not raw and _calendar_month(*period) and not_in_month.isdisjoint(_whole_days(*period))
+            by_period[period] = (raw, whole_month)
+        raw, whole_month = by_period[period]
+        if whole_month:
             stretches["month_invoices"].append(invoice.pk)
-        for start, end in by_period[period]:
+        for start, end in raw:
             stretches["raw_invoices"].append(invoice.pk)
             stretches["raw_starts"].append(start)
             stretches["raw_ends"].append(end)

@@ -31,7 +31,7 @@ def rollup_day(*, day: date) -> bool:
     start = datetime.combine(day, time.min, tzinfo=UTC)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO invoicing_rollupday (day, rolled_at, rows) VALUES (%s, now(), 0) "
+            "INSERT INTO invoicing_rollupday (day, rolled_at, rows, month_added) VALUES (%s, now(), 0, true) "
             "ON CONFLICT (day) DO NOTHING RETURNING day",
             [day],
         )

@@ -231,6 +231,12 @@ def test_each_month_sums_its_rolled_up_days_once_and_a_whole_month_is_closed_fro
     MonthRollup.objects.filter(pk=usage.pk).update(amount_nano=usage.amount_nano + 1)
     with time_machine.travel(CLOSED), pytest.raises(InvoiceUnbalanced):
         services.invoice_close(organization_id=org.pk, period_start=OCT)
+    # A day rolled up but not added to its month (by the code before MonthRollup, during its deploy): the month is
+    # summed from its days again, and its sums are not read.
+    RollupDay.objects.filter(day=date(2026, 10, 17)).update(month_added=False)
+    with time_machine.travel(CLOSED):
+        invoice = services.invoice_close(organization_id=org.pk, period_start=OCT)
+    assert (_lines(invoice), invoice.charges_nano, invoice.credit_applied_nano, invoice.total_exact_nano) == raw
     with pytest.raises(IntegrityError, match="never deleted"), transaction.atomic():
         MonthRollup.objects.filter(pk=usage.pk).delete()
 
@@ -255,6 +261,9 @@ def test_the_migration_sums_the_days_rolled_up_before_it_into_their_months():
     fourth = day(date(2026, 10, 4), "usage", 5, tokens=50)
     ledger = day(date(2026, 10, 4), "ledger", 15, unfunded=3)
     november = day(date(2026, 11, 1), "usage", 7, tokens=70)
+    rolled = old.get_model("invoicing", "RollupDay")
+    for on in (date(2026, 10, 3), date(2026, 10, 4), date(2026, 11, 1)):
+        rolled.objects.create(day=on)
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())
     months = MonthRollup.objects.filter(organization_id=org.pk).order_by("month", "kind")
@@ -263,3 +272,4 @@ def test_the_migration_sums_the_days_rolled_up_before_it_into_their_months():
         (date(2026, 10, 1), "usage", 150, 2, 15, 0, [third, fourth]),
         (date(2026, 11, 1), "usage", 70, 1, 7, 0, [november]),
     ]
+    assert list(RollupDay.objects.values_list("month_added", flat=True).distinct()) == [True]
