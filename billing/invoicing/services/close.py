@@ -287,10 +287,12 @@ def _stretches(invoices: list[Invoice]) -> dict[str, Any]:
     }
     if not invoices:
         return {**stretches, "lo": None, "hi": None, "wallets": []}
-    days = RollupDay.objects.filter(
-        day__gte=min(i.period_start for i in invoices).astimezone(UTC).date(),
-        day__lt=max(i.period_end for i in invoices).astimezone(UTC).date(),
-    ).values_list("day", "month_added")
+    days = list(
+        RollupDay.objects.filter(
+            day__gte=min(i.period_start for i in invoices).astimezone(UTC).date(),
+            day__lt=max(i.period_end for i in invoices).astimezone(UTC).date(),
+        ).values_list("day", "month_added")
+    )
     rolled = {day for day, _ in days}
     not_in_month = {day for day, month_added in days if not month_added}
     # The statement reads, for each invoice, these of its days wholly inside its period from DailyRollup.
