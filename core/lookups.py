@@ -2,7 +2,7 @@
 parameter (typed by the driver from the values; a string array is typed by the column, as a literal is). The
 values are plain values (any iterable of them), not a query or an expression.
 
-`field__in=values` writes a placeholder per value: a filter on a thousand ids is SQL text of several kilobytes
+`field__in=values` writes a `%s` marker per value: a filter on a thousand ids is SQL text of several kilobytes
 that the driver (psycopg, binding on the client) parses again at every execution, since it caches only short
 queries. With `__any` the text is the same whatever the number of values, so it is parsed once; the plan is the
 same. Registered on every field by lookups_register(), from an app's ready() (see billing.invoicing.apps).
