@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Any
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent / "functions"
-# In dependency order: ledger_settle calls ledger_allocate, ledger_hold_place_budgeted calls ledger_hold_place.
+# In dependency order: ledger_settle calls ledger_allocate, ledger_hold_place_budgeted calls ledger_hold_place and
+# budget_covers (which the budgets' own statements call too, billing.metering.budgets).
 FUNCTION_FILES = (
     "ledger_append_only.sql",
     "ledger_entries_balanced.sql",
     "ledger_allocate.sql",
     "ledger_hold_place.sql",
     "ledger_settle.sql",
+    "budget_covers.sql",
     "ledger_hold_place_budgeted.sql",
 )
 

@@ -1,5 +1,5 @@
--- ledger_hold_place, and the same hold claimed from every hard budget that covers the call (billing.metering.models
--- Budget: the organization's, the call's workflow's, the call's API key's, each in its current UTC period), in the
+-- ledger_hold_place, and the same hold claimed from every hard budget that covers the call (budget_covers: the
+-- organization's, the call's workflow's, the call's API key's, each in its current UTC period), in the
 -- same statement: no hard budget can be passed by calls racing for it, and an organization without budgets pays
 -- one indexed lookup more. A hard budget that the claim would take past its amount (spent + held + this hold)
 -- raises MB001, undoing the hold; its DETAIL is a JSON object naming the budget and what it has left. Alert-only
@@ -29,10 +29,8 @@ BEGIN
         FOR b IN
             SELECT mb.id, mb.scope, mb.workflow, mb.api_key_id, mb.amount_nano, mb.period, mb.mode
               FROM metering_budget mb
-             WHERE mb.organization_id = p_organization
-               AND (mb.scope = 'organization'
-                    OR (mb.scope = 'workflow' AND mb.workflow = p_workflow)
-                    OR (mb.scope = 'api_key' AND mb.api_key_id = p_api_key))
+             WHERE budget_covers(mb.organization_id, mb.scope, mb.workflow, mb.api_key_id,
+                                 p_organization, p_workflow, p_api_key)
              ORDER BY mb.id
         LOOP
             covering := covering + 1;

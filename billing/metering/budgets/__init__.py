@@ -47,10 +47,8 @@ budget_parts AS (
     SELECT mb.id, date_trunc(mb.period, now(), 'UTC'), %(budget_captured)s::bigint, 0, now()
       FROM metering_budget mb
      WHERE %(budget_captured)s::bigint > 0
-       AND mb.organization_id = %(budget_organization_id)s::bigint
-       AND (mb.scope = 'organization'
-            OR (mb.scope = 'workflow' AND mb.workflow = %(budget_workflow)s::text)
-            OR (mb.scope = 'api_key' AND mb.api_key_id = %(budget_api_key_id)s::bigint))
+       AND budget_covers(mb.organization_id, mb.scope, mb.workflow, mb.api_key_id, %(budget_organization_id)s::bigint,
+                         %(budget_workflow)s::text, %(budget_api_key_id)s::bigint)
        AND mb.id NOT IN (SELECT c.budget_id FROM metering_budgetspend c JOIN budget_parts r ON r.budget_spend_id = c.id)
      ORDER BY mb.id
         ON CONFLICT (budget_id, window_start) DO UPDATE
@@ -144,10 +142,8 @@ WITH covering AS (
     SELECT mb.id, mb.scope, mb.workflow, mb.api_key_id, mb.period, mb.mode, mb.amount_nano,
            date_trunc(mb.period, %(at)s::timestamptz, 'UTC') AS window_start
       FROM metering_budget mb
-     WHERE mb.organization_id = %(organization_id)s::bigint
-       AND (mb.scope = 'organization'
-            OR (mb.scope = 'workflow' AND mb.workflow = %(workflow)s::text)
-            OR (mb.scope = 'api_key' AND mb.api_key_id = %(api_key_id)s::bigint))
+     WHERE budget_covers(mb.organization_id, mb.scope, mb.workflow, mb.api_key_id, %(organization_id)s::bigint,
+                         %(workflow)s::text, %(api_key_id)s::bigint)
 ), counted AS (
     INSERT INTO metering_budgetspend AS s (budget_id, window_start, spent_nano, held_nano, updated_at)
     SELECT c.id, c.window_start, %(amount)s::bigint, 0, now()
