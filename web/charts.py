@@ -6,7 +6,7 @@ text shown (axis labels, tooltips) is formatted from those integers.
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -53,10 +53,6 @@ class Chart:
     legend: list[LegendEntry]
     total: int
     empty: bool
-
-
-def days_between(first: date, last: date) -> list[date]:
-    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
 def nice_step(maximum: int, ticks: int = TICKS) -> int:

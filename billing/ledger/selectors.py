@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from billing.ledger.errors import NotFound
-from billing.ledger.models import Account, Grant, GrantDraw, Hold, JournalEntry, JournalTransaction, Wallet
+from billing.ledger.models import Account, Grant, GrantDraw, JournalEntry, JournalTransaction, Wallet
 
 EXPIRING_SOON_DAYS = 30
 
@@ -76,10 +76,6 @@ def journal_list(*, wallet_id: int) -> QuerySet[JournalTransaction]:
 
 def grants_list(*, wallet_id: int) -> QuerySet[Grant]:
     return Grant.objects.filter(wallet_id=wallet_id).order_by("-id")
-
-
-def holds_open(*, wallet_id: int) -> QuerySet[Hold]:
-    return Hold.objects.filter(wallet_id=wallet_id, status="open").order_by("id")
 
 
 def wallet_reconcile(*, wallet_id: int) -> list[str]:
