@@ -475,52 +475,6 @@ class RollupDay(models.Model):
         return f"rollup of {self.day}"
 
 
-class DailyRollup(models.Model):
-    """What one UTC day adds to an invoice, per wallet, summed once after the day (and the close's grace window)
-    is over: the pieces the close would compute from that day's raw rows (billing.invoicing.sql.PIECES), which a
-    close sums for the days of its period instead of reading the rows again. Each piece names what it sums, as
-    the invoice line made of it does: usage records, journal transactions, grant draws. Lines name the rows they
-    add up (InvoiceLine.rollup_ids), so a row never changes and is never deleted (a trigger refuses it)."""
-
-    day = models.DateField()
-    organization = models.ForeignKey(
-        "accounts.Organization", on_delete=models.PROTECT, related_name="+", db_index=False
-    )
-    # NULL for the usage that cost no credit and went by its organization, not a wallet (see sql.PIECES).
-    wallet = models.ForeignKey(
-        "ledger.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
-    )
-    # An invoice line kind, or "ledger": the day's spent credit (amount) and what no grant covered (unfunded).
-    kind = models.CharField(max_length=30)
-    description = models.CharField(max_length=500, blank=True, default="")
-    model = models.ForeignKey(
-        "pricing.AIModel", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
-    )
-    price_version = models.ForeignKey(
-        "pricing.PriceVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
-    )
-    token_kind = models.CharField(max_length=30, blank=True, default="")
-    service_tier = models.CharField(max_length=10, blank=True, default="")
-    source = models.CharField(max_length=12, blank=True, default="")
-    rate_micro_per_mtok = models.BigIntegerField(null=True, blank=True)
-    factor_bps = models.BigIntegerField(null=True, blank=True)
-    discount_bps = models.BigIntegerField(null=True, blank=True)
-    tokens = models.BigIntegerField(default=0)
-    requests = models.BigIntegerField(default=0)
-    amount_nano = models.BigIntegerField(default=0)
-    unfunded_nano = models.BigIntegerField(default=0)
-    usage_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
-    transaction_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
-    draw_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
-    sort_key = models.CharField(max_length=200, blank=True, default="")
-
-    class Meta:
-        indexes = [models.Index(fields=["organization", "day"], name="invoicing_rollup_org_day")]
-
-    def __str__(self) -> str:
-        return f"{self.day} {self.kind} {self.amount_nano}"
-
-
 # The key of a piece (see billing.invoicing.sql.PIECES): pieces of the same key add up.
 PIECE_KEY = (
     "organization",
@@ -539,20 +493,19 @@ PIECE_KEY = (
 )
 
 
-class MonthRollup(models.Model):
-    """A calendar month's (UTC) rolled-up days added up per wallet and piece key, kept up to date by the daily rollup
-    in the transaction of each day it rolls up: a close of a calendar month whose days are all rolled up reads a
-    few rows per organization here instead of a row per day and key in DailyRollup. `rollup_ids` are the
-    DailyRollup rows summed; a line made of this row names them, not this row, so this table is a cache that
-    invoices never point at (but never deleted: a close trusts it once the month's days are all rolled up)."""
+class RollupPiece(models.Model):
+    """A piece of an organization's invoice lines (billing.invoicing.sql.PIECES) summed over a stretch of UTC days:
+    its key (PIECE_KEY, the line it goes to) and its sums. A day's pieces are DailyRollup rows; a calendar month's
+    are MonthRollup rows, each the sum of its days' pieces of the same key."""
 
-    month = models.DateField()  # its first day
     organization = models.ForeignKey(
         "accounts.Organization", on_delete=models.PROTECT, related_name="+", db_index=False
     )
+    # NULL for the usage that cost no credit and went by its organization, not a wallet (see sql.PIECES).
     wallet = models.ForeignKey(
         "ledger.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
+    # An invoice line kind, or "ledger": the spent credit (amount) and what no grant covered (unfunded).
     kind = models.CharField(max_length=30)
     description = models.CharField(max_length=500, blank=True, default="")
     model = models.ForeignKey(
@@ -572,6 +525,38 @@ class MonthRollup(models.Model):
     requests = models.BigIntegerField(default=0)
     amount_nano = models.BigIntegerField(default=0)
     unfunded_nano = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class DailyRollup(RollupPiece):
+    """What one UTC day adds to an invoice, per wallet, summed once after the day (and the close's grace window)
+    is over: the pieces the close would compute from that day's raw rows (billing.invoicing.sql.PIECES), which a
+    close sums for the days of its period instead of reading the rows again. Each piece names what it sums, as
+    the invoice line made of it does: usage records, journal transactions, grant draws. Lines name the rows they
+    add up (InvoiceLine.rollup_ids), so a row never changes and is never deleted (a trigger refuses it)."""
+
+    day = models.DateField()
+    usage_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    transaction_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    draw_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "day"], name="invoicing_rollup_org_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.kind} {self.amount_nano}"
+
+
+class MonthRollup(RollupPiece):
+    """A calendar month's (UTC) rolled-up days added up per wallet and piece key, kept up to date by the daily rollup
+    in the transaction of each day it rolls up: a close of a calendar month whose days are all rolled up reads a
+    few rows per organization here instead of a row per day and key in DailyRollup. `rollup_ids` are the
+    DailyRollup rows summed; a line made of this row names them, not this row, so this table is a cache that
+    invoices never point at (but never deleted: a close trusts it once the month's days are all rolled up)."""
+
+    month = models.DateField()  # its first day
     rollup_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
 
     class Meta:

@@ -13,10 +13,12 @@ from billing.invoicing.errors import InvoiceNotFound
 from billing.invoicing.models import (
     NANO_PER_MINOR,
     OPEN_STATUSES,
+    PIECE_KEY,
     BillingDetails,
     Invoice,
     InvoiceLine,
     InvoiceStatus,
+    MonthRollup,
     Suspension,
 )
 from billing.invoicing.periods import period_after, period_containing
@@ -155,7 +157,8 @@ def invoice_lines(*, invoice_id: int) -> QuerySet[InvoiceLine]:
 
 
 # Every check below returns one row per problem: (invoice id, line position or NULL, what is wrong). Only invoices
-# past `closing` are checked (a `closing` invoice has no lines yet, or ones being written).
+# past `closing` are checked (a `closing` invoice has no lines yet, or ones being written). A problem of no invoice
+# (a month rollup's) has a NULL invoice id, and its sentence names what it is about.
 
 _CHARGE_LINES = """
 SELECT l.invoice_id, l.position, 'amount ' || l.amount_nano || ' is not its transactions'' spent '
@@ -355,6 +358,63 @@ HAVING n.charges_nano <> coalesce(
     OR (g.kind IS NOT NULL AND g.kind <> 'refund')
 """
 
+
+def _key_of(alias: str) -> str:
+    """A rollup row's piece key (PIECE_KEY) in SQL: the row of its columns in the table aliased `alias`."""
+    columns = [field.column for field in MonthRollup._meta.concrete_fields if field.name in PIECE_KEY]
+    return "(" + ", ".join(f"{alias}.{column}" for column in columns) + ")"
+
+
+# The month rollup a close of a whole calendar month reads instead of its days: each month row is the sum of the day
+# rows it names, all of its month and piece key, and each day row of a day added to its month (RollupDay.month_added)
+# is summed exactly once, by its month row (the organization is part of the key).
+_MONTH_ROLLUPS = (
+    "WITH"  # noqa: S608 (constant SQL text; every value is a parameter)
+    + """
+named AS (
+    SELECT m.*, rid FROM invoicing_monthrollup m LEFT JOIN LATERAL unnest(m.rollup_ids) AS rid ON true
+     WHERE m.organization_id = %(org)s
+),
+months AS (
+    SELECT n.id, n.month, concat_ws('; ',
+               CASE WHEN count(d.id) < count(n.rid)
+                    THEN 'names ' || count(n.rid) - count(d.id) || ' day row(s) that do not exist' END,
+               CASE WHEN count(d.id) FILTER (WHERE date_trunc('month', d.day)::date <> n.month OR """
+    + _key_of("d")
+    + " IS DISTINCT FROM "
+    + _key_of("n")
+    + """) > 0
+                    THEN 'names day rows of another month, organization or piece key' END,
+               CASE WHEN n.tokens <> coalesce(sum(d.tokens), 0)
+                    THEN 'tokens ' || n.tokens || ' is not its days'' sum ' || coalesce(sum(d.tokens), 0) END,
+               CASE WHEN n.requests <> coalesce(sum(d.requests), 0)
+                    THEN 'requests ' || n.requests || ' is not its days'' sum ' || coalesce(sum(d.requests), 0) END,
+               CASE WHEN n.amount_nano <> coalesce(sum(d.amount_nano), 0)
+                    THEN 'amount_nano ' || n.amount_nano || ' is not its days'' sum ' || coalesce(sum(d.amount_nano), 0)
+               END,
+               CASE WHEN n.unfunded_nano <> coalesce(sum(d.unfunded_nano), 0)
+                    THEN 'unfunded_nano ' || n.unfunded_nano || ' is not its days'' sum '
+                         || coalesce(sum(d.unfunded_nano), 0) END
+           ) AS problem
+      FROM named n LEFT JOIN invoicing_dailyrollup d ON d.id = n.rid
+     GROUP BY n.id, n.month, n.tokens, n.requests, n.amount_nano, n.unfunded_nano
+)
+SELECT NULL::bigint, NULL::int, 'month rollup ' || to_char(month, 'YYYY-MM') || ' (row ' || id || '): ' || problem
+  FROM months
+ WHERE problem <> ''
+UNION ALL
+SELECT NULL, NULL, 'month rollup ' || to_char(d.day, 'YYYY-MM') || ': day row ' || d.id || ' of ' || d.day
+       || CASE count(n.rid) WHEN 0 THEN ' is summed in no month row' ELSE ' is summed ' || count(n.rid) || ' times' END
+  FROM invoicing_dailyrollup d
+  JOIN invoicing_rollupday r ON r.day = d.day AND r.month_added
+  LEFT JOIN named n ON n.rid = d.id
+ WHERE d.organization_id = %(org)s
+ GROUP BY d.id
+HAVING count(n.rid) <> 1
+ ORDER BY 3
+"""
+)
+
 RECONCILE_CHECKS = (
     _CHARGE_LINES,
     _FEE_LINES,
@@ -366,19 +426,24 @@ RECONCILE_CHECKS = (
     _COVERAGE,
     _REVERSALS,
     _CREDIT_NOTE_TOTALS,
+    _MONTH_ROLLUPS,
 )
 
 
 def invoices_reconcile(*, organization_id: int) -> list[str]:
     """What is wrong with the organization's invoices against the ledger and usage, as sentences (empty: all
     agree): each line's amount equals what it names to the nano (spent entries, grant draws, usage records' rating
-    lines), each invoice's totals equal its lines, and every charge of a closed period is on exactly one invoice."""
+    lines), each invoice's totals equal its lines, and every charge of a closed period is on exactly one invoice.
+    Also the month rollup a close may read instead of the days: each month row is the sum of its day rows."""
     problems = []
     numbers = dict(Invoice.objects.filter(organization_id=organization_id).values_list("id", "number"))
     with connection.cursor() as cursor:
         for check in RECONCILE_CHECKS:
             cursor.execute(check, {"org": organization_id})
             for invoice_id, position, problem in cursor.fetchall():
+                if invoice_id is None:  # not an invoice's: the sentence names what it is about
+                    problems.append(problem)
+                    continue
                 where = f"invoice {numbers.get(invoice_id) or invoice_id}"
                 if position is not None:
                     where += f" line {position}"

@@ -72,15 +72,20 @@ def billing_email_send_task(email_id: int) -> bool:
 
 @shared_task(acks_late=True)
 def billing_emails_send_task(email_ids: list[int]) -> int:
-    """Send a close's emails, one after the other; one that cannot be sent now is handed to its own
-    billing_email_send_task, with that task's retries (sending is claimed per email, so none goes twice)."""
+    """Send a close's emails, one after the other; those that cannot be sent now (left unclaimed) are handed to their
+    own billing_email_send_task each, with that task's retries (sending is claimed per email, so none goes twice).
+    They are handed over once the others are sent: a hand-over that fails (the broker unreachable, or a task run
+    eagerly that fails again) must not keep the rest of the batch from being sent, as nothing sends them later."""
     sent = 0
+    failed = []
     for email_id in email_ids:
         try:
             sent += billing_email_send(email_id=email_id)
         except Exception:
             logger.warning("billing email %s not sent with its batch; retried on its own", email_id, exc_info=True)
-            billing_email_send_task.delay(email_id)
+            failed.append(email_id)
+    for email_id in failed:
+        billing_email_send_task.delay(email_id)
     return sent
 
 

@@ -1,21 +1,25 @@
 """Emails of billing events, through the real enqueue path (after commit -> Celery, run eagerly): an invoice issued
 and paid, its payment failing (dunning's email), and a receipt per top-up; each to the billing emails (else the
-owners and billing admins), with its link, and once per event however often the webhook is replayed."""
+owners and billing admins), with its link, and once per event however often the webhook is replayed; an email the
+mail server refuses is left unsent for its retry, and the rest of its batch is sent."""
 
 import json
+import smtplib
+from collections.abc import Iterator
 
 import pytest
 import time_machine
 from django.core import mail
+from django.core.mail.backends import locmem
 
 from accounts.models import Role
-from billing.invoicing import services
+from billing.invoicing import services, tasks
 from billing.invoicing.models import BillingEmail, Invoice
 from billing.invoicing.services.details import billing_details_set
 from billing.invoicing.services.emails import billing_email_send
 from billing.payments import services as payments
 from billing.payments.models import TopUp
-from tests.accounts.factories import MembershipFactory, UserFactory
+from tests.accounts.factories import MembershipFactory, OrganizationFactory, UserFactory
 from tests.billing.invoicing.conftest import at, usd
 from tests.billing.invoicing.test_close import OCT, october
 from tests.billing.invoicing.test_stripe import _event, deliver
@@ -138,3 +142,65 @@ def test_each_top_up_gets_one_receipt_email(org, owner, settings):
     assert message.to == ["olga@acme.example"]
     assert top_up.receipt_number in message.subject and "$20.00" in message.subject
     assert f"{SITE}/billing/receipts/{top_up.pk}/" in message.body
+
+
+# The addresses the mail server refuses (RefusingBackend), and every address a message was tried to.
+REFUSED: set[str] = set()
+TRIED: list[str] = []
+
+
+class RefusingBackend(locmem.EmailBackend):
+    """The test outbox behind a mail server that refuses the addresses in REFUSED, as an SMTP server does: a fault
+    no real component of these tests can be made to give."""
+
+    def send_messages(self, messages):
+        for message in messages:
+            TRIED.extend(message.recipients())
+            refused = set(message.recipients()) & REFUSED
+            if refused:
+                raise smtplib.SMTPRecipientsRefused(
+                    {address: (550, b"5.1.1 mailbox unavailable") for address in refused}
+                )
+        return super().send_messages(messages)
+
+
+@pytest.fixture
+def refusing_mail(settings) -> Iterator[set[str]]:
+    settings.EMAIL_BACKEND = f"{__name__}.RefusingBackend"
+    yield REFUSED
+    REFUSED.clear()
+    TRIED.clear()
+
+
+def test_an_email_its_batch_cannot_send_is_left_for_its_retry_and_the_rest_of_the_batch_is_sent_once(
+    org, refusing_mail
+):
+    others = [OrganizationFactory(name="Bolt"), OrganizationFactory(name="Cobalt")]
+    address = {org.pk: "ap@acme.example", others[0].pk: "ap@bolt.example", others[1].pk: "ap@cobalt.example"}
+    for each in (org, *others):
+        billing_emails(each, address[each.pk])
+        october(each)
+    # The middle organization's email is refused, so that one of the batch comes after it (in either order).
+    refusing_mail.add("ap@bolt.example")
+    with time_machine.travel(at("2026-11-01 01:00:01")):
+        assert len(services.invoices_close_due(organization_ids=list(address))) == 3
+    emails = {email.organization_id: email for email in BillingEmail.objects.all()}
+    assert len(emails) == 3
+    # The others are sent, once each; the refused one is left unclaimed (not sent), after its own task tried it too
+    # (its next retry comes later: run eagerly here, its retry is only scheduled).
+    assert sorted(message.to for message in mail.outbox) == [["ap@acme.example"], ["ap@cobalt.example"]]
+    refused = emails[others[0].pk]
+    assert (refused.sent_at, refused.recipients) == (None, [])
+    assert all(emails[pk].sent_at and emails[pk].recipients == [address[pk]] for pk in (org.pk, others[1].pk))
+    assert TRIED.count("ap@bolt.example") == 2
+    # The mail server takes it now: the retry sends it, and only it (the whole batch again would send nothing).
+    refusing_mail.clear()
+    assert tasks.billing_email_send_task.delay(refused.pk).get() is True
+    assert tasks.billing_emails_send_task.delay([email.pk for email in emails.values()]).get() == 0
+    assert sorted(message.to for message in mail.outbox) == [
+        ["ap@acme.example"],
+        ["ap@bolt.example"],
+        ["ap@cobalt.example"],
+    ]
+    refused.refresh_from_db()
+    assert refused.sent_at and refused.recipients == ["ap@bolt.example"]

@@ -9,11 +9,12 @@ import time_machine
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 
-from billing.invoicing import explain, selectors, services
+from billing.invoicing import explain, selectors, services, sql
 from billing.invoicing.errors import InvoiceUnbalanced
 from billing.invoicing.models import DailyRollup, InvoiceLine, MonthRollup, RollupDay
 from billing.invoicing.selectors import lines_traced
 from billing.invoicing.services.rollup import rollup_day, rollup_days_due, rollups_run
+from billing.ledger.models import Wallet
 from billing.usage.models import UsageRecord
 from tests.billing.invoicing.conftest import at, booked_at, call, fund
 from tests.billing.invoicing.test_close import NOV, OCT, lines_by, october
@@ -239,6 +240,47 @@ def test_each_month_sums_its_rolled_up_days_once_and_a_whole_month_is_closed_fro
     assert (_lines(invoice), invoice.charges_nano, invoice.credit_applied_nano, invoice.total_exact_nano) == raw
     with pytest.raises(IntegrityError, match="never deleted"), transaction.atomic():
         MonthRollup.objects.filter(pk=usage.pk).delete()
+    MonthRollup.objects.filter(pk=usage.pk).update(amount_nano=usage.amount_nano)  # as the autouse check expects
+
+
+def _rolled_up(org):
+    """October's calls (_month), every day of it rolled up and added to its month."""
+    _month(org)
+    for day in _days(date(2026, 10, 1), date(2026, 10, 31)):
+        assert rollup_day(day=day)
+
+
+def test_the_reconcile_check_finds_a_month_row_that_is_not_the_sum_of_its_days(org):
+    _rolled_up(org)
+    assert selectors.invoices_reconcile(organization_id=org.pk) == []
+    usage = MonthRollup.objects.filter(organization=org, kind="usage").order_by("id").first()
+    assert usage is not None
+    MonthRollup.objects.filter(pk=usage.pk).update(amount_nano=usage.amount_nano + 1)
+    assert selectors.invoices_reconcile(organization_id=org.pk) == [
+        f"month rollup 2026-10 (row {usage.pk}): amount_nano {usage.amount_nano + 1} is not its days' sum "
+        f"{usage.amount_nano}"
+    ]
+
+
+def test_the_reconcile_check_finds_a_day_row_not_summed_once_in_its_month(org):
+    _rolled_up(org)
+    seventeenth = date(2026, 10, 17)
+    # A row written for a day already added to its month, and never added.
+    stray = DailyRollup.objects.create(
+        day=seventeenth, organization=org, wallet=Wallet.objects.get(organization=org), kind="charge", amount_nano=7
+    )
+    assert selectors.invoices_reconcile(organization_id=org.pk) == [
+        f"month rollup 2026-10: day row {stray.pk} of 2026-10-17 is summed in no month row"
+    ]
+    # The day added to its month a second time: every sum still adds up to the rows named, but the day's rows are
+    # summed twice (the stray row, added with them, once).
+    with connection.cursor() as cursor:
+        cursor.execute(sql.MONTH_ADD, {"day": seventeenth})
+    twice = DailyRollup.objects.filter(organization=org, day=seventeenth).exclude(pk=stray.pk)
+    assert twice.exists()
+    assert sorted(selectors.invoices_reconcile(organization_id=org.pk)) == sorted(
+        [f"month rollup 2026-10: day row {row.pk} of 2026-10-17 is summed 2 times" for row in twice]
+    )
 
 
 @pytest.mark.django_db(transaction=True)

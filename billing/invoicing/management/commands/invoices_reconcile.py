@@ -12,7 +12,8 @@ from billing.invoicing.models import Invoice
 class Command(OperatorCommand):
     help = (
         "Check that each invoice line equals the ledger entries (or usage records, or grant draws) it names, to the "
-        "nano, and that every charge of a closed period is on exactly one invoice. Exits non-zero on a problem."
+        "nano, that every charge of a closed period is on exactly one invoice, and that each month rollup row is "
+        "the sum of the day rows it names. Exits non-zero on a problem."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
