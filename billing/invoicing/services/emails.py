@@ -107,17 +107,19 @@ def billing_email_send(*, email_id: int) -> bool:
     now = timezone.now()
     if not BillingEmail.objects.filter(pk=email_id, sent_at__isnull=True).update(sent_at=now):
         return False  # sent already, or being sent by another worker
-    email = BillingEmail.objects.get(pk=email_id)
-    recipients = billing_recipients(organization_id=email.organization_id)
-    if not recipients:
-        return False  # nobody to tell: the row stays claimed with no recipients
-    context = _context(email)
-    subject = render_to_string(f"billing/email/{email.kind}_subject.txt", context)
-    body = render_to_string(f"billing/email/{email.kind}_message.txt", context)
+    # Whatever fails after the claim (reading what the email is about, rendering it, the mail server) un-claims it:
+    # a row left claimed would never be sent by anyone.
     try:
+        email = BillingEmail.objects.get(pk=email_id)
+        recipients = billing_recipients(organization_id=email.organization_id)
+        if not recipients:
+            return False  # nobody to tell: the row stays claimed with no recipients
+        context = _context(email)
+        subject = render_to_string(f"billing/email/{email.kind}_subject.txt", context)
+        body = render_to_string(f"billing/email/{email.kind}_message.txt", context)
         send_mail(settings.ACCOUNT_EMAIL_SUBJECT_PREFIX + " ".join(subject.split()), body, None, recipients)
     except Exception:
-        logger.exception("billing email %s could not be sent; un-claimed for a retry", email.key)
+        logger.exception("billing email %s could not be sent; un-claimed for a retry", email_id)
         BillingEmail.objects.filter(pk=email_id, sent_at=now).update(sent_at=None)
         raise
     BillingEmail.objects.filter(pk=email_id).update(recipients=recipients)

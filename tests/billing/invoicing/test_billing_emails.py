@@ -204,3 +204,12 @@ def test_an_email_its_batch_cannot_send_is_left_for_its_retry_and_the_rest_of_th
     ]
     refused.refresh_from_db()
     assert refused.sent_at and refused.recipients == ["ap@bolt.example"]
+
+
+def test_an_email_that_cannot_be_written_is_left_unclaimed_for_its_retry(org, owner):
+    # A receipt whose top-up cannot be read: what fails before the mail server is reached un-claims it too.
+    email = BillingEmail.objects.create(organization=org, kind="top_up_receipt", key="top_up_receipt:999999999")
+    with pytest.raises(TopUp.DoesNotExist):
+        billing_email_send(email_id=email.pk)
+    email.refresh_from_db()
+    assert (email.sent_at, email.recipients, mail.outbox) == (None, [], [])
