@@ -148,8 +148,6 @@ class InvoiceDetailOutputSerializer(InvoiceOutputSerializer):
 
     def get_amount_due(self, invoice: Invoice) -> str:
         """What the invoice still asks for: its total less its credit notes (zero once paid or void)."""
-        if invoice.status not in (InvoiceStatus.FINALIZED, InvoiceStatus.UNCOLLECTIBLE):
-            return format_amount(0)
         return format_amount(selectors.amount_due_minor(invoice=invoice) * NANO_PER_MINOR)
 
     def get_credit_notes(self, invoice: Invoice) -> list[dict[str, Any]]:
