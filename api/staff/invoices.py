@@ -10,13 +10,14 @@ from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import generics, serializers, status
+from rest_framework import generics, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.ids import is_id_text
 from api.pagination import query_choice
 from api.staff.ledger import organization_check, staff_member
 from api.staff.ledger_fields import (
@@ -25,6 +26,7 @@ from api.staff.ledger_fields import (
     IdempotencyKeyField,
     StrictCharField,
     idempotency_key_resolve,
+    replay_status,
 )
 from billing.invoicing import selectors, services
 from billing.invoicing.errors import InvoiceNotFound
@@ -148,8 +150,6 @@ class InvoiceDetailOutputSerializer(InvoiceOutputSerializer):
 
     def get_amount_due(self, invoice: Invoice) -> str:
         """What the invoice still asks for: its total less its credit notes (zero once paid or void)."""
-        if invoice.status not in (InvoiceStatus.FINALIZED, InvoiceStatus.UNCOLLECTIBLE):
-            return format_amount(0)
         return format_amount(selectors.amount_due_minor(invoice=invoice) * NANO_PER_MINOR)
 
     def get_credit_notes(self, invoice: Invoice) -> list[dict[str, Any]]:
@@ -181,7 +181,7 @@ class InvoiceListApi(generics.ListAPIView):
         status = query_choice(self.request, "status", InvoiceStatus.values)
         organization_id = None
         if raw_org is not None:
-            if not raw_org.isascii() or not raw_org.isdigit() or len(raw_org) > 18:
+            if not is_id_text(raw_org):
                 raise ApplicationError("organization must be an organization id", param="organization")
             organization_id = int(raw_org)
             organization_check(organization_id)
@@ -237,10 +237,7 @@ def _reason(request: Request) -> str:
 
 
 def _credit_note_response(result: credit_notes.CreditNoteResult) -> Response:
-    return Response(
-        InvoiceDetailOutputSerializer(result.credit_note).data,
-        status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
-    )
+    return Response(InvoiceDetailOutputSerializer(result.credit_note).data, status=replay_status(result.created))
 
 
 class CreditNoteLineInputSerializer(serializers.Serializer):

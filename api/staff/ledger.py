@@ -10,7 +10,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import generics, serializers, status
+from rest_framework import generics, serializers
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,6 +27,7 @@ from api.staff.ledger_fields import (
     StrictCharField,
     TransactionOutputSerializer,
     idempotency_key_resolve,
+    replay_status,
 )
 from billing.ledger import selectors, services
 from billing.ledger.errors import NotFound
@@ -131,7 +132,7 @@ class CreditGrantCreateApi(APIView):
             reason=data["reason"],
         )
         body = {"grant": GrantOutputSerializer(result.grant).data, "balance": balance_data(organization_id)}
-        return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+        return Response(body, status=replay_status(result.created))
 
 
 class GrantListApi(generics.ListAPIView):
@@ -196,7 +197,7 @@ class GrantReversalApi(APIView):
             "grant": GrantOutputSerializer(grant).data,
             "balance": balance_data(organization_id),
         }
-        return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+        return Response(body, status=replay_status(result.created))
 
 
 class OverdraftApi(APIView):

@@ -7,7 +7,7 @@ Amounts travel as decimal strings in the currency's main unit ("12.50"); respons
 from typing import Any, Literal, overload
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema_field
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.request import Request
 
 from billing.ledger.services.journal import MAX_KEY_LENGTH
@@ -89,6 +89,11 @@ class IdempotencyKeyField(StrictCharField):
         kwargs.setdefault("required", False)
         kwargs.setdefault("help_text", "Alternative to the Idempotency-Key header.")
         super().__init__(**kwargs)
+
+
+def replay_status(created: bool) -> int:
+    """201 when this request made it; 200 when its idempotency key made it before (the first result answers)."""
+    return status.HTTP_201_CREATED if created else status.HTTP_200_OK
 
 
 @overload

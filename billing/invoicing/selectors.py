@@ -48,7 +48,10 @@ def invoices_list(
 
 
 def amount_due_minor(*, invoice: Invoice) -> int:
-    """What the invoice still asks for, in minor units: its total less its credit notes (never below zero)."""
+    """What the invoice still asks for, in minor units: its total less its credit notes (never below zero); nothing
+    unless it is finalized or uncollectible (a draft asks nothing yet, a paid or void one nothing more)."""
+    if invoice.status not in (InvoiceStatus.FINALIZED, InvoiceStatus.UNCOLLECTIBLE):
+        return 0
     notes = Invoice.objects.filter(corrects=invoice, status=InvoiceStatus.ISSUED)
     credited = notes.aggregate(total=Sum("total_minor"))["total"] or 0
     return max(0, invoice.total_minor + credited)

@@ -14,6 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.ids import is_id_text
 from accounts.models import Organization
 from accounts.selectors import audit_events
 from billing.invoicing import selectors
@@ -37,7 +38,7 @@ def organizations(request: HttpRequest) -> HttpResponse:
     listed = Organization.objects.order_by("name")
     if query:
         match = Q(name__icontains=query)
-        if query.isascii() and query.isdigit() and len(query) < 19:
+        if is_id_text(query):
             match |= Q(pk=int(query))
         listed = listed.filter(match)
     return render(request, "staff/billing/organizations.html", {"organizations": listed[:LIST_SIZE], "q": query})

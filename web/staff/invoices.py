@@ -87,9 +87,7 @@ def _detail(
         "invoice": invoice,
         "rows": rows,
         "total": _money(invoice.total_minor * NANO_PER_MINOR),
-        "due": _money(selectors.amount_due_minor(invoice=invoice) * NANO_PER_MINOR)
-        if invoice.status in (InvoiceStatus.FINALIZED, InvoiceStatus.UNCOLLECTIBLE)
-        else _money(0),
+        "due": _money(selectors.amount_due_minor(invoice=invoice) * NANO_PER_MINOR),
         "credit_notes": list(selectors.credit_notes_of(invoice_id=invoice.pk)) if is_invoice else [],
         "journal_url": reverse("staff-journal", args=[invoice.organization_id]),
         "events": list(audit_events(action_prefix="invoicing.").filter(target=f"Invoice:{invoice.pk}")[:50])

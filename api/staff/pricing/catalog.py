@@ -9,13 +9,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.staff.pricing.common import (
-    MAX_LIST,
     ScopeField,
     ScopeInput,
     StaffView,
     StrictSerializer,
     actor_email,
     get_or_404,
+    listed,
 )
 from api.staff.pricing.fields import AmountField, PriceField, WholeNumberField
 from billing.pricing import selectors, services
@@ -157,7 +157,7 @@ class PriceVersionList(StaffView):
             versions = versions.filter(cancelled_at__isnull=False)
         elif wanted:
             raise serializers.ValidationError({"status": ["Use scheduled, effective or cancelled."]})
-        return Response({"data": PriceVersionOutput(versions[:MAX_LIST], many=True).data})
+        return listed(PriceVersionOutput, versions)
 
     @extend_schema(
         request=PriceVersionInput,
@@ -262,7 +262,7 @@ def _model(slug: str) -> AIModel:
 class ModelList(StaffView):
     @extend_schema(responses=ModelOutput(many=True), summary="List models with current and scheduled prices")
     def get(self, request: Request) -> Response:
-        return Response({"data": ModelOutput(AIModel.objects.order_by("slug")[:MAX_LIST], many=True).data})
+        return listed(ModelOutput, AIModel.objects.order_by("slug"))
 
     @extend_schema(request=ModelInput, responses={201: ModelOutput}, summary="Add a model to the catalogue")
     def post(self, request: Request) -> Response:
@@ -341,8 +341,7 @@ def _schedule(schedule_id: int) -> TierSchedule:
 class TierScheduleList(StaffView):
     @extend_schema(responses=TierScheduleOutput(many=True), summary="List volume-tier schedules")
     def get(self, request: Request) -> Response:
-        schedules = TierSchedule.objects.select_related("model").prefetch_related("bands")[:MAX_LIST]
-        return Response({"data": TierScheduleOutput(schedules, many=True).data})
+        return listed(TierScheduleOutput, TierSchedule.objects.select_related("model").prefetch_related("bands"))
 
     @extend_schema(
         request=TierScheduleInput,

@@ -7,9 +7,8 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.staff.ledger_fields import IdempotencyKeyField, idempotency_header, idempotency_key_resolve
+from api.staff.ledger_fields import IdempotencyKeyField, idempotency_header, idempotency_key_resolve, replay_status
 from api.staff.pricing.common import (
-    MAX_LIST,
     MAX_TOKENS,
     ORGANIZATION,
     ScopeField,
@@ -18,6 +17,7 @@ from api.staff.pricing.common import (
     StrictSerializer,
     by_organization,
     get_or_404,
+    listed,
     organization_check,
 )
 from api.staff.pricing.fields import AmountField, PriceField, WholeNumberField
@@ -96,8 +96,7 @@ def _offer(offer_id: int) -> CommitmentOffer:
 class OfferList(StaffView):
     @extend_schema(responses=OfferOutput(many=True), summary="List commitment offers")
     def get(self, request: Request) -> Response:
-        offers = CommitmentOffer.objects.select_related("model")[:MAX_LIST]
-        return Response({"data": OfferOutput(offers, many=True).data})
+        return listed(OfferOutput, CommitmentOffer.objects.select_related("model"))
 
     @extend_schema(request=OfferInput, responses={201: OfferOutput}, summary="Define a commitment offer")
     def post(self, request: Request) -> Response:
@@ -149,8 +148,7 @@ class CommitmentOutput(serializers.Serializer):
 class CommitmentList(StaffView):
     @extend_schema(parameters=[ORGANIZATION], responses=CommitmentOutput(many=True), summary="List commitments")
     def get(self, request: Request) -> Response:
-        commitments = by_organization(Commitment.objects.select_related("model"), request)[:MAX_LIST]
-        return Response({"data": CommitmentOutput(commitments, many=True).data})
+        return listed(CommitmentOutput, by_organization(Commitment.objects.select_related("model"), request))
 
     @extend_schema(
         parameters=[IDEMPOTENCY_HEADER_OPTIONAL],
@@ -173,10 +171,7 @@ class CommitmentList(StaffView):
             starts_at=data.get("starts_at"),
             idempotency_key=idempotency_key_resolve(request, data.get("idempotency_key"), required=False),
         )
-        return Response(
-            CommitmentOutput(purchase.commitment).data,
-            status=status.HTTP_201_CREATED if purchase.created else status.HTTP_200_OK,
-        )
+        return Response(CommitmentOutput(purchase.commitment).data, status=replay_status(purchase.created))
 
 
 class CommitmentDetail(StaffView):

@@ -7,6 +7,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema_field
 from rest_framework import serializers
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.ids import is_id_text
@@ -44,6 +45,11 @@ class StaffView(APIView):
         serializer = serializer_class(data=request.data, **options)
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
+
+
+def listed(serializer_class: type[serializers.Serializer], rows: Any, *, limit: int = MAX_LIST) -> Response:
+    """The list shape: `{"data": [...]}`, of at most `limit` rows."""
+    return Response({"data": serializer_class(rows[:limit], many=True).data})
 
 
 def get_or_404(queryset: Any, message: str, param: str, **lookup: Any) -> Any:

@@ -6,7 +6,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.staff.pricing.common import (
-    MAX_LIST,
     ORGANIZATION,
     ScopeField,
     ScopeInput,
@@ -15,6 +14,7 @@ from api.staff.pricing.common import (
     actor_email,
     by_organization,
     get_or_404,
+    listed,
     organization_check,
 )
 from api.staff.pricing.fields import PriceField, WholeNumberField
@@ -76,7 +76,7 @@ class OverrideList(StaffView):
     @extend_schema(parameters=[ORGANIZATION], responses=OverrideOutput(many=True), summary="List negotiated prices")
     def get(self, request: Request) -> Response:
         overrides = by_organization(PriceOverride.objects.select_related("model", "created_by"), request)
-        return Response({"data": OverrideOutput(overrides[:MAX_LIST], many=True).data})
+        return listed(OverrideOutput, overrides)
 
     @extend_schema(
         request=OverrideInput,

@@ -8,7 +8,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.staff.pricing.common import (
-    MAX_LIST,
     MAX_TOKENS,
     ORGANIZATION,
     ScopeField,
@@ -17,6 +16,7 @@ from api.staff.pricing.common import (
     StrictSerializer,
     by_organization,
     get_or_404,
+    listed,
     organization_check,
 )
 from api.staff.pricing.fields import AmountField, WholeNumberField
@@ -108,8 +108,7 @@ def _plan(slug: str) -> Plan:
 class PlanList(StaffView):
     @extend_schema(responses=PlanOutput(many=True), summary="List plans")
     def get(self, request: Request) -> Response:
-        plans = Plan.objects.prefetch_related("allowances__model")[:MAX_LIST]
-        return Response({"data": PlanOutput(plans, many=True).data})
+        return listed(PlanOutput, Plan.objects.prefetch_related("allowances__model"))
 
     @extend_schema(request=PlanInput, responses={201: PlanOutput}, summary="Create a plan")
     def post(self, request: Request) -> Response:
@@ -190,8 +189,7 @@ class SubscriptionList(StaffView):
     @extend_schema(parameters=[ORGANIZATION], responses=SubscriptionOutput(many=True), summary="List subscriptions")
     def get(self, request: Request) -> Response:
         subscriptions = by_organization(Subscription.objects.select_related("plan"), request)
-        subscriptions = subscriptions.prefetch_related("periods__plan")[:MAX_LIST]
-        return Response({"data": SubscriptionOutput(subscriptions, many=True).data})
+        return listed(SubscriptionOutput, subscriptions.prefetch_related("periods__plan"))
 
     @extend_schema(
         request=SubscriptionInput,

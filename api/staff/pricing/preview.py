@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from accounts.models import AuditEvent
 from api.pagination import query_whole_number
 from api.staff.pricing.catalog import PriceVersionPatchInput, price_values
-from api.staff.pricing.common import MAX_LIST, StaffView, StrictSerializer, by_organization, organization_check
+from api.staff.pricing.common import MAX_LIST, StaffView, StrictSerializer, by_organization, listed, organization_check
 from api.staff.pricing.fields import AmountField, WholeNumberField
 from billing.pricing import rating, services
 from billing.pricing.units import price_format
@@ -199,4 +199,4 @@ class AuditLog(StaffView):
         events = by_organization(AuditEvent.objects.filter(action__startswith="pricing."), request)
         events = events.order_by("-created_at", "-id")
         limit = query_whole_number(request, "limit", default=100, minimum=1, maximum=MAX_LIST)
-        return Response({"data": AuditOutput(events[:limit], many=True).data})
+        return listed(AuditOutput, events, limit=limit)

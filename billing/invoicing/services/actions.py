@@ -10,11 +10,16 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from accounts.services.audit import audit_record
 from billing.invoicing.errors import InvoiceConflict
 from billing.invoicing.models import NANO_PER_MINOR, CollectionMethod, Invoice, InvoiceStatus
 from billing.invoicing.selectors import amount_due_minor, credit_notes_of
-from billing.invoicing.services.credit_notes import Actor, StripeUnavailable, invoice_locked, reason_clean
+from billing.invoicing.services.credit_notes import (
+    Actor,
+    StripeUnavailable,
+    invoice_action_record,
+    invoice_locked,
+    reason_clean,
+)
 from billing.notifications.selectors import notice_recipients
 from billing.payments.stripe_client import stripe_client
 from core.money import format_amount
@@ -53,16 +58,12 @@ def invoice_mark_uncollectible(*, invoice_id: int, reason: str, actor: Actor) ->
     invoice.uncollectible_at = timezone.now()
     invoice.next_payment_attempt_at = None
     invoice.save(update_fields=["status", "stripe_status", "uncollectible_at", "next_payment_attempt_at"])
-    audit_record(
-        actor=actor,
-        action="invoicing.mark_uncollectible",
-        organization_id=invoice.organization_id,
-        target=f"Invoice:{invoice.pk}",
-        target_label=f"invoice {invoice.number}",
-        reason=reason,
-        detail={"invoice": invoice.number},
-    )
+    invoice_action_record(invoice, "invoicing.mark_uncollectible", reason=reason, actor=actor)
     return invoice
+
+
+def _money(minor: int, currency: str) -> str:
+    return f"{format_amount(minor * NANO_PER_MINOR)} {currency}"
 
 
 def invoice_url(invoice: Invoice) -> str:
@@ -85,27 +86,17 @@ def invoice_resend(*, invoice_id: int, reason: str, actor: Actor) -> list[str]:
     context = {
         "invoice": invoice,
         "organization_name": invoice.organization.name,
-        "total": f"{format_amount(invoice.total_minor * NANO_PER_MINOR)} {currency}",
-        "due": f"{format_amount(amount_due_minor(invoice=invoice) * NANO_PER_MINOR)} {currency}"
-        if invoice.status in (InvoiceStatus.FINALIZED, InvoiceStatus.UNCOLLECTIBLE)
-        else f"{format_amount(0)} {currency}",
+        "total": _money(invoice.total_minor, currency),
+        "due": _money(amount_due_minor(invoice=invoice), currency),
         "credit_notes": [
-            {"number": note.number, "amount": f"{format_amount(note.total_minor * NANO_PER_MINOR)} {currency}"}
+            {"number": note.number, "amount": _money(note.total_minor, currency)}
             for note in credit_notes_of(invoice_id=invoice.pk)
         ],
         "invoice_url": invoice_url(invoice),
     }
     subject = " ".join(render_to_string("billing/email/invoice_resend_subject.txt", context).split())
     body = render_to_string("billing/email/invoice_resend_message.txt", context)
-    audit_record(
-        actor=actor,
-        action="invoicing.resend",
-        organization_id=invoice.organization_id,
-        target=f"Invoice:{invoice.pk}",
-        target_label=f"invoice {invoice.number}",
-        reason=reason,
-        detail={"invoice": invoice.number, "recipients": recipients},
-    )
+    invoice_action_record(invoice, "invoicing.resend", reason=reason, actor=actor, detail={"recipients": recipients})
     transaction.on_commit(
         lambda: send_mail(settings.ACCOUNT_EMAIL_SUBJECT_PREFIX + subject, body, None, recipients), robust=True
     )
@@ -131,14 +122,12 @@ def invoice_collect_now(*, invoice_id: int, reason: str, actor: Actor) -> Invoic
                 "This invoice is sent with net terms: the customer pays it from Stripe's page; resend it instead.",
                 param="invoice",
             )
-        audit_record(
-            actor=actor,
-            action="invoicing.collect_now",
-            organization_id=invoice.organization_id,
-            target=f"Invoice:{invoice.pk}",
-            target_label=f"invoice {invoice.number}",
+        invoice_action_record(
+            invoice,
+            "invoicing.collect_now",
             reason=reason,
-            detail={"invoice": invoice.number, "attempt": invoice.payment_attempts + 1},
+            actor=actor,
+            detail={"attempt": invoice.payment_attempts + 1},
         )
     # Stripe calls outside the lock: each carries its idempotency key, and the payment is booked under the lock.
     try:

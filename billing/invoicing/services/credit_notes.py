@@ -102,6 +102,21 @@ def invoice_locked(invoice_id: int) -> Invoice:
     return invoice
 
 
+def invoice_action_record(
+    invoice: Invoice, action: str, *, reason: str, actor: Actor, detail: dict[str, Any] | None = None
+) -> None:
+    """The audit entry of a staff action on the invoice: its reason, and the invoice's number with `detail`."""
+    audit_record(
+        actor=actor,
+        action=action,
+        organization_id=invoice.organization_id,
+        target=f"Invoice:{invoice.pk}",
+        target_label=f"invoice {invoice.number}",
+        reason=reason,
+        detail={"invoice": invoice.number, **(detail or {})},
+    )
+
+
 def _reversal(line: InvoiceLine, amount_nano: int, position: int) -> InvoiceLine:
     """The credit note's line reversing `amount_nano` (the line's sign) of `line`: a copy with the sign turned when
     it is the whole line, one item of that amount when it is a part."""
@@ -306,14 +321,8 @@ def invoice_void_record(*, invoice: Invoice, reason: str, actor: Actor) -> Invoi
     invoice.voided_at = timezone.now()
     invoice.next_payment_attempt_at = None
     invoice.save(update_fields=["status", "stripe_status", "voided_at", "next_payment_attempt_at"])
-    audit_record(
-        actor=actor,
-        action="invoicing.void",
-        organization_id=invoice.organization_id,
-        target=f"Invoice:{invoice.pk}",
-        target_label=f"invoice {invoice.number}",
-        reason=reason,
-        detail={"invoice": invoice.number, "credit_note": note.number if note else None},
+    invoice_action_record(
+        invoice, "invoicing.void", reason=reason, actor=actor, detail={"credit_note": note.number if note else None}
     )
     # A void invoice no longer holds the organization's postpaid use.
     postpaid_restore(organization_id=invoice.organization_id)

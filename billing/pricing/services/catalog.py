@@ -156,6 +156,22 @@ def _model_snapshot(model: AIModel) -> dict[str, Any]:
     return {field: getattr(model, field) for field in MODEL_FIELDS}
 
 
+def _model_audit(
+    model: AIModel, action: str, *, actor: Any, fields: dict[str, Any], before: dict[str, Any] | None
+) -> None:
+    """An audit entry of `model`: the fields as given, and the model before and after."""
+    audit_record(
+        actor=actor,
+        action=action,
+        target=f"AIModel:{model.slug}",
+        target_label=_model_label(model),
+        model_slug=model.slug,
+        detail={k: str(v) for k, v in fields.items() if k in MODEL_FIELDS},
+        before=before,
+        after=_model_snapshot(model),
+    )
+
+
 @transaction.atomic
 def model_create(*, slug: str, actor: Any = None, **fields: Any) -> AIModel:
     validation.text(slug, param="slug", max_length=200, required=True)
@@ -164,16 +180,7 @@ def model_create(*, slug: str, actor: Any = None, **fields: Any) -> AIModel:
     model = AIModel(slug=slug, **{k: v for k, v in fields.items() if k in MODEL_FIELDS})
     _full_clean(model)
     model.save()
-    audit_record(
-        actor=actor,
-        action="pricing.model.create",
-        target=f"AIModel:{model.slug}",
-        target_label=_model_label(model),
-        model_slug=model.slug,
-        detail={k: str(v) for k, v in fields.items() if k in MODEL_FIELDS},
-        before=None,
-        after=_model_snapshot(model),
-    )
+    _model_audit(model, "pricing.model.create", actor=actor, fields=fields, before=None)
     return model
 
 
@@ -186,16 +193,7 @@ def model_update(*, model_slug: str, actor: Any = None, **fields: Any) -> AIMode
             setattr(model, key, value)
     _full_clean(model)
     model.save()
-    audit_record(
-        actor=actor,
-        action="pricing.model.update",
-        target=f"AIModel:{model.slug}",
-        target_label=_model_label(model),
-        model_slug=model.slug,
-        detail={k: str(v) for k, v in fields.items() if k in MODEL_FIELDS},
-        before=before,
-        after=_model_snapshot(model),
-    )
+    _model_audit(model, "pricing.model.update", actor=actor, fields=fields, before=before)
     return model
 
 

@@ -95,6 +95,19 @@ def _offer_detail(offer: CommitmentOffer) -> dict[str, Any]:
     return {**{f: getattr(offer, f) for f in OFFER_FIELDS}, "scope": offer.scope_key}
 
 
+def _offer_audit(offer: CommitmentOffer, action: str, *, actor: Any, before: dict[str, Any] | None) -> None:
+    audit_record(
+        actor=actor,
+        action=action,
+        target=f"CommitmentOffer:{offer.pk}",
+        target_label=f"commitment offer #{offer.pk} {offer.name}",
+        model_slug=offer.model.slug if offer.model else "",
+        detail=_offer_detail(offer),
+        before=before,
+        after=_offer_detail(offer),
+    )
+
+
 @transaction.atomic
 def commitment_offer_create(
     *, name: str, model: str | None = None, group: str | None = None, actor: Any = None, **terms: Any
@@ -105,16 +118,7 @@ def commitment_offer_create(
     offer = CommitmentOffer(name=name, model=scope_model, group=scope_group, created_by=_user(actor), **values)
     _full_clean(offer)
     offer.save()
-    audit_record(
-        actor=actor,
-        action="pricing.commitment_offer.create",
-        target=f"CommitmentOffer:{offer.pk}",
-        target_label=f"commitment offer #{offer.pk} {offer.name}",
-        model_slug=offer.model.slug if offer.model else "",
-        detail=_offer_detail(offer),
-        before=None,
-        after=_offer_detail(offer),
-    )
+    _offer_audit(offer, "pricing.commitment_offer.create", actor=actor, before=None)
     return offer
 
 
@@ -131,16 +135,7 @@ def commitment_offer_update(*, offer_id: int, actor: Any = None, **terms: Any) -
     _offer_check({f: getattr(offer, f) for f in OFFER_FIELDS})
     _full_clean(offer)
     offer.save()
-    audit_record(
-        actor=actor,
-        action="pricing.commitment_offer.update",
-        target=f"CommitmentOffer:{offer.pk}",
-        target_label=f"commitment offer #{offer.pk} {offer.name}",
-        model_slug=offer.model.slug if offer.model else "",
-        detail=_offer_detail(offer),
-        before=before,
-        after=_offer_detail(offer),
-    )
+    _offer_audit(offer, "pricing.commitment_offer.update", actor=actor, before=before)
     return offer
 
 

@@ -44,8 +44,19 @@ def _snapshot(override: PriceOverride) -> dict[str, Any]:
     }
 
 
-def _label(override: PriceOverride) -> str:
-    return f"negotiated price #{override.pk} on {override.scope_key}"
+def _audit(override: PriceOverride, action: str, *, actor: Any, reason: str, before: dict[str, Any] | None) -> None:
+    audit_record(
+        actor=actor,
+        action=action,
+        organization_id=override.organization_id,
+        target=f"PriceOverride:{override.pk}",
+        target_label=f"negotiated price #{override.pk} on {override.scope_key}",
+        model_slug=override.model.slug if override.model else "",
+        reason=reason,
+        detail=_detail(override),
+        before=before,
+        after=_snapshot(override),
+    )
 
 
 def _locked_organization(organization_id: int) -> Organization:
@@ -124,18 +135,7 @@ def override_create(
     )
     _full_clean(override)
     override.save()
-    audit_record(
-        actor=actor,
-        action="pricing.override.create",
-        organization_id=organization_id,
-        target=f"PriceOverride:{override.pk}",
-        target_label=_label(override),
-        model_slug=scope_model.slug if scope_model else "",
-        reason=reason,
-        detail=_detail(override),
-        before=None,
-        after=_snapshot(override),
-    )
+    _audit(override, "pricing.override.create", actor=actor, reason=reason, before=None)
     return override
 
 
@@ -166,16 +166,5 @@ def override_end(
     override.effective_until = at
     override.ended_by = _user(actor)
     override.save(update_fields=["effective_until", "ended_by"])
-    audit_record(
-        actor=actor,
-        action="pricing.override.end",
-        organization_id=organization_id,
-        target=f"PriceOverride:{override.pk}",
-        target_label=_label(override),
-        model_slug=override.model.slug if override.model else "",
-        reason=reason,
-        detail=_detail(override),
-        before=before,
-        after=_snapshot(override),
-    )
+    _audit(override, "pricing.override.end", actor=actor, reason=reason, before=before)
     return override

@@ -98,6 +98,20 @@ def _plan_detail(plan: Plan) -> dict[str, Any]:
     return detail
 
 
+def _plan_audit(plan: Plan, action: str, *, actor: Any, before: dict[str, Any] | None) -> None:
+    """An audit entry of `plan`: its terms and allowances as they are now, and before."""
+    detail = _plan_detail(plan)
+    audit_record(
+        actor=actor,
+        action=action,
+        target=f"Plan:{plan.slug}",
+        target_label=f"plan {plan.name} ({plan.slug})",
+        detail=detail,
+        before=before,
+        after=detail,
+    )
+
+
 @transaction.atomic
 def plan_create(
     *,
@@ -118,16 +132,7 @@ def plan_create(
     _full_clean(plan)
     plan.save()
     _allowances_set(plan, allowances or [])
-    detail = _plan_detail(plan)
-    audit_record(
-        actor=actor,
-        action="pricing.plan.create",
-        target=f"Plan:{plan.slug}",
-        target_label=f"plan {plan.name} ({plan.slug})",
-        detail=detail,
-        before=None,
-        after=detail,
-    )
+    _plan_audit(plan, "pricing.plan.create", actor=actor, before=None)
     return plan
 
 
@@ -156,16 +161,7 @@ def plan_update(
     plan.save()
     if allowances is not None:
         _allowances_set(plan, allowances)
-    detail = _plan_detail(plan)
-    audit_record(
-        actor=actor,
-        action="pricing.plan.update",
-        target=f"Plan:{plan.slug}",
-        target_label=f"plan {plan.name} ({plan.slug})",
-        detail=detail,
-        before=before,
-        after=detail,
-    )
+    _plan_audit(plan, "pricing.plan.update", actor=actor, before=before)
     return plan
 
 

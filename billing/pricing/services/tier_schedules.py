@@ -100,8 +100,19 @@ def _snapshot(schedule: TierSchedule) -> dict[str, Any]:
     return {"name": schedule.name, **_detail(schedule)}
 
 
-def _label(schedule: TierSchedule) -> str:
-    return f"volume tiers #{schedule.pk} {schedule.name} on {schedule.scope_key}"
+def _audit(
+    schedule: TierSchedule, action: str, *, actor: Any, before: dict[str, Any] | None, after: dict[str, Any]
+) -> None:
+    audit_record(
+        actor=actor,
+        action=action,
+        target=f"TierSchedule:{schedule.pk}",
+        target_label=f"volume tiers #{schedule.pk} {schedule.name} on {schedule.scope_key}",
+        model_slug=schedule.model.slug if schedule.model else "",
+        detail=_detail(schedule),
+        before=before,
+        after=after,
+    )
 
 
 @transaction.atomic
@@ -142,16 +153,7 @@ def tier_schedule_create(
     _overlap_check(schedule)
     schedule.save()
     _bands_create(schedule, bands)
-    audit_record(
-        actor=actor,
-        action="pricing.tier_schedule.create",
-        target=f"TierSchedule:{schedule.pk}",
-        target_label=_label(schedule),
-        model_slug=schedule.model.slug if schedule.model else "",
-        detail=_detail(schedule),
-        before=None,
-        after=_snapshot(schedule),
-    )
+    _audit(schedule, "pricing.tier_schedule.create", actor=actor, before=None, after=_snapshot(schedule))
     return schedule
 
 
@@ -202,16 +204,7 @@ def tier_schedule_update(
         bands = _bands_check(tiers)
         schedule.bands.all().delete()
         _bands_create(schedule, bands)
-    audit_record(
-        actor=actor,
-        action="pricing.tier_schedule.update",
-        target=f"TierSchedule:{schedule.pk}",
-        target_label=_label(schedule),
-        model_slug=schedule.model.slug if schedule.model else "",
-        detail=_detail(schedule),
-        before=before,
-        after=_snapshot(schedule),
-    )
+    _audit(schedule, "pricing.tier_schedule.update", actor=actor, before=before, after=_snapshot(schedule))
     return schedule
 
 
@@ -224,13 +217,10 @@ def tier_schedule_cancel(*, schedule_id: int, actor: Any = None, now: datetime |
         raise PriceVersionLocked(f"Tier schedule {schedule_id} is in effect; end it at a coming month start instead.")
     schedule.cancelled_at = now
     schedule.save(update_fields=["cancelled_at"])
-    audit_record(
+    _audit(
+        schedule,
+        "pricing.tier_schedule.cancel",
         actor=actor,
-        action="pricing.tier_schedule.cancel",
-        target=f"TierSchedule:{schedule.pk}",
-        target_label=_label(schedule),
-        model_slug=schedule.model.slug if schedule.model else "",
-        detail=_detail(schedule),
         before={"status": "scheduled"},
         after={"status": "cancelled", "cancelled_at": now},
     )
