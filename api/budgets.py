@@ -4,7 +4,7 @@ nano-unit integers beside them."""
 
 from typing import Any
 
-from billing.metering.budgets.selectors import BudgetState
+from billing.metering.budgets.selectors import BudgetState, budget_key_json
 from core.money import format_amount
 
 
@@ -20,6 +20,7 @@ def budget_json(state: BudgetState, *, currency: str) -> dict[str, Any]:
         "scope": budget.scope,
         "workflow": budget.workflow or None,
         "api_key_id": budget.api_key_id,
+        "api_key": budget_key_json(budget),
         "period": budget.period,
         "mode": budget.mode,
         "thresholds": list(budget.thresholds),

@@ -128,6 +128,12 @@ BUDGET = inline_serializer(
         "scope": serializers.CharField(),
         "workflow": serializers.CharField(allow_null=True),
         "api_key_id": serializers.IntegerField(allow_null=True),
+        "api_key": inline_serializer(
+            "BudgetApiKey",
+            {"id": serializers.IntegerField(), "key_id": serializers.CharField(), "name": serializers.CharField()},
+            allow_null=True,
+            help_text="An API key budget's key; key_id is its public id, as /v1's usage names it.",
+        ),
         "period": serializers.CharField(),
         "mode": serializers.CharField(),
         "thresholds": serializers.ListField(child=serializers.IntegerField()),

@@ -243,6 +243,13 @@ SCHEMAS: dict[str, Any] = {
             "scope": {"type": "string", "enum": ["organization", "workflow", "api_key"]},
             "workflow": {"type": "string", "nullable": True},
             "api_key_id": {"type": "integer", "nullable": True},
+            "api_key": {
+                "type": "object",
+                "nullable": True,
+                "description": "An API key budget's key. `key_id` is its public id (as in /v1/organization/usage "
+                "and the start of its secret): a program finds its own key's budget by it.",
+                "properties": {"id": {"type": "integer"}, "key_id": {"type": "string"}, "name": {"type": "string"}},
+            },
             "period": {"type": "string", "enum": ["day", "week", "month"]},
             "mode": {"type": "string", "enum": ["alert", "hard"]},
             "thresholds": {"type": "array", "items": {"type": "integer"}},

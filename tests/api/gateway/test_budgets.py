@@ -391,5 +391,20 @@ def test_a_key_reads_its_organizations_budgets_at_v1_budgets(live_url, secret, o
     assert (item["id"], item["mode"], item["workflow"]) == (budget.pk, "hard", "agents")
     assert item["current_period"]["spent_nano"] == charge
     assert item["current_period"]["left_nano"] == usd("1") - charge
+    assert item["api_key"] is None
     assert httpx.post(f"{live_url}/v1/budgets", headers={"Authorization": f"Bearer {secret}"}).status_code == 405
     assert httpx.get(f"{live_url}/v1/budgets").status_code == 401
+
+
+def test_a_program_finds_its_own_keys_limit_at_v1_budgets_by_the_public_id_in_its_secret(live_url, funded, org_a):
+    mine, secret = limited_key(organization_id=org_a.pk, amount_nano=usd("2"), period="day", name="mine")
+    other, _ = limited_key(organization_id=org_a.pk, amount_nano=usd("3"), period="day", name="other")
+    data = httpx.get(f"{live_url}/v1/budgets", headers={"Authorization": f"Bearer {secret}"}).json()["data"]
+    assert sorted(item["api_key"]["key_id"] for item in data) == sorted([mine.key_id, other.key_id])
+    [own] = [item for item in data if secret.startswith("sk-tb-" + item["api_key"]["key_id"])]
+    assert (own["id"], own["api_key"], own["api_key_id"], own["amount_nano"]) == (
+        key_limit(mine).pk,
+        {"id": mine.pk, "key_id": mine.key_id, "name": "mine"},
+        mine.pk,
+        usd("2"),
+    )

@@ -197,3 +197,20 @@ def test_each_crossing_is_sent_to_webhooks_once_and_the_whole_budget_as_exceeded
     ]
     assert bodies[0]["data"]["budget"]["id"] == budget.pk
     assert bodies[0]["data"]["spent"] == "10.00" and bodies[0]["data"]["budget"]["amount"] == "10.00"
+    assert bodies[0]["data"]["budget"]["api_key"] is None
+
+
+def test_a_key_budgets_crossing_names_its_key_by_its_public_id_too(org_a):
+    webhooks.webhook_endpoint_create(
+        organization_id=org_a.pk, actor=None, url="https://hooks.example.com/in", event_types=["budget.exceeded"]
+    )
+    key, _ = apikey_create(organization_id=org_a.pk, name="batch")
+    budget = org_budget(org_a, scope="api_key", api_key_id=key.pk, thresholds=[100])
+    spent(budget, "10.00")
+    [alert] = budget_thresholds_crossed(organization_id=org_a.pk, now=NOW)
+    budget_alert_webhook_emit(alert_id=alert.pk)
+    [body] = [json.loads(body) for body in WebhookEvent.objects.values_list("body", flat=True)]
+    assert (body["data"]["budget"]["api_key_id"], body["data"]["budget"]["api_key"]) == (
+        key.pk,
+        {"id": key.pk, "key_id": key.key_id, "name": "batch"},
+    )
