@@ -1,12 +1,15 @@
 """Operator commands: invoice_close (close or resume a period, print the invoice) and invoices_reconcile."""
 
 import json
+from datetime import date
 from io import StringIO
 
 import pytest
 import time_machine
 from django.core.management import CommandError, call_command
 
+from billing.invoicing.models import Invoice, MonthRollup
+from billing.invoicing.services.rollup import rollup_day
 from tests.billing.invoicing.conftest import at, booked_at
 from tests.billing.invoicing.test_close import october
 
@@ -53,3 +56,20 @@ def test_invoices_reconcile_reports_agreement(org):
     out = StringIO()
     call_command("invoices_reconcile", "--json", stdout=out)
     assert json.loads(out.getvalue()) == {"organizations_checked": 1, "problems": {}}
+
+
+def test_invoices_reconcile_checks_the_month_rollup_of_an_organization_with_no_invoice_yet(org):
+    october(org)
+    for day in range(1, 32):
+        assert rollup_day(day=date(2026, 10, day))
+    row = MonthRollup.objects.filter(organization=org).order_by("id").first()
+    assert row is not None and not Invoice.objects.exists()
+    out = StringIO()
+    call_command("invoices_reconcile", "--json", stdout=out)
+    assert json.loads(out.getvalue()) == {"organizations_checked": 1, "problems": {}}
+    MonthRollup.objects.filter(pk=row.pk).update(tokens=row.tokens + 1)
+    with pytest.raises(CommandError, match="disagree with the ledger in 1 organizations"):
+        call_command("invoices_reconcile", "--json", stdout=(out := StringIO()))
+    [problem] = json.loads(out.getvalue())["problems"][str(org.pk)]
+    assert problem == f"month rollup 2026-10 (row {row.pk}): tokens {row.tokens + 1} is not its days' sum {row.tokens}"
+    MonthRollup.objects.filter(pk=row.pk).update(tokens=row.tokens)  # as the autouse check expects

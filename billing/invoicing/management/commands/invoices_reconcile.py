@@ -6,7 +6,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from accounts.management.base import OperatorCommand
 from billing.invoicing import selectors
-from billing.invoicing.models import Invoice
+from billing.invoicing.models import Invoice, MonthRollup
 
 
 class Command(OperatorCommand):
@@ -17,13 +17,20 @@ class Command(OperatorCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--org", type=int, help="Only this organization (default: every one with an invoice).")
+        parser.add_argument(
+            "--org", type=int, help="Only this organization (default: every one with an invoice or a month rollup)."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # An organization still in its first period has no invoice yet, but its month rollup may already be wrong.
         organizations = (
             [options["org"]]
             if options["org"] is not None
-            else list(Invoice.objects.values_list("organization_id", flat=True).distinct().order_by())
+            else sorted(
+                Invoice.objects.values_list("organization_id", flat=True)
+                .order_by()
+                .union(MonthRollup.objects.values_list("organization_id", flat=True).order_by())
+            )
         )
         problems = {org: found for org in organizations if (found := selectors.invoices_reconcile(organization_id=org))}
         self.emit(
