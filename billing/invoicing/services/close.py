@@ -39,6 +39,7 @@ from billing.invoicing.services.emails import billing_emails_queue
 from billing.invoicing.services.events import invoice_event_emit
 from billing.ledger.services import wallet_get_or_create
 from billing.pricing.models import Subscription, SubscriptionStatus
+from billing.pricing.periods import add_months
 from billing.pricing.services import subscription_renew_invoiced
 from billing.pricing.services.fees import fees_invoice
 from billing.webhooks.models import EventType, WebhookEndpoint
@@ -341,10 +342,7 @@ def _raw_stretches(
 def _calendar_month(start: datetime, end: datetime) -> bool:
     """Whether [start, end) is one calendar month, UTC."""
     start = start.astimezone(UTC)
-    if start.day != 1 or start.time() != time.min:
-        return False
-    next_month = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
-    return end == next_month
+    return start.day == 1 and start.time() == time.min and end == add_months(start, 1)
 
 
 def _whole_days(start: datetime, end: datetime) -> Iterator[date]:

@@ -2,7 +2,7 @@
 finds; a day is summed once however often it is rolled up; usage booked after its day was rolled up is on the
 invoice of the day it was booked in, never nowhere."""
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 import time_machine
@@ -13,6 +13,7 @@ from billing.invoicing import explain, selectors, services, sql
 from billing.invoicing.errors import InvoiceUnbalanced
 from billing.invoicing.models import DailyRollup, InvoiceLine, MonthRollup, RollupDay
 from billing.invoicing.selectors import lines_traced
+from billing.invoicing.services.close import _calendar_month
 from billing.invoicing.services.rollup import rollup_day, rollup_days_due, rollups_run
 from billing.ledger.models import Wallet
 from billing.usage.models import UsageRecord
@@ -248,6 +249,25 @@ def _rolled_up(org):
     _month(org)
     for day in _days(date(2026, 10, 1), date(2026, 10, 31)):
         assert rollup_day(day=day)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "whole"),
+    [
+        (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC), True),
+        (datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), True),
+        (datetime(2028, 2, 1, tzinfo=UTC), datetime(2028, 3, 1, tzinfo=UTC), True),
+        # The same instant written at another offset is the same month.
+        (datetime(2026, 10, 1, 2, tzinfo=timezone(timedelta(hours=2))), datetime(2026, 11, 1, tzinfo=UTC), True),
+        # A period on another anchor day, cut inside a day, shorter or longer than its month: read from the days.
+        (datetime(2026, 10, 15, tzinfo=UTC), datetime(2026, 11, 15, tzinfo=UTC), False),
+        (datetime(2026, 10, 1, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC), False),
+        (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 31, tzinfo=UTC), False),
+        (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC), False),
+    ],
+)
+def test_only_a_whole_utc_calendar_month_is_closed_from_its_months_sums(start, end, whole):
+    assert _calendar_month(start, end) is whole
 
 
 def test_the_reconcile_check_finds_a_month_row_that_is_not_the_sum_of_its_days(org):
