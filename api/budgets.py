@@ -4,7 +4,8 @@ nano-unit integers beside them."""
 
 from typing import Any
 
-from billing.metering.budgets.selectors import BudgetState, budget_key_json
+from accounts.selectors import apikey_ref
+from billing.metering.budgets.selectors import BudgetState
 from core.money import format_amount
 
 
@@ -20,7 +21,7 @@ def budget_json(state: BudgetState, *, currency: str) -> dict[str, Any]:
         "scope": budget.scope,
         "workflow": budget.workflow or None,
         "api_key_id": budget.api_key_id,
-        "api_key": budget_key_json(budget),
+        "api_key": apikey_ref(budget.api_key) if budget.api_key else None,
         "period": budget.period,
         "mode": budget.mode,
         "thresholds": list(budget.thresholds),

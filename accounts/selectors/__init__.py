@@ -4,6 +4,7 @@ from accounts.selectors.apikeys import (
     apikey_cache_invalidate,
     apikey_get,
     apikey_list,
+    apikey_ref,
 )
 from accounts.selectors.audit import audit_events
 from accounts.selectors.members import (
@@ -19,6 +20,7 @@ __all__ = [
     "apikey_cache_invalidate",
     "apikey_get",
     "apikey_list",
+    "apikey_ref",
     "audit_events",
     "invitation_by_token",
     "invitation_get",

@@ -10,6 +10,8 @@ Redis only saves database reads here: when it fails, keys are read from the data
 for LOCAL_CACHE_SECONDS), so authentication keeps working through an outage (see core.caching).
 """
 
+from typing import Any
+
 from django.core.cache import cache
 from django.core.cache.backends.locmem import LocMemCache
 from django.db.models import QuerySet
@@ -38,6 +40,13 @@ def apikey_cache_invalidate(*, key_id: str) -> None:
     except REDIS_ERRORS as exc:
         # Redis is down: what it held of the key is gone with it or lapses within CACHE_SECONDS.
         shared_cache_outage.failed(exc)
+
+
+def apikey_ref(key: ApiKey) -> dict[str, Any]:
+    """How a record names an API key in JSON (a budget, a webhook event): its id (as in the web UI's /api/keys/), its
+    public id (`key_id`: the one /v1's usage and costs name it by, and the start of its secret, so a program can tell
+    its own key) and its name."""
+    return {"id": key.pk, "key_id": key.key_id, "name": key.name}
 
 
 def apikey_list(*, organization_id: int) -> QuerySet[ApiKey]:

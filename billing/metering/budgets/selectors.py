@@ -3,7 +3,6 @@
 from calendar import monthrange
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from django.utils import timezone
 
@@ -48,14 +47,6 @@ def budget_window(*, period: str, at: datetime) -> tuple[datetime, datetime]:
         start = day.replace(day=1)
         return start, start + timedelta(days=monthrange(start.year, start.month)[1])
     raise ValueError(f"unknown budget period {period!r}")
-
-
-def budget_key_json(budget: Budget) -> dict[str, Any] | None:
-    """An API key budget's key, as budgets show it (/v1/budgets, /api/budgets/, webhooks): its id (as in the web UI's
-    /api/keys/), its public id (`key_id`: the one /v1's usage and costs name it by, and the start of its secret, so a
-    program finds its own key's budget) and its name. None for other scopes."""
-    key = budget.api_key
-    return None if key is None else {"id": key.pk, "key_id": key.key_id, "name": key.name}
 
 
 def budget_list(*, organization_id: int, now: datetime | None = None) -> list[BudgetState]:

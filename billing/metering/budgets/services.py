@@ -19,9 +19,10 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from accounts.models import ApiKey, ApiKeyAccess, Organization
+from accounts.selectors import apikey_ref
 from accounts.services import audit_record
 from billing.metering import budgets
-from billing.metering.budgets.selectors import budget_key_json, budget_window
+from billing.metering.budgets.selectors import budget_window
 from billing.metering.errors import BudgetConflict, BudgetNotFound
 from billing.metering.models import Budget, BudgetAlert, BudgetMode, BudgetPeriod, BudgetScope, BudgetSpend
 from billing.notifications.selectors import notice_recipients
@@ -366,7 +367,7 @@ def budget_alert_webhook_emit(*, alert_id: int) -> None:
             "scope": budget.scope,
             "workflow": budget.workflow or None,
             "api_key_id": budget.api_key_id,
-            "api_key": budget_key_json(budget),
+            "api_key": apikey_ref(budget.api_key) if budget.api_key else None,
             "period": budget.period,
             "mode": budget.mode,
             "amount": format_amount(alert.amount_nano),

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ApiKey
+from accounts.selectors import apikey_ref
 from billing.webhooks.models import DeliveryStatus, EventType, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from core.errors import ApplicationError
 
@@ -133,14 +134,7 @@ def webhook_keys_expiring_emit(*, now: datetime | None = None) -> int:
             event = webhook_event_emit(
                 organization_id=key.organization_id,
                 event_type=EventType.API_KEY_EXPIRING,
-                data={
-                    "api_key": {
-                        "id": key.pk,
-                        "key_id": key.key_id,
-                        "name": key.name,
-                        "expires_at": stamp,
-                    }
-                },
+                data={"api_key": {**apikey_ref(key), "expires_at": stamp}},
                 idempotency_key=f"api_key.expiring:{key.pk}:{stamp}",
             )
         emitted += event is not None
