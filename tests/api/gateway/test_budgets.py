@@ -15,6 +15,7 @@ from django.db import connections
 from django.db.models import Sum
 from django.utils import timezone
 
+from accounts.services import apikey_create
 from billing.ledger import services as ledger
 from billing.metering import holds
 from billing.metering.budgets.selectors import budget_window
@@ -408,3 +409,31 @@ def test_a_program_finds_its_own_keys_limit_at_v1_budgets_by_the_public_id_in_it
         mine.pk,
         usd("2"),
     )
+
+
+def not_covering(org_a, org_b, other_key_id: int, mode: str) -> list:
+    """Budgets of `mode`, tiny, that a call of org_a tagged "agents" and made with another key than other_key_id's
+    must neither be claimed from nor counted against (billing/ledger/functions/budget_covers.sql)."""
+    tiny = {"actor": "t", "amount_nano": 1, "period": "day", "mode": mode}
+    return [
+        budget_create(organization_id=org_a.pk, scope="api_key", api_key_id=other_key_id, **tiny),
+        budget_create(organization_id=org_a.pk, scope="workflow", workflow="other", **tiny),
+        budget_create(organization_id=org_b.pk, scope="organization", **tiny),
+        budget_create(organization_id=org_b.pk, scope="workflow", workflow="agents", **tiny),
+    ]
+
+
+@pytest.mark.parametrize("mode", ["hard", "alert"])
+def test_budgets_that_do_not_cover_a_call_are_neither_claimed_nor_counted(
+    live_url, secret, org_a, org_b, funded, standin, mode
+):
+    # Hard ones would be claimed with the hold (and refuse: 1 nano), alert-only ones counted at the settle.
+    other_key, _ = apikey_create(organization_id=org_a.pk, name="other")
+    others = not_covering(org_a, org_b, other_key.pk, mode)
+    covering = budget_create(
+        organization_id=org_a.pk, actor="t", scope="workflow", workflow="agents", amount_nano=usd("1"), period="day"
+    )
+    workflow_client(live_url, secret, "agents").chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5)
+    charge = UsageRecord.objects.get().charge_nano
+    wait_for(lambda: spend_of(covering) == (charge, 0))
+    assert [spend_of(budget) for budget in others] == [(0, 0)] * 4

@@ -15,6 +15,7 @@ from billing.metering.models import Budget, BudgetAlert, BudgetSpend
 from billing.pricing import rating
 from billing.usage.models import UsageRecord
 from tests.api.gateway.conftest import balances, key_limit, limited_key, reconciled, usd
+from tests.api.gateway.test_budgets import not_covering
 
 
 @pytest.fixture
@@ -254,3 +255,16 @@ def test_a_keys_spend_limit_holds_exactly_for_events_sent_at_once(live_url, org_
     assert spent(key_limit(key)) == (5 * each, 0)
     assert balances(funded) == (usd("10") - 5 * each, 0)
     assert reconciled(funded) == []
+
+
+@pytest.mark.parametrize("mode", ["hard", "alert"])
+def test_an_event_counts_against_the_budgets_covering_it_only(live_url, reporter, org_a, org_b, funded, mode):
+    other_key, _ = apikey_create(organization_id=org_a.pk, name="other")
+    others = not_covering(org_a, org_b, other_key.pk, mode)
+    covering = budget_create(
+        organization_id=org_a.pk, actor="t", scope="workflow", workflow="agents", amount_nano=usd("1"), period="day"
+    )
+    event = {"id": "e-1", "model": "gpt-4o", "input_tokens": 1000, "workflow": "agents"}
+    assert post(live_url, reporter, [event]).json()["data"][0]["status"] == "recorded"
+    assert spent(covering) == (gpt4o(1000, 0, 0), 0)
+    assert [spent(budget) for budget in others] == [(0, 0)] * 4

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 from django.core import mail
+from django.db import connection
 
 from accounts.models import AuditEvent
 from accounts.services import apikey_create
@@ -214,3 +215,30 @@ def test_a_key_budgets_crossing_names_its_key_by_its_public_id_too(org_a):
         key.pk,
         {"id": key.pk, "key_id": key.key_id, "name": "batch"},
     )
+
+
+@pytest.mark.parametrize(
+    ("budget", "call", "covers"),
+    [
+        # (organization, scope, workflow, api key) of the budget; (organization, workflow, api key) of the call.
+        ((1, "organization", "", None), (1, "agents", 7), True),
+        ((1, "organization", "", None), (2, "agents", 7), False),
+        ((1, "workflow", "agents", None), (1, "agents", 7), True),
+        ((1, "workflow", "agents", None), (1, "", 7), False),
+        ((1, "workflow", "agents", None), (2, "agents", 7), False),
+        ((1, "api_key", "", 7), (1, "agents", 7), True),
+        ((1, "api_key", "", 7), (1, "agents", 8), False),
+        ((1, "api_key", "", 7), (1, "agents", None), False),
+        ((1, "api_key", "", 7), (2, "agents", 7), False),
+        ((1, "team", "agents", 7), (1, "agents", 7), False),
+    ],
+)
+def test_budget_covers_is_which_budgets_a_call_is_claimed_from_and_counted_against(budget, call, covers):
+    # The one place this is written: the budgeted hold, the settle and reported events all call it.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT budget_covers(%s::bigint, %s::text, %s::text, %s::bigint, %s::bigint, %s::text, %s::bigint)"
+            " IS TRUE",
+            [*budget, *call],
+        )
+        assert cursor.fetchone() == (covers,)
